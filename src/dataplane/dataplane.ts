@@ -1,0 +1,99 @@
+/**
+ * One node's forwarding state: interfaces, VRFs with their routes, nexthops,
+ * the MPLS label table and drop counters. The state file loader, the replay
+ * CLI and (later) the control client program it through these methods; the
+ * pipeline reads it.
+ */
+import { DropStats } from './drop-reasons';
+import { MplsLabelTable } from './mpls-labels';
+import { NexthopSpec, NexthopTable, TunnelEncap } from './nexthop';
+import { Subnet, VrfTable } from './vrf';
+import { VifConfig, VifTable } from './vif';
+
+export interface NodeConfig {
+  name: string;
+  /** Underlay IPv4 of this node: the outer source of tunnels and the address decapsulated for. */
+  underlayIp: number;
+  /** Encapsulations this node sends and accepts, best first. */
+  encapPriority: TunnelEncap[];
+}
+
+export class Dataplane {
+  readonly node: NodeConfig;
+  readonly vifs = new VifTable();
+  readonly vrfs = new VrfTable();
+  readonly nexthops = new NexthopTable();
+  readonly labels: MplsLabelTable;
+  readonly drops = new DropStats();
+  /** Packets the vrouter made itself (ICMP errors), so rx + generated = tx + dropped. */
+  generated = 0;
+
+  constructor(node: NodeConfig, labelTableSize?: number) {
+    this.node = { ...node, underlayIp: node.underlayIp >>> 0 };
+    this.labels = new MplsLabelTable(labelTableSize);
+  }
+
+  addVif(config: VifConfig): void {
+    if (config.vrf >= 0 && !this.vrfs.get(config.vrf)) throw new Error(`vif ${config.id}: vrf ${config.vrf} does not exist`);
+    this.vifs.add(config);
+  }
+
+  removeVif(id: number): void {
+    if (!this.vifs.remove(id)) throw new Error(`vif ${id} does not exist`);
+  }
+
+  addVrf(id: number, name: string, subnets: Subnet[] = [], gateway = 0): void {
+    this.vrfs.add(id, name, subnets, gateway);
+  }
+
+  setNexthop(id: number, spec: NexthopSpec): void {
+    if ('vif' in spec && !this.vifs.get(spec.vif)) throw new Error(`nexthop ${id}: vif ${spec.vif} does not exist`);
+    this.nexthops.set(id, spec);
+    // Packets for the vrouter itself go to the host vif addressed to its MAC.
+    if (spec.kind === 'receive') this.nexthops.mac.set(this.vifs.get(spec.vif)!.mac, id * 6);
+  }
+
+  deleteNexthop(id: number): void {
+    this.nexthops.delete(id);
+  }
+
+  /** Adds or replaces a route; the nexthop must exist. */
+  addRoute(vrf: number, prefix: number, length: number, nexthop: number): void {
+    const table = this.vrfTable(vrf);
+    if (!this.nexthops.exists(nexthop)) throw new Error(`route in vrf ${vrf}: nexthop ${nexthop} does not exist`);
+    const previous = table.get(prefix, length);
+    if (previous >= 0) this.nexthops.refCount[previous]--;
+    table.insert(prefix, length, nexthop);
+    this.nexthops.refCount[nexthop]++;
+  }
+
+  deleteRoute(vrf: number, prefix: number, length: number): boolean {
+    const table = this.vrfTable(vrf);
+    const previous = table.get(prefix, length);
+    if (previous < 0) return false;
+    table.remove(prefix, length);
+    this.nexthops.refCount[previous]--;
+    return true;
+  }
+
+  setLabel(label: number, nexthop: number): void {
+    if (!this.nexthops.exists(nexthop)) throw new Error(`label ${label}: nexthop ${nexthop} does not exist`);
+    const previous = this.labels.lookup(label);
+    this.labels.set(label, nexthop);
+    if (previous >= 0) this.nexthops.refCount[previous]--;
+    this.nexthops.refCount[nexthop]++;
+  }
+
+  deleteLabel(label: number): boolean {
+    const previous = this.labels.delete(label);
+    if (previous < 0) return false;
+    this.nexthops.refCount[previous]--;
+    return true;
+  }
+
+  private vrfTable(vrf: number) {
+    const found = this.vrfs.get(vrf);
+    if (!found) throw new Error(`vrf ${vrf} does not exist`);
+    return found.routes;
+  }
+}

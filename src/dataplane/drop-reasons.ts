@@ -1,0 +1,61 @@
+/**
+ * Named drop reasons, as OpenContrail's `dropstats` counts them. Every packet
+ * the pipeline does not forward ends here under exactly one reason.
+ */
+export const DROP_REASONS = [
+  'truncated', // frame shorter than the headers it claims
+  'unknown-ethertype',
+  'ipv6-unsupported', // IPv6 is recognised and dropped for now
+  'bad-ip-header', // version not 4, IHL < 5, total length inconsistent
+  'bad-checksum', // IPv4 header checksum wrong
+  'invalid-vif', // arrived on or sent to an interface that does not exist
+  'arp-not-proxied', // ARP the proxy does not answer (not a request, not in the VN, from the fabric)
+  'no-route',
+  'ttl-expired', // inner TTL would reach 0 on this hop
+  'discard', // discard nexthop
+  'invalid-nexthop', // nexthop missing or of a kind that cannot forward here
+  'ecmp-no-member', // composite nexthop with every slot empty
+  'not-for-vrouter', // fabric packet that is not a tunnel to this node
+  'invalid-protocol', // tunnel with an inner payload other than IPv4
+  'invalid-label', // label reserved, out of range or not in the label table
+  'invalid-mpls-stack', // label without the bottom-of-stack bit
+  'mpls-ttl-expired',
+  'bad-gre-header', // GRE flags/version set or protocol not MPLS
+  'fragmented-tunnel', // outer tunnel packet fragmented (the vrouter does not reassemble)
+  'fragment-needed', // too big for the egress MTU with DF set
+  'no-headroom', // no room to push the outer headers
+] as const;
+
+export type DropReason = (typeof DROP_REASONS)[number];
+
+/** Numeric code of each reason, for the packet path (no strings there). */
+export const Drop: { readonly [K in DropReason]: number } = Object.fromEntries(
+  DROP_REASONS.map((name, index) => [name, index]),
+) as { [K in DropReason]: number };
+
+export class DropStats {
+  readonly counts = new Float64Array(DROP_REASONS.length);
+
+  count(reason: number): void {
+    this.counts[reason]++;
+  }
+
+  total(): number {
+    let sum = 0;
+    for (let i = 0; i < this.counts.length; i++) sum += this.counts[i];
+    return sum;
+  }
+
+  /** Reasons with a non-zero count, in declaration order. */
+  toJSON(): Record<string, number> {
+    const out: Record<string, number> = {};
+    DROP_REASONS.forEach((name, i) => {
+      if (this.counts[i] > 0) out[name] = this.counts[i];
+    });
+    return out;
+  }
+
+  clear(): void {
+    this.counts.fill(0);
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * The packet path. A received packet runs through these steps; each returns
+ * the next step, TRANSMIT or a drop with its reason:
+ *
+ *   ethernet-input ─┬─ arp ──> arp-proxy ──> (reply out the ingress vif)
+ *                   └─ ipv4 ─> ipv4-input ─┬─ from a pod ───> ipv4-lookup ─> ttl-decrement ─> nexthop
+ *                                          └─ from fabric ──> tunnel-decap ─> inner-ipv4-input ─> nexthop
+ *   nexthop ─┬─ encap / receive ─> encap-rewrite ─> (out the pod's or host's vif)
+ *            ├─ tunnel ─────────> tunnel-encap ──> (out the fabric vif)
+ *            └─ composite: picks an ECMP member first
+ *
+ * Every step is declared once below with its name and trace formatter; the
+ * untraced loop pays nothing for tracing. The pipeline never throws on
+ * packet contents: each packet is transmitted or counted under one drop
+ * reason, so received + generated = transmitted + dropped.
+ */
+import { Dataplane } from './dataplane';
+import { DROP_REASONS, Drop } from './drop-reasons';
+import { NexthopTable } from './nexthop';
+import { MplsLabelTable } from './mpls-labels';
+import { PacketPool } from './packet-pool';
+import { Vif } from './vif';
+import { Vrf } from './vrf';
+import { arpProxy, describeArpProxy } from './steps/arp-proxy';
+import { describeEncapRewrite, encapRewrite } from './steps/encap-rewrite';
+import { describeEthernetInput, ethernetInput } from './steps/ethernet-input';
+import { describeIpv4Input, innerIpv4Input, ipv4Input } from './steps/ipv4-input';
+import { describeIpv4Lookup, ipv4Lookup } from './steps/ipv4-lookup';
+import { describeNexthop, nexthop } from './steps/nexthop';
+import { TRANSMIT, dropReasonOf, ETHERNET_INPUT } from './steps/next';
+import { describeTtlDecrement, ttlDecrement } from './steps/ttl-decrement';
+import { describeTunnelDecap, tunnelDecap } from './steps/tunnel-decap';
+import { describeTunnelEncap, tunnelEncap } from './steps/tunnel-encap';
+
+export interface Step {
+  readonly name: string;
+  process(c: Pipeline, p: number): number;
+  /** One line about what the step decided; only the trace calls it. */
+  describe(c: Pipeline, p: number, next: number): string;
+}
+
+/** Indexed by the step ids of steps/next.ts. */
+export const STEPS: readonly Step[] = [
+  { name: 'ethernet-input', process: ethernetInput, describe: describeEthernetInput },
+  { name: 'arp-proxy', process: arpProxy, describe: describeArpProxy },
+  { name: 'ipv4-input', process: ipv4Input, describe: describeIpv4Input },
+  { name: 'tunnel-decap', process: tunnelDecap, describe: describeTunnelDecap },
+  { name: 'inner-ipv4-input', process: innerIpv4Input, describe: describeIpv4Input },
+  { name: 'ipv4-lookup', process: ipv4Lookup, describe: describeIpv4Lookup },
+  { name: 'ttl-decrement', process: ttlDecrement, describe: describeTtlDecrement },
+  { name: 'nexthop', process: nexthop, describe: describeNexthop },
+  { name: 'encap-rewrite', process: encapRewrite, describe: describeEncapRewrite },
+  { name: 'tunnel-encap', process: tunnelEncap, describe: describeTunnelEncap },
+];
+
+/** Receives the lines of a packet trace. */
+export type TraceSink = (line: string) => void;
+
+export class Pipeline {
+  readonly dp: Dataplane;
+  readonly pool: PacketPool;
+  /** Views of the dataplane tables the steps read (their arrays are live). */
+  readonly vifs: (Vif | null)[];
+  readonly vrfs: (Vrf | null)[];
+  readonly labels: MplsLabelTable;
+  readonly underlayIp: number;
+  /** When set, every packet's path is described step by step. */
+  trace: TraceSink | null = null;
+  received = 0;
+  transmitted = 0;
+
+  private ipId = 0;
+  /** Vifs sent to during the current batch, flushed at its end. */
+  private readonly touched: Int32Array;
+  private touchedCount = 0;
+  private readonly touchedMark: Uint8Array;
+
+  constructor(dp: Dataplane, pool: PacketPool) {
+    this.dp = dp;
+    this.pool = pool;
+    this.vifs = dp.vifs.byId;
+    this.vrfs = dp.vrfs.byId;
+    this.labels = dp.labels;
+    this.underlayIp = dp.node.underlayIp;
+    this.touched = new Int32Array(4096);
+    this.touchedMark = new Uint8Array(4096);
+  }
+
+  /** The nexthop table can be regrown by the control plane, so read it through the dataplane. */
+  get nexthops(): NexthopTable {
+    return this.dp.nexthops;
+  }
+
+  /** Identification for IPv4 headers the vrouter writes (outer headers, ICMP errors). */
+  nextIpId(): number {
+    this.ipId = (this.ipId + 1) & 0xffff;
+    return this.ipId;
+  }
+
+  /** An ICMP error replaced a packet dropped for `reason`. */
+  countGenerated(reason: number): void {
+    this.dp.drops.count(reason);
+    this.dp.generated++;
+  }
+
+  /**
+   * Runs a batch of received packets (slots with ingressVif set) to
+   * completion and flushes the ports sent to. The caller owns the slots.
+   */
+  processBatch(slots: Int32Array, count: number): void {
+    if (this.trace !== null) {
+      for (let i = 0; i < count; i++) this.processTraced(slots[i], this.trace);
+    } else {
+      for (let i = 0; i < count; i++) this.process(slots[i]);
+    }
+    this.flush();
+  }
+
+  private process(p: number): void {
+    if (!this.accept(p)) return;
+    let next = ETHERNET_INPUT;
+    while (next >= 0) next = STEPS[next].process(this, p);
+    this.finish(p, next);
+  }
+
+  private processTraced(p: number, trace: TraceSink): void {
+    const vif = this.vifs[this.pool.ingressVif[p]];
+    trace(`packet ${this.received + 1}: in vif ${this.pool.ingressVif[p]}${vif ? ` (${vif.name})` : ''}, ${this.pool.length[p]} bytes`);
+    if (!this.accept(p)) {
+      trace('  drop: invalid-vif');
+      return;
+    }
+    let next = ETHERNET_INPUT;
+    while (next >= 0) {
+      const step = STEPS[next];
+      next = step.process(this, p);
+      trace(`  ${step.name}: ${step.describe(this, p, next)}`);
+    }
+    if (next === TRANSMIT) {
+      const out = this.vifs[this.pool.egressVif[p]];
+      trace(`  transmit: vif ${this.pool.egressVif[p]}${out ? ` (${out.name})` : ''}, ${this.pool.length[p]} bytes`);
+    } else {
+      trace(`  drop: ${DROP_REASONS[dropReasonOf(next)]}`);
+    }
+    this.finish(p, next);
+  }
+
+  /** Counts the packet in; false (and counted as a drop) when its vif does not exist. */
+  private accept(p: number): boolean {
+    this.received++;
+    const vif = this.vifs[this.pool.ingressVif[p]];
+    if (vif === null || vif === undefined) {
+      this.dp.drops.count(Drop['invalid-vif']);
+      return false;
+    }
+    vif.rxPackets++;
+    vif.rxBytes += this.pool.length[p];
+    return true;
+  }
+
+  private finish(p: number, next: number): void {
+    if (next !== TRANSMIT) {
+      this.dp.drops.count(dropReasonOf(next));
+      return;
+    }
+    const pool = this.pool;
+    const vifId = pool.egressVif[p];
+    const vif = this.vifs[vifId]!;
+    const length = pool.length[p];
+    vif.txPackets++;
+    vif.txBytes += length;
+    this.transmitted++;
+    vif.port.send(pool.data, pool.start[p], length);
+    if (this.touchedMark[vifId] === 0 && vifId < this.touchedMark.length) {
+      this.touchedMark[vifId] = 1;
+      this.touched[this.touchedCount++] = vifId;
+    }
+  }
+
+  private flush(): void {
+    for (let i = 0; i < this.touchedCount; i++) {
+      const vifId = this.touched[i];
+      this.touchedMark[vifId] = 0;
+      this.vifs[vifId]?.port.flush();
+    }
+    this.touchedCount = 0;
+  }
+}

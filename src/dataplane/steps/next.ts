@@ -1,0 +1,27 @@
+/**
+ * What a pipeline step returns: the id of the next step, TRANSMIT (the
+ * packet leaves by pool.egressVif), or a drop with its reason. Plain
+ * numbers, so deciding where a packet goes allocates nothing.
+ */
+export const ETHERNET_INPUT = 0;
+export const ARP_PROXY = 1;
+export const IPV4_INPUT = 2;
+export const TUNNEL_DECAP = 3;
+export const INNER_IPV4_INPUT = 4;
+export const IPV4_LOOKUP = 5;
+export const TTL_DECREMENT = 6;
+export const NEXTHOP = 7;
+export const ENCAP_REWRITE = 8;
+export const TUNNEL_ENCAP = 9;
+
+export const TRANSMIT = -1;
+
+/** Encodes a drop reason (from drop-reasons.ts) as a step result. */
+export function drop(reason: number): number {
+  return -2 - reason;
+}
+
+/** The drop reason of a step result that is a drop. */
+export function dropReasonOf(next: number): number {
+  return -2 - next;
+}

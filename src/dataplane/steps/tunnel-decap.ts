@@ -1,0 +1,73 @@
+/**
+ * tunnel-decap: a packet from the fabric addressed to this node is MPLS over
+ * UDP (RFC 7510, port 6635 or the legacy 51234) or MPLS over GRE (RFC 4023).
+ * Checks the label stack entry (bottom of stack, unicast label present in
+ * the label table, TTL), takes the nexthop and VRF from the label and moves
+ * the packet start to the inner IPv4 header: nothing is copied.
+ */
+import type { Pipeline } from '../pipeline';
+import { Drop } from '../drop-reasons';
+import { ETHERTYPE_MPLS } from '../protocols/ethernet';
+import { GRE_HEADER_LEN } from '../protocols/gre';
+import { PROTO_GRE, PROTO_UDP, ipToString, readU32 } from '../protocols/ipv4';
+import { MPLS_HEADER_LEN } from '../protocols/mpls';
+import { MPLS_OVER_UDP_LEGACY_PORT, MPLS_OVER_UDP_PORT, UDP_HEADER_LEN } from '../protocols/udp';
+import { NH_ENCAP, NH_RECEIVE } from '../nexthop';
+import { INNER_IPV4_INPUT, drop } from './next';
+
+export function tunnelDecap(c: Pipeline, p: number): number {
+  const pool = c.pool;
+  const d = pool.data;
+  const l3 = pool.l3[p];
+  const end = pool.start[p] + pool.length[p];
+  if (readU32(d, l3 + 16) !== c.underlayIp) return drop(Drop['not-for-vrouter']);
+  const l4 = l3 + ((d[l3] & 0x0f) << 2);
+  if ((((d[l3 + 6] << 8) | d[l3 + 7]) & 0x3fff) !== 0) return drop(Drop['fragmented-tunnel']);
+  const protocol = d[l3 + 9];
+  let mpls: number;
+  if (protocol === PROTO_UDP) {
+    if (end - l4 < UDP_HEADER_LEN) return drop(Drop.truncated);
+    const dstPort = (d[l4 + 2] << 8) | d[l4 + 3];
+    if (dstPort !== MPLS_OVER_UDP_PORT && dstPort !== MPLS_OVER_UDP_LEGACY_PORT) return drop(Drop['not-for-vrouter']);
+    mpls = l4 + UDP_HEADER_LEN;
+  } else if (protocol === PROTO_GRE) {
+    if (end - l4 < GRE_HEADER_LEN) return drop(Drop.truncated);
+    // No checksum, key or sequence number, version 0, and MPLS inside.
+    if (d[l4] !== 0 || d[l4 + 1] !== 0 || ((d[l4 + 2] << 8) | d[l4 + 3]) !== ETHERTYPE_MPLS)
+      return drop(Drop['bad-gre-header']);
+    mpls = l4 + GRE_HEADER_LEN;
+  } else {
+    return drop(Drop['not-for-vrouter']);
+  }
+  if (end - mpls < MPLS_HEADER_LEN + 1) return drop(Drop.truncated);
+  if ((d[mpls + 2] & 0x01) === 0) return drop(Drop['invalid-mpls-stack']);
+  const label = (d[mpls] << 12) | (d[mpls + 1] << 4) | (d[mpls + 2] >>> 4);
+  const nexthop = c.labels.lookup(label);
+  if (nexthop < 0) return drop(Drop['invalid-label']);
+  // Receiving is one MPLS hop: a label TTL of 1 or 0 expires here.
+  if (d[mpls + 3] <= 1) return drop(Drop['mpls-ttl-expired']);
+  const inner = mpls + MPLS_HEADER_LEN;
+  const version = d[inner] >>> 4;
+  if (version === 6) return drop(Drop['ipv6-unsupported']);
+  if (version !== 4) return drop(Drop['invalid-protocol']);
+  const kind = c.nexthops.kind[nexthop];
+  // A label leads to a local pod (or the vrouter itself), never back into the fabric.
+  const localVif = kind === NH_ENCAP || kind === NH_RECEIVE ? c.vifs[c.nexthops.vif[nexthop]] : null;
+  if (localVif === null || localVif === undefined) return drop(Drop['invalid-nexthop']);
+  pool.nexthop[p] = nexthop;
+  pool.vrf[p] = localVif.vrf;
+  pool.l4[p] = l4; // the outer L4 header, for the trace; classify overwrites it
+  pool.l3[p] = inner;
+  return INNER_IPV4_INPUT;
+}
+
+export function describeTunnelDecap(c: Pipeline, p: number, next: number): string {
+  const d = c.pool.data;
+  const inner = c.pool.l3[p];
+  const mpls = inner - MPLS_HEADER_LEN;
+  const label = (d[mpls] << 12) | (d[mpls + 1] << 4) | (d[mpls + 2] >>> 4);
+  const over = mpls - c.pool.l4[p] === UDP_HEADER_LEN ? 'udp' : 'gre';
+  return next === INNER_IPV4_INPUT
+    ? `mpls-over-${over} label ${label} ttl ${d[mpls + 3]} -> nh ${c.pool.nexthop[p]} vrf ${c.pool.vrf[p]}`
+    : `outer ${ipToString(readU32(d, c.pool.l3[p] + 12))} > ${ipToString(readU32(d, c.pool.l3[p] + 16))} not decapsulated`;
+}
