@@ -47,10 +47,12 @@ export class Dataplane {
   }
 
   setNexthop(id: number, spec: NexthopSpec): void {
-    if ('vif' in spec && !this.vifs.get(spec.vif)) throw new Error(`nexthop ${id}: vif ${spec.vif} does not exist`);
+    // A receive nexthop may have no host vif to deliver to (vif -1): such packets are dropped.
+    const optionalVif = spec.kind === 'receive' && spec.vif < 0;
+    if ('vif' in spec && !optionalVif && !this.vifs.get(spec.vif)) throw new Error(`nexthop ${id}: vif ${spec.vif} does not exist`);
     this.nexthops.set(id, spec);
-    // Packets for the vrouter itself go to the host vif addressed to its MAC.
-    if (spec.kind === 'receive') this.nexthops.mac.set(this.vifs.get(spec.vif)!.mac, id * 6);
+    // Packets for the vrouter itself go to the host vif, addressed to its MAC.
+    if (spec.kind === 'receive' && !optionalVif) this.nexthops.mac.set(this.vifs.get(spec.vif)!.mac, id * 6);
   }
 
   deleteNexthop(id: number): void {

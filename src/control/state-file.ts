@@ -1,0 +1,344 @@
+/**
+ * Loads a dataplane state file (YAML or JSON, see state-schema.ts) into a
+ * freshly programmed Dataplane. Every error names the file, the JSON-pointer
+ * path of the offending field and its value, in one form:
+ *
+ *   <file>: <path>: <what is wrong> (value: <JSON of the value>)
+ *
+ * so an operator can find the line to fix without reading this code.
+ */
+import { readFileSync } from 'node:fs';
+import Ajv, { ErrorObject } from 'ajv';
+import ipaddr from 'ipaddr.js';
+import { LineCounter, parseDocument } from 'yaml';
+import { Dataplane } from '../dataplane/dataplane';
+import { NexthopSpec, TunnelEncap } from '../dataplane/nexthop';
+import { parseMac } from '../dataplane/protocols/ethernet';
+import { ipToString } from '../dataplane/protocols/ipv4';
+import { prefixMask } from '../dataplane/lpm/prefix-table';
+import { Subnet } from '../dataplane/vrf';
+import { VifKind } from '../dataplane/vif';
+import {
+  DEFAULT_ENCAP_PRIORITY,
+  DEFAULT_MTU,
+  DEFAULT_TUNNEL_ENCAPS,
+  NexthopEntry,
+  StateDocument,
+  TunnelNexthopEntry,
+  VrfReference,
+  stateFileSchema,
+} from './state-schema';
+
+export class StateFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateFileError';
+  }
+}
+
+/** Reads, validates and programs a state file. */
+export function loadStateFile(file: string): Dataplane {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new StateFileError(`${file}: cannot read: ${(error as Error).message}`);
+  }
+  return buildDataplane(parseStateText(text, file), file);
+}
+
+/** Parses YAML (which includes JSON) into plain data; syntax errors name the line. */
+export function parseStateText(text: string, file: string): unknown {
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { lineCounter, prettyErrors: false });
+  const [error] = document.errors;
+  if (error) {
+    const { line, col } = lineCounter.linePos(error.pos[0]);
+    throw new StateFileError(`${file}: line ${line}, column ${col}: ${error.message}`);
+  }
+  return document.toJS();
+}
+
+// verbose: errors carry the offending value and the schema around it, for the messages.
+const ajv = new Ajv({ discriminator: true, verbose: true, allowUnionTypes: true });
+const validateDocument = ajv.compile<StateDocument>(stateFileSchema);
+
+/** Validates a parsed document and programs a new Dataplane from it. */
+export function buildDataplane(document: unknown, file: string): Dataplane {
+  if (!validateDocument(document)) throw new StateFileError(describeSchemaError(validateDocument.errors![0], file));
+  return new StateBuilder(document, file).build();
+}
+
+/** Values longer than this are cut in messages: a whole section would drown the error. */
+const MAX_VALUE_TEXT = 120;
+
+function formatError(file: string, path: string, problem: string, value: unknown): string {
+  let valueText = JSON.stringify(value) ?? 'undefined';
+  if (valueText.length > MAX_VALUE_TEXT) valueText = `${valueText.slice(0, MAX_VALUE_TEXT)}...`;
+  return `${file}: ${path || '/'}: ${problem} (value: ${valueText})`;
+}
+
+function escapePointerToken(token: string): string {
+  return token.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** Turns ajv's first error into the common form, pointing at the field itself where ajv points at its parent. */
+function describeSchemaError(error: ErrorObject, file: string): string {
+  const path = error.instancePath;
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const field: string = error.params.additionalProperty;
+      const known = Object.keys(error.parentSchema?.properties ?? {}).join(', ');
+      const value = (error.data as Record<string, unknown>)[field];
+      return formatError(file, `${path}/${escapePointerToken(field)}`, `unknown field, expected one of: ${known}`, value);
+    }
+    case 'required':
+      return formatError(file, path, `missing required field "${error.params.missingProperty}"`, error.data);
+    case 'discriminator': {
+      const tag: string = error.params.tag;
+      const branches: Array<{ properties: Record<string, { const: string }> }> = error.parentSchema?.oneOf ?? [];
+      const kinds = branches.map((branch) => branch.properties[tag].const).join(', ');
+      return formatError(file, `${path}/${escapePointerToken(tag)}`, `must be one of: ${kinds}`, error.params.tagValue);
+    }
+    case 'enum':
+      return formatError(file, path, `must be one of: ${(error.params.allowedValues as unknown[]).join(', ')}`, error.data);
+    case 'type':
+      return formatError(file, path, `must be ${String(error.params.type).split(',').join(' or ')}`, error.data);
+    default:
+      return formatError(file, path, error.message ?? 'is invalid', error.data);
+  }
+}
+
+/** The dataplane's form of an address: an unsigned 32-bit number. */
+function ipv4ToNumber(address: ipaddr.IPv4): number {
+  const [a, b, c, d] = address.toByteArray();
+  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+}
+
+/** Programs a Dataplane from a schema-valid document, checking what the schema cannot: addresses, uniqueness, references. */
+class StateBuilder {
+  private readonly dataplane: Dataplane;
+  private readonly vrfIdByName = new Map<string, number>();
+  /** Nexthop kinds by id, from the document, so composites can be checked before they are programmed. */
+  private readonly nexthopKinds = new Map<number, NexthopEntry['kind']>();
+  private readonly encapPriority: readonly TunnelEncap[];
+  private readonly underlayIp: number;
+  private readonly underlayGatewayMac: Uint8Array | null;
+
+  constructor(
+    private readonly state: StateDocument,
+    private readonly file: string,
+  ) {
+    const node = state.node;
+    this.underlayIp = this.parseIpv4(node.underlayIp, '/node/underlayIp');
+    this.underlayGatewayMac = node.underlayGatewayMac === undefined ? null : parseMac(node.underlayGatewayMac);
+    this.encapPriority = node.encapPriority ?? DEFAULT_ENCAP_PRIORITY;
+    this.dataplane = new Dataplane({ name: node.name, underlayIp: this.underlayIp, encapPriority: [...this.encapPriority] });
+  }
+
+  build(): Dataplane {
+    this.addVrfs();
+    this.addVifs();
+    this.addNexthops();
+    this.addRoutes();
+    this.addLabels();
+    return this.dataplane;
+  }
+
+  private addVrfs(): void {
+    const vrfs = this.state.vrfs ?? [];
+    this.requireUnique(vrfs, 'vrfs', 'id');
+    this.requireUnique(vrfs, 'vrfs', 'name');
+    vrfs.forEach((vrf, index) => {
+      const path = `/vrfs/${index}`;
+      const subnets = (vrf.subnets ?? []).map((subnet, subnetIndex) => this.parsePrefix(subnet, `${path}/subnets/${subnetIndex}`));
+      const gateway = vrf.gateway === undefined ? 0 : this.parseIpv4(vrf.gateway, `${path}/gateway`);
+      this.program(path, vrf, () => this.dataplane.addVrf(vrf.id, vrf.name, subnets, gateway));
+      this.vrfIdByName.set(vrf.name, vrf.id);
+    });
+  }
+
+  private addVifs(): void {
+    const vifs = this.state.vifs ?? [];
+    this.requireUnique(vifs, 'vifs', 'id');
+    this.requireUnique(vifs, 'vifs', 'name');
+    vifs.forEach((vif, index) => {
+      const path = `/vifs/${index}`;
+      if (vif.kind === 'virtual' && vif.vrf === undefined) this.fail(path, 'a virtual vif needs "vrf"', vif);
+      if (vif.kind === 'fabric' && vif.vrf !== undefined) this.fail(`${path}/vrf`, 'a fabric vif belongs to no VRF', vif.vrf);
+      const config = {
+        id: vif.id,
+        kind: vif.kind,
+        name: vif.name,
+        mac: parseMac(vif.mac),
+        ip: vif.ip === undefined ? 0 : this.parseIpv4(vif.ip, `${path}/ip`),
+        vrf: vif.vrf === undefined ? -1 : this.resolveVrf(vif.vrf, `${path}/vrf`),
+        mtu: vif.mtu ?? DEFAULT_MTU,
+      };
+      this.program(path, vif, () => this.dataplane.addVif(config));
+    });
+  }
+
+  /** Non-composites first, so composite members may appear anywhere in the file. */
+  private addNexthops(): void {
+    const nexthops = this.state.nexthops ?? [];
+    this.requireUnique(nexthops, 'nexthops', 'id');
+    for (const nexthop of nexthops) this.nexthopKinds.set(nexthop.id, nexthop.kind);
+    for (const pass of ['members', 'composites'] as const) {
+      nexthops.forEach((nexthop, index) => {
+        if ((nexthop.kind === 'composite') !== (pass === 'composites')) return;
+        const path = `/nexthops/${index}`;
+        const spec = this.nexthopSpec(nexthop, path);
+        this.program(path, nexthop, () => this.dataplane.setNexthop(nexthop.id, spec));
+      });
+    }
+  }
+
+  private nexthopSpec(nexthop: NexthopEntry, path: string): NexthopSpec {
+    switch (nexthop.kind) {
+      case 'encap': {
+        const vif = this.requireVif(nexthop.vif, `${path}/vif`);
+        return { kind: 'encap', vif: vif.id, mac: nexthop.mac === undefined ? vif.mac : parseMac(nexthop.mac) };
+      }
+      case 'tunnel':
+        return this.tunnelSpec(nexthop, path);
+      case 'composite':
+        return {
+          kind: 'composite',
+          members: nexthop.members.map((member, slot) => {
+            if (member === null) return -1;
+            const memberPath = `${path}/members/${slot}`;
+            const kind = this.nexthopKinds.get(member);
+            if (kind === undefined) this.fail(memberPath, `nexthop ${member} is not defined`, member);
+            if (kind === 'composite') this.fail(memberPath, `nexthop ${member} is a composite; composites do not nest`, member);
+            return member;
+          }),
+        };
+      case 'receive':
+        return {
+          kind: 'receive',
+          vif: nexthop.vif === undefined ? (this.onlyVifOfKind('host', path, nexthop)?.id ?? -1) : this.requireVif(nexthop.vif, `${path}/vif`).id,
+        };
+      case 'discard':
+        return { kind: 'discard' };
+    }
+  }
+
+  private tunnelSpec(tunnel: TunnelNexthopEntry, path: string): NexthopSpec {
+    let vifId: number;
+    if (tunnel.vif === undefined) {
+      const fabric = this.onlyVifOfKind('fabric', path, tunnel);
+      if (!fabric) this.fail(path, 'no fabric vif for the tunnel to leave by: add one or set "vif"', tunnel);
+      vifId = fabric.id;
+    } else {
+      const vif = this.requireVif(tunnel.vif, `${path}/vif`);
+      if (vif.kindName !== 'fabric') this.fail(`${path}/vif`, `vif ${vif.id} is a ${vif.kindName} vif, tunnels leave by a fabric vif`, tunnel.vif);
+      vifId = vif.id;
+    }
+    let mac = this.underlayGatewayMac;
+    if (tunnel.mac !== undefined) mac = parseMac(tunnel.mac);
+    if (!mac) this.fail(path, 'no destination MAC: set "mac" here or "underlayGatewayMac" in node', tunnel);
+    const encaps = tunnel.encaps ?? DEFAULT_TUNNEL_ENCAPS;
+    const encap = this.encapPriority.find((candidate) => encaps.includes(candidate));
+    if (!encap) this.fail(`${path}/encaps`, `no encapsulation in common with node.encapPriority ${JSON.stringify(this.encapPriority)}`, encaps);
+    return {
+      kind: 'tunnel',
+      vif: vifId,
+      dip: this.parseIpv4(tunnel.dip, `${path}/dip`),
+      sip: tunnel.sip === undefined ? this.underlayIp : this.parseIpv4(tunnel.sip, `${path}/sip`),
+      label: tunnel.label,
+      encap,
+      mac,
+    };
+  }
+
+  private addRoutes(): void {
+    /** "vrf prefix/length" -> path of the route that first set it. */
+    const seen = new Map<string, string>();
+    (this.state.routes ?? []).forEach((route, index) => {
+      const path = `/routes/${index}`;
+      const vrf = this.resolveVrf(route.vrf, `${path}/vrf`);
+      const { prefix, length } = this.parsePrefix(route.prefix, `${path}/prefix`);
+      this.requireNexthop(route.nexthop, `${path}/nexthop`);
+      const key = `${vrf} ${prefix}/${length}`;
+      const first = seen.get(key);
+      if (first !== undefined) this.fail(`${path}/prefix`, `duplicate route in vrf ${vrf}, first at ${first}`, route.prefix);
+      seen.set(key, path);
+      this.program(path, route, () => this.dataplane.addRoute(vrf, prefix, length, route.nexthop));
+    });
+  }
+
+  private addLabels(): void {
+    const labels = this.state.labels ?? [];
+    this.requireUnique(labels, 'labels', 'label');
+    labels.forEach((entry, index) => {
+      const path = `/labels/${index}`;
+      this.requireNexthop(entry.nexthop, `${path}/nexthop`);
+      this.program(path, entry, () => this.dataplane.setLabel(entry.label, entry.nexthop));
+    });
+  }
+
+  /** Reports the second of two items that share a key, at that key's path. */
+  private requireUnique<Item, Key extends keyof Item & string>(items: readonly Item[], section: string, key: Key): void {
+    const firstIndex = new Map<Item[Key], number>();
+    items.forEach((item, index) => {
+      const value = item[key];
+      const first = firstIndex.get(value);
+      if (first !== undefined) this.fail(`/${section}/${index}/${key}`, `duplicate ${key}, first at /${section}/${first}`, value);
+      firstIndex.set(value, index);
+    });
+  }
+
+  private resolveVrf(reference: VrfReference, path: string): number {
+    const id = typeof reference === 'number' ? reference : this.vrfIdByName.get(reference);
+    if (id === undefined || !this.dataplane.vrfs.get(id)) this.fail(path, `vrf ${JSON.stringify(reference)} is not defined`, reference);
+    return id;
+  }
+
+  private requireVif(id: number, path: string) {
+    const vif = this.dataplane.vifs.get(id);
+    if (!vif) this.fail(path, `vif ${id} is not defined`, id);
+    return vif;
+  }
+
+  private requireNexthop(id: number, path: string): void {
+    if (!this.dataplane.nexthops.exists(id)) this.fail(path, `nexthop ${id} is not defined`, id);
+  }
+
+  /** The vif of a kind when there is exactly one, null when none; several make the default ambiguous. */
+  private onlyVifOfKind(kind: VifKind, path: string, nexthop: NexthopEntry) {
+    const found = [...this.dataplane.vifs].filter((vif) => vif.kindName === kind);
+    if (found.length > 1) this.fail(path, `several ${kind} vifs (${found.map((vif) => vif.id).join(', ')}): set "vif"`, nexthop);
+    return found[0] ?? null;
+  }
+
+  /** Four-part decimal only: ipaddr.js would also take "10.1" and hex forms, which are more likely typos. */
+  private parseIpv4(text: string, path: string): number {
+    if (!ipaddr.IPv4.isValidFourPartDecimal(text)) this.fail(path, 'not an IPv4 address', text);
+    return ipv4ToNumber(ipaddr.IPv4.parse(text));
+  }
+
+  private parsePrefix(text: string, path: string): Subnet {
+    if (!ipaddr.IPv4.isValidCIDRFourPartDecimal(text)) this.fail(path, 'not an IPv4 prefix (a.b.c.d/length)', text);
+    const [address, length] = ipaddr.IPv4.parseCIDR(text);
+    const prefix = ipv4ToNumber(address);
+    const network = (prefix & prefixMask(length)) >>> 0;
+    if (network !== prefix) {
+      this.fail(path, `host bits set: the prefix is ${ipToString(network)}/${length}`, text);
+    }
+    return { prefix, length };
+  }
+
+  /** Runs one Dataplane call, blaming the item being programmed for what it throws. */
+  private program(path: string, item: unknown, action: () => void): void {
+    try {
+      action();
+    } catch (error) {
+      this.fail(path, (error as Error).message, item);
+    }
+  }
+
+  private fail(path: string, problem: string, value: unknown): never {
+    throw new StateFileError(formatError(this.file, path, problem, value));
+  }
+}
