@@ -1,0 +1,164 @@
+/**
+ * Synthetic workloads for the in-process pipeline benchmark and the
+ * no-allocation test: one node with 100,000 remote /32 routes in its VRF, and
+ * batches of 64-byte frames (distinct flows) re-armed before every run.
+ * Templates live in spare slots of the packet pool, so re-arming is a
+ * copyWithin inside one buffer: no allocation, like a NIC filling its ring.
+ */
+import { Dataplane } from '../src/dataplane/dataplane';
+import { CountingPort } from '../src/dataplane/io/memory-port';
+import { PacketPool } from '../src/dataplane/packet-pool';
+import { Pipeline } from '../src/dataplane/pipeline';
+import { checksum } from '../src/dataplane/protocols/checksum';
+import { parseMac } from '../src/dataplane/protocols/ethernet';
+import { ipFromString, writeU16, writeU32 } from '../src/dataplane/protocols/ipv4';
+
+export const BATCH = 256;
+export const FRAME_BYTES = 64;
+const REMOTE_ROUTES = 100_000;
+const REMOTE_NODES = 64;
+
+export type WorkloadCase = 'local-forward' | 'encap' | 'decap' | 'ecmp-encap';
+export const WORKLOAD_CASES: WorkloadCase[] = ['local-forward', 'encap', 'decap', 'ecmp-encap'];
+
+export interface Workload {
+  pipeline: Pipeline;
+  /** Re-arms the batch from the templates and runs it through the pipeline. */
+  runBatch(): void;
+  /** Where forwarded frames end up. */
+  sink: CountingPort;
+}
+
+const POD_A = ipFromString('10.1.0.3');
+const POD_B = ipFromString('10.1.0.4');
+const CLUSTER_IP = ipFromString('10.96.0.10');
+const NODE_IP = ipFromString('192.168.0.11');
+
+/** 10.2.x.y: the remote pods, spread over REMOTE_NODES nodes. */
+function remotePod(i: number): number {
+  return (ipFromString('10.2.0.0') + Math.floor(i / 250) * 256 + (i % 250) + 2) >>> 0;
+}
+
+function buildDataplane(): Dataplane {
+  const dp = new Dataplane({ name: 'bench', underlayIp: NODE_IP, encapPriority: ['udp', 'gre'] });
+  dp.addVrf(1, 'vn1', [{ prefix: ipFromString('10.0.0.0'), length: 8 }], ipFromString('10.1.0.1'));
+  dp.addVif({ id: 0, kind: 'fabric', name: 'eth0', mac: parseMac('52:54:00:00:00:11'), ip: NODE_IP, vrf: -1, mtu: 9000 });
+  dp.addVif({ id: 1, kind: 'virtual', name: 'pod-a', mac: parseMac('02:00:00:00:00:03'), ip: POD_A, vrf: 1, mtu: 1500 });
+  dp.addVif({ id: 2, kind: 'virtual', name: 'pod-b', mac: parseMac('02:00:00:00:00:04'), ip: POD_B, vrf: 1, mtu: 1500 });
+  dp.setNexthop(1, { kind: 'encap', vif: 1, mac: parseMac('02:00:00:00:00:03') });
+  dp.setNexthop(2, { kind: 'encap', vif: 2, mac: parseMac('02:00:00:00:00:04') });
+  dp.addRoute(1, POD_A, 32, 1);
+  dp.addRoute(1, POD_B, 32, 2);
+  dp.setLabel(17, 1);
+  dp.setLabel(18, 2);
+  // One tunnel nexthop per remote pod (node + label), as the control plane programs them.
+  for (let i = 0; i < REMOTE_ROUTES; i++) {
+    const id = 100 + i;
+    dp.setNexthop(id, {
+      kind: 'tunnel',
+      vif: 0,
+      dip: (ipFromString('192.168.1.0') + (i % REMOTE_NODES)) >>> 0,
+      sip: NODE_IP,
+      label: 16 + (i % 60000),
+      encap: 'udp',
+      mac: parseMac('52:54:00:00:00:fe'),
+    });
+    dp.addRoute(1, remotePod(i), 32, id);
+  }
+  dp.setNexthop(50, { kind: 'composite', members: [100, 101, 102] });
+  dp.addRoute(1, CLUSTER_IP, 32, 50);
+  return dp;
+}
+
+/** Writes a 64-byte Ethernet/IPv4/UDP frame at `at`; returns its length. */
+function writeInnerFrame(d: Buffer, at: number, src: number, dst: number, srcPort: number): number {
+  d.fill(0, at, at + FRAME_BYTES);
+  d.set(parseMac('00:00:5e:00:01:00'), at);
+  d.set(parseMac('02:00:00:00:00:03'), at + 6);
+  writeU16(d, at + 12, 0x0800);
+  const ip = at + 14;
+  d[ip] = 0x45;
+  writeU16(d, ip + 2, FRAME_BYTES - 14);
+  d[ip + 8] = 64;
+  d[ip + 9] = 17;
+  writeU32(d, ip + 12, src);
+  writeU32(d, ip + 16, dst);
+  writeU16(d, ip + 10, checksum(d, ip, 20));
+  writeU16(d, ip + 20, srcPort);
+  writeU16(d, ip + 22, 5001);
+  writeU16(d, ip + 24, FRAME_BYTES - 34);
+  return FRAME_BYTES;
+}
+
+/** Wraps the inner IPv4 packet of a 64-byte frame in fabric MPLS over UDP (label 18). */
+function writeTunnelFrame(d: Buffer, at: number, srcPort: number): number {
+  const inner = Buffer.alloc(FRAME_BYTES);
+  writeInnerFrame(inner, 0, remotePod(7), POD_B, srcPort);
+  inner[22] = 63; // already decremented by the sending node
+  writeU16(inner, 24, 0);
+  writeU16(inner, 24, checksum(inner, 14, 20));
+  const innerIp = inner.subarray(14);
+  const outer = 14 + 20 + 8 + 4;
+  d.fill(0, at, at + outer);
+  d.set(parseMac('52:54:00:00:00:11'), at);
+  d.set(parseMac('52:54:00:00:00:fe'), at + 6);
+  writeU16(d, at + 12, 0x0800);
+  const ip = at + 14;
+  d[ip] = 0x45;
+  writeU16(d, ip + 2, 20 + 8 + 4 + innerIp.length);
+  d[ip + 8] = 64;
+  d[ip + 9] = 17;
+  writeU32(d, ip + 12, ipFromString('192.168.1.7'));
+  writeU32(d, ip + 16, NODE_IP);
+  writeU16(d, ip + 10, checksum(d, ip, 20));
+  writeU16(d, ip + 20, 49152 + (srcPort & 0x3fff));
+  writeU16(d, ip + 22, 6635);
+  writeU16(d, ip + 24, 8 + 4 + innerIp.length);
+  writeU32(d, ip + 28, ((18 << 12) | 0x100 | 63) >>> 0);
+  d.set(innerIp, at + outer);
+  return outer + innerIp.length;
+}
+
+export function buildWorkload(kind: WorkloadCase): Workload {
+  const dp = buildDataplane();
+  const pool = new PacketPool(BATCH * 2);
+  const pipeline = new Pipeline(dp, pool);
+  const sink = new CountingPort();
+  for (const vif of dp.vifs) vif.port = sink;
+
+  // Slots BATCH..2*BATCH-1 hold one template per packet of the batch.
+  const templateStart = new Int32Array(BATCH);
+  const templateLength = new Int32Array(BATCH);
+  const ingress = kind === 'decap' ? 0 : 1;
+  for (let i = 0; i < BATCH; i++) {
+    const slot = BATCH + i;
+    pool.reset(slot);
+    const at = pool.start[slot];
+    const srcPort = 10000 + i;
+    let length: number;
+    if (kind === 'local-forward') length = writeInnerFrame(pool.data, at, POD_A, POD_B, srcPort);
+    else if (kind === 'encap') length = writeInnerFrame(pool.data, at, POD_A, remotePod((i * 389) % REMOTE_ROUTES), srcPort);
+    else if (kind === 'ecmp-encap') length = writeInnerFrame(pool.data, at, POD_A, CLUSTER_IP, srcPort);
+    else length = writeTunnelFrame(pool.data, at, srcPort);
+    templateStart[i] = at;
+    templateLength[i] = length;
+  }
+  const slots = new Int32Array(BATCH);
+  for (let i = 0; i < BATCH; i++) slots[i] = i;
+
+  return {
+    pipeline,
+    sink,
+    runBatch() {
+      const d = pool.data;
+      for (let i = 0; i < BATCH; i++) {
+        pool.reset(i);
+        const at = pool.start[i];
+        d.copyWithin(at, templateStart[i], templateStart[i] + templateLength[i]);
+        pool.length[i] = templateLength[i];
+        pool.ingressVif[i] = ingress;
+      }
+      pipeline.processBatch(slots, BATCH);
+    },
+  };
+}
