@@ -154,12 +154,12 @@ const badDocuments: Array<{ name: string; change: (document: Record<string, any>
   {
     name: 'unknown field',
     change: (document) => (document.vifs[1].mtuu = 1400),
-    message: 'state.yaml: /vifs/1/mtuu: unknown field, expected one of: id, kind, name, mac, ip, vrf, mtu (value: 1400)',
+    message: 'state.yaml: /vifs/1/mtuu: unknown field, expected one of: id, kind, name, mac, ip, vrf, mtu, floatingIps (value: 1400)',
   },
   {
     name: 'unknown top-level section',
     change: (document) => (document.route = []),
-    message: 'state.yaml: /route: unknown field, expected one of: node, vrfs, vifs, nexthops, routes, labels (value: [])',
+    message: 'state.yaml: /route: unknown field, expected one of: node, flows, vrfs, vifs, nexthops, routes, labels, policies, services (value: [])',
   },
   {
     name: 'bad MAC',

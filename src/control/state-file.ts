@@ -17,12 +17,14 @@ import { parseMac } from '../dataplane/protocols/ethernet';
 import { ipToString } from '../dataplane/protocols/ipv4';
 import { prefixMask } from '../dataplane/lpm/prefix-table';
 import { Subnet } from '../dataplane/vrf';
-import { VifKind } from '../dataplane/vif';
+import { FloatingIp, VifKind } from '../dataplane/vif';
+import { ANY_PROTOCOL, ANY_VN, PolicyRule } from '../dataplane/policy';
 import {
   DEFAULT_ENCAP_PRIORITY,
   DEFAULT_MTU,
   DEFAULT_TUNNEL_ENCAPS,
   NexthopEntry,
+  PortMapEntry,
   StateDocument,
   TunnelNexthopEntry,
   VrfReference,
@@ -109,6 +111,8 @@ function describeSchemaError(error: ErrorObject, file: string): string {
   }
 }
 
+const PROTOCOL_NUMBERS: Record<'any' | 'tcp' | 'udp' | 'icmp', number> = { any: ANY_PROTOCOL, icmp: 1, tcp: 6, udp: 17 };
+
 /** The dataplane's form of an address: an unsigned 32-bit number. */
 function ipv4ToNumber(address: ipaddr.IPv4): number {
   const [a, b, c, d] = address.toByteArray();
@@ -133,7 +137,10 @@ class StateBuilder {
     this.underlayIp = this.parseIpv4(node.underlayIp, '/node/underlayIp');
     this.underlayGatewayMac = node.underlayGatewayMac === undefined ? null : parseMac(node.underlayGatewayMac);
     this.encapPriority = node.encapPriority ?? DEFAULT_ENCAP_PRIORITY;
-    this.dataplane = new Dataplane({ name: node.name, underlayIp: this.underlayIp, encapPriority: [...this.encapPriority] });
+    this.dataplane = new Dataplane(
+      { name: node.name, underlayIp: this.underlayIp, encapPriority: [...this.encapPriority] },
+      { flowCapacity: state.flows?.capacity, flowIdleTimeout: state.flows?.idleTimeout },
+    );
   }
 
   build(): Dataplane {
@@ -142,6 +149,7 @@ class StateBuilder {
     this.addNexthops();
     this.addRoutes();
     this.addLabels();
+    this.addPolicies();
     return this.dataplane;
   }
 
@@ -174,6 +182,10 @@ class StateBuilder {
         ip: vif.ip === undefined ? 0 : this.parseIpv4(vif.ip, `${path}/ip`),
         vrf: vif.vrf === undefined ? -1 : this.resolveVrf(vif.vrf, `${path}/vrf`),
         mtu: vif.mtu ?? DEFAULT_MTU,
+        floatingIps: (vif.floatingIps ?? []).map((fip, fipIndex) => ({
+          ip: this.parseIpv4(fip.ip, `${path}/floatingIps/${fipIndex}/ip`),
+          portMap: this.portMap(fip.portMap ?? []),
+        })),
       };
       this.program(path, vif, () => this.dataplane.addVif(config));
     });
@@ -205,6 +217,7 @@ class StateBuilder {
       case 'composite':
         return {
           kind: 'composite',
+          vn: nexthop.vn === undefined ? undefined : this.resolveVrf(nexthop.vn, `${path}/vn`),
           members: nexthop.members.map((member, slot) => {
             if (member === null) return -1;
             const memberPath = `${path}/members/${slot}`;
@@ -249,7 +262,61 @@ class StateBuilder {
       label: tunnel.label,
       encap,
       mac,
+      vn: tunnel.vn === undefined ? undefined : this.resolveVrf(tunnel.vn, `${path}/vn`),
     };
+  }
+
+  private portMap(entries: PortMapEntry[]): FloatingIp['portMap'] {
+    return entries.map((entry) => ({ protocol: PROTOCOL_NUMBERS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port }));
+  }
+
+  /** Explicit rules first (first match wins), then the rules each VN's "uses" implies. */
+  private addPolicies(): void {
+    const rules: PolicyRule[] = [];
+    (this.state.policies ?? []).forEach((policy, index) => {
+      const path = `/policies/${index}`;
+      const [portFrom, portTo] = policy.ports === undefined ? [0, 65535] : typeof policy.ports === 'number' ? [policy.ports, policy.ports] : policy.ports;
+      if (portFrom > portTo) this.fail(`${path}/ports`, 'the range ends before it starts', policy.ports);
+      const destination = policy.destinationPrefix === undefined ? { prefix: 0, length: 0 } : this.parsePrefix(policy.destinationPrefix, `${path}/destinationPrefix`);
+      rules.push({
+        name: policy.name ?? `policy ${index}`,
+        sourceVn: policy.source === 'any' ? ANY_VN : this.resolveVrf(policy.source, `${path}/source`),
+        destinationVn: policy.destination === 'any' ? ANY_VN : this.resolveVrf(policy.destination, `${path}/destination`),
+        protocol: PROTOCOL_NUMBERS[policy.protocol ?? 'any'],
+        portFrom,
+        portTo,
+        destinationPrefix: destination.prefix,
+        destinationLength: destination.length,
+        allow: policy.action === 'allow',
+      });
+    });
+    const services = this.state.services ?? [];
+    this.requireUnique(services, 'services', 'name');
+    const serviceByName = new Map(services.map((service, index) => [service.name, { service, index }]));
+    (this.state.vrfs ?? []).forEach((vrf, vrfIndex) => {
+      (vrf.uses ?? []).forEach((serviceName, useIndex) => {
+        const path = `/vrfs/${vrfIndex}/uses/${useIndex}`;
+        const found = serviceByName.get(serviceName);
+        if (!found) this.fail(path, `service ${JSON.stringify(serviceName)} is not defined`, serviceName);
+        const servicePath = `/services/${found.index}`;
+        const clusterIp = this.parseIpv4(found.service.clusterIp, `${servicePath}/clusterIp`);
+        const serviceVn = this.resolveVrf(found.service.vn, `${servicePath}/vn`);
+        for (const servicePort of found.service.ports) {
+          rules.push({
+            name: `${vrf.name} uses ${serviceName}`,
+            sourceVn: vrf.id,
+            destinationVn: serviceVn,
+            protocol: PROTOCOL_NUMBERS[servicePort.protocol],
+            portFrom: servicePort.port,
+            portTo: servicePort.port,
+            destinationPrefix: clusterIp,
+            destinationLength: 32,
+            allow: true,
+          });
+        }
+      });
+    });
+    this.dataplane.policy.rules = rules;
   }
 
   private addRoutes(): void {

@@ -30,6 +30,20 @@ export interface VrfEntry {
   /** Prefixes the ARP proxy answers for. */
   subnets?: string[];
   gateway?: string;
+  /** Services (by name) this VN may reach, on their ClusterIP and service ports only. */
+  uses?: string[];
+}
+
+/** A service port and the pod port it maps to (default: the same port). */
+export interface PortMapEntry {
+  protocol: 'tcp' | 'udp';
+  port: number;
+  targetPort?: number;
+}
+
+export interface FloatingIpEntry {
+  ip: string;
+  portMap?: PortMapEntry[];
 }
 
 export interface VifEntry {
@@ -41,6 +55,8 @@ export interface VifEntry {
   /** Required for a virtual vif, absent for a fabric vif. */
   vrf?: VrfReference;
   mtu?: number;
+  /** Addresses (service ClusterIPs) this pod also answers for, translated by the flow table. */
+  floatingIps?: FloatingIpEntry[];
 }
 
 export interface EncapNexthopEntry {
@@ -64,6 +80,8 @@ export interface TunnelNexthopEntry {
   sip?: string;
   /** Defaults to node.underlayGatewayMac. */
   mac?: string;
+  /** The VN of what the tunnel leads to, for policy; defaults to the VRF of the route. */
+  vn?: VrfReference;
 }
 
 export interface CompositeNexthopEntry {
@@ -71,6 +89,7 @@ export interface CompositeNexthopEntry {
   kind: 'composite';
   /** ECMP member nexthops; null is an empty slot. */
   members: (number | null)[];
+  vn?: VrfReference;
 }
 
 export interface ReceiveNexthopEntry {
@@ -103,13 +122,43 @@ export interface LabelEntry {
   nexthop: number;
 }
 
+export interface PolicyEntry {
+  name?: string;
+  /** Source and destination VN, or "any". */
+  source: VrfReference;
+  destination: VrfReference;
+  protocol?: 'any' | 'tcp' | 'udp' | 'icmp';
+  /** Destination port or inclusive [from, to] range; any when absent. */
+  ports?: number | [number, number];
+  destinationPrefix?: string;
+  action: 'allow' | 'deny';
+}
+
+export interface ServiceEntry {
+  name: string;
+  clusterIp: string;
+  /** The VN of the pods behind the service. */
+  vn: VrfReference;
+  ports: PortMapEntry[];
+}
+
+export interface FlowsEntry {
+  /** Flow entries (two per flow pair). */
+  capacity?: number;
+  /** Seconds before an idle flow pair is removed. */
+  idleTimeout?: number;
+}
+
 export interface StateDocument {
   node: NodeEntry;
+  flows?: FlowsEntry;
   vrfs?: VrfEntry[];
   vifs?: VifEntry[];
   nexthops?: NexthopEntry[];
   routes?: RouteEntry[];
   labels?: LabelEntry[];
+  policies?: PolicyEntry[];
+  services?: ServiceEntry[];
 }
 
 export const DEFAULT_ENCAP_PRIORITY: readonly TunnelEncap[] = ['udp', 'gre'];
@@ -137,6 +186,16 @@ const vrfReference = {
   description: 'VRF id or name',
 };
 const vifId = { type: 'integer', minimum: 0, maximum: MAX_VIF_ID };
+const port = { type: 'integer', minimum: 0, maximum: 65535 };
+const portMap = {
+  type: 'array',
+  items: {
+    type: 'object',
+    properties: { protocol: { enum: ['tcp', 'udp'] }, port, targetPort: port },
+    required: ['protocol', 'port'],
+    additionalProperties: false,
+  },
+};
 const nexthopId = { type: 'integer', minimum: 0, maximum: MAX_NEXTHOP_ID };
 const encapList = (defaults: readonly TunnelEncap[]) => ({
   type: 'array',
@@ -172,6 +231,14 @@ export const stateFileSchema: SchemaObject = {
       required: ['name', 'underlayIp'],
       additionalProperties: false,
     },
+    flows: {
+      type: 'object',
+      properties: {
+        capacity: { type: 'integer', minimum: 2, maximum: 16 * 1024 * 1024, multipleOf: 2 },
+        idleTimeout: { type: 'integer', minimum: 1 },
+      },
+      additionalProperties: false,
+    },
     vrfs: {
       type: 'array',
       items: {
@@ -181,6 +248,7 @@ export const stateFileSchema: SchemaObject = {
           name,
           subnets: { type: 'array', items: { type: 'string', description: 'IPv4 prefix a.b.c.d/len' } },
           gateway: ipv4,
+          uses: { type: 'array', items: name, uniqueItems: true },
         },
         required: ['id', 'name'],
         additionalProperties: false,
@@ -198,6 +266,10 @@ export const stateFileSchema: SchemaObject = {
           ip: ipv4,
           vrf: vrfReference,
           mtu: { type: 'integer', minimum: 68, maximum: 65535, default: DEFAULT_MTU },
+          floatingIps: {
+            type: 'array',
+            items: { type: 'object', properties: { ip: ipv4, portMap }, required: ['ip'], additionalProperties: false },
+          },
         },
         required: ['id', 'kind', 'name', 'mac'],
         additionalProperties: false,
@@ -221,12 +293,16 @@ export const stateFileSchema: SchemaObject = {
               vif: vifId,
               sip: ipv4,
               mac,
+              vn: vrfReference,
             },
             ['dip', 'label'],
           ),
           nexthopSchema(
             'composite',
-            { members: { type: 'array', items: { type: ['integer', 'null'], minimum: 0, maximum: MAX_NEXTHOP_ID }, minItems: 1 } },
+            {
+              members: { type: 'array', items: { type: ['integer', 'null'], minimum: 0, maximum: MAX_NEXTHOP_ID }, minItems: 1 },
+              vn: vrfReference,
+            },
             ['members'],
           ),
           nexthopSchema('receive', { vif: vifId }),
@@ -259,7 +335,34 @@ export const stateFileSchema: SchemaObject = {
         additionalProperties: false,
       },
     },
+    policies: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name,
+          source: vrfReference,
+          destination: vrfReference,
+          protocol: { enum: ['any', 'tcp', 'udp', 'icmp'] },
+          ports: { oneOf: [port, { type: 'array', items: port, minItems: 2, maxItems: 2 }] },
+          destinationPrefix: { type: 'string', description: 'IPv4 prefix a.b.c.d/len' },
+          action: { enum: ['allow', 'deny'] },
+        },
+        required: ['source', 'destination', 'action'],
+        additionalProperties: false,
+      },
+    },
+    services: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { name, clusterIp: ipv4, vn: vrfReference, ports: portMap },
+        required: ['name', 'clusterIp', 'vn', 'ports'],
+        additionalProperties: false,
+      },
+    },
   },
   required: ['node'],
   additionalProperties: false,
 };
+

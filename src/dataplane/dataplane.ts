@@ -5,6 +5,8 @@
  * pipeline reads it.
  */
 import { DropStats } from './drop-reasons';
+import { DEFAULT_FLOW_CAPACITY, DEFAULT_IDLE_TIMEOUT_SECONDS, FlowTable } from './flow-table';
+import { PolicyTable } from './policy';
 import { MplsLabelTable } from './mpls-labels';
 import { NexthopSpec, NexthopTable, TunnelEncap } from './nexthop';
 import { Subnet, VrfTable } from './vrf';
@@ -18,6 +20,14 @@ export interface NodeConfig {
   encapPriority: TunnelEncap[];
 }
 
+export interface DataplaneOptions {
+  labelTableSize?: number;
+  /** Flow entries (two per flow pair); default 512K. */
+  flowCapacity?: number;
+  /** Seconds before an idle flow pair is removed; default 180. */
+  flowIdleTimeout?: number;
+}
+
 export class Dataplane {
   readonly node: NodeConfig;
   readonly vifs = new VifTable();
@@ -25,12 +35,15 @@ export class Dataplane {
   readonly nexthops = new NexthopTable();
   readonly labels: MplsLabelTable;
   readonly drops = new DropStats();
+  readonly flows: FlowTable;
+  readonly policy = new PolicyTable();
   /** Packets the vrouter made itself (ICMP errors), so rx + generated = tx + dropped. */
   generated = 0;
 
-  constructor(node: NodeConfig, labelTableSize?: number) {
+  constructor(node: NodeConfig, options: DataplaneOptions = {}) {
     this.node = { ...node, underlayIp: node.underlayIp >>> 0 };
-    this.labels = new MplsLabelTable(labelTableSize);
+    this.labels = new MplsLabelTable(options.labelTableSize);
+    this.flows = new FlowTable(options.flowCapacity ?? DEFAULT_FLOW_CAPACITY, options.flowIdleTimeout ?? DEFAULT_IDLE_TIMEOUT_SECONDS);
   }
 
   addVif(config: VifConfig): void {
@@ -51,6 +64,8 @@ export class Dataplane {
     const optionalVif = spec.kind === 'receive' && spec.vif < 0;
     if ('vif' in spec && !optionalVif && !this.vifs.get(spec.vif)) throw new Error(`nexthop ${id}: vif ${spec.vif} does not exist`);
     this.nexthops.set(id, spec);
+    // A local pod's nexthop leads into its own VN.
+    if (spec.kind === 'encap') this.nexthops.vn[id] = this.vifs.get(spec.vif)!.vrf;
     // Packets for the vrouter itself go to the host vif, addressed to its MAC.
     if (spec.kind === 'receive' && !optionalVif) this.nexthops.mac.set(this.vifs.get(spec.vif)!.mac, id * 6);
   }

@@ -24,6 +24,14 @@ export const DROP_REASONS = [
   'fragmented-tunnel', // outer tunnel packet fragmented (the vrouter does not reassemble)
   'fragment-needed', // too big for the egress MTU with DF set
   'no-headroom', // no room to push the outer headers
+  'spoofed-source', // a pod sent from an address or MAC that is not its own
+  'invalid-tunnel-source', // tunnel from a node the VRF does not route the inner source to
+  'flow-action-drop', // the flow's policy verdict is deny
+  'flow-table-full', // no room for a new flow and no unreplied flow to evict
+  'icmp-error-no-flow', // an ICMP error quoting a packet of no known flow
+  'fragment-overlap', // a fragment overlapping one already seen
+  'fragment-timeout', // a fragment held for its head until the head never came
+  'fragment-hold-full', // no room to hold a fragment that came before its head
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];

@@ -25,8 +25,8 @@ export type TunnelEncap = 'udp' | 'gre';
 
 export type NexthopSpec =
   | { kind: 'encap'; vif: number; mac: Uint8Array }
-  | { kind: 'tunnel'; vif: number; dip: number; sip: number; label: number; encap: TunnelEncap; mac: Uint8Array }
-  | { kind: 'composite'; members: number[] }
+  | { kind: 'tunnel'; vif: number; dip: number; sip: number; label: number; encap: TunnelEncap; mac: Uint8Array; vn?: number }
+  | { kind: 'composite'; members: number[]; vn?: number }
   | { kind: 'receive'; vif: number }
   | { kind: 'discard' };
 
@@ -50,6 +50,11 @@ export class NexthopTable {
   activeSlots: (Int32Array | null)[] = [];
   /** Routes and labels that point at each nexthop, so a nexthop in use is not deleted. */
   refCount: Int32Array;
+  /**
+   * Virtual network (VRF id) of what the nexthop leads to, for policy; -1
+   * when unknown (the VN of the VRF the route is in is assumed).
+   */
+  vn: Int32Array;
 
   constructor(capacity = 1024) {
     this.capacity = capacity;
@@ -61,6 +66,7 @@ export class NexthopTable {
     this.label = new Int32Array(capacity).fill(-1);
     this.encap = new Uint8Array(capacity);
     this.refCount = new Int32Array(capacity);
+    this.vn = new Int32Array(capacity).fill(-1);
   }
 
   exists(id: number): boolean {
@@ -80,6 +86,7 @@ export class NexthopTable {
     this.mac.fill(0, id * 6, id * 6 + 6);
     this.members[id] = null;
     this.activeSlots[id] = null;
+    this.vn[id] = -1;
     switch (spec.kind) {
       case 'encap':
         this.kind[id] = NH_ENCAP;
@@ -94,6 +101,7 @@ export class NexthopTable {
         this.label[id] = spec.label;
         this.encap[id] = spec.encap === 'gre' ? ENCAP_MPLS_GRE : ENCAP_MPLS_UDP;
         this.mac.set(spec.mac, id * 6);
+        this.vn[id] = spec.vn ?? -1;
         break;
       case 'composite':
         for (const member of spec.members) {
@@ -101,6 +109,7 @@ export class NexthopTable {
           if (member >= 0 && this.kind[member] === NH_COMPOSITE) throw new Error(`composite ${id}: member ${member} is itself a composite`);
         }
         this.kind[id] = NH_COMPOSITE;
+        this.vn[id] = spec.vn ?? -1;
         this.members[id] = Int32Array.from(spec.members);
         for (const member of spec.members) if (member >= 0) this.refCount[member]++;
         this.refreshActiveSlots(id);
@@ -204,6 +213,7 @@ export class NexthopTable {
     this.label = grow(this.label, (n) => new Int32Array(n), -1);
     this.encap = grow(this.encap, (n) => new Uint8Array(n));
     this.refCount = grow(this.refCount, (n) => new Int32Array(n));
+    this.vn = grow(this.vn, (n) => new Int32Array(n), -1);
     const mac = new Uint8Array(capacity * 6);
     mac.set(this.mac);
     this.mac = mac;

@@ -31,12 +31,18 @@ export class PacketPool {
   readonly l4: Int32Array;
   /** Flow hash of (VRF, src, dst, proto, sport, dport), computed once. */
   readonly hash: Uint32Array;
+  /** The flow key's ports, src << 16 | dst (ICMP echo: the id twice; fragments: 0). */
+  readonly ports: Uint32Array;
   /** Nexthop chosen for the packet. */
   readonly nexthop: Int32Array;
   /** ECMP member slot chosen (-1 when no composite was crossed). */
   readonly ecmpSlot: Int32Array;
   /** Interface the packet leaves by, once decided. */
   readonly egressVif: Int32Array;
+  /** Flow table entry the packet belongs to (-1 before the flow lookup). */
+  readonly flowEntry: Int32Array;
+  /** Outer source IPv4 of a decapsulated tunnel packet (the sending node). */
+  readonly outerSrc: Uint32Array;
 
   private readonly freeList: Int32Array;
   private freeCount: number;
@@ -51,9 +57,12 @@ export class PacketPool {
     this.l3 = new Int32Array(slots);
     this.l4 = new Int32Array(slots);
     this.hash = new Uint32Array(slots);
+    this.ports = new Uint32Array(slots);
     this.nexthop = new Int32Array(slots);
     this.ecmpSlot = new Int32Array(slots);
     this.egressVif = new Int32Array(slots);
+    this.flowEntry = new Int32Array(slots);
+    this.outerSrc = new Uint32Array(slots);
     this.freeList = new Int32Array(slots);
     for (let i = 0; i < slots; i++) this.freeList[i] = slots - 1 - i;
     this.freeCount = slots;
@@ -84,9 +93,12 @@ export class PacketPool {
     this.l3[slot] = -1;
     this.l4[slot] = -1;
     this.hash[slot] = 0;
+    this.ports[slot] = 0;
     this.nexthop[slot] = -1;
     this.ecmpSlot[slot] = -1;
     this.egressVif[slot] = -1;
+    this.flowEntry[slot] = -1;
+    this.outerSrc[slot] = 0;
   }
 
   /** Copies a frame into a slot (for ports that cannot read into the pool directly). */

@@ -3,19 +3,26 @@
  * the next step, TRANSMIT or a drop with its reason:
  *
  *   ethernet-input ─┬─ arp ──> arp-proxy ──> (reply out the ingress vif)
- *                   └─ ipv4 ─> ipv4-input ─┬─ from a pod ───> ipv4-lookup ─> ttl-decrement ─> nexthop
- *                                          └─ from fabric ──> tunnel-decap ─> inner-ipv4-input ─> nexthop
+ *                   └─ ipv4 ─> ipv4-input ─┬─ from a pod ──> source-check ──────────────────────────────┐
+ *                                          └─ from fabric ─> tunnel-decap ─> inner-ipv4-input           │
+ *                                                             ─> tunnel-source-check ───────────────────┤
+ *   flow-lookup <───────────────────────────────────────────────────────────────────────────────────────┘
+ *     ─(miss)─> flow-setup ─> flow-apply ─┬─ from a pod ──> ipv4-lookup ─> ttl-decrement ─> nat-rewrite ─> nexthop
+ *     ─(hit)──────────────────┘           └─ from fabric ─> nat-rewrite ─> nexthop (the label's)
  *   nexthop ─┬─ encap / receive ─> encap-rewrite ─> (out the pod's or host's vif)
  *            ├─ tunnel ─────────> tunnel-encap ──> (out the fabric vif)
- *            └─ composite: picks an ECMP member first
+ *            └─ composite: the flow's ECMP member first
  *
  * Every step is declared once below with its name and trace formatter; the
  * untraced loop pays nothing for tracing. The pipeline never throws on
  * packet contents: each packet is transmitted or counted under one drop
- * reason, so received + generated = transmitted + dropped.
+ * reason, so received + generated = transmitted + dropped + held (fragments
+ * waiting for their first fragment).
  */
 import { Dataplane } from './dataplane';
 import { DROP_REASONS, Drop } from './drop-reasons';
+import { FlowKey, FlowTable } from './flow-table';
+import { FragmentTable } from './fragment-table';
 import { NexthopTable } from './nexthop';
 import { MplsLabelTable } from './mpls-labels';
 import { PacketPool } from './packet-pool';
@@ -27,7 +34,10 @@ import { describeEthernetInput, ethernetInput } from './steps/ethernet-input';
 import { describeIpv4Input, innerIpv4Input, ipv4Input } from './steps/ipv4-input';
 import { describeIpv4Lookup, ipv4Lookup } from './steps/ipv4-lookup';
 import { describeNexthop, nexthop } from './steps/nexthop';
-import { TRANSMIT, dropReasonOf, ETHERNET_INPUT } from './steps/next';
+import { describeFlowApply, describeFlowLookup, describeFlowSetup, flowApply, flowLookup, flowSetup } from './steps/flow';
+import { describeNatRewrite, natRewrite } from './steps/nat-rewrite';
+import { FLOW_APPLY, HELD, TRANSMIT, dropReasonOf, ETHERNET_INPUT } from './steps/next';
+import { describeSourceCheck, describeTunnelSourceCheck, sourceCheck, tunnelSourceCheck } from './steps/source-check';
 import { describeTtlDecrement, ttlDecrement } from './steps/ttl-decrement';
 import { describeTunnelDecap, tunnelDecap } from './steps/tunnel-decap';
 import { describeTunnelEncap, tunnelEncap } from './steps/tunnel-encap';
@@ -51,6 +61,12 @@ export const STEPS: readonly Step[] = [
   { name: 'nexthop', process: nexthop, describe: describeNexthop },
   { name: 'encap-rewrite', process: encapRewrite, describe: describeEncapRewrite },
   { name: 'tunnel-encap', process: tunnelEncap, describe: describeTunnelEncap },
+  { name: 'source-check', process: sourceCheck, describe: describeSourceCheck },
+  { name: 'tunnel-source-check', process: tunnelSourceCheck, describe: describeTunnelSourceCheck },
+  { name: 'flow-lookup', process: flowLookup, describe: describeFlowLookup },
+  { name: 'flow-setup', process: flowSetup, describe: describeFlowSetup },
+  { name: 'flow-apply', process: flowApply, describe: describeFlowApply },
+  { name: 'nat-rewrite', process: natRewrite, describe: describeNatRewrite },
 ];
 
 /** Receives the lines of a packet trace. */
@@ -64,16 +80,28 @@ export class Pipeline {
   readonly vrfs: (Vrf | null)[];
   readonly labels: MplsLabelTable;
   readonly underlayIp: number;
+  readonly flows: FlowTable;
+  readonly fragments = new FragmentTable();
   /** When set, every packet's path is described step by step. */
   trace: TraceSink | null = null;
   received = 0;
   transmitted = 0;
+  /** Coarse clock in seconds, set by the driver: flow aging and fragment timeouts. */
+  now = 0;
+  /** Scratch keys for flow setup, reused so creating a flow allocates nothing. */
+  readonly forwardKey: FlowKey = { vrf: 0, protocol: 0, src: 0, dst: 0, srcPort: 0, dstPort: 0 };
+  readonly reverseKey: FlowKey = { vrf: 0, protocol: 0, src: 0, dst: 0, srcPort: 0, dstPort: 0 };
 
   private ipId = 0;
   /** Vifs sent to during the current batch, flushed at its end. */
   private readonly touched: Int32Array;
   private touchedCount = 0;
   private readonly touchedMark: Uint8Array;
+  /** Held fragments released by their first fragment, run after the current packet. */
+  private readonly released: Int32Array;
+  private releasedCount = 0;
+  /** A flow pair to remove once the current packet has left (TCP close). */
+  private closingEntry = -1;
 
   constructor(dp: Dataplane, pool: PacketPool) {
     this.dp = dp;
@@ -84,6 +112,8 @@ export class Pipeline {
     this.underlayIp = dp.node.underlayIp;
     this.touched = new Int32Array(4096);
     this.touchedMark = new Uint8Array(4096);
+    this.flows = dp.flows;
+    this.released = new Int32Array(pool.slots);
   }
 
   /** The nexthop table can be regrown by the control plane, so read it through the dataplane. */
@@ -95,6 +125,54 @@ export class Pipeline {
   nextIpId(): number {
     this.ipId = (this.ipId + 1) & 0xffff;
     return this.ipId;
+  }
+
+  /** Packets held aside (fragments waiting for their first fragment). */
+  get held(): number {
+    return this.fragments.held;
+  }
+
+  /** Sets the coarse clock and ages flows and fragments against it. */
+  advanceClock(seconds: number): void {
+    this.now = seconds >>> 0;
+    this.flows.age(this.now);
+    this.fragments.age(this, this.now);
+  }
+
+  /** Removes the packet's flow pair after the packet has been forwarded. */
+  closeFlowAfter(p: number): void {
+    this.closingEntry = this.pool.flowEntry[p];
+  }
+
+  /** Copies a packet into a slot of its own to hold it; -1 when the pool is exhausted. */
+  copyToHeld(p: number): number {
+    const pool = this.pool;
+    const slot = pool.alloc();
+    if (slot < 0) return -1;
+    const from = pool.start[p];
+    const to = pool.start[slot];
+    pool.data.copyWithin(to, from, from + pool.length[p]);
+    pool.length[slot] = pool.length[p];
+    pool.ingressVif[slot] = pool.ingressVif[p];
+    pool.vrf[slot] = pool.vrf[p];
+    pool.l3[slot] = pool.l3[p] - from + to;
+    pool.l4[slot] = -1;
+    pool.hash[slot] = pool.hash[p];
+    pool.ports[slot] = pool.ports[p];
+    pool.nexthop[slot] = pool.nexthop[p];
+    pool.outerSrc[slot] = pool.outerSrc[p];
+    return slot;
+  }
+
+  /** A held fragment may go on, in its first fragment's flow. */
+  releaseHeld(slot: number, entry: number): void {
+    this.pool.flowEntry[slot] = entry;
+    this.released[this.releasedCount++] = slot;
+  }
+
+  dropHeld(slot: number, reason: number): void {
+    this.dp.drops.count(reason);
+    this.pool.free(slot);
   }
 
   /** An ICMP error replaced a packet dropped for `reason`. */
@@ -121,6 +199,7 @@ export class Pipeline {
     let next = ETHERNET_INPUT;
     while (next >= 0) next = STEPS[next].process(this, p);
     this.finish(p, next);
+    if (this.releasedCount > 0) this.runReleased(null);
   }
 
   private processTraced(p: number, trace: TraceSink): void {
@@ -130,7 +209,12 @@ export class Pipeline {
       trace('  drop: invalid-vif');
       return;
     }
-    let next = ETHERNET_INPUT;
+    this.finish(p, this.runTraced(p, ETHERNET_INPUT, trace));
+    if (this.releasedCount > 0) this.runReleased(trace);
+  }
+
+  private runTraced(p: number, first: number, trace: TraceSink): number {
+    let next = first;
     while (next >= 0) {
       const step = STEPS[next];
       next = step.process(this, p);
@@ -139,10 +223,29 @@ export class Pipeline {
     if (next === TRANSMIT) {
       const out = this.vifs[this.pool.egressVif[p]];
       trace(`  transmit: vif ${this.pool.egressVif[p]}${out ? ` (${out.name})` : ''}, ${this.pool.length[p]} bytes`);
+    } else if (next === HELD) {
+      trace('  held: waiting for the first fragment');
     } else {
       trace(`  drop: ${DROP_REASONS[dropReasonOf(next)]}`);
     }
-    this.finish(p, next);
+    return next;
+  }
+
+  /** Runs fragments released by their first fragment, then frees their slots. */
+  private runReleased(trace: TraceSink | null): void {
+    for (let i = 0; i < this.releasedCount; i++) {
+      const slot = this.released[i];
+      let next = FLOW_APPLY;
+      if (trace !== null) {
+        trace(`released fragment from vif ${this.pool.ingressVif[slot]}, ${this.pool.length[slot]} bytes`);
+        next = this.runTraced(slot, FLOW_APPLY, trace);
+      } else {
+        while (next >= 0) next = STEPS[next].process(this, slot);
+      }
+      this.finish(slot, next);
+      this.pool.free(slot);
+    }
+    this.releasedCount = 0;
   }
 
   /** Counts the packet in; false (and counted as a drop) when its vif does not exist. */
@@ -159,6 +262,11 @@ export class Pipeline {
   }
 
   private finish(p: number, next: number): void {
+    if (this.closingEntry >= 0) {
+      this.flows.removePair(this.closingEntry);
+      this.closingEntry = -1;
+    }
+    if (next === HELD) return;
     if (next !== TRANSMIT) {
       this.dp.drops.count(dropReasonOf(next));
       return;

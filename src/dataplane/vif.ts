@@ -27,6 +27,13 @@ export interface PacketPort {
 /** A port that discards what it is given (a vif with nothing attached yet). */
 export const NULL_PORT: PacketPort = { send() {}, flush() {} };
 
+/** A floating IP (a service ClusterIP) a pod answers for, with its service port map. */
+export interface FloatingIp {
+  ip: number;
+  /** Service port -> the pod's target port, per protocol. Empty: ports unchanged. */
+  portMap: Array<{ protocol: number; port: number; targetPort: number }>;
+}
+
 export interface VifConfig {
   id: number;
   kind: VifKind;
@@ -37,6 +44,7 @@ export interface VifConfig {
   /** VRF id, -1 for none (the fabric). */
   vrf: number;
   mtu: number;
+  floatingIps?: FloatingIp[];
 }
 
 export class Vif {
@@ -48,6 +56,7 @@ export class Vif {
   readonly ip: number;
   readonly vrf: number;
   readonly mtu: number;
+  floatingIps: FloatingIp[];
   port: PacketPort = NULL_PORT;
   rxPackets = 0;
   rxBytes = 0;
@@ -63,6 +72,13 @@ export class Vif {
     this.ip = config.ip >>> 0;
     this.vrf = config.vrf;
     this.mtu = config.mtu;
+    this.floatingIps = config.floatingIps ?? [];
+  }
+
+  /** The floating IP entry for an address this vif answers for, or null. */
+  floatingIp(address: number): FloatingIp | null {
+    for (const fip of this.floatingIps) if (fip.ip === address) return fip;
+    return null;
   }
 
   counters(): { rxPackets: number; rxBytes: number; txPackets: number; txBytes: number } {

@@ -2,12 +2,16 @@
  * Replay: feeds captured frames into named vifs in timestamp order through
  * the real pipeline, and records what each vif transmits into
  * `<out>/<vif-name>.pcap` with the input frame's timestamp, plus a summary
- * (per-vif counters, drops by reason). Same inputs, same output bytes.
+ * (per-vif counters, drops by reason) and the flow table as it stands after
+ * the run. The pipeline's clock follows the capture timestamps, so flow
+ * aging and fragment timeouts replay exactly too. Same inputs, same output
+ * bytes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DROP_REASONS } from '../drop-reasons';
 import { Dataplane } from '../dataplane';
+import { describeFlows } from '../flow-format';
 import { MAX_FRAME, PacketPool } from '../packet-pool';
 import { Pipeline, TraceSink } from '../pipeline';
 import type { PacketPort } from '../vif';
@@ -19,7 +23,7 @@ export interface ReplayInput {
 }
 
 export interface ReplaySummary {
-  packets: { received: number; transmitted: number; dropped: number; generated: number };
+  packets: { received: number; transmitted: number; dropped: number; generated: number; held: number };
   vifs: Record<string, { id: number; rxPackets: number; rxBytes: number; txPackets: number; txBytes: number }>;
   drops: Record<string, number>;
 }
@@ -64,13 +68,16 @@ export function replay(dp: Dataplane, inputs: ReplayInput[], outDir: string, tra
     ports.push(port);
   }
 
-  const pool = new PacketPool(4);
+  // Spare slots hold fragments that wait for their first fragment.
+  const pool = new PacketPool(128);
   const pipeline = new Pipeline(dp, pool);
   pipeline.trace = trace;
   const batch = new Int32Array(1);
   try {
     for (const { input, frame } of sequence) {
       now = frame.timestampNs;
+      const seconds = Number(now / 1_000_000_000n);
+      if (seconds !== pipeline.now) pipeline.advanceClock(seconds);
       const slot = pool.alloc();
       // A frame larger than a slot is cut, and so seen as truncated by its headers.
       pool.write(slot, frame.data, 0, Math.min(frame.data.length, MAX_FRAME));
@@ -89,6 +96,7 @@ export function replay(dp: Dataplane, inputs: ReplayInput[], outDir: string, tra
       transmitted: pipeline.transmitted,
       dropped: dp.drops.total(),
       generated: dp.generated,
+      held: pipeline.held,
     },
     vifs: {},
     drops: {},
@@ -98,5 +106,6 @@ export function replay(dp: Dataplane, inputs: ReplayInput[], outDir: string, tra
     if (dp.drops.counts[i] > 0) summary.drops[reason] = dp.drops.counts[i];
   });
   fs.writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  fs.writeFileSync(path.join(outDir, 'flows.json'), JSON.stringify(describeFlows(dp), null, 2) + '\n');
   return summary;
 }

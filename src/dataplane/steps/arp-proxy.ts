@@ -26,8 +26,9 @@ export function arpProxy(c: Pipeline, p: number): number {
   const target = readU32(d, arp + ARP_TPA);
   const sender = readU32(d, arp + ARP_SPA);
   const vrf = c.vrfs[vif.vrf];
-  // A pod asking for its own address is probing for duplicates: stay silent.
-  if (vrf === null || target === sender || (target !== vrf.gateway && !vrf.inSubnets(target)))
+  // A pod asking for its own address, or asking from 0.0.0.0, is probing for
+  // duplicates (RFC 5227): an answer would make it give its address up.
+  if (vrf === null || sender === 0 || target === sender || (target !== vrf.gateway && !vrf.inSubnets(target)))
     return drop(Drop['arp-not-proxied']);
 
   for (let i = 0; i < 6; i++) {
@@ -48,8 +49,9 @@ export function arpProxy(c: Pipeline, p: number): number {
 export function describeArpProxy(c: Pipeline, p: number, next: number): string {
   const d = c.pool.data;
   const arp = c.pool.l3[p];
-  const target = c.pool.start[p] + c.pool.length[p] - arp >= ARP_LEN ? readU32(d, arp + ARP_TPA) : 0;
+  if (c.pool.start[p] + c.pool.length[p] - arp < ARP_LEN) return 'truncated';
+  // After a reply the addresses have swapped places: the sender is the answer.
   return next === TRANSMIT
-    ? `who-has ${ipToString(readU32(d, arp + ARP_SPA))}? answered ${ipToString(target)} is-at 00:00:5e:00:01:00`
-    : 'not answered';
+    ? `${ipToString(readU32(d, arp + ARP_SPA))} is-at 00:00:5e:00:01:00, told ${ipToString(readU32(d, arp + ARP_TPA))}`
+    : `who-has ${ipToString(readU32(d, arp + ARP_TPA))} tell ${ipToString(readU32(d, arp + ARP_SPA))}: not answered`;
 }

@@ -1,8 +1,8 @@
 /**
  * ipv4-input: validates an IPv4 header (version, IHL, total length, header
  * checksum), trims Ethernet padding, finds the L4 header and computes the
- * flow hash once: (VRF, src, dst, protocol, src port, dst port). Fragments
- * hash without ports so every fragment of a datagram takes the same path.
+ * flow hash once: (VRF, src, dst, protocol, src port, dst port). The hash
+ * serves the flow table, the ECMP member and the tunnel entropy port.
  *
  * The same step runs on the header a pod sent, on the outer header of a
  * tunnel from the fabric, and on the inner header after decapsulation.
@@ -23,7 +23,7 @@ import {
 import { TCP_MIN_HEADER_LEN } from '../protocols/tcp';
 import { UDP_HEADER_LEN } from '../protocols/udp';
 import { VIF_FABRIC } from '../vif';
-import { IPV4_LOOKUP, NEXTHOP, TUNNEL_DECAP, drop } from './next';
+import { SOURCE_CHECK, TUNNEL_DECAP, TUNNEL_SOURCE_CHECK, drop } from './next';
 
 /** Checks the header at pool.l3[p]; returns 0 when valid, else the step result for the drop. */
 function validate(c: Pipeline, p: number): number {
@@ -46,7 +46,9 @@ function validate(c: Pipeline, p: number): number {
 
 /**
  * Finds the L4 header and hashes the flow in `vrf`. Returns 0, or a drop
- * when an unfragmented packet is too short for its L4 header.
+ * when a packet is too short for its L4 header (a first fragment must carry
+ * at least 8 bytes of it, RFC 1858). Later fragments have no L4 header: they
+ * hash without ports and follow their first fragment's flow.
  */
 function classify(c: Pipeline, p: number, vrf: number): number {
   const pool = c.pool;
@@ -59,20 +61,28 @@ function classify(c: Pipeline, p: number, vrf: number): number {
   const l4 = l3 + headerLength;
   let srcPort = 0;
   let dstPort = 0;
-  pool.l4[p] = (fragmentField & 0x1fff) === 0 ? l4 : -1;
-  if (fragmentField === 0) {
+  const firstFragment = (fragmentField & 0x1fff) === 0;
+  pool.l4[p] = firstFragment ? l4 : -1;
+  if (firstFragment) {
+    const fragmented = fragmentField !== 0;
     if (protocol === PROTO_UDP || protocol === PROTO_TCP) {
-      if (payloadLength < (protocol === PROTO_UDP ? UDP_HEADER_LEN : TCP_MIN_HEADER_LEN)) return drop(Drop.truncated);
+      const needed = fragmented ? 8 : protocol === PROTO_UDP ? UDP_HEADER_LEN : TCP_MIN_HEADER_LEN;
+      if (payloadLength < needed) return drop(Drop.truncated);
       srcPort = (d[l4] << 8) | d[l4 + 1];
       dstPort = (d[l4 + 2] << 8) | d[l4 + 3];
     } else if (protocol === PROTO_ICMP) {
       if (payloadLength < ICMP_HEADER_LEN) return drop(Drop.truncated);
       const type = d[l4];
-      // Echo flows are told apart by their identifier.
-      if (type === ICMP_ECHO_REQUEST || type === ICMP_ECHO_REPLY) srcPort = (d[l4 + 4] << 8) | d[l4 + 5];
+      // Echo flows are told apart by their identifier, used as both ports so
+      // that a reply's key is its request's with the ends swapped.
+      if (type === ICMP_ECHO_REQUEST || type === ICMP_ECHO_REPLY) {
+        srcPort = (d[l4 + 4] << 8) | d[l4 + 5];
+        dstPort = srcPort;
+      }
     }
   }
   pool.hash[p] = flowHash(vrf, readU32(d, l3 + 12), readU32(d, l3 + 16), protocol, srcPort, dstPort);
+  pool.ports[p] = ((srcPort << 16) | dstPort) >>> 0;
   return 0;
 }
 
@@ -85,7 +95,7 @@ export function ipv4Input(c: Pipeline, p: number): number {
   if (vif.vrf < 0) return drop(Drop['invalid-vif']);
   c.pool.vrf[p] = vif.vrf;
   const bad = classify(c, p, vif.vrf);
-  return bad !== 0 ? bad : IPV4_LOOKUP;
+  return bad !== 0 ? bad : SOURCE_CHECK;
 }
 
 /** The packet inside a tunnel: its VRF and nexthop come from the MPLS label. */
@@ -93,7 +103,7 @@ export function innerIpv4Input(c: Pipeline, p: number): number {
   const invalid = validate(c, p);
   if (invalid !== 0) return invalid;
   const bad = classify(c, p, c.pool.vrf[p]);
-  return bad !== 0 ? bad : NEXTHOP;
+  return bad !== 0 ? bad : TUNNEL_SOURCE_CHECK;
 }
 
 export function describeIpv4Input(c: Pipeline, p: number): string {

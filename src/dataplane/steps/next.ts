@@ -13,15 +13,23 @@ export const TTL_DECREMENT = 6;
 export const NEXTHOP = 7;
 export const ENCAP_REWRITE = 8;
 export const TUNNEL_ENCAP = 9;
+export const SOURCE_CHECK = 10;
+export const TUNNEL_SOURCE_CHECK = 11;
+export const FLOW_LOOKUP = 12;
+export const FLOW_SETUP = 13;
+export const FLOW_APPLY = 14;
+export const NAT_REWRITE = 15;
 
 export const TRANSMIT = -1;
+/** The packet was copied aside (a fragment waiting for its first fragment). */
+export const HELD = -1_000_000;
 
 /** Encodes a drop reason (from drop-reasons.ts) as a step result. */
 export function drop(reason: number): number {
   return -2 - reason;
 }
 
-/** The drop reason of a step result that is a drop. */
+/** The drop reason of a step result that is a drop (not TRANSMIT or HELD). */
 export function dropReasonOf(next: number): number {
   return -2 - next;
 }

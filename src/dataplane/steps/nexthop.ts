@@ -1,7 +1,8 @@
 /**
  * nexthop: acts on the nexthop the route (or the MPLS label) chose. A
- * composite picks its ECMP member slot from the flow hash; the slot is kept
- * in pool.ecmpSlot so a flow table can record it.
+ * composite keeps the flow's recorded ECMP member while that slot holds one
+ * (sticky load balancing across member changes), else picks by flow hash and
+ * records the choice in the flow.
  */
 import type { Pipeline } from '../pipeline';
 import { Drop } from '../drop-reasons';
@@ -14,8 +15,15 @@ export function nexthop(c: Pipeline, p: number): number {
   let id = pool.nexthop[p];
   let kind = nexthops.kind[id];
   if (kind === NH_COMPOSITE) {
-    const slot = nexthops.selectSlot(id, pool.hash[p]);
-    if (slot < 0) return drop(Drop['ecmp-no-member']);
+    const members = nexthops.members[id]!;
+    let slot = pool.ecmpSlot[p];
+    // Sticky: the flow's member while its slot holds one, else a new choice recorded in the flow.
+    if (slot < 0 || slot >= members.length || members[slot] < 0) {
+      slot = nexthops.selectSlot(id, pool.hash[p]);
+      if (slot < 0) return drop(Drop['ecmp-no-member']);
+      const entry = pool.flowEntry[p];
+      if (entry >= 0 && c.flows.isActive(entry)) c.flows.ecmpSlot[entry] = slot;
+    }
     pool.ecmpSlot[p] = slot;
     id = nexthops.members[id]![slot];
     pool.nexthop[p] = id;

@@ -9,7 +9,7 @@ import { checksumUpdate16 } from '../protocols/checksum';
 import { ICMP_TIME_EXCEEDED } from '../protocols/icmp';
 import { IP_CHECKSUM, IP_TTL } from '../protocols/ipv4';
 import { icmpErrorInPlace } from './icmp-error';
-import { NEXTHOP } from './next';
+import { NAT_REWRITE } from './next';
 
 export function ttlDecrement(c: Pipeline, p: number): number {
   const d = c.pool.data;
@@ -22,9 +22,9 @@ export function ttlDecrement(c: Pipeline, p: number): number {
   const updated = checksumUpdate16(sum, (ttl << 8) | protocol, ((ttl - 1) << 8) | protocol);
   d[l3 + IP_CHECKSUM] = updated >>> 8;
   d[l3 + IP_CHECKSUM + 1] = updated & 0xff;
-  return NEXTHOP;
+  return NAT_REWRITE;
 }
 
 export function describeTtlDecrement(c: Pipeline, p: number, next: number): string {
-  return next === NEXTHOP ? `ttl now ${c.pool.data[c.pool.l3[p] + IP_TTL]}` : 'ttl expired';
+  return next === NAT_REWRITE ? `ttl now ${c.pool.data[c.pool.l3[p] + IP_TTL]}` : 'ttl expired';
 }

@@ -57,6 +57,7 @@ export function tunnelDecap(c: Pipeline, p: number): number {
   pool.nexthop[p] = nexthop;
   pool.vrf[p] = localVif.vrf;
   pool.l4[p] = l4; // the outer L4 header, for the trace; classify overwrites it
+  pool.outerSrc[p] = readU32(d, l3 + 12);
   pool.l3[p] = inner;
   return INNER_IPV4_INPUT;
 }

@@ -1,0 +1,410 @@
+/**
+ * The flow table: one decision per flow, made on its first packet and reused
+ * by every later packet of the flow and of its reply direction.
+ *
+ * Entries come in pairs created together: entry 2k is the forward flow (the
+ * direction that made the decision) and 2k+1 its reverse, so an entry's
+ * partner is `entry ^ 1` and no link needs storing. Every field is a column
+ * of a typed array indexed by entry (or by pair), so a table of 512K entries
+ * is a few flat arrays: no per-flow objects, nothing for the GC to trace, and
+ * a fixed memory cost per pair (see bytesPerPair).
+ *
+ * Key: (VRF, protocol, src IP, dst IP, src port << 16 | dst port). ICMP echo
+ * uses its identifier as both ports so a reply's key is the request's with
+ * the ends swapped. The index is open addressing with linear probing over a
+ * power-of-two bucket array twice the entry capacity, keyed by the flow hash
+ * the pipeline already computed for ECMP; deletion shifts later entries back
+ * (no tombstones), so lookups never slow down as flows come and go.
+ *
+ * When the table is full, a new flow first evicts the oldest pair that never
+ * saw a reply (as Linux conntrack drops unreplied entries first); an
+ * established pair is never evicted. Idle pairs are aged by a clock hand that
+ * the owner advances with `age(now)`.
+ *
+ * NAT (as OpenContrail does it): the new address and port come from the
+ * partner's key. A DNAT forward entry rewrites the destination to the
+ * reverse entry's source; its SNAT reverse rewrites the source to the
+ * forward entry's destination.
+ */
+import { flowHash } from './flow-hash';
+
+export const FLOW_FORWARD = 1;
+export const FLOW_DROP = 2;
+export const FLOW_NAT = 3;
+export const FLOW_ACTION_NAMES = ['none', 'forward', 'drop', 'nat'] as const;
+
+export const NAT_SNAT = 1;
+export const NAT_DNAT = 2;
+export const NAT_SPAT = 4;
+export const NAT_DPAT = 8;
+
+/** Pair state bits. */
+const PAIR_IN_USE = 1;
+const PAIR_REPLIED = 2;
+/** A FIN was seen from the forward (4) or the reverse (8) side. */
+const PAIR_FIN_FORWARD = 4;
+const PAIR_FIN_REVERSE = 8;
+const PAIR_CLOSING = 16;
+
+export const DEFAULT_FLOW_CAPACITY = 512 * 1024;
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 180;
+/** How long a pair lingers after FIN both ways without the last ACK. */
+export const CLOSING_TIMEOUT_SECONDS = 10;
+
+const EMPTY = -1;
+
+export interface FlowKey {
+  vrf: number;
+  protocol: number;
+  src: number;
+  dst: number;
+  srcPort: number;
+  dstPort: number;
+}
+
+export interface FlowEntryView extends FlowKey {
+  index: number;
+  reverseIndex: number;
+  action: (typeof FLOW_ACTION_NAMES)[number];
+  nat: string[];
+  nexthop: number;
+  ecmpSlot: number;
+  packets: number;
+  bytes: number;
+  replied: boolean;
+  lastUsed: number;
+}
+
+export class FlowTable {
+  readonly capacity: number;
+  idleTimeout: number;
+
+  // Per entry.
+  readonly keyVrf: Int32Array;
+  readonly keySrc: Uint32Array;
+  readonly keyDst: Uint32Array;
+  readonly keyPorts: Uint32Array;
+  readonly keyProtocol: Uint8Array;
+  readonly keyHash: Uint32Array;
+  readonly action: Uint8Array;
+  readonly natFlags: Uint8Array;
+  /** Nexthop decided for the entry's direction (-1: look the route up each time). */
+  readonly nexthop: Int32Array;
+  /** ECMP member slot recorded for sticky load balancing (-1 when none). */
+  readonly ecmpSlot: Int16Array;
+  readonly packets: Float64Array;
+  readonly bytes: Float64Array;
+  /** TCP: the last acknowledgement number this direction sent, and its window. */
+  readonly tcpAck: Uint32Array;
+  readonly tcpWindow: Uint32Array;
+  readonly tcpWindowScale: Uint8Array;
+  /** TCP: sequence number of this direction's FIN. */
+  readonly tcpFinSeq: Uint32Array;
+
+  // Per pair.
+  readonly pairState: Uint8Array;
+  /** Coarse clock (seconds) of the pair's last packet. */
+  readonly lastUsed: Uint32Array;
+  private readonly pairGeneration: Uint32Array;
+
+  private readonly buckets: Int32Array;
+  private readonly bucketMask: number;
+  private readonly freePairs: Int32Array;
+  private freeCount: number;
+  /** Pairs in creation order with their generation, for evicting unreplied ones. */
+  private readonly unrepliedPair: Int32Array;
+  private readonly unrepliedGeneration: Uint32Array;
+  private unrepliedHead = 0;
+  private unrepliedCount = 0;
+  private agingHand = 0;
+
+  activePairs = 0;
+  evictions = 0;
+
+  constructor(capacity = DEFAULT_FLOW_CAPACITY, idleTimeout = DEFAULT_IDLE_TIMEOUT_SECONDS) {
+    if (!Number.isInteger(capacity) || capacity < 2 || capacity % 2 !== 0) throw new Error(`flow capacity ${capacity} must be an even integer >= 2`);
+    this.capacity = capacity;
+    this.idleTimeout = idleTimeout;
+    const pairs = capacity / 2;
+    this.keyVrf = new Int32Array(capacity);
+    this.keySrc = new Uint32Array(capacity);
+    this.keyDst = new Uint32Array(capacity);
+    this.keyPorts = new Uint32Array(capacity);
+    this.keyProtocol = new Uint8Array(capacity);
+    this.keyHash = new Uint32Array(capacity);
+    this.action = new Uint8Array(capacity);
+    this.natFlags = new Uint8Array(capacity);
+    this.nexthop = new Int32Array(capacity);
+    this.ecmpSlot = new Int16Array(capacity);
+    this.packets = new Float64Array(capacity);
+    this.bytes = new Float64Array(capacity);
+    this.tcpAck = new Uint32Array(capacity);
+    this.tcpWindow = new Uint32Array(capacity);
+    this.tcpWindowScale = new Uint8Array(capacity);
+    this.tcpFinSeq = new Uint32Array(capacity);
+    this.pairState = new Uint8Array(pairs);
+    this.lastUsed = new Uint32Array(pairs);
+    this.pairGeneration = new Uint32Array(pairs);
+    let buckets = 1;
+    while (buckets < capacity * 2) buckets *= 2;
+    this.buckets = new Int32Array(buckets).fill(EMPTY);
+    this.bucketMask = buckets - 1;
+    this.freePairs = new Int32Array(pairs);
+    for (let i = 0; i < pairs; i++) this.freePairs[i] = pairs - 1 - i;
+    this.freeCount = pairs;
+    this.unrepliedPair = new Int32Array(pairs);
+    this.unrepliedGeneration = new Uint32Array(pairs);
+  }
+
+  /** Bytes of typed-array memory per flow pair, index included. */
+  get bytesPerPair(): number {
+    const perEntry = 4 + 4 + 4 + 4 + 1 + 4 + 1 + 1 + 4 + 2 + 8 + 8 + 4 + 4 + 1 + 4;
+    const perPair = 1 + 4 + 4 + 4 + 4 + 4; // state, lastUsed, generation, free list, unreplied ring (2)
+    return 2 * perEntry + perPair + (this.buckets.length * 4) / (this.capacity / 2);
+  }
+
+  /** The entry with this key, or -1. `hash` must be flowHash of the key. */
+  lookup(vrf: number, protocol: number, src: number, dst: number, ports: number, hash: number): number {
+    const buckets = this.buckets;
+    const mask = this.bucketMask;
+    let bucket = hash & mask;
+    for (;;) {
+      const entry = buckets[bucket];
+      if (entry === EMPTY) return -1;
+      if (
+        this.keyHash[entry] === hash &&
+        this.keySrc[entry] === src &&
+        this.keyDst[entry] === dst &&
+        this.keyPorts[entry] === ports &&
+        this.keyProtocol[entry] === protocol &&
+        this.keyVrf[entry] === vrf
+      )
+        return entry;
+      bucket = (bucket + 1) & mask;
+    }
+  }
+
+  /**
+   * Creates a pair: the forward entry with the given key and the reverse
+   * entry with `reverse`'s key. Returns the forward entry, or -1 when the
+   * table is full of established flows (the caller counts flow-table-full).
+   * The caller must have checked that neither key exists.
+   */
+  create(forward: FlowKey, reverse: FlowKey, now: number): number {
+    if (this.freeCount === 0 && !this.evictUnreplied()) return -1;
+    const pair = this.freePairs[--this.freeCount];
+    const entry = pair * 2;
+    this.setKey(entry, forward);
+    this.setKey(entry + 1, reverse);
+    for (let e = entry; e <= entry + 1; e++) {
+      this.action[e] = FLOW_FORWARD;
+      this.natFlags[e] = 0;
+      this.nexthop[e] = -1;
+      this.ecmpSlot[e] = -1;
+      this.packets[e] = 0;
+      this.bytes[e] = 0;
+      this.tcpAck[e] = 0;
+      this.tcpWindow[e] = 0;
+      this.tcpWindowScale[e] = 0;
+      this.tcpFinSeq[e] = 0;
+      this.insertIntoIndex(e);
+    }
+    this.pairState[pair] = PAIR_IN_USE;
+    this.lastUsed[pair] = now;
+    const generation = ++this.pairGeneration[pair];
+    // A full ring holds stale records too: forget the oldest (it can still age out).
+    if (this.unrepliedCount === this.unrepliedPair.length) {
+      this.unrepliedHead = (this.unrepliedHead + 1) % this.unrepliedPair.length;
+      this.unrepliedCount--;
+    }
+    const tail = (this.unrepliedHead + this.unrepliedCount) % this.unrepliedPair.length;
+    this.unrepliedPair[tail] = pair;
+    this.unrepliedGeneration[tail] = generation;
+    this.unrepliedCount++;
+    this.activePairs++;
+    return entry;
+  }
+
+  /** Removes the pair an entry belongs to. */
+  removePair(entry: number): void {
+    const pair = entry >>> 1;
+    if ((this.pairState[pair] & PAIR_IN_USE) === 0) return;
+    this.removeFromIndex(pair * 2);
+    this.removeFromIndex(pair * 2 + 1);
+    this.pairState[pair] = 0;
+    this.pairGeneration[pair]++;
+    this.freePairs[this.freeCount++] = pair;
+    this.activePairs--;
+  }
+
+  isActive(entry: number): boolean {
+    return (this.pairState[entry >>> 1] & PAIR_IN_USE) !== 0;
+  }
+
+  isReplied(entry: number): boolean {
+    return (this.pairState[entry >>> 1] & PAIR_REPLIED) !== 0;
+  }
+
+  /** Counts a packet on an entry; a packet on a reverse entry makes the pair established. */
+  hit(entry: number, length: number, now: number): void {
+    this.packets[entry]++;
+    this.bytes[entry] += length;
+    this.lastUsed[entry >>> 1] = now;
+    if ((entry & 1) === 1) this.pairState[entry >>> 1] |= PAIR_REPLIED;
+  }
+
+  /**
+   * TCP life cycle, called with each segment's header fields after `hit`.
+   * Returns true when the pair must be removed now (in-window RST, or the
+   * ACK of the second FIN).
+   */
+  trackTcp(entry: number, flags: number, seq: number, ack: number, window: number, segmentLength: number): boolean {
+    const pair = entry >>> 1;
+    const partner = entry ^ 1;
+    const FIN = 0x01;
+    const SYN = 0x02;
+    const RST = 0x04;
+    const ACK = 0x10;
+    if ((flags & RST) !== 0) {
+      // In window: within what the other side last acknowledged and advertised.
+      if (this.tcpWindow[partner] === 0 && this.tcpAck[partner] === 0) return true;
+      const offset = (seq - this.tcpAck[partner]) >>> 0;
+      const window = Math.max(this.tcpWindow[partner] * 2 ** this.tcpWindowScale[partner], 1);
+      return offset < window;
+    }
+    if ((flags & ACK) !== 0) {
+      this.tcpAck[entry] = ack;
+      this.tcpWindow[entry] = window;
+    }
+    if ((flags & SYN) !== 0) this.tcpAck[entry] = (flags & ACK) !== 0 ? ack : 0;
+    const state = this.pairState[pair];
+    if ((flags & FIN) !== 0) {
+      this.tcpFinSeq[entry] = (seq + segmentLength) >>> 0;
+      this.pairState[pair] = state | ((entry & 1) === 0 ? PAIR_FIN_FORWARD : PAIR_FIN_REVERSE);
+      if ((this.pairState[pair] & (PAIR_FIN_FORWARD | PAIR_FIN_REVERSE)) === (PAIR_FIN_FORWARD | PAIR_FIN_REVERSE))
+        this.pairState[pair] |= PAIR_CLOSING;
+      return false;
+    }
+    // The last ACK: it acknowledges the partner's FIN after both sides sent one.
+    if ((state & PAIR_CLOSING) !== 0 && (flags & ACK) !== 0 && ack === ((this.tcpFinSeq[partner] + 1) >>> 0)) return true;
+    return false;
+  }
+
+  /** Records the window scale a SYN offered, for the RST window check. */
+  setWindowScale(entry: number, scale: number): void {
+    this.tcpWindowScale[entry] = Math.min(scale, 14);
+  }
+
+  /**
+   * Advances the aging clock hand over up to `budget` pairs, removing those
+   * idle past the timeout (a closing TCP pair: past CLOSING_TIMEOUT_SECONDS).
+   * Returns the number removed.
+   */
+  age(now: number, budget = 4096): number {
+    const pairs = this.capacity / 2;
+    let removed = 0;
+    for (let i = 0; i < budget && i < pairs; i++) {
+      const pair = this.agingHand;
+      this.agingHand = (pair + 1) % pairs;
+      const state = this.pairState[pair];
+      if ((state & PAIR_IN_USE) === 0) continue;
+      const timeout = (state & PAIR_CLOSING) !== 0 ? Math.min(CLOSING_TIMEOUT_SECONDS, this.idleTimeout) : this.idleTimeout;
+      if (now - this.lastUsed[pair] >= timeout) {
+        this.removePair(pair * 2);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** Every active entry, forward then reverse, in pair order (tools and tests). */
+  entries(): FlowEntryView[] {
+    const out: FlowEntryView[] = [];
+    for (let pair = 0; pair < this.capacity / 2; pair++) {
+      if ((this.pairState[pair] & PAIR_IN_USE) === 0) continue;
+      out.push(this.view(pair * 2), this.view(pair * 2 + 1));
+    }
+    return out;
+  }
+
+  view(entry: number): FlowEntryView {
+    const nat: string[] = [];
+    const flags = this.natFlags[entry];
+    if (flags & NAT_SNAT) nat.push('snat');
+    if (flags & NAT_DNAT) nat.push('dnat');
+    if (flags & NAT_SPAT) nat.push('spat');
+    if (flags & NAT_DPAT) nat.push('dpat');
+    return {
+      index: entry,
+      reverseIndex: entry ^ 1,
+      vrf: this.keyVrf[entry],
+      protocol: this.keyProtocol[entry],
+      src: this.keySrc[entry],
+      dst: this.keyDst[entry],
+      srcPort: this.keyPorts[entry] >>> 16,
+      dstPort: this.keyPorts[entry] & 0xffff,
+      action: FLOW_ACTION_NAMES[this.action[entry]],
+      nat,
+      nexthop: this.nexthop[entry],
+      ecmpSlot: this.ecmpSlot[entry],
+      packets: this.packets[entry],
+      bytes: this.bytes[entry],
+      replied: this.isReplied(entry),
+      lastUsed: this.lastUsed[entry >>> 1],
+    };
+  }
+
+  private setKey(entry: number, key: FlowKey): void {
+    this.keyVrf[entry] = key.vrf;
+    this.keyProtocol[entry] = key.protocol;
+    this.keySrc[entry] = key.src >>> 0;
+    this.keyDst[entry] = key.dst >>> 0;
+    this.keyPorts[entry] = ((key.srcPort << 16) | key.dstPort) >>> 0;
+    this.keyHash[entry] = flowHash(key.vrf, key.src, key.dst, key.protocol, key.srcPort, key.dstPort);
+  }
+
+  private insertIntoIndex(entry: number): void {
+    let bucket = this.keyHash[entry] & this.bucketMask;
+    while (this.buckets[bucket] !== EMPTY) bucket = (bucket + 1) & this.bucketMask;
+    this.buckets[bucket] = entry;
+  }
+
+  /** Linear-probing deletion by backward shift: later entries of the run move up. */
+  private removeFromIndex(entry: number): void {
+    const mask = this.bucketMask;
+    let bucket = this.keyHash[entry] & mask;
+    while (this.buckets[bucket] !== entry) bucket = (bucket + 1) & mask;
+    let hole = bucket;
+    let next = (hole + 1) & mask;
+    while (this.buckets[next] !== EMPTY) {
+      const home = this.keyHash[this.buckets[next]] & mask;
+      // Move it into the hole unless its home lies cyclically in (hole, next].
+      const homeAfterHole = (home - hole - 1 + mask + 1) & mask;
+      const distance = (next - hole - 1 + mask + 1) & mask;
+      if (homeAfterHole > distance) {
+        this.buckets[hole] = this.buckets[next];
+        hole = next;
+      }
+      next = (next + 1) & mask;
+    }
+    this.buckets[hole] = EMPTY;
+  }
+
+  /** Frees the oldest pair that never saw a reply; false when there is none. */
+  private evictUnreplied(): boolean {
+    const ring = this.unrepliedPair.length;
+    while (this.unrepliedCount > 0) {
+      const at = this.unrepliedHead;
+      this.unrepliedHead = (at + 1) % ring;
+      this.unrepliedCount--;
+      const pair = this.unrepliedPair[at];
+      const state = this.pairState[pair];
+      if (this.unrepliedGeneration[at] === this.pairGeneration[pair] && (state & PAIR_IN_USE) !== 0 && (state & PAIR_REPLIED) === 0) {
+        this.removePair(pair * 2);
+        this.evictions++;
+        return true;
+      }
+    }
+    return false;
+  }
+}

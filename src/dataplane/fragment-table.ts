@@ -1,0 +1,141 @@
+/**
+ * Fragments follow their first fragment: only the first carries the ports
+ * the flow key needs, so its flow decision is remembered here, keyed by
+ * (VRF, src, dst, protocol, IP id), and applied to the later fragments of
+ * the same datagram. A later fragment that arrives before its first is held
+ * (copied into a spare pool slot) until the first comes or the record times
+ * out. A fragment overlapping one already seen is dropped (the classic
+ * overlap attacks on filters rely on them).
+ *
+ * Fragments are rare, so the table is small and scanned linearly: a fixed
+ * set of records in typed arrays, no allocation.
+ */
+import type { Pipeline } from './pipeline';
+import { Drop } from './drop-reasons';
+import { readU32 } from './protocols/ipv4';
+import { FLOW_APPLY, HELD, drop } from './steps/next';
+
+export const FRAGMENT_RECORDS = 256;
+export const FRAGMENT_TIMEOUT_SECONDS = 2;
+const RANGES_PER_RECORD = 16;
+const HELD_PER_RECORD = 8;
+/** Fragments held at once across all records. */
+export const MAX_HELD_FRAGMENTS = 64;
+
+export class FragmentTable {
+  private readonly inUse = new Uint8Array(FRAGMENT_RECORDS);
+  private readonly vrf = new Int32Array(FRAGMENT_RECORDS);
+  private readonly src = new Uint32Array(FRAGMENT_RECORDS);
+  private readonly dst = new Uint32Array(FRAGMENT_RECORDS);
+  private readonly protocol = new Uint8Array(FRAGMENT_RECORDS);
+  private readonly id = new Uint16Array(FRAGMENT_RECORDS);
+  /** The flow entry of the datagram's first fragment, -1 until it is seen. */
+  private readonly entry = new Int32Array(FRAGMENT_RECORDS);
+  private readonly expires = new Uint32Array(FRAGMENT_RECORDS);
+  /** Byte ranges [start, end) of the fragments seen, for overlap checks. */
+  private readonly rangeStart = new Uint32Array(FRAGMENT_RECORDS * RANGES_PER_RECORD);
+  private readonly rangeEnd = new Uint32Array(FRAGMENT_RECORDS * RANGES_PER_RECORD);
+  private readonly rangeCount = new Uint8Array(FRAGMENT_RECORDS);
+  /** Pool slots of fragments held for their first fragment. */
+  private readonly heldSlots = new Int32Array(FRAGMENT_RECORDS * HELD_PER_RECORD);
+  private readonly heldCount = new Uint8Array(FRAGMENT_RECORDS);
+  /** Fragments held now, across all records. */
+  held = 0;
+
+  /** A later fragment: apply its datagram's flow, hold it, or drop it. */
+  follow(c: Pipeline, p: number): number {
+    const record = this.find(c, p, true);
+    if (record < 0) return drop(Drop['fragment-hold-full']);
+    const overlap = this.addRange(c, p, record);
+    if (overlap !== 0) return overlap;
+    const entry = this.entry[record];
+    if (entry >= 0 && c.flows.isActive(entry)) {
+      c.pool.flowEntry[p] = entry;
+      return FLOW_APPLY;
+    }
+    return this.hold(c, p, record);
+  }
+
+  /** The first fragment passed its flow: remember the decision and release what waited for it. */
+  recordHead(c: Pipeline, p: number): void {
+    const record = this.find(c, p, true);
+    if (record < 0) return;
+    if (this.addRange(c, p, record) !== 0) return;
+    const entry = c.pool.flowEntry[p];
+    this.entry[record] = entry;
+    for (let i = 0; i < this.heldCount[record]; i++) c.releaseHeld(this.heldSlots[record * HELD_PER_RECORD + i], entry);
+    this.held -= this.heldCount[record];
+    this.heldCount[record] = 0;
+  }
+
+  /** Expires records past their time; their held fragments are dropped. */
+  age(c: Pipeline, now: number): void {
+    for (let record = 0; record < FRAGMENT_RECORDS; record++) {
+      if (this.inUse[record] === 0 || now < this.expires[record]) continue;
+      for (let i = 0; i < this.heldCount[record]; i++) c.dropHeld(this.heldSlots[record * HELD_PER_RECORD + i], Drop['fragment-timeout']);
+      this.held -= this.heldCount[record];
+      this.heldCount[record] = 0;
+      this.inUse[record] = 0;
+    }
+  }
+
+  private find(c: Pipeline, p: number, create: boolean): number {
+    const d = c.pool.data;
+    const l3 = c.pool.l3[p];
+    const vrf = c.pool.vrf[p];
+    const src = readU32(d, l3 + 12);
+    const dst = readU32(d, l3 + 16);
+    const protocol = d[l3 + 9];
+    const id = (d[l3 + 4] << 8) | d[l3 + 5];
+    let free = -1;
+    for (let record = 0; record < FRAGMENT_RECORDS; record++) {
+      if (this.inUse[record] === 0 || c.now >= this.expires[record]) {
+        if (free < 0 && this.heldCount[record] === 0) free = record;
+        continue;
+      }
+      if (this.id[record] === id && this.src[record] === src && this.dst[record] === dst && this.protocol[record] === protocol && this.vrf[record] === vrf)
+        return record;
+    }
+    if (!create || free < 0) return -1;
+    this.inUse[free] = 1;
+    this.vrf[free] = vrf;
+    this.src[free] = src;
+    this.dst[free] = dst;
+    this.protocol[free] = protocol;
+    this.id[free] = id;
+    this.entry[free] = -1;
+    this.expires[free] = c.now + FRAGMENT_TIMEOUT_SECONDS;
+    this.rangeCount[free] = 0;
+    this.heldCount[free] = 0;
+    return free;
+  }
+
+  /** Records the fragment's byte range; a drop result when it overlaps one seen. */
+  private addRange(c: Pipeline, p: number, record: number): number {
+    const d = c.pool.data;
+    const l3 = c.pool.l3[p];
+    const headerLength = (d[l3] & 0x0f) << 2;
+    const start = (((d[l3 + 6] << 8) | d[l3 + 7]) & 0x1fff) * 8;
+    const end = start + ((d[l3 + 2] << 8) | d[l3 + 3]) - headerLength;
+    const base = record * RANGES_PER_RECORD;
+    const count = this.rangeCount[record];
+    for (let i = 0; i < count; i++) {
+      if (start < this.rangeEnd[base + i] && this.rangeStart[base + i] < end) return drop(Drop['fragment-overlap']);
+    }
+    if (count === RANGES_PER_RECORD) return drop(Drop['fragment-hold-full']);
+    this.rangeStart[base + count] = start;
+    this.rangeEnd[base + count] = end;
+    this.rangeCount[record] = count + 1;
+    return 0;
+  }
+
+  private hold(c: Pipeline, p: number, record: number): number {
+    if (this.heldCount[record] === HELD_PER_RECORD || this.held === MAX_HELD_FRAGMENTS) return drop(Drop['fragment-hold-full']);
+    const slot = c.copyToHeld(p);
+    if (slot < 0) return drop(Drop['fragment-hold-full']);
+    this.heldSlots[record * HELD_PER_RECORD + this.heldCount[record]] = slot;
+    this.heldCount[record]++;
+    this.held++;
+    return HELD;
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Network policy between virtual networks, evaluated once per new flow (the
+ * flow pair caches the verdict, and the reply direction of an allowed flow
+ * is allowed with it).
+ *
+ * Rules are tried in order and the first match decides. Without a matching
+ * rule: traffic inside one VN is allowed, traffic between VNs is denied. A
+ * VN that `uses` a service gets rules allowing that service's ClusterIP on
+ * its service ports only.
+ */
+import { prefixMask } from './lpm/prefix-table';
+
+export const ANY_VN = -1;
+export const ANY_PROTOCOL = 0;
+
+export interface PolicyRule {
+  /** VRF id of the source VN, or ANY_VN. */
+  sourceVn: number;
+  destinationVn: number;
+  /** IP protocol number, or ANY_PROTOCOL. */
+  protocol: number;
+  /** Destination port range, inclusive (0-65535 for any). */
+  portFrom: number;
+  portTo: number;
+  /** Optional destination prefix (length 0 for any). */
+  destinationPrefix: number;
+  destinationLength: number;
+  allow: boolean;
+  /** Shown by tools and traces. */
+  name: string;
+}
+
+export class PolicyTable {
+  rules: PolicyRule[] = [];
+
+  /** Index of the deciding rule, -1 for the default (same VN allowed), -2 for the default deny. */
+  match(sourceVn: number, destinationVn: number, protocol: number, destination: number, destinationPort: number): number {
+    const rules = this.rules;
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i];
+      if (rule.sourceVn !== ANY_VN && rule.sourceVn !== sourceVn) continue;
+      if (rule.destinationVn !== ANY_VN && rule.destinationVn !== destinationVn) continue;
+      if (rule.protocol !== ANY_PROTOCOL && rule.protocol !== protocol) continue;
+      if (destinationPort < rule.portFrom || destinationPort > rule.portTo) continue;
+      if (((destination & prefixMask(rule.destinationLength)) >>> 0) !== rule.destinationPrefix) continue;
+      return i;
+    }
+    return sourceVn === destinationVn ? -1 : -2;
+  }
+
+  allows(sourceVn: number, destinationVn: number, protocol: number, destination: number, destinationPort: number): boolean {
+    const decided = this.match(sourceVn, destinationVn, protocol, destination, destinationPort);
+    return decided === -1 || (decided >= 0 && this.rules[decided].allow);
+  }
+
+  describe(decided: number): string {
+    if (decided === -1) return 'default: same VN allowed';
+    if (decided === -2) return 'default: between VNs denied';
+    const rule = this.rules[decided];
+    return `rule ${decided} ${rule.name} (${rule.allow ? 'allow' : 'deny'})`;
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * The flow steps. Every IPv4 packet from a pod or out of a tunnel belongs to
+ * a flow pair, decided once on the flow's first packet:
+ *
+ *   flow-lookup  key (VRF, protocol, src, dst, ports) -> entry; an ICMP error
+ *                is matched through the packet it quotes, a later fragment
+ *                through its datagram's first fragment
+ *   flow-setup   on a miss: destination (route, ECMP member, or the MPLS
+ *                label's pod), floating IP -> DNAT, policy verdict; creates
+ *                the forward and reverse entries together
+ *   flow-apply   per packet: counters, TCP life cycle, drop verdict, the
+ *                flow's ECMP member for sticky load balancing
+ */
+import type { Pipeline } from '../pipeline';
+import { Drop } from '../drop-reasons';
+import { flowHash } from '../flow-hash';
+import { FLOW_ACTION_NAMES, FLOW_DROP, FLOW_FORWARD, FLOW_NAT, NAT_DNAT, NAT_DPAT, NAT_SNAT, NAT_SPAT } from '../flow-table';
+import { NH_COMPOSITE, NH_ENCAP, NH_KIND_NAMES } from '../nexthop';
+import { ICMP_HEADER_LEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, isIcmpError } from '../protocols/icmp';
+import { IP_MIN_HEADER_LEN, PROTO_ICMP, PROTO_TCP, PROTO_UDP, ipToString, readU32 } from '../protocols/ipv4';
+import { VIF_FABRIC, Vif } from '../vif';
+import { FLOW_APPLY, FLOW_SETUP, IPV4_LOOKUP, NAT_REWRITE, drop } from './next';
+
+const TCP_SYN = 0x02;
+const TCP_OPTION_END = 0;
+const TCP_OPTION_NOP = 1;
+const TCP_OPTION_WINDOW_SCALE = 3;
+
+export function flowLookup(c: Pipeline, p: number): number {
+  const pool = c.pool;
+  const d = pool.data;
+  const l3 = pool.l3[p];
+  const l4 = pool.l4[p];
+  if (l4 < 0) return c.fragments.follow(c, p);
+  const protocol = d[l3 + 9];
+  if (protocol === PROTO_ICMP && isIcmpError(d[l4])) return lookupIcmpError(c, p, l4);
+  const entry = c.flows.lookup(pool.vrf[p], protocol, readU32(d, l3 + 12), readU32(d, l3 + 16), pool.ports[p], pool.hash[p]);
+  if (entry < 0) return FLOW_SETUP;
+  pool.flowEntry[p] = entry;
+  return FLOW_APPLY;
+}
+
+/**
+ * An ICMP error travels against the packet it quotes, so it belongs to the
+ * entry whose key is the quoted packet's with the ends swapped. It never
+ * creates a flow of its own.
+ */
+function lookupIcmpError(c: Pipeline, p: number, l4: number): number {
+  const pool = c.pool;
+  const d = pool.data;
+  const end = pool.start[p] + pool.length[p];
+  const quoted = l4 + ICMP_HEADER_LEN;
+  if (end - quoted < IP_MIN_HEADER_LEN) return drop(Drop.truncated);
+  const quotedL4 = quoted + ((d[quoted] & 0x0f) << 2);
+  if (end - quotedL4 < 8) return drop(Drop.truncated);
+  const protocol = d[quoted + 9];
+  let srcPort = 0;
+  let dstPort = 0;
+  if (protocol === PROTO_TCP || protocol === PROTO_UDP) {
+    srcPort = (d[quotedL4] << 8) | d[quotedL4 + 1];
+    dstPort = (d[quotedL4 + 2] << 8) | d[quotedL4 + 3];
+  } else if (protocol === PROTO_ICMP && (d[quotedL4] === ICMP_ECHO_REQUEST || d[quotedL4] === ICMP_ECHO_REPLY)) {
+    srcPort = (d[quotedL4 + 4] << 8) | d[quotedL4 + 5];
+    dstPort = srcPort;
+  }
+  const vrf = pool.vrf[p];
+  const src = readU32(d, quoted + 16);
+  const dst = readU32(d, quoted + 12);
+  const hash = flowHash(vrf, src, dst, protocol, dstPort, srcPort);
+  const entry = c.flows.lookup(vrf, protocol, src, dst, ((dstPort << 16) | srcPort) >>> 0, hash);
+  if (entry < 0) return drop(Drop['icmp-error-no-flow']);
+  pool.flowEntry[p] = entry;
+  return FLOW_APPLY;
+}
+
+/** The VN a nexthop leads into (for a composite: its own, else its first member's), or `fallback`. */
+function nexthopVn(c: Pipeline, nexthop: number, fallback: number): number {
+  const nexthops = c.nexthops;
+  let vn = nexthops.vn[nexthop];
+  if (vn < 0 && nexthops.kind[nexthop] === NH_COMPOSITE) {
+    const members = nexthops.members[nexthop]!;
+    for (let i = 0; i < members.length && vn < 0; i++) if (members[i] >= 0) vn = nexthops.vn[members[i]];
+  }
+  return vn < 0 ? fallback : vn;
+}
+
+export function flowSetup(c: Pipeline, p: number): number {
+  const pool = c.pool;
+  const d = pool.data;
+  const nexthops = c.nexthops;
+  const l3 = pool.l3[p];
+  const l4 = pool.l4[p];
+  const vrfId = pool.vrf[p];
+  const vrf = c.vrfs[vrfId];
+  if (vrf === null || vrf === undefined) return drop(Drop['no-route']);
+  const protocol = d[l3 + 9];
+  const src = readU32(d, l3 + 12);
+  const dst = readU32(d, l3 + 16);
+  const ports = pool.ports[p];
+  const srcPort = ports >>> 16;
+  const dstPort = ports & 0xffff;
+  const fromFabric = c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC;
+
+  // Where the flow goes: the label's pod, or the route's nexthop (an ECMP member for a composite).
+  let sourceVn = vrfId;
+  let destinationVn: number;
+  let delivery = -1; // local encap nexthop, if the flow ends at a pod of this node
+  let slot = -1;
+  if (fromFabric) {
+    delivery = pool.nexthop[p];
+    const sourceRoute = vrf.routes.lookup(src);
+    if (sourceRoute >= 0) sourceVn = nexthopVn(c, sourceRoute, vrfId);
+    destinationVn = nexthopVn(c, delivery, vrfId);
+  } else {
+    const route = vrf.routes.lookup(dst);
+    if (route < 0) return drop(Drop['no-route']);
+    destinationVn = nexthopVn(c, route, vrfId);
+    let member = route;
+    if (nexthops.kind[route] === NH_COMPOSITE) {
+      slot = nexthops.selectSlot(route, pool.hash[p]);
+      if (slot < 0) return drop(Drop['ecmp-no-member']);
+      member = nexthops.members[route]![slot];
+    }
+    if (nexthops.kind[member] === NH_ENCAP) delivery = member;
+  }
+
+  // A floating IP of the pod the flow ends at: translate to the pod's own address and port.
+  const pod: Vif | null = delivery >= 0 ? c.vifs[nexthops.vif[delivery]] ?? null : null;
+  const floatingIp = pod === null ? null : pod.floatingIp(dst);
+  let translatedDst = dst;
+  let translatedPort = dstPort;
+  if (floatingIp !== null && pod !== null) {
+    translatedDst = pod.ip;
+    for (const entry of floatingIp.portMap) {
+      if (entry.protocol === protocol && entry.port === dstPort) translatedPort = entry.targetPort;
+    }
+  }
+
+  const allowed = c.dp.policy.allows(sourceVn, destinationVn, protocol, dst, dstPort);
+  const forward = c.forwardKey;
+  forward.vrf = vrfId;
+  forward.protocol = protocol;
+  forward.src = src;
+  forward.dst = dst;
+  forward.srcPort = srcPort;
+  forward.dstPort = dstPort;
+  const reverse = c.reverseKey;
+  reverse.vrf = pod !== null && !fromFabric ? pod.vrf : vrfId;
+  reverse.protocol = protocol;
+  reverse.src = translatedDst;
+  reverse.dst = src;
+  reverse.srcPort = translatedPort;
+  reverse.dstPort = srcPort;
+  // A stale entry holding the reply key (an old flow seen the other way round) gives way.
+  const stale = c.flows.lookup(reverse.vrf, protocol, reverse.src, reverse.dst, ((reverse.srcPort << 16) | reverse.dstPort) >>> 0,
+    flowHash(reverse.vrf, reverse.src, reverse.dst, protocol, reverse.srcPort, reverse.dstPort));
+  if (stale >= 0) c.flows.removePair(stale);
+
+  const entry = c.flows.create(forward, reverse, c.now);
+  if (entry < 0) return drop(Drop['flow-table-full']);
+  const flows = c.flows;
+  if (!allowed) {
+    flows.action[entry] = FLOW_DROP;
+    flows.action[entry + 1] = FLOW_DROP;
+  } else if (translatedDst !== dst || translatedPort !== dstPort) {
+    flows.action[entry] = FLOW_NAT;
+    flows.action[entry + 1] = FLOW_NAT;
+    flows.natFlags[entry] = (translatedDst !== dst ? NAT_DNAT : 0) | (translatedPort !== dstPort ? NAT_DPAT : 0);
+    flows.natFlags[entry + 1] = (translatedDst !== dst ? NAT_SNAT : 0) | (translatedPort !== dstPort ? NAT_SPAT : 0);
+  } else {
+    flows.action[entry] = FLOW_FORWARD;
+    flows.action[entry + 1] = FLOW_FORWARD;
+  }
+  flows.nexthop[entry] = fromFabric ? delivery : vrf.routes.lookup(dst);
+  flows.ecmpSlot[entry] = slot;
+  flows.ecmpSlot[entry + 1] = slot;
+  if (protocol === PROTO_TCP && l4 >= 0 && (d[l4 + 13] & TCP_SYN) !== 0) flows.setWindowScale(entry, windowScaleOption(c, p, l4));
+  pool.flowEntry[p] = entry;
+  return FLOW_APPLY;
+}
+
+/** The window scale a SYN offers (RFC 7323), 0 when absent. */
+function windowScaleOption(c: Pipeline, p: number, l4: number): number {
+  const d = c.pool.data;
+  const end = Math.min(l4 + ((d[l4 + 12] >>> 4) << 2), c.pool.start[p] + c.pool.length[p]);
+  let at = l4 + 20;
+  while (at < end) {
+    const kind = d[at];
+    if (kind === TCP_OPTION_END) break;
+    if (kind === TCP_OPTION_NOP) {
+      at++;
+      continue;
+    }
+    if (at + 1 >= end || d[at + 1] < 2) break;
+    if (kind === TCP_OPTION_WINDOW_SCALE && d[at + 1] === 3 && at + 2 < end) return d[at + 2];
+    at += d[at + 1];
+  }
+  return 0;
+}
+
+export function flowApply(c: Pipeline, p: number): number {
+  const pool = c.pool;
+  const d = pool.data;
+  const flows = c.flows;
+  const entry = pool.flowEntry[p];
+  const l3 = pool.l3[p];
+  const l4 = pool.l4[p];
+  flows.hit(entry, pool.length[p], c.now);
+  // Later fragments follow the first one's verdict, a drop included.
+  if (l4 >= 0 && ((d[l3 + 6] << 8) | d[l3 + 7]) & 0x2000) c.fragments.recordHead(c, p);
+  if (flows.action[entry] === FLOW_DROP) return drop(Drop['flow-action-drop']);
+  if (d[l3 + 9] === PROTO_TCP && l4 >= 0) {
+    const flags = d[l4 + 13];
+    if ((flags & TCP_SYN) !== 0 && (entry & 1) === 1) flows.setWindowScale(entry, windowScaleOption(c, p, l4));
+    const totalLength = (d[l3 + 2] << 8) | d[l3 + 3];
+    const segmentLength = totalLength - (l4 - l3) - ((d[l4 + 12] >>> 4) << 2);
+    const window = (d[l4 + 14] << 8) | d[l4 + 15];
+    if (flows.trackTcp(entry, flags, readU32(d, l4 + 4), readU32(d, l4 + 8), window, segmentLength)) c.closeFlowAfter(p);
+  }
+  pool.ecmpSlot[p] = flows.ecmpSlot[entry];
+  return c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC ? NAT_REWRITE : IPV4_LOOKUP;
+}
+
+export function describeFlowLookup(c: Pipeline, p: number, next: number): string {
+  const entry = c.pool.flowEntry[p];
+  if (next === FLOW_SETUP) return 'miss';
+  if (entry < 0) return 'no flow';
+  return `hit entry ${entry} (reverse ${entry ^ 1})`;
+}
+
+export function describeFlowSetup(c: Pipeline, p: number, next: number): string {
+  const entry = c.pool.flowEntry[p];
+  if (next !== FLOW_APPLY) return 'no flow created';
+  const flows = c.flows;
+  const forward = flows.view(entry);
+  const reverse = flows.view(entry ^ 1);
+  const nexthop = flows.nexthop[entry];
+  return (
+    `created ${entry}<=>${entry ^ 1} ${FLOW_ACTION_NAMES[flows.action[entry]]}${forward.nat.length ? ` (${forward.nat.join(',')})` : ''}` +
+    ` reverse ${ipToString(reverse.src)}:${reverse.srcPort} > ${ipToString(reverse.dst)}:${reverse.dstPort} vrf ${reverse.vrf}` +
+    `${nexthop >= 0 ? ` nh ${nexthop} ${NH_KIND_NAMES[c.nexthops.kind[nexthop]]}` : ''}`
+  );
+}
+
+export function describeFlowApply(c: Pipeline, p: number, next: number): string {
+  const entry = c.pool.flowEntry[p];
+  const verdict = next >= 0 ? FLOW_ACTION_NAMES[c.flows.action[entry]] : 'drop';
+  return `entry ${entry} ${verdict}, ${c.flows.packets[entry]} packets${c.pool.ecmpSlot[p] >= 0 ? `, ecmp slot ${c.pool.ecmpSlot[p]}` : ''}`;
+}

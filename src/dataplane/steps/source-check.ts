@@ -1,0 +1,53 @@
+/**
+ * source-check: a pod may only send from its own IP (or a floating IP it
+ * owns) and its own MAC.
+ * tunnel-source-check: a tunnel is accepted only from a node that the
+ * receiving VRF routes the inner source to (any member of an ECMP route),
+ * so one node cannot inject traffic on behalf of another's pods.
+ */
+import type { Pipeline } from '../pipeline';
+import { Drop } from '../drop-reasons';
+import { NH_COMPOSITE, NH_TUNNEL } from '../nexthop';
+import { ipToString, readU32 } from '../protocols/ipv4';
+import { FLOW_LOOKUP, drop } from './next';
+
+export function sourceCheck(c: Pipeline, p: number): number {
+  const pool = c.pool;
+  const d = pool.data;
+  const vif = c.vifs[pool.ingressVif[p]]!;
+  const src = readU32(d, pool.l3[p] + 12);
+  if (src !== vif.ip && vif.floatingIp(src) === null) return drop(Drop['spoofed-source']);
+  const mac = vif.mac;
+  const at = pool.start[p] + 6;
+  for (let i = 0; i < 6; i++) if (d[at + i] !== mac[i]) return drop(Drop['spoofed-source']);
+  return FLOW_LOOKUP;
+}
+
+export function describeSourceCheck(c: Pipeline, p: number, next: number): string {
+  return next === FLOW_LOOKUP ? 'source address and MAC belong to the vif' : `${ipToString(readU32(c.pool.data, c.pool.l3[p] + 12))} is not this vif's`;
+}
+
+export function tunnelSourceCheck(c: Pipeline, p: number): number {
+  const pool = c.pool;
+  const nexthops = c.nexthops;
+  const outer = pool.outerSrc[p];
+  const vrf = c.vrfs[pool.vrf[p]];
+  const nexthop = vrf === null || vrf === undefined ? -1 : vrf.routes.lookup(readU32(pool.data, pool.l3[p] + 12));
+  if (nexthop < 0) return drop(Drop['invalid-tunnel-source']);
+  const kind = nexthops.kind[nexthop];
+  if (kind === NH_TUNNEL) return nexthops.dip[nexthop] === outer ? FLOW_LOOKUP : drop(Drop['invalid-tunnel-source']);
+  if (kind === NH_COMPOSITE) {
+    const members = nexthops.members[nexthop]!;
+    for (let i = 0; i < members.length; i++) {
+      const member = members[i];
+      if (member >= 0 && nexthops.kind[member] === NH_TUNNEL && nexthops.dip[member] === outer) return FLOW_LOOKUP;
+    }
+  }
+  return drop(Drop['invalid-tunnel-source']);
+}
+
+export function describeTunnelSourceCheck(c: Pipeline, p: number, next: number): string {
+  const source = ipToString(readU32(c.pool.data, c.pool.l3[p] + 12));
+  const node = ipToString(c.pool.outerSrc[p]);
+  return next === FLOW_LOOKUP ? `node ${node} is a next hop of ${source}` : `node ${node} is not a next hop of ${source}`;
+}
