@@ -67,7 +67,7 @@ export function udp(src: string, dst: string, srcPort: number, dstPort: number, 
   return segment;
 }
 
-export function tcp(src: string, dst: string, srcPort: number, dstPort: number, flags: number, payload = Buffer.alloc(0)): Buffer {
+export function tcp(src: string, dst: string, srcPort: number, dstPort: number, flags: number, payload: Buffer = Buffer.alloc(0)): Buffer {
   const segment = Buffer.alloc(20 + payload.length);
   segment.writeUInt16BE(srcPort, 0);
   segment.writeUInt16BE(dstPort, 2);

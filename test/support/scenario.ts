@@ -35,8 +35,11 @@ export interface Scenario {
   out(vif: number): Buffer[];
 }
 
-export function buildScenario(): Scenario {
-  const dp = new Dataplane({ name: 'node1', underlayIp: ipFromString('192.168.0.11'), encapPriority: ['udp', 'gre'] }, { flowCapacity: 8192 });
+export function buildScenario(options: { flowCapacity?: number } = {}): Scenario {
+  const dp = new Dataplane(
+    { name: 'node1', underlayIp: ipFromString('192.168.0.11'), encapPriority: ['udp', 'gre'] },
+    { flowCapacity: options.flowCapacity ?? 8192 },
+  );
   dp.addVrf(1, 'vn1', [{ prefix: ipFromString('10.1.1.0'), length: 24 }], ipFromString('10.1.1.1'));
   dp.addVrf(2, 'vn2', [{ prefix: ipFromString('10.2.2.0'), length: 24 }], ipFromString('10.2.2.1'));
   dp.addVif({ id: 0, kind: 'fabric', name: 'eth0', mac: parseMac(FABRIC_MAC), ip: ipFromString('192.168.0.11'), vrf: -1, mtu: 1500 });
