@@ -1,0 +1,963 @@
+// vrouter_io: synchronous, batched Linux packet I/O for the vrouter's packet
+// path (TAP devices, UDP and raw IPv4 sockets, epoll, eventfd).
+//
+// Why a native addon at all: Node's fs.read on a TAP fd goes through the
+// libuv thread pool, one round trip per packet, which measured about 4x
+// slower than plain synchronous read()/write() in a dedicated thread (see
+// shared/reference/performance-baselines.md). The packet path therefore runs
+// in its own worker thread and calls these functions directly: each call is
+// one (or a few) syscalls on a whole batch of frames, and blocking happens in
+// exactly one place, epollWait.
+//
+// Conventions, shared by every function:
+//  - Linux only. Every function is synchronous. Every fd this module creates
+//    is non-blocking and close-on-exec; only epollWait may block, and only for
+//    the timeout it is given.
+//  - Frames live in one caller-owned Uint8Array (a Buffer is one); frame i is
+//    at byte offsets[i] with length lengths[i]. Nothing is allocated per frame
+//    and no JS object is created per frame: the per-syscall message arrays
+//    are on the C++ stack, in chunks of kChunk.
+//  - Bad arguments (wrong type, non-integer, out of range, a frame that does
+//    not fit in the buffer) throw TypeError/RangeError before any syscall, so
+//    no call can make the kernel touch memory outside the buffer.
+//  - A failed syscall throws an Error whose message is
+//    "<syscall> <object>: <strerror>", e.g. "read fd -1: Bad file
+//    descriptor", with .code (the errno name, "EBADF"), .errno and .syscall.
+//  - Batch calls never lose track of frames: they return how many frames from
+//    the front of the batch are done, and the caller resumes from there.
+//
+// Thread model: N-API addons are loaded once per JS environment (main thread
+// and each worker). The only mutable state here, the error counters of
+// ioStats(), is thread_local, so each worker sees its own counters.
+
+#include <node_api.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+
+namespace {
+
+// Messages per recvmmsg/sendmmsg call and events per epoll_wait. 256 is the
+// vector size VPP uses; larger batches are simply done in several chunks.
+// The stack cost is 256 * (64 + 16 + 16) bytes = 24 KiB per call.
+constexpr int kChunk = 256;
+
+// Socket buffer size asked for UDP and raw sockets. Bursts of several
+// thousand 64-byte datagrams must fit while the worker is busy elsewhere;
+// the default (~200 KiB) overflows at a few thousand small packets.
+constexpr int kSocketBuffer = 4 * 1024 * 1024;
+
+// Per-thread error counters (see ioStats()).
+struct Stats {
+  double txDropped = 0;    // frames dropped by writeBatch/sendBatch on a per-frame error
+  int lastTxErrno = 0;     // errno of the most recent such drop
+  double rxTruncated = 0;  // datagrams cut to `capacity` by recvBatch
+};
+thread_local Stats tls_stats;
+
+// ---------------------------------------------------------------------------
+// Throwing errors
+// ---------------------------------------------------------------------------
+
+const char* ErrnoName(int err) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  return strerrorname_np(err);  // "EBADF"; NULL for unknown numbers
+#else
+  (void)err;
+  return nullptr;
+#endif
+}
+
+void SetProperty(napi_env env, napi_value object, const char* key, napi_value value) {
+  if (value != nullptr) napi_set_named_property(env, object, key, value);
+}
+
+// Throws Error("<syscall> <what>: <strerror>") with .code/.errno/.syscall,
+// the same shape as Node's own system errors.
+void ThrowErrno(napi_env env, const char* syscall, const char* what, int err) {
+  char text[128];
+  // GNU strerror_r (g++ defines _GNU_SOURCE): returns the string to use,
+  // thread-safe unlike strerror().
+  const char* reason = strerror_r(err, text, sizeof text);
+  char message[512];
+  if (what != nullptr && what[0] != '\0') {
+    snprintf(message, sizeof message, "%s %s: %s", syscall, what, reason);
+  } else {
+    snprintf(message, sizeof message, "%s: %s", syscall, reason);
+  }
+  napi_value code = nullptr, msg = nullptr, error = nullptr, num = nullptr, sys = nullptr;
+  const char* name = ErrnoName(err);
+  if (name != nullptr) napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+  if (napi_create_error(env, code, msg, &error) != napi_ok) {
+    napi_throw_error(env, name, message);
+    return;
+  }
+  napi_create_int32(env, err, &num);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sys);
+  SetProperty(env, error, "errno", num);
+  SetProperty(env, error, "syscall", sys);
+  napi_throw(env, error);
+}
+
+// "fd 5", the object named in most syscall errors.
+void ThrowFdErrno(napi_env env, const char* syscall, int fd, int err) {
+  char what[32];
+  snprintf(what, sizeof what, "fd %d", fd);
+  ThrowErrno(env, syscall, what, err);
+}
+
+void ThrowType(napi_env env, const char* fn, const char* what) {
+  char message[256];
+  snprintf(message, sizeof message, "%s: %s", fn, what);
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
+}
+
+void ThrowRange(napi_env env, const char* message) {
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
+}
+
+// ---------------------------------------------------------------------------
+// Argument parsing. Each Get* returns false after throwing; the caller then
+// returns nullptr to JS.
+// ---------------------------------------------------------------------------
+
+constexpr size_t kMaxArgs = 8;
+
+struct Args {
+  napi_value v[kMaxArgs];
+  size_t count;
+};
+
+bool GetArgs(napi_env env, napi_callback_info info, const char* fn, size_t want, Args* args) {
+  args->count = kMaxArgs;
+  if (napi_get_cb_info(env, info, &args->count, args->v, nullptr, nullptr) != napi_ok) {
+    ThrowType(env, fn, "cannot read arguments");
+    return false;
+  }
+  if (args->count < want) {
+    char what[96];
+    snprintf(what, sizeof what, "expected %zu arguments, got %zu", want, args->count);
+    ThrowType(env, fn, what);
+    return false;
+  }
+  return true;
+}
+
+// An integral JS number in [min, max]. Doubles are checked by hand rather
+// than with napi_get_value_int32, which would silently turn 1.5 into 1 and
+// NaN into 0: a wrong fd or offset must fail loudly, not alias another one.
+bool GetInteger(napi_env env, napi_value value, const char* fn, const char* name, double min, double max,
+                int64_t* out) {
+  double d = 0;
+  if (napi_get_value_double(env, value, &d) != napi_ok) {
+    char what[96];
+    snprintf(what, sizeof what, "%s must be a number", name);
+    ThrowType(env, fn, what);
+    return false;
+  }
+  if (!std::isfinite(d) || d != std::trunc(d)) {
+    char what[96];
+    snprintf(what, sizeof what, "%s must be an integer", name);
+    ThrowType(env, fn, what);
+    return false;
+  }
+  if (d < min || d > max) {
+    char message[192];
+    snprintf(message, sizeof message, "%s: %s must be in [%.0f, %.0f], got %.0f", fn, name, min, max, d);
+    ThrowRange(env, message);
+    return false;
+  }
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
+// Any int32 is accepted as an fd: a negative or closed one reaches the
+// kernel and comes back as EBADF, which is the error the caller expects.
+bool GetFd(napi_env env, napi_value value, const char* fn, const char* name, int* fd) {
+  int64_t v = 0;
+  if (!GetInteger(env, value, fn, name, INT32_MIN, INT32_MAX, &v)) return false;
+  *fd = static_cast<int>(v);
+  return true;
+}
+
+// A typed array of exactly the given element type, e.g. napi_int32_array.
+// `nullable` also accepts null/undefined, reported as data == nullptr.
+template <typename T>
+bool GetTyped(napi_env env, napi_value value, napi_typedarray_type want, const char* fn, const char* name,
+              const char* type_name, T** data, size_t* length, bool nullable = false) {
+  *data = nullptr;
+  *length = 0;
+  napi_valuetype vt;
+  if (nullable && napi_typeof(env, value, &vt) == napi_ok && (vt == napi_null || vt == napi_undefined)) {
+    return true;
+  }
+  bool is_typed = false;
+  napi_typedarray_type type;
+  void* raw = nullptr;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed ||
+      napi_get_typedarray_info(env, value, &type, length, &raw, nullptr, nullptr) != napi_ok || type != want) {
+    char what[128];
+    snprintf(what, sizeof what, "%s must be a %s%s", name, type_name, nullable ? " or null" : "");
+    ThrowType(env, fn, what);
+    return false;
+  }
+  *data = static_cast<T*>(raw);
+  return true;
+}
+
+bool GetBuffer(napi_env env, napi_value value, const char* fn, uint8_t** data, size_t* length) {
+  return GetTyped(env, value, napi_uint8_array, fn, "buffer", "Buffer or Uint8Array", data, length);
+}
+
+// `count` frames must have entries in every per-frame array.
+bool CheckCount(napi_env env, const char* fn, const char* name, int64_t count, size_t array_length,
+                const char* array_name) {
+  if (static_cast<uint64_t>(count) > array_length) {
+    char message[192];
+    snprintf(message, sizeof message, "%s: %s (%lld) exceeds %s.length (%zu)", fn, name,
+             static_cast<long long>(count), array_name, array_length);
+    ThrowRange(env, message);
+    return false;
+  }
+  return true;
+}
+
+// Every frame [offsets[i], offsets[i] + span) must lie inside the buffer.
+// `spans` null means every frame spans `fixed_span` bytes (receive capacity).
+// Checked up front for the whole batch, in 64-bit arithmetic, so that no
+// syscall is made for a batch that contains a bad frame.
+bool CheckFrames(napi_env env, const char* fn, size_t buffer_length, const int32_t* offsets, const int32_t* spans,
+                 int64_t fixed_span, int64_t count) {
+  for (int64_t i = 0; i < count; i++) {
+    const int64_t offset = offsets[i];
+    const int64_t span = spans != nullptr ? spans[i] : fixed_span;
+    if (offset < 0 || span < 0 || offset + span > static_cast<int64_t>(buffer_length)) {
+      char message[224];
+      snprintf(message, sizeof message,
+               "%s: frame %lld at offset %lld with length %lld does not fit in a buffer of %zu bytes", fn,
+               static_cast<long long>(i), static_cast<long long>(offset), static_cast<long long>(span),
+               buffer_length);
+      ThrowRange(env, message);
+      return false;
+    }
+  }
+  return true;
+}
+
+// Reads frame i's offset and span again at the point of use and re-checks
+// them. CheckFrames already validated the batch, but offsets/lengths may be
+// views of a SharedArrayBuffer that another thread rewrites during the call;
+// one relaxed atomic load per value and a second check keep the kernel from
+// ever being handed memory outside the buffer even then.
+bool LoadFrame(napi_env env, const char* fn, size_t buffer_length, const int32_t* offsets, const int32_t* spans,
+               int64_t fixed_span, int64_t i, int64_t* offset, int64_t* span) {
+  *offset = __atomic_load_n(&offsets[i], __ATOMIC_RELAXED);
+  *span = spans != nullptr ? __atomic_load_n(&spans[i], __ATOMIC_RELAXED) : fixed_span;
+  if (*offset < 0 || *span < 0 || *offset + *span > static_cast<int64_t>(buffer_length)) {
+    char message[160];
+    snprintf(message, sizeof message, "%s: frame %lld was changed to lie outside the buffer during the call", fn,
+             static_cast<long long>(i));
+    ThrowRange(env, message);
+    return false;
+  }
+  return true;
+}
+
+napi_value Int(napi_env env, double value) {
+  napi_value result = nullptr;
+  napi_create_double(env, value, &result);
+  return result;
+}
+
+napi_value Undefined(napi_env env) {
+  napi_value result = nullptr;
+  napi_get_undefined(env, &result);
+  return result;
+}
+
+// Errors after which no later frame of the batch can succeed: the fd itself
+// is wrong. Anything else (EINVAL for a runt frame, EMSGSIZE, EIO on a TAP
+// that is down, ENETUNREACH, EPERM from a firewall, ENOBUFS from a full
+// queue) concerns one frame, which is dropped and counted.
+bool IsFdError(int err) {
+  switch (err) {
+    case EBADF:
+    case EBADFD:  // /dev/net/tun fd that was never attached (no TUNSETIFF)
+    case EFAULT:
+    case ENOTSOCK:
+    case EDESTADDRREQ:
+    case ENOTCONN:
+    case EPIPE:
+    case EOPNOTSUPP:
+    case EAFNOSUPPORT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void CountTxDrop(int err) {
+  tls_stats.txDropped += 1;
+  tls_stats.lastTxErrno = err;
+}
+
+void CloseQuietly(int fd) {
+  const int saved = errno;
+  close(fd);
+  errno = saved;
+}
+
+// Best effort: the forced variant (CAP_NET_ADMIN, we usually run as root)
+// ignores net.core.[rw]mem_max; without the capability, the plain one gets
+// whatever the sysctl allows, which is still a working socket.
+void SetSocketBuffer(int fd, int forced_option, int plain_option) {
+  const int size = kSocketBuffer;
+  if (setsockopt(fd, SOL_SOCKET, forced_option, &size, sizeof size) != 0) {
+    setsockopt(fd, SOL_SOCKET, plain_option, &size, sizeof size);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// TAP
+// ---------------------------------------------------------------------------
+
+// tapOpen(name: string): { fd: number, name: string }
+// Creates the TAP device `name` or attaches to an existing one of that name
+// (an empty name lets the kernel pick tapN). IFF_NO_PI: each read/write is
+// exactly one Ethernet frame, no 4-byte packet-info prefix. The device is not
+// made persistent: it disappears when the last fd on it is closed.
+napi_value TapOpen(napi_env env, napi_callback_info info) {
+  const char* fn = "tapOpen";
+  Args args;
+  if (!GetArgs(env, info, fn, 1, &args)) return nullptr;
+  size_t name_length = 0;
+  if (napi_get_value_string_utf8(env, args.v[0], nullptr, 0, &name_length) != napi_ok) {
+    ThrowType(env, fn, "name must be a string");
+    return nullptr;
+  }
+  if (name_length >= IFNAMSIZ) {
+    char message[96];
+    snprintf(message, sizeof message, "%s: interface name must be at most %d bytes, got %zu", fn, IFNAMSIZ - 1,
+             name_length);
+    ThrowRange(env, message);
+    return nullptr;
+  }
+  char name[IFNAMSIZ] = {0};
+  napi_get_value_string_utf8(env, args.v[0], name, sizeof name, &name_length);
+  if (strlen(name) != name_length) {
+    ThrowRange(env, "tapOpen: interface name must not contain NUL");
+    return nullptr;
+  }
+
+  const int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    ThrowErrno(env, "open", "/dev/net/tun", errno);
+    return nullptr;
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  memcpy(ifr.ifr_name, name, name_length);
+  if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
+    const int err = errno;
+    CloseQuietly(fd);
+    ThrowErrno(env, "TUNSETIFF", name_length > 0 ? name : "(any)", err);
+    return nullptr;
+  }
+
+  // The kernel writes back the actual name (it matters for "tap%d" / "").
+  char actual[IFNAMSIZ + 1] = {0};
+  memcpy(actual, ifr.ifr_name, IFNAMSIZ);
+  napi_value result = nullptr, fd_value = nullptr, name_value = nullptr;
+  napi_create_object(env, &result);
+  napi_create_int32(env, fd, &fd_value);
+  napi_create_string_utf8(env, actual, NAPI_AUTO_LENGTH, &name_value);
+  napi_set_named_property(env, result, "fd", fd_value);
+  napi_set_named_property(env, result, "name", name_value);
+  return result;
+}
+
+// close(fd): void
+napi_value Close(napi_env env, napi_callback_info info) {
+  const char* fn = "close";
+  Args args;
+  int fd = 0;
+  if (!GetArgs(env, info, fn, 1, &args) || !GetFd(env, args.v[0], fn, "fd", &fd)) return nullptr;
+  // No retry on EINTR: on Linux the fd is released even then, and a retry
+  // could close an fd another thread has just been given.
+  if (close(fd) != 0 && errno != EINTR) {
+    ThrowFdErrno(env, "close", fd, errno);
+    return nullptr;
+  }
+  return Undefined(env);
+}
+
+// ---------------------------------------------------------------------------
+// epoll and eventfd
+// ---------------------------------------------------------------------------
+
+// epollCreate(): number
+napi_value EpollCreate(napi_env env, napi_callback_info /*info*/) {
+  const int fd = epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0) {
+    ThrowErrno(env, "epoll_create1", "", errno);
+    return nullptr;
+  }
+  return Int(env, fd);
+}
+
+// epollAdd(epfd, fd, tag): void. Level-triggered EPOLLIN; `tag` (any int32
+// or uint32) comes back from epollWait, so the worker maps it to its port
+// without a lookup by fd.
+napi_value EpollAdd(napi_env env, napi_callback_info info) {
+  const char* fn = "epollAdd";
+  Args args;
+  int epfd = 0, fd = 0;
+  int64_t tag = 0;
+  if (!GetArgs(env, info, fn, 3, &args) || !GetFd(env, args.v[0], fn, "epfd", &epfd) ||
+      !GetFd(env, args.v[1], fn, "fd", &fd) || !GetInteger(env, args.v[2], fn, "tag", INT32_MIN, UINT32_MAX, &tag)) {
+    return nullptr;
+  }
+  struct epoll_event event;
+  memset(&event, 0, sizeof event);
+  event.events = EPOLLIN;
+  event.data.u32 = static_cast<uint32_t>(tag);
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) != 0) {
+    ThrowFdErrno(env, "epoll_ctl(ADD)", fd, errno);
+    return nullptr;
+  }
+  return Undefined(env);
+}
+
+// epollDel(epfd, fd): void
+napi_value EpollDel(napi_env env, napi_callback_info info) {
+  const char* fn = "epollDel";
+  Args args;
+  int epfd = 0, fd = 0;
+  if (!GetArgs(env, info, fn, 2, &args) || !GetFd(env, args.v[0], fn, "epfd", &epfd) ||
+      !GetFd(env, args.v[1], fn, "fd", &fd)) {
+    return nullptr;
+  }
+  struct epoll_event event;  // ignored for DEL, but kernels before 2.6.9 wanted one
+  memset(&event, 0, sizeof event);
+  if (epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &event) != 0) {
+    ThrowFdErrno(env, "epoll_ctl(DEL)", fd, errno);
+    return nullptr;
+  }
+  return Undefined(env);
+}
+
+// epollWait(epfd, tags: Int32Array, timeoutMs): number
+// Blocks up to timeoutMs (-1: forever, 0: poll), fills tags[0..n) with the
+// tags of ready fds (at most min(tags.length, 256) per call) and returns n.
+// A signal (EINTR) returns 0, as a timeout does.
+napi_value EpollWait(napi_env env, napi_callback_info info) {
+  const char* fn = "epollWait";
+  Args args;
+  int epfd = 0;
+  int32_t* tags = nullptr;
+  size_t tags_length = 0;
+  int64_t timeout = 0;
+  if (!GetArgs(env, info, fn, 3, &args) || !GetFd(env, args.v[0], fn, "epfd", &epfd) ||
+      !GetTyped(env, args.v[1], napi_int32_array, fn, "tags", "Int32Array", &tags, &tags_length) ||
+      !GetInteger(env, args.v[2], fn, "timeoutMs", -1, INT32_MAX, &timeout)) {
+    return nullptr;
+  }
+  if (tags_length == 0) {
+    ThrowRange(env, "epollWait: tags must have at least one element");
+    return nullptr;
+  }
+  struct epoll_event events[kChunk];
+  const int max_events = tags_length < static_cast<size_t>(kChunk) ? static_cast<int>(tags_length) : kChunk;
+  const int n = epoll_wait(epfd, events, max_events, static_cast<int>(timeout));
+  if (n < 0) {
+    if (errno == EINTR) return Int(env, 0);
+    ThrowFdErrno(env, "epoll_wait", epfd, errno);
+    return nullptr;
+  }
+  for (int i = 0; i < n; i++) tags[i] = static_cast<int32_t>(events[i].data.u32);
+  return Int(env, n);
+}
+
+// eventfdCreate(): number. Non-blocking: another thread signals it to wake a
+// worker blocked in epollWait on it.
+napi_value EventfdCreate(napi_env env, napi_callback_info /*info*/) {
+  const int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) {
+    ThrowErrno(env, "eventfd", "", errno);
+    return nullptr;
+  }
+  return Int(env, fd);
+}
+
+// eventfdSignal(fd): void. Adds 1 to the counter (makes the fd readable).
+napi_value EventfdSignal(napi_env env, napi_callback_info info) {
+  const char* fn = "eventfdSignal";
+  Args args;
+  int fd = 0;
+  if (!GetArgs(env, info, fn, 1, &args) || !GetFd(env, args.v[0], fn, "fd", &fd)) return nullptr;
+  const uint64_t one = 1;
+  for (;;) {
+    if (write(fd, &one, sizeof one) == static_cast<ssize_t>(sizeof one)) break;
+    if (errno == EINTR) continue;
+    // EAGAIN: the counter is at its maximum, so the fd is already readable
+    // and the wake-up this call exists for is guaranteed anyway.
+    if (errno == EAGAIN) break;
+    ThrowFdErrno(env, "write(eventfd)", fd, errno);
+    return nullptr;
+  }
+  return Undefined(env);
+}
+
+// eventfdDrain(fd): number. Reads and resets the counter; returns the number
+// of signals since the last drain (0 if none).
+napi_value EventfdDrain(napi_env env, napi_callback_info info) {
+  const char* fn = "eventfdDrain";
+  Args args;
+  int fd = 0;
+  if (!GetArgs(env, info, fn, 1, &args) || !GetFd(env, args.v[0], fn, "fd", &fd)) return nullptr;
+  uint64_t value = 0;
+  for (;;) {
+    if (read(fd, &value, sizeof value) == static_cast<ssize_t>(sizeof value)) break;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return Int(env, 0);
+    ThrowFdErrno(env, "read(eventfd)", fd, errno);
+    return nullptr;
+  }
+  return Int(env, static_cast<double>(value));
+}
+
+// ---------------------------------------------------------------------------
+// Frame I/O on TAP fds: one read(2)/write(2) per frame, the only interface a
+// TAP has (no readv of several frames).
+// ---------------------------------------------------------------------------
+
+// readBatch(fd, buffer, offsets, lengths, max, capacity): number
+// Reads frames into buffer[offsets[i] .. offsets[i] + capacity) and their
+// lengths into lengths[i], until the fd is drained (EAGAIN) or `max` frames
+// have been read; returns the count. A frame longer than `capacity` is cut
+// by the kernel, so capacity must be at least MTU + 14.
+// A failure on the first read throws; one after some frames returns those
+// frames (the error recurs, and is thrown, on the next call).
+napi_value ReadBatch(napi_env env, napi_callback_info info) {
+  const char* fn = "readBatch";
+  Args args;
+  int fd = 0;
+  uint8_t* buffer = nullptr;
+  int32_t *offsets = nullptr, *lengths = nullptr;
+  size_t buffer_length = 0, offsets_length = 0, lengths_length = 0;
+  int64_t max = 0, capacity = 0;
+  if (!GetArgs(env, info, fn, 6, &args) || !GetFd(env, args.v[0], fn, "fd", &fd) ||
+      !GetBuffer(env, args.v[1], fn, &buffer, &buffer_length) ||
+      !GetTyped(env, args.v[2], napi_int32_array, fn, "offsets", "Int32Array", &offsets, &offsets_length) ||
+      !GetTyped(env, args.v[3], napi_int32_array, fn, "lengths", "Int32Array", &lengths, &lengths_length) ||
+      !GetInteger(env, args.v[4], fn, "max", 0, INT32_MAX, &max) ||
+      !GetInteger(env, args.v[5], fn, "capacity", 1, INT32_MAX, &capacity) ||
+      !CheckCount(env, fn, "max", max, offsets_length, "offsets") ||
+      !CheckCount(env, fn, "max", max, lengths_length, "lengths") ||
+      !CheckFrames(env, fn, buffer_length, offsets, nullptr, capacity, max)) {
+    return nullptr;
+  }
+  int64_t count = 0;
+  while (count < max) {
+    int64_t offset = 0, span = 0;
+    if (!LoadFrame(env, fn, buffer_length, offsets, nullptr, capacity, count, &offset, &span)) return nullptr;
+    const ssize_t n = read(fd, buffer + offset, static_cast<size_t>(span));
+    if (n >= 0) {
+      lengths[count++] = static_cast<int32_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) break;
+    if (count == 0) {
+      ThrowFdErrno(env, "read", fd, errno);
+      return nullptr;
+    }
+    break;
+  }
+  return Int(env, static_cast<double>(count));
+}
+
+// writeBatch(fd, buffer, offsets, lengths, count): number
+// One write(2) per frame. Returns n, the number of frames from the front of
+// the batch that are done: frames [0, n) were written, or dropped on an
+// error that concerns that frame only (counted in ioStats().txDropped, errno
+// in ioStats().lastTxErrno). n < count only when the fd would block
+// (EAGAIN): frames [n, count) were not attempted and can be retried later.
+// An error that concerns the fd itself (EBADF, ...) throws if no frame was
+// done yet, and otherwise ends the batch early (it recurs on the next call).
+napi_value WriteBatch(napi_env env, napi_callback_info info) {
+  const char* fn = "writeBatch";
+  Args args;
+  int fd = 0;
+  uint8_t* buffer = nullptr;
+  int32_t *offsets = nullptr, *lengths = nullptr;
+  size_t buffer_length = 0, offsets_length = 0, lengths_length = 0;
+  int64_t count = 0;
+  if (!GetArgs(env, info, fn, 5, &args) || !GetFd(env, args.v[0], fn, "fd", &fd) ||
+      !GetBuffer(env, args.v[1], fn, &buffer, &buffer_length) ||
+      !GetTyped(env, args.v[2], napi_int32_array, fn, "offsets", "Int32Array", &offsets, &offsets_length) ||
+      !GetTyped(env, args.v[3], napi_int32_array, fn, "lengths", "Int32Array", &lengths, &lengths_length) ||
+      !GetInteger(env, args.v[4], fn, "count", 0, INT32_MAX, &count) ||
+      !CheckCount(env, fn, "count", count, offsets_length, "offsets") ||
+      !CheckCount(env, fn, "count", count, lengths_length, "lengths") ||
+      !CheckFrames(env, fn, buffer_length, offsets, lengths, 0, count)) {
+    return nullptr;
+  }
+  int64_t done = 0;
+  while (done < count) {
+    int64_t offset = 0, span = 0;
+    if (!LoadFrame(env, fn, buffer_length, offsets, lengths, 0, done, &offset, &span)) return nullptr;
+    if (write(fd, buffer + offset, static_cast<size_t>(span)) >= 0) {
+      done++;
+      continue;
+    }
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN) break;
+    if (IsFdError(err)) {
+      if (done == 0) {
+        ThrowFdErrno(env, "write", fd, err);
+        return nullptr;
+      }
+      break;
+    }
+    CountTxDrop(err);
+    done++;
+  }
+  return Int(env, static_cast<double>(done));
+}
+
+// ---------------------------------------------------------------------------
+// Sockets
+// ---------------------------------------------------------------------------
+
+bool ParseIpv4(napi_env env, napi_value value, const char* fn, struct in_addr* out) {
+  char text[64] = {0};
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, value, text, sizeof text, &length) != napi_ok) {
+    ThrowType(env, fn, "bindIp must be a string");
+    return false;
+  }
+  if (inet_pton(AF_INET, text, out) != 1) {
+    char message[128];
+    snprintf(message, sizeof message, "%s: not an IPv4 address: '%s'", fn, text);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", message);
+    return false;
+  }
+  return true;
+}
+
+// udpOpen(bindIp, port): number
+// A non-blocking UDP socket bound to bindIp:port (port 0: the kernel picks;
+// see localPort), SO_REUSEADDR so a restarted vrouter rebinds at once, and
+// 4 MiB socket buffers.
+napi_value UdpOpen(napi_env env, napi_callback_info info) {
+  const char* fn = "udpOpen";
+  Args args;
+  struct in_addr ip;
+  int64_t port = 0;
+  if (!GetArgs(env, info, fn, 2, &args) || !ParseIpv4(env, args.v[0], fn, &ip) ||
+      !GetInteger(env, args.v[1], fn, "port", 0, 65535, &port)) {
+    return nullptr;
+  }
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, "socket", "(SOCK_DGRAM)", errno);
+    return nullptr;
+  }
+  const int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) {
+    const int err = errno;
+    CloseQuietly(fd);
+    ThrowFdErrno(env, "setsockopt(SO_REUSEADDR)", fd, err);
+    return nullptr;
+  }
+  SetSocketBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF);
+  SetSocketBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
+  struct sockaddr_in address;
+  memset(&address, 0, sizeof address);
+  address.sin_family = AF_INET;
+  address.sin_addr = ip;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&address), sizeof address) != 0) {
+    const int err = errno;
+    CloseQuietly(fd);
+    char what[48], ip_text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &ip, ip_text, sizeof ip_text);
+    snprintf(what, sizeof what, "%s:%lld", ip_text, static_cast<long long>(port));
+    ThrowErrno(env, "bind", what, err);
+    return nullptr;
+  }
+  return Int(env, fd);
+}
+
+// localPort(fd): number. The bound port of a socket (after udpOpen(ip, 0)).
+napi_value LocalPort(napi_env env, napi_callback_info info) {
+  const char* fn = "localPort";
+  Args args;
+  int fd = 0;
+  if (!GetArgs(env, info, fn, 1, &args) || !GetFd(env, args.v[0], fn, "fd", &fd)) return nullptr;
+  struct sockaddr_in address;
+  socklen_t length = sizeof address;
+  memset(&address, 0, sizeof address);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&address), &length) != 0) {
+    ThrowFdErrno(env, "getsockname", fd, errno);
+    return nullptr;
+  }
+  if (address.sin_family != AF_INET) {
+    ThrowFdErrno(env, "getsockname", fd, EAFNOSUPPORT);
+    return nullptr;
+  }
+  return Int(env, ntohs(address.sin_port));
+}
+
+// rawOpen(protocol): number
+// A SOCK_RAW socket that receives every IPv4 packet of `protocol` addressed
+// to this host (e.g. 47, GRE), each with its full IPv4 header. Needs
+// CAP_NET_RAW. Not for sending: use rawSendOpen.
+napi_value RawOpen(napi_env env, napi_callback_info info) {
+  const char* fn = "rawOpen";
+  Args args;
+  int64_t protocol = 0;
+  if (!GetArgs(env, info, fn, 1, &args) || !GetInteger(env, args.v[0], fn, "protocol", 0, 255, &protocol)) {
+    return nullptr;
+  }
+  const int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, static_cast<int>(protocol));
+  if (fd < 0) {
+    char what[48];
+    snprintf(what, sizeof what, "(SOCK_RAW, protocol %lld)", static_cast<long long>(protocol));
+    ThrowErrno(env, "socket", what, errno);
+    return nullptr;
+  }
+  SetSocketBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF);
+  return Int(env, fd);
+}
+
+// rawSendOpen(): number
+// A SOCK_RAW IPPROTO_RAW socket, send only, IP_HDRINCL implied: each frame
+// given to sendBatch is a complete IPv4 packet we built ourselves (own UDP
+// source ports for MPLSoUDP entropy, own GRE headers). The kernel still
+// fills in the IPv4 checksum and total length, the id if it is 0 and the
+// source if it is 0.0.0.0; it routes on the sendBatch destination.
+napi_value RawSendOpen(napi_env env, napi_callback_info /*info*/) {
+  const int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
+  if (fd < 0) {
+    ThrowErrno(env, "socket", "(SOCK_RAW, IPPROTO_RAW)", errno);
+    return nullptr;
+  }
+  SetSocketBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
+  return Int(env, fd);
+}
+
+// recvBatch(fd, buffer, offsets, lengths, sources: Uint32Array, max, capacity): number
+// recvmmsg(2) up to `max` datagrams, datagram i into
+// buffer[offsets[i] .. offsets[i] + capacity), its length in lengths[i] and
+// its source IPv4 address, host order, in sources[i]. Returns the count,
+// 0 when nothing is queued. A datagram longer than capacity is cut to
+// capacity and counted in ioStats().rxTruncated. Errors as readBatch.
+napi_value RecvBatch(napi_env env, napi_callback_info info) {
+  const char* fn = "recvBatch";
+  Args args;
+  int fd = 0;
+  uint8_t* buffer = nullptr;
+  int32_t *offsets = nullptr, *lengths = nullptr;
+  uint32_t* sources = nullptr;
+  size_t buffer_length = 0, offsets_length = 0, lengths_length = 0, sources_length = 0;
+  int64_t max = 0, capacity = 0;
+  if (!GetArgs(env, info, fn, 7, &args) || !GetFd(env, args.v[0], fn, "fd", &fd) ||
+      !GetBuffer(env, args.v[1], fn, &buffer, &buffer_length) ||
+      !GetTyped(env, args.v[2], napi_int32_array, fn, "offsets", "Int32Array", &offsets, &offsets_length) ||
+      !GetTyped(env, args.v[3], napi_int32_array, fn, "lengths", "Int32Array", &lengths, &lengths_length) ||
+      !GetTyped(env, args.v[4], napi_uint32_array, fn, "sources", "Uint32Array", &sources, &sources_length) ||
+      !GetInteger(env, args.v[5], fn, "max", 0, INT32_MAX, &max) ||
+      !GetInteger(env, args.v[6], fn, "capacity", 1, INT32_MAX, &capacity) ||
+      !CheckCount(env, fn, "max", max, offsets_length, "offsets") ||
+      !CheckCount(env, fn, "max", max, lengths_length, "lengths") ||
+      !CheckCount(env, fn, "max", max, sources_length, "sources") ||
+      !CheckFrames(env, fn, buffer_length, offsets, nullptr, capacity, max)) {
+    return nullptr;
+  }
+  struct mmsghdr messages[kChunk];
+  struct iovec vectors[kChunk];
+  struct sockaddr_in names[kChunk];
+  int64_t count = 0;
+  while (count < max) {
+    const int chunk = max - count < kChunk ? static_cast<int>(max - count) : kChunk;
+    for (int j = 0; j < chunk; j++) {
+      int64_t offset = 0, span = 0;
+      if (!LoadFrame(env, fn, buffer_length, offsets, nullptr, capacity, count + j, &offset, &span)) return nullptr;
+      vectors[j].iov_base = buffer + offset;
+      vectors[j].iov_len = static_cast<size_t>(span);
+      memset(&messages[j].msg_hdr, 0, sizeof messages[j].msg_hdr);
+      messages[j].msg_hdr.msg_name = &names[j];
+      messages[j].msg_hdr.msg_namelen = sizeof names[j];
+      messages[j].msg_hdr.msg_iov = &vectors[j];
+      messages[j].msg_hdr.msg_iovlen = 1;
+      messages[j].msg_len = 0;
+    }
+    // MSG_DONTWAIT: never block, even on an fd someone made blocking.
+    const int n = recvmmsg(fd, messages, static_cast<unsigned>(chunk), MSG_DONTWAIT, nullptr);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      if (count == 0) {
+        ThrowFdErrno(env, "recvmmsg", fd, errno);
+        return nullptr;
+      }
+      break;
+    }
+    for (int j = 0; j < n; j++) {
+      lengths[count + j] = static_cast<int32_t>(messages[j].msg_len);
+      const bool is_ipv4 =
+          messages[j].msg_hdr.msg_namelen >= sizeof(struct sockaddr_in) && names[j].sin_family == AF_INET;
+      sources[count + j] = is_ipv4 ? ntohl(names[j].sin_addr.s_addr) : 0;
+      if (messages[j].msg_hdr.msg_flags & MSG_TRUNC) tls_stats.rxTruncated += 1;
+    }
+    count += n;
+    if (n < chunk) break;  // the queue is empty: don't pay for an EAGAIN call
+  }
+  return Int(env, static_cast<double>(count));
+}
+
+// sendBatch(fd, buffer, offsets, lengths, destinations: Uint32Array,
+//           ports: Uint16Array | null, count): number
+// sendmmsg(2) frame i to destinations[i] (IPv4, host order), UDP port
+// ports[i] (null: port 0, as raw sockets want). Returns frames done, with
+// the same meaning as writeBatch: sent or dropped-and-counted; fewer than
+// count only when the socket buffer is full (EAGAIN).
+napi_value SendBatch(napi_env env, napi_callback_info info) {
+  const char* fn = "sendBatch";
+  Args args;
+  int fd = 0;
+  uint8_t* buffer = nullptr;
+  int32_t *offsets = nullptr, *lengths = nullptr;
+  uint32_t* destinations = nullptr;
+  uint16_t* ports = nullptr;
+  size_t buffer_length = 0, offsets_length = 0, lengths_length = 0, destinations_length = 0, ports_length = 0;
+  int64_t count = 0;
+  if (!GetArgs(env, info, fn, 7, &args) || !GetFd(env, args.v[0], fn, "fd", &fd) ||
+      !GetBuffer(env, args.v[1], fn, &buffer, &buffer_length) ||
+      !GetTyped(env, args.v[2], napi_int32_array, fn, "offsets", "Int32Array", &offsets, &offsets_length) ||
+      !GetTyped(env, args.v[3], napi_int32_array, fn, "lengths", "Int32Array", &lengths, &lengths_length) ||
+      !GetTyped(env, args.v[4], napi_uint32_array, fn, "destinations", "Uint32Array", &destinations,
+                &destinations_length) ||
+      !GetTyped(env, args.v[5], napi_uint16_array, fn, "ports", "Uint16Array", &ports, &ports_length, true) ||
+      !GetInteger(env, args.v[6], fn, "count", 0, INT32_MAX, &count) ||
+      !CheckCount(env, fn, "count", count, offsets_length, "offsets") ||
+      !CheckCount(env, fn, "count", count, lengths_length, "lengths") ||
+      !CheckCount(env, fn, "count", count, destinations_length, "destinations") ||
+      (ports != nullptr && !CheckCount(env, fn, "count", count, ports_length, "ports")) ||
+      !CheckFrames(env, fn, buffer_length, offsets, lengths, 0, count)) {
+    return nullptr;
+  }
+  struct mmsghdr messages[kChunk];
+  struct iovec vectors[kChunk];
+  struct sockaddr_in names[kChunk];
+  int64_t done = 0;
+  bool blocked = false;
+  while (done < count && !blocked) {
+    const int64_t base = done;
+    const int chunk = count - base < kChunk ? static_cast<int>(count - base) : kChunk;
+    for (int j = 0; j < chunk; j++) {
+      const int64_t i = base + j;
+      int64_t offset = 0, span = 0;
+      if (!LoadFrame(env, fn, buffer_length, offsets, lengths, 0, i, &offset, &span)) return nullptr;
+      memset(&names[j], 0, sizeof names[j]);
+      names[j].sin_family = AF_INET;
+      names[j].sin_addr.s_addr = htonl(destinations[i]);
+      names[j].sin_port = htons(ports != nullptr ? ports[i] : 0);
+      vectors[j].iov_base = buffer + offset;
+      vectors[j].iov_len = static_cast<size_t>(span);
+      memset(&messages[j].msg_hdr, 0, sizeof messages[j].msg_hdr);
+      messages[j].msg_hdr.msg_name = &names[j];
+      messages[j].msg_hdr.msg_namelen = sizeof names[j];
+      messages[j].msg_hdr.msg_iov = &vectors[j];
+      messages[j].msg_hdr.msg_iovlen = 1;
+    }
+    // sendmmsg stops at the first message that fails: it returns the number
+    // sent before it, or -1 with its errno when it is the first one. So the
+    // loop resends from the failed message, and a -1 always concerns
+    // message `done`.
+    int j = 0;
+    while (j < chunk) {
+      const int n = sendmmsg(fd, messages + j, static_cast<unsigned>(chunk - j), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        j += n;
+        done += n;
+        continue;
+      }
+      const int err = n < 0 ? errno : EAGAIN;  // 0 sent without an error: treat as full
+      if (err == EINTR) continue;
+      if (err == EAGAIN) {
+        blocked = true;
+        break;
+      }
+      if (IsFdError(err)) {
+        if (done == 0) {
+          ThrowFdErrno(env, "sendmmsg", fd, err);
+          return nullptr;
+        }
+        blocked = true;
+        break;
+      }
+      CountTxDrop(err);
+      j++;
+      done++;
+    }
+  }
+  return Int(env, static_cast<double>(done));
+}
+
+// ioStats(): { txDropped, lastTxErrno, rxTruncated }, cumulative counters of
+// the calling thread (each worker has its own).
+napi_value IoStats(napi_env env, napi_callback_info /*info*/) {
+  napi_value result = nullptr;
+  napi_create_object(env, &result);
+  napi_set_named_property(env, result, "txDropped", Int(env, tls_stats.txDropped));
+  napi_set_named_property(env, result, "lastTxErrno", Int(env, tls_stats.lastTxErrno));
+  napi_set_named_property(env, result, "rxTruncated", Int(env, tls_stats.rxTruncated));
+  return result;
+}
+
+}  // namespace
+
+NAPI_MODULE_INIT() {
+  const napi_property_descriptor functions[] = {
+      {"tapOpen", nullptr, TapOpen, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"close", nullptr, Close, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"epollCreate", nullptr, EpollCreate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"epollAdd", nullptr, EpollAdd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"epollDel", nullptr, EpollDel, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"epollWait", nullptr, EpollWait, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"eventfdCreate", nullptr, EventfdCreate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"eventfdSignal", nullptr, EventfdSignal, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"eventfdDrain", nullptr, EventfdDrain, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"readBatch", nullptr, ReadBatch, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"writeBatch", nullptr, WriteBatch, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"udpOpen", nullptr, UdpOpen, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"localPort", nullptr, LocalPort, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"rawOpen", nullptr, RawOpen, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"rawSendOpen", nullptr, RawSendOpen, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"recvBatch", nullptr, RecvBatch, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sendBatch", nullptr, SendBatch, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"ioStats", nullptr, IoStats, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
+  return exports;
+}

@@ -1,0 +1,188 @@
+/**
+ * Typed access to the native I/O addon (native/vrouter_io.cc, built by
+ * `npm ci` through node-gyp into build/Release/vrouter_io.node).
+ *
+ * The packet path runs in a dedicated worker thread and calls these
+ * functions directly: every call is synchronous (fds are non-blocking, only
+ * `epollWait` blocks, for at most its timeout) and moves a whole batch of
+ * frames per call, which avoids the per-packet thread-pool round trip of
+ * `fs.read` (see shared/reference/performance-baselines.md).
+ *
+ * Batches: frames live in one preallocated Buffer; frame i is at
+ * `offsets[i]` with length `lengths[i]`. Nothing is allocated per frame on
+ * either side of the call.
+ *
+ * Errors: bad arguments throw TypeError/RangeError before any syscall (a
+ * frame outside the buffer, a non-integer fd, ...); a failed syscall throws
+ * an Error shaped like Node's system errors: message
+ * `"<syscall> <object>: <strerror>"` (e.g. `"read fd -1: Bad file
+ * descriptor"`), `code` (`"EBADF"`), `errno`, `syscall`.
+ *
+ * The addon is loaded on first use, so importing this module never fails;
+ * each worker thread that calls `loadNativeIo()` gets its own instance.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** Returned by `tapOpen`: the fd and the device name the kernel used. */
+export interface TapHandle {
+  fd: number;
+  name: string;
+}
+
+/** Cumulative counters of the calling thread (each worker has its own). */
+export interface IoStats {
+  /** Frames dropped by writeBatch/sendBatch on an error concerning that frame only. */
+  txDropped: number;
+  /** errno of the most recent such drop; 0 if none yet. */
+  lastTxErrno: number;
+  /** Datagrams that recvBatch cut to `capacity`. */
+  rxTruncated: number;
+}
+
+export interface NativeIo {
+  /**
+   * Opens /dev/net/tun and creates, or attaches to, the TAP device `name`
+   * (IFF_TAP | IFF_NO_PI: one read/write = one Ethernet frame). At most 15
+   * bytes; '' lets the kernel choose. Non-blocking, close-on-exec, not
+   * persistent (the device goes away with its last fd). Needs CAP_NET_ADMIN.
+   */
+  tapOpen(name: string): TapHandle;
+  close(fd: number): void;
+
+  /** An epoll instance (close-on-exec). */
+  epollCreate(): number;
+  /** Level-triggered EPOLLIN on `fd`; `tag` (int32 or uint32) is what epollWait reports for it. */
+  epollAdd(epfd: number, fd: number, tag: number): void;
+  epollDel(epfd: number, fd: number): void;
+  /**
+   * Waits up to `timeoutMs` (-1 forever, 0 poll) and writes the tags of the
+   * ready fds into `tags` (at most min(tags.length, 256)); returns how many.
+   * Interrupted by a signal: 0. Tags above 2^31-1 come back negative (int32).
+   */
+  epollWait(epfd: number, tags: Int32Array, timeoutMs: number): number;
+
+  /** A non-blocking eventfd: another thread's `eventfdSignal` wakes an epollWait on it. */
+  eventfdCreate(): number;
+  eventfdSignal(fd: number): void;
+  /** Resets the eventfd; returns the number of signals since the last drain (0 if none). */
+  eventfdDrain(fd: number): number;
+
+  /**
+   * read(2)s frames into `buffer[offsets[i], offsets[i] + capacity)` until
+   * the fd is drained or `max` frames were read; stores each length in
+   * `lengths[i]`, returns the count. Longer frames are cut to `capacity`.
+   * An error on the first read throws; after some frames it ends the batch.
+   */
+  readBatch(fd: number, buffer: Uint8Array, offsets: Int32Array, lengths: Int32Array, max: number, capacity: number): number;
+  /**
+   * One write(2) per frame. Returns n: frames [0, n) are done, written or
+   * dropped on an error concerning that frame alone (see `ioStats`).
+   * n < count only if the fd would block: retry frames [n, count) later.
+   * An fd error (EBADF, ...) throws if no frame was done yet.
+   */
+  writeBatch(fd: number, buffer: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
+
+  /**
+   * A UDP socket bound to `bindIp:port` (port 0: any, see `localPort`):
+   * non-blocking, SO_REUSEADDR, 4 MiB receive and send buffers
+   * (SO_RCVBUFFORCE/SO_SNDBUFFORCE when privileged).
+   */
+  udpOpen(bindIp: string, port: number): number;
+  /** The local port a socket is bound to. */
+  localPort(fd: number): number;
+  /** A SOCK_RAW socket receiving IPv4 `protocol` (e.g. 47 = GRE), full IPv4 header included. */
+  rawOpen(protocol: number): number;
+  /**
+   * A send-only SOCK_RAW IPPROTO_RAW socket (IP_HDRINCL): sendBatch frames
+   * are complete IPv4 packets; the kernel fills in the IPv4 checksum and
+   * total length (and id/source when 0), and routes on the destination.
+   */
+  rawSendOpen(): number;
+
+  /**
+   * recvmmsg(2): up to `max` datagrams into `buffer[offsets[i], offsets[i] + capacity)`,
+   * lengths into `lengths[i]`, source IPv4 (host order) into `sources[i]`.
+   * Returns the count, 0 when nothing is queued.
+   */
+  recvBatch(
+    fd: number,
+    buffer: Uint8Array,
+    offsets: Int32Array,
+    lengths: Int32Array,
+    sources: Uint32Array,
+    max: number,
+    capacity: number,
+  ): number;
+  /**
+   * sendmmsg(2): frame i to `destinations[i]` (IPv4, host order), port
+   * `ports[i]` (null: 0, for raw sockets). Returns frames done, as
+   * `writeBatch`: fewer than `count` only when the socket buffer is full.
+   */
+  sendBatch(
+    fd: number,
+    buffer: Uint8Array,
+    offsets: Int32Array,
+    lengths: Int32Array,
+    destinations: Uint32Array,
+    ports: Uint16Array | null,
+    count: number,
+  ): number;
+
+  /** This thread's cumulative error counters. */
+  ioStats(): IoStats;
+}
+
+export const NATIVE_IO_NOT_BUILT = 'native addon not built: run npm ci (needs g++ and node-gyp)';
+const ADDON = path.join('build', 'Release', 'vrouter_io.node');
+
+let loaded: NativeIo | undefined;
+
+/**
+ * The addon file: the first build/Release/vrouter_io.node found walking up
+ * from this module, which works both from src/dataplane/io (ts-node and
+ * friends) and from dist/src/dataplane/io (compiled).
+ */
+export function nativeIoPath(): string | undefined {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, ADDON);
+    if (fs.existsSync(candidate)) return candidate;
+    if (path.dirname(dir) === dir) return undefined;
+  }
+}
+
+/** Loads the addon once per thread (throws a clear error if it was not built). */
+export function loadNativeIo(): NativeIo {
+  if (loaded !== undefined) return loaded;
+  if (process.platform !== 'linux') {
+    throw new Error(`native I/O addon is Linux only (this is ${process.platform})`);
+  }
+  const file = nativeIoPath();
+  if (file === undefined) throw new Error(NATIVE_IO_NOT_BUILT);
+  try {
+    loaded = require(file) as NativeIo;
+  } catch (cause) {
+    // Built for another Node ABI, truncated by a failed build, ...
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    throw new Error(`${NATIVE_IO_NOT_BUILT}; loading ${file} failed: ${reason}`, { cause });
+  }
+  return loaded;
+}
+
+/** IPv4 dotted quad to a host-order uint32 (what sendBatch/recvBatch use). */
+export function ipv4ToUint32(address: string): number {
+  const parts = address.split('.');
+  if (parts.length !== 4) throw new TypeError(`not an IPv4 address: '${address}'`);
+  let value = 0;
+  for (const part of parts) {
+    const octet = Number(part);
+    if (!/^\d{1,3}$/.test(part) || octet > 255) throw new TypeError(`not an IPv4 address: '${address}'`);
+    value = value * 256 + octet;
+  }
+  return value;
+}
+
+/** Host-order uint32 to a dotted quad. */
+export function uint32ToIpv4(value: number): string {
+  return [value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255].join('.');
+}
