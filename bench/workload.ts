@@ -18,8 +18,13 @@ export const FRAME_BYTES = 64;
 const REMOTE_ROUTES = 100_000;
 const REMOTE_NODES = 64;
 
-export type WorkloadCase = 'local-forward' | 'encap' | 'decap' | 'ecmp-encap';
-export const WORKLOAD_CASES: WorkloadCase[] = ['local-forward', 'encap', 'decap', 'ecmp-encap'];
+/**
+ * After the first batch every case but flow-setup runs on established flows
+ * (a flow-table hit per packet); flow-setup makes every packet a new flow pair
+ * to a ClusterIP: route, ECMP member, floating-IP DNAT and policy evaluated.
+ */
+export type WorkloadCase = 'local-forward' | 'encap' | 'decap' | 'ecmp-encap' | 'decap-dnat' | 'flow-setup';
+export const WORKLOAD_CASES: WorkloadCase[] = ['local-forward', 'encap', 'decap', 'ecmp-encap', 'decap-dnat', 'flow-setup'];
 
 export interface Workload {
   pipeline: Pipeline;
@@ -32,6 +37,13 @@ export interface Workload {
 const POD_A = ipFromString('10.1.0.3');
 const POD_B = ipFromString('10.1.0.4');
 const CLUSTER_IP = ipFromString('10.96.0.10');
+/** A service whose backend is pod-b (floating IP, port 5001 -> 8080). */
+const LOCAL_SERVICE_IP = ipFromString('10.96.0.20');
+/** flow-setup: client pods in vn2, each sending from many source ports. */
+const CLIENT_PODS = 16;
+const CLIENT_POD_BASE = ipFromString('10.3.0.16');
+/** Rules a new flow is checked against before the one that allows it. */
+const OTHER_POLICY_RULES = 16;
 const NODE_IP = ipFromString('192.168.0.11');
 
 /** 10.2.x.y: the remote pods, spread over REMOTE_NODES nodes. */
@@ -42,9 +54,22 @@ function remotePod(i: number): number {
 function buildDataplane(): Dataplane {
   const dp = new Dataplane({ name: 'bench', underlayIp: NODE_IP, encapPriority: ['udp', 'gre'] });
   dp.addVrf(1, 'vn1', [{ prefix: ipFromString('10.0.0.0'), length: 8 }], ipFromString('10.1.0.1'));
+  dp.addVrf(2, 'vn2', [{ prefix: ipFromString('10.3.0.0'), length: 16 }], ipFromString('10.3.0.1'));
   dp.addVif({ id: 0, kind: 'fabric', name: 'eth0', mac: parseMac('52:54:00:00:00:11'), ip: NODE_IP, vrf: -1, mtu: 9000 });
   dp.addVif({ id: 1, kind: 'virtual', name: 'pod-a', mac: parseMac('02:00:00:00:00:03'), ip: POD_A, vrf: 1, mtu: 1500 });
-  dp.addVif({ id: 2, kind: 'virtual', name: 'pod-b', mac: parseMac('02:00:00:00:00:04'), ip: POD_B, vrf: 1, mtu: 1500 });
+  dp.addVif({
+    id: 2,
+    kind: 'virtual',
+    name: 'pod-b',
+    mac: parseMac('02:00:00:00:00:04'),
+    ip: POD_B,
+    vrf: 1,
+    mtu: 1500,
+    floatingIps: [{ ip: LOCAL_SERVICE_IP, portMap: [{ protocol: 17, port: 5001, targetPort: 8080 }] }],
+  });
+  for (let i = 0; i < CLIENT_PODS; i++) {
+    dp.addVif({ id: 10 + i, kind: 'virtual', name: `client-${i}`, mac: parseMac('02:00:00:00:00:03'), ip: CLIENT_POD_BASE + i, vrf: 2, mtu: 1500 });
+  }
   dp.setNexthop(1, { kind: 'encap', vif: 1, mac: parseMac('02:00:00:00:00:03') });
   dp.setNexthop(2, { kind: 'encap', vif: 2, mac: parseMac('02:00:00:00:00:04') });
   dp.addRoute(1, POD_A, 32, 1);
@@ -67,6 +92,13 @@ function buildDataplane(): Dataplane {
   }
   dp.setNexthop(50, { kind: 'composite', members: [100, 101, 102] });
   dp.addRoute(1, CLUSTER_IP, 32, 50);
+  dp.addRoute(1, LOCAL_SERVICE_IP, 32, 2);
+  // vn2 uses the service: its ClusterIP route leaked into vn2, allowed on its port only.
+  dp.addRoute(2, LOCAL_SERVICE_IP, 32, 2);
+  for (let i = 0; i < OTHER_POLICY_RULES; i++) {
+    dp.policy.rules.push({ name: `other-${i}`, sourceVn: 2, destinationVn: 1, protocol: 6, portFrom: 1000 + i, portTo: 1000 + i, destinationPrefix: 0, destinationLength: 0, allow: true });
+  }
+  dp.policy.rules.push({ name: 'vn2 uses svc', sourceVn: 2, destinationVn: 1, protocol: 17, portFrom: 5001, portTo: 5001, destinationPrefix: LOCAL_SERVICE_IP, destinationLength: 32, allow: true });
   return dp;
 }
 
@@ -91,9 +123,9 @@ function writeInnerFrame(d: Buffer, at: number, src: number, dst: number, srcPor
 }
 
 /** Wraps the inner IPv4 packet of a 64-byte frame in fabric MPLS over UDP (label 18). */
-function writeTunnelFrame(d: Buffer, at: number, srcPort: number): number {
+function writeTunnelFrame(d: Buffer, at: number, srcPort: number, innerDst: number): number {
   const inner = Buffer.alloc(FRAME_BYTES);
-  writeInnerFrame(inner, 0, remotePod(7), POD_B, srcPort);
+  writeInnerFrame(inner, 0, remotePod(7), innerDst, srcPort);
   inner[22] = 63; // already decremented by the sending node
   writeU16(inner, 24, 0);
   writeU16(inner, 24, checksum(inner, 14, 20));
@@ -129,7 +161,7 @@ export function buildWorkload(kind: WorkloadCase): Workload {
   // Slots BATCH..2*BATCH-1 hold one template per packet of the batch.
   const templateStart = new Int32Array(BATCH);
   const templateLength = new Int32Array(BATCH);
-  const ingress = kind === 'decap' ? 0 : 1;
+  const fromFabric = kind === 'decap' || kind === 'decap-dnat';
   for (let i = 0; i < BATCH; i++) {
     const slot = BATCH + i;
     pool.reset(slot);
@@ -139,25 +171,36 @@ export function buildWorkload(kind: WorkloadCase): Workload {
     if (kind === 'local-forward') length = writeInnerFrame(pool.data, at, POD_A, POD_B, srcPort);
     else if (kind === 'encap') length = writeInnerFrame(pool.data, at, POD_A, remotePod((i * 389) % REMOTE_ROUTES), srcPort);
     else if (kind === 'ecmp-encap') length = writeInnerFrame(pool.data, at, POD_A, CLUSTER_IP, srcPort);
-    else length = writeTunnelFrame(pool.data, at, srcPort);
+    else if (kind === 'decap') length = writeTunnelFrame(pool.data, at, srcPort, POD_B);
+    else if (kind === 'decap-dnat') length = writeTunnelFrame(pool.data, at, srcPort, LOCAL_SERVICE_IP);
+    else length = writeInnerFrame(pool.data, at, CLIENT_POD_BASE + (i % CLIENT_PODS), LOCAL_SERVICE_IP, srcPort);
     templateStart[i] = at;
     templateLength[i] = length;
   }
   const slots = new Int32Array(BATCH);
-  for (let i = 0; i < BATCH; i++) slots[i] = i;
+  const ingress = new Int32Array(BATCH);
+  for (let i = 0; i < BATCH; i++) {
+    slots[i] = i;
+    ingress[i] = fromFabric ? 0 : kind === 'flow-setup' ? 10 + (i % CLIENT_PODS) : 1;
+  }
+  let batches = 0;
 
   return {
     pipeline,
     sink,
     runBatch() {
       const d = pool.data;
+      const newFlows = kind === 'flow-setup';
       for (let i = 0; i < BATCH; i++) {
         pool.reset(i);
         const at = pool.start[i];
         d.copyWithin(at, templateStart[i], templateStart[i] + templateLength[i]);
         pool.length[i] = templateLength[i];
-        pool.ingressVif[i] = ingress;
+        pool.ingressVif[i] = ingress[i];
+        // A source port no earlier batch used for this pod (UDP checksum 0: nothing to fix).
+        if (newFlows) writeU16(d, at + 34, (batches * (BATCH / CLIENT_PODS) + (i >>> 4)) & 0xffff);
       }
+      batches++;
       pipeline.processBatch(slots, BATCH);
     },
   };
