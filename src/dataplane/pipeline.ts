@@ -4,8 +4,8 @@
  *
  *   ethernet-input ─┬─ arp ──> arp-proxy ──> (reply out the ingress vif)
  *                   └─ ipv4 ─> ipv4-input ─┬─ from a pod ──> source-check ──────────────────────────────┐
- *                                          └─ from fabric ─> tunnel-decap ─> inner-ipv4-input           │
- *                                                             ─> tunnel-source-check ───────────────────┤
+ *                                          └─ from fabric ─> tunnel-decap ─> mpls-input                 │
+ *                                                   ─> inner-ipv4-input ─> tunnel-source-check ─────────┤
  *   flow-lookup <───────────────────────────────────────────────────────────────────────────────────────┘
  *     ─(miss)─> flow-setup ─> flow-apply ─┬─ from a pod ──> ipv4-lookup ─> ttl-decrement ─> nat-rewrite ─> nexthop
  *     ─(hit)──────────────────┘           └─ from fabric ─> nat-rewrite ─> nexthop (the label's)
@@ -39,7 +39,7 @@ import { describeNatRewrite, natRewrite } from './steps/nat-rewrite';
 import { FLOW_APPLY, HELD, TRANSMIT, dropReasonOf, ETHERNET_INPUT } from './steps/next';
 import { describeSourceCheck, describeTunnelSourceCheck, sourceCheck, tunnelSourceCheck } from './steps/source-check';
 import { describeTtlDecrement, ttlDecrement } from './steps/ttl-decrement';
-import { describeTunnelDecap, tunnelDecap } from './steps/tunnel-decap';
+import { describeMplsInput, describeTunnelDecap, mplsInput, tunnelDecap } from './steps/tunnel-decap';
 import { describeTunnelEncap, tunnelEncap } from './steps/tunnel-encap';
 
 export interface Step {
@@ -67,6 +67,7 @@ export const STEPS: readonly Step[] = [
   { name: 'flow-setup', process: flowSetup, describe: describeFlowSetup },
   { name: 'flow-apply', process: flowApply, describe: describeFlowApply },
   { name: 'nat-rewrite', process: natRewrite, describe: describeNatRewrite },
+  { name: 'mpls-input', process: mplsInput, describe: describeMplsInput },
 ];
 
 /** Receives the lines of a packet trace. */
@@ -184,32 +185,35 @@ export class Pipeline {
   /**
    * Runs a batch of received packets (slots with ingressVif set) to
    * completion and flushes the ports sent to. The caller owns the slots.
+   * `entry` is the first step: ethernet-input for frames; a port that
+   * receives without link headers enters later (ipv4-input for an IP packet
+   * at pool.l3, mpls-input for a label stack at pool.l4).
    */
-  processBatch(slots: Int32Array, count: number): void {
+  processBatch(slots: Int32Array, count: number, entry = ETHERNET_INPUT): void {
     if (this.trace !== null) {
-      for (let i = 0; i < count; i++) this.processTraced(slots[i], this.trace);
+      for (let i = 0; i < count; i++) this.processTraced(slots[i], this.trace, entry);
     } else {
-      for (let i = 0; i < count; i++) this.process(slots[i]);
+      for (let i = 0; i < count; i++) this.process(slots[i], entry);
     }
     this.flush();
   }
 
-  private process(p: number): void {
+  private process(p: number, entry: number): void {
     if (!this.accept(p)) return;
-    let next = ETHERNET_INPUT;
+    let next = entry;
     while (next >= 0) next = STEPS[next].process(this, p);
     this.finish(p, next);
     if (this.releasedCount > 0) this.runReleased(null);
   }
 
-  private processTraced(p: number, trace: TraceSink): void {
+  private processTraced(p: number, trace: TraceSink, entry: number): void {
     const vif = this.vifs[this.pool.ingressVif[p]];
     trace(`packet ${this.received + 1}: in vif ${this.pool.ingressVif[p]}${vif ? ` (${vif.name})` : ''}, ${this.pool.length[p]} bytes`);
     if (!this.accept(p)) {
       trace('  drop: invalid-vif');
       return;
     }
-    this.finish(p, this.runTraced(p, ETHERNET_INPUT, trace));
+    this.finish(p, this.runTraced(p, entry, trace));
     if (this.releasedCount > 0) this.runReleased(trace);
   }
 

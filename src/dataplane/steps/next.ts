@@ -19,6 +19,7 @@ export const FLOW_LOOKUP = 12;
 export const FLOW_SETUP = 13;
 export const FLOW_APPLY = 14;
 export const NAT_REWRITE = 15;
+export const MPLS_INPUT = 16;
 
 export const TRANSMIT = -1;
 /** The packet was copied aside (a fragment waiting for its first fragment). */

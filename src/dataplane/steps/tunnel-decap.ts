@@ -1,9 +1,8 @@
 /**
  * tunnel-decap: a packet from the fabric addressed to this node is MPLS over
  * UDP (RFC 7510, port 6635 or the legacy 51234) or MPLS over GRE (RFC 4023).
- * Checks the label stack entry (bottom of stack, unicast label present in
- * the label table, TTL), takes the nexthop and VRF from the label and moves
- * the packet start to the inner IPv4 header: nothing is copied.
+ * mpls-input then checks the label stack entry, takes the nexthop and VRF
+ * from the label and moves on to the inner IPv4 header: nothing is copied.
  */
 import type { Pipeline } from '../pipeline';
 import { Drop } from '../drop-reasons';
@@ -13,7 +12,7 @@ import { PROTO_GRE, PROTO_UDP, ipToString, readU32 } from '../protocols/ipv4';
 import { MPLS_HEADER_LEN } from '../protocols/mpls';
 import { MPLS_OVER_UDP_LEGACY_PORT, MPLS_OVER_UDP_PORT, UDP_HEADER_LEN } from '../protocols/udp';
 import { NH_ENCAP, NH_RECEIVE } from '../nexthop';
-import { INNER_IPV4_INPUT, drop } from './next';
+import { INNER_IPV4_INPUT, MPLS_INPUT, drop } from './next';
 
 export function tunnelDecap(c: Pipeline, p: number): number {
   const pool = c.pool;
@@ -39,6 +38,21 @@ export function tunnelDecap(c: Pipeline, p: number): number {
   } else {
     return drop(Drop['not-for-vrouter']);
   }
+  pool.outerSrc[p] = readU32(d, l3 + 12);
+  pool.l4[p] = mpls;
+  return MPLS_INPUT;
+}
+
+/**
+ * mpls-input: the label stack entry at pool.l4[p] (reached through
+ * tunnel-decap, or directly when a UDP socket already removed the outer
+ * headers): bottom of stack, a unicast label in the label table, TTL.
+ */
+export function mplsInput(c: Pipeline, p: number): number {
+  const pool = c.pool;
+  const d = pool.data;
+  const mpls = pool.l4[p];
+  const end = pool.start[p] + pool.length[p];
   if (end - mpls < MPLS_HEADER_LEN + 1) return drop(Drop.truncated);
   if ((d[mpls + 2] & 0x01) === 0) return drop(Drop['invalid-mpls-stack']);
   const label = (d[mpls] << 12) | (d[mpls + 1] << 4) | (d[mpls + 2] >>> 4);
@@ -56,19 +70,23 @@ export function tunnelDecap(c: Pipeline, p: number): number {
   if (localVif === null || localVif === undefined) return drop(Drop['invalid-nexthop']);
   pool.nexthop[p] = nexthop;
   pool.vrf[p] = localVif.vrf;
-  pool.l4[p] = l4; // the outer L4 header, for the trace; classify overwrites it
-  pool.outerSrc[p] = readU32(d, l3 + 12);
   pool.l3[p] = inner;
   return INNER_IPV4_INPUT;
 }
 
 export function describeTunnelDecap(c: Pipeline, p: number, next: number): string {
   const d = c.pool.data;
-  const inner = c.pool.l3[p];
-  const mpls = inner - MPLS_HEADER_LEN;
+  const l3 = c.pool.l3[p];
+  const outer = `${ipToString(readU32(d, l3 + 12))} > ${ipToString(readU32(d, l3 + 16))}`;
+  if (next !== MPLS_INPUT) return `outer ${outer} not decapsulated`;
+  return `mpls-over-${d[l3 + 9] === PROTO_GRE ? 'gre' : 'udp'} ${outer}`;
+}
+
+export function describeMplsInput(c: Pipeline, p: number, next: number): string {
+  const d = c.pool.data;
+  const mpls = next === INNER_IPV4_INPUT ? c.pool.l3[p] - MPLS_HEADER_LEN : c.pool.l4[p];
   const label = (d[mpls] << 12) | (d[mpls + 1] << 4) | (d[mpls + 2] >>> 4);
-  const over = mpls - c.pool.l4[p] === UDP_HEADER_LEN ? 'udp' : 'gre';
   return next === INNER_IPV4_INPUT
-    ? `mpls-over-${over} label ${label} ttl ${d[mpls + 3]} -> nh ${c.pool.nexthop[p]} vrf ${c.pool.vrf[p]}`
-    : `outer ${ipToString(readU32(d, c.pool.l3[p] + 12))} > ${ipToString(readU32(d, c.pool.l3[p] + 16))} not decapsulated`;
+    ? `label ${label} ttl ${d[mpls + 3]} from node ${ipToString(c.pool.outerSrc[p])} -> nh ${c.pool.nexthop[p]} vrf ${c.pool.vrf[p]}`
+    : `label ${label} not accepted`;
 }

@@ -1,0 +1,189 @@
+/**
+ * Programs the dataplane from routes as a control plane states them: "in
+ * VRF v, prefix p goes to these next hops (underlay address + label +
+ * encapsulations + VN)". It keeps the nexthop bookkeeping the control plane
+ * should not see:
+ *
+ * - one tunnel nexthop per (node, label, encapsulation), shared by routes and
+ *   deleted when the last route using it goes;
+ * - a next hop at this node's own underlay address is a local pod: the label
+ *   names its encap nexthop;
+ * - several next hops make an ECMP composite owned by the route. When the set
+ *   changes, a member that stays keeps its slot, a removed member leaves its
+ *   slot empty, a new member fills an empty slot first, so flows recorded on
+ *   surviving members keep their index.
+ *
+ * VRFs are created on first use by name. This is the single path by which
+ * routes learned at run time reach the tables (the state file loader is the
+ * other, for static state).
+ */
+import { Dataplane } from './dataplane';
+import { prefixMask } from './lpm/prefix-table';
+import { NH_COMPOSITE, NH_TUNNEL, TunnelEncap } from './nexthop';
+import { ipFromString, ipToString } from './protocols/ipv4';
+
+export interface RouteNexthop {
+  /** Underlay IPv4 of the node that has the destination. */
+  address: string;
+  label: number;
+  /** Encapsulations that node accepts. */
+  encaps: TunnelEncap[];
+  /** VN (VRF name) of the destination, for policy. */
+  vn?: string;
+}
+
+/** First id handed out for nexthops made here, clear of hand-written state files. */
+const FIRST_DYNAMIC_NEXTHOP = 100_000;
+const NO_MAC = new Uint8Array(6);
+
+export class RouteProgrammer {
+  private readonly dp: Dataplane;
+  private nextNexthopId = FIRST_DYNAMIC_NEXTHOP;
+  /** "dip/label/encap" -> tunnel nexthop id, and back. */
+  private readonly tunnels = new Map<string, number>();
+  private readonly tunnelKeys = new Map<number, string>();
+  /** "vrf prefix/len" -> the composite owned by that route. */
+  private readonly composites = new Map<string, number>();
+
+  constructor(dp: Dataplane) {
+    this.dp = dp;
+  }
+
+  /** The id of a VRF, created (with no subnets) when it does not exist yet. */
+  vrf(name: string): number {
+    const found = this.dp.vrfs.find(name);
+    if (found && found.name === name) return found.id;
+    let id = 1;
+    while (this.dp.vrfs.get(id)) id++;
+    this.dp.addVrf(id, name);
+    return id;
+  }
+
+  /**
+   * Sets the route to exactly these next hops (replacing what it had); an
+   * empty list deletes it. Next hops this node cannot use (no common
+   * encapsulation, unknown local label) are skipped; returns how many were used.
+   */
+  setRoute(vrfName: string, prefixText: string, nexthops: RouteNexthop[]): number {
+    const vrf = this.vrf(vrfName);
+    const { prefix, length } = parsePrefix(prefixText);
+    const key = `${vrf} ${prefixText}`;
+    const members: number[] = [];
+    for (const nexthop of nexthops) {
+      const id = this.resolve(nexthop);
+      if (id >= 0 && !members.includes(id)) members.push(id);
+    }
+    if (members.length === 0) {
+      this.deleteRoute(vrfName, prefixText);
+      return 0;
+    }
+    const previous = this.dp.vrfs.get(vrf)!.routes.get(prefix, length);
+    let target: number;
+    if (members.length === 1) {
+      target = members[0];
+    } else {
+      let composite = this.composites.get(key) ?? -1;
+      if (composite < 0) {
+        composite = this.nextNexthopId++;
+        this.composites.set(key, composite);
+        this.dp.setNexthop(composite, { kind: 'composite', members, vn: this.vnOf(nexthops[0]) });
+      } else {
+        this.updateMembers(composite, members);
+      }
+      target = composite;
+    }
+    this.dp.addRoute(vrf, prefix, length, target);
+    if (previous >= 0 && previous !== target) this.release(previous, key);
+    if (members.length === 1) this.dropComposite(key);
+    return members.length;
+  }
+
+  deleteRoute(vrfName: string, prefixText: string): boolean {
+    const vrf = this.dp.vrfs.find(vrfName);
+    if (!vrf) return false;
+    const { prefix, length } = parsePrefix(prefixText);
+    const previous = vrf.routes.get(prefix, length);
+    if (previous < 0) return false;
+    this.dp.deleteRoute(vrf.id, prefix, length);
+    this.release(previous, `${vrf.id} ${prefixText}`);
+    return true;
+  }
+
+  /** Keeps surviving members in their slots; removed ones leave holes; new ones fill holes first. */
+  private updateMembers(composite: number, wanted: number[]): void {
+    const nexthops = this.dp.nexthops;
+    const current = nexthops.members[composite]!;
+    for (let slot = 0; slot < current.length; slot++) {
+      const member = current[slot];
+      if (member >= 0 && !wanted.includes(member)) {
+        nexthops.removeMember(composite, slot);
+        this.releaseIfUnused(member);
+      }
+    }
+    for (const member of wanted) {
+      if (!nexthops.members[composite]!.includes(member)) nexthops.addMember(composite, member);
+    }
+  }
+
+  private resolve(nexthop: RouteNexthop): number {
+    const dip = ipFromString(nexthop.address);
+    if (dip === this.dp.node.underlayIp) return this.dp.labels.lookup(nexthop.label);
+    const encap = this.dp.node.encapPriority.find((candidate) => nexthop.encaps.includes(candidate));
+    if (encap === undefined) return -1;
+    const key = `${ipToString(dip)}/${nexthop.label}/${encap}`;
+    const existing = this.tunnels.get(key);
+    if (existing !== undefined) return existing;
+    const fabric = this.dp.vifs.fabricVif;
+    if (fabric < 0) return -1;
+    const id = this.nextNexthopId++;
+    this.dp.setNexthop(id, {
+      kind: 'tunnel',
+      vif: fabric,
+      dip,
+      sip: this.dp.node.underlayIp,
+      label: nexthop.label,
+      encap,
+      mac: NO_MAC, // the daemon sends IP packets; the kernel resolves the underlay neighbour
+      vn: this.vnOf(nexthop),
+    });
+    this.tunnels.set(key, id);
+    this.tunnelKeys.set(id, key);
+    return id;
+  }
+
+  private vnOf(nexthop: RouteNexthop): number | undefined {
+    return nexthop.vn === undefined ? undefined : this.vrf(nexthop.vn);
+  }
+
+  /** A nexthop a route stopped using: its composite goes, tunnels nobody uses go. */
+  private release(nexthop: number, routeKey: string): void {
+    if (this.dp.nexthops.kind[nexthop] === NH_COMPOSITE && this.composites.get(routeKey) === nexthop) {
+      this.dropComposite(routeKey);
+    }
+    this.releaseIfUnused(nexthop);
+  }
+
+  private dropComposite(routeKey: string): void {
+    const composite = this.composites.get(routeKey);
+    if (composite === undefined || this.dp.nexthops.refCount[composite] > 0) return;
+    const members = [...this.dp.nexthops.members[composite]!];
+    this.dp.deleteNexthop(composite);
+    this.composites.delete(routeKey);
+    for (const member of members) if (member >= 0) this.releaseIfUnused(member);
+  }
+
+  private releaseIfUnused(id: number): void {
+    const key = this.tunnelKeys.get(id);
+    if (key === undefined || this.dp.nexthops.kind[id] !== NH_TUNNEL || this.dp.nexthops.refCount[id] > 0) return;
+    this.dp.deleteNexthop(id);
+    this.tunnels.delete(key);
+    this.tunnelKeys.delete(id);
+  }
+}
+
+function parsePrefix(text: string): { prefix: number; length: number } {
+  const [address, lengthText] = text.split('/');
+  const length = lengthText === undefined ? 32 : Number(lengthText);
+  if (!Number.isInteger(length) || length < 0 || length > 32) throw new Error(`not an IPv4 prefix: ${text}`);
+  return { prefix: (ipFromString(address) & prefixMask(length)) >>> 0, length };
+}
