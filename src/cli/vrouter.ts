@@ -1,10 +1,15 @@
 /**
  * The `vrouter` command. Subcommands:
  *   replay   feed pcaps through the dataplane of a state file, write egress pcaps
+ *   run      the vrouter daemon of one node (TAP devices, underlay sockets, port API)
+ *   port     add, delete and list pod ports through a running daemon's port API
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { loadStateFile } from '../control/state-file';
 import { replay, ReplayInput } from '../dataplane/io/replay';
+import { Daemon } from '../daemon/daemon';
+import { portCommand } from './port';
+import { parseHostPort } from './host-port';
 
 function collect(value: string, previous: string[]): string[] {
   return previous.concat([value]);
@@ -38,18 +43,35 @@ function replayCommand(): Command {
     });
 }
 
+function runCommand(): Command {
+  return new Command('run')
+    .description('run the vrouter of one node: TAP devices per pod, MPLS over UDP/GRE on the underlay, the port API')
+    .requiredOption('--state <file>', 'dataplane state file (YAML or JSON)')
+    .addOption(new Option('--api <host:port>', 'where the port API listens').default('127.0.0.1:9091'))
+    .action(async (options: { state: string; api: string }) => {
+      const { host, port } = parseHostPort(options.api, '--api');
+      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port });
+    });
+}
+
+function fail(error: unknown): never {
+  if (error instanceof CommanderError) process.exit(error.exitCode);
+  const known = error instanceof UsageError || (error instanceof Error && error.name === 'StateFileError');
+  process.stderr.write(`vrouter: ${error instanceof Error ? error.message : String(error)}\n`);
+  if (!known && error instanceof Error && process.env.VROUTER_DEBUG) process.stderr.write(`${error.stack}\n`);
+  process.exit(known ? 2 : 1);
+}
+
 export function main(argv: string[]): void {
   const program = new Command('vrouter')
     .description('vrouter-ts: a userspace overlay vrouter')
     .exitOverride()
-    .addCommand(replayCommand());
+    .addCommand(replayCommand())
+    .addCommand(runCommand())
+    .addCommand(portCommand());
   try {
-    program.parse(argv);
+    program.parseAsync(argv).catch(fail);
   } catch (error) {
-    if (error instanceof CommanderError) process.exit(error.exitCode);
-    const known = error instanceof UsageError || (error instanceof Error && error.name === 'StateFileError');
-    process.stderr.write(`vrouter: ${error instanceof Error ? error.message : String(error)}\n`);
-    if (!known && error instanceof Error && process.env.VROUTER_DEBUG) process.stderr.write(`${error.stack}\n`);
-    process.exit(known ? 2 : 1);
+    fail(error);
   }
 }

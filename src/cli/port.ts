@@ -1,0 +1,95 @@
+/**
+ * `vrouter port add|delete|list`: a thin client of the daemon's port API,
+ * for scripts and tests that run inside the node's namespace.
+ */
+import * as http from 'node:http';
+import { Command, Option } from 'commander';
+import { parseHostPort } from './host-port';
+
+function call(api: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  const { host, port } = parseHostPort(api, '--api');
+  return new Promise((resolve, reject) => {
+    const request = http.request({ host, port, method, path, headers: { 'content-type': 'application/json' } }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const parsed = text ? (JSON.parse(text) as { error?: string }) : {};
+        if ((response.statusCode ?? 500) >= 400) reject(new Error(`${response.statusCode}: ${parsed.error ?? text}`));
+        else resolve(parsed);
+      });
+    });
+    request.on('error', (error) => reject(new Error(`port API at ${api}: ${error.message}`)));
+    request.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+function labels(values: string[]): Record<string, string> {
+  return Object.fromEntries(
+    values.map((value) => {
+      const at = value.indexOf('=');
+      if (at <= 0) throw new Error(`--label ${value}: expected key=value`);
+      return [value.slice(0, at), value.slice(at + 1)];
+    }),
+  );
+}
+
+/** "10.96.0.10,tcp:80:8080,udp:53" -> { ip, portMap } */
+function parseFloatingIp(text: string) {
+  const [ip, ...ports] = text.split(',');
+  return {
+    ip,
+    portMap: ports.map((entry) => {
+      const [protocol, port, targetPort] = entry.split(':');
+      if ((protocol !== 'tcp' && protocol !== 'udp') || !/^\d+$/.test(port ?? '')) throw new Error(`--floating-ip ${text}: expected <ip>[,tcp|udp:<port>[:<target>]]`);
+      return { protocol, port: Number(port), targetPort: targetPort === undefined ? undefined : Number(targetPort) };
+    }),
+  };
+}
+
+export function portCommand(): Command {
+  const api = () => new Option('--api <host:port>', 'the daemon port API').default('127.0.0.1:9091');
+  const port = new Command('port').description("add, delete and list pod ports of the running daemon");
+  port
+    .command('add')
+    .description('create a pod interface: a TAP device moved into the pod namespace and configured there')
+    .requiredOption('--id <id>', "the pod's id")
+    .option('--name <name>', "the pod's name")
+    .option('--namespace <namespace>', "the pod's Kubernetes namespace")
+    .option('--label <key=value>', 'a pod label; repeatable', (value: string, all: string[]) => all.concat([value]), [])
+    .option('--netns <name>', 'network namespace to move the interface into')
+    .option('--ifname <name>', 'interface name inside the pod', 'eth0')
+    .option('--vn <name>', 'virtual network')
+    .option('--ip <address>', 'pod IPv4 address')
+    .option('--mac <mac>', 'pod MAC (default derived from the IP)')
+    .option('--mtu <bytes>', 'interface MTU (default: underlay MTU - 32)', (value: string) => Number(value))
+    .option('--subnet <prefix>', "the VN's subnet, when the state file does not define the VN")
+    .option('--gateway <address>', "the VN's gateway, when the state file does not define the VN")
+    .option('--mpls-label <label>', 'the MPLS label for the pod (default: the next free one)', (value: string) => Number(value))
+    .option('--floating-ip <ip[,proto:port:target...]>', 'a ClusterIP the pod backs, e.g. 10.96.0.10,tcp:80:8080; repeatable', (value: string, all: string[]) => all.concat([value]), [])
+    .addOption(api())
+    .action(async (options: Record<string, unknown> & { label: string[]; api: string; mplsLabel?: number; floatingIp: string[] }) => {
+      const { api: address, label, mplsLabel, floatingIp, ...fields } = options;
+      const body = Object.fromEntries(
+        Object.entries({ ...fields, labels: labels(label), label: mplsLabel, floatingIps: floatingIp.length ? floatingIp.map(parseFloatingIp) : undefined }).filter(
+          ([, value]) => value !== undefined,
+        ),
+      );
+      process.stdout.write(JSON.stringify(await call(address, 'POST', '/port', body)) + '\n');
+    });
+  port
+    .command('delete <id>')
+    .description('remove a pod interface')
+    .addOption(api())
+    .action(async (id: string, options: { api: string }) => {
+      await call(options.api, 'DELETE', `/port/${encodeURIComponent(id)}`);
+    });
+  port
+    .command('list')
+    .description('list pod interfaces')
+    .addOption(api())
+    .action(async (options: { api: string }) => {
+      process.stdout.write(JSON.stringify(await call(options.api, 'GET', '/ports'), null, 2) + '\n');
+    });
+  return port;
+}

@@ -1,0 +1,171 @@
+/**
+ * `vrouter run`: one node's vrouter. The main thread keeps what is not the
+ * packet path (the port API, pod namespace setup, logs, signals); the
+ * dataplane worker owns the tables, the TAP devices and the underlay
+ * sockets. On SIGINT/SIGTERM the worker closes its TAP devices (which
+ * removes them, also from pod namespaces) and sockets, and the API stops.
+ */
+import * as fs from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { loadStateFile, parseStateText } from '../control/state-file';
+import type { StateDocument } from '../control/state-schema';
+import type { PortResult } from '../dataplane/io/worker';
+import { ipFromString } from '../dataplane/protocols/ipv4';
+import type { FloatingIp } from '../dataplane/vif';
+import { DataplaneHandle } from './dataplane-handle';
+import { createLogger, Logger } from './log';
+import { moveIntoPod, netnsExists } from './pod-netns';
+import { ApiError, createPortApi, PortAddRequest } from './port-api';
+
+export interface DaemonOptions {
+  stateFile: string;
+  apiHost: string;
+  apiPort: number;
+}
+
+/** MPLS over UDP adds 20 (IPv4) + 8 (UDP) + 4 (MPLS) bytes to what a pod sends. */
+export const OVERLAY_OVERHEAD = 32;
+
+interface PortRecord extends PortResult {
+  id: string;
+  name?: string;
+  namespace?: string;
+  labels: Record<string, string>;
+  netns?: string;
+  ifname: string;
+  vn: string;
+  ip: string;
+  mac: string;
+  mtu: number;
+}
+
+const PROTOCOLS = { tcp: 6, udp: 17 } as const;
+
+function floatingIps(request: PortAddRequest): FloatingIp[] {
+  return (request.floatingIps ?? []).map((fip) => ({
+    ip: ipFromString(fip.ip),
+    portMap: (fip.portMap ?? []).map((entry) => ({ protocol: PROTOCOLS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port })),
+  }));
+}
+
+/** A locally administered MAC derived from the pod IP: 02:00:a.b.c.d. */
+export function macForIp(ip: string): string {
+  return ['02', '00', ...ip.split('.').map((octet) => Number(octet).toString(16).padStart(2, '0'))].join(':');
+}
+
+export class Daemon {
+  private readonly ports = new Map<string, PortRecord>();
+  private tapCounter = 0;
+
+  private constructor(
+    private readonly state: StateDocument,
+    readonly dataplane: DataplaneHandle,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(options: DaemonOptions, log = createLogger()): Promise<{ daemon: Daemon; apiAddress: AddressInfo }> {
+    if (process.getuid?.() !== 0) throw new Error('vrouter run needs root: TAP devices and raw sockets need CAP_NET_ADMIN and CAP_NET_RAW');
+    loadStateFile(options.stateFile); // fails here, naming file, field and value, before anything is created
+    const state = parseStateText(fs.readFileSync(options.stateFile, 'utf8'), options.stateFile) as StateDocument;
+    let dataplane: DataplaneHandle;
+    try {
+      dataplane = await DataplaneHandle.start(state, options.stateFile);
+    } catch (error) {
+      throw new Error(explainStartFailure(error as Error, state));
+    }
+    const daemon = new Daemon(state, dataplane, log);
+    const api = createPortApi({
+      addPort: (request) => daemon.addPort(request),
+      deletePort: (id) => daemon.deletePort(id),
+      listPorts: () => [...daemon.ports.values()],
+    });
+    await new Promise<void>((resolve, reject) => {
+      api.once('error', reject);
+      api.listen(options.apiPort, options.apiHost, resolve);
+    });
+    const apiAddress = api.address() as AddressInfo;
+    log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}` }, 'vrouter running');
+    const stop = async (signal: string) => {
+      log.info({ component: 'daemon', signal }, 'stopping');
+      api.close();
+      await dataplane.stop();
+      process.exit(0);
+    };
+    process.once('SIGINT', () => void stop('SIGINT'));
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    return { daemon, apiAddress };
+  }
+
+  async addPort(request: PortAddRequest): Promise<PortRecord> {
+    if (this.ports.has(request.id)) throw new ApiError(409, `field /id: port ${request.id} exists already`);
+    if (request.vn === undefined) throw new ApiError(400, 'field /vn is required (no control node assigns one)');
+    if (request.ip === undefined) throw new ApiError(400, 'field /ip is required (no control node assigns one)');
+    const vrf = (this.state.vrfs ?? []).find((candidate) => candidate.name === request.vn);
+    const gateway = request.gateway ?? vrf?.gateway;
+    const subnet = request.subnet ?? vrf?.subnets?.[0];
+    if (gateway === undefined) throw new ApiError(400, `field /gateway is required: the state file does not define VN ${request.vn}`);
+    const configure = request.netns !== undefined && request.configure !== false;
+    if (configure && !(await netnsExists(request.netns!))) {
+      throw new ApiError(400, `field /netns: network namespace ${request.netns} does not exist (value: ${JSON.stringify(request.netns)})`);
+    }
+    const mac = request.mac ?? macForIp(request.ip);
+    const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
+    const tapName = `vtap${this.tapCounter++}`;
+    let result: PortResult;
+    try {
+      result = await this.dataplane.request<PortResult>({
+        op: 'add-port',
+        port: { tapName, mac, ip: request.ip, vrf: request.vn, subnet, gateway, mtu, label: request.label, floatingIps: floatingIps(request) },
+      });
+    } catch (error) {
+      throw new ApiError(400, (error as Error).message);
+    }
+    const record: PortRecord = {
+      ...result,
+      id: request.id,
+      name: request.name,
+      namespace: request.namespace,
+      labels: request.labels ?? {},
+      netns: request.netns,
+      ifname: request.ifname ?? 'eth0',
+      vn: request.vn,
+      ip: request.ip,
+      mac,
+      mtu,
+    };
+    if (configure) {
+      try {
+        await moveIntoPod({ tapName: result.tapName, netns: request.netns!, ifname: record.ifname, mac, ip: request.ip, gateway, mtu });
+      } catch (error) {
+        await this.dataplane.request({ op: 'delete-port', vif: result.vif });
+        throw new ApiError(500, (error as Error).message);
+      }
+    }
+    this.ports.set(request.id, record);
+    this.log.info({ component: 'ports', id: record.id, vif: record.vif, label: record.label, vn: record.vn, ip: record.ip, netns: record.netns }, 'port added');
+    return record;
+  }
+
+  async deletePort(id: string): Promise<void> {
+    const record = this.ports.get(id);
+    if (!record) throw new ApiError(404, `no port ${id}`);
+    await this.dataplane.request({ op: 'delete-port', vif: record.vif });
+    this.ports.delete(id);
+    this.log.info({ component: 'ports', id, vif: record.vif }, 'port deleted');
+  }
+
+  private underlayMtu(): number {
+    return (this.state.vifs ?? []).find((vif) => vif.kind === 'fabric')?.mtu ?? 1500;
+  }
+}
+
+/** Turns the worker's syscall errors into what an operator can act on. */
+function explainStartFailure(error: Error, state: StateDocument): string {
+  const message = error.message;
+  if (/EADDRNOTAVAIL|Cannot assign requested address/.test(message)) {
+    return `underlay address ${state.node.underlayIp} is not configured on this node (${message})`;
+  }
+  if (/EPERM|EACCES|Operation not permitted/.test(message)) return `not permitted: ${message} (run as root)`;
+  if (/\/dev\/net\/tun/.test(message)) return `no TUN/TAP support: ${message}`;
+  return message;
+}

@@ -1,0 +1,344 @@
+/**
+ * The dataplane worker: the thread that owns the forwarding tables and moves
+ * packets. It blocks in epoll on every TAP device, the underlay sockets and
+ * an eventfd, reads and writes whole batches with direct syscalls (the
+ * native addon), and runs each batch through the pipeline. Nothing here
+ * waits on the event loop: requests from the main thread (ports, routes,
+ * statistics) are taken synchronously with receiveMessageOnPort when the
+ * eventfd says one is waiting, between two batches.
+ *
+ *   pod TAP --readBatch--> pipeline --writeBatch--> pod TAP
+ *   UDP 6635/51234 --recvmmsg--> (mpls-input) pipeline
+ *   raw GRE --recvmmsg--> (ipv4-input) pipeline --sendmmsg raw IPv4--> underlay
+ */
+import { MessagePort, isMainThread, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { buildDataplane } from '../../control/state-file';
+import { Dataplane } from '../dataplane';
+import { describeFlows } from '../flow-format';
+import { MAX_FRAME, PacketPool } from '../packet-pool';
+import { Pipeline } from '../pipeline';
+import { PolicyRule } from '../policy';
+import { PROTO_GRE, ipFromString } from '../protocols/ipv4';
+import { parseMac } from '../protocols/ethernet';
+import { MPLS_OVER_UDP_LEGACY_PORT, MPLS_OVER_UDP_PORT } from '../protocols/udp';
+import { RouteNexthop, RouteProgrammer } from '../route-programmer';
+import { FloatingIp, VIF_VIRTUAL } from '../vif';
+import { IPV4_INPUT, MPLS_INPUT } from '../steps/next';
+import { FabricPort, TapPort } from './live-ports';
+import { NativeIo, loadNativeIo } from './native';
+import { DROP_REASONS } from '../drop-reasons';
+
+/** What the main thread hands the worker at start. */
+export interface WorkerStart {
+  stateDocument: unknown;
+  stateFile: string;
+  /** eventfd the main thread signals after posting a request. */
+  wakeFd: number;
+  requests: MessagePort;
+}
+
+export interface PortRequest {
+  /** Device name the TAP is created with (at most 15 bytes). */
+  tapName: string;
+  mac: string;
+  ip: string;
+  vrf: string;
+  /** The VN's subnet and gateway: the ARP proxy and ICMP errors need them. */
+  subnet?: string;
+  gateway?: string;
+  mtu: number;
+  label?: number;
+  floatingIps?: FloatingIp[];
+}
+
+export type WorkerRequest =
+  | { op: 'add-port'; port: PortRequest }
+  | { op: 'delete-port'; vif: number }
+  | { op: 'set-floating-ips'; vif: number; floatingIps: FloatingIp[] }
+  | { op: 'set-route'; vrf: string; prefix: string; nexthops: RouteNexthop[] }
+  | { op: 'delete-route'; vrf: string; prefix: string }
+  | { op: 'set-policies'; rules: PolicyRule[] }
+  | { op: 'stats' }
+  | { op: 'flows' }
+  | { op: 'shutdown' };
+
+export interface WorkerResponse {
+  id: number;
+  ok: boolean;
+  result?: unknown;
+  error?: string;
+}
+
+export interface PortResult {
+  vif: number;
+  label: number;
+  tapName: string;
+}
+
+const BATCH = 64;
+const WAKE_TAG = -1;
+const POLL_TIMEOUT_MS = 200;
+
+type Source = { kind: 'tap'; fd: number; vif: number } | { kind: 'udp'; fd: number } | { kind: 'gre'; fd: number };
+
+class DataplaneWorker {
+  private readonly io: NativeIo;
+  private readonly dp: Dataplane;
+  private readonly programmer: RouteProgrammer;
+  private readonly pool = new PacketPool(BATCH + 256);
+  private readonly pipeline: Pipeline;
+  private readonly epoll: number;
+  private readonly sources: (Source | null)[] = [];
+  private readonly rxSlots = new Int32Array(BATCH);
+  private readonly rxOffsets = new Int32Array(BATCH);
+  private readonly rxLengths = new Int32Array(BATCH);
+  private readonly rxSources = new Uint32Array(BATCH);
+  private readonly tapOf = new Map<number, { fd: number; tag: number; port: TapPort }>();
+  private readonly socketFds: number[] = [];
+  private readonly fabricVif: number;
+  private fabricPort: FabricPort | null = null;
+  private running = true;
+
+  constructor(private readonly start: WorkerStart) {
+    this.io = loadNativeIo();
+    this.dp = buildDataplane(start.stateDocument, start.stateFile);
+    this.programmer = new RouteProgrammer(this.dp);
+    this.pipeline = new Pipeline(this.dp, this.pool);
+    for (let i = 0; i < BATCH; i++) this.rxSlots[i] = this.pool.alloc();
+    this.epoll = this.io.epollCreate();
+    this.io.epollAdd(this.epoll, start.wakeFd, WAKE_TAG);
+    this.fabricVif = this.dp.vifs.fabricVif;
+    this.openUnderlay();
+    for (const vif of this.dp.vifs) if (vif.kind === VIF_VIRTUAL) this.attachTap(vif.id, vif.name);
+  }
+
+  run(): void {
+    const tags = new Int32Array(BATCH);
+    while (this.running) {
+      const ready = this.io.epollWait(this.epoll, tags, POLL_TIMEOUT_MS);
+      for (let i = 0; i < ready; i++) {
+        const tag = tags[i];
+        if (tag === WAKE_TAG) {
+          this.io.eventfdDrain(this.start.wakeFd);
+          this.serveRequests();
+        } else {
+          this.receive(tag);
+        }
+      }
+      const now = Math.floor(Date.now() / 1000);
+      if (now !== this.pipeline.now) this.pipeline.advanceClock(now);
+    }
+    this.close();
+  }
+
+  /** One batch from a ready source through the pipeline. */
+  private receive(tag: number): void {
+    const source = this.sources[tag];
+    if (!source) return;
+    const pool = this.pool;
+    for (let i = 0; i < BATCH; i++) {
+      const slot = this.rxSlots[i];
+      pool.reset(slot);
+      this.rxOffsets[i] = pool.start[slot];
+    }
+    let count: number;
+    let entry = 0;
+    if (source.kind === 'tap') {
+      count = this.io.readBatch(source.fd, pool.data, this.rxOffsets, this.rxLengths, BATCH, MAX_FRAME);
+      for (let i = 0; i < count; i++) pool.ingressVif[this.rxSlots[i]] = source.vif;
+    } else {
+      count = this.io.recvBatch(source.fd, pool.data, this.rxOffsets, this.rxLengths, this.rxSources, BATCH, MAX_FRAME);
+      for (let i = 0; i < count; i++) {
+        const slot = this.rxSlots[i];
+        pool.ingressVif[slot] = this.fabricVif;
+        if (source.kind === 'udp') {
+          // The kernel removed the outer IPv4/UDP headers: enter at the label.
+          pool.l4[slot] = pool.start[slot];
+          pool.outerSrc[slot] = this.rxSources[i];
+        } else {
+          pool.l3[slot] = pool.start[slot];
+        }
+      }
+      entry = source.kind === 'udp' ? MPLS_INPUT : IPV4_INPUT;
+    }
+    for (let i = 0; i < count; i++) pool.length[this.rxSlots[i]] = this.rxLengths[i];
+    if (count > 0) this.pipeline.processBatch(this.rxSlots, count, entry);
+  }
+
+  private openUnderlay(): void {
+    if (this.fabricVif < 0) return;
+    const address = this.dp.node.underlayIp;
+    const text = `${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}`;
+    for (const port of [MPLS_OVER_UDP_PORT, MPLS_OVER_UDP_LEGACY_PORT]) this.addSource({ kind: 'udp', fd: this.io.udpOpen(text, port) });
+    this.addSource({ kind: 'gre', fd: this.io.rawOpen(PROTO_GRE) });
+    const rawFd = this.io.rawSendOpen();
+    this.socketFds.push(rawFd);
+    this.fabricPort = new FabricPort(this.io, rawFd);
+    this.dp.vifs.get(this.fabricVif)!.port = this.fabricPort;
+  }
+
+  private addSource(source: Source): number {
+    let tag = this.sources.indexOf(null);
+    if (tag < 0) {
+      tag = this.sources.length;
+      this.sources.push(source);
+    } else {
+      this.sources[tag] = source;
+    }
+    this.io.epollAdd(this.epoll, source.fd, tag);
+    if (source.kind !== 'tap') this.socketFds.push(source.fd);
+    return tag;
+  }
+
+  private attachTap(vif: number, name: string): string {
+    const tap = this.io.tapOpen(name);
+    const port = new TapPort(this.io, tap.fd);
+    this.dp.vifs.get(vif)!.port = port;
+    const tag = this.addSource({ kind: 'tap', fd: tap.fd, vif });
+    this.tapOf.set(vif, { fd: tap.fd, tag, port });
+    return tap.name;
+  }
+
+  private detachTap(vif: number): void {
+    const tap = this.tapOf.get(vif);
+    if (!tap) return;
+    this.io.epollDel(this.epoll, tap.fd);
+    this.io.close(tap.fd);
+    this.sources[tap.tag] = null;
+    this.tapOf.delete(vif);
+  }
+
+  private serveRequests(): void {
+    for (;;) {
+      const message = receiveMessageOnPort(this.start.requests);
+      if (message === undefined) return;
+      const { id, request } = message.message as { id: number; request: WorkerRequest };
+      let response: WorkerResponse;
+      try {
+        response = { id, ok: true, result: this.handle(request) };
+      } catch (error) {
+        response = { id, ok: false, error: error instanceof Error ? error.message : String(error) };
+      }
+      this.start.requests.postMessage(response);
+    }
+  }
+
+  private handle(request: WorkerRequest): unknown {
+    switch (request.op) {
+      case 'add-port':
+        return this.addPort(request.port);
+      case 'delete-port':
+        return this.deletePort(request.vif);
+      case 'set-floating-ips': {
+        const vif = this.dp.vifs.get(request.vif);
+        if (!vif) throw new Error(`vif ${request.vif} does not exist`);
+        vif.floatingIps = request.floatingIps;
+        return null;
+      }
+      case 'set-route':
+        return this.programmer.setRoute(request.vrf, request.prefix, request.nexthops);
+      case 'delete-route':
+        return this.programmer.deleteRoute(request.vrf, request.prefix);
+      case 'set-policies': {
+        this.dp.policy.rules = request.rules;
+        return null;
+      }
+      case 'stats':
+        return this.stats();
+      case 'flows':
+        return describeFlows(this.dp);
+      case 'shutdown':
+        this.running = false;
+        return null;
+    }
+  }
+
+  private addPort(port: PortRequest): PortResult {
+    const vrfId = this.programmer.vrf(port.vrf);
+    const vrf = this.dp.vrfs.get(vrfId)!;
+    if (port.subnet !== undefined) {
+      const [address, length] = port.subnet.split('/');
+      const subnet = { prefix: ipFromString(address), length: Number(length) };
+      if (!vrf.subnets.some((known) => known.prefix === subnet.prefix && known.length === subnet.length)) vrf.subnets.push(subnet);
+    }
+    if (port.gateway !== undefined) vrf.gateway = ipFromString(port.gateway);
+    const ip = ipFromString(port.ip);
+    if (vrf.routes.get(ip, 32) >= 0) throw new Error(`${port.ip} already has a route in ${port.vrf}`);
+    let vif = 1;
+    while (this.dp.vifs.get(vif)) vif++;
+    let nexthop = 1;
+    while (this.dp.nexthops.exists(nexthop)) nexthop++;
+    let label = port.label ?? 16;
+    if (port.label === undefined) while (this.dp.labels.lookup(label) >= 0) label++;
+    else if (this.dp.labels.lookup(label) >= 0) throw new Error(`label ${label} is in use`);
+    const mac = parseMac(port.mac);
+    this.dp.addVif({ id: vif, kind: 'virtual', name: port.tapName, mac, ip, vrf: vrfId, mtu: port.mtu, floatingIps: port.floatingIps ?? [] });
+    try {
+      const tapName = this.attachTap(vif, port.tapName);
+      this.dp.setNexthop(nexthop, { kind: 'encap', vif, mac });
+      this.dp.setLabel(label, nexthop);
+      this.dp.addRoute(vrfId, ip, 32, nexthop);
+      return { vif, label, tapName };
+    } catch (error) {
+      this.deletePort(vif);
+      throw error;
+    }
+  }
+
+  private deletePort(vifId: number): null {
+    const vif = this.dp.vifs.get(vifId);
+    if (!vif) throw new Error(`vif ${vifId} does not exist`);
+    this.detachTap(vifId);
+    const vrf = this.dp.vrfs.get(vif.vrf);
+    for (const id of this.dp.nexthops.ids()) {
+      if (this.dp.nexthops.vif[id] !== vifId) continue;
+      for (const { label, nexthop } of this.dp.labels.entries()) if (nexthop === id) this.dp.deleteLabel(label);
+      if (vrf && vrf.routes.get(vif.ip, 32) === id) this.dp.deleteRoute(vrf.id, vif.ip, 32);
+      if (this.dp.nexthops.refCount[id] === 0) this.dp.deleteNexthop(id);
+    }
+    this.dp.removeVif(vifId);
+    return null;
+  }
+
+  private stats() {
+    const drops: Record<string, number> = {};
+    DROP_REASONS.forEach((reason, i) => {
+      if (this.dp.drops.counts[i] > 0) drops[reason] = this.dp.drops.counts[i];
+    });
+    return {
+      received: this.pipeline.received,
+      transmitted: this.pipeline.transmitted,
+      generated: this.dp.generated,
+      held: this.pipeline.held,
+      flows: this.dp.flows.activePairs,
+      drops,
+      vifs: [...this.dp.vifs].map((vif) => ({
+        id: vif.id,
+        name: vif.name,
+        kind: vif.kindName,
+        vrf: vif.vrf,
+        ...vif.counters(),
+        txDropped: (vif.port as Partial<TapPort>).dropped ?? 0,
+      })),
+      vrfs: [...this.dp.vrfs].map((vrf) => ({ id: vrf.id, name: vrf.name, routes: vrf.routes.size })),
+    };
+  }
+
+  private close(): void {
+    for (const vif of [...this.tapOf.keys()]) this.detachTap(vif);
+    for (const fd of this.socketFds) this.io.close(fd);
+    this.io.close(this.epoll);
+  }
+}
+
+if (!isMainThread && parentPort) {
+  const start = workerData as WorkerStart;
+  try {
+    const worker = new DataplaneWorker(start);
+    parentPort.postMessage({ ready: true });
+    worker.run();
+    parentPort.postMessage({ stopped: true });
+  } catch (error) {
+    parentPort.postMessage({ failed: error instanceof Error ? error.message : String(error) });
+  }
+}
