@@ -3,6 +3,9 @@
  * protocol, src port, dst port) and reused for the ECMP member and the
  * RFC 7510 entropy source port. MurmurHash3's 32-bit block and finaliser
  * steps on four words: no allocation, good spread on sequential addresses.
+ * The result is a signed 32-bit integer: V8 passes those between functions
+ * as small integers, where an unsigned value above 2^31 would be boxed (one
+ * heap allocation per packet). Take `hash >>> 0` where a non-negative is needed.
  */
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
@@ -28,5 +31,5 @@ export function flowHash(vrf: number, src: number, dst: number, protocol: number
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
-  return h >>> 0;
+  return h;
 }

@@ -83,9 +83,10 @@ export class FlowTable {
   readonly keyVrf: Int32Array;
   readonly keySrc: Uint32Array;
   readonly keyDst: Uint32Array;
-  readonly keyPorts: Uint32Array;
+  /** src port << 16 | dst port, signed (see flow-hash.ts on why signed). */
+  readonly keyPorts: Int32Array;
   readonly keyProtocol: Uint8Array;
-  readonly keyHash: Uint32Array;
+  readonly keyHash: Int32Array;
   readonly action: Uint8Array;
   readonly natFlags: Uint8Array;
   /** Nexthop decided for the entry's direction (-1: look the route up each time). */
@@ -129,9 +130,9 @@ export class FlowTable {
     this.keyVrf = new Int32Array(capacity);
     this.keySrc = new Uint32Array(capacity);
     this.keyDst = new Uint32Array(capacity);
-    this.keyPorts = new Uint32Array(capacity);
+    this.keyPorts = new Int32Array(capacity);
     this.keyProtocol = new Uint8Array(capacity);
-    this.keyHash = new Uint32Array(capacity);
+    this.keyHash = new Int32Array(capacity);
     this.action = new Uint8Array(capacity);
     this.natFlags = new Uint8Array(capacity);
     this.nexthop = new Int32Array(capacity);
@@ -359,7 +360,7 @@ export class FlowTable {
     this.keyProtocol[entry] = key.protocol;
     this.keySrc[entry] = key.src >>> 0;
     this.keyDst[entry] = key.dst >>> 0;
-    this.keyPorts[entry] = ((key.srcPort << 16) | key.dstPort) >>> 0;
+    this.keyPorts[entry] = (key.srcPort << 16) | key.dstPort;
     this.keyHash[entry] = flowHash(key.vrf, key.src, key.dst, key.protocol, key.srcPort, key.dstPort);
   }
 

@@ -169,10 +169,10 @@ export class NexthopTable {
    */
   selectSlot(id: number, hash: number): number {
     const members = this.members[id]!;
-    const slot = hash % members.length;
+    const slot = (hash >>> 0) % members.length;
     if (members[slot] >= 0) return slot;
     const active = this.activeSlots[id]!;
-    return active.length === 0 ? -1 : active[hash % active.length];
+    return active.length === 0 ? -1 : active[(hash >>> 0) % active.length];
   }
 
   /** Ids of all existing nexthops. */

@@ -29,10 +29,10 @@ export class PacketPool {
   readonly l3: Int32Array;
   /** Offset of the L4 header relative to `data` (-1 for a non-first fragment). */
   readonly l4: Int32Array;
-  /** Flow hash of (VRF, src, dst, proto, sport, dport), computed once. */
-  readonly hash: Uint32Array;
-  /** The flow key's ports, src << 16 | dst (ICMP echo: the id twice; fragments: 0). */
-  readonly ports: Uint32Array;
+  /** Flow hash of (VRF, src, dst, proto, sport, dport), computed once (signed, see flow-hash.ts). */
+  readonly hash: Int32Array;
+  /** The flow key's ports, src << 16 | dst as a signed 32-bit value (ICMP echo: the id twice; fragments: 0). */
+  readonly ports: Int32Array;
   /** Nexthop chosen for the packet. */
   readonly nexthop: Int32Array;
   /** ECMP member slot chosen (-1 when no composite was crossed). */
@@ -56,8 +56,8 @@ export class PacketPool {
     this.vrf = new Int32Array(slots);
     this.l3 = new Int32Array(slots);
     this.l4 = new Int32Array(slots);
-    this.hash = new Uint32Array(slots);
-    this.ports = new Uint32Array(slots);
+    this.hash = new Int32Array(slots);
+    this.ports = new Int32Array(slots);
     this.nexthop = new Int32Array(slots);
     this.ecmpSlot = new Int32Array(slots);
     this.egressVif = new Int32Array(slots);

@@ -67,7 +67,7 @@ function lookupIcmpError(c: Pipeline, p: number, l4: number): number {
   const src = readU32(d, quoted + 16);
   const dst = readU32(d, quoted + 12);
   const hash = flowHash(vrf, src, dst, protocol, dstPort, srcPort);
-  const entry = c.flows.lookup(vrf, protocol, src, dst, ((dstPort << 16) | srcPort) >>> 0, hash);
+  const entry = c.flows.lookup(vrf, protocol, src, dst, (dstPort << 16) | srcPort, hash);
   if (entry < 0) return drop(Drop['icmp-error-no-flow']);
   pool.flowEntry[p] = entry;
   return FLOW_APPLY;
@@ -152,7 +152,7 @@ export function flowSetup(c: Pipeline, p: number): number {
   reverse.srcPort = translatedPort;
   reverse.dstPort = srcPort;
   // A stale entry holding the reply key (an old flow seen the other way round) gives way.
-  const stale = c.flows.lookup(reverse.vrf, protocol, reverse.src, reverse.dst, ((reverse.srcPort << 16) | reverse.dstPort) >>> 0,
+  const stale = c.flows.lookup(reverse.vrf, protocol, reverse.src, reverse.dst, (reverse.srcPort << 16) | reverse.dstPort,
     flowHash(reverse.vrf, reverse.src, reverse.dst, protocol, reverse.srcPort, reverse.dstPort));
   if (stale >= 0) c.flows.removePair(stale);
 

@@ -82,7 +82,7 @@ function classify(c: Pipeline, p: number, vrf: number): number {
     }
   }
   pool.hash[p] = flowHash(vrf, readU32(d, l3 + 12), readU32(d, l3 + 16), protocol, srcPort, dstPort);
-  pool.ports[p] = ((srcPort << 16) | dstPort) >>> 0;
+  pool.ports[p] = (srcPort << 16) | dstPort;
   return 0;
 }
 
@@ -113,6 +113,6 @@ export function describeIpv4Input(c: Pipeline, p: number): string {
   const fragment = ((d[l3 + 6] << 8) | d[l3 + 7]) & 0x3fff;
   return (
     `${ipToString(readU32(d, l3 + 12))} > ${ipToString(readU32(d, l3 + 16))} proto ${d[l3 + 9]} ttl ${d[l3 + 8]}` +
-    ` len ${(d[l3 + 2] << 8) | d[l3 + 3]}${fragment !== 0 ? ' fragment' : ''} hash 0x${c.pool.hash[p].toString(16)}`
+    ` len ${(d[l3 + 2] << 8) | d[l3 + 3]}${fragment !== 0 ? ' fragment' : ''} hash 0x${(c.pool.hash[p] >>> 0).toString(16)}`
   );
 }
