@@ -15,7 +15,7 @@ import type { FloatingIp } from '../dataplane/vif';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
 import { moveIntoPod, netnsExists } from './pod-netns';
-import { ApiError, createPortApi, PortAddRequest } from './port-api';
+import { ApiError, createLocalApi, PortAddRequest } from './local-api';
 
 export interface DaemonOptions {
   stateFile: string;
@@ -74,10 +74,18 @@ export class Daemon {
       throw new Error(explainStartFailure(error as Error, state));
     }
     const daemon = new Daemon(state, dataplane, log);
-    const api = createPortApi({
+    const api = createLocalApi({
       addPort: (request) => daemon.addPort(request),
       deletePort: (id) => daemon.deletePort(id),
       listPorts: () => [...daemon.ports.values()],
+      setRoute: (route) =>
+        dataplane.request({
+          op: 'set-route',
+          vrf: route.vrf,
+          prefix: route.prefix,
+          nexthops: (route.nexthops ?? []).map((nexthop) => ({ ...nexthop, encaps: nexthop.encaps ?? ['udp'] })),
+        }),
+      stats: () => dataplane.request({ op: 'stats' }),
     });
     await new Promise<void>((resolve, reject) => {
       api.once('error', reject);

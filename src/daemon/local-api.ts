@@ -1,8 +1,12 @@
 /**
- * The local port API the Kubernetes plugin calls (as OpenContrail's agent
- * served on port 9091): `POST /port` adds a pod's interface, `DELETE
- * /port/<id>` removes it, `GET /ports` lists them. Bodies are JSON, checked
- * against a schema; a bad request gets a 4xx whose message names the field.
+ * The daemon's local API (127.0.0.1 by default):
+ *   POST /port, DELETE /port/<id>, GET /ports: the port API the Kubernetes
+ *     plugin calls (as OpenContrail's agent served on port 9091);
+ *   PUT /route, DELETE /route: routes set by hand or by a script when no
+ *     control node distributes them (the same path the control client uses);
+ *   GET /stats: counters of the dataplane.
+ * Bodies are JSON, checked against a schema; a bad request gets a 4xx whose
+ * message names the field.
  */
 import * as http from 'node:http';
 import Ajv, { ErrorObject } from 'ajv';
@@ -81,7 +85,40 @@ const portSchema = {
   additionalProperties: false,
 };
 
-const validatePort = new Ajv({ allErrors: false }).compile<PortAddRequest>(portSchema);
+export interface RouteRequest {
+  vrf: string;
+  prefix: string;
+  /** Empty (PUT) or absent (DELETE): the route is removed. */
+  nexthops?: Array<{ address: string; label: number; encaps?: Array<'udp' | 'gre'>; vn?: string }>;
+}
+
+const routeSchema = {
+  type: 'object',
+  properties: {
+    vrf: name,
+    prefix: { type: 'string', pattern: '^[0-9.]+/[0-9]{1,2}$' },
+    nexthops: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          address: { type: 'string', pattern: ipv4Pattern },
+          label: { type: 'integer', minimum: 16, maximum: 1048575 },
+          encaps: { type: 'array', items: { enum: ['udp', 'gre'] }, minItems: 1 },
+          vn: name,
+        },
+        required: ['address', 'label'],
+        additionalProperties: false,
+      },
+    },
+  },
+  required: ['vrf', 'prefix'],
+  additionalProperties: false,
+};
+
+const ajv = new Ajv({ allErrors: false });
+const validatePort = ajv.compile<PortAddRequest>(portSchema);
+const validateRoute = ajv.compile<RouteRequest>(routeSchema);
 
 /** A request the API refuses, with its HTTP status. */
 export class ApiError extends Error {
@@ -100,10 +137,12 @@ function describe(error: ErrorObject | undefined): string {
   return `field ${error.instancePath || '/'} ${error.message} (value: ${JSON.stringify(error.data)})`;
 }
 
-export interface PortApiHandlers {
+export interface LocalApiHandlers {
   addPort(request: PortAddRequest): Promise<unknown>;
   deletePort(id: string): Promise<void>;
   listPorts(): unknown;
+  setRoute(request: RouteRequest): Promise<unknown>;
+  stats(): Promise<unknown>;
 }
 
 async function readJson(request: http.IncomingMessage): Promise<unknown> {
@@ -121,7 +160,7 @@ async function readJson(request: http.IncomingMessage): Promise<unknown> {
   }
 }
 
-export function createPortApi(handlers: PortApiHandlers): http.Server {
+export function createLocalApi(handlers: LocalApiHandlers): http.Server {
   return http.createServer((request, response) => {
     const reply = (status: number, body: unknown) => {
       response.writeHead(status, { 'content-type': 'application/json' });
@@ -138,6 +177,13 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
         reply(200, { deleted: true });
       } else if (request.method === 'GET' && url.pathname === '/ports') {
         reply(200, handlers.listPorts());
+      } else if ((request.method === 'PUT' || request.method === 'DELETE') && url.pathname === '/route') {
+        const body = await readJson(request);
+        if (!validateRoute(body)) throw new ApiError(400, describe(validateRoute.errors?.[0]));
+        if (request.method === 'DELETE') body.nexthops = [];
+        reply(200, { nexthops: await handlers.setRoute(body) });
+      } else if (request.method === 'GET' && url.pathname === '/stats') {
+        reply(200, await handlers.stats());
       } else {
         throw new ApiError(404, `no ${request.method} ${url.pathname}`);
       }
