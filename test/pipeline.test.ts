@@ -329,3 +329,28 @@ test('trace describes every step of the real path', () => {
   assert.match(text, /ecmp member slot \d/);
   assert.match(text, /mpls-over-(udp|gre) 192\.168\.0\.11 > 192\.168\.0\.1[234] label 2[567]/);
 });
+
+test('too big for the underlay with DF clear: the inner packet is fragmented, then each piece encapsulated', () => {
+  const s = buildScenario();
+  const payload = Buffer.alloc(1800); // a frame still fits a packet-pool slot
+  for (let i = 0; i < payload.length; i++) payload[i] = i & 0xff;
+  const big = udpFrom('10.1.1.3', '10.1.1.5', { payload });
+  s.run([[1, big]]);
+  const frames = s.out(0);
+  assert.equal(frames.length, 2);
+  const inner = 14 + 20 + 8 + 4;
+  const pieces: Buffer[] = [];
+  frames.forEach((frame, i) => {
+    assert.ok(frame.readUInt16BE(14 + 2) <= 1500, `outer packet ${i} fits the underlay MTU`);
+    assertIpChecksumValid(frame, 14);
+    assertIpChecksumValid(frame, inner);
+    const flags = frame.readUInt16BE(inner + 6);
+    assert.equal((flags & 0x2000) !== 0, i < frames.length - 1, `MF on all but the last (fragment ${i})`);
+    assert.equal((flags & 0x1fff) * 8, pieces.reduce((sum, piece) => sum + piece.length, 0), `offset of fragment ${i}`);
+    assert.equal(frame.readUInt32BE(42) >>> 12, 25, 'each piece carries the label');
+    pieces.push(frame.subarray(inner + 20, inner + frame.readUInt16BE(inner + 2)));
+  });
+  assert.deepEqual(Buffer.concat(pieces), big.subarray(14 + 20), 'the pieces reassemble to the UDP datagram');
+  assert.equal(s.dp.generated, 1);
+  assertBalanced(s);
+});

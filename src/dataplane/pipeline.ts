@@ -98,8 +98,12 @@ export class Pipeline {
   private readonly touched: Int32Array;
   private touchedCount = 0;
   private readonly touchedMark: Uint8Array;
-  /** Held fragments released by their first fragment, run after the current packet. */
+  /**
+   * Packets to run after the current one, each from its own step: held
+   * fragments released by their first fragment, fragments the vrouter cut.
+   */
   private readonly released: Int32Array;
+  private readonly releasedStep: Int32Array;
   private releasedCount = 0;
   /** A flow pair to remove once the current packet has left (TCP close). */
   private closingEntry = -1;
@@ -115,6 +119,7 @@ export class Pipeline {
     this.touchedMark = new Uint8Array(4096);
     this.flows = dp.flows;
     this.released = new Int32Array(pool.slots);
+    this.releasedStep = new Int32Array(pool.slots);
   }
 
   /** The nexthop table can be regrown by the control plane, so read it through the dataplane. */
@@ -168,7 +173,14 @@ export class Pipeline {
   /** A held fragment may go on, in its first fragment's flow. */
   releaseHeld(slot: number, entry: number): void {
     this.pool.flowEntry[slot] = entry;
-    this.released[this.releasedCount++] = slot;
+    this.runAfter(slot, FLOW_APPLY);
+  }
+
+  /** Queues a packet the pipeline made (or held) to run from `step` once the current packet is done. */
+  runAfter(slot: number, step: number): void {
+    this.released[this.releasedCount] = slot;
+    this.releasedStep[this.releasedCount] = step;
+    this.releasedCount++;
   }
 
   dropHeld(slot: number, reason: number): void {
@@ -235,14 +247,14 @@ export class Pipeline {
     return next;
   }
 
-  /** Runs fragments released by their first fragment, then frees their slots. */
+  /** Runs the queued packets, then frees their slots. */
   private runReleased(trace: TraceSink | null): void {
     for (let i = 0; i < this.releasedCount; i++) {
       const slot = this.released[i];
-      let next = FLOW_APPLY;
+      let next = this.releasedStep[i];
       if (trace !== null) {
-        trace(`released fragment from vif ${this.pool.ingressVif[slot]}, ${this.pool.length[slot]} bytes`);
-        next = this.runTraced(slot, FLOW_APPLY, trace);
+        trace(`then fragment from vif ${this.pool.ingressVif[slot]}, ${this.pool.length[slot]} bytes, from ${STEPS[next].name}`);
+        next = this.runTraced(slot, next, trace);
       } else {
         while (next >= 0) next = STEPS[next].process(this, slot);
       }

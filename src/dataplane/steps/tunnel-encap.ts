@@ -23,6 +23,7 @@ import { MPLS_HEADER_LEN } from '../protocols/mpls';
 import { ENTROPY_PORT_BASE, MPLS_OVER_UDP_PORT, UDP_HEADER_LEN } from '../protocols/udp';
 import { ENCAP_MPLS_GRE, TUNNEL_ENCAP_NAMES } from '../nexthop';
 import { icmpErrorInPlace } from './icmp-error';
+import { fragmentInner } from './ipv4-fragment';
 import { TRANSMIT, drop } from './next';
 
 const ICMP_FRAGMENTATION_NEEDED = 4;
@@ -44,6 +45,9 @@ export function tunnelEncap(c: Pipeline, p: number): number {
     const innerMtu = fabric.mtu - IP_MIN_HEADER_LEN - tunnelLength;
     if ((innerFlags & IP_FLAG_DF) !== 0)
       return icmpErrorInPlace(c, p, ICMP_DEST_UNREACHABLE, ICMP_FRAGMENTATION_NEEDED, innerMtu, Drop['fragment-needed']);
+    // DF clear: fragment the inner packet, then encapsulate each piece.
+    if (!fragmentInner(c, p, innerMtu)) return drop(Drop['fragment-needed']);
+    return tunnelEncap(c, p);
   }
   const ip = inner - tunnelLength - IP_MIN_HEADER_LEN;
   const start = ip - ETH_HEADER_LEN;
