@@ -308,8 +308,10 @@ def check_common(fx, intent):
     # Every IPv4 header the vrouter writes itself (tunnel outer headers, ICMP errors) takes its
     # identification from one per-run counter starting at 1, in the order packets were processed
     # (outputs carry their input's timestamp, and inputs are replayed in timestamp order).
+    # (intent "own": the addresses this node writes headers from, when the fixture's node is not node1.)
+    own_sources = intent.get("own", (NODE1, GATEWAY))
     own = sorted((frame.time_ns, vif, frame.index, frame.pkt[IP].id) for vif in fx.outputs for frame in fx.outputs[vif]
-                 if IP in frame.pkt and (frame.pkt[IP].src in (NODE1, GATEWAY)))
+                 if IP in frame.pkt and (frame.pkt[IP].src in own_sources))
     ids = [item[3] for item in own]
     eq(ids, list(range(1, len(ids) + 1)), "%s: IP ids of the headers the vrouter wrote, in processing order" % fx.name)
     if ids:
@@ -651,8 +653,651 @@ def check_11(fx):
     report(fx, "forwarded", "802.1Q-tagged frame delivered untagged and tunnelled; IPv4 options (router alert IHL 6, record route IHL 8) kept byte for byte")
 
 
+# ---------------------------------------------------------------- 12-22: ClusterIP NAT, flows, policy, source checks
+
+NODE2_FABRIC_MAC = "52:54:00:00:00:12"
+POD_C = "10.2.2.3"
+POD_C_MAC = "02:00:0a:02:02:03"
+BACKEND = "10.1.2.5"  # web-1 (13) / dns-1 (17) on node2, label 40 there
+BACKEND_MAC = "02:00:0a:01:02:05"
+BACKEND_LABEL = 40
+LOCAL_BACKEND = "10.1.2.6"  # dns-1 on node1 (14, 22)
+LOCAL_BACKEND_MAC = "02:00:0a:01:02:06"
+POD_A_LABEL = 17
+CLIENT_PORT = 41000  # pod-a's port in 12/13
+TCP_FLAG_NAMES = {0x02: "S", 0x12: "SA", 0x10: "A", 0x18: "PA", 0x11: "FA", 0x04: "R"}
+
+
+def ip_packet(frame_bytes):
+    """The IPv4 packet a frame carries (innermost for a tunnel), cut at its total length."""
+    pkt = Ether(frame_bytes)
+    inner = pkt[MPLS].payload if MPLS in pkt else pkt[IP]
+    raw = bytes(inner)
+    return raw[:struct.unpack("!H", raw[2:4])[0]]
+
+
+def translated(ip_raw, src=None, dst=None, sport=None, dport=None, ttl_drop=0):
+    """What a NAT'd packet must be: `ip_raw` with new addresses/ports, TTL lowered by ttl_drop, and its
+    IPv4 and TCP/UDP checksums computed from scratch by scapy (a zero UDP checksum stays zero)."""
+    p = IP(ip_raw)
+    if src is not None:
+        p.src = src
+    if dst is not None:
+        p.dst = dst
+    p.ttl -= ttl_drop
+    del p.chksum
+    l4 = p[TCP] if TCP in p else p[UDP] if UDP in p else None
+    if l4 is not None:
+        if sport is not None:
+            l4.sport = sport
+        if dport is not None:
+            l4.dport = dport
+        if not (isinstance(l4, UDP) and l4.chksum == 0):
+            del l4.chksum
+    return bytes(IP(bytes(p)))
+
+
+def same_ip(got, want, what):
+    """Two IPv4 packets byte for byte; on a difference, names the first differing field."""
+    if got == want:
+        return
+    g, w = IP(got), IP(want)
+    for field in ("version", "ihl", "tos", "len", "id", "flags", "frag", "ttl", "proto", "chksum", "src", "dst"):
+        eq(getattr(g, field), getattr(w, field), "%s: IPv4 %s" % (what, field))
+    for cls, fields in ((TCP, ("sport", "dport", "seq", "ack", "flags", "window", "chksum")), (UDP, ("sport", "dport", "len", "chksum")),
+                        (ICMP, ("type", "code", "chksum"))):
+        if cls in w and g.frag == 0:
+            expect(cls in g, "%s: no %s header" % (what, cls.__name__))
+            for field in fields:
+                eq(getattr(g[cls], field), getattr(w[cls], field), "%s: %s %s" % (what, cls.__name__, field))
+    eq(len(got), len(want), "%s: IPv4 packet length" % what)
+    at = next(i for i in range(len(want)) if got[i] != want[i])
+    fail("%s: IPv4 packet bytes differ from offset %d (got %s, expected %s)" % (what, at, got[at:at + 8].hex(), want[at:at + 8].hex()))
+
+
+def check_delivered_as(out, inp, dst_mac, want_ip):
+    """`out` delivers the IPv4 packet `want_ip` to a pod: fresh Ethernet header from the vrouter MAC, nothing after the packet."""
+    p = out.pkt
+    eq(p.dst, dst_mac, "%s: Ethernet destination (the pod's MAC)" % out)
+    eq(p.src, VROUTER_MAC, "%s: Ethernet source (the vrouter MAC)" % out)
+    eq(p.type, 0x0800, "%s: ethertype" % out)
+    eq(len(out.data), 14 + len(want_ip), "%s: frame length (Ethernet header + IPv4 total length, no padding)" % out)
+    same_ip(out.data[14:], want_ip, str(out))
+    same_time(out, inp)
+
+
+def check_tunnel_outer(out, node, node_mac, dip, label):
+    """The outer headers of an MPLS over UDP frame that node `node` sends to `dip`; returns (entropy port, inner IPv4 bytes)."""
+    p = out.pkt
+    eq(p.dst, UNDERLAY_GW_MAC, "%s: outer Ethernet destination (node.underlayGatewayMac)" % out)
+    eq(p.src, node_mac, "%s: outer Ethernet source (the fabric vif's MAC)" % out)
+    eq(p.type, 0x0800, "%s: outer ethertype" % out)
+    outer = p[IP]
+    eq((outer.version, outer.ihl, outer.proto), (4, 5, 17), "%s: outer IPv4 version, IHL, protocol" % out)
+    eq(outer.src, node, "%s: outer IPv4 source (the node's underlay IP)" % out)
+    eq(outer.dst, dip, "%s: outer IPv4 destination" % out)
+    eq(outer.ttl, 64, "%s: outer IPv4 TTL" % out)
+    expect(not outer.flags.DF and not outer.flags.MF and outer.frag == 0, "%s: outer IPv4 DF/MF/offset must be clear" % out)
+    eq(outer.len, len(out.data) - 14, "%s: outer IPv4 total length" % out)
+    u = p[UDP]
+    eq(u.dport, MPLS_OVER_UDP_PORT, "%s: UDP destination port" % out)
+    expect(ENTROPY_PORT_MIN <= u.sport <= 65535, "%s: UDP source port %d outside %d-65535" % (out, u.sport, ENTROPY_PORT_MIN))
+    eq(u.chksum, 0, "%s: UDP checksum (0, RFC 7510 over IPv4)" % out)
+    eq(u.len, outer.len - 20, "%s: UDP length" % out)
+    expect(isinstance(u.payload, MPLS), "%s: UDP payload not decoded as MPLS" % out)
+    m = u.payload
+    eq((m.label, m.s, m.cos), (label, 1, 0), "%s: MPLS label, bottom-of-stack bit, EXP" % out)
+    inner = out.data[14 + 20 + 8 + 4:]
+    expect(len(inner) >= 20 and inner[0] >> 4 == 4, "%s: MPLS payload not IPv4" % out)
+    eq(struct.unpack("!H", inner[2:4])[0], len(inner), "%s: inner IPv4 total length = the bytes after the MPLS header" % out)
+    eq(m.ttl, inner[8], "%s: MPLS TTL (= inner TTL)" % out)
+    return u.sport, inner
+
+
+def by_ip_id(frames):
+    """Frames keyed by their innermost IPv4 identification (unique in the fixtures that use it)."""
+    index = {}
+    for frame in frames:
+        key = IP(ip_packet(frame.data)).id
+        expect(key not in index, "%s: same IPv4 id %#x as %s" % (frame, key, index.get(key)))
+        index[key] = frame
+    return index
+
+
+def match_id(fx, out_vif, in_frames):
+    """The output frame on out_vif for each input frame, by IPv4 id (addresses change under NAT)."""
+    index = by_ip_id(fx.out(out_vif))
+    found = []
+    for inp in in_frames:
+        key = IP(ip_packet(inp.data)).id
+        expect(key in index, "%s: %s (IPv4 id %#x) did not come out on %s" % (fx.name, inp, key, out_vif))
+        found.append(index[key])
+    return found
+
+
+def load_flows(fx):
+    path = os.path.join(fx.expected_dir, "flows.json")
+    expect(os.path.isfile(path), "%s: no expected/flows.json" % fx.name)
+    with open(path) as f:
+        flows = json.load(f)
+    eq(flows["activePairs"], len(flows["pairs"]), "%s: flows.json activePairs = number of pairs listed" % fx.name)
+    return flows
+
+
+def flow_key(entry):
+    return (entry["protocol"], entry["src"], entry["srcPort"], entry["dst"], entry["dstPort"])
+
+
+def flow_pairs(fx, flows):
+    """flows.json pairs by their forward key (protocol, src, src port, dst, dst port); each pair's two entries linked."""
+    pairs = {}
+    for pair in flows["pairs"]:
+        fwd, rev = pair["forward"], pair["reverse"]
+        eq((fwd["reverseIndex"], rev["reverseIndex"]), (rev["index"], fwd["index"]), "%s: flows.json pair %s linked both ways" % (fx.name, flow_key(fwd)))
+        expect(flow_key(fwd) not in pairs, "%s: flows.json lists %s twice" % (fx.name, flow_key(fwd)))
+        pairs[flow_key(fwd)] = pair
+    return pairs
+
+
+def check_pair(fx, pairs, key, what, forward=None, reverse=None, **fields):
+    """A flows.json pair: its reverse key, and fields of the forward / reverse entries and of the pair."""
+    expect(key in pairs, "%s: flows.json has no pair %s (%s); it has %s" % (fx.name, key, what, sorted(pairs)))
+    pair = pairs[key]
+    for side, want in (("forward", forward or {}), ("reverse", reverse or {})):
+        for field, value in want.items():
+            got = flow_key(pair[side]) if field == "key" else pair[side][field]
+            if field == "nat":
+                got, value = sorted(got), sorted(value)
+            eq(got, value, "%s: flows.json %s (%s) %s %s" % (fx.name, key, what, side, field))
+    for field, value in fields.items():
+        eq(pair[field], value, "%s: flows.json %s (%s) %s" % (fx.name, key, what, field))
+    return pair
+
+
+def tcp_flags(frame_bytes):
+    flags = int(IP(ip_packet(frame_bytes))[TCP].flags)
+    return TCP_FLAG_NAMES.get(flags, hex(flags))
+
+
+def in_time_order(fx):
+    """(vif, frame) of every input, in replay order."""
+    return sorted(((vif, frame) for vif, frames in fx.inputs.items() for frame in frames), key=lambda item: item[1].time_ns)
+
+
+def check_12(fx):
+    check_common(fx, {"tx": {"eth0": 5, "pod-a": 3}, "drops": {}})
+    order = [(vif, tcp_flags(frame.data)) for vif, frame in in_time_order(fx)]
+    eq(order, [("pod-a", "S"), ("eth0", "SA"), ("pod-a", "A"), ("pod-a", "PA"), ("eth0", "PA"), ("pod-a", "FA"), ("eth0", "FA"), ("pod-a", "A")],
+       "%s: the exchange (fixture): handshake, request, response, FIN / FIN-ACK / ACK" % fx.name)
+    sent, replies = fx.inputs["pod-a"], fx.inputs["eth0"]
+    for inp in sent:
+        q = IP(ip_packet(inp.data))
+        eq((q.src, q.dst, q[TCP].sport, q[TCP].dport), (POD_A, VIP, CLIENT_PORT, 80), "%s: pod-a's segment addresses (fixture)" % inp)
+    for inp in replies:
+        q = Ether(inp.data)
+        eq((q[IP].src, q[IP].dst, q[MPLS].label), (NODE2, NODE1, POD_A_LABEL), "%s: node2's tunnel to pod-a's label (fixture)" % inp)
+        r = IP(ip_packet(inp.data))
+        eq((r.src, r.dst, r[TCP].sport, r[TCP].dport), (VIP, POD_A, 80, CLIENT_PORT), "%s: the reply comes from the ClusterIP (fixture)" % inp)
+
+    ports = set()
+    for out, inp in zip(match(fx, "eth0", sent), sent):
+        # The ClusterIP stays the inner destination: the client node does no NAT.
+        ports.add(check_tunnelled(out, inp, NODE2, BACKEND_LABEL, "udp"))
+        inner = out.pkt[MPLS][IP]
+        eq((inner.dst, inner[TCP].dport), (VIP, 80), "%s: inner destination (the ClusterIP and service port)" % out)
+    eq(len(ports), 1, "%s: entropy ports of the connection's segments" % fx.name)
+    report(fx, "to-clusterip", "5 segments tunnelled to %s label %d, inner destination %s:80 untouched, TTL 63, one entropy port %s"
+           % (NODE2, BACKEND_LABEL, VIP, sorted(ports)))
+    for out, inp in zip(match(fx, "pod-a", replies), replies):
+        check_delivered(out, inp, POD_A_MAC, ttl_drop=0)
+        got = out.pkt[IP]
+        eq((got.src, got[TCP].sport), (VIP, 80), "%s: the reply's source (the ClusterIP and service port)" % out)
+    for vif in fx.outputs:
+        for out in fx.out(vif):
+            inner = IP(ip_packet(out.data))
+            expect(BACKEND not in (inner.src, inner.dst) and 8080 not in (inner[TCP].sport, inner[TCP].dport),
+                   "%s: the backend's own address or port shows on the client node" % out)
+    report(fx, "from-clusterip", "3 replies from %s:80 delivered to pod-a as node2 sent them (TTL 63); 10.1.2.5:8080 never seen" % VIP)
+    flows = load_flows(fx)
+    eq(flows["pairs"], [], "%s: flows.json pairs after FIN / FIN-ACK / last ACK (the pair must be gone)" % fx.name)
+    report(fx, "flows", "flow table empty after the teardown")
+
+
+def check_13(fx):
+    check_common(fx, {"tx": {"web-1": 5, "eth0": 3}, "drops": {}, "own": (NODE2,)})
+    order = [(vif, tcp_flags(frame.data)) for vif, frame in in_time_order(fx)]
+    eq(order, [("eth0", "S"), ("web-1", "SA"), ("eth0", "A"), ("eth0", "PA"), ("web-1", "PA"), ("eth0", "FA"), ("web-1", "FA"), ("eth0", "A")],
+       "%s: the exchange (fixture): handshake, request, response, FIN / FIN-ACK / ACK" % fx.name)
+    tunnelled, replies = fx.inputs["eth0"], fx.inputs["web-1"]
+    for inp in tunnelled:
+        q = Ether(inp.data)
+        eq((q.dst, q[IP].src, q[IP].dst, q[MPLS].label), (NODE2_FABRIC_MAC, NODE1, NODE2, BACKEND_LABEL), "%s: node1's tunnel to web-1's label (fixture)" % inp)
+    for out, inp in zip(match_id(fx, "web-1", tunnelled), tunnelled):
+        # DNAT + DPAT to the backend; no TTL change at the receiving node.
+        want = translated(ip_packet(inp.data), dst=BACKEND, dport=8080)
+        check_delivered_as(out, inp, BACKEND_MAC, want)
+    report(fx, "dnat", "5 segments to %s:80 delivered to web-1 as %s:8080, TTL 63, IPv4 and TCP checksums updated" % (VIP, BACKEND))
+    ports = set()
+    for out, inp in zip(match_id(fx, "eth0", replies), replies):
+        port, inner = check_tunnel_outer(out, NODE2, NODE2_FABRIC_MAC, NODE1, POD_A_LABEL)
+        ports.add(port)
+        same_ip(inner, translated(ip_packet(inp.data), src=VIP, sport=80, ttl_drop=1), str(out))
+        same_time(out, inp)
+    eq(len(ports), 1, "%s: entropy ports of the connection's replies" % fx.name)
+    report(fx, "snat", "3 replies from web-1 leave from %s:80 (TTL 63, checksums updated), tunnelled to %s label %d" % (VIP, NODE1, POD_A_LABEL))
+
+    # Two halves of one connection: what node1 sends (12's output) is what node2 receives here, and back.
+    client = Fixture(os.path.join(os.path.dirname(fx.dir), "12-clusterip-tcp-client-node"))
+    eq([ip_packet(f.data) for f in tunnelled], [ip_packet(f.data) for f in client.out("eth0")],
+       "%s: inner packets received = 12's tunnelled output, byte for byte" % fx.name)
+    eq({Ether(f.data)[IP].dst for f in client.out("eth0")}, {NODE2}, "%s: 12 tunnels to this node" % fx.name)
+    eq([ip_packet(f.data) for f in fx.out("eth0")], [ip_packet(f.data) for f in client.inputs["eth0"]],
+       "%s: inner packets sent = 12's fabric input, byte for byte" % fx.name)
+    eq({Ether(f.data)[MPLS].label for f in client.inputs["eth0"]}, {POD_A_LABEL}, "%s: 12's fabric input label" % fx.name)
+    report(fx, "two-nodes", "inner packets in = 12's tunnelled output, inner packets out = 12's fabric input")
+    flows = load_flows(fx)
+    eq(flows["pairs"], [], "%s: flows.json pairs after FIN / FIN-ACK / last ACK (the NAT pair must be gone)" % fx.name)
+    report(fx, "flows", "flow table empty after the teardown")
+
+
+def check_14(fx):
+    check_common(fx, {"tx": {"dns-1": 3, "pod-a": 2}, "drops": {"flow-action-drop": 1, "no-route": 1}})
+    q1, q2, port54, direct, q3 = fx.inputs["pod-a"]
+    r1, r2 = fx.inputs["dns-1"]
+    eq([IP(ip_packet(f.data))[UDP].chksum == 0 for f in (q1, q2, r1, r2)], [False, True, False, True], "%s: zero UDP checksums (fixture)" % fx.name)
+    for out, inp in zip(match_id(fx, "dns-1", [q1, q2, q3]), [q1, q2, q3]):
+        sent = IP(ip_packet(inp.data))
+        eq((sent.dst, sent[UDP].dport), (VIP, 53), "%s: sent to the ClusterIP on port 53 (fixture)" % inp)
+        check_delivered_as(out, inp, LOCAL_BACKEND_MAC, translated(ip_packet(inp.data), dst=LOCAL_BACKEND, dport=5353, ttl_drop=1))
+        if sent[UDP].chksum == 0:
+            eq(out.pkt[UDP].chksum, 0, "%s: a zero UDP checksum stays zero through NAT" % out)
+    report(fx, "dnat", "3 queries to %s:53 delivered to dns-1 as %s:5353, TTL 63; zero UDP checksum kept zero" % (VIP, LOCAL_BACKEND))
+    for out, inp in zip(match_id(fx, "pod-a", [r1, r2]), [r1, r2]):
+        check_delivered_as(out, inp, POD_A_MAC, translated(ip_packet(inp.data), src=VIP, sport=53, ttl_drop=1))
+        if IP(ip_packet(inp.data))[UDP].chksum == 0:
+            eq(out.pkt[UDP].chksum, 0, "%s: a zero UDP checksum stays zero through NAT" % out)
+    report(fx, "snat", "2 answers from dns-1 reach pod-a from %s:53" % VIP)
+    ids = {IP(ip_packet(f.data)).id for vif in fx.outputs for f in fx.out(vif)}
+    for inp, why in ((port54, "port 54 is no service port"), (direct, "the backend's own address")):
+        expect(IP(ip_packet(inp.data)).id not in ids, "%s: forwarded although %s" % (inp, why))
+    flows = load_flows(fx)
+    pairs = flow_pairs(fx, flows)
+    eq(len(pairs), 3, "%s: flows.json pairs (two queries' flows and the denied port 54)" % fx.name)
+    for sport, packets in ((33053, (2, 1)), (33054, (1, 1))):
+        check_pair(fx, pairs, ("udp", POD_A, sport, VIP, 53), "a query flow",
+                   forward={"action": "nat", "nat": ["dnat", "dpat"], "vrf": 1, "packets": packets[0]},
+                   reverse={"action": "nat", "nat": ["snat", "spat"], "vrf": 3, "packets": packets[1], "key": ("udp", LOCAL_BACKEND, 5353, POD_A, sport)},
+                   replied=True)
+    check_pair(fx, pairs, ("udp", POD_A, 33055, VIP, 54), "port 54, denied", forward={"action": "drop", "packets": 1},
+               reverse={"action": "drop", "packets": 0}, replied=False)
+    report(fx, "flows", "NAT pairs (forward dnat+dpat in vn1, reverse snat+spat from 10.1.2.6:5353 in dns), port 54 pair drop; no flow to 10.1.2.6 from vn1")
+
+
+ECMP_STICKY_FLOWS = 1000
+ECMP_STICKY_PACKETS = 3
+ECMP_STICKY_FIRST_SPORT = 30000
+#: 15/16 composite members: node -> (label, slot in members [10, 11, 12]).
+STICKY_MEMBERS = {NODE2: (25, 0), NODE3: (26, 1), NODE4: (27, 2)}
+STICKY_REMOVED = NODE3  # slot 1 empty in 16
+
+
+_STICKY_ASSIGNMENTS = {}  # fixture folder -> assignments (16 reuses 15's when both are checked)
+
+
+def ecmp_sticky_assignments(fx):
+    """Per flow (UDP source port): (member node, entropy port), checking every packet of the flow used them."""
+    if fx.dir not in _STICKY_ASSIGNMENTS:
+        _STICKY_ASSIGNMENTS[fx.dir] = _ecmp_sticky_assignments(fx)
+    return _STICKY_ASSIGNMENTS[fx.dir]
+
+
+def _ecmp_sticky_assignments(fx):
+    sent = fx.inputs["pod-a"]
+    sports = [Ether(f.data)[UDP].sport for f in sent]
+    first = {}
+    last = {}
+    for n, sport in enumerate(sports):
+        first.setdefault(sport, n)
+        last[sport] = n
+    eq(sorted(first), list(range(ECMP_STICKY_FIRST_SPORT, ECMP_STICKY_FIRST_SPORT + ECMP_STICKY_FLOWS)), "%s: flows sent (fixture)" % fx.name)
+    expect(any(last[a] > first[b] for a, b in zip(sorted(first), sorted(first)[1:])), "%s: flows not interleaved (fixture)" % fx.name)
+    flows = {}
+    for out, inp, sport in zip(match(fx, "eth0", sent), sent, sports):
+        outer = out.pkt[IP]
+        expect(outer.dst in STICKY_MEMBERS, "%s: outer destination %s is no ECMP member" % (out, outer.dst))
+        port = check_tunnelled(out, inp, outer.dst, STICKY_MEMBERS[outer.dst][0], "udp")
+        eq(out.pkt[MPLS][IP].dst, VIP, "%s: inner destination (must stay the VIP)" % out)
+        flows.setdefault(sport, []).append((outer.dst, port))
+    for sport, used in sorted(flows.items()):
+        eq(len(used), ECMP_STICKY_PACKETS, "%s: packets of the flow from port %d that came out" % (fx.name, sport))
+        expect(len(set(used)) == 1, "%s: the flow from port %d used several (member, entropy port) %s" % (fx.name, sport, sorted(set(used))))
+    return {sport: used[0] for sport, used in flows.items()}
+
+
+def sticky_flow_slots(fx, assignments):
+    """flows.json of 15/16: one pair per flow, unreplied, 3 packets, and the recorded slot = the member used on the wire."""
+    flows = load_flows(fx)
+    pairs = flow_pairs(fx, flows)
+    eq(len(pairs), ECMP_STICKY_FLOWS, "%s: flows.json pairs" % fx.name)
+    slots = {}
+    for sport, (member, _) in sorted(assignments.items()):
+        pair = check_pair(fx, pairs, ("udp", POD_A, sport, VIP, 80), "an ECMP flow",
+                          forward={"action": "forward", "nexthop": 20, "packets": ECMP_STICKY_PACKETS}, reverse={"packets": 0}, replied=False)
+        eq(pair["forward"]["ecmpSlot"], STICKY_MEMBERS[member][1], "%s: flows.json ecmpSlot of the flow from port %d (sent to %s)" % (fx.name, sport, member))
+        slots[sport] = pair["forward"]["ecmpSlot"]
+    return slots
+
+
+def check_15(fx):
+    check_common(fx, {"tx": {"eth0": ECMP_STICKY_FLOWS * ECMP_STICKY_PACKETS}, "drops": {}})
+    flows = ecmp_sticky_assignments(fx)
+    report(fx, "sticky", "3000 frames: all 3 packets of each of the 1000 interleaved flows on one member, label and entropy port")
+    counts = spread(flows, STICKY_MEMBERS)
+    for member, count in counts.items():
+        share = count / ECMP_STICKY_FLOWS
+        expect(0.28 <= share <= 0.39, "%s: member %s got %d of %d flows (%.1f%%), outside 28%%-39%%" % (fx.name, member, count, ECMP_STICKY_FLOWS, 100 * share))
+    ports = set(port for _, port in flows.values())
+    expect(len(ports) >= 0.95 * ECMP_STICKY_FLOWS, "%s: only %d distinct entropy ports for %d flows" % (fx.name, len(ports), ECMP_STICKY_FLOWS))
+    report(fx, "ecmp-spread", "flows per member %s; %d distinct entropy ports" % (counts, len(ports)))
+    sticky_flow_slots(fx, flows)
+    report(fx, "flows", "1000 pairs, each with the ECMP slot of the member its packets took, 3 packets")
+
+
+def check_16(fx):
+    check_common(fx, {"tx": {"eth0": ECMP_STICKY_FLOWS * ECMP_STICKY_PACKETS}, "drops": {}})
+    flows = ecmp_sticky_assignments(fx)
+    counts = spread(flows, STICKY_MEMBERS)
+    eq(counts[STICKY_REMOVED], 0, "%s: flows sent to the removed member %s" % (fx.name, STICKY_REMOVED))
+    report(fx, "sticky", "all packets of each flow on one member and entropy port; nothing to %s; flows per member %s" % (STICKY_REMOVED, counts))
+    before_fx = Fixture(os.path.join(os.path.dirname(fx.dir), "15-ecmp-1000-flows-sticky"))
+    eq([f.data for f in fx.inputs["pod-a"]], [f.data for f in before_fx.inputs["pod-a"]], "%s: inputs identical to 15's (fixture)" % fx.name)
+    before = ecmp_sticky_assignments(before_fx)
+    moved = []
+    for sport, (member, port) in sorted(flows.items()):
+        old_member, old_port = before[sport]
+        if old_member != STICKY_REMOVED:
+            eq(member, old_member, "%s: the flow from port %d changed member although its member %s stayed" % (fx.name, sport, old_member))
+        else:
+            moved.append(member)
+        eq(port, old_port, "%s: the flow from port %d changed its entropy port between 15 and 16" % (fx.name, sport))
+    expect(len(moved) >= 100, "%s: only %d flows were on the removed member in 15" % (fx.name, len(moved)))
+    landed = {member: moved.count(member) for member in sorted(set(moved))}
+    eq(sorted(landed), sorted(set(STICKY_MEMBERS) - {STICKY_REMOVED}), "%s: members the removed member's flows went to" % fx.name)
+    for member, count in landed.items():
+        expect(count >= 0.3 * len(moved), "%s: only %d of the %d re-spread flows went to %s" % (fx.name, count, len(moved), member))
+    report(fx, "ecmp-stable", "%d flows kept their member and port; %d from %s re-spread %s, same entropy ports"
+           % (ECMP_STICKY_FLOWS - len(moved), len(moved), STICKY_REMOVED, landed))
+    slots = sticky_flow_slots(fx, flows)
+    old_slots = {flow_key(p["forward"])[2]: p["forward"]["ecmpSlot"] for p in load_flows(before_fx)["pairs"]}
+    for sport, slot in slots.items():
+        expect(slot != STICKY_MEMBERS[STICKY_REMOVED][1], "%s: the flow from port %d recorded the empty slot" % (fx.name, sport))
+        if before[sport][0] != STICKY_REMOVED:
+            eq(slot, old_slots[sport], "%s: flows.json ecmpSlot of the flow from port %d (15 recorded %d)" % (fx.name, sport, old_slots[sport]))
+    report(fx, "flows", "1000 pairs; no flow on slot 1; flows of slots 0 and 2 keep 15's slot")
+
+
+def udp_checksum_ok(src, dst, udp_bytes):
+    pseudo = struct.pack("!4s4sBBH", bytes(map(int, src.split("."))), bytes(map(int, dst.split("."))), 0, 17, len(udp_bytes))
+    return inet_checksum(pseudo + udp_bytes) == 0
+
+
+def icmp_error_expected(error_ip, src, dst, ttl, quote):
+    """An ICMP port unreachable (3/3) as it must leave: `error_ip`'s IPv4 header with new addresses and TTL,
+    the message quoting `quote`, both checksums computed here."""
+    e = IP(error_ip)
+    header = IP(version=4, ihl=5, tos=e.tos, id=e.id, flags=e.flags, frag=0, ttl=ttl, proto=1, src=src, dst=dst)
+    message = bytearray(struct.pack("!BBHI", 3, 3, 0, 0) + quote)
+    message[2:4] = struct.pack("!H", inet_checksum(bytes(message)))
+    return bytes(IP(bytes(header / Raw(bytes(message)))))
+
+
+def check_quote(out, inner, original, quoted_len, src, dst, sport, dport):
+    """The quote of the ICMP error `inner` (an IPv4 packet): the first quoted_len bytes of `original`, its
+    header checksum and (when all of it is quoted) its UDP checksum valid, else the original's UDP checksum."""
+    got_quote = inner[28:]
+    eq(len(got_quote), quoted_len, "%s: quote length" % out)
+    qip = IP(got_quote[:20])
+    eq((qip.src, qip.dst), (src, dst), "%s: quoted IPv4 source/destination" % out)
+    eq(inet_checksum(got_quote[:20]), 0, "%s: quoted IPv4 header checksum (RFC 1071)" % out)
+    qsport, qdport, _qlen, qsum = struct.unpack("!HHHH", got_quote[20:28])
+    eq((qsport, qdport), (sport, dport), "%s: quoted UDP ports" % out)
+    if quoted_len == len(original):
+        expect(udp_checksum_ok(src, dst, got_quote[20:]), "%s: quoted UDP checksum over the whole quoted datagram" % out)
+    else:
+        eq(qsum, struct.unpack("!H", original[26:28])[0], "%s: quoted UDP checksum (the original datagram's)" % out)
+    eq(got_quote, original[:quoted_len], "%s: quoted bytes" % out)
+
+
+def check_17(fx):
+    check_common(fx, {"tx": {"dns-1": 4, "eth0": 3}, "drops": {}, "own": (NODE2,)})
+    fabric, pod = fx.inputs["eth0"], fx.inputs["dns-1"]
+    queries, client_error = fabric[:3], fabric[3]
+    errors, answer = pod[:2], pod[2]
+    for inp in fabric:
+        q = Ether(inp.data)
+        eq((q[IP].src, q[IP].dst, q[MPLS].label), (NODE1, NODE2, BACKEND_LABEL), "%s: node1's tunnel to dns-1's label (fixture)" % inp)
+    for out, inp in zip(match_id(fx, "dns-1", queries), queries):
+        check_delivered_as(out, inp, BACKEND_MAC, translated(ip_packet(inp.data), dst=BACKEND, dport=5353))
+    report(fx, "dnat", "3 datagrams to %s:53 delivered to dns-1 as %s:5353" % (VIP, BACKEND))
+    ports = set()
+    for n, (out, error, query) in enumerate(zip(match_id(fx, "eth0", errors), errors, queries)):
+        original = ip_packet(query.data)  # the datagram as node1 sent it: to the ClusterIP, port 53
+        sent = ip_packet(error.data)
+        e = IP(sent)
+        quote = sent[28:]
+        eq((e.src, e.dst, e[ICMP].type, e[ICMP].code), (BACKEND, POD_A, 3, 3), "%s: dns-1's port unreachable (fixture)" % error)
+        delivered = ip_packet(fx.out("dns-1")[n].data)
+        eq(quote, delivered[:len(quote)], "%s: dns-1 quotes the datagram it received (fixture)" % error)
+        eq(len(quote), len(original) if n == 0 else 28, "%s: quote length (fixture: all of it, then header + 8 bytes)" % error)
+        port, inner = check_tunnel_outer(out, NODE2, NODE2_FABRIC_MAC, NODE1, POD_A_LABEL)
+        ports.add(port)
+        r = IP(inner)
+        eq((r.src, r.dst, r.proto, r.ttl), (VIP, POD_A, 1, e.ttl - 1), "%s: the error's IPv4 source (the ClusterIP), destination, protocol, TTL" % out)
+        icmp = inner[20:]
+        eq((icmp[0], icmp[1], icmp[4:8]), (3, 3, b"\x00" * 4), "%s: ICMP type, code, unused" % out)
+        eq(inet_checksum(icmp), 0, "%s: ICMP checksum (RFC 1071 over the message)" % out)
+        # Translated back: the quote is what node1 sent, destination the ClusterIP, port 53.
+        check_quote(out, inner, original, len(quote), POD_A, VIP, struct.unpack("!H", original[20:22])[0], 53)
+        same_ip(inner, icmp_error_expected(sent, VIP, POD_A, e.ttl - 1, original[:len(quote)]), str(out))
+        same_time(out, error)
+    report(fx, "icmp-error", "2 port unreachables from dns-1 (full quote, header + 8) leave from %s quoting %s:53 as node1 sent it; outer IP, ICMP, quoted IP and quoted UDP checksums valid"
+           % (VIP, VIP))
+    [out] = match_id(fx, "eth0", [answer])
+    port, inner = check_tunnel_outer(out, NODE2, NODE2_FABRIC_MAC, NODE1, POD_A_LABEL)
+    ports.add(port)
+    seen = translated(ip_packet(answer.data), src=VIP, sport=53, ttl_drop=1)
+    same_ip(inner, seen, str(out))
+    same_time(out, answer)
+    # pod-a's port unreachable about that answer comes back through node1: DNAT it to dns-1, and the quote
+    # back to what dns-1 sent (from 10.1.2.5:5353; TTL 63 as it left this node).
+    c = IP(ip_packet(client_error.data))
+    eq((c.src, c.dst, c[ICMP].type, c[ICMP].code), (POD_A, VIP, 3, 3), "%s: pod-a's port unreachable to the ClusterIP (fixture)" % client_error)
+    eq(ip_packet(client_error.data)[28:], seen, "%s: pod-a quotes the answer as it received it (fixture)" % client_error)
+    [out] = match_id(fx, "dns-1", [client_error])
+    original = with_ttl(ip_packet(answer.data), 63)
+    inner = out.data[14:]
+    eq(inet_checksum(inner[20:]), 0, "%s: ICMP checksum (RFC 1071 over the message)" % out)
+    check_quote(out, inner, original, len(original), BACKEND, POD_A, 5353, 33019)
+    check_delivered_as(out, client_error, BACKEND_MAC, icmp_error_expected(ip_packet(client_error.data), POD_A, BACKEND, c.ttl, original))
+    report(fx, "icmp-error-back", "dns-1's answer leaves from %s:53; pod-a's port unreachable about it reaches dns-1 to %s, quoting %s:5353 as dns-1 sent it, checksums valid; entropy ports %s"
+           % (VIP, BACKEND, BACKEND, sorted(ports)))
+    pairs = flow_pairs(fx, load_flows(fx))
+    eq(len(pairs), 3, "%s: flows.json pairs" % fx.name)
+    for query, packets in zip(queries, ((1, 1), (1, 1), (2, 1))):
+        sport = IP(ip_packet(query.data))[UDP].sport
+        check_pair(fx, pairs, ("udp", POD_A, sport, VIP, 53), "a datagram's NAT flow",
+                   forward={"action": "nat", "nat": ["dnat", "dpat"], "packets": packets[0]},
+                   reverse={"action": "nat", "nat": ["snat", "spat"], "packets": packets[1], "key": ("udp", BACKEND, 5353, POD_A, sport)})
+    report(fx, "flows", "3 NAT pairs; each ICMP error counted on the flow of the datagram it quotes, in its direction (no flow of its own)")
+
+
+def check_18(fx):
+    check_common(fx, {"tx": {"pod-c": 2, "pod-a": 1}, "drops": {"flow-action-drop": 6}})
+    a, c = fx.inputs["pod-a"], fx.inputs["pod-c"]
+    for out, inp in zip(match(fx, "pod-c", [a[0], a[1]]), [a[0], a[1]]):
+        check_delivered(out, inp, POD_C_MAC, ttl_drop=1)
+    [out] = match(fx, "pod-a", [c[0]])
+    check_delivered(out, c[0], POD_A_MAC, ttl_drop=1)
+    report(fx, "allowed", "pod-a -> pod-c:80 (SYN, ACK) and pod-c's SYN-ACK forwarded, TTL 63")
+    pairs = flow_pairs(fx, load_flows(fx))
+    eq(len(pairs), 5, "%s: flows.json pairs" % fx.name)
+    check_pair(fx, pairs, ("tcp", POD_A, 41080, POD_C, 80), "allowed by the rule", forward={"action": "forward", "vrf": 1, "packets": 2},
+               reverse={"action": "forward", "vrf": 2, "packets": 1}, replied=True)
+    check_pair(fx, pairs, ("tcp", POD_A, 41022, POD_C, 22), "port 22", forward={"action": "drop", "packets": 2},
+               reverse={"action": "drop", "packets": 1})
+    check_pair(fx, pairs, ("tcp", POD_C, 42080, POD_A, 80), "vn2 -> vn1", forward={"action": "drop", "vrf": 2}, reverse={"action": "drop"})
+    check_pair(fx, pairs, ("udp", POD_A, 41080, POD_C, 80), "UDP to port 80", forward={"action": "drop"}, reverse={"action": "drop"})
+    check_pair(fx, pairs, ("icmp", POD_A, 0x1818, POD_C, 0x1818), "ICMP echo", forward={"action": "drop"}, reverse={"action": "drop"})
+    report(fx, "denied", "port 22 (twice, and pod-c's answer from 22), vn2 -> vn1, UDP 80, ICMP: 6 drops, each pair's action drop")
+
+
+def check_19(fx):
+    check_common(fx, {"tx": {"pod-b": 1, "pod-a": 1}, "drops": {"spoofed-source": 3, "invalid-tunnel-source": 3}})
+    pods, fabric = fx.inputs["pod-a"], fx.inputs["eth0"]
+    eq([(Ether(f.data).src, Ether(f.data)[IP].src) for f in pods], [(POD_A_MAC, POD_B), (POD_A_MAC, "198.51.100.7"), (POD_B_MAC, POD_A), (POD_A_MAC, POD_A)],
+       "%s: pod-a's frames' source MAC and IP (fixture)" % fx.name)
+    eq([(Ether(f.data)[IP].src, Ether(f.data)[MPLS][IP].src) for f in fabric], [(NODE3, REMOTE_POD), (NODE2, "10.1.1.77"), (NODE2, POD_A), (NODE2, REMOTE_POD)],
+       "%s: tunnels' node and inner source (fixture)" % fx.name)
+    [out] = match(fx, "pod-b", [pods[3]])
+    check_delivered(out, pods[3], POD_B_MAC, ttl_drop=1)
+    [out] = match(fx, "pod-a", [fabric[3]])
+    check_delivered(out, fabric[3], POD_A_MAC, ttl_drop=0)
+    report(fx, "legitimate", "pod-a as itself reaches pod-b; node2's tunnel for 10.1.1.5 reaches pod-a")
+    pairs = flow_pairs(fx, load_flows(fx))
+    eq(sorted(pairs), sorted([("udp", POD_A, 33019, POD_B, 9), ("udp", REMOTE_POD, 7019, POD_A, 33019)]),
+       "%s: flows.json pairs (the spoofed packets make no flow)" % fx.name)
+    check_pair(fx, pairs, ("udp", POD_A, 33019, POD_B, 9), "pod-a as itself", forward={"packets": 1})
+    report(fx, "spoofed", "other pod's IP, an outside IP, other pod's MAC: spoofed-source; node3 for node2's pod, an unrouted source, a local pod's address: invalid-tunnel-source; no flows for them")
+
+
+def check_20(fx):
+    check_common(fx, {"tx": {"pod-b": 5, "pod-a": 2}, "drops": {"flow-table-full": 3}})
+    a, b = fx.inputs["pod-a"], fx.inputs["pod-b"]
+    flow_of = lambda f: Ether(f.data)[UDP].sport % 10 if f in a else Ether(f.data)[UDP].dport % 10
+    eq([flow_of(f) for f in a], [1, 2, 3, 1, 4, 1, 2], "%s: pod-a's flows A B C A D A B (fixture)" % fx.name)
+    eq([flow_of(f) for f in b], [1, 3, 2], "%s: pod-b's replies for A C B (fixture)" % fx.name)
+    delivered = [a[0], a[1], a[2], a[3], a[5]]
+    for out, inp in zip(match(fx, "pod-b", delivered), delivered):
+        check_delivered(out, inp, POD_B_MAC, ttl_drop=1)
+    for out, inp in zip(match(fx, "pod-a", [b[0], b[1]]), [b[0], b[1]]):
+        check_delivered(out, inp, POD_A_MAC, ttl_drop=1)
+    report(fx, "forwarded", "A (established) forwarded before and after the table filled; B until evicted; C after evicting B, and its reply")
+    flows = load_flows(fx)
+    eq((flows["activePairs"], flows["evictions"]), (2, 1), "%s: flows.json activePairs, evictions" % fx.name)
+    pairs = flow_pairs(fx, flows)
+    eq(sorted(pairs), sorted([("udp", POD_A, 20001, POD_B, 7001), ("udp", POD_A, 20003, POD_B, 7003)]), "%s: flows.json pairs (A and C)" % fx.name)
+    check_pair(fx, pairs, ("udp", POD_A, 20001, POD_B, 7001), "flow A", forward={"packets": 3}, reverse={"packets": 1}, replied=True)
+    check_pair(fx, pairs, ("udp", POD_A, 20003, POD_B, 7003), "flow C", forward={"packets": 1}, reverse={"packets": 1}, replied=True)
+    report(fx, "flows", "A and C established; B evicted (1 eviction); D, B again and B's reply dropped as flow-table-full")
+
+
+def check_21(fx):
+    check_common(fx, {"tx": {"pod-a": 5, "pod-b": 5}, "drops": {}})
+    a, b = fx.inputs["pod-a"], fx.inputs["pod-b"]
+    rst1, rst2 = IP(ip_packet(b[1].data))[TCP], IP(ip_packet(b[4].data))[TCP]
+    ack1, ack2 = IP(ip_packet(a[1].data))[TCP], IP(ip_packet(a[4].data))[TCP]
+    window = ack1.window << 7
+    eq((tcp_flags(b[1].data), tcp_flags(b[4].data)), ("R", "R"), "%s: the RSTs (fixture)" % fx.name)
+    expect(rst1.seq - ack1.ack >= window, "%s: the first RST must be outside pod-a's scaled window (fixture)" % fx.name)
+    expect(ack2.window <= rst2.seq - ack2.ack < ack2.window << 7, "%s: the second RST must be in the window only when scaled (fixture)" % fx.name)
+    for src, dst, mac in (("pod-a", "pod-b", POD_B_MAC), ("pod-b", "pod-a", POD_A_MAC)):
+        for out, inp in zip(match(fx, dst, fx.inputs[src]), fx.inputs[src]):
+            check_delivered(out, inp, mac, ttl_drop=1)
+    report(fx, "forwarded", "all 10 segments forwarded, RSTs included (the receiving stack judges them)")
+    pairs = flow_pairs(fx, load_flows(fx))
+    eq(sorted(pairs), [("tcp", POD_A, 41001, POD_B, 8080)], "%s: flows.json pairs (connection 1 only; the in-window RST removed connection 2's)" % fx.name)
+    check_pair(fx, pairs, ("tcp", POD_A, 41001, POD_B, 8080), "connection 1", forward={"packets": 3}, reverse={"packets": 3}, replied=True)
+    report(fx, "flows", "out-of-window RST: pair kept, 3 + 3 packets counted in it; in-window RST (scale 7): pair removed")
+
+
+def reassemble(frames):
+    """The IP payload of a datagram from its fragments (any order, no overlaps), and the first fragment's header."""
+    pieces = sorted((IP(ip_packet(f.data)) for f in frames), key=lambda p: p.frag)
+    data = b""
+    for piece in pieces:
+        eq(piece.frag * 8, len(data), "fragment offset of %s > %s id %#x" % (piece.src, piece.dst, piece.id))
+        data += bytes(piece)[piece.ihl * 4:piece.len]
+    expect(not pieces[-1].flags.MF, "the last fragment of %s > %s id %#x has MF set" % (pieces[0].src, pieces[0].dst, pieces[0].id))
+    return pieces[0], data
+
+
+def check_fragment(out, inp, dst_mac, want_head, src=None, dst=None, head_udp=None, ttl_drop=1):
+    """A translated fragment: the input's IPv4 header with new addresses and TTL (checksum from scratch),
+    the head's UDP header replaced by `head_udp`, the rest of the payload as sent."""
+    sent = IP(ip_packet(inp.data))
+    header = IP(bytes(sent)[:sent.ihl * 4])
+    if src is not None:
+        header.src = src
+    if dst is not None:
+        header.dst = dst
+    header.ttl -= ttl_drop
+    del header.chksum
+    payload = bytes(sent)[sent.ihl * 4:sent.len]
+    if sent.frag == 0:
+        expect(want_head, "%s: a head where a later fragment was expected" % out)
+        payload = head_udp + payload[8:]
+    want = bytes(IP(bytes(header)))[:sent.ihl * 4] + payload
+    eq(out.pkt.dst, dst_mac, "%s: Ethernet destination" % out)
+    eq(out.pkt.src, VROUTER_MAC, "%s: Ethernet source" % out)
+    eq(len(out.data), 14 + len(want), "%s: frame length" % out)
+    same_ip(out.data[14:], want, str(out))
+
+
+def check_22(fx):
+    check_common(fx, {"tx": {"dns-1": 8, "pod-a": 2}, "drops": {"fragment-overlap": 1, "flow-action-drop": 4}})
+    a, r = fx.inputs["pod-a"], fx.inputs["dns-1"]
+    layout = [(IP(ip_packet(f.data)).id, IP(ip_packet(f.data)).frag) for f in a]
+    eq(layout, [(0x2201, 0), (0x2201, 3), (0x2201, 5), (0x2202, 3), (0x2202, 5), (0x2202, 0), (0x2203, 0), (0x2203, 2), (0x2203, 3),
+                (0x2204, 0), (0x2204, 3), (0x2205, 3), (0x2205, 0)],
+       "%s: pod-a's fragments (id, offset) (fixture)" % fx.name)
+    eq([struct.unpack("!H", ip_packet(f.data)[22:24])[0] for f in (a[9], a[12])], [54, 54], "%s: D4 and D5 go to port 54 (fixture)" % fx.name)
+    out = fx.out("dns-1")
+    eq([(IP(ip_packet(f.data)).id, IP(ip_packet(f.data)).frag) for f in out],
+       [(0x2201, 0), (0x2201, 3), (0x2201, 5), (0x2202, 0), (0x2202, 3), (0x2202, 5), (0x2203, 0), (0x2203, 3)],
+       "%s: fragments delivered to dns-1, in order (D2: the head, then the two held for it)" % fx.name)
+    # Which input each output fragment is, and the time it must carry: held fragments leave when their head does.
+    sources = [(a[0], a[0]), (a[1], a[1]), (a[2], a[2]), (a[5], a[5]), (a[3], a[5]), (a[4], a[5]), (a[6], a[6]), (a[8], a[8])]
+    for datagram in ((0, 3), (3, 6), (6, 8)):
+        frames = [src for src, _ in sources[datagram[0]:datagram[1]]]
+        sent_head, sent_data = reassemble(frames)
+        eq((sent_head.dst, struct.unpack("!H", sent_data[2:4])[0]), (VIP, 53), "%s: datagram id %#x sent to the ClusterIP port 53 (fixture)" % (fx.name, sent_head.id))
+        head_udp = translated(bytes(IP(src=sent_head.src, dst=VIP, proto=17) / Raw(sent_data)), dst=LOCAL_BACKEND, dport=5353)[20:28]
+        for (inp, clock), got in zip(sources[datagram[0]:datagram[1]], out[datagram[0]:datagram[1]]):
+            check_fragment(got, inp, LOCAL_BACKEND_MAC, IP(ip_packet(inp.data)).frag == 0, dst=LOCAL_BACKEND, head_udp=head_udp)
+            same_time(got, clock)
+        got_head, got_data = reassemble(out[datagram[0]:datagram[1]])
+        eq(got_data[8:], sent_data[8:], "%s: datagram id %#x payload after reassembly" % (fx.name, sent_head.id))
+        eq(struct.unpack("!HH", got_data[:4]), (struct.unpack("!H", sent_data[:2])[0], 5353), "%s: datagram id %#x ports after reassembly" % (fx.name, sent_head.id))
+        expect(udp_checksum_ok(got_head.src, got_head.dst, got_data), "%s: datagram id %#x UDP checksum after reassembly (translated)" % (fx.name, sent_head.id))
+    report(fx, "dnat-fragments", "3 datagrams: every fragment to %s, only the head's port 53 -> 5353; reassembled UDP checksums valid; D2's held fragments after its head, stamped with its time; the overlapping fragment dropped" % LOCAL_BACKEND)
+    answer = fx.out("pod-a")
+    eq([(IP(ip_packet(f.data)).id, IP(ip_packet(f.data)).frag) for f in answer], [(0x2251, 0), (0x2251, 3)], "%s: answer fragments delivered to pod-a" % fx.name)
+    sent_head, sent_data = reassemble(r)
+    head_udp = translated(bytes(IP(src=LOCAL_BACKEND, dst=POD_A, proto=17) / Raw(sent_data)), src=VIP, sport=53)[20:28]
+    for got, inp in zip(answer, r):
+        check_fragment(got, inp, POD_A_MAC, IP(ip_packet(inp.data)).frag == 0, src=VIP, head_udp=head_udp)
+        same_time(got, inp)
+    got_head, got_data = reassemble(answer)
+    expect(udp_checksum_ok(got_head.src, got_head.dst, got_data), "%s: the answer's UDP checksum after reassembly (translated)" % fx.name)
+    eq(struct.unpack("!HH", got_data[:4]), (53, 33101), "%s: the answer's ports after reassembly" % fx.name)
+    report(fx, "snat-fragments", "the fragmented answer leaves from %s, the head's port 5353 -> 53, checksum valid after reassembly" % VIP)
+    report(fx, "denied-fragments", "D4 (head first) and D5 (head last, its fragment held then released): head and fragment both dropped as flow-action-drop, nothing delivered")
+    pairs = flow_pairs(fx, load_flows(fx))
+    eq(len(pairs), 5, "%s: flows.json pairs" % fx.name)
+    for sport, forward, reverse in ((33101, 3, 2), (33102, 3, 0), (33103, 2, 0)):
+        check_pair(fx, pairs, ("udp", POD_A, sport, VIP, 53), "a fragmented datagram's flow",
+                   forward={"action": "nat", "nat": ["dnat", "dpat"], "packets": forward},
+                   reverse={"nat": ["snat", "spat"], "packets": reverse, "key": ("udp", LOCAL_BACKEND, 5353, POD_A, sport)})
+    for sport in (33104, 33105):
+        check_pair(fx, pairs, ("udp", POD_A, sport, VIP, 54), "a denied fragmented datagram's flow", forward={"action": "drop", "packets": 2},
+                   reverse={"action": "drop", "packets": 0})
+    report(fx, "flows", "one pair per datagram (from its head), NAT for port 53, drop for port 54; every fragment that reached the flow counted in it")
+
+
 CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06,
-          "07": check_07, "08": check_08, "09": check_09, "10": check_10, "11": check_11}
+          "07": check_07, "08": check_08, "09": check_09, "10": check_10, "11": check_11,
+          "12": check_12, "13": check_13, "14": check_14, "15": check_15, "16": check_16, "17": check_17,
+          "18": check_18, "19": check_19, "20": check_20, "21": check_21, "22": check_22}
 
 
 def main(argv):

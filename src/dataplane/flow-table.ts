@@ -98,6 +98,7 @@ export class FlowTable {
   /** TCP: the last acknowledgement number this direction sent, and its window. */
   readonly tcpAck: Uint32Array;
   readonly tcpWindow: Uint32Array;
+  /** The window scale this direction's SYN offered, plus one (0: not offered). */
   readonly tcpWindowScale: Uint8Array;
   /** TCP: sequence number of this direction's FIN. */
   readonly tcpFinSeq: Uint32Array;
@@ -267,15 +268,16 @@ export class FlowTable {
     const RST = 0x04;
     const ACK = 0x10;
     if ((flags & RST) !== 0) {
-      // In window: within what the other side last acknowledged and advertised.
+      // In window: within what the other side last acknowledged and advertised (bytes).
       if (this.tcpWindow[partner] === 0 && this.tcpAck[partner] === 0) return true;
       const offset = (seq - this.tcpAck[partner]) >>> 0;
-      const window = Math.max(this.tcpWindow[partner] * 2 ** this.tcpWindowScale[partner], 1);
-      return offset < window;
+      return offset < Math.max(this.tcpWindow[partner], 1);
     }
     if ((flags & ACK) !== 0) {
       this.tcpAck[entry] = ack;
-      this.tcpWindow[entry] = window;
+      // RFC 7323: windows are scaled once both SYNs offered scaling, never in a SYN.
+      const scaled = (flags & SYN) === 0 && this.tcpWindowScale[entry] !== 0 && this.tcpWindowScale[partner] !== 0;
+      this.tcpWindow[entry] = scaled ? window * 2 ** (this.tcpWindowScale[entry] - 1) : window;
     }
     if ((flags & SYN) !== 0) this.tcpAck[entry] = (flags & ACK) !== 0 ? ack : 0;
     const state = this.pairState[pair];
@@ -291,9 +293,9 @@ export class FlowTable {
     return false;
   }
 
-  /** Records the window scale a SYN offered, for the RST window check. */
+  /** Records the window scale option a SYN carried (-1: none), for the RST window check. */
   setWindowScale(entry: number, scale: number): void {
-    this.tcpWindowScale[entry] = Math.min(scale, 14);
+    this.tcpWindowScale[entry] = scale < 0 ? 0 : Math.min(scale, 14) + 1;
   }
 
   /**

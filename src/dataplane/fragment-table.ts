@@ -56,16 +56,22 @@ export class FragmentTable {
     return this.hold(c, p, record);
   }
 
-  /** The first fragment passed its flow: remember the decision and release what waited for it. */
-  recordHead(c: Pipeline, p: number): void {
+  /**
+   * The first fragment passed its flow: remember the decision and release
+   * what waited for it. Returns 0, or the drop for a first fragment that
+   * overlaps what was seen of its datagram.
+   */
+  recordHead(c: Pipeline, p: number): number {
     const record = this.find(c, p, true);
-    if (record < 0) return;
-    if (this.addRange(c, p, record) !== 0) return;
+    if (record < 0) return drop(Drop['fragment-hold-full']);
+    const overlap = this.addRange(c, p, record);
+    if (overlap !== 0) return overlap;
     const entry = c.pool.flowEntry[p];
     this.entry[record] = entry;
     for (let i = 0; i < this.heldCount[record]; i++) c.releaseHeld(this.heldSlots[record * HELD_PER_RECORD + i], entry);
     this.held -= this.heldCount[record];
     this.heldCount[record] = 0;
+    return 0;
   }
 
   /** Expires records past their time; their held fragments are dropped. */

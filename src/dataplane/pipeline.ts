@@ -22,6 +22,7 @@
 import { Dataplane } from './dataplane';
 import { DROP_REASONS, Drop } from './drop-reasons';
 import { FlowKey, FlowTable } from './flow-table';
+import { CAPTURE_RX, CAPTURE_TX, Observers } from './observers';
 import { FragmentTable } from './fragment-table';
 import { NexthopTable } from './nexthop';
 import { MplsLabelTable } from './mpls-labels';
@@ -83,6 +84,11 @@ export class Pipeline {
   readonly underlayIp: number;
   readonly flows: FlowTable;
   readonly fragments = new FragmentTable();
+  readonly observers = new Observers();
+  /** Drops per VRF (the VRF the packet was in when dropped), for per-VN reporting. */
+  readonly vrfDrops = new Float64Array(4096);
+  /** Set while `traceOnly` runs a synthetic packet: steps then change no shared state. */
+  dryRun = false;
   /** When set, every packet's path is described step by step. */
   trace: TraceSink | null = null;
   received = 0;
@@ -143,6 +149,28 @@ export class Pipeline {
     this.now = seconds >>> 0;
     this.flows.age(this.now);
     this.fragments.age(this, this.now);
+    this.observers.tick(this.now);
+  }
+
+  /**
+   * Runs a synthetic packet through the real steps from `entry` and
+   * describes each decision, without sending it or counting it anywhere
+   * (a flow it creates is removed again): `vrouter trace`.
+   */
+  traceOnly(p: number, entry: number, trace: TraceSink): void {
+    const pairsBefore = this.flows.activePairs;
+    this.dryRun = true;
+    try {
+      const next = this.runTraced(p, entry, trace);
+      if (next === TRANSMIT) trace('  (not sent: trace only)');
+    } finally {
+      this.dryRun = false;
+      const entryIndex = this.pool.flowEntry[p];
+      if (entryIndex >= 0 && this.flows.activePairs > pairsBefore) this.flows.removePair(entryIndex);
+      this.closingEntry = -1;
+      for (let i = 0; i < this.releasedCount; i++) this.pool.free(this.released[i]);
+      this.releasedCount = 0;
+    }
   }
 
   /** Removes the packet's flow pair after the packet has been forwarded. */
@@ -190,6 +218,7 @@ export class Pipeline {
 
   /** An ICMP error replaced a packet dropped for `reason`. */
   countGenerated(reason: number): void {
+    if (this.dryRun) return;
     this.dp.drops.count(reason);
     this.dp.generated++;
   }
@@ -274,6 +303,7 @@ export class Pipeline {
     }
     vif.rxPackets++;
     vif.rxBytes += this.pool.length[p];
+    if (vif.id === this.observers.captureVif) this.observers.captureFrame(this.pool, p, CAPTURE_RX);
     return true;
   }
 
@@ -283,17 +313,21 @@ export class Pipeline {
       this.closingEntry = -1;
     }
     if (next === HELD) return;
+    const pool = this.pool;
     if (next !== TRANSMIT) {
-      this.dp.drops.count(dropReasonOf(next));
+      const reason = dropReasonOf(next);
+      this.dp.drops.count(reason);
+      if (pool.vrf[p] >= 0) this.vrfDrops[pool.vrf[p]]++;
+      if (this.observers.dropRing !== null) this.observers.recordDrop(pool, p, reason);
       return;
     }
-    const pool = this.pool;
     const vifId = pool.egressVif[p];
     const vif = this.vifs[vifId]!;
     const length = pool.length[p];
     vif.txPackets++;
     vif.txBytes += length;
     this.transmitted++;
+    if (vifId === this.observers.captureVif) this.observers.captureFrame(pool, p, CAPTURE_TX);
     vif.port.send(pool.data, pool.start[p], length);
     if (this.touchedMark[vifId] === 0 && vifId < this.touchedMark.length) {
       this.touchedMark[vifId] = 1;

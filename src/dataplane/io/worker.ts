@@ -23,7 +23,10 @@ import { parseMac } from '../protocols/ethernet';
 import { MPLS_OVER_UDP_LEGACY_PORT, MPLS_OVER_UDP_PORT } from '../protocols/udp';
 import { RouteNexthop, RouteProgrammer } from '../route-programmer';
 import { FloatingIp, VIF_VIRTUAL } from '../vif';
-import { IPV4_INPUT, MPLS_INPUT } from '../steps/next';
+import { ETHERNET_INPUT, IPV4_INPUT, MPLS_INPUT } from '../steps/next';
+import { IntrospectQuery, introspect } from '../introspect';
+import { SyntheticPacket, writeSyntheticPacket } from '../synthetic-packet';
+import { SharedRing } from './shared-ring';
 import { FabricPort, TapPort } from './live-ports';
 import { NativeIo, loadNativeIo } from './native';
 import { DROP_REASONS } from '../drop-reasons';
@@ -35,6 +38,9 @@ export interface WorkerStart {
   /** eventfd the main thread signals after posting a request. */
   wakeFd: number;
   requests: MessagePort;
+  /** Shared rings the worker fills for the drop monitor and vif capture (see observers.ts). */
+  dropRing: SharedArrayBuffer;
+  captureRing: SharedArrayBuffer;
 }
 
 export interface PortRequest {
@@ -60,6 +66,11 @@ export type WorkerRequest =
   | { op: 'set-policies'; rules: PolicyRule[] }
   | { op: 'stats' }
   | { op: 'flows' }
+  | { op: 'introspect'; query: IntrospectQuery }
+  | { op: 'clear-drops' }
+  | { op: 'trace'; packet: SyntheticPacket }
+  | { op: 'monitor-drops'; enable: boolean }
+  | { op: 'capture'; vif: string; enable: boolean }
   | { op: 'shutdown' };
 
 export interface WorkerResponse {
@@ -76,6 +87,11 @@ export interface PortResult {
 }
 
 const BATCH = 64;
+/** Record sizes of the shared rings (the main thread sizes the buffers with them). */
+export const DROP_RECORD_SIZE = 32;
+export const CAPTURE_RECORD_SIZE = 2048;
+export const DROP_RING_RECORDS = 1024;
+export const CAPTURE_RING_RECORDS = 1024;
 const WAKE_TAG = -1;
 const POLL_TIMEOUT_MS = 200;
 
@@ -247,10 +263,44 @@ class DataplaneWorker {
         return this.stats();
       case 'flows':
         return describeFlows(this.dp);
+      case 'introspect':
+        return introspect(this.dp, this.pipeline, request.query);
+      case 'clear-drops':
+        this.dp.drops.clear();
+        this.pipeline.vrfDrops.fill(0);
+        return null;
+      case 'trace':
+        return this.trace(request.packet);
+      case 'monitor-drops':
+        this.pipeline.observers.dropRing = request.enable ? new SharedRing(this.start.dropRing, DROP_RECORD_SIZE) : null;
+        return null;
+      case 'capture': {
+        const vif = this.dp.vifs.find(request.vif);
+        if (!vif) throw new Error(`no vif ${request.vif}`);
+        const observers = this.pipeline.observers;
+        observers.captureRing = request.enable ? new SharedRing(this.start.captureRing, CAPTURE_RECORD_SIZE) : null;
+        observers.captureVif = request.enable ? vif.id : -1;
+        return { vif: vif.id, name: vif.name, kind: vif.kindName };
+      }
       case 'shutdown':
         this.running = false;
         return null;
     }
+  }
+
+  /** Runs a synthetic packet through the real steps without sending it. */
+  private trace(packet: SyntheticPacket): string[] {
+    const slot = this.pool.alloc();
+    if (slot < 0) throw new Error('no free packet slot');
+    const lines: string[] = [];
+    try {
+      const vif = writeSyntheticPacket(this.dp, this.pool, slot, packet);
+      lines.push(`trace: in vif ${vif} (${this.dp.vifs.get(vif)!.name}), ${this.pool.length[slot]} bytes`);
+      this.pipeline.traceOnly(slot, ETHERNET_INPUT, (line) => lines.push(line));
+    } finally {
+      this.pool.free(slot);
+    }
+    return lines;
   }
 
   private addPort(port: PortRequest): PortResult {

@@ -179,7 +179,7 @@ export function flowSetup(c: Pipeline, p: number): number {
   return FLOW_APPLY;
 }
 
-/** The window scale a SYN offers (RFC 7323), 0 when absent. */
+/** The window scale a SYN offers (RFC 7323), -1 when absent. */
 function windowScaleOption(c: Pipeline, p: number, l4: number): number {
   const d = c.pool.data;
   const end = Math.min(l4 + ((d[l4 + 12] >>> 4) << 2), c.pool.start[p] + c.pool.length[p]);
@@ -195,7 +195,7 @@ function windowScaleOption(c: Pipeline, p: number, l4: number): number {
     if (kind === TCP_OPTION_WINDOW_SCALE && d[at + 1] === 3 && at + 2 < end) return d[at + 2];
     at += d[at + 1];
   }
-  return 0;
+  return -1;
 }
 
 export function flowApply(c: Pipeline, p: number): number {
@@ -205,9 +205,16 @@ export function flowApply(c: Pipeline, p: number): number {
   const entry = pool.flowEntry[p];
   const l3 = pool.l3[p];
   const l4 = pool.l4[p];
+  pool.ecmpSlot[p] = flows.ecmpSlot[entry];
+  const next = c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC ? NAT_REWRITE : IPV4_LOOKUP;
+  // A traced synthetic packet reads the flow, and changes nothing in it.
+  if (c.dryRun) return flows.action[entry] === FLOW_DROP ? drop(Drop['flow-action-drop']) : next;
   flows.hit(entry, pool.length[p], c.now);
   // Later fragments follow the first one's verdict, a drop included.
-  if (l4 >= 0 && ((d[l3 + 6] << 8) | d[l3 + 7]) & 0x2000) c.fragments.recordHead(c, p);
+  if (l4 >= 0 && ((d[l3 + 6] << 8) | d[l3 + 7]) & 0x2000) {
+    const overlap = c.fragments.recordHead(c, p);
+    if (overlap !== 0) return overlap;
+  }
   if (flows.action[entry] === FLOW_DROP) return drop(Drop['flow-action-drop']);
   if (d[l3 + 9] === PROTO_TCP && l4 >= 0) {
     const flags = d[l4 + 13];
@@ -217,8 +224,7 @@ export function flowApply(c: Pipeline, p: number): number {
     const window = (d[l4 + 14] << 8) | d[l4 + 15];
     if (flows.trackTcp(entry, flags, readU32(d, l4 + 4), readU32(d, l4 + 8), window, segmentLength)) c.closeFlowAfter(p);
   }
-  pool.ecmpSlot[p] = flows.ecmpSlot[entry];
-  return c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC ? NAT_REWRITE : IPV4_LOOKUP;
+  return next;
 }
 
 export function describeFlowLookup(c: Pipeline, p: number, next: number): string {

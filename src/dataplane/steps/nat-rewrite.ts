@@ -15,6 +15,7 @@ import { NAT_DNAT, NAT_DPAT, NAT_SNAT, NAT_SPAT } from '../flow-table';
 import { checksum, checksumUpdate16, checksumUpdate32 } from '../protocols/checksum';
 import { ICMP_HEADER_LEN, isIcmpError } from '../protocols/icmp';
 import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, ipToString, readU16, readU32, writeU16, writeU32 } from '../protocols/ipv4';
+import { VIF_FABRIC } from '../vif';
 import { NEXTHOP } from './next';
 
 /** Offset of the L4 checksum from the L4 header, -1 when the protocol has none to fix. */
@@ -106,6 +107,36 @@ function translateIcmpError(c: Pipeline, p: number, entry: number, flags: number
   // The ICMP checksum covers the quoted bytes that changed: recompute it (errors are small and rare).
   writeU16(d, icmp + 2, 0);
   writeU16(d, icmp + 2, checksum(d, icmp, end - icmp));
+}
+
+/**
+ * Puts back the header the packet arrived with (the flow key holds the
+ * addresses and ports from before NAT; the TTL loses its decrement), so an
+ * ICMP error about it (fragmentation needed, after NAT) quotes what the
+ * sender sent and goes back to the sender's real address.
+ */
+export function restoreReceivedHeader(c: Pipeline, p: number): void {
+  const pool = c.pool;
+  const d = pool.data;
+  const l3 = pool.l3[p];
+  const l4 = pool.l4[p];
+  const protocol = d[l3 + 9];
+  const entry = pool.flowEntry[p];
+  if (entry >= 0 && c.flows.natFlags[entry] !== 0) {
+    const flows = c.flows;
+    const l4Checksum = l4 >= 0 && l4ChecksumOffset(protocol) >= 0 ? l4 + l4ChecksumOffset(protocol) : -1;
+    rewriteAddress(d, l3, l3 + 12, l4Checksum, flows.keySrc[entry]);
+    rewriteAddress(d, l3, l3 + 16, l4Checksum, flows.keyDst[entry]);
+    if (l4Checksum >= 0) {
+      rewritePort(d, l4, l4Checksum, protocol, flows.keyPorts[entry] >>> 16);
+      rewritePort(d, l4 + 2, l4Checksum, protocol, flows.keyPorts[entry] & 0xffff);
+    }
+  }
+  if (c.vifs[pool.ingressVif[p]]!.kind !== VIF_FABRIC) {
+    const ttl = d[l3 + 8];
+    d[l3 + 8] = ttl + 1;
+    writeU16(d, l3 + 10, checksumUpdate16(readU16(d, l3 + 10), (ttl << 8) | protocol, ((ttl + 1) << 8) | protocol));
+  }
 }
 
 export function describeNatRewrite(c: Pipeline, p: number): string {

@@ -24,6 +24,7 @@ import { ENTROPY_PORT_BASE, MPLS_OVER_UDP_PORT, UDP_HEADER_LEN } from '../protoc
 import { ENCAP_MPLS_GRE, TUNNEL_ENCAP_NAMES } from '../nexthop';
 import { icmpErrorInPlace } from './icmp-error';
 import { fragmentInner } from './ipv4-fragment';
+import { restoreReceivedHeader } from './nat-rewrite';
 import { TRANSMIT, drop } from './next';
 
 const ICMP_FRAGMENTATION_NEEDED = 4;
@@ -43,8 +44,10 @@ export function tunnelEncap(c: Pipeline, p: number): number {
   if (outerLength > fabric.mtu) {
     const innerFlags = (d[inner + 6] << 8) | d[inner + 7];
     const innerMtu = fabric.mtu - IP_MIN_HEADER_LEN - tunnelLength;
-    if ((innerFlags & IP_FLAG_DF) !== 0)
+    if ((innerFlags & IP_FLAG_DF) !== 0) {
+      restoreReceivedHeader(c, p);
       return icmpErrorInPlace(c, p, ICMP_DEST_UNREACHABLE, ICMP_FRAGMENTATION_NEEDED, innerMtu, Drop['fragment-needed']);
+    }
     // DF clear: fragment the inner packet, then encapsulate each piece.
     if (!fragmentInner(c, p, innerMtu)) return drop(Drop['fragment-needed']);
     return tunnelEncap(c, p);
