@@ -7,7 +7,16 @@
 import * as path from 'node:path';
 import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
 import { loadNativeIo, NativeIo } from '../dataplane/io/native';
-import type { WorkerRequest, WorkerResponse, WorkerStart } from '../dataplane/io/worker';
+import { SharedRing } from '../dataplane/io/shared-ring';
+import {
+  CAPTURE_RECORD_SIZE,
+  CAPTURE_RING_RECORDS,
+  DROP_RECORD_SIZE,
+  DROP_RING_RECORDS,
+  type WorkerRequest,
+  type WorkerResponse,
+  type WorkerStart,
+} from '../dataplane/io/worker';
 
 export class DataplaneHandle {
   private readonly io: NativeIo;
@@ -18,7 +27,16 @@ export class DataplaneHandle {
   private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   private readonly stopped: Promise<void>;
 
-  private constructor(io: NativeIo, worker: Worker, port: MessagePort, wakeFd: number, stopped: Promise<void>) {
+  private constructor(
+    io: NativeIo,
+    worker: Worker,
+    port: MessagePort,
+    wakeFd: number,
+    stopped: Promise<void>,
+    /** Drop events and captured frames the worker writes (drain them to read). */
+    readonly dropRing: SharedRing,
+    readonly captureRing: SharedRing,
+  ) {
     this.io = io;
     this.worker = worker;
     this.port = port;
@@ -38,7 +56,9 @@ export class DataplaneHandle {
     const io = loadNativeIo();
     const wakeFd = io.eventfdCreate();
     const channel = new MessageChannel();
-    const start: WorkerStart = { stateDocument, stateFile, wakeFd, requests: channel.port2 };
+    const dropRing = new SharedRing(DROP_RING_RECORDS, DROP_RECORD_SIZE);
+    const captureRing = new SharedRing(CAPTURE_RING_RECORDS, CAPTURE_RECORD_SIZE);
+    const start: WorkerStart = { stateDocument, stateFile, wakeFd, requests: channel.port2, dropRing: dropRing.buffer, captureRing: captureRing.buffer };
     const worker = new Worker(path.join(__dirname, '..', 'dataplane', 'io', 'worker.js'), { workerData: start, transferList: [channel.port2] });
     let markStopped: () => void = () => {};
     const stopped = new Promise<void>((resolve) => (markStopped = resolve));
@@ -54,7 +74,7 @@ export class DataplaneHandle {
         reject(new Error('the dataplane worker exited'));
       });
     });
-    return new DataplaneHandle(io, worker, channel.port1, wakeFd, stopped);
+    return new DataplaneHandle(io, worker, channel.port1, wakeFd, stopped, dropRing, captureRing);
   }
 
   request<T = unknown>(request: WorkerRequest): Promise<T> {
