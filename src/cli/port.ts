@@ -58,6 +58,7 @@ export function portCommand(): Command {
     .option('--namespace <namespace>', "the pod's Kubernetes namespace")
     .option('--label <key=value>', 'a pod label; repeatable', (value: string, all: string[]) => all.concat([value]), [])
     .option('--netns <name>', 'network namespace to move the interface into')
+    .option('--attach <interface>', 'attach an existing interface of the node (e.g. a veth) through libpcap instead of creating a TAP')
     .option('--ifname <name>', 'interface name inside the pod', 'eth0')
     .option('--vn <name>', 'virtual network')
     .option('--ip <address>', 'pod IPv4 address')

@@ -12,15 +12,19 @@ import type { StateDocument } from '../control/state-schema';
 import type { PortResult } from '../dataplane/io/worker';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
+import { CapAttachment } from './cap-attachment';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
 import { moveIntoPod, netnsExists } from './pod-netns';
 import { ApiError, createLocalApi, PortAddRequest } from './local-api';
+import { startIntrospectServer } from './introspect-server';
 
 export interface DaemonOptions {
   stateFile: string;
   apiHost: string;
   apiPort: number;
+  /** Where the introspect API, page and /metrics listen (`--introspect`); absent: not served. */
+  introspect?: { host: string; port: number };
 }
 
 /** MPLS over UDP adds 20 (IPv4) + 8 (UDP) + 4 (MPLS) bytes to what a pod sends. */
@@ -55,6 +59,8 @@ export function macForIp(ip: string): string {
 
 export class Daemon {
   private readonly ports = new Map<string, PortRecord>();
+  /** Ports on existing interfaces, attached through libpcap. */
+  private readonly attachments = new Map<string, CapAttachment>();
   private tapCounter = 0;
 
   private constructor(
@@ -92,6 +98,7 @@ export class Daemon {
       api.listen(options.apiPort, options.apiHost, resolve);
     });
     const apiAddress = api.address() as AddressInfo;
+    if (options.introspect) await startIntrospectServer({ ...options.introspect, dataplane, log, node: state.node.name, ports: () => [...daemon.ports.values()] });
     log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}` }, 'vrouter running');
     const stop = async (signal: string) => {
       log.info({ component: 'daemon', signal }, 'stopping');
@@ -112,22 +119,44 @@ export class Daemon {
     const gateway = request.gateway ?? vrf?.gateway;
     const subnet = request.subnet ?? vrf?.subnets?.[0];
     if (gateway === undefined) throw new ApiError(400, `field /gateway is required: the state file does not define VN ${request.vn}`);
-    const configure = request.netns !== undefined && request.configure !== false;
+    if (request.attach !== undefined && request.mac === undefined) throw new ApiError(400, 'field /mac is required with /attach: the MAC of the pod side of the interface');
+    const configure = request.attach === undefined && request.netns !== undefined && request.configure !== false;
     if (configure && !(await netnsExists(request.netns!))) {
       throw new ApiError(400, `field /netns: network namespace ${request.netns} does not exist (value: ${JSON.stringify(request.netns)})`);
     }
     const mac = request.mac ?? macForIp(request.ip);
     const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
-    const tapName = `vtap${this.tapCounter++}`;
+    const tapName = request.attach ?? `vtap${this.tapCounter++}`;
+    let attachment: CapAttachment | undefined;
+    if (request.attach !== undefined) {
+      try {
+        attachment = new CapAttachment(request.attach, () => this.dataplane.wake());
+      } catch (error) {
+        throw new ApiError(400, `field /attach: ${(error as Error).message} (value: ${JSON.stringify(request.attach)})`);
+      }
+    }
     let result: PortResult;
     try {
       result = await this.dataplane.request<PortResult>({
         op: 'add-port',
-        port: { tapName, mac, ip: request.ip, vrf: request.vn, subnet, gateway, mtu, label: request.label, floatingIps: floatingIps(request) },
+        port: {
+          tapName,
+          mac,
+          ip: request.ip,
+          vrf: request.vn,
+          subnet,
+          gateway,
+          mtu,
+          label: request.label,
+          floatingIps: floatingIps(request),
+          attach: attachment && { rx: attachment.rx.buffer, tx: attachment.tx.buffer },
+        },
       });
     } catch (error) {
+      attachment?.close();
       throw new ApiError(400, (error as Error).message);
     }
+    if (attachment) this.attachments.set(request.id, attachment);
     const record: PortRecord = {
       ...result,
       id: request.id,
@@ -158,6 +187,8 @@ export class Daemon {
     const record = this.ports.get(id);
     if (!record) throw new ApiError(404, `no port ${id}`);
     await this.dataplane.request({ op: 'delete-port', vif: record.vif });
+    this.attachments.get(id)?.close();
+    this.attachments.delete(id);
     this.ports.delete(id);
     this.log.info({ component: 'ports', id, vif: record.vif }, 'port deleted');
   }

@@ -85,6 +85,11 @@ export class DataplaneHandle {
     return answer;
   }
 
+  /** Wakes the worker (frames are waiting in a shared ring). */
+  wake(): void {
+    this.io.eventfdSignal(this.wakeFd);
+  }
+
   /** Stops the worker: it closes its TAP devices (which removes them) and sockets. */
   async stop(): Promise<void> {
     await this.request({ op: 'shutdown' }).catch(() => undefined);

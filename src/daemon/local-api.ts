@@ -30,6 +30,11 @@ export interface PortAddRequest {
   gateway?: string;
   /** Move and configure the interface in the pod namespace (default true when netns is given). */
   configure?: boolean;
+  /**
+   * Instead of creating a TAP device, attach this existing interface of the
+   * node's namespace (e.g. the host side of the pod's veth) through libpcap.
+   */
+  attach?: string;
   /** The MPLS label remote nodes use to reach the pod (default: the next free one). */
   label?: number;
   /** Service ClusterIPs this pod backs, with their port maps. */
@@ -55,6 +60,7 @@ const portSchema = {
     subnet: { type: 'string', pattern: '^[0-9.]+/[0-9]{1,2}$' },
     gateway: { type: 'string', pattern: ipv4Pattern },
     configure: { type: 'boolean' },
+    attach: { type: 'string', minLength: 1, maxLength: 15, pattern: '^[A-Za-z0-9._@-]+$' },
     label: { type: 'integer', minimum: 16, maximum: 65535 },
     floatingIps: {
       type: 'array',

@@ -3,6 +3,9 @@
  *
  *   TapPort     a pod's TAP device: each transmitted frame is one write(2),
  *               queued during a batch and written with one writeBatch call.
+ *   RingPort    an interface attached through libpcap (`cap`) on the main
+ *               thread, such as the host side of a pod's veth: frames go
+ *               into a shared ring that the main thread drains and injects.
  *   FabricPort  the underlay: the pipeline's tunnel frames lose their
  *               Ethernet header and leave as complete IPv4 packets through a
  *               raw IP socket, so the outer header is exactly ours (the RFC
@@ -13,6 +16,7 @@
  * flushes its ports at the end of every batch, before the slots are reused.
  */
 import type { NativeIo } from './native';
+import type { SharedRing } from './shared-ring';
 import type { PacketPort } from '../vif';
 import { ETH_HEADER_LEN } from '../protocols/ethernet';
 import { readU32 } from '../protocols/ipv4';
@@ -47,6 +51,30 @@ export class TapPort implements PacketPort {
     const written = this.io.writeBatch(this.fd, this.data, this.offsets, this.lengths, this.count);
     this.dropped += this.count - written;
     this.count = 0;
+  }
+}
+
+export class RingPort implements PacketPort {
+  dropped = 0;
+  private pending = false;
+
+  constructor(private readonly ring: SharedRing) {}
+
+  send(data: Buffer, offset: number, length: number): void {
+    const at = this.ring.reserve(length);
+    if (at < 0) {
+      this.dropped++;
+      return;
+    }
+    this.ring.data.set(data.subarray(offset, offset + length), at);
+    this.ring.commit();
+    this.pending = true;
+  }
+
+  flush(): void {
+    if (!this.pending) return;
+    this.pending = false;
+    this.ring.notify();
   }
 }
 

@@ -85,4 +85,17 @@ export class SharedRing {
   get overruns(): number {
     return Atomics.load(this.header, OVERRUNS);
   }
+
+  /** Producer: wakes a consumer waiting in `waitForRecords`. */
+  notify(): void {
+    Atomics.notify(this.header, TAIL);
+  }
+
+  /** Consumer: resolves once records may be available (or after `timeoutMs`). */
+  async waitForRecords(timeoutMs: number): Promise<void> {
+    const tail = Atomics.load(this.header, TAIL);
+    if (tail !== Atomics.load(this.header, HEAD)) return;
+    const waiting = Atomics.waitAsync(this.header, TAIL, tail, timeoutMs);
+    if (waiting.async) await waiting.value;
+  }
 }

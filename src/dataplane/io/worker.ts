@@ -27,7 +27,7 @@ import { ETHERNET_INPUT, IPV4_INPUT, MPLS_INPUT } from '../steps/next';
 import { IntrospectQuery, introspect } from '../introspect';
 import { SyntheticPacket, writeSyntheticPacket } from '../synthetic-packet';
 import { SharedRing } from './shared-ring';
-import { FabricPort, TapPort } from './live-ports';
+import { FabricPort, RingPort, TapPort } from './live-ports';
 import { NativeIo, loadNativeIo } from './native';
 import { DROP_REASONS } from '../drop-reasons';
 
@@ -44,8 +44,14 @@ export interface WorkerStart {
 }
 
 export interface PortRequest {
-  /** Device name the TAP is created with (at most 15 bytes). */
+  /** Device name the TAP is created with (at most 15 bytes), or of the interface attached through rings. */
   tapName: string;
+  /**
+   * An existing interface the main thread captures with libpcap: frames
+   * arrive in `rx` and leave through `tx` (shared rings of RING_RECORD_SIZE
+   * records) instead of a TAP device.
+   */
+  attach?: { rx: SharedArrayBuffer; tx: SharedArrayBuffer };
   mac: string;
   ip: string;
   vrf: string;
@@ -92,6 +98,9 @@ export const DROP_RECORD_SIZE = 32;
 export const CAPTURE_RECORD_SIZE = 2048;
 export const DROP_RING_RECORDS = 1024;
 export const CAPTURE_RING_RECORDS = 1024;
+/** Rings of interfaces attached through libpcap. */
+export const ATTACH_RING_RECORDS = 1024;
+export const ATTACH_RECORD_SIZE = 2048;
 const WAKE_TAG = -1;
 const POLL_TIMEOUT_MS = 200;
 
@@ -110,6 +119,8 @@ class DataplaneWorker {
   private readonly rxLengths = new Int32Array(BATCH);
   private readonly rxSources = new Uint32Array(BATCH);
   private readonly tapOf = new Map<number, { fd: number; tag: number; port: TapPort }>();
+  /** Interfaces attached through libpcap: vif -> its receive ring. */
+  private readonly ringOf = new Map<number, SharedRing>();
   private readonly socketFds: number[] = [];
   private readonly fabricVif: number;
   private fabricPort: FabricPort | null = null;
@@ -137,6 +148,7 @@ class DataplaneWorker {
         if (tag === WAKE_TAG) {
           this.io.eventfdDrain(this.start.wakeFd);
           this.serveRequests();
+          for (const [vif, ring] of this.ringOf) this.receiveRing(vif, ring);
         } else {
           this.receive(tag);
         }
@@ -179,6 +191,23 @@ class DataplaneWorker {
     }
     for (let i = 0; i < count; i++) pool.length[this.rxSlots[i]] = this.rxLengths[i];
     if (count > 0) this.pipeline.processBatch(this.rxSlots, count, entry);
+  }
+
+  /** Frames the main thread captured on an attached interface, a batch at a time. */
+  private receiveRing(vif: number, ring: SharedRing): void {
+    const pool = this.pool;
+    let count = 0;
+    ring.drain((frame) => {
+      if (count === BATCH) {
+        this.pipeline.processBatch(this.rxSlots, count);
+        count = 0;
+      }
+      const slot = this.rxSlots[count++];
+      pool.reset(slot);
+      pool.write(slot, frame);
+      pool.ingressVif[slot] = vif;
+    });
+    if (count > 0) this.pipeline.processBatch(this.rxSlots, count);
   }
 
   private openUnderlay(): void {
@@ -324,7 +353,13 @@ class DataplaneWorker {
     const mac = parseMac(port.mac);
     this.dp.addVif({ id: vif, kind: 'virtual', name: port.tapName, mac, ip, vrf: vrfId, mtu: port.mtu, floatingIps: port.floatingIps ?? [] });
     try {
-      const tapName = this.attachTap(vif, port.tapName);
+      let tapName = port.tapName;
+      if (port.attach) {
+        this.ringOf.set(vif, new SharedRing(port.attach.rx, ATTACH_RECORD_SIZE));
+        this.dp.vifs.get(vif)!.port = new RingPort(new SharedRing(port.attach.tx, ATTACH_RECORD_SIZE));
+      } else {
+        tapName = this.attachTap(vif, port.tapName);
+      }
       this.dp.setNexthop(nexthop, { kind: 'encap', vif, mac });
       this.dp.setLabel(label, nexthop);
       this.dp.addRoute(vrfId, ip, 32, nexthop);
@@ -339,6 +374,7 @@ class DataplaneWorker {
     const vif = this.dp.vifs.get(vifId);
     if (!vif) throw new Error(`vif ${vifId} does not exist`);
     this.detachTap(vifId);
+    this.ringOf.delete(vifId);
     const vrf = this.dp.vrfs.get(vif.vrf);
     for (const id of this.dp.nexthops.ids()) {
       if (this.dp.nexthops.vif[id] !== vifId) continue;
