@@ -10,6 +10,7 @@
  *
  * The main thread drains the rings; a full ring drops records, never packets.
  */
+import type { FlowKey } from './flow-table';
 import type { PacketPool } from './packet-pool';
 import { SharedRing } from './io/shared-ring';
 
@@ -21,15 +22,10 @@ export const DROP_EVENTS_PER_SECOND = 1000;
 export const CAPTURE_RX = 0;
 export const CAPTURE_TX = 1;
 
-export interface DropEvent {
+/** A dropped packet: its flow key (VRF -1 when not known yet), why, where and when (seconds). */
+export interface DropEvent extends FlowKey {
   reason: number;
   vif: number;
-  vrf: number;
-  protocol: number;
-  src: number;
-  dst: number;
-  srcPort: number;
-  dstPort: number;
   time: number;
 }
 
