@@ -293,6 +293,25 @@ test('TCP: FIN both ways then the last ACK removes the pair', () => {
   assert.equal(s.out(2).length, 4, 'the last ACK itself was forwarded');
 });
 
+test('TCP: a simultaneous close removes the pair only once both FINs are acknowledged', () => {
+  const s = buildScenario();
+  const a = { src: '10.1.1.3', dst: '10.1.1.4', srcPort: 40003, dstPort: 80 };
+  const b = { src: '10.1.1.4', dst: '10.1.1.3', srcPort: 80, dstPort: 40003 };
+  s.run([
+    [1, tcpFrame({ ...a, flags: TCP.SYN, seq: 100 })],
+    [2, tcpFrame({ ...b, flags: TCP.SYN | TCP.ACK, seq: 500, ack: 101 })],
+    [1, tcpFrame({ ...a, flags: TCP.ACK, seq: 101, ack: 501 })],
+    [1, tcpFrame({ ...a, flags: TCP.FIN | TCP.ACK, seq: 101, ack: 501 })],
+    [2, tcpFrame({ ...b, flags: TCP.FIN | TCP.ACK, seq: 501, ack: 101 })], // crossed: does not ack a's FIN
+    [1, tcpFrame({ ...a, flags: TCP.ACK, seq: 102, ack: 502 })],
+  ]);
+  assert.equal(s.dp.flows.activePairs, 1, "b's FIN is acknowledged, a's is not yet");
+  s.run([[2, tcpFrame({ ...b, flags: TCP.ACK, seq: 502, ack: 102 })]]);
+  assert.equal(s.dp.flows.activePairs, 0);
+  assert.equal(s.out(1).length, 3, "b's SYN-ACK, FIN and last ACK all reached pod-a in the flow");
+  assert.deepEqual(s.dp.drops.toJSON(), {});
+});
+
 test('TCP: an in-window RST removes the pair, an out-of-window RST does not', () => {
   const s = buildScenario();
   const a = { src: '10.1.1.3', dst: '10.1.1.4', srcPort: 40002, dstPort: 80 };

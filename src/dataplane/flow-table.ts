@@ -45,6 +45,10 @@ const PAIR_REPLIED = 2;
 const PAIR_FIN_FORWARD = 4;
 const PAIR_FIN_REVERSE = 8;
 const PAIR_CLOSING = 16;
+/** The forward (32) or reverse (64) side's FIN was acknowledged by the other side. */
+const PAIR_FIN_FORWARD_ACKED = 32;
+const PAIR_FIN_REVERSE_ACKED = 64;
+const PAIR_BOTH_FINS_ACKED = PAIR_FIN_FORWARD_ACKED | PAIR_FIN_REVERSE_ACKED;
 
 export const DEFAULT_FLOW_CAPACITY = 512 * 1024;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 180;
@@ -257,8 +261,8 @@ export class FlowTable {
 
   /**
    * TCP life cycle, called with each segment's header fields after `hit`.
-   * Returns true when the pair must be removed now (in-window RST, or the
-   * ACK of the second FIN).
+   * Returns true when the pair must be removed now (an in-window RST, or
+   * both FINs acknowledged).
    */
   trackTcp(entry: number, flags: number, seq: number, ack: number, window: number, segmentLength: number): boolean {
     const pair = entry >>> 1;
@@ -280,17 +284,21 @@ export class FlowTable {
       this.tcpWindow[entry] = scaled ? window * 2 ** (this.tcpWindowScale[entry] - 1) : window;
     }
     if ((flags & SYN) !== 0) this.tcpAck[entry] = (flags & ACK) !== 0 ? ack : 0;
-    const state = this.pairState[pair];
+    const forward = (entry & 1) === 0;
+    let state = this.pairState[pair];
+    // An ACK covering the other side's FIN closes that side (also in a FIN+ACK).
+    const partnerFin = forward ? PAIR_FIN_REVERSE : PAIR_FIN_FORWARD;
+    if ((flags & ACK) !== 0 && (state & partnerFin) !== 0 && ack === ((this.tcpFinSeq[partner] + 1) >>> 0)) {
+      state |= forward ? PAIR_FIN_REVERSE_ACKED : PAIR_FIN_FORWARD_ACKED;
+    }
     if ((flags & FIN) !== 0) {
       this.tcpFinSeq[entry] = (seq + segmentLength) >>> 0;
-      this.pairState[pair] = state | ((entry & 1) === 0 ? PAIR_FIN_FORWARD : PAIR_FIN_REVERSE);
-      if ((this.pairState[pair] & (PAIR_FIN_FORWARD | PAIR_FIN_REVERSE)) === (PAIR_FIN_FORWARD | PAIR_FIN_REVERSE))
-        this.pairState[pair] |= PAIR_CLOSING;
-      return false;
+      state |= forward ? PAIR_FIN_FORWARD : PAIR_FIN_REVERSE;
+      if ((state & (PAIR_FIN_FORWARD | PAIR_FIN_REVERSE)) === (PAIR_FIN_FORWARD | PAIR_FIN_REVERSE)) state |= PAIR_CLOSING;
     }
-    // The last ACK: it acknowledges the partner's FIN after both sides sent one.
-    if ((state & PAIR_CLOSING) !== 0 && (flags & ACK) !== 0 && ack === ((this.tcpFinSeq[partner] + 1) >>> 0)) return true;
-    return false;
+    this.pairState[pair] = state;
+    // Both FINs acknowledged, whichever side closed first or both at once.
+    return (state & PAIR_BOTH_FINS_ACKED) === PAIR_BOTH_FINS_ACKED;
   }
 
   /** Records the window scale option a SYN carried (-1: none), for the RST window check. */
