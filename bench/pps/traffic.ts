@@ -1,6 +1,7 @@
 /**
  * Packets-per-second measurement between two namespaces: trafgen (netsniff-ng)
- * floods UDP/IPv4 frames out of the sender's interface from CPU 0, leaving
+ * floods UDP/IPv4 frames out of the sender's interface from CPU 0 (at nice
+ * -20, so that other processes on a shared machine take little of it), leaving
  * CPU 1 to the forwarder under test; the figure is the receiver's rx_packets
  * over the window, after a warm-up second.
  */
@@ -34,6 +35,8 @@ export interface MeasureRateOptions {
   seconds?: number;
   /** A forwarder whose CPU use over the window is reported. */
   forwarderPid?: number;
+  /** More forwarders (the daemons of a multi-node path), each reported in forwarderCpuPercents. */
+  forwarderPids?: number[];
 }
 
 export interface RateMeasurement {
@@ -50,6 +53,14 @@ export interface RateMeasurement {
   loss: number;
   /** Percent of one core, when forwarderPid was given. */
   forwarderCpuPercent?: number;
+  /** Percent of one core for each of forwarderPids, in order. */
+  forwarderCpuPercents?: number[];
+  /**
+   * The sender interface's tx_dropped over the whole run: frames the
+   * generator handed the device that never left it (a TAP whose reader is
+   * behind drops them there, and counts as tx_packets only what it read).
+   */
+  senderDropped: number;
 }
 
 const ETHERNET_IPV4_UDP_HEADERS = 14 + 20 + 8;
@@ -57,6 +68,22 @@ const MIN_FRAME = 60;
 /** trafgen's default frame limit without --jumbo-support. */
 const MAX_FRAME = 2048;
 const GENERATOR_CPU = '0';
+/** The highest priority, so that other processes on a shared machine take little from the generator. */
+const GENERATOR_NICE = '-20';
+
+/**
+ * Gives a process's autogroup (its session: the Topology starts every
+ * process in a new one) a nice value. With kernel.sched_autogroup_enabled
+ * sessions share a CPU as equals whatever their processes' own nice values,
+ * so those only count once the group's is set too. No-op without autogroups.
+ */
+export function setAutogroupNice(pid: number, nice: number): void {
+  try {
+    fs.writeFileSync(`/proc/${pid}/autogroup`, String(nice));
+  } catch {
+    // No autogroup support (CONFIG_SCHED_AUTOGROUP off), or the process is gone.
+  }
+}
 const WARM_UP_MS = 1_000;
 const STOP_TIMEOUT_MS = 5_000;
 /** After trafgen stops, time for frames still queued on the path to arrive. */
@@ -135,17 +162,19 @@ function delay(ms: number): Promise<void> {
 interface CounterSample {
   sent: number;
   received: number;
+  senderDropped: number;
   /** The middle of the reads, which take a few ms. */
   atSeconds: number;
 }
 
 async function sampleCounters(options: MeasureRateOptions): Promise<CounterSample> {
   const before = performance.now();
-  const [sent, received] = await Promise.all([
+  const [sent, received, senderDropped] = await Promise.all([
     options.topology.readCounter(options.senderNs, options.senderIf, 'tx_packets'),
     options.topology.readCounter(options.receiverNs, options.receiverIf, 'rx_packets'),
+    options.topology.readCounter(options.senderNs, options.senderIf, 'tx_dropped'),
   ]);
-  return { sent, received, atSeconds: (before + performance.now()) / 2000 };
+  return { sent, received, senderDropped, atSeconds: (before + performance.now()) / 2000 };
 }
 
 export async function measureRate(options: MeasureRateOptions): Promise<RateMeasurement> {
@@ -157,18 +186,20 @@ export async function measureRate(options: MeasureRateOptions): Promise<RateMeas
   const window = await floodAndSample(options, config);
   await delay(DRAIN_MS);
   const idleAfter = await sampleCounters(options);
-  const sentTotal = idleAfter.sent - idleBefore.sent;
+  const senderDropped = idleAfter.senderDropped - idleBefore.senderDropped;
+  // What the generator offered: what left the sender plus what its device dropped.
+  const sentTotal = idleAfter.sent - idleBefore.sent + senderDropped;
   const receivedTotal = idleAfter.received - idleBefore.received;
-  return { ...window, loss: sentTotal === 0 ? 0 : Math.max(0, (sentTotal - receivedTotal) / sentTotal) };
+  return { ...window, senderDropped, loss: sentTotal === 0 ? 0 : Math.max(0, (sentTotal - receivedTotal) / sentTotal) };
 }
 
 /** Runs trafgen through warm-up and the window, then stops it; the figures are the window's. */
-async function floodAndSample(options: MeasureRateOptions, config: string): Promise<Omit<RateMeasurement, 'loss'>> {
+async function floodAndSample(options: MeasureRateOptions, config: string): Promise<Omit<RateMeasurement, 'loss' | 'senderDropped'>> {
   // The config goes in on stdin: no file to leave behind if the run is killed.
   const generator = options.topology.spawn(
     options.senderNs,
     [
-      'taskset', '-c', GENERATOR_CPU,
+      'taskset', '-c', GENERATOR_CPU, 'nice', '-n', GENERATOR_NICE,
       // One worker; --no-sock-mem leaves the machine-wide net.core socket limits alone.
       'trafgen', '--dev', options.senderIf, '--conf', '-', '--cpus', '1', '--no-sock-mem', '--notouch-irq',
     ],
@@ -181,6 +212,7 @@ async function floodAndSample(options: MeasureRateOptions, config: string): Prom
   // No pid: `ip` could not be started, and `exited` rejects with the reason.
   if (generator.pid === undefined) await exited;
   const generatorGroup = -generator.pid!;
+  setAutogroupNice(generator.pid!, Number(GENERATOR_NICE));
   let output = '';
   generator.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   generator.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -194,10 +226,12 @@ async function floodAndSample(options: MeasureRateOptions, config: string): Prom
     await delay(WARM_UP_MS);
     assertRunning();
     const forwarderCpu = options.forwarderPid === undefined ? undefined : cpuUsage(options.forwarderPid);
+    const forwardersCpu = options.forwarderPids?.map((pid) => cpuUsage(pid));
     const first = await sampleCounters(options);
     await delay((options.seconds ?? 5) * 1000);
     const last = await sampleCounters(options);
     const forwarderCpuPercent = forwarderCpu?.();
+    const forwarderCpuPercents = forwardersCpu?.map((usage) => usage());
     assertRunning();
 
     const received = last.received - first.received;
@@ -206,6 +240,7 @@ async function floodAndSample(options: MeasureRateOptions, config: string): Prom
       sent: last.sent - first.sent,
       received,
       ...(forwarderCpuPercent === undefined ? {} : { forwarderCpuPercent }),
+      ...(forwarderCpuPercents === undefined ? {} : { forwarderCpuPercents }),
     };
   } finally {
     if (generator.exitCode === null && generator.signalCode === null) {
