@@ -3,13 +3,17 @@
  *   replay   feed pcaps through the dataplane of a state file, write egress pcaps
  *   run      the vrouter daemon of one node (TAP devices, underlay sockets, port API)
  *   port     add, delete and list pod ports through a running daemon's port API
+ *   vif, rt, nh, mpls, flow, dropstats, vrfstats, vifdump, trace, monitor:
+ *            the OpenContrail-style utilities, clients of the introspect API (tools.ts)
  */
 import { Command, CommanderError, Option } from 'commander';
 import { loadStateFile } from '../control/state-file';
 import { replay, ReplayInput } from '../dataplane/io/replay';
 import { Daemon } from '../daemon/daemon';
 import { portCommand } from './port';
+import { routeCommand, statsCommand } from './route';
 import { parseHostPort } from './host-port';
+import { toolCommands } from './tools';
 
 function collect(value: string, previous: string[]): string[] {
   return previous.concat([value]);
@@ -48,9 +52,12 @@ function runCommand(): Command {
     .description('run the vrouter of one node: TAP devices per pod, MPLS over UDP/GRE on the underlay, the port API')
     .requiredOption('--state <file>', 'dataplane state file (YAML or JSON)')
     .addOption(new Option('--api <host:port>', 'where the port API listens').default('127.0.0.1:9091'))
-    .action(async (options: { state: string; api: string }) => {
+    .addOption(new Option('--introspect <host:port>', 'where the introspect API, its page and /metrics listen').default('127.0.0.1:8085'))
+    .option('--no-introspect', 'serve no introspect API')
+    .action(async (options: { state: string; api: string; introspect: string | false }) => {
       const { host, port } = parseHostPort(options.api, '--api');
-      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port });
+      const introspect = options.introspect === false ? undefined : parseHostPort(options.introspect, '--introspect');
+      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port, introspect });
     });
 }
 
@@ -68,7 +75,10 @@ export function main(argv: string[]): void {
     .exitOverride()
     .addCommand(replayCommand())
     .addCommand(runCommand())
-    .addCommand(portCommand());
+    .addCommand(portCommand())
+    .addCommand(routeCommand())
+    .addCommand(statsCommand());
+  for (const command of toolCommands()) program.addCommand(command);
   try {
     program.parseAsync(argv).catch(fail);
   } catch (error) {

@@ -8,5 +8,8 @@ import pino from 'pino';
 export type Logger = pino.Logger;
 
 export function createLogger(level = process.env.VROUTER_LOG_LEVEL ?? 'info'): Logger {
-  return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2));
+  return pino(
+    { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
+    pino.destination(2),
+  );
 }
