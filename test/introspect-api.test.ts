@@ -600,8 +600,9 @@ describe('introspect server, in-process (control sessions, rates, capture framin
   test('fabric frames received through the UDP socket get their outer headers back', () => {
     const target = { vif: 0, name: 'underlay', kind: 'fabric', mac: '02:00:00:00:00:0b', ip: '198.18.0.11' };
     const labelled = Buffer.from([0x00, 0x01, 0x41, 0x40, 0x45, 0, 0, 20]);
-    const frame = captureToEthernet(target, 'rx', labelled);
+    const frame = captureToEthernet(target, 'rx', labelled, 0xc612000c);
     assert.equal(frame.length, 14 + 20 + 8 + labelled.length);
+    assert.deepEqual([...frame.subarray(26, 30)], [198, 18, 0, 12], 'the sending node');
     assert.equal(frame.readUInt16BE(12), 0x0800);
     assert.deepEqual([...frame.subarray(30, 34)], [198, 18, 0, 11]);
     assert.equal(frame.readUInt16BE(36), 6635);

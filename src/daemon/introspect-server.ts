@@ -326,10 +326,10 @@ interface CapturedFrame {
  * fabric receives tunnels through sockets: for MPLS over UDP the kernel has
  * removed Ethernet, IPv4 and UDP (the record starts at the label), for GRE
  * the Ethernet header (it starts at the outer IPv4 header). Those headers
- * are put back with what is known: this node's MAC and address, port 6635;
- * the sender's address is not in the record and shows as 0.0.0.0.
+ * are put back with what is known: this node's MAC and address, the
+ * sending node's address (from the socket), port 6635.
  */
-export function captureToEthernet(target: CaptureTarget, direction: 'rx' | 'tx', bytes: Uint8Array): Buffer {
+export function captureToEthernet(target: CaptureTarget, direction: 'rx' | 'tx', bytes: Uint8Array, sender = 0): Buffer {
   const frame = Buffer.from(bytes);
   if (target.kind !== 'fabric' || direction !== 'rx') return frame;
   const mac = Buffer.from(target.mac.split(':').map((octet) => parseInt(octet, 16)));
@@ -345,6 +345,7 @@ export function captureToEthernet(target: CaptureTarget, direction: 'rx' | 'tx',
   ip[9] = 17;
   const local = (target.ip ?? '0.0.0.0').split('.').map(Number);
   for (let i = 0; i < 4; i++) ip[16 + i] = local[i] ?? 0;
+  ip.writeUInt32BE(sender >>> 0, 12);
   ip.writeUInt16BE(ipChecksum(ip), 10);
   const udp = Buffer.alloc(8);
   udp.writeUInt16BE(6635, 2);
@@ -820,7 +821,7 @@ export class IntrospectServer {
       direction,
       seconds: view.getUint32(1),
       microseconds: view.getUint32(5),
-      frame: captureToEthernet(target, direction, record.subarray(CAPTURE_HEADER_BYTES)),
+      frame: captureToEthernet(target, direction, record.subarray(CAPTURE_HEADER_BYTES), view.getUint32(9)),
     };
     let pcap: Buffer | null = null;
     let json: string | null = null;

@@ -15,7 +15,8 @@ import type { PacketPool } from './packet-pool';
 import { SharedRing } from './io/shared-ring';
 
 export const DROP_EVENT_BYTES = 24;
-export const CAPTURE_HEADER_BYTES = 9;
+/** direction (1), seconds (4), microseconds (4), the sending node of a tunnel received without its outer header (4). */
+export const CAPTURE_HEADER_BYTES = 13;
 /** Drop events recorded per second at most. */
 export const DROP_EVENTS_PER_SECOND = 1000;
 
@@ -73,6 +74,7 @@ export class Observers {
     out[at] = direction;
     writeU32(out, at + 1, Math.floor(microseconds / 1e6));
     writeU32(out, at + 5, microseconds % 1e6);
+    writeU32(out, at + 9, pool.outerSrc[p]);
     const room = Math.min(length, ring.recordSize - 2 - CAPTURE_HEADER_BYTES);
     out.set(pool.data.subarray(pool.start[p], pool.start[p] + room), at + CAPTURE_HEADER_BYTES);
     ring.commit();
