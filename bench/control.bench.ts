@@ -1,0 +1,207 @@
+/**
+ * npm run bench:control: the control channel over loopback TCP, the control
+ * node in a child process (its own core), control clients in this process
+ * with real Dataplanes. Prints:
+ *
+ *   routes-100k-to-dataplane: N ms
+ *     a route source has published 100,000 routes in VN vn1; from a client's
+ *     addPort in vn1 (port report, configuration push, subscribe) until all
+ *     100,000 are in its vn1 VRF table. Floor 2,000 ms.
+ *   port-add-to-remote-forwarding: N ms
+ *     median over rounds of: addPort on node A until the pod's route is
+ *     programmed in node B's dataplane. Floor 50 ms. This measures up to the
+ *     forwarding table; once the daemon exists the lead extends it to the
+ *     first packet actually forwarded.
+ */
+import { fork } from 'node:child_process';
+import net from 'node:net';
+import { Dataplane } from '../src/dataplane/dataplane';
+import { parseMac } from '../src/dataplane/protocols/ethernet';
+import { ipFromString } from '../src/dataplane/protocols/ipv4';
+import type { LocalPort, RouteNexthop } from '../src/control/agent-interface';
+import { ControlClient } from '../src/control/control-client';
+import { InProcessDataplaneAccess } from '../src/control/control-client-dataplane';
+import { ControlNode } from '../src/control/control-node';
+import { parseNetworkConfig } from '../src/control/network-config';
+import { vrouterToControl } from '../src/control/xmpp/codec';
+import { silentLogger } from '../src/control/xmpp/logger';
+import { XmppSession } from '../src/control/xmpp/session';
+import { BGP_PEER_RESOURCE } from '../src/control/xmpp/stanza';
+
+const ROUTES = 100_000;
+const PORT_ADD_ROUNDS = 21;
+const ROUTES_FLOOR_MS = 2000;
+const PORT_ADD_FLOOR_MS = 50;
+const CHILD_FLAG = '--control-node';
+
+const CONFIG = `
+vns:
+  - { name: default, subnet: 192.0.2.0/24 }
+  - { name: vn1, subnet: 10.0.0.0/8 }
+  - { name: web, subnet: 172.16.0.0/16 }
+`;
+
+// ------------------------------------------------------------------ child: control node + route source
+
+/** The 100,000 routes: 1,000 remote nodes with 100 pods each, addresses from 10.1.0.0. */
+function sourceRoute(index: number) {
+  const address = ipFromString('10.1.0.0') + index;
+  const prefix = `${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}/32`;
+  const node = Math.floor(index / 100);
+  return {
+    prefix,
+    nexthops: [{ address: `198.18.${node >> 8}.${node & 255}`, label: 16 + (index % 100), encaps: ['udp'], virtualNetwork: 'vn1' }],
+    version: 1,
+    sequenceNumber: 0,
+    localPreference: 200,
+    med: 0,
+  };
+}
+
+/** Publishes the routes as a vrouter would, and returns once the control node has sent them all back. */
+async function publishRoutes(port: number): Promise<void> {
+  const socket = net.connect(port, '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  let echoed = 0;
+  let allEchoed!: () => void;
+  const done = new Promise<void>((resolve) => (allEchoed = resolve));
+  let opened!: () => void;
+  const streamOpened = new Promise<void>((resolve) => (opened = resolve));
+  const session = new XmppSession(socket, { holdTime: 90, logger: silentLogger, name: 'route source' }, {
+    streamOpen: () => opened(),
+    stanza: (stanza) => {
+      if (stanza.kind === 'route-update' && (echoed += stanza.changes.length) >= ROUTES) allEchoed();
+    },
+    closed: (reason) => {
+      throw new Error(`route source session closed: ${reason}`);
+    },
+  });
+  const bgp = vrouterToControl('route-source', BGP_PEER_RESOURCE);
+  session.openStream({ from: 'route-source', to: 'network-control@contrailsystems.com' });
+  await streamOpened;
+  session.sendStanza({ kind: 'subscribe', ...bgp, id: 'subscribe1', vrf: 'vn1', instanceId: 1 });
+  for (let index = 0; index < ROUTES; index++) {
+    const entry = sourceRoute(index);
+    session.sendStanza({ kind: 'publish', ...bgp, id: `pubsub${index}`, vrf: 'vn1', entry });
+    session.sendStanza({ kind: 'associate', ...bgp, id: `collection${index}`, vrf: 'vn1', prefix: entry.prefix });
+    if (index % 1000 === 999) await session.drained();
+  }
+  session.sendStanza({ kind: 'end-of-rib', ...bgp });
+  await done;
+}
+
+async function runChild(): Promise<void> {
+  const node = new ControlNode({ config: parseNetworkConfig(CONFIG, 'bench.yaml') });
+  const { port } = await node.listen(0, '127.0.0.1');
+  await publishRoutes(port);
+  process.send!({ port });
+}
+
+// ------------------------------------------------------------------ parent: the measured vrouters
+
+/** The in-process access, telling the bench when a route is programmed. */
+class ObservedAccess extends InProcessDataplaneAccess {
+  onRoute: (vrf: string, prefix: string) => void = () => {};
+
+  override setRoute(vrf: string, prefix: string, nexthops: RouteNexthop[]): void {
+    super.setRoute(vrf, prefix, nexthops);
+    this.onRoute(vrf, prefix);
+  }
+}
+
+function vrouter(name: string, underlayIp: string, controlPort: number) {
+  const dataplane = new Dataplane({ name, underlayIp: ipFromString(underlayIp), encapPriority: ['udp', 'gre'] }, { flowCapacity: 1024 });
+  dataplane.addVif({ id: 0, kind: 'fabric', name: 'eth0', mac: parseMac('52:54:00:00:00:01'), ip: ipFromString(underlayIp), vrf: -1, mtu: 1500 });
+  const access = new ObservedAccess(dataplane);
+  const client = new ControlClient({
+    nodeName: name,
+    underlayIp,
+    encaps: ['udp', 'gre'],
+    servers: [{ host: '127.0.0.1', port: controlPort }],
+    access,
+  });
+  return { dataplane, access, client };
+}
+
+async function established(client: ControlClient): Promise<void> {
+  while (!client.status().every((server) => server.established)) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+function pod(id: string, label: number, vn: string): LocalPort {
+  return { id, name: id, namespace: 'bench', labels: { name: vn }, mac: `02:00:00:00:${(label >> 8).toString(16).padStart(2, '0')}:${(label & 255).toString(16).padStart(2, '0')}`, label };
+}
+
+async function measureRoutesToDataplane(controlPort: number): Promise<number> {
+  const node = vrouter('bench-receiver', '198.19.0.1', controlPort);
+  await established(node.client);
+  let remaining = ROUTES;
+  const done = new Promise<void>((resolve) => {
+    node.access.onRoute = (vrf, prefix) => {
+      // The source's routes; the receiver's own address is allocated from 10.0.0.0/24.
+      if (vrf === 'vn1' && !prefix.startsWith('10.0.0.') && --remaining === 0) resolve();
+    };
+  });
+  const start = performance.now();
+  await node.client.addPort(pod('receiver', 16, 'vn1'));
+  await done;
+  const elapsed = performance.now() - start;
+  const table = node.dataplane.vrfs.find('vn1')!.routes;
+  if (table.size < ROUTES) throw new Error(`only ${table.size} routes in vn1`);
+  await node.client.close();
+  return elapsed;
+}
+
+async function measurePortAddToRemote(controlPort: number): Promise<number> {
+  const a = vrouter('bench-a', '198.19.0.2', controlPort);
+  const b = vrouter('bench-b', '198.19.0.3', controlPort);
+  await Promise.all([established(a.client), established(b.client)]);
+  await b.client.addPort(pod('b-anchor', 16, 'web'));
+  const samples: number[] = [];
+  for (let round = 0; round < PORT_ADD_ROUNDS; round++) {
+    const start = performance.now();
+    const programmed = new Promise<void>((resolve) => {
+      b.access.onRoute = (vrf) => {
+        if (vrf === 'web') resolve();
+      };
+    });
+    await a.client.addPort(pod(`a-${round}`, 100 + round, 'web'));
+    await programmed;
+    samples.push(performance.now() - start);
+  }
+  await Promise.all([a.client.close(), b.client.close()]);
+  samples.sort((x, y) => x - y);
+  return samples[Math.floor(samples.length / 2)];
+}
+
+async function main(): Promise<void> {
+  const child = fork(__filename, [CHILD_FLAG], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  try {
+    const { port } = await new Promise<{ port: number }>((resolve, reject) => {
+      child.once('message', (message) => resolve(message as { port: number }));
+      child.once('exit', (code) => reject(new Error(`control node process exited with ${code}`)));
+    });
+    const routesMs = await measureRoutesToDataplane(port);
+    console.log(`routes-100k-to-dataplane: ${Math.round(routesMs)} ms`);
+    // Up to the remote forwarding table; the daemon's bench extends it to a forwarded packet.
+    const portAddMs = await measurePortAddToRemote(port);
+    console.log(`port-add-to-remote-forwarding: ${portAddMs.toFixed(1)} ms`);
+    if (routesMs > ROUTES_FLOOR_MS || portAddMs > PORT_ADD_FLOOR_MS) {
+      console.error(`over the floor: routes-100k-to-dataplane ${ROUTES_FLOOR_MS} ms, port-add-to-remote-forwarding ${PORT_ADD_FLOOR_MS} ms`);
+      process.exitCode = 1;
+    }
+  } finally {
+    child.kill();
+  }
+}
+
+if (process.argv.includes(CHILD_FLAG)) {
+  runChild().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+} else {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+}

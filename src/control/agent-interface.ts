@@ -1,0 +1,92 @@
+/**
+ * What the control client needs from the vrouter daemon, and what it is
+ * given: the daemon reports local pod ports (LocalPort) and implements
+ * DataplaneAccess by forwarding each call to whatever owns its Dataplane
+ * (its dataplane worker). control-client-dataplane.ts implements it over an
+ * in-process Dataplane + RouteProgrammer; the worker can run that class as is.
+ *
+ * Order of calls for one port: configurePort (the vif, its encap nexthop and
+ * label exist afterwards), then setRoute for its own addresses; before
+ * unconfigurePort every route through the port has been deleted or shrunk.
+ */
+import type { RouteNexthop } from '../dataplane/route-programmer';
+
+export type { RouteNexthop };
+
+export interface DataplaneAccess {
+  /** Sets a route in the VRF named `vrf` to exactly these next hops (an ECMP composite when several); see RouteProgrammer.setRoute. */
+  setRoute(vrf: string, prefix: string, nexthops: RouteNexthop[]): void;
+  deleteRoute(vrf: string, prefix: string): void;
+  /**
+   * Makes the port look like `config`: its vif in the VN's VRF with the IP
+   * and floating IPs, the VRF's subnet and gateway, its MPLS label leading
+   * to the pod, and the VN's policies in the node's policy table. Called
+   * again with a new config when the control node changes it (same port).
+   */
+  configurePort(port: LocalPort, config: PortConfig): void | Promise<void>;
+  /** Undoes configurePort: the port is gone or the control node refused it. */
+  unconfigurePort(port: LocalPort): void | Promise<void>;
+}
+
+/** A pod's interface on this node, as the daemon reports it (from the CNI add). */
+export interface LocalPort {
+  /** Unique on this node, stable for the port's life (e.g. the pod UID + interface). */
+  id: string;
+  /** The pod's name and namespace. */
+  name: string;
+  namespace: string;
+  /** The pod's labels: `name` picks the VN, `uses` a service it may reach, the rest feed service selectors. */
+  labels: Record<string, string>;
+  /** A VN asked for explicitly; otherwise the control node decides from the labels. */
+  vn?: string;
+  /** The pod's address when it already has one; otherwise the control node allocates one. */
+  ip?: string;
+  mac: string;
+  /** The MPLS label the daemon gave the pod (16..1048575); remote nodes tunnel to it with this label. */
+  label: number;
+}
+
+/** A service port and the pod port it maps to. */
+export interface PortMapping {
+  protocol: 'tcp' | 'udp';
+  port: number;
+  targetPort: number;
+}
+
+/** A service ClusterIP this pod backs: packets to it are DNATed to the pod, ports mapped. */
+export interface FloatingIpConfig {
+  ip: string;
+  portMap: PortMapping[];
+}
+
+/**
+ * A dataplane PolicyRule with VNs by name. The node's policy table is the
+ * union of the policies of its ports' VNs, deduplicated by name and sorted
+ * by `order` (first match wins).
+ */
+export interface PortPolicy {
+  name: string;
+  order: number;
+  sourceVn: string;
+  destinationVn: string;
+  protocol: 'any' | 'tcp' | 'udp' | 'icmp';
+  /** Destination port range, inclusive. */
+  portFrom: number;
+  portTo: number;
+  /** "a.b.c.d/len"; absent for any destination. */
+  destinationPrefix?: string;
+  action: 'allow' | 'deny';
+}
+
+/** What the control node decided for one port. */
+export interface PortConfig {
+  /** The VN, which is also the VRF's name. */
+  vn: string;
+  ip: string;
+  /** The VN's subnet "a.b.c.d/len" and gateway address. */
+  subnet: string;
+  gateway: string;
+  floatingIps: FloatingIpConfig[];
+  /** Policies naming this VN as source or destination. */
+  policies: PortPolicy[];
+}

@@ -1,0 +1,127 @@
+/**
+ * DataplaneAccess over a Dataplane in this process: routes through a
+ * RouteProgrammer, ports as vifs. What the daemon's dataplane worker runs
+ * behind its messages, and what the tests use (real tables, no mocks).
+ *
+ * A configured port is a virtual vif (named by the port id) in its VN's VRF
+ * with its address and floating IPs, an encap nexthop to it, and its MPLS
+ * label leading to that nexthop. A change of VN or address re-creates the
+ * vif; other changes are made in place. The node's policy table is the
+ * union of the configured ports' policies, in the control node's order.
+ */
+import { Dataplane } from '../dataplane/dataplane';
+import { ANY_PROTOCOL, PolicyRule } from '../dataplane/policy';
+import { parseMac } from '../dataplane/protocols/ethernet';
+import { ipFromString } from '../dataplane/protocols/ipv4';
+import { RouteProgrammer } from '../dataplane/route-programmer';
+import { FloatingIp } from '../dataplane/vif';
+import type { DataplaneAccess, LocalPort, PortConfig, PortPolicy, RouteNexthop } from './agent-interface';
+
+const PROTOCOL_NUMBERS: Record<PortPolicy['protocol'], number> = { any: ANY_PROTOCOL, icmp: 1, tcp: 6, udp: 17 };
+const DEFAULT_MTU = 1500;
+
+interface ConfiguredPort {
+  vif: number;
+  encapNexthop: number;
+  label: number;
+  vrf: number;
+  ip: number;
+  policies: PortPolicy[];
+}
+
+export class InProcessDataplaneAccess implements DataplaneAccess {
+  private readonly ports = new Map<string, ConfiguredPort>();
+
+  constructor(
+    readonly dataplane: Dataplane,
+    readonly routes: RouteProgrammer = new RouteProgrammer(dataplane),
+  ) {}
+
+  setRoute(vrf: string, prefix: string, nexthops: RouteNexthop[]): void {
+    this.routes.setRoute(vrf, prefix, nexthops);
+  }
+
+  deleteRoute(vrf: string, prefix: string): void {
+    this.routes.deleteRoute(vrf, prefix);
+  }
+
+  configurePort(port: LocalPort, config: PortConfig): void {
+    const dp = this.dataplane;
+    const vrf = this.routes.vrf(config.vn);
+    const table = dp.vrfs.get(vrf)!;
+    table.subnets = [parsePrefix(config.subnet)];
+    table.gateway = ipFromString(config.gateway);
+    const ip = ipFromString(config.ip);
+    const floatingIps: FloatingIp[] = config.floatingIps.map((floatingIp) => ({
+      ip: ipFromString(floatingIp.ip),
+      portMap: floatingIp.portMap.map((entry) => ({ protocol: PROTOCOL_NUMBERS[entry.protocol], port: entry.port, targetPort: entry.targetPort })),
+    }));
+    let configured = this.ports.get(port.id);
+    if (configured && (configured.vrf !== vrf || configured.ip !== ip)) {
+      this.tearDown(configured);
+      configured = undefined;
+    }
+    if (configured) {
+      dp.vifs.get(configured.vif)!.floatingIps = floatingIps;
+    } else {
+      const mac = parseMac(port.mac);
+      let vif = 0;
+      while (dp.vifs.get(vif)) vif++;
+      dp.addVif({ id: vif, kind: 'virtual', name: port.id, mac, ip, vrf, mtu: DEFAULT_MTU, floatingIps });
+      let encapNexthop = 1;
+      while (dp.nexthops.exists(encapNexthop)) encapNexthop++;
+      dp.setNexthop(encapNexthop, { kind: 'encap', vif, mac });
+      dp.setLabel(port.label, encapNexthop);
+      configured = { vif, encapNexthop, label: port.label, vrf, ip, policies: [] };
+      this.ports.set(port.id, configured);
+    }
+    configured.policies = config.policies;
+    this.refreshPolicies();
+  }
+
+  unconfigurePort(port: LocalPort): void {
+    const configured = this.ports.get(port.id);
+    if (!configured) return;
+    this.tearDown(configured);
+    this.ports.delete(port.id);
+    this.refreshPolicies();
+  }
+
+  /** The vif of a configured port, -1 when it is not configured. */
+  vifOf(portId: string): number {
+    return this.ports.get(portId)?.vif ?? -1;
+  }
+
+  private tearDown(configured: ConfiguredPort): void {
+    const dp = this.dataplane;
+    dp.deleteLabel(configured.label);
+    dp.deleteNexthop(configured.encapNexthop);
+    dp.removeVif(configured.vif);
+  }
+
+  private refreshPolicies(): void {
+    const byName = new Map<string, PortPolicy>();
+    for (const configured of this.ports.values()) for (const policy of configured.policies) byName.set(policy.name, policy);
+    this.dataplane.policy.rules = [...byName.values()]
+      .sort((a, b) => a.order - b.order)
+      .map((policy): PolicyRule => {
+        const destination = policy.destinationPrefix === undefined ? { prefix: 0, length: 0 } : parsePrefix(policy.destinationPrefix);
+        return {
+          name: policy.name,
+          sourceVn: this.routes.vrf(policy.sourceVn),
+          destinationVn: this.routes.vrf(policy.destinationVn),
+          protocol: PROTOCOL_NUMBERS[policy.protocol],
+          portFrom: policy.portFrom,
+          portTo: policy.portTo,
+          destinationPrefix: destination.prefix,
+          destinationLength: destination.length,
+          allow: policy.action === 'allow',
+        };
+      });
+  }
+}
+
+function parsePrefix(text: string): { prefix: number; length: number } {
+  const [address, length] = text.split('/');
+  return { prefix: ipFromString(address), length: Number(length) };
+}

@@ -1,0 +1,423 @@
+/**
+ * The vrouter's control client: the agent side of the XMPP control channel,
+ * to one or two control nodes.
+ *
+ * For every local port it reports the port (with its pod's labels) and
+ * programs the configuration the control node pushes back (VN, address,
+ * floating IPs, policies). A configured port's addresses (its IP and its
+ * floating IPs, in its VN) are published with this node's underlay address,
+ * the port's label and the encapsulations this node accepts; the VN's
+ * routing instance is subscribed while a port is in it. Routes pushed by
+ * the control nodes go to the dataplane (LearnedRoutes merges sessions and
+ * keeps stale routes through a control node restart).
+ *
+ * With two control nodes each gets the same reports and publications. A
+ * port without an address is reported to one control node first, and to
+ * the other with the address it was given, so both agree on it; a port
+ * follows the configuration of one session and switches to the other's only
+ * when that session drops.
+ *
+ * What a control node sends is checked: routes for VRFs this node did not
+ * subscribe to are ignored, and so are next hops with labels outside the
+ * unicast range 16..1048575.
+ */
+import type { TunnelEncap } from '../dataplane/nexthop';
+import type { DataplaneAccess, LocalPort, PortConfig, RouteNexthop } from './agent-interface';
+import { LearnedRoutes } from './control-client-routes';
+import { ControlServer, ServerConnection } from './control-client-session';
+import { vrouterToControl } from './xmpp/codec';
+import { Logger, silentLogger } from './xmpp/logger';
+import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, DEFAULT_HOLD_TIME_SECONDS, RouteEntry, RouteUpdateStanza, Stanza, StanzaError, WireNexthop, WirePortConfig } from './xmpp/stanza';
+
+export type { ControlServer };
+
+export interface ControlClientOptions {
+  /** This vrouter's name: the stream's `from`, and what a control node's `vrouters` list names. */
+  nodeName: string;
+  underlayIp: string;
+  /** Encapsulations this node accepts, best first, advertised with its routes. */
+  encaps: TunnelEncap[];
+  /** One or two control nodes. */
+  servers: ControlServer[];
+  /** Seconds; keepalives every holdTime / 3. Default 90. */
+  holdTime?: number;
+  /** Seconds stale routes of a dropped session are kept when its End-of-RIB does not come. Default 300. */
+  staleTimeout?: number;
+  /** Seconds between reconnect attempts: first, and the cap of the doubling. Default 1 and 30. */
+  reconnectDelay?: { initial: number; max: number };
+  access: DataplaneAccess;
+  logger?: Logger;
+}
+
+export const DEFAULT_STALE_TIMEOUT_SECONDS = 300;
+const MIN_UNICAST_LABEL = 16;
+const MAX_LABEL = 0xfffff;
+/** Values of local-preference and the other attributes of the routes this node publishes. */
+const LOCAL_PREFERENCE = 200;
+const KNOWN_ENCAPS: readonly string[] = ['udp', 'gre'];
+
+type Outcome = { config: PortConfig } | { refused: string };
+
+interface PortState {
+  port: LocalPort;
+  /** The configuration programmed, and the session it came from. */
+  config: PortConfig | null;
+  configSession: number | null;
+  /** The latest outcome each session pushed. */
+  outcomes: Map<number, Outcome>;
+  /** Sessions (in their current incarnation) that know the port. */
+  reportedTo: Set<number>;
+  removed: boolean;
+  /** Configuration changes of one port are applied one after the other. */
+  chain: Promise<void>;
+  waiters: Array<{ resolve(config: PortConfig): void; reject(error: Error): void }>;
+}
+
+/** A route this node publishes: its own next hops for a prefix, from one or more local ports. */
+interface LocalRoute {
+  vrf: string;
+  prefix: string;
+  byPort: Map<string, WireNexthop>;
+}
+
+export class PortRefusedError extends Error {
+  constructor(portId: string, reason: string) {
+    super(`port ${portId} refused by the control node: ${reason}`);
+    this.name = 'PortRefusedError';
+  }
+}
+
+export class ControlClient {
+  private readonly options: ControlClientOptions;
+  private readonly logger: Logger;
+  private readonly connections: ServerConnection[];
+  private readonly routes: LearnedRoutes;
+  private readonly ports = new Map<string, PortState>();
+  private readonly localRoutes = new Map<string, LocalRoute>();
+  /** VRF -> local ports in it; subscribed while above zero. */
+  private readonly vrfPorts = new Map<string, number>();
+  private readonly instanceIds = new Map<string, number>();
+  private readonly staleTimers = new Map<number, NodeJS.Timeout>();
+  private nextStanzaId = 1;
+  private closed = false;
+
+  constructor(options: ControlClientOptions) {
+    if (options.servers.length < 1 || options.servers.length > 2) throw new Error('a control client needs one or two control nodes');
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+    this.routes = new LearnedRoutes(options.access, options.underlayIp);
+    const connectionOptions = {
+      nodeName: options.nodeName,
+      holdTime: options.holdTime ?? DEFAULT_HOLD_TIME_SECONDS,
+      reconnectDelay: options.reconnectDelay ?? { initial: 1, max: 30 },
+      logger: this.logger,
+    };
+    const handlers = {
+      established: (connection: ServerConnection) => this.sessionEstablished(connection),
+      stanza: (connection: ServerConnection, stanza: Stanza) => this.handle(connection, stanza),
+      down: (connection: ServerConnection, reason: string) => this.sessionDown(connection, reason),
+    };
+    this.connections = options.servers.map((server, index) => new ServerConnection(index, server, connectionOptions, handlers));
+    for (const connection of this.connections) connection.start();
+  }
+
+  /**
+   * Reports a local port; resolves with its configuration once programmed
+   * (the address is there when the control node allocated one), rejects with
+   * PortRefusedError when the control node refuses it. Later changes are
+   * programmed without a call.
+   */
+  addPort(port: LocalPort): Promise<PortConfig> {
+    if (this.ports.has(port.id)) return Promise.reject(new Error(`port ${port.id} was already added`));
+    const state: PortState = {
+      port,
+      config: null,
+      configSession: null,
+      outcomes: new Map(),
+      reportedTo: new Set(),
+      removed: false,
+      chain: Promise.resolve(),
+      waiters: [],
+    };
+    this.ports.set(port.id, state);
+    const configured = new Promise<PortConfig>((resolve, reject) => state.waiters.push({ resolve, reject }));
+    this.reportPorts();
+    return configured;
+  }
+
+  /** Withdraws the port's routes, undoes its configuration and tells the control nodes. */
+  async removePort(portId: string): Promise<void> {
+    const state = this.ports.get(portId);
+    if (!state) return;
+    state.removed = true;
+    this.ports.delete(portId);
+    for (const waiter of state.waiters.splice(0)) waiter.reject(new Error(`port ${portId} was removed`));
+    for (const connection of this.connections) {
+      if (state.reportedTo.has(connection.index)) {
+        connection.send({ kind: 'port-delete', ...vrouterToControl(this.options.nodeName, CONFIG_RESOURCE), id: this.stanzaId('port-delete'), portId });
+      }
+    }
+    state.chain = state.chain.then(() => this.unconfigure(state));
+    await state.chain;
+  }
+
+  /** Closes the sessions (the control nodes forget this node's routes and ports); the dataplane is left as it is. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const timer of this.staleTimers.values()) clearTimeout(timer);
+    for (const connection of this.connections) connection.stop();
+    await Promise.all([...this.ports.values()].map((state) => state.chain));
+  }
+
+  /** Per control node: whether its session is up. */
+  status(): Array<{ server: string; established: boolean }> {
+    return this.connections.map((connection) => ({ server: connection.name, established: connection.isEstablished }));
+  }
+
+  /** Routes in the dataplane learned or owned by this client, and how many are stale. */
+  routeCounts(): { routes: number; stale: number } {
+    return this.routes.counts();
+  }
+
+  // ------------------------------------------------------------ sessions
+
+  private sessionEstablished(connection: ServerConnection): void {
+    const bgp = vrouterToControl(this.options.nodeName, BGP_PEER_RESOURCE);
+    this.reportPorts();
+    for (const vrf of this.vrfPorts.keys()) connection.send({ kind: 'subscribe', ...bgp, id: this.stanzaId('subscribe'), vrf, instanceId: this.instanceIds.get(vrf)! });
+    for (const route of this.localRoutes.values()) this.sendRoute(connection, route);
+    connection.send({ kind: 'end-of-rib', ...bgp });
+  }
+
+  private sessionDown(connection: ServerConnection, reason: string): void {
+    const index = connection.index;
+    this.routes.markStale(index);
+    if (!this.closed && !this.staleTimers.has(index)) {
+      const timeout = this.options.staleTimeout ?? DEFAULT_STALE_TIMEOUT_SECONDS;
+      const timer = setTimeout(() => {
+        this.staleTimers.delete(index);
+        const swept = this.routes.sweepStale(index);
+        this.logger.warn(`${connection.name}: no End-of-RIB within ${timeout} s; removed ${swept} stale routes`);
+      }, timeout * 1000);
+      this.staleTimers.set(index, timer);
+    }
+    this.logger.warn(`${connection.name}: session down (${reason}); learned routes kept as stale`);
+    for (const state of this.ports.values()) {
+      state.reportedTo.delete(index);
+      state.outcomes.delete(index);
+      if (state.configSession === index) {
+        state.configSession = null;
+        // Follow the other control node's view of the port, if it has one.
+        for (const [session, outcome] of state.outcomes) this.applyOutcome(state, session, outcome);
+      }
+    }
+    this.reportPorts();
+  }
+
+  private handle(connection: ServerConnection, stanza: Stanza): void {
+    switch (stanza.kind) {
+      case 'route-update':
+        return this.learnRoutes(connection, stanza);
+      case 'end-of-rib': {
+        const timer = this.staleTimers.get(connection.index);
+        if (timer) clearTimeout(timer);
+        this.staleTimers.delete(connection.index);
+        const swept = this.routes.sweepStale(connection.index);
+        if (swept > 0) this.logger.info(`${connection.name}: End-of-RIB; removed ${swept} stale routes`);
+        return;
+      }
+      case 'port-config':
+        for (const config of stanza.ports) this.receiveOutcome(connection.index, config.portId, { config: portConfigOf(config) });
+        return;
+      case 'port-remove':
+        for (const { portId, reason } of stanza.ports) this.receiveOutcome(connection.index, portId, { refused: reason });
+        return;
+      default:
+        throw new StanzaError(`a control node does not send ${stanza.kind}`);
+    }
+  }
+
+  private learnRoutes(connection: ServerConnection, stanza: RouteUpdateStanza): void {
+    const index = connection.index;
+    if (!this.vrfPorts.has(stanza.vrf)) {
+      this.logger.warn(`${connection.name}: ignored ${stanza.changes.length} routes for ${stanza.vrf}, which this node did not subscribe to`);
+      return;
+    }
+    let ignoredNexthops = 0;
+    for (const { prefix, entry } of stanza.changes) {
+      if (entry === null) {
+        this.routes.forget(index, stanza.vrf, prefix);
+        continue;
+      }
+      const nexthops: RouteNexthop[] = [];
+      for (const nexthop of entry.nexthops) {
+        if (nexthop.label < MIN_UNICAST_LABEL || nexthop.label > MAX_LABEL) {
+          ignoredNexthops++;
+          continue;
+        }
+        const known = nexthop.encaps.every((encap) => KNOWN_ENCAPS.includes(encap));
+        nexthops.push({
+          address: nexthop.address,
+          label: nexthop.label,
+          encaps: (known ? nexthop.encaps : nexthop.encaps.filter((encap) => KNOWN_ENCAPS.includes(encap))) as TunnelEncap[],
+          vn: nexthop.virtualNetwork,
+        });
+      }
+      if (nexthops.length === 0) this.routes.forget(index, stanza.vrf, prefix);
+      else this.routes.learn(index, stanza.vrf, prefix, nexthops);
+    }
+    if (ignoredNexthops > 0) {
+      this.logger.warn(`${connection.name}: ignored ${ignoredNexthops} next hops in ${stanza.vrf} with labels outside ${MIN_UNICAST_LABEL}..${MAX_LABEL}`);
+    }
+  }
+
+  // ------------------------------------------------------------ ports
+
+  /**
+   * Sends each port to the sessions that do not know it yet. A port still
+   * without an address goes to one session only, so that one control node
+   * allocates it; the others learn the port with that address.
+   */
+  private reportPorts(): void {
+    const established = this.connections.filter((connection) => connection.isEstablished);
+    for (const state of this.ports.values()) {
+      const ip = state.config?.ip ?? state.port.ip;
+      for (const connection of established) {
+        if (state.reportedTo.has(connection.index)) continue;
+        if (ip === undefined && state.reportedTo.size > 0) break;
+        const port: LocalPort = { ...state.port, labels: { ...state.port.labels } };
+        if (ip !== undefined) port.ip = ip;
+        connection.send({ kind: 'port-add', ...vrouterToControl(this.options.nodeName, CONFIG_RESOURCE), id: this.stanzaId('port-add'), port });
+        state.reportedTo.add(connection.index);
+      }
+    }
+  }
+
+  private receiveOutcome(session: number, portId: string, outcome: Outcome): void {
+    const state = this.ports.get(portId);
+    if (!state) return; // a push for a port removed meanwhile
+    state.outcomes.set(session, outcome);
+    if (state.configSession === null || state.configSession === session) this.applyOutcome(state, session, outcome);
+  }
+
+  private applyOutcome(state: PortState, session: number, outcome: Outcome): void {
+    state.configSession = session;
+    state.chain = state.chain.then(async () => {
+      if (state.removed) return;
+      try {
+        if ('config' in outcome) {
+          await this.configure(state, outcome.config);
+        } else {
+          this.logger.warn(`port ${state.port.id}: refused by the control node: ${outcome.refused}`);
+          await this.unconfigure(state);
+          for (const waiter of state.waiters.splice(0)) waiter.reject(new PortRefusedError(state.port.id, outcome.refused));
+        }
+      } catch (error) {
+        this.logger.warn(`port ${state.port.id}: programming failed: ${(error as Error).message}`);
+        for (const waiter of state.waiters.splice(0)) waiter.reject(error as Error);
+      }
+    });
+  }
+
+  /** Programs a (new or changed) configuration: withdraw what changes, configure, subscribe, publish. */
+  private async configure(state: PortState, config: PortConfig): Promise<void> {
+    const previous = state.config;
+    if (previous === null || JSON.stringify(previous) !== JSON.stringify(config)) {
+      const port = state.port;
+      const wanted = new Set(publishedPrefixes(config));
+      const vnChanged = previous !== null && previous.vn !== config.vn;
+      if (previous) {
+        for (const prefix of publishedPrefixes(previous)) if (vnChanged || !wanted.has(prefix)) this.setLocalNexthop(previous.vn, prefix, port.id, null);
+        if (vnChanged) this.releaseVrf(previous.vn);
+      }
+      await this.options.access.configurePort(port, config);
+      state.config = config;
+      if (previous === null || vnChanged) this.retainVrf(config.vn);
+      const nexthop: WireNexthop = { address: this.options.underlayIp, label: port.label, encaps: [...this.options.encaps], virtualNetwork: config.vn };
+      for (const prefix of wanted) this.setLocalNexthop(config.vn, prefix, port.id, nexthop);
+      this.logger.info(`port ${port.id} (${port.namespace}/${port.name}): ${config.ip} in ${config.vn}, ${config.floatingIps.length} floating IPs, ${config.policies.length} policies`);
+      if (previous === null) this.reportPorts();
+    }
+    for (const waiter of state.waiters.splice(0)) waiter.resolve(config);
+  }
+
+  private async unconfigure(state: PortState): Promise<void> {
+    const config = state.config;
+    if (config === null) return;
+    for (const prefix of publishedPrefixes(config)) this.setLocalNexthop(config.vn, prefix, state.port.id, null);
+    this.releaseVrf(config.vn);
+    state.config = null;
+    await this.options.access.unconfigurePort(state.port);
+  }
+
+  // ------------------------------------------------------------ publications and subscriptions
+
+  /** Adds or removes one port's next hop for a local route, then publishes or withdraws the route. */
+  private setLocalNexthop(vrf: string, prefix: string, portId: string, nexthop: WireNexthop | null): void {
+    const key = `${vrf}\0${prefix}`;
+    let route = this.localRoutes.get(key);
+    if (!route) {
+      if (nexthop === null) return;
+      this.localRoutes.set(key, (route = { vrf, prefix, byPort: new Map() }));
+    }
+    if (nexthop === null) route.byPort.delete(portId);
+    else route.byPort.set(portId, nexthop);
+    if (route.byPort.size === 0) this.localRoutes.delete(key);
+    const encaps = this.options.encaps;
+    this.routes.setLocal(vrf, prefix, [...route.byPort.values()].map((local) => ({ address: local.address, label: local.label, encaps, vn: vrf })));
+    for (const connection of this.connections) this.sendRoute(connection, route);
+  }
+
+  /** Publishes a local route (or withdraws it when no port has a next hop for it any more): publish + associate/dissociate. */
+  private sendRoute(connection: ServerConnection, route: LocalRoute): void {
+    const bgp = vrouterToControl(this.options.nodeName, BGP_PEER_RESOURCE);
+    const entry: RouteEntry = {
+      prefix: route.prefix,
+      nexthops: [...route.byPort.values()],
+      version: 1,
+      sequenceNumber: 0,
+      localPreference: LOCAL_PREFERENCE,
+      med: 0,
+    };
+    connection.send({ kind: 'publish', ...bgp, id: this.stanzaId('pubsub'), vrf: route.vrf, entry });
+    const change = route.byPort.size > 0 ? 'associate' : 'dissociate';
+    connection.send({ kind: change, ...bgp, id: this.stanzaId('collection'), vrf: route.vrf, prefix: route.prefix });
+  }
+
+  private retainVrf(vrf: string): void {
+    const count = this.vrfPorts.get(vrf) ?? 0;
+    this.vrfPorts.set(vrf, count + 1);
+    if (count > 0) return;
+    if (!this.instanceIds.has(vrf)) this.instanceIds.set(vrf, this.instanceIds.size + 1);
+    const bgp = vrouterToControl(this.options.nodeName, BGP_PEER_RESOURCE);
+    for (const connection of this.connections) {
+      connection.send({ kind: 'subscribe', ...bgp, id: this.stanzaId('subscribe'), vrf, instanceId: this.instanceIds.get(vrf)! });
+    }
+  }
+
+  private releaseVrf(vrf: string): void {
+    const count = (this.vrfPorts.get(vrf) ?? 0) - 1;
+    if (count > 0) {
+      this.vrfPorts.set(vrf, count);
+      return;
+    }
+    this.vrfPorts.delete(vrf);
+    const bgp = vrouterToControl(this.options.nodeName, BGP_PEER_RESOURCE);
+    for (const connection of this.connections) connection.send({ kind: 'unsubscribe', ...bgp, id: this.stanzaId('unsubscribe'), vrf });
+    this.routes.forgetVrf(vrf);
+  }
+
+  private stanzaId(prefix: string): string {
+    return `${prefix}${this.nextStanzaId++}`;
+  }
+}
+
+/** The prefixes a port's configuration makes this node publish: its address and floating IPs. */
+function publishedPrefixes(config: PortConfig): string[] {
+  return [`${config.ip}/32`, ...config.floatingIps.map((floatingIp) => `${floatingIp.ip}/32`)];
+}
+
+function portConfigOf(wire: WirePortConfig): PortConfig {
+  const { portId: _portId, ...config } = wire;
+  return config;
+}

@@ -1,0 +1,100 @@
+/**
+ * `vrouter-control --config <file> [--listen <host:port>]`: runs a control
+ * node. The configuration file is applied again, without a restart, when it
+ * changes on disk or on SIGHUP; a file that does not validate is reported
+ * and the running configuration kept. SIGTERM and SIGINT close the sessions
+ * (vrouters keep their routes as stale) and exit.
+ */
+import { watch, FSWatcher } from 'node:fs';
+import { AddressInfo } from 'node:net';
+import { basename, dirname } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { ControlNode } from './control-node';
+import { NetworkConfigError, loadNetworkConfig } from './network-config';
+import { Logger, stderrLogger } from './xmpp/logger';
+import { CONTROL_NODE_JID } from './xmpp/stanza';
+
+export interface RunningControlNode {
+  node: ControlNode;
+  address: AddressInfo;
+  /** Applies the configuration file again (what a change on disk or SIGHUP does); false when it does not validate. */
+  reload(): boolean;
+  close(): Promise<void>;
+}
+
+/** A command-line mistake: reported without a stack, exit code 2. */
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+const DEFAULT_LISTEN = '0.0.0.0:5269';
+/** Editors write a file in several steps: wait for them to settle before reading it. */
+const RELOAD_SETTLE_MS = 100;
+
+/** Parses "host:port", "[v6]:port" or "port". */
+function parseListen(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw new UsageError(`--listen ${text}: expected <host>:<port>`);
+  return { host: match[1] || match[2] || '0.0.0.0', port };
+}
+
+/** Starts a control node from command-line arguments (without the node and script names). */
+export async function runControlNode(argv: string[], logger: Logger = stderrLogger): Promise<RunningControlNode> {
+  const program = new Command('vrouter-control')
+    .description(`control node (${CONTROL_NODE_JID}) for vrouter-ts vrouters`)
+    .exitOverride()
+    .requiredOption('--config <file>', 'network configuration (YAML or JSON), applied again when it changes or on SIGHUP')
+    .option('--listen <host:port>', 'address to accept vrouters on', DEFAULT_LISTEN);
+  program.parse(argv, { from: 'user' });
+  const options = program.opts<{ config: string; listen: string }>();
+  const listen = parseListen(options.listen);
+  const file = options.config;
+  const node = new ControlNode({ config: loadNetworkConfig(file), logger });
+  const address = await node.listen(listen.port, listen.host);
+
+  const reload = (): boolean => {
+    try {
+      node.reload(loadNetworkConfig(file));
+      return true;
+    } catch (error) {
+      if (!(error instanceof NetworkConfigError)) throw error;
+      logger.warn(`reload: ${error.message}; keeping the running configuration`);
+      return false;
+    }
+  };
+  let settleTimer: NodeJS.Timeout | null = null;
+  // The directory, not the file: an editor's rename-over-write would end a watch on the file itself.
+  const watcher: FSWatcher = watch(dirname(file), (_event, changed) => {
+    if (changed !== null && changed !== basename(file)) return;
+    if (settleTimer) clearTimeout(settleTimer);
+    settleTimer = setTimeout(reload, RELOAD_SETTLE_MS);
+  });
+  const onHangup = () => reload();
+  const onTerminate = () => void close().then(() => process.exit(0));
+  process.on('SIGHUP', onHangup);
+  process.on('SIGTERM', onTerminate);
+  process.on('SIGINT', onTerminate);
+  const close = async (): Promise<void> => {
+    watcher.close();
+    if (settleTimer) clearTimeout(settleTimer);
+    process.off('SIGHUP', onHangup);
+    process.off('SIGTERM', onTerminate);
+    process.off('SIGINT', onTerminate);
+    await node.close();
+  };
+  return { node, address, reload, close };
+}
+
+/** The bin's entry: runs until a signal; configuration and usage errors exit 2 with one line. */
+export function main(argv: string[]): void {
+  runControlNode(argv.slice(2)).catch((error: unknown) => {
+    if (error instanceof CommanderError) process.exit(error.exitCode);
+    const known = error instanceof UsageError || error instanceof NetworkConfigError;
+    process.stderr.write(`vrouter-control: ${error instanceof Error ? (known ? error.message : error.stack) : String(error)}\n`);
+    process.exit(known ? 2 : 1);
+  });
+}

@@ -1,0 +1,290 @@
+/**
+ * The control node's network manager: from the configuration file and the
+ * ports vrouters report (with their pods' labels) it decides
+ *
+ * - each port's VN: the one it asks for, else its `name` label, when that VN
+ *   is configured; the default VN otherwise;
+ * - its address: the one it reports when that is inside its VN's subnet and
+ *   free, else the first free address of the subnet (freed when the port goes);
+ * - its floating IPs: the ClusterIP, with the port map, of every service
+ *   whose selector its labels match;
+ * - the policy rules, in order: the file's explicit policies, then for each
+ *   VN X with a pod labelled `uses: S` and each VN B holding a backend of S,
+ *   "X may reach S's ClusterIP on its ports in B". Policy is per VN in the
+ *   dataplane, so a `uses` label opens the service to the pod's whole VN;
+ * - which routes each routing instance (VN) sees: its own; all of a VN that
+ *   an allow policy joins it to (either way: replies need the route back);
+ *   the ClusterIP routes of services it uses; all routes of the VNs that use
+ *   services it backs.
+ */
+import type { LocalPort, PortPolicy } from './agent-interface';
+import { ipFromString, ipToString } from '../dataplane/protocols/ipv4';
+import { NetworkConfig, VnConfig, inSubnet } from './network-config';
+import { WirePortConfig } from './xmpp/stanza';
+
+/** What a port gets: its configuration, or why it gets none. */
+export type PortOutcome = { config: WirePortConfig } | { refused: string };
+
+/** Per routing instance, the instances whose routes it sees: all of them, or only these prefixes. */
+export type ViewSources = Map<string, 'all' | Set<string>>;
+
+interface PortRecord {
+  vrouter: string;
+  port: LocalPort;
+  vn: string;
+  /** Null when refused. */
+  ip: string | null;
+  refusal: string | null;
+}
+
+const LABEL_VN = 'name';
+const LABEL_USES = 'uses';
+
+export class NetworkManager {
+  private config: NetworkConfig;
+  /** "vrouter\0portId" -> record. */
+  private readonly ports = new Map<string, PortRecord>();
+  /** Reserved addresses inside VN subnets -> the port key holding it. */
+  private readonly addressOwners = new Map<string, string>();
+  private rules: PortPolicy[] = [];
+  private rulesJson = '[]';
+  /**
+   * Changes when the rules change, and with them the leaks (both follow
+   * which VNs use which services where): until it does, adding or removing
+   * a port changes no other port's configuration.
+   */
+  rulesVersion = 0;
+
+  constructor(config: NetworkConfig) {
+    this.config = config;
+  }
+
+  /** Adds or re-reports a port; returns what it gets. */
+  addPort(vrouter: string, port: LocalPort): PortOutcome {
+    const key = portKey(vrouter, port.id);
+    const previous = this.ports.get(key);
+    const record: PortRecord = { vrouter, port, vn: this.vnFor(port), ip: previous?.ip ?? null, refusal: null };
+    this.ports.set(key, record);
+    this.assignAddress(key, record, port.ip ?? record.ip);
+    this.updateRules();
+    return this.outcome(record);
+  }
+
+  removePort(vrouter: string, portId: string): void {
+    const key = portKey(vrouter, portId);
+    const record = this.ports.get(key);
+    if (!record) return;
+    this.releaseAddress(key, record);
+    this.ports.delete(key);
+    this.updateRules();
+  }
+
+  /** Applies a new configuration: every port's VN and address are decided again, keeping addresses that still fit. */
+  setConfig(config: NetworkConfig): void {
+    this.config = config;
+    for (const [key, record] of this.ports) {
+      record.vn = this.vnFor(record.port);
+      this.assignAddress(key, record, record.ip ?? record.port.ip);
+    }
+    this.updateRules();
+  }
+
+  get networkConfig(): NetworkConfig {
+    return this.config;
+  }
+
+  portIds(vrouter: string): string[] {
+    const ids: string[] = [];
+    for (const record of this.ports.values()) if (record.vrouter === vrouter) ids.push(record.port.id);
+    return ids;
+  }
+
+  outcomeOf(vrouter: string, portId: string): PortOutcome | null {
+    const record = this.ports.get(portKey(vrouter, portId));
+    return record ? this.outcome(record) : null;
+  }
+
+  /** The routes each configured VN sees, see the module comment. */
+  viewSources(): Map<string, ViewSources> {
+    const views = new Map<string, ViewSources>();
+    const sourcesOf = (view: string): ViewSources => {
+      let sources = views.get(view);
+      if (!sources) views.set(view, (sources = new Map([[view, 'all']])));
+      return sources;
+    };
+    const addAll = (view: string, instance: string) => sourcesOf(view).set(instance, 'all');
+    const addPrefix = (view: string, instance: string, prefix: string) => {
+      const sources = sourcesOf(view);
+      const existing = sources.get(instance);
+      if (existing === 'all') return;
+      if (existing) existing.add(prefix);
+      else sources.set(instance, new Set([prefix]));
+    };
+    for (const vn of this.config.vns.keys()) sourcesOf(vn);
+    for (const policy of this.config.policies) {
+      if (policy.action !== 'allow' || policy.from === policy.to) continue;
+      addAll(policy.from, policy.to);
+      addAll(policy.to, policy.from);
+    }
+    for (const { user, service, backendVns } of this.serviceUses()) {
+      for (const backendVn of backendVns) {
+        addPrefix(user, backendVn, `${service.clusterIp}/32`);
+        if (backendVn !== user) addAll(backendVn, user);
+      }
+    }
+    return views;
+  }
+
+  private outcome(record: PortRecord): PortOutcome {
+    if (record.refusal !== null) return { refused: record.refusal };
+    const vn = this.config.vns.get(record.vn)!;
+    const labels = record.port.labels;
+    const floatingIps = this.config.services
+      .filter((service) => selects(service.selector, labels))
+      .map((service) => ({ ip: service.clusterIp, portMap: service.ports.map((entry) => ({ ...entry })) }));
+    return {
+      config: {
+        portId: record.port.id,
+        vn: vn.name,
+        ip: record.ip!,
+        subnet: vn.subnet,
+        gateway: vn.gateway,
+        floatingIps,
+        policies: this.rules.filter((rule) => rule.sourceVn === vn.name || rule.destinationVn === vn.name),
+      },
+    };
+  }
+
+  private vnFor(port: LocalPort): string {
+    const wanted = port.vn ?? port.labels[LABEL_VN];
+    return wanted !== undefined && this.config.vns.has(wanted) ? wanted : this.config.defaultVn;
+  }
+
+  /**
+   * Keeps `wanted` when it is in the VN's subnet and free, else allocates.
+   * An address the pod itself reports cannot be replaced, so when it does
+   * not fit the port is refused instead.
+   */
+  private assignAddress(key: string, record: PortRecord, wanted: string | null | undefined): void {
+    const vn = this.config.vns.get(record.vn)!;
+    record.refusal = null;
+    if (wanted !== undefined && wanted !== null) {
+      const owner = this.addressOwners.get(wanted);
+      const fits = inSubnet(ipFromString(wanted), vn.network, vn.length) && wanted !== vn.gateway;
+      if (fits && (owner === undefined || owner === key)) {
+        if (record.ip !== wanted) this.releaseAddress(key, record);
+        this.addressOwners.set(wanted, key);
+        record.ip = wanted;
+        return;
+      }
+      if (wanted === record.port.ip) {
+        this.releaseAddress(key, record);
+        record.refusal = fits
+          ? `address ${wanted} is already used by port ${owner!.split('\0').join(' ')}`
+          : `address ${wanted} is not a pod address of the subnet ${vn.subnet} of VN ${vn.name}`;
+        return;
+      }
+    }
+    this.releaseAddress(key, record);
+    record.ip = this.allocate(vn, key);
+    if (record.ip === null) record.refusal = `no free address in the subnet ${vn.subnet} of VN ${vn.name}`;
+  }
+
+  private allocate(vn: VnConfig, key: string): string | null {
+    const first = vn.network + 1;
+    const last = vn.network + 2 ** (32 - vn.length) - 2; // below the broadcast address
+    for (let candidate = first; candidate <= last; candidate++) {
+      const address = ipToString(candidate);
+      if (address === vn.gateway || this.addressOwners.has(address)) continue;
+      this.addressOwners.set(address, key);
+      return address;
+    }
+    return null;
+  }
+
+  private releaseAddress(key: string, record: PortRecord): void {
+    if (record.ip !== null && this.addressOwners.get(record.ip) === key) this.addressOwners.delete(record.ip);
+    record.ip = null;
+  }
+
+  /** Which VN uses which service, and the VNs of that service's backends (both sorted, for stable rule order). */
+  private serviceUses(): Array<{ user: string; service: NetworkConfig['services'][number]; backendVns: string[] }> {
+    const usersByService = new Map<string, Set<string>>();
+    const backendVnsByService = new Map<string, Set<string>>();
+    for (const record of this.ports.values()) {
+      if (record.refusal !== null) continue;
+      const used = record.port.labels[LABEL_USES];
+      if (used !== undefined) getOrCreate(usersByService, used).add(record.vn);
+      for (const service of this.config.services) {
+        if (selects(service.selector, record.port.labels)) getOrCreate(backendVnsByService, service.name).add(record.vn);
+      }
+    }
+    const uses: Array<{ user: string; service: NetworkConfig['services'][number]; backendVns: string[] }> = [];
+    for (const service of this.config.services) {
+      const backendVns = [...(backendVnsByService.get(service.name) ?? [])].sort();
+      for (const user of [...(usersByService.get(service.name) ?? [])].sort()) uses.push({ user, service, backendVns });
+    }
+    return uses;
+  }
+
+  private updateRules(): void {
+    const rules = this.computeRules();
+    const json = JSON.stringify(rules);
+    if (json === this.rulesJson) return;
+    this.rules = rules;
+    this.rulesJson = json;
+    this.rulesVersion++;
+  }
+
+  private computeRules(): PortPolicy[] {
+    const rules: PortPolicy[] = [];
+    for (const policy of this.config.policies) {
+      for (const [portFrom, portTo] of policy.portRanges) {
+        const suffix = policy.portRanges.length > 1 ? ` ${portFrom}-${portTo}` : '';
+        rules.push({
+          name: `${policy.name}${suffix}`,
+          order: rules.length,
+          sourceVn: policy.from,
+          destinationVn: policy.to,
+          protocol: policy.protocol,
+          portFrom,
+          portTo,
+          action: policy.action,
+        });
+      }
+    }
+    for (const { user, service, backendVns } of this.serviceUses()) {
+      for (const backendVn of backendVns) {
+        for (const entry of service.ports) {
+          rules.push({
+            name: `${user} uses ${service.name} in ${backendVn} ${entry.protocol}/${entry.port}`,
+            order: rules.length,
+            sourceVn: user,
+            destinationVn: backendVn,
+            protocol: entry.protocol,
+            portFrom: entry.port,
+            portTo: entry.port,
+            destinationPrefix: `${service.clusterIp}/32`,
+            action: 'allow',
+          });
+        }
+      }
+    }
+    return rules;
+  }
+}
+
+function portKey(vrouter: string, portId: string): string {
+  return `${vrouter}\0${portId}`;
+}
+
+function selects(selector: Record<string, string>, labels: Record<string, string>): boolean {
+  const entries = Object.entries(selector);
+  return entries.length > 0 && entries.every(([key, value]) => labels[key] === value);
+}
+
+function getOrCreate<K, V>(map: Map<K, Set<V>>, key: K): Set<V> {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  return set;
+}

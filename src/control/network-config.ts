@@ -1,0 +1,421 @@
+/**
+ * The control node's configuration file (YAML or JSON): virtual networks,
+ * services and policies in a form close to Kubernetes objects, plus who may
+ * connect and how. Validated with a JSON Schema that rejects unknown fields,
+ * then checked for what a schema cannot say (addresses, references,
+ * duplicates). Every error has the form of the state file's:
+ *
+ *   <file>: <path>: <what is wrong> (value: <JSON of the value>)
+ *
+ * Example (docs/control-node.md explains each field):
+ *
+ *   holdTime: 90
+ *   defaultVn: default
+ *   vns:
+ *     - { name: default, subnet: 10.32.0.0/24 }
+ *     - { name: web, subnet: 10.1.1.0/24, gateway: 10.1.1.1 }
+ *     - { name: db, subnet: 10.2.0.0/24 }
+ *   services:
+ *     - name: db
+ *       clusterIP: 10.96.0.20
+ *       ports: [{ protocol: TCP, port: 5432, targetPort: 5432 }]
+ *       selector: { name: db }
+ *   policies:
+ *     - { name: web-to-db-admin, from: web, to: db, protocol: tcp, ports: [8080], action: allow }
+ *   vrouters: [node-a, node-b]
+ *   tls: { cert: control.crt, key: control.key, ca: ca.crt }
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import Ajv, { ErrorObject, SchemaObject } from 'ajv';
+import ipaddr from 'ipaddr.js';
+import { LineCounter, parseDocument } from 'yaml';
+import { ipFromString, ipToString } from '../dataplane/protocols/ipv4';
+import type { PortMapping } from './agent-interface';
+import { DEFAULT_HOLD_TIME_SECONDS } from './xmpp/stanza';
+
+export interface VnEntry {
+  name: string;
+  /** "a.b.c.d/len": pod addresses are allocated from it. */
+  subnet: string;
+  /** Defaults to the subnet's first address. */
+  gateway?: string;
+}
+
+export interface ServicePortEntry {
+  name?: string;
+  /** Kubernetes spelling (TCP, UDP) or lower case; TCP when absent. */
+  protocol?: 'TCP' | 'UDP' | 'tcp' | 'udp';
+  port: number;
+  /** The pod's port; defaults to `port`. */
+  targetPort?: number;
+}
+
+export interface ServiceEntry {
+  name: string;
+  clusterIP: string;
+  ports: ServicePortEntry[];
+  /** Pods whose labels include all of these back the service. */
+  selector: Record<string, string>;
+}
+
+export interface PolicyEntry {
+  name?: string;
+  from: string;
+  to: string;
+  protocol?: 'any' | 'tcp' | 'udp' | 'icmp';
+  /** Destination ports or inclusive ranges; all ports when absent. */
+  ports?: Array<number | { from: number; to: number }>;
+  action: 'allow' | 'deny';
+}
+
+export interface TlsEntry {
+  /** PEM files, relative to the configuration file. */
+  cert: string;
+  key: string;
+  /** When set, vrouters must present a certificate signed by it whose name is theirs. */
+  ca?: string;
+}
+
+export interface NetworkConfigDocument {
+  holdTime?: number;
+  gracefulRestartTime?: number;
+  restartConvergenceTime?: number;
+  defaultVn?: string;
+  vns: VnEntry[];
+  services?: ServiceEntry[];
+  policies?: PolicyEntry[];
+  vrouters?: string[];
+  tls?: TlsEntry;
+}
+
+export interface VnConfig {
+  name: string;
+  subnet: string;
+  /** Network address and length, as unsigned numbers. */
+  network: number;
+  length: number;
+  gateway: string;
+}
+
+export interface ServiceConfig {
+  name: string;
+  clusterIp: string;
+  ports: PortMapping[];
+  selector: Record<string, string>;
+}
+
+export interface PolicyConfig {
+  name: string;
+  from: string;
+  to: string;
+  protocol: 'any' | 'tcp' | 'udp' | 'icmp';
+  /** Inclusive destination port ranges. */
+  portRanges: Array<[number, number]>;
+  action: 'allow' | 'deny';
+}
+
+/** A validated configuration, ready for the control node. */
+export interface NetworkConfig {
+  file: string;
+  /** Seconds. */
+  holdTime: number;
+  /** Seconds a vrouter's routes and ports are kept after its session drops, waiting for it to come back. */
+  gracefulRestartTime: number;
+  /**
+   * Seconds after start during which End-of-RIB is held back, so vrouters
+   * reconnecting after a restart of this node get every vrouter's routes
+   * before they sweep their stale ones; ends early once all `vrouters` are back.
+   */
+  restartConvergenceTime: number;
+  defaultVn: string;
+  vns: Map<string, VnConfig>;
+  services: ServiceConfig[];
+  policies: PolicyConfig[];
+  /** Names of the vrouters allowed to connect; null lets any connect. */
+  vrouters: Set<string> | null;
+  tls: { cert: Buffer; key: Buffer; ca: Buffer | null } | null;
+}
+
+export const DEFAULT_GRACEFUL_RESTART_SECONDS = 300;
+export const DEFAULT_RESTART_CONVERGENCE_SECONDS = 30;
+export const DEFAULT_VN_NAME = 'default';
+
+export class NetworkConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NetworkConfigError';
+  }
+}
+
+const name = { type: 'string', minLength: 1, pattern: '^[^/\\s]+$', description: 'no "/" or spaces: names are XMPP node parts' };
+const ipv4 = { type: 'string', description: 'dotted-quad IPv4 address' };
+const port = { type: 'integer', minimum: 1, maximum: 65535 };
+const seconds = { type: 'number', exclusiveMinimum: 0 };
+
+export const networkConfigSchema: SchemaObject = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'vrouter-ts control node configuration',
+  type: 'object',
+  properties: {
+    holdTime: seconds,
+    gracefulRestartTime: seconds,
+    restartConvergenceTime: { type: 'number', minimum: 0 },
+    defaultVn: name,
+    vns: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        properties: { name, subnet: { type: 'string', description: 'IPv4 prefix a.b.c.d/len' }, gateway: ipv4 },
+        required: ['name', 'subnet'],
+        additionalProperties: false,
+      },
+    },
+    services: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name,
+          clusterIP: ipv4,
+          ports: {
+            type: 'array',
+            minItems: 1,
+            items: {
+              type: 'object',
+              properties: { name: { type: 'string' }, protocol: { enum: ['TCP', 'UDP', 'tcp', 'udp'] }, port, targetPort: port },
+              required: ['port'],
+              additionalProperties: false,
+            },
+          },
+          selector: { type: 'object', minProperties: 1, additionalProperties: { type: 'string' } },
+        },
+        required: ['name', 'clusterIP', 'ports', 'selector'],
+        additionalProperties: false,
+      },
+    },
+    policies: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name,
+          from: name,
+          to: name,
+          protocol: { enum: ['any', 'tcp', 'udp', 'icmp'] },
+          ports: {
+            type: 'array',
+            minItems: 1,
+            items: {
+              oneOf: [
+                port,
+                { type: 'object', properties: { from: port, to: port }, required: ['from', 'to'], additionalProperties: false },
+              ],
+            },
+          },
+          action: { enum: ['allow', 'deny'] },
+        },
+        required: ['from', 'to', 'action'],
+        additionalProperties: false,
+      },
+    },
+    vrouters: { type: 'array', items: name, uniqueItems: true },
+    tls: {
+      type: 'object',
+      properties: { cert: { type: 'string', minLength: 1 }, key: { type: 'string', minLength: 1 }, ca: { type: 'string', minLength: 1 } },
+      required: ['cert', 'key'],
+      additionalProperties: false,
+    },
+  },
+  required: ['vns'],
+  additionalProperties: false,
+};
+
+const ajv = new Ajv({ verbose: true, allowUnionTypes: true });
+const validateDocument = ajv.compile<NetworkConfigDocument>(networkConfigSchema);
+
+/** Values longer than this are cut in messages: a whole section would drown the error. */
+const MAX_VALUE_TEXT = 120;
+
+function formatError(file: string, path: string, problem: string, value: unknown): string {
+  let valueText = JSON.stringify(value) ?? 'undefined';
+  if (valueText.length > MAX_VALUE_TEXT) valueText = `${valueText.slice(0, MAX_VALUE_TEXT)}...`;
+  return `${file}: ${path || '/'}: ${problem} (value: ${valueText})`;
+}
+
+/** Turns ajv's first error into the common form, pointing at the field itself where ajv points at its parent. */
+function describeSchemaError(error: ErrorObject, file: string): string {
+  const path = error.instancePath;
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const field: string = error.params.additionalProperty;
+      const known = Object.keys(error.parentSchema?.properties ?? {}).join(', ');
+      return formatError(file, `${path}/${field}`, `unknown field, expected one of: ${known}`, (error.data as Record<string, unknown>)[field]);
+    }
+    case 'required':
+      return formatError(file, path, `missing required field "${error.params.missingProperty}"`, error.data);
+    case 'enum':
+      return formatError(file, path, `must be one of: ${(error.params.allowedValues as unknown[]).join(', ')}`, error.data);
+    case 'type':
+      return formatError(file, path, `must be ${String(error.params.type).split(',').join(' or ')}`, error.data);
+    default:
+      return formatError(file, path, error.message ?? 'is invalid', error.data);
+  }
+}
+
+/** Reads, validates and checks a configuration file. */
+export function loadNetworkConfig(file: string): NetworkConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new NetworkConfigError(`${file}: cannot read: ${(error as Error).message}`);
+  }
+  return parseNetworkConfig(text, file);
+}
+
+/** Parses YAML (or JSON) text; `file` names it in errors and anchors relative TLS paths. */
+export function parseNetworkConfig(text: string, file: string): NetworkConfig {
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { lineCounter, prettyErrors: false });
+  const [syntaxError] = document.errors;
+  if (syntaxError) {
+    const { line, col } = lineCounter.linePos(syntaxError.pos[0]);
+    throw new NetworkConfigError(`${file}: line ${line}, column ${col}: ${syntaxError.message}`);
+  }
+  const data: unknown = document.toJS();
+  if (!validateDocument(data)) throw new NetworkConfigError(describeSchemaError(validateDocument.errors![0], file));
+  return new ConfigChecker(data, file).check();
+}
+
+function maskOf(length: number): number {
+  return length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
+}
+
+export function inSubnet(address: number, network: number, length: number): boolean {
+  return ((address & maskOf(length)) >>> 0) === network;
+}
+
+class ConfigChecker {
+  constructor(
+    private readonly document: NetworkConfigDocument,
+    private readonly file: string,
+  ) {}
+
+  check(): NetworkConfig {
+    const document = this.document;
+    const vns = this.checkVns();
+    const defaultVn = document.defaultVn ?? DEFAULT_VN_NAME;
+    if (!vns.has(defaultVn)) {
+      this.fail(document.defaultVn === undefined ? '/vns' : '/defaultVn', `the default VN "${defaultVn}" is not among vns`, defaultVn);
+    }
+    return {
+      file: this.file,
+      holdTime: document.holdTime ?? DEFAULT_HOLD_TIME_SECONDS,
+      gracefulRestartTime: document.gracefulRestartTime ?? DEFAULT_GRACEFUL_RESTART_SECONDS,
+      restartConvergenceTime: document.restartConvergenceTime ?? DEFAULT_RESTART_CONVERGENCE_SECONDS,
+      defaultVn,
+      vns,
+      services: this.checkServices(vns),
+      policies: this.checkPolicies(vns),
+      vrouters: document.vrouters === undefined ? null : new Set(document.vrouters),
+      tls: this.readTls(),
+    };
+  }
+
+  private checkVns(): Map<string, VnConfig> {
+    const vns = new Map<string, VnConfig>();
+    this.document.vns.forEach((vn, index) => {
+      const path = `/vns/${index}`;
+      if (vns.has(vn.name)) this.fail(`${path}/name`, 'duplicate VN name', vn.name);
+      if (!ipaddr.IPv4.isValidCIDRFourPartDecimal(vn.subnet)) this.fail(`${path}/subnet`, 'not an IPv4 prefix (a.b.c.d/length)', vn.subnet);
+      const [address, length] = ipaddr.IPv4.parseCIDR(vn.subnet);
+      const network = ipFromString(address.toString());
+      if (!inSubnet(network, network, length)) this.fail(`${path}/subnet`, `host bits set: the prefix is ${ipToString((network & maskOf(length)) >>> 0)}/${length}`, vn.subnet);
+      if (length > 30) this.fail(`${path}/subnet`, 'too small for a gateway and pods: use /30 or larger', vn.subnet);
+      for (const other of vns.values()) {
+        if (inSubnet(network, other.network, Math.min(length, other.length)) || inSubnet(other.network, network, Math.min(length, other.length))) {
+          this.fail(`${path}/subnet`, `overlaps the subnet ${other.subnet} of VN ${other.name}`, vn.subnet);
+        }
+      }
+      const gateway = vn.gateway ?? ipToString(network + 1);
+      const gatewayNumber = this.ipv4(gateway, `${path}/gateway`);
+      if (!inSubnet(gatewayNumber, network, length)) this.fail(`${path}/gateway`, `not inside the subnet ${vn.subnet}`, gateway);
+      vns.set(vn.name, { name: vn.name, subnet: vn.subnet, network, length, gateway });
+    });
+    return vns;
+  }
+
+  private checkServices(vns: Map<string, VnConfig>): ServiceConfig[] {
+    const seenNames = new Set<string>();
+    const seenIps = new Map<string, string>();
+    return (this.document.services ?? []).map((service, index) => {
+      const path = `/services/${index}`;
+      if (seenNames.has(service.name)) this.fail(`${path}/name`, 'duplicate service name', service.name);
+      seenNames.add(service.name);
+      const clusterIp = this.ipv4(service.clusterIP, `${path}/clusterIP`);
+      const owner = seenIps.get(service.clusterIP);
+      if (owner !== undefined) this.fail(`${path}/clusterIP`, `already the ClusterIP of service ${owner}`, service.clusterIP);
+      seenIps.set(service.clusterIP, service.name);
+      for (const vn of vns.values()) {
+        if (inSubnet(clusterIp, vn.network, vn.length)) this.fail(`${path}/clusterIP`, `inside the subnet ${vn.subnet} of VN ${vn.name}, where pods get addresses`, service.clusterIP);
+      }
+      const ports = service.ports.map((entry) => ({
+        protocol: (entry.protocol ?? 'TCP').toLowerCase() as PortMapping['protocol'],
+        port: entry.port,
+        targetPort: entry.targetPort ?? entry.port,
+      }));
+      ports.forEach((entry, portIndex) => {
+        if (ports.findIndex((other) => other.protocol === entry.protocol && other.port === entry.port) !== portIndex) {
+          this.fail(`${path}/ports/${portIndex}`, `duplicate ${entry.protocol} port ${entry.port}`, service.ports[portIndex]);
+        }
+      });
+      return { name: service.name, clusterIp: service.clusterIP, ports, selector: service.selector };
+    });
+  }
+
+  private checkPolicies(vns: Map<string, VnConfig>): PolicyConfig[] {
+    return (this.document.policies ?? []).map((policy, index) => {
+      const path = `/policies/${index}`;
+      if (!vns.has(policy.from)) this.fail(`${path}/from`, 'not a configured VN', policy.from);
+      if (!vns.has(policy.to)) this.fail(`${path}/to`, 'not a configured VN', policy.to);
+      const portRanges = (policy.ports ?? [{ from: 0, to: 65535 }]).map((entry, portIndex): [number, number] => {
+        const range: [number, number] = typeof entry === 'number' ? [entry, entry] : [entry.from, entry.to];
+        if (range[0] > range[1]) this.fail(`${path}/ports/${portIndex}`, 'the range ends before it starts', entry);
+        return range;
+      });
+      return {
+        name: policy.name ?? `policy ${index}`,
+        from: policy.from,
+        to: policy.to,
+        protocol: policy.protocol ?? 'any',
+        portRanges,
+        action: policy.action,
+      };
+    });
+  }
+
+  private readTls(): NetworkConfig['tls'] {
+    const tls = this.document.tls;
+    if (tls === undefined) return null;
+    const read = (path: string, field: string): Buffer => {
+      try {
+        return readFileSync(resolve(dirname(this.file), path));
+      } catch (error) {
+        return this.fail(`/tls/${field}`, `cannot read: ${(error as Error).message}`, path);
+      }
+    };
+    return { cert: read(tls.cert, 'cert'), key: read(tls.key, 'key'), ca: tls.ca === undefined ? null : read(tls.ca, 'ca') };
+  }
+
+  /** Four-part decimal only: ipaddr.js would also take "10.1" and hex forms, which are more likely typos. */
+  private ipv4(text: string, path: string): number {
+    if (!ipaddr.IPv4.isValidFourPartDecimal(text)) this.fail(path, 'not an IPv4 address', text);
+    return ipFromString(text);
+  }
+
+  private fail(path: string, problem: string, value: unknown): never {
+    throw new NetworkConfigError(formatError(this.file, path, problem, value));
+  }
+}

@@ -1,0 +1,573 @@
+/**
+ * Wire forms of the control channel's stanzas: encode* produce the exact
+ * bytes, decodeStanza turns a parsed element back into a typed Stanza (and
+ * re-encoding a decoded stanza gives the same bytes). Route stanzas are
+ * OpenContrail's:
+ *
+ *   stream open  <?xml version='1.0'?><stream:stream from='node-a' to='network-control@contrailsystems.com'
+ *                version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' >
+ *   subscribe    <iq type="set" from="node-a" to="network-control@contrailsystems.com/bgp-peer" id="subscribe3">
+ *                <pubsub xmlns="http://jabber.org/protocol/pubsub"><subscribe node="vn1"><options>
+ *                <instance-id>2</instance-id></options></subscribe></pubsub></iq>
+ *   unsubscribe  same IQ with <unsubscribe node="vn1"/>
+ *   publish      <iq ... id="pubsub5"><pubsub xmlns="..."><publish node="1/1/vn1/10.1.1.3/32"><item><entry>ENTRY</entry>
+ *                </item></publish></pubsub></iq>, then
+ *                <iq ... id="collection6"><pubsub xmlns="..."><collection node="vn1"><associate node="1/1/vn1/10.1.1.3/32"/>
+ *                </collection></pubsub></iq>   (<dissociate .../> withdraws)
+ *   ENTRY        <nlri><af>1</af><safi>1</safi><address>10.1.1.3/32</address></nlri><next-hops><next-hop><af>1</af>
+ *                <address>192.168.0.11</address><label>25</label><tunnel-encapsulation-list><tunnel-encapsulation>udp
+ *                </tunnel-encapsulation></tunnel-encapsulation-list><virtual-network>vn1</virtual-network></next-hop>
+ *                </next-hops><version>1</version><sequence-number>0</sequence-number><local-preference>200
+ *                </local-preference><med>0</med>
+ *   route push   <message from="network-control@contrailsystems.com" to="node-a/bgp-peer"><event
+ *                xmlns="http://jabber.org/protocol/pubsub"><items node="1/1/vn1"><item id="10.1.1.3/32"><entry>ENTRY
+ *                </entry></item><retract id="10.1.1.4/32"/></items></event></message>
+ *   End-of-RIB   the same message with <items node="0/0/EndOfRib"/>, in both directions
+ *
+ * (line breaks above are for reading only: the wire has none). Port
+ * configuration, which OpenContrail's control node pushed as IF-MAP items over
+ * the same channel, is carried here by IQs in the urn:vrouter-ts:port-config
+ * namespace, to and from the `/config` resource:
+ *
+ *   vrouter -> control node, a pod port appeared (ip and vn only when known):
+ *     <iq type="set" from="node-a" to="network-control@contrailsystems.com/config" id="port-add7">
+ *     <config xmlns="urn:vrouter-ts:port-config"><add-port id="uid-1" name="web-1" namespace="default"
+ *     mac="02:00:0a:01:01:03" label="25" ip="10.1.1.3"><pod-label key="name" value="web"/>
+ *     <pod-label key="uses" value="db"/></add-port></config></iq>
+ *   vrouter -> control node, the port went:
+ *     <iq ... id="port-delete8"><config xmlns="urn:vrouter-ts:port-config"><delete-port id="uid-1"/></config></iq>
+ *   control node -> vrouter, the full configuration of one or more ports:
+ *     <iq type="set" from="network-control@contrailsystems.com/config" to="node-a/config" id="config3">
+ *     <config xmlns="urn:vrouter-ts:port-config"><update><port id="uid-1" vn="web" ip="10.1.1.3"
+ *     subnet="10.1.1.0/24" gateway="10.1.1.1"><floating-ip ip="10.96.0.10"><port-map protocol="tcp" port="80"
+ *     target-port="8080"/></floating-ip><policy name="web uses db tcp/5432" order="1" source-vn="web"
+ *     destination-vn="db" protocol="tcp" port-from="5432" port-to="5432" destination-prefix="10.96.0.20/32"
+ *     action="allow"/></port></update></config></iq>
+ *   control node -> vrouter, ports it does not configure (any more), with the reason:
+ *     <iq ... id="config4"><config xmlns="urn:vrouter-ts:port-config"><delete><port id="uid-1"
+ *     reason="no free address in 10.1.1.0/29"/></delete></config></iq>
+ *
+ * No IQ is answered: as in OpenContrail, both sides act on a set and move on.
+ */
+import type { FloatingIpConfig, LocalPort, PortPolicy } from '../agent-interface';
+import { XmlElement } from './stream-parser';
+import {
+  BGP_PEER_RESOURCE,
+  CONFIG_RESOURCE,
+  CONTROL_NODE_JID,
+  END_OF_RIB_NODE,
+  PORT_CONFIG_NS,
+  PUBSUB_NS,
+  RouteChange,
+  RouteEntry,
+  STREAM_NS,
+  Stanza,
+  StanzaAddress,
+  StanzaError,
+  StreamHeader,
+  WireNexthop,
+  WirePortConfig,
+} from './stanza';
+
+export const STREAM_CLOSE = '</stream:stream>';
+const STREAM_ERROR_NS = 'urn:ietf:params:xml:ns:xmpp-streams';
+const MAX_LABEL = 0xfffff;
+const MAX_U32 = 0xffffffff;
+
+// ---------------------------------------------------------------- encoding
+
+const ESCAPED = /[&<>"']/;
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
+
+/** Escapes text and attribute values; most values need nothing, so they are returned as they are. */
+export function escapeXml(text: string): string {
+  return ESCAPED.test(text) ? text.replace(/[&<>"']/g, (c) => ESCAPES[c]) : text;
+}
+
+export function encodeStreamOpen(header: StreamHeader): string {
+  return (
+    `<?xml version='1.0'?><stream:stream from='${escapeXml(header.from)}' to='${escapeXml(header.to)}' ` +
+    `version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='${STREAM_NS}' >`
+  );
+}
+
+/** A stream-level error (RFC 6120 4.9), sent just before closing the stream. */
+export function encodeStreamError(condition: string, text: string): string {
+  return (
+    `<stream:error><${condition} xmlns="${STREAM_ERROR_NS}"/>` +
+    `<text xmlns="${STREAM_ERROR_NS}">${escapeXml(text)}</text></stream:error>`
+  );
+}
+
+/** The pubsub node of a route: "1/1/<vrf>/<prefix>" (AFI 1 IPv4, SAFI 1 unicast). */
+export function routeNode(vrf: string, prefix: string): string {
+  return `1/1/${vrf}/${prefix}`;
+}
+
+function iqOpen(address: StanzaAddress, id: string): string {
+  return `<iq type="set" from="${escapeXml(address.from)}" to="${escapeXml(address.to)}" id="${escapeXml(id)}">`;
+}
+
+function pubsubIq(address: StanzaAddress, id: string, body: string): string {
+  return `${iqOpen(address, id)}<pubsub xmlns="${PUBSUB_NS}">${body}</pubsub></iq>`;
+}
+
+function configIq(address: StanzaAddress, id: string, body: string): string {
+  return `${iqOpen(address, id)}<config xmlns="${PORT_CONFIG_NS}">${body}</config></iq>`;
+}
+
+function eventMessage(address: StanzaAddress, body: string): string {
+  return `<message from="${escapeXml(address.from)}" to="${escapeXml(address.to)}"><event xmlns="${PUBSUB_NS}">${body}</event></message>`;
+}
+
+function encodeNexthop(nexthop: WireNexthop): string {
+  let encaps = '';
+  for (const encap of nexthop.encaps) encaps += `<tunnel-encapsulation>${escapeXml(encap)}</tunnel-encapsulation>`;
+  return (
+    `<next-hop><af>1</af><address>${nexthop.address}</address><label>${nexthop.label}</label>` +
+    `<tunnel-encapsulation-list>${encaps}</tunnel-encapsulation-list>` +
+    `<virtual-network>${escapeXml(nexthop.virtualNetwork)}</virtual-network></next-hop>`
+  );
+}
+
+/** The `<entry>` element of a route. */
+export function encodeEntry(entry: RouteEntry): string {
+  let nexthops = '';
+  for (const nexthop of entry.nexthops) nexthops += encodeNexthop(nexthop);
+  return (
+    `<entry><nlri><af>1</af><safi>1</safi><address>${entry.prefix}</address></nlri>` +
+    `<next-hops>${nexthops}</next-hops><version>${entry.version}</version>` +
+    `<sequence-number>${entry.sequenceNumber}</sequence-number>` +
+    `<local-preference>${entry.localPreference}</local-preference><med>${entry.med}</med></entry>`
+  );
+}
+
+/** One `<item>` of a route push around an already encoded entry (the control node encodes each entry once). */
+export function encodeItem(prefix: string, entryXml: string): string {
+  return `<item id="${prefix}">${entryXml}</item>`;
+}
+
+export function encodeRetract(prefix: string): string {
+  return `<retract id="${prefix}"/>`;
+}
+
+/** A route push around already encoded items and retracts. */
+export function encodeRouteUpdateItems(address: StanzaAddress, vrf: string, itemsXml: string): string {
+  return eventMessage(address, `<items node="1/1/${escapeXml(vrf)}">${itemsXml}</items>`);
+}
+
+function encodePortAdd(port: LocalPort): string {
+  let attributes =
+    `id="${escapeXml(port.id)}" name="${escapeXml(port.name)}" namespace="${escapeXml(port.namespace)}" ` +
+    `mac="${escapeXml(port.mac)}" label="${port.label}"`;
+  if (port.ip !== undefined) attributes += ` ip="${port.ip}"`;
+  if (port.vn !== undefined) attributes += ` vn="${escapeXml(port.vn)}"`;
+  let labels = '';
+  for (const [key, value] of Object.entries(port.labels)) labels += `<pod-label key="${escapeXml(key)}" value="${escapeXml(value)}"/>`;
+  return labels === '' ? `<add-port ${attributes}/>` : `<add-port ${attributes}>${labels}</add-port>`;
+}
+
+function encodeFloatingIp(floatingIp: FloatingIpConfig): string {
+  let maps = '';
+  for (const map of floatingIp.portMap) maps += `<port-map protocol="${map.protocol}" port="${map.port}" target-port="${map.targetPort}"/>`;
+  return maps === '' ? `<floating-ip ip="${floatingIp.ip}"/>` : `<floating-ip ip="${floatingIp.ip}">${maps}</floating-ip>`;
+}
+
+function encodePolicy(policy: PortPolicy): string {
+  return (
+    `<policy name="${escapeXml(policy.name)}" order="${policy.order}" source-vn="${escapeXml(policy.sourceVn)}" ` +
+    `destination-vn="${escapeXml(policy.destinationVn)}" protocol="${policy.protocol}" port-from="${policy.portFrom}" ` +
+    `port-to="${policy.portTo}"` +
+    (policy.destinationPrefix === undefined ? '' : ` destination-prefix="${policy.destinationPrefix}"`) +
+    ` action="${policy.action}"/>`
+  );
+}
+
+function encodePortConfig(config: WirePortConfig): string {
+  const attributes =
+    `id="${escapeXml(config.portId)}" vn="${escapeXml(config.vn)}" ip="${config.ip}" ` +
+    `subnet="${config.subnet}" gateway="${config.gateway}"`;
+  const children = config.floatingIps.map(encodeFloatingIp).join('') + config.policies.map(encodePolicy).join('');
+  return children === '' ? `<port ${attributes}/>` : `<port ${attributes}>${children}</port>`;
+}
+
+export function encodeStanza(stanza: Stanza): string {
+  switch (stanza.kind) {
+    case 'subscribe':
+      return pubsubIq(
+        stanza,
+        stanza.id,
+        `<subscribe node="${escapeXml(stanza.vrf)}"><options><instance-id>${stanza.instanceId}</instance-id></options></subscribe>`,
+      );
+    case 'unsubscribe':
+      return pubsubIq(stanza, stanza.id, `<unsubscribe node="${escapeXml(stanza.vrf)}"/>`);
+    case 'publish':
+      return pubsubIq(
+        stanza,
+        stanza.id,
+        `<publish node="${escapeXml(routeNode(stanza.vrf, stanza.entry.prefix))}"><item>${encodeEntry(stanza.entry)}</item></publish>`,
+      );
+    case 'associate':
+    case 'dissociate':
+      return pubsubIq(
+        stanza,
+        stanza.id,
+        `<collection node="${escapeXml(stanza.vrf)}"><${stanza.kind} node="${escapeXml(routeNode(stanza.vrf, stanza.prefix))}"/></collection>`,
+      );
+    case 'route-update': {
+      let items = '';
+      for (const change of stanza.changes) {
+        items += change.entry === null ? encodeRetract(change.prefix) : encodeItem(change.prefix, encodeEntry(change.entry));
+      }
+      return encodeRouteUpdateItems(stanza, stanza.vrf, items);
+    }
+    case 'end-of-rib':
+      return eventMessage(stanza, `<items node="${END_OF_RIB_NODE}"/>`);
+    case 'port-add':
+      return configIq(stanza, stanza.id, encodePortAdd(stanza.port));
+    case 'port-delete':
+      return configIq(stanza, stanza.id, `<delete-port id="${escapeXml(stanza.portId)}"/>`);
+    case 'port-config':
+      return configIq(stanza, stanza.id, `<update>${stanza.ports.map(encodePortConfig).join('')}</update>`);
+    case 'port-remove': {
+      const ports = stanza.ports.map((port) => `<port id="${escapeXml(port.portId)}" reason="${escapeXml(port.reason)}"/>`);
+      return configIq(stanza, stanza.id, `<delete>${ports.join('')}</delete>`);
+    }
+  }
+}
+
+/** Addresses of the two ends, as each side writes them. */
+export function vrouterToControl(node: string, resource: typeof BGP_PEER_RESOURCE | typeof CONFIG_RESOURCE): StanzaAddress {
+  return { from: node, to: `${CONTROL_NODE_JID}/${resource}` };
+}
+
+export function controlToVrouter(node: string, resource: typeof BGP_PEER_RESOURCE | typeof CONFIG_RESOURCE): StanzaAddress {
+  return { from: resource === CONFIG_RESOURCE ? `${CONTROL_NODE_JID}/${CONFIG_RESOURCE}` : CONTROL_NODE_JID, to: `${node}/${resource}` };
+}
+
+// ---------------------------------------------------------------- decoding
+
+function fail(problem: string): never {
+  throw new StanzaError(problem);
+}
+
+function attribute(element: XmlElement, name: string): string {
+  const value = element.attributes[name];
+  if (value === undefined) fail(`<${element.name}> has no "${name}" attribute`);
+  return value;
+}
+
+function optionalAttribute(element: XmlElement, name: string): string | undefined {
+  return element.attributes[name];
+}
+
+/** The one child an element must have, checked by name. */
+function onlyChild(element: XmlElement, name?: string): XmlElement {
+  if (element.children.length !== 1) fail(`<${element.name}> must have exactly one child element, has ${element.children.length}`);
+  const child = element.children[0];
+  if (name !== undefined && child.name !== name) fail(`<${element.name}> holds <${child.name}>, expected <${name}>`);
+  return child;
+}
+
+/** The first child of that name; `position` is where the canonical form has it, tried first (decoding dumps is hot). */
+function child(element: XmlElement, name: string, position = 0): XmlElement {
+  const children = element.children;
+  if (children[position]?.name === name) return children[position];
+  for (const candidate of children) if (candidate.name === name) return candidate;
+  return fail(`<${element.name}> has no <${name}>`);
+}
+
+function requireNamespace(element: XmlElement, namespace: string): void {
+  if (element.attributes.xmlns !== namespace) fail(`<${element.name}> must be in namespace ${namespace}`);
+}
+
+const DECIMAL = /^[0-9]{1,10}$/;
+
+function integer(text: string, what: string, max: number): number {
+  const trimmed = text.trim();
+  if (!DECIMAL.test(trimmed)) fail(`${what} is not a decimal number: ${JSON.stringify(text.slice(0, 40))}`);
+  const value = Number(trimmed);
+  if (value > max) fail(`${what} ${value} is larger than ${max}`);
+  return value;
+}
+
+function childInteger(element: XmlElement, name: string, position: number, max = MAX_U32): number {
+  return integer(child(element, name, position).text, `<${name}>`, max);
+}
+
+// Dotted quad, each part 0-255 without leading zeros; checked here rather than with ipaddr.js, which costs
+// more than the rest of a route's decoding.
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+const IPV4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
+const IPV4_PREFIX = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}/(?:3[0-2]|[12]?[0-9])$`);
+
+function ipv4(text: string, what: string): string {
+  const trimmed = text.trim();
+  if (!IPV4.test(trimmed)) fail(`${what} is not an IPv4 address: ${JSON.stringify(text.slice(0, 40))}`);
+  return trimmed;
+}
+
+function ipv4Prefix(text: string, what: string): string {
+  const trimmed = text.trim();
+  if (!IPV4_PREFIX.test(trimmed)) fail(`${what} is not an IPv4 prefix: ${JSON.stringify(text.slice(0, 40))}`);
+  return trimmed;
+}
+
+function requireAfSafi(element: XmlElement, withSafi: boolean): void {
+  if (childInteger(element, 'af', 0) !== 1) fail(`<${element.name}> address family is not IPv4 (af 1)`);
+  if (withSafi && childInteger(element, 'safi', 1) !== 1) fail(`<${element.name}> is not unicast (safi 1)`);
+}
+
+function decodeNexthop(element: XmlElement): WireNexthop {
+  if (element.name !== 'next-hop') fail(`<next-hops> holds <${element.name}>`);
+  requireAfSafi(element, false);
+  const encaps = child(element, 'tunnel-encapsulation-list', 3).children.map((encap) => {
+    if (encap.name !== 'tunnel-encapsulation') fail(`<tunnel-encapsulation-list> holds <${encap.name}>`);
+    return encap.text.trim();
+  });
+  return {
+    address: ipv4(child(element, 'address', 1).text, 'next-hop address'),
+    label: childInteger(element, 'label', 2, MAX_LABEL),
+    encaps,
+    virtualNetwork: child(element, 'virtual-network', 4).text.trim(),
+  };
+}
+
+/** Decodes an `<entry>`. Optional elements of OpenContrail's schema this channel does not use are skipped. */
+export function decodeEntry(element: XmlElement): RouteEntry {
+  if (element.name !== 'entry') fail(`expected <entry>, got <${element.name}>`);
+  const nlri = child(element, 'nlri', 0);
+  requireAfSafi(nlri, true);
+  return {
+    prefix: ipv4Prefix(child(nlri, 'address', 2).text, 'nlri address'),
+    nexthops: child(element, 'next-hops', 1).children.map(decodeNexthop),
+    version: childInteger(element, 'version', 2),
+    sequenceNumber: childInteger(element, 'sequence-number', 3),
+    localPreference: childInteger(element, 'local-preference', 4),
+    med: childInteger(element, 'med', 5),
+  };
+}
+
+/** Splits "1/1/<vrf>/<a.b.c.d>/<len>" into VRF and prefix; VRF names may hold ':' but no '/'. */
+function parseRouteNode(node: string): { vrf: string; prefix: string } {
+  const parts = node.split('/');
+  if (parts.length !== 5 || parts[0] !== '1' || parts[1] !== '1' || parts[2] === '') {
+    fail(`route node ${JSON.stringify(node)} is not 1/1/<vrf>/<prefix>`);
+  }
+  return { vrf: parts[2], prefix: ipv4Prefix(`${parts[3]}/${parts[4]}`, `route node ${JSON.stringify(node)}`) };
+}
+
+function vrfOfItems(node: string): string {
+  if (!node.startsWith('1/1/') || node.length === 4 || node.indexOf('/', 4) >= 0) fail(`items node ${JSON.stringify(node)} is not 1/1/<vrf>`);
+  return node.slice(4);
+}
+
+function addressOf(element: XmlElement): StanzaAddress {
+  return { from: attribute(element, 'from'), to: attribute(element, 'to') };
+}
+
+function decodePubsubIq(iq: XmlElement, address: StanzaAddress, id: string): Stanza {
+  const operation = onlyChild(iq, 'pubsub');
+  requireNamespace(operation, PUBSUB_NS);
+  const request = onlyChild(operation);
+  switch (request.name) {
+    case 'subscribe':
+      return {
+        kind: 'subscribe',
+        ...address,
+        id,
+        vrf: attribute(request, 'node'),
+        instanceId: childInteger(child(request, 'options'), 'instance-id', 0),
+      };
+    case 'unsubscribe':
+      return { kind: 'unsubscribe', ...address, id, vrf: attribute(request, 'node') };
+    case 'publish': {
+      const { vrf, prefix } = parseRouteNode(attribute(request, 'node'));
+      const entry = decodeEntry(onlyChild(onlyChild(request, 'item'), 'entry'));
+      if (entry.prefix !== prefix) fail(`published entry ${entry.prefix} under node of ${prefix}`);
+      return { kind: 'publish', ...address, id, vrf, entry };
+    }
+    case 'collection': {
+      const vrf = attribute(request, 'node');
+      const change = onlyChild(request);
+      if (change.name !== 'associate' && change.name !== 'dissociate') fail(`<collection> holds <${change.name}>`);
+      const route = parseRouteNode(attribute(change, 'node'));
+      if (route.vrf !== vrf) fail(`collection ${vrf} ${change.name}s a route of ${route.vrf}`);
+      return { kind: change.name, ...address, id, vrf, prefix: route.prefix };
+    }
+    default:
+      return fail(`unexpected pubsub request <${request.name}>`);
+  }
+}
+
+function decodeLabels(element: XmlElement): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const label of element.children) {
+    if (label.name !== 'pod-label') fail(`<add-port> holds <${label.name}>`);
+    labels[attribute(label, 'key')] = attribute(label, 'value');
+  }
+  return labels;
+}
+
+function decodePortMapProtocol(text: string): 'tcp' | 'udp' {
+  if (text !== 'tcp' && text !== 'udp') fail(`port-map protocol ${JSON.stringify(text)} is not tcp or udp`);
+  return text;
+}
+
+function decodeFloatingIp(element: XmlElement): FloatingIpConfig {
+  return {
+    ip: ipv4(attribute(element, 'ip'), 'floating-ip'),
+    portMap: element.children.map((map) => {
+      if (map.name !== 'port-map') fail(`<floating-ip> holds <${map.name}>`);
+      return {
+        protocol: decodePortMapProtocol(attribute(map, 'protocol')),
+        port: integer(attribute(map, 'port'), 'port-map port', 65535),
+        targetPort: integer(attribute(map, 'target-port'), 'port-map target-port', 65535),
+      };
+    }),
+  };
+}
+
+const POLICY_PROTOCOLS = ['any', 'tcp', 'udp', 'icmp'] as const;
+
+function decodePolicy(element: XmlElement): PortPolicy {
+  const protocol = attribute(element, 'protocol') as PortPolicy['protocol'];
+  if (!POLICY_PROTOCOLS.includes(protocol)) fail(`policy protocol ${JSON.stringify(protocol)} is not one of ${POLICY_PROTOCOLS.join(', ')}`);
+  const action = attribute(element, 'action');
+  if (action !== 'allow' && action !== 'deny') fail(`policy action ${JSON.stringify(action)} is not allow or deny`);
+  const destinationPrefix = optionalAttribute(element, 'destination-prefix');
+  const policy: PortPolicy = {
+    name: attribute(element, 'name'),
+    order: integer(attribute(element, 'order'), 'policy order', MAX_U32),
+    sourceVn: attribute(element, 'source-vn'),
+    destinationVn: attribute(element, 'destination-vn'),
+    protocol,
+    portFrom: integer(attribute(element, 'port-from'), 'policy port-from', 65535),
+    portTo: integer(attribute(element, 'port-to'), 'policy port-to', 65535),
+    action,
+  };
+  if (destinationPrefix !== undefined) policy.destinationPrefix = ipv4Prefix(destinationPrefix, 'policy destination-prefix');
+  return policy;
+}
+
+function decodePortConfig(element: XmlElement): WirePortConfig {
+  if (element.name !== 'port') fail(`<update> holds <${element.name}>`);
+  const config: WirePortConfig = {
+    portId: attribute(element, 'id'),
+    vn: attribute(element, 'vn'),
+    ip: ipv4(attribute(element, 'ip'), 'port ip'),
+    subnet: ipv4Prefix(attribute(element, 'subnet'), 'port subnet'),
+    gateway: ipv4(attribute(element, 'gateway'), 'port gateway'),
+    floatingIps: [],
+    policies: [],
+  };
+  for (const item of element.children) {
+    if (item.name === 'floating-ip') config.floatingIps.push(decodeFloatingIp(item));
+    else if (item.name === 'policy') config.policies.push(decodePolicy(item));
+    else fail(`<port> holds <${item.name}>`);
+  }
+  return config;
+}
+
+function decodeConfigIq(iq: XmlElement, address: StanzaAddress, id: string): Stanza {
+  const config = onlyChild(iq, 'config');
+  requireNamespace(config, PORT_CONFIG_NS);
+  const request = onlyChild(config);
+  switch (request.name) {
+    case 'add-port': {
+      const port: LocalPort = {
+        id: attribute(request, 'id'),
+        name: attribute(request, 'name'),
+        namespace: attribute(request, 'namespace'),
+        mac: attribute(request, 'mac'),
+        label: integer(attribute(request, 'label'), 'port label', MAX_LABEL),
+        labels: decodeLabels(request),
+      };
+      const ip = optionalAttribute(request, 'ip');
+      if (ip !== undefined) port.ip = ipv4(ip, 'port ip');
+      const vn = optionalAttribute(request, 'vn');
+      if (vn !== undefined) port.vn = vn;
+      return { kind: 'port-add', ...address, id, port };
+    }
+    case 'delete-port':
+      return { kind: 'port-delete', ...address, id, portId: attribute(request, 'id') };
+    case 'update':
+      return { kind: 'port-config', ...address, id, ports: request.children.map(decodePortConfig) };
+    case 'delete':
+      return {
+        kind: 'port-remove',
+        ...address,
+        id,
+        ports: request.children.map((port) => {
+          if (port.name !== 'port') fail(`<delete> holds <${port.name}>`);
+          return { portId: attribute(port, 'id'), reason: attribute(port, 'reason') };
+        }),
+      };
+    default:
+      return fail(`unexpected config request <${request.name}>`);
+  }
+}
+
+function decodeMessage(message: XmlElement): Stanza {
+  const address = addressOf(message);
+  const event = onlyChild(message, 'event');
+  requireNamespace(event, PUBSUB_NS);
+  const items = onlyChild(event, 'items');
+  const node = attribute(items, 'node');
+  if (node === END_OF_RIB_NODE) {
+    if (items.children.length !== 0) fail('End-of-RIB <items> must be empty');
+    return { kind: 'end-of-rib', ...address };
+  }
+  const vrf = vrfOfItems(node);
+  const changes: RouteChange[] = items.children.map((item) => {
+    if (item.name === 'retract') return { prefix: ipv4Prefix(attribute(item, 'id'), 'retract id'), entry: null };
+    if (item.name !== 'item') fail(`<items> holds <${item.name}>`);
+    const prefix = ipv4Prefix(attribute(item, 'id'), 'item id');
+    const entry = decodeEntry(onlyChild(item, 'entry'));
+    if (entry.prefix !== prefix) fail(`item ${prefix} holds the entry of ${entry.prefix}`);
+    return { prefix, entry };
+  });
+  return { kind: 'route-update', ...address, vrf, changes };
+}
+
+/** A stream-level error the peer sent before closing: its condition and text. */
+export interface StreamErrorInfo {
+  condition: string;
+  text: string;
+}
+
+/** Decodes one stanza; throws StanzaError naming what is wrong. A `<stream:error>` is returned as StreamErrorInfo. */
+export function decodeStanza(element: XmlElement): Stanza | StreamErrorInfo {
+  switch (element.name) {
+    case 'iq': {
+      if (attribute(element, 'type') !== 'set') fail(`<iq type="${element.attributes.type}"> is not expected`);
+      const address = addressOf(element);
+      const id = attribute(element, 'id');
+      const payload = onlyChild(element);
+      if (payload.name === 'pubsub') return decodePubsubIq(element, address, id);
+      if (payload.name === 'config') return decodeConfigIq(element, address, id);
+      return fail(`unexpected IQ payload <${payload.name}>`);
+    }
+    case 'message':
+      return decodeMessage(element);
+    case 'stream:error': {
+      const condition = element.children.find((item) => item.name !== 'text');
+      const text = element.children.find((item) => item.name === 'text');
+      return { condition: condition?.name ?? 'undefined-condition', text: text?.text ?? '' };
+    }
+    default:
+      return fail(`unexpected stanza <${element.name}>`);
+  }
+}
+
+export function isStreamError(decoded: Stanza | StreamErrorInfo): decoded is StreamErrorInfo {
+  return 'condition' in decoded;
+}
+
+/** The addressing of a `<stream:stream>` open tag. */
+export function decodeStreamHeader(element: XmlElement): StreamHeader {
+  if (element.attributes['xmlns:stream'] !== STREAM_NS) fail(`<stream:stream> must declare xmlns:stream='${STREAM_NS}'`);
+  const from = attribute(element, 'from');
+  if (from === '') fail('<stream:stream> from is empty');
+  return { from, to: element.attributes.to ?? '' };
+}

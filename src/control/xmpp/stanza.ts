@@ -1,0 +1,152 @@
+/**
+ * The stanzas of the vrouter <-> control node XMPP channel, as typed values.
+ * Route stanzas follow OpenContrail's agent/control-node XMPP exactly (see
+ * codec.ts for the wire forms); the port stanzas are this project's own, for
+ * the per-port configuration the control node computes from pod labels.
+ */
+import type { LocalPort, PortConfig } from '../agent-interface';
+
+/** The control node's bare address; route stanzas go to its `/bgp-peer`, port stanzas to its `/config`. */
+export const CONTROL_NODE_JID = 'network-control@contrailsystems.com';
+export const BGP_PEER_RESOURCE = 'bgp-peer';
+export const CONFIG_RESOURCE = 'config';
+export const PUBSUB_NS = 'http://jabber.org/protocol/pubsub';
+export const PORT_CONFIG_NS = 'urn:vrouter-ts:port-config';
+export const STREAM_NS = 'http://etherx.jabber.org/streams';
+/** The pubsub node of the End-of-RIB marker. */
+export const END_OF_RIB_NODE = '0/0/EndOfRib';
+/** Keepalive: U+0200 in UTF-8, sent between stanzas every hold time / 3. */
+export const KEEPALIVE = Buffer.from([0xc8, 0x80]);
+export const KEEPALIVE_CHAR = '\u0200';
+export const DEFAULT_HOLD_TIME_SECONDS = 90;
+
+/** One next hop of a route: the node that has the destination and how to reach it. */
+export interface WireNexthop {
+  /** Underlay IPv4 of the node. */
+  address: string;
+  /** MPLS label the node gave the destination. */
+  label: number;
+  /** Encapsulations the node accepts, e.g. ["gre", "udp"]. */
+  encaps: string[];
+  virtualNetwork: string;
+}
+
+/** The `<entry>` of an IPv4 unicast route (address family 1, SAFI 1). */
+export interface RouteEntry {
+  /** The nlri address, "a.b.c.d/len". */
+  prefix: string;
+  nexthops: WireNexthop[];
+  version: number;
+  sequenceNumber: number;
+  localPreference: number;
+  med: number;
+}
+
+/** Addressing every IQ and message carries; kept so a decoded stanza re-encodes byte for byte. */
+export interface StanzaAddress {
+  from: string;
+  to: string;
+}
+
+export interface SubscribeStanza extends StanzaAddress {
+  kind: 'subscribe';
+  id: string;
+  vrf: string;
+  instanceId: number;
+}
+
+export interface UnsubscribeStanza extends StanzaAddress {
+  kind: 'unsubscribe';
+  id: string;
+  vrf: string;
+}
+
+/** First half of a route publication or withdrawal: the route under pubsub node "1/1/<vrf>/<prefix>". */
+export interface PublishStanza extends StanzaAddress {
+  kind: 'publish';
+  id: string;
+  vrf: string;
+  entry: RouteEntry;
+}
+
+/** Second half: associating the route's node with the VRF's collection installs it, dissociating withdraws it. */
+export interface CollectionStanza extends StanzaAddress {
+  kind: 'associate' | 'dissociate';
+  id: string;
+  vrf: string;
+  prefix: string;
+}
+
+/** A route pushed into a VRF (entry) or retracted from it (null). */
+export interface RouteChange {
+  prefix: string;
+  entry: RouteEntry | null;
+}
+
+/** The control node's route push: `<message><event><items node="1/1/<vrf>">` with items and retracts. */
+export interface RouteUpdateStanza extends StanzaAddress {
+  kind: 'route-update';
+  vrf: string;
+  changes: RouteChange[];
+}
+
+export interface EndOfRibStanza extends StanzaAddress {
+  kind: 'end-of-rib';
+}
+
+/** vrouter -> control node: a local pod port and what the control node needs to configure it. */
+export interface PortAddStanza extends StanzaAddress {
+  kind: 'port-add';
+  id: string;
+  port: LocalPort;
+}
+
+export interface PortDeleteStanza extends StanzaAddress {
+  kind: 'port-delete';
+  id: string;
+  portId: string;
+}
+
+/** control node -> vrouter: the whole configuration of one port. */
+export interface WirePortConfig extends PortConfig {
+  portId: string;
+}
+
+export interface PortConfigStanza extends StanzaAddress {
+  kind: 'port-config';
+  id: string;
+  ports: WirePortConfig[];
+}
+
+/** control node -> vrouter: ports it will not (or no longer) configure, with the reason. */
+export interface PortRemoveStanza extends StanzaAddress {
+  kind: 'port-remove';
+  id: string;
+  ports: Array<{ portId: string; reason: string }>;
+}
+
+export type Stanza =
+  | SubscribeStanza
+  | UnsubscribeStanza
+  | PublishStanza
+  | CollectionStanza
+  | RouteUpdateStanza
+  | EndOfRibStanza
+  | PortAddStanza
+  | PortDeleteStanza
+  | PortConfigStanza
+  | PortRemoveStanza;
+
+/** The opening `<stream:stream>` tag's addressing. */
+export interface StreamHeader {
+  from: string;
+  to: string;
+}
+
+/** A stanza that is not well formed or not one this channel carries; the session carrying it is closed. */
+export class StanzaError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StanzaError';
+  }
+}

@@ -1,0 +1,565 @@
+/**
+ * The control channel end to end, in one process: control nodes and control
+ * clients over real TCP (and TLS) sockets on 127.0.0.1, each client with its
+ * own Dataplane programmed through InProcessDataplaneAccess.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Dataplane } from '../src/dataplane/dataplane';
+import { NH_COMPOSITE, NH_ENCAP, NH_TUNNEL } from '../src/dataplane/nexthop';
+import { parseMac } from '../src/dataplane/protocols/ethernet';
+import { ipFromString, ipToString } from '../src/dataplane/protocols/ipv4';
+import { LocalPort } from '../src/control/agent-interface';
+import { ControlClient, ControlClientOptions, PortRefusedError } from '../src/control/control-client';
+import { InProcessDataplaneAccess } from '../src/control/control-client-dataplane';
+import { ControlServerTls } from '../src/control/control-client-session';
+import { ControlNode } from '../src/control/control-node';
+import { runControlNode } from '../src/control/control-node-cli';
+import { NetworkConfig, parseNetworkConfig } from '../src/control/network-config';
+import { encodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
+import { Logger } from '../src/control/xmpp/logger';
+import { CONTROL_NODE_JID } from '../src/control/xmpp/stanza';
+
+// ------------------------------------------------------------------ harness
+
+const CONFIG = `
+holdTime: 90
+gracefulRestartTime: 60
+vns:
+  - { name: default, subnet: 10.32.0.0/24 }
+  - { name: web, subnet: 10.1.1.0/24 }
+  - { name: db, subnet: 10.2.0.0/24, gateway: 10.2.0.254 }
+services:
+  - name: db
+    clusterIP: 10.96.0.20
+    ports: [{ protocol: TCP, port: 5432, targetPort: 15432 }]
+    selector: { app: db }
+`;
+
+/** Log lines, kept for assertions and printed when a test fails. */
+class RecordingLogger implements Logger {
+  readonly lines: string[] = [];
+  info(message: string): void {
+    this.lines.push(`info ${message}`);
+  }
+  warn(message: string): void {
+    this.lines.push(`warn ${message}`);
+  }
+  has(pattern: RegExp): boolean {
+    return this.lines.some((line) => pattern.test(line));
+  }
+}
+
+function config(text = CONFIG): NetworkConfig {
+  return parseNetworkConfig(text, 'test.yaml');
+}
+
+async function startControlNode(networkConfig = config(), port = 0, logger = new RecordingLogger()) {
+  const node = new ControlNode({ config: networkConfig, logger });
+  const address = await node.listen(port, '127.0.0.1');
+  return { node, port: address.port, logger };
+}
+
+/** A vrouter: its own Dataplane (with a fabric vif, so tunnels can be made) and a control client. */
+class TestVrouter {
+  readonly dataplane: Dataplane;
+  readonly access: InProcessDataplaneAccess;
+  readonly client: ControlClient;
+  readonly logger = new RecordingLogger();
+
+  constructor(
+    readonly name: string,
+    readonly underlayIp: string,
+    controlPorts: number[],
+    extra: Partial<ControlClientOptions> = {},
+    serverTls?: ControlServerTls,
+  ) {
+    this.dataplane = new Dataplane({ name, underlayIp: ipFromString(underlayIp), encapPriority: ['udp', 'gre'] });
+    this.dataplane.addVif({ id: 0, kind: 'fabric', name: 'eth0', mac: parseMac('52:54:00:00:00:01'), ip: ipFromString(underlayIp), vrf: -1, mtu: 1500 });
+    this.access = new InProcessDataplaneAccess(this.dataplane);
+    this.client = new ControlClient({
+      nodeName: name,
+      underlayIp,
+      encaps: ['udp', 'gre'],
+      servers: controlPorts.map((port) => ({ host: '127.0.0.1', port, tls: serverTls })),
+      reconnectDelay: { initial: 0.02, max: 0.2 },
+      access: this.access,
+      logger: this.logger,
+      ...extra,
+    });
+  }
+
+  /** What a VRF's route for a prefix leads to: "local vif N", "tunnel <ip>/<label>", ["<member>" | null per slot], or null. */
+  route(vrfName: string, prefix: string): string | Array<string | null> | null {
+    const vrf = this.dataplane.vrfs.find(vrfName);
+    if (!vrf || vrf.name !== vrfName) return null;
+    const [address, length] = prefix.split('/');
+    const nexthop = vrf.routes.get(ipFromString(address), Number(length));
+    if (nexthop < 0) return null;
+    return this.describe(nexthop);
+  }
+
+  /** The nexthop id a route points at, -1 for none. */
+  routeNexthop(vrfName: string, prefix: string): number {
+    const vrf = this.dataplane.vrfs.find(vrfName);
+    if (!vrf) return -1;
+    const [address, length] = prefix.split('/');
+    return vrf.routes.get(ipFromString(address), Number(length));
+  }
+
+  vrfId(name: string): number {
+    return this.dataplane.vrfs.find(name)!.id;
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+
+  private describe(nexthop: number): string | Array<string | null> {
+    const nexthops = this.dataplane.nexthops;
+    switch (nexthops.kind[nexthop]) {
+      case NH_ENCAP:
+        return `local vif ${nexthops.vif[nexthop]}`;
+      case NH_TUNNEL:
+        return `tunnel ${ipToString(nexthops.dip[nexthop])}/${nexthops.label[nexthop]}`;
+      case NH_COMPOSITE:
+        return [...nexthops.members[nexthop]!].map((member) => (member < 0 ? null : (this.describe(member) as string)));
+      default:
+        return `nexthop kind ${nexthops.kind[nexthop]}`;
+    }
+  }
+}
+
+function pod(id: string, label: number, labels: Record<string, string>, extra: Partial<LocalPort> = {}): LocalPort {
+  const octet = (label & 0xff).toString(16).padStart(2, '0');
+  return { id, name: id, namespace: 'default', labels, mac: `02:00:00:00:00:${octet}`, label, ...extra };
+}
+
+/** Polls until `check` stops throwing (its last error is reported on timeout). */
+async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      check();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ------------------------------------------------------------------ tests
+
+test('a pod added on node A becomes a route in node B; removing it withdraws the route and frees its address', async () => {
+  const control = await startControlNode();
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
+  try {
+    const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    assert.deepEqual(
+      { vn: configA.vn, ip: configA.ip, subnet: configA.subnet, gateway: configA.gateway },
+      { vn: 'web', ip: '10.1.1.2', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
+    );
+    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    assert.equal(configB.ip, '10.1.1.3');
+
+    // A's port is programmed: vif in the web VRF with its address, label 20 to it, local route.
+    const vif = a.dataplane.vifs.get(a.access.vifOf('a1'))!;
+    assert.equal(vif.vrf, a.vrfId('web'));
+    assert.equal(ipToString(vif.ip), '10.1.1.2');
+    assert.ok(a.dataplane.labels.lookup(20) >= 0);
+    assert.equal(a.route('web', '10.1.1.2/32'), `local vif ${vif.id}`);
+    assert.deepEqual(a.dataplane.vrfs.find('web')!.subnets, [{ prefix: ipFromString('10.1.1.0'), length: 24 }]);
+
+    await eventually(() => {
+      assert.equal(b.route('web', '10.1.1.2/32'), 'tunnel 192.168.0.11/20');
+      assert.equal(a.route('web', '10.1.1.3/32'), 'tunnel 192.168.0.12/21');
+    });
+
+    await a.client.removePort('a1');
+    assert.equal(a.route('web', '10.1.1.2/32'), null);
+    assert.equal(a.dataplane.vifs.get(vif.id), null);
+    assert.equal(a.dataplane.labels.lookup(20), -1);
+    await eventually(() => assert.equal(b.route('web', '10.1.1.2/32'), null));
+    // A is no longer in web: it unsubscribed, and forgot B's route.
+    await eventually(() => assert.equal(a.route('web', '10.1.1.3/32'), null));
+
+    const again = await a.client.addPort(pod('a2', 22, { name: 'web' }));
+    assert.equal(again.ip, '10.1.1.2', 'the freed address is allocated again');
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await control.node.close();
+  }
+});
+
+test('labels pick the VN, a selected pod gets the ClusterIP with its port map, uses opens the service to its VN only', async () => {
+  const control = await startControlNode();
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
+  try {
+    const backend = await a.client.addPort(pod('db1', 30, { name: 'db', app: 'db' }));
+    assert.equal(backend.vn, 'db');
+    assert.equal(backend.ip, '10.2.0.1');
+    assert.deepEqual(backend.floatingIps, [{ ip: '10.96.0.20', portMap: [{ protocol: 'tcp', port: 5432, targetPort: 15432 }] }]);
+    const backendVif = a.dataplane.vifs.get(a.access.vifOf('db1'))!;
+    assert.deepEqual(backendVif.floatingIps, [{ ip: ipFromString('10.96.0.20'), portMap: [{ protocol: 6, port: 5432, targetPort: 15432 }] }]);
+    assert.equal(a.route('db', '10.96.0.20/32'), `local vif ${backendVif.id}`);
+
+    const client = await b.client.addPort(pod('web1', 31, { name: 'web', uses: 'db' }));
+    assert.equal(client.vn, 'web');
+    const stranger = await b.client.addPort(pod('x1', 32, { name: 'unconfigured-vn' }));
+    assert.equal(stranger.vn, 'default', 'a VN name that is not configured falls back to the default VN');
+    assert.equal(stranger.ip, '10.32.0.2');
+
+    // The using VN sees the ClusterIP (in the backend's VN) and has the policy; the other VN has neither.
+    await eventually(() => assert.equal(b.route('web', '10.96.0.20/32'), 'tunnel 192.168.0.11/30'));
+    assert.equal(b.route('web', '10.2.0.1/32'), null, 'only the ClusterIP leaks, not the backend pods');
+    assert.equal(b.route('default', '10.96.0.20/32'), null);
+    const clusterIp = ipFromString('10.96.0.20');
+    const policy = b.dataplane.policy;
+    await eventually(() => assert.ok(policy.allows(b.vrfId('web'), b.vrfId('db'), 6, clusterIp, 5432)));
+    assert.ok(!policy.allows(b.vrfId('web'), b.vrfId('db'), 6, clusterIp, 80), 'only on the service port');
+    assert.ok(!policy.allows(b.vrfId('default'), b.vrfId('db'), 6, clusterIp, 5432), 'a pod without uses is denied');
+    // The backend's node has the rule too (it decides on the flow from the fabric) and a route back to the client.
+    await eventually(() => {
+      assert.ok(a.dataplane.policy.allows(a.vrfId('web'), a.vrfId('db'), 6, clusterIp, 5432));
+      assert.equal(a.route('db', `${client.ip}/32`), 'tunnel 192.168.0.12/31');
+    });
+    assert.equal(a.route('db', `${stranger.ip}/32`), null);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await control.node.close();
+  }
+});
+
+test('backends on two nodes make an ECMP ClusterIP route on a third; removing one empties its slot only', async () => {
+  const control = await startControlNode();
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
+  const c = new TestVrouter('node-c', '192.168.0.13', [control.port]);
+  try {
+    await a.client.addPort(pod('db1', 30, { name: 'db', app: 'db' }));
+    await a.client.addPort(pod('db2', 34, { name: 'db', app: 'db' }));
+    await b.client.addPort(pod('db3', 33, { name: 'db', app: 'db' }));
+    await c.client.addPort(pod('web1', 40, { name: 'web', uses: 'db' }));
+    await eventually(() => {
+      const route = c.route('web', '10.96.0.20/32');
+      assert.ok(Array.isArray(route) && route.length === 3, JSON.stringify(route));
+      assert.deepEqual([...route].sort(), ['tunnel 192.168.0.11/30', 'tunnel 192.168.0.11/34', 'tunnel 192.168.0.12/33']);
+    });
+    const before = c.route('web', '10.96.0.20/32') as Array<string | null>;
+    const composite = c.routeNexthop('web', '10.96.0.20/32');
+    // A has two local backends and one remote: an ECMP route of its own, local members included.
+    await eventually(() => assert.equal((a.route('db', '10.96.0.20/32') as unknown[]).length, 3));
+
+    await a.client.removePort('db1');
+    await eventually(() => {
+      const after = c.route('web', '10.96.0.20/32') as Array<string | null>;
+      assert.deepEqual(
+        after,
+        before.map((member) => (member === 'tunnel 192.168.0.11/30' ? null : member)),
+      );
+    });
+    assert.equal(c.routeNexthop('web', '10.96.0.20/32'), composite, 'the same composite, surviving members in their slots');
+  } finally {
+    await Promise.all([a.close(), b.close(), c.close()]);
+    await control.node.close();
+  }
+});
+
+test('graceful restart: routes stay (stale) while the control node is down and stale ones go at End-of-RIB', async () => {
+  // The restarted node holds End-of-RIB back until both vrouters are back, so neither sweeps the other's routes.
+  const restartConfig = () => config(`${CONFIG}vrouters: [node-a, node-b]\n`);
+  const first = await startControlNode(restartConfig());
+  const port = first.port;
+  const a = new TestVrouter('node-a', '192.168.0.11', [port], { staleTimeout: 60 });
+  const b = new TestVrouter('node-b', '192.168.0.12', [port], { staleTimeout: 60 });
+  try {
+    const kept = await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    const gone = await a.client.addPort(pod('a2', 21, { name: 'web' }));
+    await b.client.addPort(pod('b1', 22, { name: 'web' }));
+    await eventually(() => {
+      assert.equal(b.route('web', `${kept.ip}/32`), 'tunnel 192.168.0.11/20');
+      assert.equal(b.route('web', `${gone.ip}/32`), 'tunnel 192.168.0.11/21');
+    });
+    const keptNexthop = b.routeNexthop('web', `${kept.ip}/32`);
+
+    await first.node.close();
+    await eventually(() => assert.deepEqual(b.client.status().map((s) => s.established), [false]));
+    assert.equal(b.route('web', `${kept.ip}/32`), 'tunnel 192.168.0.11/20', 'still forwarding while the control node is away');
+    assert.equal(b.client.routeCounts().stale, 2);
+    // Meanwhile A loses a pod; nobody can be told.
+    await a.client.removePort('a2');
+    await sleep(100);
+    assert.equal(b.route('web', `${gone.ip}/32`), 'tunnel 192.168.0.11/21');
+
+    const second = await startControlNode(restartConfig(), port);
+    try {
+      await eventually(() => {
+        assert.equal(b.route('web', `${gone.ip}/32`), null, 'swept at End-of-RIB');
+        assert.equal(b.client.routeCounts().stale, 0);
+      });
+      assert.equal(b.routeNexthop('web', `${kept.ip}/32`), keptNexthop, 're-sent route refreshed in place');
+      assert.ok(b.logger.has(/End-of-RIB; removed 1 stale routes/), b.logger.lines.join('\n'));
+      // The restarted control node has A's port with the address it had.
+      const third = await a.client.addPort(pod('a3', 23, { name: 'web' }));
+      assert.notEqual(third.ip, kept.ip);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await second.node.close();
+    }
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test('with two control nodes, losing one changes nothing in the dataplane', async () => {
+  const one = await startControlNode();
+  const two = await startControlNode();
+  const options = { staleTimeout: 0.2 };
+  const a = new TestVrouter('node-a', '192.168.0.11', [one.port, two.port], options);
+  const b = new TestVrouter('node-b', '192.168.0.12', [one.port, two.port], options);
+  try {
+    await eventually(() => assert.deepEqual(a.client.status().map((s) => s.established), [true, true]));
+    const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    assert.notEqual(configA.ip, configB.ip);
+    await b.client.addPort(pod('b2', 22, { name: 'db', app: 'db' }));
+    await a.client.addPort(pod('a2', 23, { name: 'db', app: 'db' }));
+    await eventually(() => {
+      assert.equal(b.route('web', `${configA.ip}/32`), 'tunnel 192.168.0.11/20');
+      assert.equal((b.route('db', '10.96.0.20/32') as unknown[]).length, 2);
+    });
+    // Both control nodes agree on the addresses: the second learned them from the first's allocation.
+    const snapshot = () => ({
+      routes: [...b.dataplane.vrfs].map((vrf) => vrf.routes.entries()),
+      nexthops: b.dataplane.nexthops.ids(),
+      rules: b.dataplane.policy.rules,
+      vifs: [...b.dataplane.vifs].map((vif) => [vif.id, vif.ip, vif.vrf, vif.floatingIps]),
+    });
+    const before = JSON.stringify(snapshot());
+
+    await one.node.close();
+    await eventually(() => assert.deepEqual(b.client.status().map((s) => s.established), [false, true]));
+    await sleep(400); // past the stale timeout: the first node's routes are swept, the second's remain
+    assert.equal(JSON.stringify(snapshot()), before);
+    assert.equal(b.client.routeCounts().stale, 0);
+    // Still working through the second: a new pod reaches B.
+    const configA3 = await a.client.addPort(pod('a3', 24, { name: 'web' }));
+    await eventually(() => assert.equal(b.route('web', `${configA3.ip}/32`), 'tunnel 192.168.0.11/24'));
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await Promise.all([one.node.close(), two.node.close()]);
+  }
+});
+
+test('garbage or unexpected stanzas close that session only, with a logged reason', async () => {
+  const control = await startControlNode();
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
+  const rawSession = (bytes: Buffer | string) =>
+    new Promise<string>((resolve) => {
+      const socket = net.connect(control.port, '127.0.0.1', () => socket.write(bytes));
+      let received = '';
+      socket.on('data', (chunk) => (received += chunk.toString()));
+      socket.on('close', () => resolve(received));
+    });
+  try {
+    await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    await rawSession(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0xff, 0xfe]));
+    assert.ok(control.logger.has(/session closed: malformed or unexpected stanza: disallowed character/), control.logger.lines.join('\n'));
+    const open = encodeStreamOpen({ from: 'intruder', to: CONTROL_NODE_JID });
+    const publishWithoutSubscription = encodeStanza({
+      kind: 'publish',
+      from: 'intruder',
+      to: `${CONTROL_NODE_JID}/bgp-peer`,
+      id: 'pubsub1',
+      vrf: 'web',
+      entry: { prefix: '10.1.1.99/32', nexthops: [], version: 1, sequenceNumber: 0, localPreference: 200, med: 0 },
+    });
+    const reply = await rawSession(open + publishWithoutSubscription);
+    assert.match(reply, /<stream:error><bad-format/);
+    assert.ok(control.logger.has(/publish to web without a subscription/));
+    await rawSession(`${open}<iq type="set" from="intruder" to="x" id="1"><pubsub xmlns="http://jabber.org/protocol/pubsub"></iq>`);
+
+    // The control node still serves the others.
+    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    await eventually(() => assert.equal(a.route('web', `${configB.ip}/32`), 'tunnel 192.168.0.12/21'));
+    assert.deepEqual(control.node.connectedVrouters().sort(), ['node-a', 'node-b']);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await control.node.close();
+  }
+});
+
+test('a vrouter ignores routes for VRFs it did not subscribe to and labels outside 16..1048575; garbage closes its session', async () => {
+  const received: string[] = [];
+  let sessions = 0;
+  const fakeControl = net.createServer((socket) => {
+    sessions++;
+    socket.on('data', (chunk) => {
+      received.push(chunk.toString());
+      if (!received.join('').includes('subscribe node="web"') || sessions > 1) return;
+      const push = (vrf: string, label: number, prefix: string) =>
+        `<message from="${CONTROL_NODE_JID}" to="node-a/bgp-peer"><event xmlns="http://jabber.org/protocol/pubsub">` +
+        `<items node="1/1/${vrf}"><item id="${prefix}"><entry><nlri><af>1</af><safi>1</safi><address>${prefix}</address></nlri>` +
+        `<next-hops><next-hop><af>1</af><address>192.168.0.66</address><label>${label}</label><tunnel-encapsulation-list>` +
+        `<tunnel-encapsulation>udp</tunnel-encapsulation></tunnel-encapsulation-list><virtual-network>${vrf}</virtual-network>` +
+        `</next-hop></next-hops><version>1</version><sequence-number>0</sequence-number><local-preference>200</local-preference>` +
+        `<med>0</med></entry></item></items></event></message>`;
+      socket.write(push('web', 100, '10.1.1.50/32') + push('secret', 100, '10.9.9.9/32') + push('web', 3, '10.1.1.51/32'));
+      setTimeout(() => socket.write('\u0000garbage'), 50);
+    });
+    const config = `<iq type="set" from="${CONTROL_NODE_JID}/config" to="node-a/config" id="config1"><config xmlns="urn:vrouter-ts:port-config"><update><port id="a1" vn="web" ip="10.1.1.5" subnet="10.1.1.0/24" gateway="10.1.1.1"/></update></config></iq>`;
+    socket.write(encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'node-a' }) + config);
+  });
+  await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
+  const port = (fakeControl.address() as net.AddressInfo).port;
+  const a = new TestVrouter('node-a', '192.168.0.11', [port], { reconnectDelay: { initial: 5, max: 5 } });
+  try {
+    await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    await eventually(() => assert.equal(a.route('web', '10.1.1.50/32'), 'tunnel 192.168.0.66/100'));
+    await eventually(() => assert.ok(a.logger.has(/session closed: malformed or unexpected stanza/), a.logger.lines.join('\n')));
+    assert.equal(a.dataplane.vrfs.find('secret'), null, 'routes of a VRF it did not subscribe to are not programmed');
+    assert.ok(a.logger.has(/ignored 1 routes for secret/));
+    assert.equal(a.route('web', '10.1.1.51/32'), null);
+    assert.ok(a.logger.has(/ignored 1 next hops in web with labels outside 16..1048575/));
+    // The dataplane keeps what it had (stale) after the session closed.
+    assert.equal(a.route('web', '10.1.1.50/32'), 'tunnel 192.168.0.66/100');
+    assert.equal(a.route('web', '10.1.1.5/32'), `local vif ${a.access.vifOf('a1')}`);
+  } finally {
+    await a.close();
+    fakeControl.close();
+  }
+});
+
+test('hold timer: keepalives keep an idle session up; a silent peer is dropped when the hold time expires', async () => {
+  const control = await startControlNode(config(CONFIG.replace('holdTime: 90', 'holdTime: 0.3')));
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port], { holdTime: 0.3 });
+  try {
+    await eventually(() => assert.deepEqual(control.node.connectedVrouters(), ['node-a']));
+    const silent = net.connect(control.port, '127.0.0.1', () => silent.write(encodeStreamOpen({ from: 'silent', to: CONTROL_NODE_JID })));
+    const closed = new Promise((resolve) => silent.on('close', resolve));
+    silent.on('data', () => {});
+    await sleep(1000);
+    await closed;
+    assert.ok(control.logger.has(/hold timer expired/), control.logger.lines.join('\n'));
+    assert.deepEqual(control.node.connectedVrouters(), ['node-a'], 'keepalives every 0.1 s kept node-a up');
+    assert.ok(!a.logger.has(/session down/));
+  } finally {
+    await a.close();
+    await control.node.close();
+  }
+});
+
+test('a port whose address is taken is refused with the reason', async () => {
+  const control = await startControlNode();
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
+  try {
+    await a.client.addPort(pod('a1', 20, { name: 'web' }, { ip: '10.1.1.7' }));
+    await assert.rejects(a.client.addPort(pod('a2', 21, { name: 'web' }, { ip: '10.1.1.7' })), (error: unknown) => {
+      assert.ok(error instanceof PortRefusedError);
+      assert.match(error.message, /address 10.1.1.7 is already used by port node-a a1/);
+      return true;
+    });
+    assert.equal(a.access.vifOf('a2'), -1);
+  } finally {
+    await a.close();
+    await control.node.close();
+  }
+});
+
+test('a change to the configuration file is applied without restart and reaches the affected vrouters', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vrouter-control-'));
+  const file = join(dir, 'network.yaml');
+  writeFileSync(file, CONFIG);
+  const logger = new RecordingLogger();
+  const running = await runControlNode(['--config', file, '--listen', '127.0.0.1:0'], logger);
+  const a = new TestVrouter('node-a', '192.168.0.11', [running.address.port]);
+  const b = new TestVrouter('node-b', '192.168.0.12', [running.address.port]);
+  try {
+    const cache = await a.client.addPort(pod('cache1', 20, { name: 'web', app: 'cache' }));
+    await b.client.addPort(pod('web2', 21, { name: 'web', uses: 'cache' }));
+    assert.deepEqual(cache.floatingIps, []);
+
+    writeFileSync(
+      file,
+      CONFIG + '  - { name: cache, clusterIP: 10.96.0.30, ports: [{ port: 6379 }], selector: { app: cache } }\n',
+    );
+    await eventually(() => {
+      const vif = a.dataplane.vifs.get(a.access.vifOf('cache1'))!;
+      assert.deepEqual(vif.floatingIps, [{ ip: ipFromString('10.96.0.30'), portMap: [{ protocol: 6, port: 6379, targetPort: 6379 }] }]);
+      assert.equal(b.route('web', '10.96.0.30/32'), 'tunnel 192.168.0.11/20');
+    });
+
+    writeFileSync(file, 'vns: [oops');
+    await eventually(() => assert.ok(logger.has(/reload: .*network.yaml: line 1.*keeping the running configuration/), logger.lines.join('\n')));
+    assert.equal(b.route('web', '10.96.0.30/32'), 'tunnel 192.168.0.11/20');
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await running.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const haveOpenssl = (() => {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** A CA and certificates it signs, made with the openssl CLI. */
+function makeCertificates(dir: string, names: string[]): void {
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=test-ca');
+  for (const name of names) {
+    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=DNS:${name}${name === 'localhost' ? ',IP:127.0.0.1' : ''}\n`);
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+  }
+}
+
+test('TLS with certificates: known vrouters connect; unknown names and certificates for another name are refused', { skip: !haveOpenssl && 'openssl not found' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vrouter-tls-'));
+  makeCertificates(dir, ['localhost', 'node-a', 'node-b', 'node-x']);
+  const file = join(dir, 'network.yaml');
+  writeFileSync(file, `${CONFIG}vrouters: [node-a, node-b]\ntls: { cert: localhost.crt, key: localhost.key, ca: ca.crt }\n`);
+  const control = await startControlNode(parseNetworkConfig(readFileSync(file, 'utf8'), file));
+  const tlsFor = (name: string): ControlServerTls => ({
+    ca: readFileSync(join(dir, 'ca.crt')),
+    cert: readFileSync(join(dir, `${name}.crt`)),
+    key: readFileSync(join(dir, `${name}.key`)),
+    serverName: 'localhost',
+  });
+  const slow = { reconnectDelay: { initial: 5, max: 5 } };
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port], {}, tlsFor('node-a'));
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port], {}, tlsFor('node-b'));
+  const unknown = new TestVrouter('node-x', '192.168.0.13', [control.port], slow, tlsFor('node-x'));
+  const impostor = new TestVrouter('node-b', '192.168.0.14', [control.port], slow, tlsFor('node-x'));
+  try {
+    const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    await eventually(() => assert.equal(b.route('web', `${configA.ip}/32`), 'tunnel 192.168.0.11/20'));
+    await eventually(() => {
+      assert.ok(control.logger.has(/vrouter node-x is not in the configuration's vrouters/), control.logger.lines.join('\n'));
+      assert.ok(control.logger.has(/vrouter node-b presented a certificate for node-x/));
+      assert.ok(unknown.logger.has(/peer sent stream error not-authorized/), unknown.logger.lines.join('\n'));
+    });
+    assert.deepEqual(control.node.connectedVrouters().sort(), ['node-a', 'node-b']);
+  } finally {
+    await Promise.all([a.close(), b.close(), unknown.close(), impostor.close()]);
+    await control.node.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,212 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeStanza, decodeStreamHeader, encodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
+import { XmlElement, XmppStreamParser } from '../src/control/xmpp/stream-parser';
+import { KEEPALIVE, Stanza, StanzaError } from '../src/control/xmpp/stanza';
+
+const STREAM_OPEN =
+  "<?xml version='1.0'?><stream:stream from='node-a' to='network-control@contrailsystems.com' version='1.0' " +
+  "xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' >";
+
+/** The entry of the reference's "Control channel" section, as one line. */
+const REFERENCE_ENTRY =
+  '<entry><nlri><af>1</af><safi>1</safi><address>10.1.1.3/32</address></nlri>' +
+  '<next-hops><next-hop><af>1</af><address>192.168.0.11</address><label>25</label>' +
+  '<tunnel-encapsulation-list><tunnel-encapsulation>udp</tunnel-encapsulation></tunnel-encapsulation-list>' +
+  '<virtual-network>default-domain:demo:vn1</virtual-network></next-hop></next-hops>' +
+  '<version>1</version><sequence-number>0</sequence-number><local-preference>200</local-preference><med>0</med></entry>';
+
+const SECOND_NEXTHOP =
+  '<next-hop><af>1</af><address>192.168.0.12</address><label>31</label>' +
+  '<tunnel-encapsulation-list><tunnel-encapsulation>gre</tunnel-encapsulation><tunnel-encapsulation>udp</tunnel-encapsulation>' +
+  '</tunnel-encapsulation-list><virtual-network>default-domain:demo:vn1</virtual-network></next-hop>';
+
+const VRF = 'default-domain:demo:vn1:vn1';
+const TO_PEER = 'to="network-control@contrailsystems.com/bgp-peer"';
+const PUSH = '<message from="network-control@contrailsystems.com" to="node-a/bgp-peer"><event xmlns="http://jabber.org/protocol/pubsub">';
+
+/** Reference examples (and this project's port stanzas), each with the kind it must decode to. */
+const EXAMPLES: Array<[Stanza['kind'], string]> = [
+  [
+    'subscribe',
+    `<iq type="set" from="node-a" ${TO_PEER} id="subscribe3"><pubsub xmlns="http://jabber.org/protocol/pubsub">` +
+      `<subscribe node="${VRF}"><options><instance-id>2</instance-id></options></subscribe></pubsub></iq>`,
+  ],
+  [
+    'unsubscribe',
+    `<iq type="set" from="node-a" ${TO_PEER} id="unsubscribe4"><pubsub xmlns="http://jabber.org/protocol/pubsub">` +
+      `<unsubscribe node="${VRF}"/></pubsub></iq>`,
+  ],
+  [
+    'publish',
+    `<iq type="set" from="node-a" ${TO_PEER} id="pubsub5"><pubsub xmlns="http://jabber.org/protocol/pubsub">` +
+      `<publish node="1/1/${VRF}/10.1.1.3/32"><item>${REFERENCE_ENTRY}</item></publish></pubsub></iq>`,
+  ],
+  [
+    'associate',
+    `<iq type="set" from="node-a" ${TO_PEER} id="collection6"><pubsub xmlns="http://jabber.org/protocol/pubsub">` +
+      `<collection node="${VRF}"><associate node="1/1/${VRF}/10.1.1.3/32"/></collection></pubsub></iq>`,
+  ],
+  [
+    'dissociate',
+    `<iq type="set" from="node-a" ${TO_PEER} id="collection8"><pubsub xmlns="http://jabber.org/protocol/pubsub">` +
+      `<collection node="${VRF}"><dissociate node="1/1/${VRF}/10.1.1.3/32"/></collection></pubsub></iq>`,
+  ],
+  [
+    'route-update',
+    `${PUSH}<items node="1/1/${VRF}"><item id="10.1.1.3/32">` +
+      REFERENCE_ENTRY.replace('</next-hop></next-hops>', `</next-hop>${SECOND_NEXTHOP}</next-hops>`) +
+      '</item></items></event></message>',
+  ],
+  ['route-update', `${PUSH}<items node="1/1/${VRF}"><retract id="10.1.1.3/32"/></items></event></message>`],
+  ['end-of-rib', `${PUSH}<items node="0/0/EndOfRib"/></event></message>`],
+  [
+    'end-of-rib',
+    '<message from="node-a" to="network-control@contrailsystems.com/bgp-peer"><event xmlns="http://jabber.org/protocol/pubsub">' +
+      '<items node="0/0/EndOfRib"/></event></message>',
+  ],
+  [
+    'port-add',
+    '<iq type="set" from="node-a" to="network-control@contrailsystems.com/config" id="port-add7">' +
+      '<config xmlns="urn:vrouter-ts:port-config"><add-port id="uid-1" name="web-1" namespace="default" ' +
+      'mac="02:00:0a:01:01:03" label="25" ip="10.1.1.3"><pod-label key="name" value="web"/>' +
+      '<pod-label key="uses" value="db"/></add-port></config></iq>',
+  ],
+  [
+    'port-delete',
+    '<iq type="set" from="node-a" to="network-control@contrailsystems.com/config" id="port-delete8">' +
+      '<config xmlns="urn:vrouter-ts:port-config"><delete-port id="uid-1"/></config></iq>',
+  ],
+  [
+    'port-config',
+    '<iq type="set" from="network-control@contrailsystems.com/config" to="node-a/config" id="config3">' +
+      '<config xmlns="urn:vrouter-ts:port-config"><update><port id="uid-1" vn="web" ip="10.1.1.3" ' +
+      'subnet="10.1.1.0/24" gateway="10.1.1.1"><floating-ip ip="10.96.0.10"><port-map protocol="tcp" port="80" ' +
+      'target-port="8080"/></floating-ip><policy name="web uses db tcp/5432" order="1" source-vn="web" ' +
+      'destination-vn="db" protocol="tcp" port-from="5432" port-to="5432" destination-prefix="10.96.0.20/32" ' +
+      'action="allow"/></port><port id="uid-2" vn="db" ip="10.2.0.5" subnet="10.2.0.0/24" gateway="10.2.0.1"/></update></config></iq>',
+  ],
+  [
+    'port-remove',
+    '<iq type="set" from="network-control@contrailsystems.com/config" to="node-a/config" id="config4">' +
+      '<config xmlns="urn:vrouter-ts:port-config"><delete><port id="uid-1" reason="no free address in 10.1.1.0/29"/>' +
+      '</delete></config></iq>',
+  ],
+];
+
+/** Parses a whole stream, feeding it in chunks of `chunkSize` bytes. */
+function parseStream(bytes: Buffer, chunkSize = bytes.length): { header: XmlElement | null; stanzas: XmlElement[]; closed: boolean } {
+  const result = { header: null as XmlElement | null, stanzas: [] as XmlElement[], closed: false };
+  const parser = new XmppStreamParser({
+    streamOpen: (element) => (result.header = element),
+    stanza: (element) => result.stanzas.push(element),
+    streamClose: () => (result.closed = true),
+  });
+  for (let offset = 0; offset < bytes.length; offset += chunkSize) parser.write(bytes.subarray(offset, offset + chunkSize));
+  return result;
+}
+
+function parseOne(xml: string): XmlElement {
+  const { stanzas } = parseStream(Buffer.from(STREAM_OPEN + xml));
+  assert.equal(stanzas.length, 1);
+  return stanzas[0];
+}
+
+test('the stream open tag round-trips byte for byte', () => {
+  const { header } = parseStream(Buffer.from(STREAM_OPEN));
+  const decoded = decodeStreamHeader(header!);
+  assert.deepEqual(decoded, { from: 'node-a', to: 'network-control@contrailsystems.com' });
+  assert.equal(encodeStreamOpen(decoded), STREAM_OPEN);
+});
+
+for (const [kind, xml] of EXAMPLES) {
+  test(`${kind} stanza round-trips byte for byte: ${xml.slice(0, 60)}...`, () => {
+    const decoded = decodeStanza(parseOne(xml)) as Stanza;
+    assert.equal(decoded.kind, kind);
+    assert.equal(encodeStanza(decoded), xml);
+  });
+}
+
+test('the reference route entry decodes to its fields; several next hops make one ECMP entry', () => {
+  const [, publish] = EXAMPLES[2];
+  const decoded = decodeStanza(parseOne(publish));
+  assert.deepEqual(decoded, {
+    kind: 'publish',
+    from: 'node-a',
+    to: 'network-control@contrailsystems.com/bgp-peer',
+    id: 'pubsub5',
+    vrf: VRF,
+    entry: {
+      prefix: '10.1.1.3/32',
+      nexthops: [{ address: '192.168.0.11', label: 25, encaps: ['udp'], virtualNetwork: 'default-domain:demo:vn1' }],
+      version: 1,
+      sequenceNumber: 0,
+      localPreference: 200,
+      med: 0,
+    },
+  });
+  const [, push] = EXAMPLES[5];
+  const update = decodeStanza(parseOne(push)) as Stanza;
+  assert.equal(update.kind, 'route-update');
+  if (update.kind !== 'route-update') return;
+  assert.equal(update.vrf, VRF);
+  assert.deepEqual(
+    update.changes[0].entry!.nexthops.map((nexthop) => [nexthop.address, nexthop.label, nexthop.encaps]),
+    [
+      ['192.168.0.11', 25, ['udp']],
+      ['192.168.0.12', 31, ['gre', 'udp']],
+    ],
+  );
+});
+
+test('stanzas split at every byte, with keepalives between them, parse the same', () => {
+  const body = EXAMPLES.map(([, xml]) => xml);
+  const stream = Buffer.concat([
+    Buffer.from(STREAM_OPEN),
+    ...body.flatMap((xml) => [Buffer.from(xml), KEEPALIVE, Buffer.from('\n')]),
+    Buffer.from('</stream:stream>'),
+  ]);
+  const whole = parseStream(stream);
+  const bytewise = parseStream(stream, 1);
+  assert.equal(bytewise.stanzas.length, EXAMPLES.length);
+  assert.ok(bytewise.closed);
+  assert.deepEqual(bytewise.stanzas, whole.stanzas);
+  assert.deepEqual(
+    bytewise.stanzas.map((element) => encodeStanza(decodeStanza(element) as Stanza)),
+    body,
+  );
+});
+
+test('malformed input is rejected with a reason', () => {
+  const cases: Array<[string, string | Buffer, RegExp]> = [
+    ['garbage instead of a stream', Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x00]), /./],
+    ['not a stream root', "<?xml version='1.0'?><iq/>", /expected <stream:stream>/],
+    ['text between stanzas', `${STREAM_OPEN}hello<iq/>`, /unexpected text/],
+    ['mismatched end tag', `${STREAM_OPEN}<iq type="set"><pubsub></iq>`, /./],
+  ];
+  for (const [what, input, reason] of cases) {
+    assert.throws(() => parseStream(Buffer.isBuffer(input) ? input : Buffer.from(input)), (error: unknown) => {
+      assert.ok(error instanceof StanzaError, what);
+      assert.match(error.message, reason, what);
+      return true;
+    });
+  }
+});
+
+test('well-formed but wrong stanzas are rejected by the decoder', () => {
+  const [, publish] = EXAMPLES[2];
+  const cases: Array<[string, RegExp]> = [
+    ['<presence from="a" to="b"/>', /unexpected stanza <presence>/],
+    [publish.replace('<label>25</label>', '<label>2000000</label>'), /larger than/],
+    [publish.replace('<label>25</label>', '<label>x</label>'), /not a decimal/],
+    [publish.replace('<address>192.168.0.11</address>', '<address>192.168.0</address>'), /not an IPv4 address/],
+    [publish.replace('1/1/default-domain:demo:vn1:vn1/10.1.1.3/32', '1/1/x/10.1.1.4/32'), /under node of/],
+    [publish.replace('<safi>1</safi>', '<safi>128</safi>'), /unicast/],
+    [publish.replace('<med>0</med>', ''), /has no <med>/],
+    [publish.replace('type="set"', 'type="get"'), /not expected/],
+    [`${PUSH}<items node="1/1/${VRF}"><item id="10.9.9.9/32">${REFERENCE_ENTRY}</item></items></event></message>`, /holds the entry/],
+  ];
+  for (const [xml, reason] of cases) {
+    assert.throws(() => decodeStanza(parseOne(xml)), (error: unknown) => error instanceof StanzaError && reason.test(error.message), xml);
+  }
+});
