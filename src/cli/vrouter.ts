@@ -6,6 +6,7 @@
  *   vif, rt, nh, mpls, flow, dropstats, vrfstats, vifdump, trace, monitor:
  *            the OpenContrail-style utilities, clients of the introspect API (tools.ts)
  */
+import * as fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { loadStateFile } from '../control/state-file';
 import { replay, ReplayInput } from '../dataplane/io/replay';
@@ -47,6 +48,30 @@ function replayCommand(): Command {
     });
 }
 
+interface RunOptions {
+  state: string;
+  api: string;
+  introspect: string | false;
+  control: string[];
+  nodeName?: string;
+  holdTime?: number;
+  controlCa?: string;
+  controlCert?: string;
+  controlKey?: string;
+}
+
+function controlOptions(options: RunOptions) {
+  if (options.control.length === 0) return undefined;
+  if (options.control.length > 2) throw new UsageError('--control: at most two control nodes');
+  const read = (file: string | undefined) => (file === undefined ? undefined : fs.readFileSync(file));
+  const tls = options.controlCa === undefined ? undefined : { ca: read(options.controlCa), cert: read(options.controlCert), key: read(options.controlKey) };
+  return {
+    servers: options.control.map((server) => ({ ...parseHostPort(server, '--control'), tls })),
+    nodeName: options.nodeName,
+    holdTime: options.holdTime,
+  };
+}
+
 function runCommand(): Command {
   return new Command('run')
     .description('run the vrouter of one node: TAP devices per pod, MPLS over UDP/GRE on the underlay, the port API')
@@ -54,10 +79,16 @@ function runCommand(): Command {
     .addOption(new Option('--api <host:port>', 'where the port API listens').default('127.0.0.1:9091'))
     .addOption(new Option('--introspect <host:port>', 'where the introspect API, its page and /metrics listen').default('127.0.0.1:8085'))
     .option('--no-introspect', 'serve no introspect API')
-    .action(async (options: { state: string; api: string; introspect: string | false }) => {
+    .option('--control <host:port>', 'a control node (XMPP, port 5269) to learn routes and port configuration from; repeat for a second', collect, [])
+    .option('--node-name <name>', 'this vrouter\'s name on the control channel (default: node.name of the state file)')
+    .option('--hold-time <seconds>', 'control channel hold time (keepalives every third of it)', (value: string) => Number(value))
+    .option('--control-ca <file>', 'run the control channel over TLS, trusting control nodes signed by this CA (PEM)')
+    .option('--control-cert <file>', "this vrouter's TLS certificate (PEM), for control nodes that require one")
+    .option('--control-key <file>', "this vrouter's TLS key (PEM)")
+    .action(async (options: RunOptions) => {
       const { host, port } = parseHostPort(options.api, '--api');
       const introspect = options.introspect === false ? undefined : parseHostPort(options.introspect, '--introspect');
-      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port, introspect });
+      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port, introspect, control: controlOptions(options) });
     });
 }
 

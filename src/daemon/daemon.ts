@@ -12,7 +12,10 @@ import type { StateDocument } from '../control/state-schema';
 import type { PortResult } from '../dataplane/io/worker';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
+import type { LocalPort, PortConfig } from '../control/agent-interface';
+import { ControlClient, ControlServer, PortRefusedError } from '../control/control-client';
 import { CapAttachment } from './cap-attachment';
+import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
 import { moveIntoPod, netnsExists } from './pod-netns';
@@ -23,6 +26,12 @@ export interface DaemonOptions {
   stateFile: string;
   apiHost: string;
   apiPort: number;
+  /**
+   * Control nodes (one or two) to learn routes and port configuration
+   * from; without them ports need a VN and an address, and routes come
+   * from the state file or PUT /route.
+   */
+  control?: { servers: ControlServer[]; nodeName?: string; holdTime?: number };
   /** Where the introspect API, page and /metrics listen (`--introspect`); absent: not served. */
   introspect?: { host: string; port: number };
 }
@@ -52,6 +61,22 @@ function floatingIps(request: PortAddRequest): FloatingIp[] {
   }));
 }
 
+/** How long a port add waits for the control node's configuration. */
+const CONTROL_ANSWER_TIMEOUT_MS = 15_000;
+
+/** A locally administered MAC unique on the node, from the pod's label (its address is not known yet). */
+export function macForLabel(label: number): string {
+  return ['02', '76', '72', (label >>> 16) & 0xff, (label >>> 8) & 0xff, label & 0xff]
+    .map((part) => (typeof part === 'string' ? part : part.toString(16).padStart(2, '0')))
+    .join(':');
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** A locally administered MAC derived from the pod IP: 02:00:a.b.c.d. */
 export function macForIp(ip: string): string {
   return ['02', '00', ...ip.split('.').map((octet) => Number(octet).toString(16).padStart(2, '0'))].join(':');
@@ -59,6 +84,11 @@ export function macForIp(ip: string): string {
 
 export class Daemon {
   private readonly ports = new Map<string, PortRecord>();
+  private client: ControlClient | null = null;
+  /** Ports reported to the control node, waiting for their configuration: TAP name and namespace setup. */
+  private readonly pending = new Map<string, { tapName: string; request: PortAddRequest }>();
+  /** Labels in use on this node (the state file's and those given to control-configured ports). */
+  private readonly usedLabels = new Set<number>();
   /** Ports on existing interfaces, attached through libpcap. */
   private readonly attachments = new Map<string, CapAttachment>();
   private tapCounter = 0;
@@ -80,6 +110,8 @@ export class Daemon {
       throw new Error(explainStartFailure(error as Error, state));
     }
     const daemon = new Daemon(state, dataplane, log);
+    for (const entry of state.labels ?? []) daemon.usedLabels.add(entry.label);
+    if (options.control) daemon.startControlClient(options.control);
     const api = createLocalApi({
       addPort: (request) => daemon.addPort(request),
       deletePort: (id) => daemon.deletePort(id),
@@ -98,11 +130,22 @@ export class Daemon {
       api.listen(options.apiPort, options.apiHost, resolve);
     });
     const apiAddress = api.address() as AddressInfo;
-    if (options.introspect) await startIntrospectServer({ ...options.introspect, dataplane, log, node: state.node.name, ports: () => [...daemon.ports.values()] });
+    if (options.introspect) {
+      await startIntrospectServer({
+        ...options.introspect,
+        dataplane,
+        log,
+        node: state.node.name,
+        ports: () => [...daemon.ports.values()],
+        controlSessions: () => daemon.controlSessions(),
+      });
+    }
     log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}` }, 'vrouter running');
     const stop = async (signal: string) => {
       log.info({ component: 'daemon', signal }, 'stopping');
       api.close();
+      // Leaving for good: the control node withdraws this node's routes now.
+      await daemon.client?.close();
       await dataplane.stop();
       process.exit(0);
     };
@@ -111,8 +154,112 @@ export class Daemon {
     return { daemon, apiAddress };
   }
 
+  private startControlClient(control: NonNullable<DaemonOptions['control']>): void {
+    const componentLog = this.log.child({ component: 'control' });
+    this.client = new ControlClient({
+      nodeName: control.nodeName ?? this.state.node.name,
+      underlayIp: this.state.node.underlayIp,
+      encaps: [...(this.state.node.encapPriority ?? ['udp', 'gre'])],
+      servers: control.servers,
+      holdTime: control.holdTime,
+      access: new WorkerAccess(
+        this.dataplane,
+        (port) => this.pending.get(port.id)?.tapName ?? `vtap${this.tapCounter++}`,
+        (port, config) => this.podConfigured(port, config),
+      ),
+      logger: { info: (message) => componentLog.info(message), warn: (message) => componentLog.warn(message) },
+    });
+  }
+
+  /** The XMPP sessions, for the introspect API. */
+  controlSessions(): unknown[] {
+    if (!this.client) return [];
+    const counts = this.client.routeCounts();
+    return this.client.status().map((session) => ({
+      peer: session.server,
+      state: session.established ? 'Established' : 'Connecting',
+      routesReceived: counts.routes,
+      staleRoutes: counts.stale,
+      routesSent: this.ports.size,
+      lastError: null,
+    }));
+  }
+
+  /** The control node configured a pending port: its pod namespace gets the TAP and the address. */
+  private async podConfigured(port: LocalPort, config: PortConfig): Promise<void> {
+    const pending = this.pending.get(port.id);
+    if (!pending) return;
+    const { request, tapName } = pending;
+    if (request.netns === undefined || request.configure === false) return;
+    await moveIntoPod({
+      tapName,
+      netns: request.netns,
+      ifname: request.ifname ?? 'eth0',
+      mac: port.mac,
+      ip: config.ip,
+      gateway: config.gateway,
+      mtu: request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD,
+    });
+  }
+
+  /** A port whose VN and address the control node decides (or checks). */
+  private async addControlledPort(request: PortAddRequest, client: ControlClient): Promise<PortRecord> {
+    if (request.attach !== undefined) throw new ApiError(400, 'field /attach: attached interfaces need a VN and an address, not a control node');
+    if (request.netns !== undefined && request.configure !== false && !(await netnsExists(request.netns))) {
+      throw new ApiError(400, `field /netns: network namespace ${request.netns} does not exist (value: ${JSON.stringify(request.netns)})`);
+    }
+    let label = request.label ?? 16;
+    if (request.label === undefined) while (this.usedLabels.has(label)) label++;
+    else if (this.usedLabels.has(label)) throw new ApiError(409, `field /label: label ${label} is in use`);
+    this.usedLabels.add(label);
+    const mac = request.mac ?? macForLabel(label);
+    const tapName = `vtap${this.tapCounter++}`;
+    this.pending.set(request.id, { tapName, request });
+    const local: LocalPort = {
+      id: request.id,
+      name: request.name ?? request.id,
+      namespace: request.namespace ?? 'default',
+      labels: request.labels ?? {},
+      vn: request.vn,
+      ip: request.ip,
+      mac,
+      label,
+    };
+    let config: PortConfig;
+    try {
+      config = await withTimeout(client.addPort(local), CONTROL_ANSWER_TIMEOUT_MS, 'no control node configured the port in time');
+    } catch (error) {
+      this.pending.delete(request.id);
+      this.usedLabels.delete(label);
+      await client.removePort(request.id).catch(() => undefined);
+      throw new ApiError(error instanceof PortRefusedError ? 400 : 503, (error as Error).message);
+    }
+    this.pending.delete(request.id);
+    const stats = (await this.dataplane.request({ op: 'introspect', query: { what: 'vifs' } })) as Array<{ id: number; name: string }>;
+    const vif = stats.find((candidate) => candidate.name === request.id)?.id ?? -1;
+    const record: PortRecord = {
+      vif,
+      label,
+      tapName,
+      id: request.id,
+      name: request.name,
+      namespace: request.namespace,
+      labels: request.labels ?? {},
+      netns: request.netns,
+      ifname: request.ifname ?? 'eth0',
+      vn: config.vn,
+      ip: config.ip,
+      mac,
+      mtu: request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD,
+    };
+    this.ports.set(request.id, record);
+    this.log.info({ component: 'ports', id: record.id, vif, label, vn: record.vn, ip: record.ip, netns: record.netns }, 'port added (configured by the control node)');
+    return record;
+  }
+
   async addPort(request: PortAddRequest): Promise<PortRecord> {
-    if (this.ports.has(request.id)) throw new ApiError(409, `field /id: port ${request.id} exists already`);
+    if (this.ports.has(request.id) || this.pending.has(request.id)) throw new ApiError(409, `field /id: port ${request.id} exists already`);
+    if (this.client) return this.addControlledPort(request, this.client);
     if (request.vn === undefined) throw new ApiError(400, 'field /vn is required (no control node assigns one)');
     if (request.ip === undefined) throw new ApiError(400, 'field /ip is required (no control node assigns one)');
     const vrf = (this.state.vrfs ?? []).find((candidate) => candidate.name === request.vn);
@@ -186,6 +333,14 @@ export class Daemon {
   async deletePort(id: string): Promise<void> {
     const record = this.ports.get(id);
     if (!record) throw new ApiError(404, `no port ${id}`);
+    if (this.client) {
+      // The client withdraws the pod's routes, then unconfigures the port (closing its TAP).
+      await this.client.removePort(id);
+      this.usedLabels.delete(record.label);
+      this.ports.delete(id);
+      this.log.info({ component: 'ports', id, vif: record.vif }, 'port deleted');
+      return;
+    }
     await this.dataplane.request({ op: 'delete-port', vif: record.vif });
     this.attachments.get(id)?.close();
     this.attachments.delete(id);

@@ -27,6 +27,9 @@ import { ETHERNET_INPUT, IPV4_INPUT, MPLS_INPUT } from '../steps/next';
 import { IntrospectQuery, introspect } from '../introspect';
 import { SyntheticPacket, writeSyntheticPacket } from '../synthetic-packet';
 import { SharedRing } from './shared-ring';
+import type { LocalPort, PortConfig } from '../../control/agent-interface';
+import { InProcessDataplaneAccess } from '../../control/control-client-dataplane';
+import type { RouteUpdate } from '../../daemon/worker-access';
 import { FabricPort, RingPort, TapPort } from './live-ports';
 import { NativeIo, loadNativeIo } from './native';
 import { DROP_REASONS } from '../drop-reasons';
@@ -77,6 +80,9 @@ export type WorkerRequest =
   | { op: 'trace'; packet: SyntheticPacket }
   | { op: 'monitor-drops'; enable: boolean }
   | { op: 'capture'; vif: string; enable: boolean }
+  | { op: 'control-routes'; updates: RouteUpdate[] }
+  | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string }
+  | { op: 'control-unconfigure-port'; port: LocalPort }
   | { op: 'shutdown' };
 
 export interface WorkerResponse {
@@ -110,6 +116,10 @@ class DataplaneWorker {
   private readonly io: NativeIo;
   private readonly dp: Dataplane;
   private readonly programmer: RouteProgrammer;
+  /** Ports the control node configures, on the same tables. */
+  private readonly controlled: InProcessDataplaneAccess;
+  /** TAP of each control-configured port, by port id. */
+  private readonly tapOfPort = new Map<string, { name: string; vif: number }>();
   private readonly pool = new PacketPool(BATCH + 256);
   private readonly pipeline: Pipeline;
   private readonly epoll: number;
@@ -130,6 +140,7 @@ class DataplaneWorker {
     this.io = loadNativeIo();
     this.dp = buildDataplane(start.stateDocument, start.stateFile);
     this.programmer = new RouteProgrammer(this.dp);
+    this.controlled = new InProcessDataplaneAccess(this.dp, this.programmer);
     this.pipeline = new Pipeline(this.dp, this.pool);
     for (let i = 0; i < BATCH; i++) this.rxSlots[i] = this.pool.alloc();
     this.epoll = this.io.epollCreate();
@@ -311,10 +322,50 @@ class DataplaneWorker {
         observers.captureVif = request.enable ? vif.id : -1;
         return { vif: vif.id, name: vif.name, kind: vif.kindName };
       }
+      case 'control-routes':
+        for (const update of request.updates) {
+          if (update.nexthops.length === 0) this.programmer.deleteRoute(update.vrf, update.prefix);
+          else this.programmer.setRoute(update.vrf, update.prefix, update.nexthops);
+        }
+        return null;
+      case 'control-configure-port':
+        return this.configureControlledPort(request.port, request.config, request.tapName);
+      case 'control-unconfigure-port': {
+        const tap = this.tapOfPort.get(request.port.id);
+        if (tap) this.detachTap(tap.vif);
+        this.tapOfPort.delete(request.port.id);
+        this.controlled.unconfigurePort(request.port);
+        return null;
+      }
       case 'shutdown':
         this.running = false;
         return null;
     }
+  }
+
+  /**
+   * The control node's configuration of a port: the vif (re-created when
+   * its VN or address changes) and, the first time, its TAP device.
+   */
+  private configureControlledPort(port: LocalPort, config: PortConfig, tapName: string): { vif: number } {
+    this.controlled.configurePort(port, config);
+    const vif = this.controlled.vifOf(port.id);
+    const tap = this.tapOfPort.get(port.id);
+    if (!tap) {
+      this.attachTap(vif, tapName);
+      this.tapOfPort.set(port.id, { name: tapName, vif });
+    } else if (tap.vif !== vif) {
+      // A new vif for the same pod: the open TAP moves over to it.
+      const attached = this.tapOf.get(tap.vif);
+      if (attached) {
+        this.tapOf.delete(tap.vif);
+        this.tapOf.set(vif, attached);
+        this.sources[attached.tag] = { kind: 'tap', fd: attached.fd, vif };
+        this.dp.vifs.get(vif)!.port = attached.port;
+      }
+      tap.vif = vif;
+    }
+    return { vif };
   }
 
   /** Runs a synthetic packet through the real steps without sending it. */
