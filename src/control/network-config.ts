@@ -27,9 +27,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import Ajv, { ErrorObject, SchemaObject } from 'ajv';
+import Ajv, { SchemaObject } from 'ajv';
 import ipaddr from 'ipaddr.js';
-import { LineCounter, parseDocument } from 'yaml';
+import { describeSchemaError, formatConfigError, parseYamlText } from './config-errors';
+import { prefixMask } from '../dataplane/lpm/prefix-table';
 import { ipFromString, ipToString } from '../dataplane/protocols/ipv4';
 import type { PortMapping } from './agent-interface';
 import { DEFAULT_HOLD_TIME_SECONDS } from './xmpp/stanza';
@@ -235,35 +236,6 @@ export const networkConfigSchema: SchemaObject = {
 const ajv = new Ajv({ verbose: true, allowUnionTypes: true });
 const validateDocument = ajv.compile<NetworkConfigDocument>(networkConfigSchema);
 
-/** Values longer than this are cut in messages: a whole section would drown the error. */
-const MAX_VALUE_TEXT = 120;
-
-function formatError(file: string, path: string, problem: string, value: unknown): string {
-  let valueText = JSON.stringify(value) ?? 'undefined';
-  if (valueText.length > MAX_VALUE_TEXT) valueText = `${valueText.slice(0, MAX_VALUE_TEXT)}...`;
-  return `${file}: ${path || '/'}: ${problem} (value: ${valueText})`;
-}
-
-/** Turns ajv's first error into the common form, pointing at the field itself where ajv points at its parent. */
-function describeSchemaError(error: ErrorObject, file: string): string {
-  const path = error.instancePath;
-  switch (error.keyword) {
-    case 'additionalProperties': {
-      const field: string = error.params.additionalProperty;
-      const known = Object.keys(error.parentSchema?.properties ?? {}).join(', ');
-      return formatError(file, `${path}/${field}`, `unknown field, expected one of: ${known}`, (error.data as Record<string, unknown>)[field]);
-    }
-    case 'required':
-      return formatError(file, path, `missing required field "${error.params.missingProperty}"`, error.data);
-    case 'enum':
-      return formatError(file, path, `must be one of: ${(error.params.allowedValues as unknown[]).join(', ')}`, error.data);
-    case 'type':
-      return formatError(file, path, `must be ${String(error.params.type).split(',').join(' or ')}`, error.data);
-    default:
-      return formatError(file, path, error.message ?? 'is invalid', error.data);
-  }
-}
-
 /** Reads, validates and checks a configuration file. */
 export function loadNetworkConfig(file: string): NetworkConfig {
   let text: string;
@@ -277,24 +249,13 @@ export function loadNetworkConfig(file: string): NetworkConfig {
 
 /** Parses YAML (or JSON) text; `file` names it in errors and anchors relative TLS paths. */
 export function parseNetworkConfig(text: string, file: string): NetworkConfig {
-  const lineCounter = new LineCounter();
-  const document = parseDocument(text, { lineCounter, prettyErrors: false });
-  const [syntaxError] = document.errors;
-  if (syntaxError) {
-    const { line, col } = lineCounter.linePos(syntaxError.pos[0]);
-    throw new NetworkConfigError(`${file}: line ${line}, column ${col}: ${syntaxError.message}`);
-  }
-  const data: unknown = document.toJS();
+  const data = parseYamlText(text, file, (message) => new NetworkConfigError(message));
   if (!validateDocument(data)) throw new NetworkConfigError(describeSchemaError(validateDocument.errors![0], file));
   return new ConfigChecker(data, file).check();
 }
 
-function maskOf(length: number): number {
-  return length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
-}
-
 export function inSubnet(address: number, network: number, length: number): boolean {
-  return ((address & maskOf(length)) >>> 0) === network;
+  return ((address & prefixMask(length)) >>> 0) === network;
 }
 
 class ConfigChecker {
@@ -332,7 +293,7 @@ class ConfigChecker {
       if (!ipaddr.IPv4.isValidCIDRFourPartDecimal(vn.subnet)) this.fail(`${path}/subnet`, 'not an IPv4 prefix (a.b.c.d/length)', vn.subnet);
       const [address, length] = ipaddr.IPv4.parseCIDR(vn.subnet);
       const network = ipFromString(address.toString());
-      if (!inSubnet(network, network, length)) this.fail(`${path}/subnet`, `host bits set: the prefix is ${ipToString((network & maskOf(length)) >>> 0)}/${length}`, vn.subnet);
+      if (!inSubnet(network, network, length)) this.fail(`${path}/subnet`, `host bits set: the prefix is ${ipToString((network & prefixMask(length)) >>> 0)}/${length}`, vn.subnet);
       if (length > 30) this.fail(`${path}/subnet`, 'too small for a gateway and pods: use /30 or larger', vn.subnet);
       for (const other of vns.values()) {
         if (inSubnet(network, other.network, Math.min(length, other.length)) || inSubnet(other.network, network, Math.min(length, other.length))) {
@@ -416,6 +377,6 @@ class ConfigChecker {
   }
 
   private fail(path: string, problem: string, value: unknown): never {
-    throw new NetworkConfigError(formatError(this.file, path, problem, value));
+    throw new NetworkConfigError(formatConfigError(this.file, path, problem, value));
   }
 }

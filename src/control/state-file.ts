@@ -8,10 +8,10 @@
  * so an operator can find the line to fix without reading this code.
  */
 import { readFileSync } from 'node:fs';
-import Ajv, { ErrorObject } from 'ajv';
+import Ajv from 'ajv';
 import ipaddr from 'ipaddr.js';
-import { LineCounter, parseDocument } from 'yaml';
 import { Dataplane } from '../dataplane/dataplane';
+import { describeSchemaError, formatConfigError, parseYamlText } from './config-errors';
 import { NexthopSpec, TunnelEncap } from '../dataplane/nexthop';
 import { parseMac } from '../dataplane/protocols/ethernet';
 import { ipToString } from '../dataplane/protocols/ipv4';
@@ -51,14 +51,7 @@ export function loadStateFile(file: string): Dataplane {
 
 /** Parses YAML (which includes JSON) into plain data; syntax errors name the line. */
 export function parseStateText(text: string, file: string): unknown {
-  const lineCounter = new LineCounter();
-  const document = parseDocument(text, { lineCounter, prettyErrors: false });
-  const [error] = document.errors;
-  if (error) {
-    const { line, col } = lineCounter.linePos(error.pos[0]);
-    throw new StateFileError(`${file}: line ${line}, column ${col}: ${error.message}`);
-  }
-  return document.toJS();
+  return parseYamlText(text, file, (message) => new StateFileError(message));
 }
 
 // verbose: errors carry the offending value and the schema around it, for the messages.
@@ -69,46 +62,6 @@ const validateDocument = ajv.compile<StateDocument>(stateFileSchema);
 export function buildDataplane(document: unknown, file: string): Dataplane {
   if (!validateDocument(document)) throw new StateFileError(describeSchemaError(validateDocument.errors![0], file));
   return new StateBuilder(document, file).build();
-}
-
-/** Values longer than this are cut in messages: a whole section would drown the error. */
-const MAX_VALUE_TEXT = 120;
-
-function formatError(file: string, path: string, problem: string, value: unknown): string {
-  let valueText = JSON.stringify(value) ?? 'undefined';
-  if (valueText.length > MAX_VALUE_TEXT) valueText = `${valueText.slice(0, MAX_VALUE_TEXT)}...`;
-  return `${file}: ${path || '/'}: ${problem} (value: ${valueText})`;
-}
-
-function escapePointerToken(token: string): string {
-  return token.replace(/~/g, '~0').replace(/\//g, '~1');
-}
-
-/** Turns ajv's first error into the common form, pointing at the field itself where ajv points at its parent. */
-function describeSchemaError(error: ErrorObject, file: string): string {
-  const path = error.instancePath;
-  switch (error.keyword) {
-    case 'additionalProperties': {
-      const field: string = error.params.additionalProperty;
-      const known = Object.keys(error.parentSchema?.properties ?? {}).join(', ');
-      const value = (error.data as Record<string, unknown>)[field];
-      return formatError(file, `${path}/${escapePointerToken(field)}`, `unknown field, expected one of: ${known}`, value);
-    }
-    case 'required':
-      return formatError(file, path, `missing required field "${error.params.missingProperty}"`, error.data);
-    case 'discriminator': {
-      const tag: string = error.params.tag;
-      const branches: Array<{ properties: Record<string, { const: string }> }> = error.parentSchema?.oneOf ?? [];
-      const kinds = branches.map((branch) => branch.properties[tag].const).join(', ');
-      return formatError(file, `${path}/${escapePointerToken(tag)}`, `must be one of: ${kinds}`, error.params.tagValue);
-    }
-    case 'enum':
-      return formatError(file, path, `must be one of: ${(error.params.allowedValues as unknown[]).join(', ')}`, error.data);
-    case 'type':
-      return formatError(file, path, `must be ${String(error.params.type).split(',').join(' or ')}`, error.data);
-    default:
-      return formatError(file, path, error.message ?? 'is invalid', error.data);
-  }
 }
 
 const PROTOCOL_NUMBERS: Record<'any' | 'tcp' | 'udp' | 'icmp', number> = { any: ANY_PROTOCOL, icmp: 1, tcp: 6, udp: 17 };
@@ -406,6 +359,6 @@ class StateBuilder {
   }
 
   private fail(path: string, problem: string, value: unknown): never {
-    throw new StateFileError(formatError(this.file, path, problem, value));
+    throw new StateFileError(formatConfigError(this.file, path, problem, value));
   }
 }
