@@ -1,52 +1,69 @@
 /**
- * `npm run demo` (as root): a two-node overlay in network namespaces, with
- * real `vrouter run` daemons, real TAP devices and real traffic.
+ * `npm run demo` (as root): a two-node overlay in network namespaces run by
+ * a control node, with real `vrouter-control` and `vrouter run --control`
+ * processes, real TAP devices and real traffic.
  *
  *                 underlay 198.18.0.0/24 (a bridge in its own namespace)
- *        node0 198.18.0.11 ───────────────────────────── node1 198.18.0.12
- *        ├─ fe-1  10.1.1.3  frontend                    └─ be-2  10.2.2.4  backend  :8080
- *        ├─ fe-2  10.1.1.4  frontend
- *        └─ be-1  10.2.2.3  backend  :8080
+ *   control0 198.18.0.2:5269 (XMPP) ── node0 198.18.0.11 ── node1 198.18.0.12
+ *                                      ├─ fe-1  frontend              └─ be-2  backend  :8080
+ *                                      ├─ fe-2  frontend
+ *                                      └─ be-1  backend  :8080
  *
- *   service web: ClusterIP 10.96.0.10 tcp 80 -> 8080 on be-1 and be-2 (ECMP)
- *   policy: frontend `uses: [web]` (its ClusterIP, on port 80 only); any
- *           other traffic between the VNs is denied.
+ * The pods are added with labels only (`vrouter port add --label ...`):
+ * frontend pods `name=frontend, uses=web`, backend pods `name=backend,
+ * app=web`. The control node's configuration (below) has the VNs, and the
+ * service web: ClusterIP 10.96.0.10 tcp 80 -> 8080, selector app=web. From
+ * the labels it picks each pod's VN, allocates its address, gives the
+ * backends the ClusterIP (floating IP) and opens the ClusterIP on port 80 to
+ * the VN that uses it; the routes (pods, the ECMP ClusterIP, the way back)
+ * reach the daemons over XMPP. Any other traffic between the VNs is denied.
  *
- * It checks, printing a ✓ or ✗ line for each: pings within a VN on one node
- * and across nodes, 20 HTTP requests to the ClusterIP answered by both
- * backends, and two denied connections; then prints every daemon's counters
- * (GET /stats). Everything is removed at the end, also on failure and on
- * Ctrl-C (the Topology's handlers). Exit code 0 only when every check held.
- *
- * The routes are programmed by programRoutes(), the one step a control node
- * will take over.
+ * It prints the XMPP sessions (each daemon's /api/control-sessions) and
+ * learned routes (`vrouter rt --dump`), then checks, printing a ✓ or ✗ line
+ * for each: pings within a VN on one node and across nodes, 20 HTTP
+ * requests to the ClusterIP answered by both backends, and two denied
+ * connections; then prints every daemon's counters (GET /stats). Everything
+ * is removed at the end, also on failure and on Ctrl-C (the Topology's
+ * handlers). Exit code 0 only when every check held.
  */
 import { performance } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import type { NetworkConfigDocument } from '../src/control/network-config';
 import { Topology, requireCommands } from '../test/support/netns';
-import { ClusterPod, DaemonStats, ProcessOutput, VrouterCluster } from '../test/support/vrouter-cluster';
+import { DaemonStats, ProcessOutput, VrouterCluster } from '../test/support/vrouter-cluster';
 
 const CLUSTER_IP = '10.96.0.10';
 const SERVICE_PORT = 80;
 const TARGET_PORT = 8080;
 const REQUESTS = 20;
 const SETTLE_MS = 500;
+const SERVICE = 'web';
 
-const VNS = [
-  { name: 'frontend', subnet: '10.1.1.0/24', gateway: '10.1.1.1', uses: ['web'] },
-  { name: 'backend', subnet: '10.2.2.0/24', gateway: '10.2.2.1' },
-];
-const SERVICE = { name: 'web', clusterIp: CLUSTER_IP, vn: 'backend', ports: [{ protocol: 'tcp' as const, port: SERVICE_PORT, targetPort: TARGET_PORT }] };
+/** The control node's configuration (docs/control-node.md). */
+const NETWORK: NetworkConfigDocument = {
+  vrouters: ['node0', 'node1'],
+  vns: [
+    { name: 'default', subnet: '10.32.0.0/24' },
+    { name: 'frontend', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
+    { name: 'backend', subnet: '10.2.2.0/24', gateway: '10.2.2.1' },
+  ],
+  services: [{ name: SERVICE, clusterIP: CLUSTER_IP, ports: [{ protocol: 'TCP', port: SERVICE_PORT, targetPort: TARGET_PORT }], selector: { app: 'web' } }],
+};
+
+const FRONTEND = { name: 'frontend', uses: SERVICE };
+const BACKEND = { name: 'backend', app: 'web' };
 const PODS = [
-  { node: 0, name: 'fe-1', vn: 'frontend', ip: '10.1.1.3' },
-  { node: 0, name: 'fe-2', vn: 'frontend', ip: '10.1.1.4' },
-  { node: 0, name: 'be-1', vn: 'backend', ip: '10.2.2.3', backs: true },
-  { node: 1, name: 'be-2', vn: 'backend', ip: '10.2.2.4', backs: true },
+  { node: 0, name: 'fe-1', labels: FRONTEND },
+  { node: 0, name: 'fe-2', labels: FRONTEND },
+  { node: 0, name: 'be-1', labels: BACKEND },
+  { node: 1, name: 'be-2', labels: BACKEND },
 ];
 
 const GREEN = process.stdout.isTTY ? '\x1b[32m' : '';
 const RED = process.stdout.isTTY ? '\x1b[31m' : '';
 const BOLD = process.stdout.isTTY ? '\x1b[1m' : '';
+const DIM = process.stdout.isTTY ? '\x1b[2m' : '';
 const RESET = process.stdout.isTTY ? '\x1b[0m' : '';
 
 let failures = 0;
@@ -65,37 +82,41 @@ function info(text: string): void {
   console.log(`    ${text}`);
 }
 
-/**
- * The routes besides each pod's own /32, which the harness sets on the other
- * nodes as it adds the pod (as a control node reflects a pod's route to the
- * nodes that have its VN):
- * - the service's ClusterIP in every VN that uses it: one ECMP next hop per
- *   backend pod (its node's underlay address and label), VN `backend`;
- * - the pods of a VN that uses a service, in the service's VN, so the
- *   backends' replies (SNATed back to the ClusterIP) find their way and
- *   pass the tunnel source check. Policy still denies backend -> frontend
- *   connections; these routes only carry the replies of allowed flows.
- * Returns one line per route, for the output.
- */
-async function programRoutes(cluster: VrouterCluster): Promise<string[]> {
-  const lines: string[] = [];
-  const backends = cluster.podList.filter((pod) => PODS.find((spec) => spec.name === pod.name)?.backs);
-  const backendHops = backends.map((pod) => cluster.nexthopTo(pod.name));
-  const users = VNS.filter((vn) => vn.uses?.includes(SERVICE.name));
+function labelArguments(labels: Record<string, string>): string {
+  return Object.entries(labels)
+    .map(([key, value]) => `--label ${key}=${value}`)
+    .join(' ');
+}
+
+/** The XMPP sessions as each daemon reports them, and the control node's view of who connected. */
+async function showSessions(cluster: VrouterCluster): Promise<void> {
+  section('XMPP sessions (GET /api/control-sessions on each node)');
   for (const node of cluster.nodes) {
-    for (const vn of users) {
-      await cluster.setRoute(node.index, vn.name, `${CLUSTER_IP}/32`, backendHops, { vn: SERVICE.vn });
+    for (const session of await cluster.controlSessions(node.index)) {
+      check(
+        session.state === 'Established',
+        `${node.name} (${node.underlayIp}) <-> ${session.peer}: ${session.state}, ${session.routesReceived} routes in the dataplane, ${session.staleRoutes} stale, ${session.routesSent} ports`,
+      );
     }
   }
-  lines.push(
-    `${CLUSTER_IP}/32 in ${users.map((vn) => vn.name).join(', ')} on every node: ECMP ${backends.map((pod) => `${pod.name} (node${pod.node} label ${pod.label})`).join(' + ')}`,
-  );
-  const clients = cluster.podList.filter((pod) => users.some((vn) => vn.name === pod.vn));
-  for (const node of cluster.nodes) {
-    for (const pod of clients) await cluster.setRoute(node.index, SERVICE.vn, `${pod.ip}/32`, [cluster.nexthopTo(pod.name)], { vn: pod.vn });
+  const control = cluster.controlNode(0);
+  const connected = fs
+    .readFileSync(control.logFile, 'utf8')
+    .split('\n')
+    .filter((line) => / vrouter \S+ connected/.test(line));
+  for (const line of connected) info(`${DIM}${control.name}: ${line.replace(/^\S+ info /, '')}${RESET}`);
+}
+
+/** A few learned routes, as `vrouter rt --dump <vrf>` prints them. */
+async function showRoutes(cluster: VrouterCluster): Promise<void> {
+  for (const [node, vrf, why] of [
+    [0, 'frontend', 'the pods of frontend, and only the ClusterIP of backend: ECMP over be-1 (local) and be-2 (node1)'],
+    [1, 'backend', "the pods of backend, and frontend's pods: the way back for the service's replies"],
+  ] as const) {
+    section(`Learned routes: vrouter rt --dump ${vrf} (node${node}; ${why})`);
+    const text = await cluster.tool(node, ['rt', '--dump', vrf]);
+    for (const line of text.trimEnd().split('\n')) info(line);
   }
-  lines.push(`${clients.map((pod) => pod.name).join(', ')} /32 in ${SERVICE.vn} on every node, for the service's replies`);
-  return lines;
 }
 
 /** The HTTP server each backend runs: answers every request with the pod's name. */
@@ -148,10 +169,6 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function where(pod: ClusterPod): string {
-  return `${pod.name} ${pod.ip} (${pod.vn}, node${pod.node})`;
-}
-
 async function checkConnectivity(cluster: VrouterCluster): Promise<void> {
   section('Connectivity (ping)');
   const pairs: Array<[string, string, string]> = [
@@ -166,7 +183,7 @@ async function checkConnectivity(cluster: VrouterCluster): Promise<void> {
 }
 
 async function checkService(cluster: VrouterCluster): Promise<void> {
-  section(`Service ${SERVICE.name}: ClusterIP ${CLUSTER_IP}:${SERVICE_PORT} -> backends :${TARGET_PORT}`);
+  section(`Service ${SERVICE}: ClusterIP ${CLUSTER_IP}:${SERVICE_PORT} -> backends :${TARGET_PORT}`);
   for (const client of ['fe-1', 'fe-2']) {
     const output = await cluster.exec(client, nodeScript(CLIENT, `http://${CLUSTER_IP}:${SERVICE_PORT}/`, REQUESTS), { timeoutMs: 60_000 });
     const counts = JSON.parse(output) as Record<string, number>;
@@ -185,7 +202,7 @@ async function checkDenied(cluster: VrouterCluster): Promise<void> {
   await delay(SETTLE_MS);
   const attempts: Array<{ from: string; host: string; port: number; why: string }> = [
     { from: 'be-2', host: cluster.pod('fe-1').ip, port: TARGET_PORT, why: 'backend may not reach frontend' },
-    { from: 'fe-1', host: CLUSTER_IP, port: SERVICE_PORT + 1, why: `frontend uses ${SERVICE.name} on port ${SERVICE_PORT} only` },
+    { from: 'fe-1', host: CLUSTER_IP, port: SERVICE_PORT + 1, why: `frontend uses ${SERVICE} on port ${SERVICE_PORT} only` },
   ];
   for (const attempt of attempts) {
     // Policy is evaluated where the connection starts: the source pod's node.
@@ -226,32 +243,44 @@ async function main(): Promise<void> {
   requireCommands({ ip: 'iproute2', sysctl: 'procps', ping: 'iputils-ping' });
   const swept = Topology.sweepStale();
   if (swept.length > 0) console.log(`(removed namespaces left by dead runs: ${swept.join(' ')})`);
-  console.log(`${BOLD}vrouter-ts demo${RESET}: 2 nodes, 4 pods in 2 VNs, 1 ClusterIP service; real daemons, TAPs and traffic in network namespaces`);
+  console.log(
+    `${BOLD}vrouter-ts demo${RESET}: a control node, 2 nodes, 4 pods added by labels into 2 VNs, 1 ClusterIP service; real processes, TAPs and traffic in network namespaces`,
+  );
 
   const topology = new Topology();
   let cluster: VrouterCluster | undefined;
   try {
     section('Setup');
-    cluster = await VrouterCluster.start(topology, { nodes: 2, vns: VNS, services: [SERVICE], logLevel: 'warn' });
-    check(true, `underlay and 2 vrouter daemons: ${cluster.nodes.map((node) => `node${node.index} ${node.underlayIp}`).join(', ')}`);
+    cluster = await VrouterCluster.start(topology, { nodes: 2, control: { config: NETWORK }, logLevel: 'warn' });
+    const control = cluster.controlNode(0);
+    check(true, `control node ${control.name}: vrouter-control --listen ${control.endpoint} (VNs ${NETWORK.vns.map((vn) => `${vn.name} ${vn.subnet}`).join(', ')}; service ${SERVICE} ${CLUSTER_IP}:${SERVICE_PORT} -> ${TARGET_PORT}, selector app=web)`);
+    check(true, `underlay and 2 vrouter daemons with --control ${control.endpoint}: ${cluster.nodes.map((node) => `node${node.index} ${node.underlayIp}`).join(', ')}`);
+    await cluster.waitForSessions();
     for (const spec of PODS) {
-      await cluster.addPod(spec.node, {
-        name: spec.name,
-        vn: spec.vn,
-        ip: spec.ip,
-        ...(spec.backs ? { floatingIps: [{ ip: CLUSTER_IP, portMap: [{ protocol: 'tcp' as const, port: SERVICE_PORT, targetPort: TARGET_PORT }] }] } : {}),
-      });
+      const pod = await cluster.addPod(spec.node, { name: spec.name, labels: spec.labels });
+      check(true, `node${spec.node}: vrouter port add --id ${spec.name} ${labelArguments(spec.labels)} -> ${pod.ip} in ${pod.vn} (label ${pod.label})`);
     }
-    check(true, `pods (TAP as eth0, /32 routes on the other node): ${cluster.podList.map((pod) => where(pod)).join(', ')}`);
-    for (const line of await programRoutes(cluster)) check(true, `route ${line}`);
-    for (const pod of PODS.filter((spec) => spec.backs)) {
+    // The last pieces travel over XMPP after the port adds: the ClusterIP's ECMP route and the way back.
+    const running = cluster;
+    await running.withLogs(async () => {
+      await running.waitForRoute(0, 'frontend', `${CLUSTER_IP}/32`, (candidate) => (candidate?.members?.length ?? 0) >= 2, 5_000).catch(() => undefined);
+      const route = await running.route(0, 'frontend', `${CLUSTER_IP}/32`);
+      const hops = route === undefined ? [] : route.members ? route.members.map((member) => (member.label === null ? 'a local vif' : `label ${member.label}`)) : [`label ${route.label} to ${route.dip ?? 'a local vif'}`];
+      check(
+        hops.length === 2,
+        `node0 learned ${CLUSTER_IP}/32 in frontend over XMPP: ${hops.length} next hop(s)${hops.length ? ` (${hops.join(', ')})` : ''}; expected ECMP over be-1 (label ${running.pod('be-1').label}, local) and be-2 (label ${running.pod('be-2').label}, node1)`,
+      );
+      await running.waitForRoute(1, 'backend', `${running.pod('fe-1').ip}/32`, undefined, 10_000);
+    });
+    for (const pod of PODS.filter((spec) => spec.labels === BACKEND)) {
       const server = new ProcessOutput(cluster.spawn(pod.name, nodeScript(SERVER, pod.name)));
       await server.waitFor(/listening/, 10_000, `${pod.name}'s HTTP server`);
     }
-    check(true, `HTTP servers on ${PODS.filter((spec) => spec.backs).map((spec) => `${spec.name}:${TARGET_PORT}`).join(', ')}, answering their name`);
+    check(true, `HTTP servers on ${PODS.filter((spec) => spec.labels === BACKEND).map((spec) => `${spec.name}:${TARGET_PORT}`).join(', ')}, answering their name`);
 
-    const running = cluster;
     await running.withLogs(async () => {
+      await showSessions(running);
+      await showRoutes(running);
       await checkConnectivity(running);
       await checkService(running);
       await checkDenied(running);
@@ -270,7 +299,7 @@ async function main(): Promise<void> {
     const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
       .split('\n')
       .filter((line) => line.startsWith(`${topology.prefix}-`));
-    check(stopped, 'daemons stopped on SIGTERM (TAPs and sockets closed)');
+    check(stopped, 'daemons and control node stopped on SIGTERM (TAPs and sockets closed)');
     check(left.length === 0, `namespaces removed${left.length ? `: left ${left.join(' ')}` : ''}`);
   }
   const seconds = ((performance.now() - started) / 1000).toFixed(1);

@@ -94,6 +94,8 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
 
   private tearDown(configured: ConfiguredPort): void {
     const dp = this.dataplane;
+    // Routes still leading to the pod (leaked into other VNs) let go of it first.
+    this.routes.releaseLocal(configured.encapNexthop);
     dp.deleteLabel(configured.label);
     dp.deleteNexthop(configured.encapNexthop);
     dp.removeVif(configured.vif);

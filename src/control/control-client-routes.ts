@@ -9,8 +9,10 @@
  * - when a session drops, its routes stay (stale) and keep forwarding; once
  *   it is back, routes it re-sends are fresh again and the stale ones are
  *   swept at its End-of-RIB (or after the stale timeout);
- * - next hops at this node's own address come only from local ports: the
- *   control node's echo of them adds nothing and could outlive the port.
+ * - next hops at this node's own address in a pod's own VN come only from
+ *   local ports: the control node's echo of them adds nothing and could
+ *   outlive the port. Leaked into another VN (a local backend of a service
+ *   another VN uses), they are learned like any other.
  *
  * The dataplane is only called when a route's set of next hops changes.
  */
@@ -128,7 +130,7 @@ export class LearnedRoutes {
       for (const learned of state.learned) {
         if (!learned) continue;
         for (const nexthop of learned.nexthops) {
-          if (nexthop.address === this.underlayIp) continue;
+          if (nexthop.address === this.underlayIp && (nexthop.vn === undefined || nexthop.vn === vrf)) continue;
           const key = nexthopKey(nexthop);
           if (keys.includes(key)) continue;
           keys.push(key);

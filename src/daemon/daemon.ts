@@ -205,7 +205,7 @@ export class Daemon {
   /** A port whose VN and address the control node decides (or checks). */
   private async addControlledPort(request: PortAddRequest, client: ControlClient): Promise<PortRecord> {
     if (request.attach !== undefined) throw new ApiError(400, 'field /attach: attached interfaces need a VN and an address, not a control node');
-    if (request.netns !== undefined && request.configure !== false && !(await netnsExists(request.netns))) {
+    if (request.netns !== undefined && request.configure !== false && !netnsExists(request.netns)) {
       throw new ApiError(400, `field /netns: network namespace ${request.netns} does not exist (value: ${JSON.stringify(request.netns)})`);
     }
     let label = request.label ?? 16;
@@ -268,7 +268,7 @@ export class Daemon {
     if (gateway === undefined) throw new ApiError(400, `field /gateway is required: the state file does not define VN ${request.vn}`);
     if (request.attach !== undefined && request.mac === undefined) throw new ApiError(400, 'field /mac is required with /attach: the MAC of the pod side of the interface');
     const configure = request.attach === undefined && request.netns !== undefined && request.configure !== false;
-    if (configure && !(await netnsExists(request.netns!))) {
+    if (configure && !netnsExists(request.netns!)) {
       throw new ApiError(400, `field /netns: network namespace ${request.netns} does not exist (value: ${JSON.stringify(request.netns)})`);
     }
     const mac = request.mac ?? macForIp(request.ip);

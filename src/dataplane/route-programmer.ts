@@ -44,6 +44,8 @@ export class RouteProgrammer {
   private readonly tunnelKeys = new Map<number, string>();
   /** "vrf prefix/len" -> the composite owned by that route. */
   private readonly composites = new Map<string, number>();
+  /** A local pod's nexthop -> the routes (VRF id, prefix) that lead to it, so the pod can leave cleanly. */
+  private readonly localUsers = new Map<number, Map<string, { vrf: number; prefix: number; length: number }>>();
 
   constructor(dp: Dataplane) {
     this.dp = dp;
@@ -95,7 +97,35 @@ export class RouteProgrammer {
     this.dp.addRoute(vrf, prefix, length, target);
     if (previous >= 0 && previous !== target) this.release(previous, key);
     if (members.length === 1) this.dropComposite(key);
+    for (const member of members) {
+      if (this.dp.nexthops.kind[member] === NH_TUNNEL) continue;
+      let users = this.localUsers.get(member);
+      if (!users) this.localUsers.set(member, (users = new Map()));
+      users.set(key, { vrf, prefix, length });
+    }
     return members.length;
+  }
+
+  /**
+   * A local pod's nexthop is going away: routes that lead only to it are
+   * deleted, ECMP routes lose that member (its slot left empty).
+   */
+  releaseLocal(nexthop: number): void {
+    const users = this.localUsers.get(nexthop);
+    if (!users) return;
+    this.localUsers.delete(nexthop);
+    const nexthops = this.dp.nexthops;
+    for (const [key, route] of users) {
+      const table = this.dp.vrfs.get(route.vrf);
+      const current = table ? table.routes.get(route.prefix, route.length) : -1;
+      if (current === nexthop) {
+        this.dp.deleteRoute(route.vrf, route.prefix, route.length);
+      } else if (current >= 0 && this.composites.get(key) === current) {
+        const members = nexthops.members[current]!;
+        const slot = members.indexOf(nexthop);
+        if (slot >= 0) nexthops.removeMember(current, slot);
+      }
+    }
   }
 
   deleteRoute(vrfName: string, prefixText: string): boolean {

@@ -49,6 +49,47 @@
  * state and log file and daemon pid (for CPU measurements); cluster.pod(name)
  * a pod's namespace, IP, label, vif, TAP name and MTU.
  *
+ * Control mode: with `control`, one or two control nodes (`vrouter-control`)
+ * run in their own namespaces on the underlay bridge and the harness programs
+ * no route at all: the daemons run with `--control` and learn everything
+ * over XMPP.
+ *
+ *   <p>-underlay: br0 -- c0 --veth-- underlay 198.18.0.2/24 in <p>-control0 -- vrouter-control --listen 198.18.0.2:5269
+ *                     -- c1 --veth-- underlay 198.18.0.3/24 in <p>-control1   (controlNodes: 2)
+ *                     -- n0 ... the nodes as above, `vrouter run --control 198.18.0.2:5269 [--control 198.18.0.3:5269]`
+ *
+ *   const cluster = await VrouterCluster.start(topology, {
+ *     nodes: 3,
+ *     control: {
+ *       config: { vns: [...], services: [...], policies: [...],   // the network configuration (docs/control-node.md)
+ *                 vrouters: ['node0', 'node1', 'node2'],          // daemons are named node<i>; listing them lets a
+ *                 restartConvergenceTime: 10 },                   // restarted control node send End-of-RIB at once
+ *       controlNodes: 2,      // default 1
+ *       holdTime: 9,          // the daemons' --hold-time (default: theirs)
+ *     },
+ *   });
+ *   const web = await cluster.addPod(0, { name: 'web', labels: { name: 'web', uses: 'db' } });
+ *     // `vrouter port add --label name=web --label uses=db` (vn and ip optional: the control node decides);
+ *     // web.vn and web.ip are what it chose (the port add's answer)
+ *   await cluster.addPod(1, spec, { via: 'api' });   // POST /port from inside the node namespace instead of the CLI:
+ *     // pod.portAdd = { sentAt, answeredAt } (epoch ms, taken around the request itself)
+ *   const { ms } = await cluster.timePortAddToReply(0, { name: 'new', labels: {...}, ip: '10.1.1.50' }, 'web');
+ *     // pings ip from pod web (every 2 ms) while the port is added: ms from the port add request to the first reply
+ *   await cluster.routes(2, 'web');                      // GET /api/routes?vrf=web of node 2 (null: no such VRF)
+ *   await cluster.waitForRoute(2, 'web', '10.96.0.10/32', (route) => route?.members?.length === 2);
+ *   await cluster.controlSessions(0);                    // GET /api/control-sessions
+ *   await cluster.waitForSessions();                     // every running daemon Established with every control node
+ *   await cluster.introspect(0, '/api/vifs/web');        // any GET of the node's introspect API
+ *   await cluster.tool(0, ['rt', '--dump', 'web']);      // the vrouter utilities (against --introspect), stdout
+ *   await cluster.killControlNode(0, 'SIGKILL');         // or 'SIGTERM' (then it must exit 0)
+ *   await cluster.startControlNode(0);                   // again, same address; resolves once it listens
+ *   await cluster.restartControlNode(0, { signal: 'SIGKILL', downMs: 500 });
+ *   await cluster.writeToControlNode(1, randomBytes(65536));  // raw bytes to 5269 from node 1's namespace:
+ *     // { written, received (what the control node answered), closedByPeer, error }
+ *   cluster.controlNodes[i]: namespace, address, endpoint, config and log file, pid.
+ *
+ * Each control node logs to <tmp>/control<i>.log (in logs() and withLogs()).
+ *
  * Each daemon's stdout/stderr (JSON log lines) go to <tmp>/node<i>.log. A
  * daemon that does not answer its API within startTimeoutMs, exits on its
  * own or does not exit on SIGTERM makes the call fail with its log.
@@ -59,6 +100,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { NetworkConfigDocument } from '../../src/control/network-config';
 import type { FlowsEntry, PolicyEntry, ServiceEntry, StateDocument } from '../../src/control/state-schema';
 import { ExecOptions, Topology, requireCommands } from './netns';
 
@@ -73,9 +115,20 @@ export interface VnSpec {
   uses?: string[];
 }
 
+/** A cluster run by control nodes instead of by the harness. */
+export interface ControlOptions {
+  /** The control node's network configuration (docs/control-node.md), written as JSON to its config file. */
+  config: NetworkConfigDocument;
+  /** Control nodes, at 198.18.0.2 and 198.18.0.3; every daemon connects to each (default 1). */
+  controlNodes?: 1 | 2;
+  /** The daemons' `--hold-time` (seconds); the control node's is the config's holdTime. */
+  holdTime?: number;
+}
+
 export interface ClusterOptions {
   nodes: number;
-  vns: VnSpec[];
+  /** The VNs every node's state file defines; required without `control` (the control node's config has them). */
+  vns?: VnSpec[];
   /** Encapsulations every node uses, best first (default udp, gre). */
   encapPriority?: Encap[];
   /** MTU of the underlay links and fabric vifs (default 1500); pods get underlayMtu - 32. */
@@ -91,6 +144,8 @@ export interface ClusterOptions {
   logLevel?: string;
   /** Prepended to namespace roles (`<tag>-node0`), so several clusters can share one topology. */
   tag?: string;
+  /** Control mode: control nodes configure the ports and distribute the routes (see the header). */
+  control?: ControlOptions;
 }
 
 export interface FloatingIpSpec {
@@ -101,11 +156,15 @@ export interface FloatingIpSpec {
 export interface PodSpec {
   /** [a-z0-9-]: the pod's id, and its namespace is `<prefix>-pod-<name>`. */
   name: string;
-  vn: string;
-  ip: string;
+  /** Required without a control node; in control mode the control node picks it (from the `name` label) unless given. */
+  vn?: string;
+  /** Required without a control node; in control mode the control node allocates one unless given. */
+  ip?: string;
+  /** The pod's labels (`vrouter port add --label k=v`): in control mode they decide VN, services and policies. */
+  labels?: Record<string, string>;
   /** The MPLS label other nodes use to reach it (default: the daemon's next free one). */
   label?: number;
-  /** ClusterIPs the pod backs (`vrouter port add --floating-ip`). */
+  /** ClusterIPs the pod backs (`vrouter port add --floating-ip`); not in control mode (the services' selectors decide). */
   floatingIps?: FloatingIpSpec[];
   mac?: string;
   mtu?: number;
@@ -115,14 +174,76 @@ export interface ClusterPod {
   name: string;
   node: number;
   ns: string;
+  /** The pod's VN and address: as given, or (control mode) as the control node chose them. */
   vn: string;
   ip: string;
+  labels: Record<string, string>;
   label: number;
   vif: number;
   tapName: string;
   ifname: string;
   mac: string;
   mtu: number;
+  /** With addPod(..., { via: 'api' }): when the POST /port was sent and answered (epoch ms, fractional). */
+  portAdd?: { sentAt: number; answeredAt: number };
+}
+
+export interface AddPodOptions {
+  /**
+   * 'cli' (default): `vrouter port add` in the node namespace; 'api': a POST
+   * /port from a small script in the node namespace, timed around the request.
+   */
+  via?: 'cli' | 'api';
+}
+
+export interface ClusterControlNode {
+  index: number;
+  /** control<i>. */
+  name: string;
+  ns: string;
+  /** 198.18.0.2 + index, on the underlay bridge. */
+  address: string;
+  port: number;
+  /** address:port, as the daemons' --control takes it. */
+  endpoint: string;
+  configFile: string;
+  logFile: string;
+  /** The current process (replaced by startControlNode). */
+  pid: number;
+  process: ChildProcess;
+  /** Set once the current process has exited. */
+  exit?: { code: number | null; signal: NodeJS.Signals | null; expected: boolean };
+}
+
+/** GET /api/control-sessions: one entry per control node the daemon talks to. */
+export interface ControlSession {
+  peer: string;
+  state: string;
+  routesReceived: number;
+  staleRoutes: number;
+  routesSent: number;
+  lastError: string | null;
+}
+
+/** One route of GET /api/routes (what `vrouter rt --dump <vrf> --json` prints). */
+export interface RouteRow {
+  prefix: string;
+  nexthop: number;
+  kind: string | null;
+  label: number | null;
+  vif: number | null;
+  mac: string | null;
+  /** A tunnel route's node. */
+  dip?: string | null;
+  encap?: string | null;
+  /** An ECMP (composite) route's members; null otherwise. */
+  members: Array<{ nexthop: number; label: number | null }> | null;
+}
+
+export interface RouteTable {
+  vrf: number;
+  vrfName: string;
+  routes: RouteRow[];
 }
 
 export interface ClusterNode {
@@ -134,6 +255,8 @@ export interface ClusterNode {
   underlayIp: string;
   underlayMac: string;
   api: string;
+  /** Where the daemon's introspect API listens inside its namespace (the daemon's default). */
+  introspect: string;
   stateFile: string;
   logFile: string;
   /** The daemon's pid (the node process itself: `ip netns exec` execs in place). */
@@ -169,8 +292,14 @@ export const VROUTER_MAC = '00:00:5e:00:01:00';
 export const OVERLAY_OVERHEAD = 32;
 const UNDERLAY_PREFIX = '198.18.0.';
 const FIRST_NODE_HOST = 11;
+const FIRST_CONTROL_HOST = 2;
+const CONTROL_PORT = 5269;
 const DEFAULT_API = '127.0.0.1:9091';
+const DEFAULT_INTROSPECT = '127.0.0.1:8085';
 const VROUTER_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'vrouter.js');
+const CONTROL_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'vrouter-control.js');
+/** What vrouter-control logs once it accepts vrouters. */
+const CONTROL_LISTENING = /control node listening on/;
 const STOP_TIMEOUT_MS = 10_000;
 const LOG_TAIL = 200;
 const LOG_MARKER = '\n=== vrouter daemon logs ===\n';
@@ -199,6 +328,46 @@ function floatingIpArgument(fip: FloatingIpSpec): string {
 function nexthopArgument(nexthop: RouteNexthop): string {
   return [nexthop.address, String(nexthop.label), ...(nexthop.encaps ? [nexthop.encaps.join(',')] : [])].join(':');
 }
+
+/**
+ * Run with node inside a node namespace: one HTTP request; prints
+ * { status, sentAt, answeredAt, body } (epoch ms, taken just before the
+ * request and when its answer is complete). argv: host port method path [json body].
+ */
+const HTTP_REQUEST_SCRIPT = `
+const [host, port, method, path, body] = process.argv.slice(1);
+const { performance } = require('perf_hooks');
+const now = () => performance.timeOrigin + performance.now();
+const sentAt = now();
+const request = require('http').request({ host, port: Number(port), method, path, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, (response) => {
+  const chunks = [];
+  response.on('data', (chunk) => chunks.push(chunk));
+  response.on('end', () => console.log(JSON.stringify({ status: response.statusCode, sentAt, answeredAt: now(), body: Buffer.concat(chunks).toString('utf8') })));
+});
+request.setTimeout(20000, () => request.destroy(new Error('no answer within 20 s')));
+request.on('error', (error) => { console.error(host + ':' + port + ' ' + method + ' ' + path + ': ' + error.message); process.exit(1); });
+request.end(body);`;
+
+/**
+ * Run with node inside a node namespace: connects to host:port, writes the
+ * bytes of a file, collects the answer until the peer closes or waitMs
+ * passes; prints { written, received, closedByPeer, error }. argv: host port file waitMs.
+ */
+const RAW_WRITE_SCRIPT = `
+const [host, port, file, waitMs] = process.argv.slice(1);
+const data = require('fs').readFileSync(file);
+const socket = require('net').connect({ host, port: Number(port) });
+let received = Buffer.alloc(0), closedByPeer = false, error = null, written = 0;
+socket.on('connect', () => socket.write(data, (failure) => { if (!failure) written = data.length; }));
+socket.on('data', (chunk) => (received = Buffer.concat([received, chunk])));
+socket.on('error', (failure) => (error = failure.message));
+socket.on('close', () => { closedByPeer = true; finish(); });
+const timer = setTimeout(finish, Number(waitMs));
+function finish() {
+  clearTimeout(timer);
+  console.log(JSON.stringify({ written, received: received.toString('latin1').slice(0, 4000), closedByPeer, error }));
+  process.exit(0);
+}`;
 
 /** The output of a spawned process, kept as it comes, with a wait for a pattern. */
 export class ProcessOutput {
@@ -265,6 +434,8 @@ function removeDirectoriesSync(): void {
 
 export class VrouterCluster {
   readonly nodes: ClusterNode[] = [];
+  /** Control mode: the control nodes (empty otherwise). */
+  readonly controlNodes: ClusterControlNode[] = [];
   readonly underlayNs: string;
   readonly podMtu: number;
   private readonly pods = new Map<string, ClusterPod>();
@@ -288,11 +459,21 @@ export class VrouterCluster {
       throw new Error('dist/src/cli/vrouter.js is missing: build first (npx tsc -p .)');
     }
     if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > 200) throw new Error(`nodes ${options.nodes}: 1..200`);
+    if (options.control) {
+      if (!fs.existsSync(CONTROL_BIN)) throw new Error(`${CONTROL_BIN} is missing`);
+      const stray = [options.vns?.length ? 'vns' : '', options.services ? 'services' : '', options.policies ? 'policies' : ''].filter(Boolean);
+      if (stray.length > 0) throw new Error(`control mode: ${stray.join(', ')} belong in control.config (the control node's configuration)`);
+      const count = options.control.controlNodes ?? 1;
+      if (count !== 1 && count !== 2) throw new Error(`control.controlNodes ${String(count)}: 1 or 2`);
+    } else if (options.vns === undefined) {
+      throw new Error('vns is required without a control node');
+    }
     const full = {
       encapPriority: ['udp', 'gre'] as Encap[],
       underlayMtu: 1500,
       api: DEFAULT_API,
       ...options,
+      vns: options.vns ?? [],
     };
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), `vrouter-cluster-${topology.prefix}-`));
     liveDirectories.add(directory);
@@ -304,17 +485,24 @@ export class VrouterCluster {
     const underlayNs = await topology.addNamespace(role('underlay'));
     const cluster = new VrouterCluster(topology, full, directory, underlayNs);
     try {
+      const bridgePorts: string[] = [];
+      const controlNamespaces: string[] = [];
+      for (let index = 0; index < (options.control ? (options.control.controlNodes ?? 1) : 0); index++) {
+        const ns = await topology.addNamespace(role(`control${index}`));
+        await topology.addVethPair(ns, 'underlay', underlayNs, `c${index}`, { mtu: full.underlayMtu });
+        controlNamespaces.push(ns);
+        bridgePorts.push(`c${index}`);
+      }
       const nodeNamespaces: string[] = [];
       for (let index = 0; index < options.nodes; index++) {
         const ns = await topology.addNamespace(role(`node${index}`));
         await topology.addVethPair(ns, 'underlay', underlayNs, `n${index}`, { mtu: full.underlayMtu });
         nodeNamespaces.push(ns);
+        bridgePorts.push(`n${index}`);
       }
-      await topology.addBridge(
-        underlayNs,
-        'br0',
-        nodeNamespaces.map((_, index) => `n${index}`),
-      );
+      await topology.addBridge(underlayNs, 'br0', bridgePorts);
+      // The control nodes listen before the daemons start, so the first connection succeeds.
+      await Promise.all(controlNamespaces.map((ns, index) => cluster.setUpControlNode(index, ns)));
       await Promise.all(nodeNamespaces.map((ns, index) => cluster.startNode(index, ns)));
     } catch (error) {
       await cluster.stop().catch(() => undefined);
@@ -343,50 +531,114 @@ export class VrouterCluster {
   /**
    * Creates the pod's namespace, adds its port on the node (`vrouter port
    * add`: a TAP moved in as eth0, ip/32, routes via the gateway), then sets
-   * the /32 route to it on every other running node.
+   * the /32 route to it on every other running node. In control mode the
+   * control node decides what the pod did not give (VN, address) and
+   * distributes the route; the pod carries what it chose.
    */
-  async addPod(nodeIndex: number, spec: PodSpec): Promise<ClusterPod> {
+  async addPod(nodeIndex: number, spec: PodSpec, options: AddPodOptions = {}): Promise<ClusterPod> {
     const node = this.node(nodeIndex);
+    const control = this.options.control !== undefined;
     if (this.pods.has(spec.name)) throw new Error(`pod ${spec.name} exists already`);
+    if (!control && (spec.vn === undefined || spec.ip === undefined)) throw new Error(`pod ${spec.name}: vn and ip are required without a control node`);
+    if (control && spec.floatingIps?.length) throw new Error(`pod ${spec.name}: in control mode the services' selectors give floating IPs, not the pod`);
     const ns = await this.topology.addNamespace(this.options.tag ? `${this.options.tag}-pod-${spec.name}` : `pod-${spec.name}`);
-    const args = ['port', 'add', '--id', spec.name, '--name', spec.name, '--netns', ns, '--vn', spec.vn, '--ip', spec.ip];
-    if (spec.label !== undefined) args.push('--mpls-label', String(spec.label));
-    if (spec.mac !== undefined) args.push('--mac', spec.mac);
-    if (spec.mtu !== undefined) args.push('--mtu', String(spec.mtu));
-    for (const fip of spec.floatingIps ?? []) args.push('--floating-ip', floatingIpArgument(fip));
-    const record = JSON.parse(await this.vrouter(nodeIndex, args)) as { vif: number; label: number; tapName: string; ifname: string; mac: string; mtu: number };
+    const request: Record<string, unknown> = { id: spec.name, name: spec.name, netns: ns };
+    if (spec.vn !== undefined) request.vn = spec.vn;
+    if (spec.ip !== undefined) request.ip = spec.ip;
+    if (spec.labels !== undefined) request.labels = spec.labels;
+    if (spec.label !== undefined) request.label = spec.label;
+    if (spec.mac !== undefined) request.mac = spec.mac;
+    if (spec.mtu !== undefined) request.mtu = spec.mtu;
+    if (spec.floatingIps?.length) request.floatingIps = spec.floatingIps;
+    type PortAnswer = { vif: number; label: number; tapName: string; ifname: string; mac: string; mtu: number; vn: string; ip: string };
+    let record: PortAnswer;
+    let portAdd: ClusterPod['portAdd'];
+    if (options.via === 'api') {
+      const answer = await this.apiRequest(nodeIndex, 'POST', '/port', request);
+      record = answer.body as PortAnswer;
+      portAdd = { sentAt: answer.sentAt, answeredAt: answer.answeredAt };
+    } else {
+      const args = ['port', 'add', '--id', spec.name, '--name', spec.name, '--netns', ns];
+      if (spec.vn !== undefined) args.push('--vn', spec.vn);
+      if (spec.ip !== undefined) args.push('--ip', spec.ip);
+      for (const [key, value] of Object.entries(spec.labels ?? {})) args.push('--label', `${key}=${value}`);
+      if (spec.label !== undefined) args.push('--mpls-label', String(spec.label));
+      if (spec.mac !== undefined) args.push('--mac', spec.mac);
+      if (spec.mtu !== undefined) args.push('--mtu', String(spec.mtu));
+      for (const fip of spec.floatingIps ?? []) args.push('--floating-ip', floatingIpArgument(fip));
+      record = JSON.parse(await this.vrouter(nodeIndex, args)) as PortAnswer;
+    }
     const pod: ClusterPod = {
       name: spec.name,
       node: node.index,
       ns,
-      vn: spec.vn,
-      ip: spec.ip,
+      vn: record.vn ?? spec.vn,
+      ip: record.ip ?? spec.ip,
+      labels: { ...(spec.labels ?? {}) },
       label: record.label,
       vif: record.vif,
       tapName: record.tapName,
       ifname: record.ifname,
       mac: record.mac,
       mtu: record.mtu,
+      ...(portAdd ? { portAdd } : {}),
     };
     this.pods.set(spec.name, pod);
+    if (control) return pod;
     await Promise.all(
       this.runningNodes()
         .filter((other) => other.index !== nodeIndex)
-        .map((other) => this.setRoute(other.index, spec.vn, `${spec.ip}/32`, [this.nexthopTo(spec.name)], { vn: spec.vn })),
+        .map((other) => this.setRoute(other.index, pod.vn, `${pod.ip}/32`, [this.nexthopTo(spec.name)], { vn: pod.vn })),
     );
     return pod;
   }
 
-  /** `vrouter port delete` on the pod's node and the /32 route withdrawn on the others; the namespace stays. */
+  /**
+   * `vrouter port delete` on the pod's node and (without a control node) the
+   * /32 route withdrawn on the others; the namespace stays.
+   */
   async deletePod(name: string): Promise<void> {
     const pod = this.pod(name);
     await this.vrouter(pod.node, ['port', 'delete', pod.name]);
     this.pods.delete(name);
+    if (this.options.control) return;
     await Promise.all(
       this.runningNodes()
         .filter((other) => other.index !== pod.node)
         .map((other) => this.deleteRoute(other.index, pod.vn, `${pod.ip}/32`)),
     );
+  }
+
+  /**
+   * Pings spec.ip from an existing pod every 2 ms, adds the pod (spec.ip is
+   * required: the ping starts first) with a timed POST /port, and resolves
+   * with the time from that request to the first echo reply (ping -D's
+   * timestamp): port add, control node round trip, pod namespace set up,
+   * route published and programmed on the pinging node, first packet
+   * forwarded both ways. answerMs: until the port add was answered.
+   */
+  async timePortAddToReply(nodeIndex: number, spec: PodSpec, fromPod: string, timeoutMs = 10_000): Promise<{ pod: ClusterPod; ms: number; answerMs: number }> {
+    if (spec.ip === undefined) throw new Error(`timePortAddToReply: pod ${spec.name} needs an ip, to ping it before it exists`);
+    requireCommands({ ping: 'iputils-ping', stdbuf: 'coreutils' });
+    // ping's stdout is block-buffered into a pipe: line-buffer it, so each reply is seen as it comes.
+    const ping = new ProcessOutput(
+      this.spawn(fromPod, ['stdbuf', '-oL', 'ping', '-D', '-n', '-i', '0.002', '-W', '1', '-w', String(Math.ceil(timeoutMs / 1000)), spec.ip]),
+    );
+    try {
+      await ping.waitFor(/^PING /m, 5_000, `ping ${spec.ip} starting in ${fromPod}`);
+      const pod = await this.addPod(nodeIndex, spec, { via: 'api' });
+      const reply = new RegExp(`^\\[(\\d+\\.\\d+)\\] \\d+ bytes from ${spec.ip.replace(/\./g, '\\.')}:`, 'm');
+      const match = await ping.waitFor(reply, timeoutMs, `a reply from ${spec.name} ${spec.ip} to ${fromPod}'s ping`);
+      const repliedAt = Number(match[1]) * 1000;
+      return { pod, ms: repliedAt - pod.portAdd!.sentAt, answerMs: pod.portAdd!.answeredAt - pod.portAdd!.sentAt };
+    } finally {
+      try {
+        process.kill(ping.child.pid as number, 'SIGINT');
+      } catch {
+        // Already gone.
+      }
+      await within(ping.exited, 5_000);
+    }
   }
 
   /**
@@ -416,6 +668,204 @@ export class VrouterCluster {
       return await this.topology.exec(node.ns, [process.execPath, VROUTER_BIN, ...args, '--api', node.api], options);
     } catch (error) {
       throw new Error(`${node.name}: ${(error as Error).message}${this.logSection([node])}`);
+    }
+  }
+
+  /**
+   * Runs a vrouter utility (rt, vif, nh, flow, ...) in the node's namespace
+   * against its daemon's introspect API; resolves to stdout.
+   */
+  async tool(nodeIndex: number, args: string[], options: ExecOptions = {}): Promise<string> {
+    const node = this.node(nodeIndex);
+    if (node.exit) throw new Error(`${node.name}: the daemon has exited (${describeExit(node.exit)})${this.logSection([node])}`);
+    try {
+      return await this.topology.exec(node.ns, [process.execPath, VROUTER_BIN, ...args, '--introspect', node.introspect], options);
+    } catch (error) {
+      throw new Error(`${node.name}: ${(error as Error).message}${this.logSection([node])}`);
+    }
+  }
+
+  /** One HTTP request from inside the node's namespace to an address there (default: the daemon's port API), timed. */
+  async apiRequest(
+    nodeIndex: number,
+    method: string,
+    requestPath: string,
+    body?: unknown,
+    address?: string,
+  ): Promise<{ status: number; sentAt: number; answeredAt: number; body: unknown }> {
+    const node = this.node(nodeIndex);
+    const target = address ?? node.api;
+    const at = target.lastIndexOf(':');
+    const argv = [process.execPath, '-e', HTTP_REQUEST_SCRIPT, target.slice(0, at), target.slice(at + 1), method, requestPath];
+    if (body !== undefined) argv.push(JSON.stringify(body));
+    let answer: { status: number; sentAt: number; answeredAt: number; body: string };
+    try {
+      answer = JSON.parse(await this.topology.exec(node.ns, argv));
+    } catch (error) {
+      throw new Error(`${node.name}: ${method} ${requestPath}: ${(error as Error).message}${this.logSection([node])}`);
+    }
+    let parsed: unknown = answer.body;
+    try {
+      parsed = answer.body ? JSON.parse(answer.body) : null;
+    } catch {
+      // Not JSON: the text.
+    }
+    if (answer.status >= 400) {
+      const why = (parsed as { error?: string } | null)?.error ?? answer.body;
+      throw new Error(`${node.name}: ${method} ${requestPath}: ${answer.status}: ${why}`);
+    }
+    return { ...answer, body: parsed };
+  }
+
+  /** GET of the node's introspect API (e.g. /api/vifs/<pod>); resolves to the parsed answer. */
+  async introspect<T = unknown>(nodeIndex: number, requestPath: string): Promise<T> {
+    return (await this.apiRequest(nodeIndex, 'GET', requestPath, undefined, this.node(nodeIndex).introspect)).body as T;
+  }
+
+  /** The node's routes in a VRF (`vrouter rt --dump <vrf> --json`), null when the node has no such VRF. */
+  async routes(nodeIndex: number, vrf: string): Promise<RouteTable | null> {
+    try {
+      return await this.introspect<RouteTable>(nodeIndex, `/api/routes?vrf=${encodeURIComponent(vrf)}`);
+    } catch (error) {
+      if (/: 404: /.test((error as Error).message)) return null;
+      throw error;
+    }
+  }
+
+  /** The route for exactly this prefix in the node's VRF, or undefined. */
+  async route(nodeIndex: number, vrf: string, prefix: string): Promise<RouteRow | undefined> {
+    return (await this.routes(nodeIndex, vrf))?.routes.find((route) => route.prefix === prefix);
+  }
+
+  /**
+   * Polls the node's route for prefix until `until` holds (default: the
+   * route exists); resolves to the route (undefined when waiting for it to go).
+   */
+  async waitForRoute(
+    nodeIndex: number,
+    vrf: string,
+    prefix: string,
+    until: (route: RouteRow | undefined) => boolean = (route) => route !== undefined,
+    timeoutMs = 15_000,
+  ): Promise<RouteRow | undefined> {
+    let last: RouteRow | undefined;
+    await this.waitUntil(
+      async () => until((last = await this.route(nodeIndex, vrf, prefix))),
+      timeoutMs,
+      () => `node${nodeIndex} ${vrf} ${prefix} as expected (last: ${JSON.stringify(last ?? null)})`,
+    );
+    return last;
+  }
+
+  /** GET /api/control-sessions of the node's daemon. */
+  controlSessions(nodeIndex: number): Promise<ControlSession[]> {
+    return this.introspect<ControlSession[]>(nodeIndex, '/api/control-sessions');
+  }
+
+  /** Waits until every running daemon has its sessions with these control nodes (default: the running ones) Established. */
+  async waitForSessions(timeoutMs = 20_000, controlIndexes?: number[]): Promise<void> {
+    const wanted = (controlIndexes ?? this.controlNodes.filter((control) => !control.exit).map((control) => control.index)).map(
+      (index) => this.controlNode(index).endpoint,
+    );
+    let last = '';
+    await this.waitUntil(
+      async () => {
+        const all = await Promise.all(this.runningNodes().map(async (node) => ({ node: node.name, sessions: await this.controlSessions(node.index) })));
+        last = JSON.stringify(all);
+        return all.every(({ sessions }) => wanted.every((endpoint) => sessions.some((session) => session.peer.endsWith(endpoint) && session.state === 'Established')));
+      },
+      timeoutMs,
+      () => `sessions with ${wanted.join(', ')} established on every node (last: ${last})`,
+    );
+  }
+
+  /** Polls check (every 50 ms) until it resolves true; throws with what() and the logs after timeoutMs. */
+  async waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: () => string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (await check()) return;
+      if (Date.now() > deadline) throw new Error(`no ${what()} within ${timeoutMs} ms${this.logSection()}`);
+      await sleep(50);
+    }
+  }
+
+  /** Control mode: the control node, by index. */
+  controlNode(index: number): ClusterControlNode {
+    const control = this.controlNodes[index];
+    if (!control) throw new Error(`no control node ${index} (the cluster has ${this.controlNodes.length})`);
+    return control;
+  }
+
+  /**
+   * Signals a control node and resolves once it exited: SIGKILL (a crash:
+   * its sessions drop without a stream close) or SIGTERM (it closes them,
+   * and must exit 0).
+   */
+  async killControlNode(index: number, signal: 'SIGKILL' | 'SIGTERM' = 'SIGKILL', timeoutMs = STOP_TIMEOUT_MS): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+    const control = this.controlNode(index);
+    const started = Date.now();
+    if (control.exit) {
+      if (control.exit.expected) return { code: control.exit.code, signal: control.exit.signal, ms: 0 };
+      throw new Error(`${control.name}: it had already exited (${describeExit(control.exit)})${this.logSection([], [control])}`);
+    }
+    const child = control.process;
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    this.expectControlExit.add(child);
+    child.kill(signal);
+    const result = await within(exited, timeoutMs);
+    if (result === null) {
+      try {
+        process.kill(-control.pid, 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+      throw new Error(`${control.name}: did not exit within ${timeoutMs} ms of ${signal}${this.logSection([], [control])}`);
+    }
+    const [code, exitSignal] = result;
+    if (signal === 'SIGTERM' && code !== 0) throw new Error(`${control.name}: exited with ${describeExit({ code, signal: exitSignal })} on SIGTERM${this.logSection([], [control])}`);
+    return { code, signal: exitSignal, ms: Date.now() - started };
+  }
+
+  /** Starts a control node (again: same namespace, address and configuration); resolves once it listens. */
+  async startControlNode(index: number): Promise<void> {
+    const control = this.controlNode(index);
+    if (!control.exit) throw new Error(`${control.name} is running (pid ${control.pid})`);
+    await this.launchControlNode(control);
+  }
+
+  /** killControlNode, downMs later startControlNode; resolves once it listens again. */
+  async restartControlNode(index: number, options: { signal?: 'SIGKILL' | 'SIGTERM'; downMs?: number } = {}): Promise<void> {
+    await this.killControlNode(index, options.signal ?? 'SIGKILL');
+    if (options.downMs) await sleep(options.downMs);
+    await this.startControlNode(index);
+  }
+
+  /**
+   * Connects from the node's namespace to a control node's XMPP port, writes
+   * data, and collects the answer until the control node closes the
+   * connection or waitMs passed.
+   */
+  async writeToControlNode(
+    nodeIndex: number,
+    data: Buffer,
+    options: { controlNode?: number; waitMs?: number } = {},
+  ): Promise<{ written: number; received: string; closedByPeer: boolean; error: string | null }> {
+    const control = this.controlNode(options.controlNode ?? 0);
+    const file = path.join(this.directory, `raw-${process.hrtime.bigint()}.bin`);
+    fs.writeFileSync(file, data);
+    try {
+      const output = await this.topology.exec(this.node(nodeIndex).ns, [
+        process.execPath,
+        '-e',
+        RAW_WRITE_SCRIPT,
+        control.address,
+        String(control.port),
+        file,
+        String(options.waitMs ?? 3_000),
+      ]);
+      return JSON.parse(output);
+    } finally {
+      fs.rmSync(file, { force: true });
     }
   }
 
@@ -481,9 +931,13 @@ export class VrouterCluster {
     };
   }
 
-  /** Every daemon's log (the last lines of each), with how each exited if it did. */
-  logs(nodes: ClusterNode[] = this.nodes): string {
-    return nodes
+  /** Every daemon's (and control node's) log (the last lines of each), with how each exited if it did. */
+  logs(nodes: ClusterNode[] = this.nodes, controlNodes: ClusterControlNode[] = nodes === this.nodes ? this.controlNodes : []): string {
+    const controlLogs = controlNodes.map((control) => {
+      const state = control.exit ? `exited: ${describeExit(control.exit)}${control.exit.expected ? ' (as asked)' : ''}` : `running, pid ${control.pid}`;
+      return `--- ${control.name} (${control.ns}, ${control.endpoint}, ${state}) ${control.logFile} ---\n${tailOf(control.logFile)}`;
+    });
+    const nodeLogs = nodes
       .map((node) => {
         let text: string;
         try {
@@ -494,8 +948,8 @@ export class VrouterCluster {
         }
         const state = node.exit ? `exited: ${describeExit(node.exit)}` : `running, pid ${node.pid}`;
         return `--- ${node.name} (${node.ns}, ${node.underlayIp}, ${state}) ${node.logFile} ---\n${text.trimEnd()}`;
-      })
-      .join('\n');
+      });
+    return [...controlLogs, ...nodeLogs].join('\n');
   }
 
   /** Runs fn; a failure is rethrown with every daemon's log (and counters) appended. */
@@ -519,8 +973,8 @@ export class VrouterCluster {
         stats.push(`${node.name}: stats failed: ${(statsError as Error).message.split('\n')[0]}`);
       }
     }
-    const unexpected = this.nodes.filter((node) => node.exit && !node.exit.expected);
-    const note = unexpected.length ? `\n(daemon exited on its own: ${unexpected.map((node) => `${node.name} ${describeExit(node.exit!)}`).join(', ')})` : '';
+    const unexpected = [...this.nodes, ...this.controlNodes].filter((node) => node.exit && !node.exit.expected);
+    const note = unexpected.length ? `\n(exited on its own: ${unexpected.map((node) => `${node.name} ${describeExit(node.exit!)}`).join(', ')})` : '';
     // One copy of the logs: a message from vrouter() may carry its node's already.
     const message = base.message.split(LOG_MARKER)[0];
     const explained = new Error(`${message}${note}\n=== daemon counters ===\n${stats.join('\n')}${this.logSection()}`);
@@ -557,13 +1011,22 @@ export class VrouterCluster {
     return { code, signal, ms: Date.now() - started };
   }
 
-  /** Stops every running daemon (SIGTERM, checked) and removes the temp directory; safe to call again. */
+  /**
+   * Stops every running daemon, then every control node (SIGTERM, checked)
+   * and removes the temp directory; safe to call again.
+   */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const results = await Promise.allSettled(this.runningNodes().map((node) => this.stopNode(node.index)));
-      const failures = results.flatMap((result) => (result.status === 'rejected' ? [(result.reason as Error).message] : []));
+      const controlResults = await Promise.allSettled(
+        this.controlNodes.filter((control) => !control.exit).map((control) => this.killControlNode(control.index, 'SIGTERM')),
+      );
+      const failures = [...results, ...controlResults].flatMap((result) => (result.status === 'rejected' ? [(result.reason as Error).message] : []));
       const unexpected = this.nodes.filter((node) => node.exit && !node.exit.expected);
       for (const node of unexpected) failures.push(`${node.name}: the daemon exited on its own before stop (${describeExit(node.exit!)})${this.logSection([node])}`);
+      for (const control of this.controlNodes.filter((candidate) => candidate.exit && !candidate.exit.expected)) {
+        failures.push(`${control.name}: exited on its own before stop (${describeExit(control.exit!)})${this.logSection([], [control])}`);
+      }
       if (process.env.VROUTER_CLUSTER_KEEP) {
         process.stderr.write(`vrouter-cluster: kept ${this.directory}\n`);
       } else {
@@ -576,6 +1039,8 @@ export class VrouterCluster {
   }
 
   private readonly expectExit = new Set<number>();
+  /** Control node processes killed on purpose. */
+  private readonly expectControlExit = new WeakSet<ChildProcess>();
 
   private runningNodes(): ClusterNode[] {
     return this.nodes.filter((node) => node.exit === undefined && !this.expectExit.has(node.index));
@@ -587,8 +1052,63 @@ export class VrouterCluster {
     return node;
   }
 
-  private logSection(nodes: ClusterNode[] = this.nodes): string {
-    return `${LOG_MARKER}${this.logs(nodes)}`;
+  private logSection(nodes: ClusterNode[] = this.nodes, controlNodes?: ClusterControlNode[]): string {
+    return `${LOG_MARKER}${this.logs(nodes, controlNodes)}`;
+  }
+
+  /** Creates a control node's address, configuration file and record, and starts it. */
+  private async setUpControlNode(index: number, ns: string): Promise<void> {
+    const address = `${UNDERLAY_PREFIX}${FIRST_CONTROL_HOST + index}`;
+    await this.topology.exec(ns, ['ip', 'address', 'add', `${address}/24`, 'dev', 'underlay']);
+    // Its own directory: the control node watches the configuration file's directory for changes.
+    const configDirectory = path.join(this.directory, `control${index}`);
+    fs.mkdirSync(configDirectory);
+    const configFile = path.join(configDirectory, 'network.json');
+    fs.writeFileSync(configFile, JSON.stringify(this.options.control!.config, null, 2) + '\n');
+    const control: ClusterControlNode = {
+      index,
+      name: `control${index}`,
+      ns,
+      address,
+      port: CONTROL_PORT,
+      endpoint: `${address}:${CONTROL_PORT}`,
+      configFile,
+      logFile: path.join(this.directory, `control${index}.log`),
+      pid: 0,
+      process: undefined as unknown as ChildProcess,
+      exit: { code: null, signal: null, expected: true },
+    };
+    this.controlNodes[index] = control;
+    await this.launchControlNode(control);
+  }
+
+  private async launchControlNode(control: ClusterControlNode): Promise<void> {
+    const logOffset = fs.existsSync(control.logFile) ? fs.statSync(control.logFile).size : 0;
+    const logFd = fs.openSync(control.logFile, 'a');
+    let child: ChildProcess;
+    try {
+      child = this.topology.spawn(control.ns, [process.execPath, CONTROL_BIN, '--config', control.configFile, '--listen', control.endpoint], {
+        stdio: ['ignore', logFd, logFd],
+      });
+    } finally {
+      fs.closeSync(logFd);
+    }
+    if (child.pid === undefined) throw new Error(`${control.name}: could not start vrouter-control`);
+    control.process = child;
+    control.pid = child.pid;
+    control.exit = undefined;
+    child.once('exit', (code, signal) => {
+      // A late exit of a previous process does not describe the current one.
+      if (control.process === child) control.exit = { code, signal, expected: this.expectControlExit.has(child) };
+    });
+    const deadline = Date.now() + (this.options.startTimeoutMs ?? 20_000);
+    for (;;) {
+      if (control.exit) throw new Error(`${control.name}: vrouter-control exited at start (${describeExit(control.exit)})${this.logSection([], [control])}`);
+      const text = readFrom(control.logFile, logOffset);
+      if (CONTROL_LISTENING.test(text)) return;
+      if (Date.now() > deadline) throw new Error(`${control.name}: vrouter-control did not listen on ${control.endpoint} in time${this.logSection([], [control])}`);
+      await sleep(50);
+    }
   }
 
   private async startNode(index: number, ns: string): Promise<void> {
@@ -596,9 +1116,11 @@ export class VrouterCluster {
     await this.topology.exec(ns, ['ip', 'address', 'add', `${underlayIp}/24`, 'dev', 'underlay']);
     const underlayMac = await this.topology.macOf(ns, 'underlay');
     const name = `node${index}`;
+    const control = this.options.control;
     const state: StateDocument = {
       node: { name, underlayIp, encapPriority: this.options.encapPriority },
       ...(this.options.flows ? { flows: this.options.flows } : {}),
+      // In control mode the VRFs come with the ports the control node configures.
       vrfs: this.options.vns.map((vn, vnIndex) => ({
         id: vnIndex + 1,
         name: vn.name,
@@ -616,7 +1138,10 @@ export class VrouterCluster {
     const logFd = fs.openSync(logFile, 'a');
     let child: ChildProcess;
     try {
-      child = this.topology.spawn(ns, [process.execPath, VROUTER_BIN, 'run', '--state', stateFile, '--api', this.options.api], {
+      const controlArgs = control
+        ? [...this.controlNodes.flatMap((controlNode) => ['--control', controlNode.endpoint]), ...(control.holdTime !== undefined ? ['--hold-time', String(control.holdTime)] : [])]
+        : [];
+      child = this.topology.spawn(ns, [process.execPath, VROUTER_BIN, 'run', '--state', stateFile, '--api', this.options.api, ...controlArgs], {
         stdio: ['ignore', logFd, logFd],
         env: { ...process.env, VROUTER_LOG_LEVEL: this.options.logLevel ?? process.env.VROUTER_LOG_LEVEL ?? 'info' },
       });
@@ -632,6 +1157,7 @@ export class VrouterCluster {
       underlayIp,
       underlayMac,
       api: this.options.api,
+      introspect: DEFAULT_INTROSPECT,
       stateFile,
       logFile,
       pid: child.pid,
@@ -691,6 +1217,32 @@ function runStatus(ns: string, argv: string[], timeoutMs: number): Promise<ExecR
       resolve({ code, signal: failure?.signal ?? null, stdout, stderr });
     });
   });
+}
+
+/** The last lines of a log file. */
+function tailOf(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').slice(-LOG_TAIL).join('\n').trimEnd();
+  } catch (error) {
+    return `(no log: ${(error as Error).message})`;
+  }
+}
+
+/** A file's text from a byte offset on ('' when it is not there). */
+function readFrom(file: string, offset: number): string {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const buffer = Buffer.alloc(Math.max(0, size - offset));
+      fs.readSync(fd, buffer, 0, buffer.length, offset);
+      return buffer.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
 }
 
 function describeExit(exit: { code: number | null; signal: NodeJS.Signals | null }): string {
