@@ -156,48 +156,85 @@ describe('native io: arguments and errors', () => {
 const CHILD = path.join(__dirname, 'support', 'native-io-child.js');
 const CHILD_TIMEOUT_MS = 60_000;
 const notRoot = typeof process.getuid === 'function' && process.getuid() !== 0;
+const needsRoot = notRoot && 'needs root (ip netns, TAP devices, raw sockets)';
 
-describe('native io: real traffic inside a network namespace', { skip: notRoot && 'needs root (ip netns, TAP devices, raw sockets)' }, () => {
-  const namespace = `vrt-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const results = new Map<string, { ok: boolean; detail: string }>();
-  let childReport = '';
+/**
+ * readBatch/writeBatch have two paths: io_uring (the default) and one
+ * read(2)/write(2) per frame (VROUTER_IO_URING=0, also what a kernel without
+ * io_uring gets). The child runs once on each; both must pass every check and
+ * agree on what they saw.
+ */
+const IO_PATHS = [
+  { name: 'io_uring', env: {} as Record<string, string> },
+  { name: 'read/write', env: { VROUTER_IO_URING: '0' } as Record<string, string> },
+];
+type CheckReport = { ok: boolean; detail: string; digest?: string };
+const reportsByPath = new Map<string, Map<string, CheckReport>>();
 
-  before(() => {
-    const add = spawnSync('ip', ['netns', 'add', namespace], { encoding: 'utf8' });
-    assert.equal(add.status, 0, `ip netns add ${namespace}: ${add.stderr}`);
-    // `ip netns exec` execs node itself, so the timeout's SIGKILL hits the child.
-    const child = spawnSync('ip', ['netns', 'exec', namespace, process.execPath, CHILD], {
-      encoding: 'utf8',
-      timeout: CHILD_TIMEOUT_MS,
-      killSignal: 'SIGKILL',
+for (const ioPath of IO_PATHS) {
+  describe(`native io: real traffic inside a network namespace (${ioPath.name})`, { skip: needsRoot }, () => {
+    const namespace = `vrt-${process.pid}-${randomBytes(3).toString('hex')}`;
+    const results = new Map<string, CheckReport>();
+    reportsByPath.set(ioPath.name, results);
+    let childReport = '';
+
+    before(() => {
+      const add = spawnSync('ip', ['netns', 'add', namespace], { encoding: 'utf8' });
+      assert.equal(add.status, 0, `ip netns add ${namespace}: ${add.stderr}`);
+      // `ip netns exec` execs node itself, so the timeout's SIGKILL hits the child.
+      const env: NodeJS.ProcessEnv = { ...process.env, ...ioPath.env };
+      if (!('VROUTER_IO_URING' in ioPath.env)) delete env.VROUTER_IO_URING;
+      const child = spawnSync('ip', ['netns', 'exec', namespace, process.execPath, CHILD], {
+        encoding: 'utf8',
+        timeout: CHILD_TIMEOUT_MS,
+        killSignal: 'SIGKILL',
+        env,
+      });
+      childReport = `child exit ${child.status ?? child.signal}${child.error ? ` (${child.error.message})` : ''}\nstdout:\n${child.stdout}\nstderr:\n${child.stderr}`;
+      for (const line of (child.stdout ?? '').split('\n')) {
+        if (!line.startsWith('{')) continue;
+        const { check, ok, detail, digest } = JSON.parse(line) as CheckReport & { check: string };
+        results.set(check, { ok, detail, ...(digest === undefined ? {} : { digest }) });
+      }
     });
-    childReport = `child exit ${child.status ?? child.signal}${child.error ? ` (${child.error.message})` : ''}\nstdout:\n${child.stdout}\nstderr:\n${child.stderr}`;
-    for (const line of (child.stdout ?? '').split('\n')) {
-      if (!line.startsWith('{')) continue;
-      const { check, ok, detail } = JSON.parse(line) as { check: string; ok: boolean; detail: string };
-      results.set(check, { ok, detail });
-    }
-  });
 
-  after(() => {
-    // Deleting the namespace takes its TAPs, addresses and sockets with it.
-    const del = spawnSync('ip', ['netns', 'del', namespace], { encoding: 'utf8' });
-    if (del.status !== 0 && !/No such file/.test(del.stderr)) {
-      throw new Error(`ip netns del ${namespace}: ${del.stderr}`);
-    }
-  });
-
-  for (const check of CHECKS) {
-    it(check, () => {
-      const result = results.get(check);
-      assert.ok(result, `check ${check} did not report\n${childReport}`);
-      assert.ok(result.ok, `${check}: ${result.detail}\n${childReport}`);
+    after(() => {
+      // Deleting the namespace takes its TAPs, addresses and sockets with it.
+      const del = spawnSync('ip', ['netns', 'del', namespace], { encoding: 'utf8' });
+      if (del.status !== 0 && !/No such file/.test(del.stderr)) {
+        throw new Error(`ip netns del ${namespace}: ${del.stderr}`);
+      }
     });
-  }
 
-  it('child exited cleanly and reported nothing unexpected', () => {
-    const unexpected = [...results.keys()].filter((name) => !(CHECKS as readonly string[]).includes(name));
-    assert.deepEqual(unexpected, [], childReport);
-    assert.match(childReport, /^child exit 0\n/, childReport);
+    for (const check of CHECKS) {
+      it(check, () => {
+        const result = results.get(check);
+        assert.ok(result, `check ${check} did not report\n${childReport}`);
+        assert.ok(result.ok, `${check}: ${result.detail}\n${childReport}`);
+      });
+    }
+
+    it('child exited cleanly and reported nothing unexpected', () => {
+      const unexpected = [...results.keys()].filter((name) => !(CHECKS as readonly string[]).includes(name));
+      assert.deepEqual(unexpected, [], childReport);
+      assert.match(childReport, /^child exit 0\n/, childReport);
+    });
+  });
+}
+
+describe('native io: io_uring and read/write give the same results', { skip: needsRoot }, () => {
+  it('every check that sums up what it saw saw the same on both paths', () => {
+    const [first, second] = IO_PATHS.map((ioPath) => reportsByPath.get(ioPath.name));
+    assert.ok(first && second, 'both paths ran');
+    const compared: string[] = [];
+    for (const check of CHECKS) {
+      const one: CheckReport | undefined = first.get(check);
+      const other: CheckReport | undefined = second.get(check);
+      if (one?.digest === undefined && other?.digest === undefined) continue;
+      assert.equal(one?.digest, other?.digest, `${check}: ${IO_PATHS[0].name} saw "${one?.detail}", ${IO_PATHS[1].name} saw "${other?.detail}"`);
+      compared.push(check);
+    }
+    // The ordering and would-block checks must be among those compared.
+    for (const check of ['tap-read-order', 'tap-write-order', 'fifo-would-block', 'eventfd-would-block']) assert.ok(compared.includes(check), `${check} has no digest`);
   });
 });

@@ -4,12 +4,19 @@
  * so every TAP, address and packet here lives and dies with that namespace;
  * the only addresses used are the namespace's own loopback and TAPs.
  *
- * Prints one JSON line per check: {"check": name, "ok": bool, "detail"?: text}
- * and exits 0 only if every check passed. Every wait is bounded.
+ * Prints one JSON line per check: {"check": name, "ok": bool, "detail"?: text,
+ * "digest"?: text} and exits 0 only if every check passed. Every wait is
+ * bounded. The parent runs this twice, with io_uring and with
+ * VROUTER_IO_URING=0 (the read/write loops): a check's `digest` sums up what
+ * it saw that must not depend on the path, and the parent compares them.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { loadNativeIo, uint32ToIpv4 } from '../../src/dataplane/io/native';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { ipv4ToUint32, loadNativeIo, uint32ToIpv4 } from '../../src/dataplane/io/native';
 import { arpRequest, ethernet, icmpEcho, ipv4, mac, mplsEntry, udp } from './frames';
 
 const io = loadNativeIo();
@@ -28,8 +35,39 @@ export const CHECKS = [
   'udp-truncation',
   'raw-send-udp',
   'raw-receive-gre',
+  'batch-io-mode',
+  'tap-read-order',
+  'tap-write-order',
+  'fifo-would-block',
+  'eventfd-would-block',
+  'eventfd-fails-then-succeeds',
+  'worker-thread-ring',
 ] as const;
 type CheckName = (typeof CHECKS)[number];
+/** What a check returns: a detail for the report, or that plus a digest both I/O paths must agree on. */
+type CheckResult = string | void | { detail: string; digest: string };
+type Run = (name: CheckName, body: () => CheckResult) => void;
+
+/** Whether this process was asked to use the read/write loops (see native.ts, IoStats.ioUring). */
+const IO_URING_OFF = /^(0|off|false|no)$/i.test(process.env.VROUTER_IO_URING ?? '');
+
+function digestOf(...parts: Array<Buffer | string | number>): string {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(typeof part === 'number' ? String(part) : part).update('|');
+  return hash.digest('hex').slice(0, 16);
+}
+
+/** Blocks the thread for `ms` (the checks are synchronous). */
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** A UDP payload that says which datagram it is: 4-byte sequence number, then `seq`-dependent filler. */
+function sequenced(seq: number, length: number): Buffer {
+  const payload = Buffer.alloc(length, (seq * 13) & 255);
+  payload.writeUInt32BE(seq, 0);
+  return payload;
+}
 
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -94,7 +132,7 @@ function interfaceMac(name: string): string {
   return fs.readFileSync(`/sys/class/net/${name}/address`, 'utf8').trim();
 }
 
-function tapChecks(run: (name: CheckName, body: () => string | void) => void): void {
+function tapChecks(run: Run): void {
   const suffix = `${process.pid % 100000}${Math.floor(Math.random() * 36 ** 3).toString(36)}`;
   const nameA = `vta${suffix}`.slice(0, 15);
   const nameB = `vtb${suffix}`.slice(0, 15);
@@ -209,6 +247,96 @@ function tapChecks(run: (name: CheckName, body: () => string | void) => void): v
       }
       return fail('second tapOpen of an attached TAP did not throw');
     });
+
+    const drain = (fd: number) => {
+      while (io.readBatch(fd, rx.buffer, rx.offsets, rx.lengths, SLOTS, CAPACITY) > 0);
+    };
+
+    run('tap-read-order', () => {
+      // Rounds of datagrams routed out of TAP A, each queued by the kernel
+      // before one readBatch, which must return all of them in the order
+      // sent. The rounds walk readBatch's paths: 200 frames on a port that
+      // was idle (read(2) loop: a ring only pays from a few frames on), 10
+      // after 200 (one io_uring_enter of 201 reads, 191 find it empty), 200
+      // after 10 (waves of 11, 22, 44, 88, 176 reads).
+      const PORT = 9;
+      const ROUNDS = [200, 10, 200];
+      const sender = io.udpOpen('10.77.0.1', 0);
+      const peer = ipv4ToUint32('10.77.0.2');
+      const seen: number[] = [];
+      const calls: number[] = [];
+      try {
+        drain(a.fd);
+        for (const [round, count] of ROUNDS.entries()) {
+          const datagrams = Array.from({ length: count }, (_, i) => sequenced(round * 1000 + i, 18 + (i % 23)));
+          const batch = pack(datagrams);
+          const sent = io.sendBatch(sender, batch.buffer, batch.offsets, batch.lengths, new Uint32Array(count).fill(peer), new Uint16Array(count).fill(PORT), count);
+          if (sent !== count) fail(`round ${round}: sendBatch returned ${sent}`);
+          sleep(200); // let the kernel finish queueing them on the TAP
+          const read = countCalls(() => io.readBatch(a.fd, rx.buffer, rx.offsets, rx.lengths, SLOTS, CAPACITY));
+          const seqs: number[] = [];
+          for (let i = 0; i < read.result; i++) {
+            const f = rx.frame(i);
+            // Ethernet(14) IPv4(20) UDP(8): ours are UDP to PORT.
+            if (f.length < 46 || f.readUInt16BE(12) !== 0x0800 || f[23] !== 17 || f.readUInt16BE(36) !== PORT) continue;
+            const payload = f.subarray(42);
+            const seq = payload.readUInt32BE(0) - round * 1000;
+            if (seq < 0 || seq >= count || !payload.equals(datagrams[seq])) fail(`round ${round}, frame ${i}: datagram ${seq} with other bytes`);
+            seqs.push(seq);
+          }
+          const misplaced = seqs.findIndex((seq, i) => seq !== i);
+          if (seqs.length !== count || misplaced >= 0) {
+            fail(`round ${round}: one readBatch gave ${seqs.length} of ${count} datagrams${misplaced >= 0 ? `, #${misplaced} is datagram ${seqs[misplaced]}` : ''}`);
+          }
+          seen.push(...seqs);
+          calls.push(read.calls);
+        }
+        // read/write: one read per frame, plus the one that finds the queue
+        // empty. io_uring: the loop for the first round, then few calls.
+        const expected = io.ioStats().ioUring ? calls[1] <= 2 && calls[2] <= 8 : calls.every((n, round) => n === ROUNDS[round] + 1);
+        if (!expected) fail(`system calls per round: ${calls.join(', ')} (ioUring ${io.ioStats().ioUring})`);
+        return { detail: `${ROUNDS.join(' + ')} datagrams in order, one readBatch each, ${calls.join(' + ')} system calls`, digest: digestOf(...seen) };
+      } finally {
+        io.close(sender);
+      }
+    });
+
+    run('tap-write-order', () => {
+      // 200 frames in one writeBatch: all taken, and the kernel's socket
+      // receives them in batch order. With io_uring: one system call.
+      const COUNT = 200;
+      const receiver = io.udpOpen('10.77.0.1', 0);
+      const epollReceiver = io.epollCreate();
+      try {
+        io.epollAdd(epollReceiver, receiver, 1);
+        const port = io.localPort(receiver);
+        const payloads = Array.from({ length: COUNT }, (_, i) => sequenced(i, 18 + (i % 23)));
+        const frames = payloads.map((payload, i) =>
+          ethernet(macA, TAP_A_MAC_PEER, 0x0800, ipv4({ src: '10.77.0.2', dst: '10.77.0.1', protocol: 17, id: i + 1, payload: udp('10.77.0.2', '10.77.0.1', 40000, port, payload) })),
+        );
+        const batch = pack(frames);
+        const dropped = io.ioStats().txDropped;
+        const { calls, result: done } = countCalls(() => io.writeBatch(a.fd, batch.buffer, batch.offsets, batch.lengths, COUNT));
+        if (done !== COUNT) fail(`writeBatch returned ${done}`);
+        if (io.ioStats().txDropped !== dropped) fail('frames dropped');
+        const expected = io.ioStats().ioUring ? calls === 1 : calls === COUNT;
+        if (!expected) fail(`${calls} system calls for ${COUNT} frames (ioUring ${io.ioStats().ioUring})`);
+        const got: Buffer[] = [];
+        pump(epollReceiver, () => {
+          const n = io.recvBatch(receiver, rx.buffer, rx.offsets, rx.lengths, rx.sources, SLOTS, CAPACITY);
+          for (let i = 0; i < n; i++) got.push(Buffer.from(rx.frame(i)));
+          return got.length >= COUNT;
+        });
+        if (got.length !== COUNT) fail(`received ${got.length} of ${COUNT}`);
+        got.forEach((payload, i) => {
+          if (!payload.equals(payloads[i])) fail(`datagram ${i} received is datagram ${payload.readUInt32BE(0)} / other bytes`);
+        });
+        return { detail: `${COUNT} frames, one writeBatch, ${calls} system calls, received in order`, digest: digestOf(...got) };
+      } finally {
+        io.close(epollReceiver);
+        io.close(receiver);
+      }
+    });
   } finally {
     io.close(epfd);
     io.close(a.fd);
@@ -216,7 +344,7 @@ function tapChecks(run: (name: CheckName, body: () => string | void) => void): v
   }
 }
 
-function socketChecks(run: (name: CheckName, body: () => string | void) => void): void {
+function socketChecks(run: Run): void {
   run('udp-batch', () => {
     const sender = io.udpOpen('127.0.0.1', 0);
     const receiver = io.udpOpen('127.0.0.1', 0);
@@ -330,31 +458,261 @@ function socketChecks(run: (name: CheckName, body: () => string | void) => void)
   });
 }
 
-function main(): void {
+/** A FIFO in a fresh temporary directory, opened read-write and non-blocking; removed by `close`. */
+function openFifo(): { fd: number; file: string; close(): void } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrt-fifo-'));
+  const file = path.join(dir, 'fifo');
+  execFileSync('mkfifo', [file]);
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+  return {
+    fd,
+    file,
+    close() {
+      fs.closeSync(fd);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Frames of PIPE_BUF (4096) bytes: a pipe takes such a write whole or not at all. */
+const PIPE_FRAME = 4096;
+
+function pipeFrames(count: number): Buffer[] {
+  return Array.from({ length: count }, (_, i) => {
+    const frame = Buffer.alloc(PIPE_FRAME, (i * 7 + 1) & 255);
+    frame.writeUInt32BE(i, 0);
+    return frame;
+  });
+}
+
+function batchChecks(run: Run): void {
+  run('batch-io-mode', () => {
+    // The parent runs this file once per path: make sure each run is on
+    // the path it is meant to test.
+    const { ioUring } = io.ioStats();
+    if (IO_URING_OFF) {
+      if (ioUring) fail('VROUTER_IO_URING=0, yet ioStats().ioUring is true');
+      return 'read/write loops (VROUTER_IO_URING=0)';
+    }
+    const disabled = '/proc/sys/kernel/io_uring_disabled';
+    const allowed = fs.existsSync(disabled) && fs.readFileSync(disabled, 'utf8').trim() === '0';
+    if (allowed && !ioUring) fail(`${disabled} is 0, yet ioStats().ioUring is false`);
+    return ioUring ? 'io_uring' : 'read/write loops (io_uring not available here)';
+  });
+
+  run('fifo-would-block', () => {
+    // writeBatch's would-block contract on an fd that really blocks: a
+    // pipe takes some frames, then says EAGAIN. The frames from there on
+    // must be neither written nor dropped (the caller retries them), and
+    // everything must come out once, in order. (A FIFO opened by name
+    // refuses RWF_NOWAIT on Linux 6.18, so with io_uring this also covers
+    // the fallback to write(2)/read(2) for such an fd.)
+    const COUNT = 32;
+    const fifo = openFifo();
+    try {
+      const frames = pipeFrames(COUNT);
+      const batch = pack(frames);
+      const read = {
+        buffer: Buffer.alloc(COUNT * PIPE_FRAME),
+        offsets: Int32Array.from({ length: COUNT }, (_, i) => i * PIPE_FRAME),
+        lengths: new Int32Array(COUNT),
+      };
+      const dropped = io.ioStats().txDropped;
+      const first = io.writeBatch(fifo.fd, batch.buffer, batch.offsets, batch.lengths, COUNT);
+      if (!(first > 0 && first < COUNT)) fail(`the pipe took ${first} of ${COUNT} frames; expected it to fill part way`);
+      const again = io.writeBatch(fifo.fd, batch.buffer, batch.offsets.subarray(first), batch.lengths.subarray(first), COUNT - first);
+      if (again !== 0) fail(`writeBatch on the full pipe returned ${again}`);
+      if (io.ioStats().txDropped !== dropped) fail('EAGAIN counted as drops');
+      // Read back, retrying the rest as the pipe empties.
+      const got: Buffer[] = [];
+      let written = first;
+      const takes = [first];
+      for (let round = 0; round < COUNT && got.length < COUNT; round++) {
+        const n = io.readBatch(fifo.fd, read.buffer, read.offsets, read.lengths, COUNT, PIPE_FRAME);
+        for (let i = 0; i < n; i++) got.push(Buffer.from(read.buffer.subarray(read.offsets[i], read.offsets[i] + read.lengths[i])));
+        if (io.readBatch(fifo.fd, read.buffer, read.offsets, read.lengths, COUNT, PIPE_FRAME) !== 0) fail('pipe not drained by readBatch');
+        if (written < COUNT) {
+          const n2 = io.writeBatch(fifo.fd, batch.buffer, batch.offsets.subarray(written), batch.lengths.subarray(written), COUNT - written);
+          takes.push(n2);
+          written += n2;
+        }
+      }
+      if (got.length !== COUNT) fail(`read back ${got.length} of ${COUNT} frames`);
+      got.forEach((frame, i) => {
+        if (!frame.equals(frames[i])) fail(`frame ${i} read back is frame ${frame.length >= 4 ? frame.readUInt32BE(0) : '?'} (${frame.length} bytes)`);
+      });
+      if (io.ioStats().txDropped !== dropped) fail('frames dropped');
+      return { detail: `pipe took ${takes.join(' + ')} of ${COUNT} frames (EAGAIN in between, nothing dropped); read back once each, in order`, digest: digestOf(takes.join(','), ...got) };
+    } finally {
+      fifo.close();
+    }
+  });
+
+  run('eventfd-would-block', () => {
+    // An eventfd takes RWF_NOWAIT, so with io_uring this goes through the
+    // ring. Each 8-byte frame adds its value to the counter; the value
+    // 2^64-1 is refused (EINVAL: a per-frame drop), and a write that would
+    // take the counter past 2^64-2 would block (EAGAIN).
+    const efd = io.eventfdCreate();
+    try {
+      const values = [1n, 2n, MAX_U64, 3n, MAX_U64 - 1n - 6n, 1n, 1n];
+      const batch = u64Frames(values);
+      const before = io.ioStats();
+      const { calls, result: done } = countCalls(() => io.writeBatch(efd, batch.buffer, batch.offsets, batch.lengths, values.length));
+      const after = io.ioStats();
+      // Frames 0-4 done (2 dropped: EINVAL), 5 would block: 5 and 6 not attempted.
+      if (done !== 5) fail(`writeBatch returned ${done}, expected 5`);
+      if (after.txDropped !== before.txDropped + 1 || after.lastTxErrno !== 22) fail(`txDropped +${after.txDropped - before.txDropped}, lastTxErrno ${after.lastTxErrno}`);
+      const counter = readCounter(efd);
+      if (counter !== MAX_U64 - 1n) fail(`counter ${counter}, expected 2^64-2`);
+      if (readCounter(efd) !== undefined) fail('a second read found a value');
+      // The caller retries frames [5, 7).
+      const rest = io.writeBatch(efd, batch.buffer, batch.offsets.subarray(5), batch.lengths.subarray(5), 2);
+      if (rest !== 2) fail(`retry wrote ${rest} of 2`);
+      if (readCounter(efd) !== 2n) fail('retried frames not counted once each');
+      return { detail: `5 of 7 done (one EINVAL drop), then EAGAIN; the 2 retried later (${calls} system calls)`, digest: digestOf(done, rest, String(counter)) };
+    } finally {
+      io.close(efd);
+    }
+  });
+
+  run('eventfd-fails-then-succeeds', () => {
+    // A frame fails with EAGAIN and later ones of the same batch succeed
+    // (a 0 still fits in a full eventfd counter). The read/write loop stops
+    // at the EAGAIN: 1 done. With io_uring every write of the batch was
+    // already attempted, so the frame that failed is dropped and counted
+    // (a retry would put it after frames that are out): 4 done.
+    const efd = io.eventfdCreate();
+    try {
+      const batch = u64Frames([MAX_U64 - 1n, 1n, 0n, 0n]);
+      const before = io.ioStats();
+      const done = io.writeBatch(efd, batch.buffer, batch.offsets, batch.lengths, 4);
+      const after = io.ioStats();
+      const drops = after.txDropped - before.txDropped;
+      if (after.ioUring) {
+        if (done !== 4 || drops !== 1 || after.lastTxErrno !== 11) fail(`io_uring: done ${done}, ${drops} drops, lastTxErrno ${after.lastTxErrno}; expected 4, 1, EAGAIN (11)`);
+      } else if (done !== 1 || drops !== 0) {
+        fail(`read/write: done ${done}, ${drops} drops; expected 1, 0`);
+      }
+      if (readCounter(efd) !== MAX_U64 - 1n) fail('counter is not 2^64-2');
+      return `done ${done}, ${drops} dropped (${after.ioUring ? 'io_uring' : 'read/write'})`;
+    } finally {
+      io.close(efd);
+    }
+  });
+}
+
+const MAX_U64 = 2n ** 64n - 1n;
+
+/** 8-byte eventfd frames (host order, little-endian here). */
+function u64Frames(values: bigint[]): { buffer: Buffer; offsets: Int32Array; lengths: Int32Array } {
+  return pack(
+    values.map((value) => {
+      const frame = Buffer.alloc(8);
+      frame.writeBigUInt64LE(value);
+      return frame;
+    }),
+  );
+}
+
+/** The eventfd counter through readBatch (which resets it), or undefined when it is 0 (EAGAIN). */
+function readCounter(efd: number): bigint | undefined {
+  const into = Buffer.alloc(16);
+  const lengths = new Int32Array(2);
+  const n = io.readBatch(efd, into, Int32Array.of(0, 8), lengths, 2, 8);
+  if (n === 0) return undefined;
+  if (n !== 1 || lengths[0] !== 8) fail(`eventfd read gave ${n} frames, first ${lengths[0]} bytes`);
+  return into.readBigUInt64LE(0);
+}
+
+/** System calls readBatch/writeBatch made while `body` ran, and its result. */
+function countCalls<T>(body: () => T): { calls: number; result: T } {
+  const before = io.ioStats().batchSyscalls;
+  const result = body();
+  return { calls: io.ioStats().batchSyscalls - before, result };
+}
+
+async function workerCheck(): Promise<CheckResult> {
+  // The ring is per thread (IORING_SETUP_SINGLE_ISSUER): a worker gets its
+  // own, on the same path as this thread, and its own counters.
+  const COUNT = 8;
+  const mainCalls = io.ioStats().batchSyscalls;
+  const worker = new Worker(
+    `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const io = require(workerData.module).loadNativeIo();
+    const efd = io.eventfdCreate();
+    const count = workerData.count;
+    const frames = Buffer.alloc(8 * count);
+    for (let i = 0; i < count; i++) frames.writeBigUInt64LE(BigInt(i + 1), 8 * i);
+    const offsets = Int32Array.from({ length: count }, (_, i) => 8 * i);
+    const written = io.writeBatch(efd, frames, offsets, new Int32Array(count).fill(8), count);
+    const into = Buffer.alloc(8 * count);
+    const n = io.readBatch(efd, into, offsets, new Int32Array(count), count, 8);
+    io.close(efd);
+    const stats = io.ioStats();
+    parentPort.postMessage({ written, n, sum: Number(into.readBigUInt64LE(0)), ioUring: stats.ioUring, calls: stats.batchSyscalls });
+    `,
+    { eval: true, workerData: { module: path.join(__dirname, '..', '..', 'src', 'dataplane', 'io', 'native.js'), count: COUNT } },
+  );
+  try {
+    const result = await new Promise<{ written: number; n: number; sum: number; ioUring: boolean; calls: number }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('worker did not answer')), WAIT_MS);
+      worker.once('error', reject);
+      worker.once('message', (message) => {
+        clearTimeout(timer);
+        resolve(message);
+      });
+    });
+    const sum = (COUNT * (COUNT + 1)) / 2;
+    if (result.written !== COUNT || result.n !== 1 || result.sum !== sum) fail(`worker wrote ${result.written}, read ${result.n} values, counter ${result.sum} (expected ${COUNT}, 1, ${sum})`);
+    if (result.ioUring !== io.ioStats().ioUring) fail(`worker ioUring ${result.ioUring}, this thread ${io.ioStats().ioUring}`);
+    if (io.ioStats().batchSyscalls !== mainCalls) fail("the worker's system calls were counted in this thread");
+    // read/write: 8 writes, 1 read and the one that finds the counter 0.
+    // io_uring: one call for the 8 writes; the reads of a fresh fd use read(2).
+    const expected = result.ioUring ? result.calls === 3 : result.calls === COUNT + 2;
+    if (!expected) fail(`worker counted ${result.calls} system calls (ioUring ${result.ioUring})`);
+    return `worker: ${COUNT} eventfd writes and the read, ${result.calls} system calls, ioUring ${result.ioUring}`;
+  } finally {
+    await worker.terminate();
+  }
+}
+
+async function main(): Promise<void> {
   // A new namespace's loopback is down.
   ip('link', 'set', 'lo', 'up');
   let failed = 0;
-  const run = (check: CheckName, body: () => string | void): void => {
+  const report = (check: CheckName, result: CheckResult): void => {
+    const { detail, digest } = typeof result === 'object' ? result : { detail: result ?? '', digest: undefined };
+    console.log(JSON.stringify({ check, ok: true, detail, ...(digest === undefined ? {} : { digest }) }));
+  };
+  const reportError = (check: string, error: unknown): void => {
+    failed++;
+    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    console.log(JSON.stringify({ check, ok: false, detail }));
+  };
+  const run: Run = (check, body) => {
     try {
-      const detail = body();
-      console.log(JSON.stringify({ check, ok: true, detail: detail ?? '' }));
+      report(check, body());
     } catch (error) {
-      failed++;
-      const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
-      console.log(JSON.stringify({ check, ok: false, detail }));
+      reportError(check, error);
     }
   };
   // A setup failure (ip, /dev/net/tun) is reported, and the checks it kept
   // from running show up as missing in the parent test.
-  for (const group of [tapChecks, socketChecks]) {
+  for (const group of [batchChecks, tapChecks, socketChecks]) {
     try {
       group(run);
     } catch (error) {
-      failed++;
-      console.log(JSON.stringify({ check: `setup:${group.name}`, ok: false, detail: error instanceof Error ? error.stack : String(error) }));
+      reportError(`setup:${group.name}`, error);
     }
+  }
+  try {
+    report('worker-thread-ring', await workerCheck());
+  } catch (error) {
+    reportError('worker-thread-ring', error);
   }
   process.exitCode = failed === 0 ? 0 : 1;
 }
 
-if (require.main === module) main();
+if (require.main === module) void main();

@@ -38,6 +38,18 @@ export interface IoStats {
   lastTxErrno: number;
   /** Datagrams that recvBatch cut to `capacity`. */
   rxTruncated: number;
+  /**
+   * System calls readBatch and writeBatch have made: io_uring_enter with
+   * io_uring (usually one per batch), read/write otherwise (one per frame,
+   * plus the read that finds the queue empty).
+   */
+  batchSyscalls: number;
+  /**
+   * Whether this thread's readBatch/writeBatch use io_uring. Set up on the
+   * thread's first batch call (or by this one); false when the kernel or
+   * process refuses io_uring, or VROUTER_IO_URING=0 is set.
+   */
+  ioUring: boolean;
 }
 
 export interface NativeIo {
@@ -69,17 +81,21 @@ export interface NativeIo {
   eventfdDrain(fd: number): number;
 
   /**
-   * read(2)s frames into `buffer[offsets[i], offsets[i] + capacity)` until
+   * Reads frames into `buffer[offsets[i], offsets[i] + capacity)` until
    * the fd is drained or `max` frames were read; stores each length in
-   * `lengths[i]`, returns the count. Longer frames are cut to `capacity`.
+   * `lengths[i]`, returns the count. Frames come in the order the device
+   * queued them. Longer frames are cut to `capacity`.
    * An error on the first read throws; after some frames it ends the batch.
+   * With io_uring (see `ioStats().ioUring`) the reads of a batch share one
+   * system call; otherwise it is one read(2) per frame.
    */
   readBatch(fd: number, buffer: Uint8Array, offsets: Int32Array, lengths: Int32Array, max: number, capacity: number): number;
   /**
-   * One write(2) per frame. Returns n: frames [0, n) are done, written or
-   * dropped on an error concerning that frame alone (see `ioStats`).
-   * n < count only if the fd would block: retry frames [n, count) later.
-   * An fd error (EBADF, ...) throws if no frame was done yet.
+   * Writes each frame with one write, in order: all of them in one system
+   * call with io_uring, one write(2) each otherwise. Returns n: frames
+   * [0, n) are done, written or dropped on an error concerning that frame
+   * alone (see `ioStats`). n < count only if the fd would block: retry frames
+   * [n, count) later. An fd error (EBADF, ...) throws if no frame was done yet.
    */
   writeBatch(fd: number, buffer: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
 
