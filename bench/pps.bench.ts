@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import { Topology, requireCommands } from '../test/support/netns';
 import { TrafficPath, buildKernelBridge, buildKernelVxlan } from './pps/kernel-paths';
 import { RateMeasurement, measureRate } from './pps/traffic';
-import { FORWARDER_CPU, VrouterTrafficPath, buildVrouterLocal, buildVrouterOverlay } from './pps/vrouter-paths';
+import { FORWARDER_CPUS, VrouterTrafficPath, buildVrouterLocal, buildVrouterOverlay } from './pps/vrouter-paths';
 
 /** A forwarding path; vrouter paths also name the daemons whose CPU use and counters are reported. */
 interface PathUnderTest {
@@ -181,8 +181,7 @@ function describe(result: CaseResult): string {
   let cpu = result.forwarderCpuPercent === undefined ? '' : `, forwarder CPU ${percent(result.forwarderCpuPercent)}`;
   const perDaemon = result.forwarderCpuPercents ?? [];
   if (perDaemon.length > 0) {
-    const shared = perDaemon.length > 1 ? `, all on CPU ${FORWARDER_CPU}` : ` on CPU ${FORWARDER_CPU}`;
-    cpu = `, vrouter CPU ${perDaemon.map((value, i) => `${result.forwarderNodes[i]} ${percent(value)}`).join(' + ')}${shared}`;
+    cpu = `, vrouter CPU ${perDaemon.map((value, i) => `${result.forwarderNodes[i]} ${percent(value)} on CPU ${FORWARDER_CPUS[i]}`).join(' + ')}`;
   }
   const atSender = result.senderDropped > 0 ? ` (${result.senderDropped} dropped at the sender's device)` : '';
   return `${Math.round(result.pps)} pps, loss ${(result.loss * 100).toFixed(3)}%${atSender}${cpu}`;

@@ -177,8 +177,42 @@ async function sampleCounters(options: MeasureRateOptions): Promise<CounterSampl
   return { sent, received, senderDropped, atSeconds: (before + performance.now()) / 2000 };
 }
 
+/**
+ * The sink, the same for every path: a UDP socket on the destination port
+ * in the receiver's namespace that never reads. The kernel drops datagrams
+ * at its full queue instead of answering each with an ICMP port unreachable,
+ * work that would land on whichever CPU delivers the packet (the generator's
+ * for the kernel paths, the forwarder's for the vrouter) and so skew the
+ * comparison.
+ */
+function startSink(options: MeasureRateOptions) {
+  // Python's socket never reads unless asked (Node's dgram always does).
+  const script = [
+    'import socket, sys, time',
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+    's.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)',
+    `s.bind(('0.0.0.0', ${options.frame.dstPort}))`,
+    "sys.stdout.write('bound\\n'); sys.stdout.flush()",
+    'time.sleep(1 << 30)',
+  ].join('\n');
+  return options.topology.spawn(options.receiverNs, ['/usr/bin/python3', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
 export async function measureRate(options: MeasureRateOptions): Promise<RateMeasurement> {
   const config = trafgenConfig(options.frame, options.flows);
+  const sink = startSink(options);
+  await new Promise<void>((resolve, reject) => {
+    sink.stdout!.once('data', () => resolve());
+    sink.once('exit', (code) => reject(new Error(`the UDP sink in ${options.receiverNs} exited (${code})`)));
+  });
+  try {
+    return await measureWithSink(options, config);
+  } finally {
+    sink.kill('SIGKILL');
+  }
+}
+
+async function measureWithSink(options: MeasureRateOptions, config: string): Promise<RateMeasurement> {
   // Loss comes from totals read while the path is idle: reads in two
   // namespaces never happen at the same instant, and under load that gap
   // skews a window's sent and received by some 0.2%.
