@@ -18,6 +18,8 @@
  * Text output follows the OpenContrail tools' layout; --json prints what
  * the API answered, for scripts. Every command takes --introspect <host:port>.
  */
+import type { FlowJson } from '../dataplane/flow-format';
+import type { NexthopJson } from '../daemon/introspect-server';
 import * as http from 'node:http';
 import { Command, Option } from 'commander';
 import { PcapWriter } from '../dataplane/io/pcap';
@@ -269,19 +271,8 @@ function rtCommand(): Command {
 
 // --- nh ----------------------------------------------------------------------
 
-interface NexthopAnswer {
-  id: number;
-  kind: string;
-  vif: number;
-  mac: string;
-  dip: string | null;
-  sip: string | null;
-  label: number;
-  encap: string;
-  members: number[] | null;
-  vn: number;
-  refCount: number;
-}
+/** A nexthop as the introspect API gives it. */
+type NexthopAnswer = NexthopJson;
 
 const NH_TYPES: Record<string, string> = { encap: 'Encap', tunnel: 'Tunnel', composite: 'Composite', receive: 'Receive', discard: 'Drop', none: 'Invalid' };
 
@@ -363,22 +354,9 @@ function mplsCommand(): Command {
 
 // --- flow --------------------------------------------------------------------
 
-interface FlowAnswer {
-  index: number;
-  reverseIndex: number;
-  vrf: number;
+/** A flow entry as the introspect API gives it. */
+interface FlowAnswer extends FlowJson {
   vrfName: string | null;
-  protocol: string;
-  src: string;
-  dst: string;
-  srcPort: number;
-  dstPort: number;
-  action: string;
-  nat: string[];
-  nexthop: number;
-  ecmpSlot: number;
-  packets: number;
-  bytes: number;
   replied: boolean;
 }
 

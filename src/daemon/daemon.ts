@@ -61,6 +61,20 @@ function floatingIps(request: PortAddRequest): FloatingIp[] {
   }));
 }
 
+/** What the daemon keeps of a port: the request's pod identity, what the worker made, the addressing it got. */
+function portRecord(request: PortAddRequest, made: PortResult, addressing: { vn: string; ip: string; mac: string; mtu: number }): PortRecord {
+  return {
+    ...made,
+    id: request.id,
+    name: request.name,
+    namespace: request.namespace,
+    labels: request.labels ?? {},
+    netns: request.netns,
+    ifname: request.ifname ?? 'eth0',
+    ...addressing,
+  };
+}
+
 /** How long a port add waits for the control node's configuration. */
 const CONTROL_ANSWER_TIMEOUT_MS = 15_000;
 
@@ -237,21 +251,7 @@ export class Daemon {
     this.pending.delete(request.id);
     const stats = (await this.dataplane.request({ op: 'introspect', query: { what: 'vifs' } })) as Array<{ id: number; name: string }>;
     const vif = stats.find((candidate) => candidate.name === request.id)?.id ?? -1;
-    const record: PortRecord = {
-      vif,
-      label,
-      tapName,
-      id: request.id,
-      name: request.name,
-      namespace: request.namespace,
-      labels: request.labels ?? {},
-      netns: request.netns,
-      ifname: request.ifname ?? 'eth0',
-      vn: config.vn,
-      ip: config.ip,
-      mac,
-      mtu: request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD,
-    };
+    const record = portRecord(request, { vif, label, tapName }, { vn: config.vn, ip: config.ip, mac, mtu: request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD });
     this.ports.set(request.id, record);
     this.log.info({ component: 'ports', id: record.id, vif, label, vn: record.vn, ip: record.ip, netns: record.netns }, 'port added (configured by the control node)');
     return record;
@@ -304,19 +304,7 @@ export class Daemon {
       throw new ApiError(400, (error as Error).message);
     }
     if (attachment) this.attachments.set(request.id, attachment);
-    const record: PortRecord = {
-      ...result,
-      id: request.id,
-      name: request.name,
-      namespace: request.namespace,
-      labels: request.labels ?? {},
-      netns: request.netns,
-      ifname: request.ifname ?? 'eth0',
-      vn: request.vn,
-      ip: request.ip,
-      mac,
-      mtu,
-    };
+    const record = portRecord(request, result, { vn: request.vn, ip: request.ip, mac, mtu });
     if (configure) {
       try {
         await moveIntoPod({ tapName: result.tapName, netns: request.netns!, ifname: record.ifname, mac, ip: request.ip, gateway, mtu });
