@@ -100,7 +100,7 @@ export class Daemon {
   private readonly ports = new Map<string, PortRecord>();
   private client: ControlClient | null = null;
   /** Ports reported to the control node, waiting for their configuration: TAP name and namespace setup. */
-  private readonly pending = new Map<string, { tapName: string; request: PortAddRequest }>();
+  private readonly pending = new Map<string, { tapName: string; request: PortAddRequest; setup?: Promise<void> }>();
   /** Labels in use on this node (the state file's and those given to control-configured ports). */
   private readonly usedLabels = new Set<number>();
   /** Ports on existing interfaces, attached through libpcap. */
@@ -199,13 +199,16 @@ export class Daemon {
     }));
   }
 
-  /** The control node configured a pending port: its pod namespace gets the TAP and the address. */
-  private async podConfigured(port: LocalPort, config: PortConfig): Promise<void> {
+  /**
+   * The control node configured a pending port: its pod namespace gets the
+   * TAP and the address. The port add waits for this (pending.setup).
+   */
+  private podConfigured(port: LocalPort, config: PortConfig): void {
     const pending = this.pending.get(port.id);
     if (!pending) return;
     const { request, tapName } = pending;
     if (request.netns === undefined || request.configure === false) return;
-    await moveIntoPod({
+    pending.setup = moveIntoPod({
       tapName,
       netns: request.netns,
       ifname: request.ifname ?? 'eth0',
@@ -214,6 +217,8 @@ export class Daemon {
       gateway: config.gateway,
       mtu: request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD,
     });
+    // Handled where the port add awaits it; this keeps an early failure from counting as unhandled.
+    pending.setup.catch(() => undefined);
   }
 
   /** A port whose VN and address the control node decides (or checks). */
@@ -242,6 +247,7 @@ export class Daemon {
     let config: PortConfig;
     try {
       config = await withTimeout(client.addPort(local), CONTROL_ANSWER_TIMEOUT_MS, 'no control node configured the port in time');
+      await this.pending.get(request.id)?.setup;
     } catch (error) {
       this.pending.delete(request.id);
       this.usedLabels.delete(label);

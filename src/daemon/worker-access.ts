@@ -22,13 +22,15 @@ export class WorkerAccess implements DataplaneAccess {
 
   /**
    * `tapFor(port)` names the TAP device the worker opens for a port it
-   * configures; `configured` hears about each configured port (to set up the
-   * pod's namespace once its address is known).
+   * configures; `configured` hears about each configured port once its vif
+   * forwards (to set up the pod's namespace, which it does while the client
+   * already publishes the pod's route: both are on the way to the pod's
+   * first packet).
    */
   constructor(
     private readonly dataplane: DataplaneHandle,
     private readonly tapFor: (port: LocalPort) => string,
-    private readonly configured: (port: LocalPort, config: PortConfig, vif: number) => Promise<void>,
+    private readonly configured: (port: LocalPort, config: PortConfig, vif: number) => void,
   ) {}
 
   setRoute(vrf: string, prefix: string, nexthops: RouteNexthop[]): void {
@@ -42,7 +44,7 @@ export class WorkerAccess implements DataplaneAccess {
   async configurePort(port: LocalPort, config: PortConfig): Promise<void> {
     this.flush();
     const { vif } = await this.dataplane.request<{ vif: number }>({ op: 'control-configure-port', port, config, tapName: this.tapFor(port) });
-    await this.configured(port, config, vif);
+    this.configured(port, config, vif);
   }
 
   async unconfigurePort(port: LocalPort): Promise<void> {
