@@ -19,7 +19,7 @@
  * the API answered, for scripts. Every command takes --introspect <host:port>.
  */
 import type { FlowJson } from '../dataplane/flow-format';
-import type { NexthopJson } from '../daemon/introspect-server';
+import type { NexthopJson, VifJson } from '../daemon/introspect-server';
 import * as http from 'node:http';
 import { Command, Option } from 'commander';
 import { PcapWriter } from '../dataplane/io/pcap';
@@ -139,20 +139,8 @@ function macBytes(mac: string): string {
 
 // --- vif ---------------------------------------------------------------------
 
-interface VifAnswer {
-  id: number;
-  name: string;
-  kind: string;
-  mac: string;
-  ip: string | null;
-  vrf: number;
-  vrfName: string | null;
-  mtu: number;
-  floatingIps: Array<{ ip: string }>;
-  rxPackets: number;
-  rxBytes: number;
-  txPackets: number;
-  txBytes: number;
+/** A vif as the introspect API gives it, with its rates and pod. */
+interface VifAnswer extends VifJson {
   rates: { rxPps: number; rxBitsPerSecond: number; txPps: number; txBitsPerSecond: number } | null;
   pod: { id: string; name: string | null; namespace: string | null; netns: string | null } | null;
 }
