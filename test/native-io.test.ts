@@ -174,15 +174,19 @@ const reportsByPath = new Map<string, Map<string, CheckReport>>();
 for (const ioPath of IO_PATHS) {
   describe(`native io: real traffic inside a network namespace (${ioPath.name})`, { skip: needsRoot }, () => {
     const namespace = `vrt-${process.pid}-${randomBytes(3).toString('hex')}`;
+    /** A second namespace, where the child creates a TAP from its own (tap-in-pod-namespace). */
+    const podNamespace = `${namespace}-pod`;
     const results = new Map<string, CheckReport>();
     reportsByPath.set(ioPath.name, results);
     let childReport = '';
 
     before(() => {
-      const add = spawnSync('ip', ['netns', 'add', namespace], { encoding: 'utf8' });
-      assert.equal(add.status, 0, `ip netns add ${namespace}: ${add.stderr}`);
+      for (const name of [namespace, podNamespace]) {
+        const add = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8' });
+        assert.equal(add.status, 0, `ip netns add ${name}: ${add.stderr}`);
+      }
       // `ip netns exec` execs node itself, so the timeout's SIGKILL hits the child.
-      const env: NodeJS.ProcessEnv = { ...process.env, ...ioPath.env };
+      const env: NodeJS.ProcessEnv = { ...process.env, ...ioPath.env, VROUTER_TEST_POD_NETNS: podNamespace };
       if (!('VROUTER_IO_URING' in ioPath.env)) delete env.VROUTER_IO_URING;
       const child = spawnSync('ip', ['netns', 'exec', namespace, process.execPath, CHILD], {
         encoding: 'utf8',
@@ -199,10 +203,10 @@ for (const ioPath of IO_PATHS) {
     });
 
     after(() => {
-      // Deleting the namespace takes its TAPs, addresses and sockets with it.
-      const del = spawnSync('ip', ['netns', 'del', namespace], { encoding: 'utf8' });
-      if (del.status !== 0 && !/No such file/.test(del.stderr)) {
-        throw new Error(`ip netns del ${namespace}: ${del.stderr}`);
+      // Deleting the namespaces takes their TAPs, addresses and sockets with them.
+      for (const name of [namespace, podNamespace]) {
+        const del = spawnSync('ip', ['netns', 'del', name], { encoding: 'utf8' });
+        if (del.status !== 0 && !/No such file/.test(del.stderr)) throw new Error(`ip netns del ${name}: ${del.stderr}`);
       }
     });
 

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { loadStateFile, parseStateText } from '../control/state-file';
 import type { StateDocument } from '../control/state-schema';
-import type { PortResult } from '../dataplane/io/worker';
+import type { PodDevice, PortResult } from '../dataplane/io/worker';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
 import type { LocalPort, PortConfig } from '../control/agent-interface';
@@ -18,7 +18,7 @@ import { CapAttachment } from './cap-attachment';
 import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
-import { moveIntoPod, netnsExists } from './pod-netns';
+import { configurePodInterface, netnsPath } from './pod-netns';
 import { ApiError, createLocalApi, PortAddRequest } from './local-api';
 import { startIntrospectServer } from './introspect-server';
 
@@ -75,6 +75,18 @@ function portRecord(request: PortAddRequest, made: PortResult, addressing: { vn:
   };
 }
 
+/**
+ * Where the worker creates the TAP of a port whose pod namespace the
+ * daemon configures (netns given, `configure` not false): in that
+ * namespace, under the pod's interface name.
+ */
+function podDevice(request: PortAddRequest): PodDevice | undefined {
+  if (request.netns === undefined || request.configure === false || request.attach !== undefined) return undefined;
+  const file = netnsPath(request.netns);
+  if (file === undefined) throw new ApiError(400, `field /netns: network namespace ${request.netns} does not exist (value: ${JSON.stringify(request.netns)})`);
+  return { netnsPath: file, ifname: request.ifname ?? 'eth0' };
+}
+
 /** How long a port add waits for the control node's configuration. */
 const CONTROL_ANSWER_TIMEOUT_MS = 15_000;
 
@@ -99,8 +111,8 @@ export function macForIp(ip: string): string {
 export class Daemon {
   private readonly ports = new Map<string, PortRecord>();
   private client: ControlClient | null = null;
-  /** Ports reported to the control node, waiting for their configuration: TAP name and namespace setup. */
-  private readonly pending = new Map<string, { tapName: string; request: PortAddRequest; setup?: Promise<void> }>();
+  /** Ports reported to the control node, waiting for their configuration: TAP device and namespace setup. */
+  private readonly pending = new Map<string, { tapName: string; pod?: PodDevice; request: PortAddRequest; setup?: Promise<void> }>();
   /** Labels in use on this node (the state file's and those given to control-configured ports). */
   private readonly usedLabels = new Set<number>();
   /** Ports on existing interfaces, attached through libpcap. */
@@ -178,7 +190,10 @@ export class Daemon {
       holdTime: control.holdTime,
       access: new WorkerAccess(
         this.dataplane,
-        (port) => this.pending.get(port.id)?.tapName ?? `vtap${this.tapCounter++}`,
+        (port) => {
+          const pending = this.pending.get(port.id);
+          return pending ? { tapName: pending.tapName, pod: pending.pod } : { tapName: `vtap${this.tapCounter++}` };
+        },
         (port, config) => this.podConfigured(port, config),
       ),
       logger: { info: (message) => componentLog.info(message), warn: (message) => componentLog.warn(message) },
@@ -200,18 +215,17 @@ export class Daemon {
   }
 
   /**
-   * The control node configured a pending port: its pod namespace gets the
-   * TAP and the address. The port add waits for this (pending.setup).
+   * The control node configured a pending port and the worker created its
+   * TAP in the pod namespace: the interface gets its address and routes.
+   * The port add waits for this (pending.setup).
    */
   private podConfigured(port: LocalPort, config: PortConfig): void {
     const pending = this.pending.get(port.id);
-    if (!pending) return;
-    const { request, tapName } = pending;
-    if (request.netns === undefined || request.configure === false) return;
-    pending.setup = moveIntoPod({
-      tapName,
-      netns: request.netns,
-      ifname: request.ifname ?? 'eth0',
+    if (!pending?.pod) return;
+    const { request } = pending;
+    pending.setup = configurePodInterface({
+      netns: request.netns!,
+      ifname: pending.pod.ifname,
       mac: port.mac,
       ip: config.ip,
       gateway: config.gateway,
@@ -224,16 +238,14 @@ export class Daemon {
   /** A port whose VN and address the control node decides (or checks). */
   private async addControlledPort(request: PortAddRequest, client: ControlClient): Promise<PortRecord> {
     if (request.attach !== undefined) throw new ApiError(400, 'field /attach: attached interfaces need a VN and an address, not a control node');
-    if (request.netns !== undefined && request.configure !== false && !netnsExists(request.netns)) {
-      throw new ApiError(400, `field /netns: network namespace ${request.netns} does not exist (value: ${JSON.stringify(request.netns)})`);
-    }
+    const pod = podDevice(request);
     let label = request.label ?? 16;
     if (request.label === undefined) while (this.usedLabels.has(label)) label++;
     else if (this.usedLabels.has(label)) throw new ApiError(409, `field /label: label ${label} is in use`);
     this.usedLabels.add(label);
     const mac = request.mac ?? macForLabel(label);
     const tapName = `vtap${this.tapCounter++}`;
-    this.pending.set(request.id, { tapName, request });
+    this.pending.set(request.id, { tapName, pod, request });
     const local: LocalPort = {
       id: request.id,
       name: request.name ?? request.id,
@@ -273,10 +285,7 @@ export class Daemon {
     const subnet = request.subnet ?? vrf?.subnets?.[0];
     if (gateway === undefined) throw new ApiError(400, `field /gateway is required: the state file does not define VN ${request.vn}`);
     if (request.attach !== undefined && request.mac === undefined) throw new ApiError(400, 'field /mac is required with /attach: the MAC of the pod side of the interface');
-    const configure = request.attach === undefined && request.netns !== undefined && request.configure !== false;
-    if (configure && !netnsExists(request.netns!)) {
-      throw new ApiError(400, `field /netns: network namespace ${request.netns} does not exist (value: ${JSON.stringify(request.netns)})`);
-    }
+    const pod = podDevice(request);
     const mac = request.mac ?? macForIp(request.ip);
     const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
     const tapName = request.attach ?? `vtap${this.tapCounter++}`;
@@ -294,6 +303,7 @@ export class Daemon {
         op: 'add-port',
         port: {
           tapName,
+          pod,
           mac,
           ip: request.ip,
           vrf: request.vn,
@@ -311,9 +321,9 @@ export class Daemon {
     }
     if (attachment) this.attachments.set(request.id, attachment);
     const record = portRecord(request, result, { vn: request.vn, ip: request.ip, mac, mtu });
-    if (configure) {
+    if (pod) {
       try {
-        await moveIntoPod({ tapName: result.tapName, netns: request.netns!, ifname: record.ifname, mac, ip: request.ip, gateway, mtu });
+        await configurePodInterface({ netns: request.netns!, ifname: pod.ifname, mac, ip: request.ip, gateway, mtu });
       } catch (error) {
         await this.dataplane.request({ op: 'delete-port', vif: result.vif });
         throw new ApiError(500, (error as Error).message);

@@ -1,16 +1,16 @@
 /**
- * Moving a pod's TAP device into the pod's network namespace and
- * configuring it there as the kubelet plugin did: renamed (eth0), MAC and
- * MTU set, `ip/32`, a host route to the gateway and the default route via
- * it. iproute2 does the work: the move, then one `ip -n <pod> -batch` run
- * for the rest (two processes instead of six: a port add is on the path to
- * a pod's first packet); a failure names the command.
+ * Configuring a pod's interface inside the pod's network namespace as the
+ * kubelet plugin did: MAC and MTU set, `ip/32`, a host route to the gateway
+ * and the default route via it. The dataplane worker has already created
+ * the TAP device there under its final name (eth0): moving a device between
+ * namespaces costs the kernel tens of milliseconds, and a port add is on the
+ * path to a pod's first packet. iproute2 does the rest in one
+ * `ip -n <pod> -batch` run; a failure names the commands.
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 
 export interface PodInterface {
-  tapName: string;
   netns: string;
   ifname: string;
   mac: string;
@@ -31,12 +31,10 @@ function ipBatch(globalOptions: string[], commands: string[][]): Promise<void> {
   });
 }
 
-export async function moveIntoPod(pod: PodInterface): Promise<void> {
-  await ipBatch([], [['link', 'set', 'dev', pod.tapName, 'netns', pod.netns]]);
+export async function configurePodInterface(pod: PodInterface): Promise<void> {
   await ipBatch(
     ['-n', pod.netns],
     [
-      ['link', 'set', 'dev', pod.tapName, 'name', pod.ifname],
       ['link', 'set', 'dev', pod.ifname, 'address', pod.mac, 'mtu', String(pod.mtu), 'up'],
       ['address', 'add', `${pod.ip}/32`, 'dev', pod.ifname],
       ['route', 'add', pod.gateway, 'dev', pod.ifname, 'scope', 'link'],
@@ -45,7 +43,7 @@ export async function moveIntoPod(pod: PodInterface): Promise<void> {
   );
 }
 
-/** True when the named network namespace exists (`ip netns add` made it). */
-export function netnsExists(name: string): boolean {
-  return fs.existsSync(`/run/netns/${name}`) || fs.existsSync(`/var/run/netns/${name}`);
+/** The file of the named network namespace (`ip netns add` made it), or undefined when there is none. */
+export function netnsPath(name: string): string | undefined {
+  return [`/run/netns/${name}`, `/var/run/netns/${name}`].find((file) => fs.existsSync(file));
 }

@@ -31,6 +31,7 @@ export const CHECKS = [
   'tap-drops-runt-frame',
   'tap-arp-second-device',
   'tap-attach-busy',
+  'tap-in-pod-namespace',
   'udp-batch',
   'udp-truncation',
   'raw-send-udp',
@@ -130,6 +131,62 @@ const TAG_B = 2;
 
 function interfaceMac(name: string): string {
   return fs.readFileSync(`/sys/class/net/${name}/address`, 'utf8').trim();
+}
+
+/** The inode of the calling thread's network namespace: which namespace it is in. */
+function threadNetns(): number {
+  return fs.statSync('/proc/thread-self/ns/net').ino;
+}
+
+/**
+ * tapOpen(name, netnsPath) creates the device inside another namespace (the
+ * parent test made it and names it in VROUTER_TEST_POD_NETNS) and brings
+ * the thread back home: the device is there and not here, the kernel of
+ * that namespace answers a ping written to the fd, and a namespace that
+ * does not exist is an error naming the file.
+ */
+function podNamespaceChecks(run: Run): void {
+  const pod = process.env.VROUTER_TEST_POD_NETNS ?? fail('VROUTER_TEST_POD_NETNS is not set');
+  run('tap-in-pod-namespace', () => {
+    const home = threadNetns();
+    const missing = `/run/netns/${pod}-missing`;
+    try {
+      io.tapOpen('eth0', missing);
+      fail(`tapOpen in ${missing} did not throw`);
+    } catch (error) {
+      const expected = `open ${missing}: No such file or directory`;
+      if ((error as Error).message !== expected) fail(`got "${(error as Error).message}", expected "${expected}"`);
+    }
+    const tap = io.tapOpen('eth0', `/run/netns/${pod}`);
+    const epfd = io.epollCreate();
+    try {
+      if (tap.name !== 'eth0') fail(`tapOpen returned name ${tap.name}`);
+      if (threadNetns() !== home) fail('the thread did not come back to its own network namespace');
+      if (fs.existsSync('/sys/class/net/eth0')) fail('eth0 was created in the caller\'s namespace');
+      ip('-n', pod, 'link', 'set', 'eth0', 'up');
+      ip('-n', pod, 'addr', 'add', '10.78.0.1/24', 'dev', 'eth0');
+      ip('-n', pod, 'neigh', 'replace', '10.78.0.2', 'lladdr', TAP_A_MAC_PEER, 'nud', 'permanent', 'dev', 'eth0');
+      const link = JSON.parse(execFileSync('ip', ['-n', pod, '-j', 'link', 'show', 'eth0'], { encoding: 'utf8' })) as Array<{ address: string }>;
+      const echo = ethernet(link[0].address, TAP_A_MAC_PEER, 0x0800, ipv4({ src: '10.78.0.2', dst: '10.78.0.1', protocol: 1, id: 7, payload: icmpEcho(8, 0x4321, 7) }));
+      const batch = pack([echo]);
+      if (io.writeBatch(tap.fd, batch.buffer, batch.offsets, batch.lengths, 1) !== 1) fail('writeBatch on the pod\'s eth0');
+      io.epollAdd(epfd, tap.fd, TAG_A);
+      const answered = pump(epfd, () => {
+        const n = io.readBatch(tap.fd, rx.buffer, rx.offsets, rx.lengths, SLOTS, CAPACITY);
+        for (let i = 0; i < n; i++) {
+          const f = rx.frame(i);
+          // Ethernet(14) IPv4(20) ICMP echo reply (type 0) with our id.
+          if (f.length >= 42 && f.readUInt16BE(12) === 0x0800 && f[23] === 1 && f[34] === 0 && f.readUInt16BE(38) === 0x4321) return true;
+        }
+        return false;
+      });
+      if (!answered) fail('no echo reply from the pod namespace\'s kernel');
+      return 'eth0 created in the pod namespace, thread back home, ping answered there';
+    } finally {
+      io.close(epfd);
+      io.close(tap.fd);
+    }
+  });
 }
 
 function tapChecks(run: Run): void {
@@ -700,7 +757,7 @@ async function main(): Promise<void> {
   };
   // A setup failure (ip, /dev/net/tun) is reported, and the checks it kept
   // from running show up as missing in the parent test.
-  for (const group of [batchChecks, tapChecks, socketChecks]) {
+  for (const group of [batchChecks, tapChecks, podNamespaceChecks, socketChecks]) {
     try {
       group(run);
     } catch (error) {

@@ -338,14 +338,17 @@ const HTTP_REQUEST_SCRIPT = `
 const [host, port, method, path, body] = process.argv.slice(1);
 const { performance } = require('perf_hooks');
 const now = () => performance.timeOrigin + performance.now();
-const sentAt = now();
-const request = require('http').request({ host, port: Number(port), method, path, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, (response) => {
+const http = require('http');
+let sentAt;
+const request = http.request({ host, port: Number(port), method, path, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, (response) => {
   const chunks = [];
   response.on('data', (chunk) => chunks.push(chunk));
   response.on('end', () => console.log(JSON.stringify({ status: response.statusCode, sentAt, answeredAt: now(), body: Buffer.concat(chunks).toString('utf8') })));
 });
 request.setTimeout(20000, () => request.destroy(new Error('no answer within 20 s')));
 request.on('error', (error) => { console.error(host + ':' + port + ' ' + method + ' ' + path + ': ' + error.message); process.exit(1); });
+// From here on the time is the request's: loading the client's modules is not.
+sentAt = now();
 request.end(body);`;
 
 /**
@@ -530,7 +533,7 @@ export class VrouterCluster {
 
   /**
    * Creates the pod's namespace, adds its port on the node (`vrouter port
-   * add`: a TAP moved in as eth0, ip/32, routes via the gateway), then sets
+   * add`: a TAP created in it as eth0, ip/32, routes via the gateway), then sets
    * the /32 route to it on every other running node. In control mode the
    * control node decides what the pod did not give (VN, address) and
    * distributes the route; the pod carries what it chose.

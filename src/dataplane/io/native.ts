@@ -58,8 +58,11 @@ export interface NativeIo {
    * (IFF_TAP | IFF_NO_PI: one read/write = one Ethernet frame). At most 15
    * bytes; '' lets the kernel choose. Non-blocking, close-on-exec, not
    * persistent (the device goes away with its last fd). Needs CAP_NET_ADMIN.
+   * With `netnsPath` (a namespace file such as /run/netns/<pod>) the device
+   * is created inside that network namespace (the calling thread enters it
+   * and comes back; needs CAP_SYS_ADMIN).
    */
-  tapOpen(name: string): TapHandle;
+  tapOpen(name: string, netnsPath?: string): TapHandle;
   close(fd: number): void;
 
   /** An epoll instance (close-on-exec). */

@@ -46,9 +46,21 @@ export interface WorkerStart {
   captureRing: SharedArrayBuffer;
 }
 
+/** A TAP device created inside a pod's network namespace, under the pod's interface name. */
+export interface PodDevice {
+  /** The namespace file (/run/netns/<name>). */
+  netnsPath: string;
+  /** The device's name there (eth0). */
+  ifname: string;
+}
+
 export interface PortRequest {
-  /** Device name the TAP is created with (at most 15 bytes), or of the interface attached through rings. */
+  /**
+   * The vif's name: also the TAP device's (at most 15 bytes) unless `pod`
+   * is given, or the name of the interface attached through rings.
+   */
   tapName: string;
+  pod?: PodDevice;
   /**
    * An existing interface the main thread captures with libpcap: frames
    * arrive in `rx` and leave through `tx` (shared rings of RING_RECORD_SIZE
@@ -81,7 +93,7 @@ export type WorkerRequest =
   | { op: 'monitor-drops'; enable: boolean }
   | { op: 'capture'; vif: string; enable: boolean }
   | { op: 'control-routes'; updates: RouteUpdate[] }
-  | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string }
+  | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodDevice }
   | { op: 'control-unconfigure-port'; port: LocalPort }
   | { op: 'shutdown' };
 
@@ -246,13 +258,14 @@ class DataplaneWorker {
     return tag;
   }
 
-  private attachTap(vif: number, name: string): string {
-    const tap = this.io.tapOpen(name);
+  /** Opens the vif's TAP device; returns the vif's name for it (the kernel's choice for ''). */
+  private attachTap(vif: number, name: string, pod?: PodDevice): string {
+    const tap = pod ? this.io.tapOpen(pod.ifname, pod.netnsPath) : this.io.tapOpen(name);
     const port = new TapPort(this.io, tap.fd);
     this.dp.vifs.get(vif)!.port = port;
     const tag = this.addSource({ kind: 'tap', fd: tap.fd, vif });
     this.tapOf.set(vif, { fd: tap.fd, tag, port });
-    return tap.name;
+    return pod ? name : tap.name;
   }
 
   private detachTap(vif: number): void {
@@ -329,7 +342,7 @@ class DataplaneWorker {
         }
         return null;
       case 'control-configure-port':
-        return this.configureControlledPort(request.port, request.config, request.tapName);
+        return this.configureControlledPort(request.port, request.config, request.tapName, request.pod);
       case 'control-unconfigure-port': {
         const tap = this.tapOfPort.get(request.port.id);
         if (tap) this.detachTap(tap.vif);
@@ -347,12 +360,12 @@ class DataplaneWorker {
    * The control node's configuration of a port: the vif (re-created when
    * its VN or address changes) and, the first time, its TAP device.
    */
-  private configureControlledPort(port: LocalPort, config: PortConfig, tapName: string): { vif: number } {
+  private configureControlledPort(port: LocalPort, config: PortConfig, tapName: string, pod: PodDevice | undefined): { vif: number } {
     this.controlled.configurePort(port, config);
     const vif = this.controlled.vifOf(port.id);
     const tap = this.tapOfPort.get(port.id);
     if (!tap) {
-      this.attachTap(vif, tapName);
+      this.attachTap(vif, tapName, pod);
       this.tapOfPort.set(port.id, { name: tapName, vif });
     } else if (tap.vif !== vif) {
       // A new vif for the same pod: the open TAP moves over to it.
@@ -409,7 +422,7 @@ class DataplaneWorker {
         this.ringOf.set(vif, new SharedRing(port.attach.rx, ATTACH_RECORD_SIZE));
         this.dp.vifs.get(vif)!.port = new RingPort(new SharedRing(port.attach.tx, ATTACH_RECORD_SIZE));
       } else {
-        tapName = this.attachTap(vif, port.tapName);
+        tapName = this.attachTap(vif, port.tapName, port.pod);
       }
       this.dp.setNexthop(nexthop, { kind: 'encap', vif, mac });
       this.dp.setLabel(label, nexthop);
