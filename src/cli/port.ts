@@ -52,12 +52,12 @@ export function portCommand(): Command {
   const port = new Command('port').description("add, delete and list pod ports of the running daemon");
   port
     .command('add')
-    .description('create a pod interface: a TAP device moved into the pod namespace and configured there')
+    .description('create a pod interface: a TAP device created in the pod namespace and configured there')
     .requiredOption('--id <id>', "the pod's id")
     .option('--name <name>', "the pod's name")
     .option('--namespace <namespace>', "the pod's Kubernetes namespace")
     .option('--label <key=value>', 'a pod label; repeatable', (value: string, all: string[]) => all.concat([value]), [])
-    .option('--netns <name>', 'network namespace to move the interface into')
+    .option('--netns <name>', 'network namespace to create the interface in')
     .option('--attach <interface>', 'attach an existing interface of the node (e.g. a veth) through libpcap instead of creating a TAP')
     .option('--ifname <name>', 'interface name inside the pod', 'eth0')
     .option('--vn <name>', 'virtual network')

@@ -17,7 +17,7 @@ export interface PortAddRequest {
   name?: string;
   namespace?: string;
   labels?: Record<string, string>;
-  /** Network namespace (as `ip netns` names it) to move the interface into. */
+  /** Network namespace (as `ip netns` names it) to create the interface in. */
   netns?: string;
   /** The interface's name inside the pod. */
   ifname?: string;
@@ -28,7 +28,7 @@ export interface PortAddRequest {
   /** The VN's subnet and gateway, when the state file does not define the VN. */
   subnet?: string;
   gateway?: string;
-  /** Move and configure the interface in the pod namespace (default true when netns is given). */
+  /** Create and configure the interface in the pod namespace (default true when netns is given; false: a TAP in the node's namespace). */
   configure?: boolean;
   /**
    * Instead of creating a TAP device, attach this existing interface of the
