@@ -38,6 +38,8 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -369,10 +371,10 @@ bool GetShortString(napi_env env, napi_value value, const char* fn, const char* 
   return true;
 }
 
-// Opens /dev/net/tun and attaches it to the TAP device `name` (creating it in
-// the calling thread's network namespace). Returns the fd, or -1 with errno
-// set and *syscall naming the failed call.
-int OpenTapHere(struct ifreq* ifr, const char** syscall) {
+// Opens /dev/net/tun and attaches it to the TAP device named in ifr (created
+// in the calling thread's network namespace when it does not exist). Returns
+// the fd, or -1 with errno set and *syscall naming the failed call.
+int OpenTap(struct ifreq* ifr, const char** syscall) {
   const int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     *syscall = "open";
@@ -388,79 +390,8 @@ int OpenTapHere(struct ifreq* ifr, const char** syscall) {
   return fd;
 }
 
-// tapOpen(name: string, netnsPath?: string): { fd: number, name: string }
-// Creates the TAP device `name` or attaches to an existing one of that name
-// (an empty name lets the kernel pick tapN). IFF_NO_PI: each read/write is
-// exactly one Ethernet frame, no 4-byte packet-info prefix. The device is not
-// made persistent: it disappears when the last fd on it is closed.
-//
-// With netnsPath (a network namespace file, /run/netns/<pod>), the device is
-// created inside that namespace: the calling thread enters it (setns affects
-// this thread only), creates the device and comes back. A TAP fd keeps
-// working from any namespace, so the pod gets its interface without the
-// move between namespaces that `ip link set netns` does, which costs tens of
-// milliseconds in the kernel (it waits for RCU readers of the device).
-napi_value TapOpen(napi_env env, napi_callback_info info) {
-  const char* fn = "tapOpen";
-  Args args;
-  if (!GetArgs(env, info, fn, 1, &args)) return nullptr;
-  char name[IFNAMSIZ] = {0};
-  if (!GetShortString(env, args.v[0], fn, "interface name", name, IFNAMSIZ - 1)) return nullptr;
-  char netns_path[256] = {0};
-  napi_valuetype netns_type = napi_undefined;
-  if (args.count > 1) napi_typeof(env, args.v[1], &netns_type);
-  const bool in_netns = netns_type != napi_undefined;
-  if (in_netns && !GetShortString(env, args.v[1], fn, "netnsPath", netns_path, sizeof netns_path - 1)) return nullptr;
-
-  struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
-  memcpy(ifr.ifr_name, name, strlen(name));
-  const char* syscall = nullptr;
-  int fd = -1;
-  int err = 0;
-  if (!in_netns) {
-    fd = OpenTapHere(&ifr, &syscall);
-    err = errno;
-  } else {
-    const int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (home < 0) {
-      ThrowErrno(env, "open", "/proc/thread-self/ns/net", errno);
-      return nullptr;
-    }
-    const int target = open(netns_path, O_RDONLY | O_CLOEXEC);
-    if (target < 0) {
-      err = errno;
-      CloseQuietly(home);
-      ThrowErrno(env, "open", netns_path, err);
-      return nullptr;
-    }
-    if (setns(target, CLONE_NEWNET) != 0) {
-      err = errno;
-      CloseQuietly(target);
-      CloseQuietly(home);
-      ThrowErrno(env, "setns", netns_path, err);
-      return nullptr;
-    }
-    fd = OpenTapHere(&ifr, &syscall);
-    err = errno;
-    // Back home before anything else runs on this thread: every socket the
-    // worker opens later must be in the vrouter's own namespace.
-    if (setns(home, CLONE_NEWNET) != 0) {
-      fprintf(stderr, "vrouter_io: setns back to the vrouter's network namespace failed: %s\n", strerror(errno));
-      abort();
-    }
-    CloseQuietly(target);
-    CloseQuietly(home);
-  }
-  if (fd < 0) {
-    char what[IFNAMSIZ + sizeof netns_path + 8];
-    snprintf(what, sizeof what, "%s%s%s", name[0] != 0 ? name : "(any)", in_netns ? " in " : "", netns_path);
-    ThrowErrno(env, syscall, strcmp(syscall, "open") == 0 ? "/dev/net/tun" : what, err);
-    return nullptr;
-  }
-
-  // The kernel writes back the actual name (it matters for "tap%d" / "").
+// { fd, name } for JS; name is what the kernel wrote back into ifr.
+napi_value TapHandle(napi_env env, int fd, const struct ifreq& ifr) {
   char actual[IFNAMSIZ + 1] = {0};
   memcpy(actual, ifr.ifr_name, IFNAMSIZ);
   napi_value result = nullptr, fd_value = nullptr, name_value = nullptr;
@@ -470,6 +401,263 @@ napi_value TapOpen(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, result, "fd", fd_value);
   napi_set_named_property(env, result, "name", name_value);
   return result;
+}
+
+// tapOpen(name: string): { fd: number, name: string }
+// Creates the TAP device `name` or attaches to an existing one of that name
+// (an empty name lets the kernel pick tapN). IFF_NO_PI: each read/write is
+// exactly one Ethernet frame, no 4-byte packet-info prefix. The device is not
+// made persistent: it disappears when the last fd on it is closed.
+napi_value TapOpen(napi_env env, napi_callback_info info) {
+  const char* fn = "tapOpen";
+  Args args;
+  if (!GetArgs(env, info, fn, 1, &args)) return nullptr;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  if (!GetShortString(env, args.v[0], fn, "interface name", ifr.ifr_name, IFNAMSIZ - 1)) return nullptr;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  const char* syscall = nullptr;
+  const int fd = OpenTap(&ifr, &syscall);
+  if (fd < 0) {
+    const int err = errno;
+    const char* what = strcmp(syscall, "open") == 0 ? "/dev/net/tun" : ifr.ifr_name[0] != 0 ? ifr.ifr_name : "(any)";
+    ThrowErrno(env, syscall, what, err);
+    return nullptr;
+  }
+  return TapHandle(env, fd, ifr);
+}
+
+// ---------------------------------------------------------------------------
+// A pod's TAP, made and configured inside the pod's network namespace
+// ---------------------------------------------------------------------------
+
+// What podTapOpen sets up, read from its JS object argument.
+struct PodInterface {
+  char netns_path[256];
+  struct ifreq ifr;  // ifr_name: the device's name in the pod (eth0)
+  uint8_t mac[6];
+  uint32_t mtu;
+  struct in_addr ip;
+  struct in_addr gateway;
+};
+
+// One rtnetlink request under construction: header, fixed part, attributes.
+struct NetlinkRequest {
+  alignas(NLMSG_ALIGNTO) char buffer[256];
+  struct nlmsghdr* header() { return reinterpret_cast<struct nlmsghdr*>(buffer); }
+
+  // Starts a request of `type` whose fixed part (ifinfomsg, ifaddrmsg, rtmsg) is `body`.
+  void Begin(uint16_t type, uint16_t flags, const void* body, size_t body_length) {
+    memset(buffer, 0, sizeof buffer);
+    struct nlmsghdr* h = header();
+    h->nlmsg_len = NLMSG_LENGTH(body_length);
+    h->nlmsg_type = type;
+    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    memcpy(NLMSG_DATA(h), body, body_length);
+  }
+
+  void Attribute(uint16_t type, const void* data, size_t length) {
+    struct nlmsghdr* h = header();
+    struct rtattr* attribute = reinterpret_cast<struct rtattr*>(buffer + NLMSG_ALIGN(h->nlmsg_len));
+    attribute->rta_type = type;
+    attribute->rta_len = RTA_LENGTH(length);
+    memcpy(RTA_DATA(attribute), data, length);
+    h->nlmsg_len = NLMSG_ALIGN(h->nlmsg_len) + RTA_ALIGN(attribute->rta_len);
+  }
+};
+
+// Sends the request on a NETLINK_ROUTE socket and reads the kernel's
+// acknowledgement. Returns 0, or the errno the kernel (or a syscall) gave.
+int NetlinkTalk(int socket_fd, NetlinkRequest* request) {
+  static_assert(sizeof request->buffer >= NLMSG_LENGTH(sizeof(struct ifinfomsg)) + 2 * RTA_SPACE(8),
+                "a request's buffer holds its fixed part and attributes");
+  struct nlmsghdr* h = request->header();
+  if (send(socket_fd, h, h->nlmsg_len, 0) < 0) return errno;
+  alignas(NLMSG_ALIGNTO) char answer[1024];
+  for (;;) {
+    ssize_t received = recv(socket_fd, answer, sizeof answer, 0);
+    if (received < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    size_t left = static_cast<size_t>(received);
+    for (struct nlmsghdr* reply = reinterpret_cast<struct nlmsghdr*>(answer); NLMSG_OK(reply, left);
+         reply = NLMSG_NEXT(reply, left)) {
+      if (reply->nlmsg_type == NLMSG_ERROR) return -static_cast<struct nlmsgerr*>(NLMSG_DATA(reply))->error;
+    }
+  }
+}
+
+// Adds a main-table IPv4 route out of interface `index`: a /32 to `address`
+// (attribute RTA_DST) or the default route via it (RTA_GATEWAY), as
+// `ip route add` does (protocol boot). Returns 0 or the errno.
+int AddRoute(int rtnl, NetlinkRequest* request, uint8_t dst_len, uint8_t scope, uint16_t attribute, struct in_addr address,
+             int index) {
+  struct rtmsg route = {};
+  route.rtm_family = AF_INET;
+  route.rtm_dst_len = dst_len;
+  route.rtm_table = RT_TABLE_MAIN;
+  route.rtm_protocol = RTPROT_BOOT;
+  route.rtm_scope = scope;
+  route.rtm_type = RTN_UNICAST;
+  request->Begin(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &route, sizeof route);
+  request->Attribute(attribute, &address, sizeof address);
+  request->Attribute(RTA_OIF, &index, sizeof index);
+  return NetlinkTalk(rtnl, request);
+}
+
+// Creates the TAP in the calling thread's namespace (the pod's) and
+// configures it as the kubelet plugin did: MAC, MTU, up; ip/32; the gateway
+// on the link and the default route via it. Returns the TAP fd, or -1 with
+// *failed naming the step and *err its errno (the device is gone then).
+int MakePodInterface(PodInterface* pod, const char** failed, int* err) {
+  const char* syscall = nullptr;
+  const int tap = OpenTap(&pod->ifr, &syscall);
+  if (tap < 0) {
+    *err = errno;
+    *failed = syscall;
+    return -1;
+  }
+  const int index = static_cast<int>(if_nametoindex(pod->ifr.ifr_name));
+  const int rtnl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (index == 0 || rtnl < 0) {
+    *err = errno;
+    *failed = index == 0 ? "if_nametoindex" : "socket(NETLINK_ROUTE)";
+    if (rtnl >= 0) CloseQuietly(rtnl);
+    CloseQuietly(tap);
+    return -1;
+  }
+  NetlinkRequest request;
+  // Flags last in the kernel's order: the MAC and MTU are set, then the link goes up.
+  struct ifinfomsg link = {};
+  link.ifi_family = AF_UNSPEC;
+  link.ifi_index = index;
+  link.ifi_flags = IFF_UP;
+  link.ifi_change = IFF_UP;
+  request.Begin(RTM_NEWLINK, 0, &link, sizeof link);
+  request.Attribute(IFLA_ADDRESS, pod->mac, sizeof pod->mac);
+  request.Attribute(IFLA_MTU, &pod->mtu, sizeof pod->mtu);
+  *err = NetlinkTalk(rtnl, &request);
+  *failed = "RTM_NEWLINK (MAC, MTU, up)";
+  if (*err == 0) {
+    struct ifaddrmsg address = {};
+    address.ifa_family = AF_INET;
+    address.ifa_prefixlen = 32;
+    address.ifa_scope = RT_SCOPE_UNIVERSE;
+    address.ifa_index = index;
+    request.Begin(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &address, sizeof address);
+    request.Attribute(IFA_LOCAL, &pod->ip, sizeof pod->ip);
+    request.Attribute(IFA_ADDRESS, &pod->ip, sizeof pod->ip);
+    *err = NetlinkTalk(rtnl, &request);
+    *failed = "RTM_NEWADDR (ip/32)";
+  }
+  if (*err == 0) {
+    *err = AddRoute(rtnl, &request, 32, RT_SCOPE_LINK, RTA_DST, pod->gateway, index);
+    *failed = "RTM_NEWROUTE (gateway on the link)";
+  }
+  if (*err == 0) {
+    *err = AddRoute(rtnl, &request, 0, RT_SCOPE_UNIVERSE, RTA_GATEWAY, pod->gateway, index);
+    *failed = "RTM_NEWROUTE (default via the gateway)";
+  }
+  CloseQuietly(rtnl);
+  if (*err != 0) {
+    CloseQuietly(tap);
+    return -1;
+  }
+  return tap;
+}
+
+bool GetPodString(napi_env env, napi_value object, const char* fn, const char* name, char* out, size_t max_length) {
+  napi_value value = nullptr;
+  napi_get_named_property(env, object, name, &value);
+  return GetShortString(env, value, fn, name, out, max_length);
+}
+
+bool GetPodIpv4(napi_env env, napi_value object, const char* fn, const char* name, struct in_addr* out) {
+  char text[16] = {0};
+  if (!GetPodString(env, object, fn, name, text, sizeof text - 1)) return false;
+  if (inet_pton(AF_INET, text, out) == 1) return true;
+  char message[96];
+  snprintf(message, sizeof message, "%s: %s is not an IPv4 address: '%s'", fn, name, text);
+  ThrowRange(env, message);
+  return false;
+}
+
+bool GetPodInterface(napi_env env, napi_value object, const char* fn, PodInterface* pod) {
+  memset(pod, 0, sizeof *pod);
+  char mac[18] = {0};
+  if (!GetPodString(env, object, fn, "netnsPath", pod->netns_path, sizeof pod->netns_path - 1) ||
+      !GetPodString(env, object, fn, "ifname", pod->ifr.ifr_name, IFNAMSIZ - 1) ||
+      !GetPodString(env, object, fn, "mac", mac, sizeof mac - 1) || !GetPodIpv4(env, object, fn, "ip", &pod->ip) ||
+      !GetPodIpv4(env, object, fn, "gateway", &pod->gateway)) {
+    return false;
+  }
+  unsigned octets[6];
+  char end = 0;
+  if (sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &octets[0], &octets[1], &octets[2], &octets[3], &octets[4], &octets[5],
+             &end) != 6 ||
+      strlen(mac) != 17) {
+    char message[96];
+    snprintf(message, sizeof message, "%s: mac is not a MAC address: '%s'", fn, mac);
+    ThrowRange(env, message);
+    return false;
+  }
+  for (int i = 0; i < 6; i++) pod->mac[i] = static_cast<uint8_t>(octets[i]);
+  napi_value mtu = nullptr;
+  int64_t value = 0;
+  napi_get_named_property(env, object, "mtu", &mtu);
+  if (!GetInteger(env, mtu, fn, "mtu", 68, 65535, &value)) return false;
+  pod->mtu = static_cast<uint32_t>(value);
+  pod->ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  return true;
+}
+
+// podTapOpen({ netnsPath, ifname, mac, mtu, ip, gateway }): { fd, name }
+// A pod's interface, made where it belongs: the calling thread enters the
+// pod's network namespace (netnsPath, e.g. /run/netns/<pod>; setns affects
+// this thread only), creates the TAP there under the pod's name, configures
+// it over rtnetlink and comes back. The TAP fd keeps working from the
+// vrouter's namespace. Creating it here and moving it (`ip link set netns`)
+// costs the kernel tens of milliseconds per device, and an `ip` process per
+// step costs milliseconds more: a port add is on the path to the pod's first
+// packet. Errors name the step, the device and the namespace; on any error
+// the device is gone.
+napi_value PodTapOpen(napi_env env, napi_callback_info info) {
+  const char* fn = "podTapOpen";
+  Args args;
+  PodInterface pod;
+  if (!GetArgs(env, info, fn, 1, &args) || !GetPodInterface(env, args.v[0], fn, &pod)) return nullptr;
+  const int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (home < 0) {
+    ThrowErrno(env, "open", "/proc/thread-self/ns/net", errno);
+    return nullptr;
+  }
+  const int target = open(pod.netns_path, O_RDONLY | O_CLOEXEC);
+  if (target < 0 || setns(target, CLONE_NEWNET) != 0) {
+    const int err = errno;
+    if (target >= 0) CloseQuietly(target);
+    CloseQuietly(home);
+    ThrowErrno(env, target < 0 ? "open" : "setns", pod.netns_path, err);
+    return nullptr;
+  }
+  const char* failed = nullptr;
+  int err = 0;
+  const int tap = MakePodInterface(&pod, &failed, &err);
+  // Back home before anything else runs on this thread: every socket the
+  // worker opens later must be in the vrouter's own namespace.
+  if (setns(home, CLONE_NEWNET) != 0) {
+    fprintf(stderr, "vrouter_io: setns back to the vrouter's network namespace failed: %s\n", strerror(errno));
+    abort();
+  }
+  CloseQuietly(target);
+  CloseQuietly(home);
+  if (tap < 0) {
+    char what[IFNAMSIZ + sizeof pod.netns_path + 8];
+    snprintf(what, sizeof what, "%s in %s", pod.ifr.ifr_name, pod.netns_path);
+    ThrowErrno(env, failed, strcmp(failed, "open") == 0 ? "/dev/net/tun" : what, err);
+    return nullptr;
+  }
+  return TapHandle(env, tap, pod.ifr);
 }
 
 // close(fd): void
@@ -1535,6 +1723,7 @@ napi_value IoStats(napi_env env, napi_callback_info /*info*/) {
 NAPI_MODULE_INIT() {
   const napi_property_descriptor functions[] = {
       {"tapOpen", nullptr, TapOpen, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"podTapOpen", nullptr, PodTapOpen, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"close", nullptr, Close, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"epollCreate", nullptr, EpollCreate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"epollAdd", nullptr, EpollAdd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

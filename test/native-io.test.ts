@@ -72,6 +72,13 @@ describe('native io: arguments and errors', () => {
     assert.throws(() => io.rawOpen(256), { name: 'RangeError' });
     assert.throws(() => io.tapOpen('x'.repeat(16)), { name: 'RangeError', message: /at most 15 bytes/ });
     assert.throws(() => io.tapOpen('a\0b'), { name: 'RangeError', message: /NUL/ });
+    // podTapOpen checks its whole argument before it enters any namespace.
+    const pod = { netnsPath: '/run/netns/none', ifname: 'eth0', mac: '02:00:00:00:00:01', mtu: 1468, ip: '10.0.0.2', gateway: '10.0.0.1' };
+    assert.throws(() => io.podTapOpen({ ...pod, mac: '02:00:00:00:00' }), { name: 'RangeError', message: /mac is not a MAC address: '02:00:00:00:00'/ });
+    assert.throws(() => io.podTapOpen({ ...pod, gateway: '10.0.0.256' }), { name: 'RangeError', message: /gateway is not an IPv4 address/ });
+    assert.throws(() => io.podTapOpen({ ...pod, mtu: 67 }), { name: 'RangeError', message: /mtu/ });
+    assert.throws(() => io.podTapOpen({ ...pod, ifname: 'x'.repeat(16) }), { name: 'RangeError', message: /ifname must be at most 15 bytes/ });
+    assert.throws(() => (io.podTapOpen as (pod: unknown) => unknown)({ ...pod, ip: undefined }), { name: 'TypeError', message: /ip must be a string/ });
   });
 
   it('reports a negative fd as EBADF, naming the syscall', () => {

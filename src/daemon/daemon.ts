@@ -1,6 +1,6 @@
 /**
  * `vrouter run`: one node's vrouter. The main thread keeps what is not the
- * packet path (the port API, pod namespace setup, logs, signals); the
+ * packet path (the port API, logs, signals); the
  * dataplane worker owns the tables, the TAP devices and the underlay
  * sockets. On SIGINT/SIGTERM the worker closes its TAP devices (which
  * removes them, also from pod namespaces) and sockets, and the API stops.
@@ -9,7 +9,8 @@ import * as fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { loadStateFile, parseStateText } from '../control/state-file';
 import type { StateDocument } from '../control/state-schema';
-import type { PodDevice, PortResult } from '../dataplane/io/worker';
+import type { PodTapConfig } from '../dataplane/io/native';
+import type { PortResult } from '../dataplane/io/worker';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
 import type { LocalPort, PortConfig } from '../control/agent-interface';
@@ -18,7 +19,6 @@ import { CapAttachment } from './cap-attachment';
 import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
-import { configurePodInterface, netnsPath } from './pod-netns';
 import { ApiError, createLocalApi, PortAddRequest } from './local-api';
 import { startIntrospectServer } from './introspect-server';
 
@@ -76,15 +76,20 @@ function portRecord(request: PortAddRequest, made: PortResult, addressing: { vn:
 }
 
 /**
- * Where the worker creates the TAP of a port whose pod namespace the
- * daemon configures (netns given, `configure` not false): in that
- * namespace, under the pod's interface name.
+ * The namespace file of the pod namespace a port's TAP is made and
+ * configured in (netns given, `configure` not false; `ip netns add` made
+ * it), undefined when the TAP stays in the node's namespace.
  */
-function podDevice(request: PortAddRequest): PodDevice | undefined {
+function podNamespaceFile(request: PortAddRequest): string | undefined {
   if (request.netns === undefined || request.configure === false || request.attach !== undefined) return undefined;
-  const file = netnsPath(request.netns);
+  const file = [`/run/netns/${request.netns}`, `/var/run/netns/${request.netns}`].find((candidate) => fs.existsSync(candidate));
   if (file === undefined) throw new ApiError(400, `field /netns: network namespace ${request.netns} does not exist (value: ${JSON.stringify(request.netns)})`);
-  return { netnsPath: file, ifname: request.ifname ?? 'eth0' };
+  return file;
+}
+
+/** The pod's TAP as the worker makes it inside the pod namespace (podTapOpen). */
+function podTap(request: PortAddRequest, netnsPath: string | undefined, addressing: Omit<PodTapConfig, 'netnsPath' | 'ifname'>): PodTapConfig | undefined {
+  return netnsPath === undefined ? undefined : { netnsPath, ifname: request.ifname ?? 'eth0', ...addressing };
 }
 
 /** How long a port add waits for the control node's configuration. */
@@ -111,8 +116,8 @@ export function macForIp(ip: string): string {
 export class Daemon {
   private readonly ports = new Map<string, PortRecord>();
   private client: ControlClient | null = null;
-  /** Ports reported to the control node, waiting for their configuration: TAP device and namespace setup. */
-  private readonly pending = new Map<string, { tapName: string; pod?: PodDevice; request: PortAddRequest; setup?: Promise<void> }>();
+  /** Ports reported to the control node, waiting for their configuration: where their TAP goes. */
+  private readonly pending = new Map<string, { tapName: string; netnsPath?: string; request: PortAddRequest }>();
   /** Labels in use on this node (the state file's and those given to control-configured ports). */
   private readonly usedLabels = new Set<number>();
   /** Ports on existing interfaces, attached through libpcap. */
@@ -188,14 +193,12 @@ export class Daemon {
       encaps: [...(this.state.node.encapPriority ?? ['udp', 'gre'])],
       servers: control.servers,
       holdTime: control.holdTime,
-      access: new WorkerAccess(
-        this.dataplane,
-        (port) => {
-          const pending = this.pending.get(port.id);
-          return pending ? { tapName: pending.tapName, pod: pending.pod } : { tapName: `vtap${this.tapCounter++}` };
-        },
-        (port, config) => this.podConfigured(port, config),
-      ),
+      access: new WorkerAccess(this.dataplane, (port, config) => {
+        const pending = this.pending.get(port.id);
+        if (!pending) return { tapName: `vtap${this.tapCounter++}` };
+        const mtu = pending.request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
+        return { tapName: pending.tapName, pod: podTap(pending.request, pending.netnsPath, { mac: port.mac, mtu, ip: config.ip, gateway: config.gateway }) };
+      }),
       logger: { info: (message) => componentLog.info(message), warn: (message) => componentLog.warn(message) },
     });
   }
@@ -214,38 +217,17 @@ export class Daemon {
     }));
   }
 
-  /**
-   * The control node configured a pending port and the worker created its
-   * TAP in the pod namespace: the interface gets its address and routes.
-   * The port add waits for this (pending.setup).
-   */
-  private podConfigured(port: LocalPort, config: PortConfig): void {
-    const pending = this.pending.get(port.id);
-    if (!pending?.pod) return;
-    const { request } = pending;
-    pending.setup = configurePodInterface({
-      netns: request.netns!,
-      ifname: pending.pod.ifname,
-      mac: port.mac,
-      ip: config.ip,
-      gateway: config.gateway,
-      mtu: request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD,
-    });
-    // Handled where the port add awaits it; this keeps an early failure from counting as unhandled.
-    pending.setup.catch(() => undefined);
-  }
-
   /** A port whose VN and address the control node decides (or checks). */
   private async addControlledPort(request: PortAddRequest, client: ControlClient): Promise<PortRecord> {
     if (request.attach !== undefined) throw new ApiError(400, 'field /attach: attached interfaces need a VN and an address, not a control node');
-    const pod = podDevice(request);
+    const netnsPath = podNamespaceFile(request);
     let label = request.label ?? 16;
     if (request.label === undefined) while (this.usedLabels.has(label)) label++;
     else if (this.usedLabels.has(label)) throw new ApiError(409, `field /label: label ${label} is in use`);
     this.usedLabels.add(label);
     const mac = request.mac ?? macForLabel(label);
     const tapName = `vtap${this.tapCounter++}`;
-    this.pending.set(request.id, { tapName, pod, request });
+    this.pending.set(request.id, { tapName, netnsPath, request });
     const local: LocalPort = {
       id: request.id,
       name: request.name ?? request.id,
@@ -259,7 +241,6 @@ export class Daemon {
     let config: PortConfig;
     try {
       config = await withTimeout(client.addPort(local), CONTROL_ANSWER_TIMEOUT_MS, 'no control node configured the port in time');
-      await this.pending.get(request.id)?.setup;
     } catch (error) {
       this.pending.delete(request.id);
       this.usedLabels.delete(label);
@@ -285,7 +266,7 @@ export class Daemon {
     const subnet = request.subnet ?? vrf?.subnets?.[0];
     if (gateway === undefined) throw new ApiError(400, `field /gateway is required: the state file does not define VN ${request.vn}`);
     if (request.attach !== undefined && request.mac === undefined) throw new ApiError(400, 'field /mac is required with /attach: the MAC of the pod side of the interface');
-    const pod = podDevice(request);
+    const netnsPath = podNamespaceFile(request);
     const mac = request.mac ?? macForIp(request.ip);
     const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
     const tapName = request.attach ?? `vtap${this.tapCounter++}`;
@@ -303,7 +284,7 @@ export class Daemon {
         op: 'add-port',
         port: {
           tapName,
-          pod,
+          pod: podTap(request, netnsPath, { mac, mtu, ip: request.ip, gateway }),
           mac,
           ip: request.ip,
           vrf: request.vn,
@@ -321,14 +302,6 @@ export class Daemon {
     }
     if (attachment) this.attachments.set(request.id, attachment);
     const record = portRecord(request, result, { vn: request.vn, ip: request.ip, mac, mtu });
-    if (pod) {
-      try {
-        await configurePodInterface({ netns: request.netns!, ifname: pod.ifname, mac, ip: request.ip, gateway, mtu });
-      } catch (error) {
-        await this.dataplane.request({ op: 'delete-port', vif: result.vif });
-        throw new ApiError(500, (error as Error).message);
-      }
-    }
     this.ports.set(request.id, record);
     this.log.info({ component: 'ports', id: record.id, vif: record.vif, label: record.label, vn: record.vn, ip: record.ip, netns: record.netns }, 'port added');
     return record;

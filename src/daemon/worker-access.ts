@@ -7,7 +7,7 @@
  * routes the client set before it.
  */
 import type { DataplaneAccess, LocalPort, PortConfig, RouteNexthop } from '../control/agent-interface';
-import type { PodDevice } from '../dataplane/io/worker';
+import type { PodTapConfig } from '../dataplane/io/native';
 import type { DataplaneHandle } from './dataplane-handle';
 
 export interface RouteUpdate {
@@ -22,16 +22,12 @@ export class WorkerAccess implements DataplaneAccess {
   private flushScheduled = false;
 
   /**
-   * `tapFor(port)` names the TAP device the worker opens for a port it
-   * configures (and the pod namespace to create it in); `configured` hears about each configured port once its vif
-   * forwards (to set up the pod's namespace, which it does while the client
-   * already publishes the pod's route: both are on the way to the pod's
-   * first packet).
+   * `tapFor(port, config)` names the TAP device the worker opens for a port
+   * it configures, and the pod namespace it makes and configures it in.
    */
   constructor(
     private readonly dataplane: DataplaneHandle,
-    private readonly tapFor: (port: LocalPort) => { tapName: string; pod?: PodDevice },
-    private readonly configured: (port: LocalPort, config: PortConfig, vif: number) => void,
+    private readonly tapFor: (port: LocalPort, config: PortConfig) => { tapName: string; pod?: PodTapConfig },
   ) {}
 
   setRoute(vrf: string, prefix: string, nexthops: RouteNexthop[]): void {
@@ -44,8 +40,7 @@ export class WorkerAccess implements DataplaneAccess {
 
   async configurePort(port: LocalPort, config: PortConfig): Promise<void> {
     this.flush();
-    const { vif } = await this.dataplane.request<{ vif: number }>({ op: 'control-configure-port', port, config, ...this.tapFor(port) });
-    this.configured(port, config, vif);
+    await this.dataplane.request({ op: 'control-configure-port', port, config, ...this.tapFor(port, config) });
   }
 
   async unconfigurePort(port: LocalPort): Promise<void> {

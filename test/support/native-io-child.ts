@@ -139,35 +139,54 @@ function threadNetns(): number {
 }
 
 /**
- * tapOpen(name, netnsPath) creates the device inside another namespace (the
- * parent test made it and names it in VROUTER_TEST_POD_NETNS) and brings
- * the thread back home: the device is there and not here, the kernel of
- * that namespace answers a ping written to the fd, and a namespace that
- * does not exist is an error naming the file.
+ * podTapOpen makes the pod's interface inside another namespace (the parent
+ * test made it and names it in VROUTER_TEST_POD_NETNS) and brings the
+ * thread back home: the device is there and not here, configured as asked
+ * (MAC, MTU, up, ip/32, the gateway on the link, the default route), the
+ * kernel of that namespace answers a ping written to the fd; a namespace
+ * that does not exist and a step the kernel refuses are errors naming
+ * them, and the device of a failed call is gone.
  */
 function podNamespaceChecks(run: Run): void {
   const pod = process.env.VROUTER_TEST_POD_NETNS ?? fail('VROUTER_TEST_POD_NETNS is not set');
+  const netnsPath = `/run/netns/${pod}`;
+  const config = { netnsPath, ifname: 'eth0', mac: '02:00:0a:4e:00:01', mtu: 1400, ip: '10.78.0.1', gateway: '10.78.0.2' };
+  const inPod = (...args: string[]) => JSON.parse(execFileSync('ip', ['-n', pod, '-j', ...args], { encoding: 'utf8' })) as Array<Record<string, unknown>>;
   run('tap-in-pod-namespace', () => {
     const home = threadNetns();
-    const missing = `/run/netns/${pod}-missing`;
+    const missing = `${netnsPath}-missing`;
     try {
-      io.tapOpen('eth0', missing);
-      fail(`tapOpen in ${missing} did not throw`);
+      io.podTapOpen({ ...config, netnsPath: missing });
+      fail(`podTapOpen in ${missing} did not throw`);
     } catch (error) {
       const expected = `open ${missing}: No such file or directory`;
       if ((error as Error).message !== expected) fail(`got "${(error as Error).message}", expected "${expected}"`);
     }
-    const tap = io.tapOpen('eth0', `/run/netns/${pod}`);
+    const tap = io.podTapOpen(config);
     const epfd = io.epollCreate();
     try {
-      if (tap.name !== 'eth0') fail(`tapOpen returned name ${tap.name}`);
+      if (tap.name !== 'eth0') fail(`podTapOpen returned name ${tap.name}`);
       if (threadNetns() !== home) fail('the thread did not come back to its own network namespace');
-      if (fs.existsSync('/sys/class/net/eth0')) fail('eth0 was created in the caller\'s namespace');
-      ip('-n', pod, 'link', 'set', 'eth0', 'up');
-      ip('-n', pod, 'addr', 'add', '10.78.0.1/24', 'dev', 'eth0');
-      ip('-n', pod, 'neigh', 'replace', '10.78.0.2', 'lladdr', TAP_A_MAC_PEER, 'nud', 'permanent', 'dev', 'eth0');
-      const link = JSON.parse(execFileSync('ip', ['-n', pod, '-j', 'link', 'show', 'eth0'], { encoding: 'utf8' })) as Array<{ address: string }>;
-      const echo = ethernet(link[0].address, TAP_A_MAC_PEER, 0x0800, ipv4({ src: '10.78.0.2', dst: '10.78.0.1', protocol: 1, id: 7, payload: icmpEcho(8, 0x4321, 7) }));
+      if (fs.existsSync('/sys/class/net/eth0')) fail('eth0 was made in the caller\'s namespace');
+      const [link] = inPod('link', 'show', 'eth0');
+      if (link.address !== config.mac || link.mtu !== config.mtu || !(link.flags as string[]).includes('UP')) fail(`eth0 in the pod: ${JSON.stringify(link)}`);
+      const addresses = (inPod('-4', 'addr', 'show', 'eth0')[0].addr_info as Array<{ local: string; prefixlen: number }>).map((a) => `${a.local}/${a.prefixlen}`);
+      if (addresses.join() !== '10.78.0.1/32') fail(`addresses of eth0: ${addresses.join()}`);
+      const routes = inPod('-4', 'route', 'show').map((r) => `${r.dst} ${r.gateway ?? '-'} ${r.dev} ${r.scope ?? 'global'}`).sort();
+      if (routes.join('; ') !== '10.78.0.2 - eth0 link; default 10.78.0.2 eth0 global') fail(`routes in the pod: ${routes.join('; ')}`);
+
+      try {
+        io.podTapOpen({ ...config, ifname: 'eth1' });
+        fail('a second pod interface with the same routes did not throw');
+      } catch (error) {
+        const message = (error as Error).message;
+        if (!/^RTM_NEWROUTE \(gateway on the link\) eth1 in \/run\/netns\/\S+: File exists$/.test(message)) fail(`second interface: got "${message}"`);
+        if (inPod('link', 'show').some((l) => l.ifname === 'eth1')) fail('eth1 is left behind after the failed call');
+        if (threadNetns() !== home) fail('the thread did not come back after a failed call');
+      }
+
+      ip('-n', pod, 'neigh', 'replace', config.gateway, 'lladdr', TAP_A_MAC_PEER, 'nud', 'permanent', 'dev', 'eth0');
+      const echo = ethernet(config.mac, TAP_A_MAC_PEER, 0x0800, ipv4({ src: config.gateway, dst: config.ip, protocol: 1, id: 7, payload: icmpEcho(8, 0x4321, 7) }));
       const batch = pack([echo]);
       if (io.writeBatch(tap.fd, batch.buffer, batch.offsets, batch.lengths, 1) !== 1) fail('writeBatch on the pod\'s eth0');
       io.epollAdd(epfd, tap.fd, TAG_A);
@@ -181,7 +200,7 @@ function podNamespaceChecks(run: Run): void {
         return false;
       });
       if (!answered) fail('no echo reply from the pod namespace\'s kernel');
-      return 'eth0 created in the pod namespace, thread back home, ping answered there';
+      return 'eth0 made and configured in the pod namespace, thread back home, ping answered there, failures named and undone';
     } finally {
       io.close(epfd);
       io.close(tap.fd);

@@ -30,6 +30,18 @@ export interface TapHandle {
   name: string;
 }
 
+/** What podTapOpen makes: where, under which name, with which addressing. */
+export interface PodTapConfig {
+  /** The namespace file (/run/netns/<name>). */
+  netnsPath: string;
+  /** The device's name in the pod (eth0). */
+  ifname: string;
+  mac: string;
+  mtu: number;
+  ip: string;
+  gateway: string;
+}
+
 /** Cumulative counters of the calling thread (each worker has its own). */
 export interface IoStats {
   /** Frames dropped by writeBatch/sendBatch on an error concerning that frame only. */
@@ -58,11 +70,16 @@ export interface NativeIo {
    * (IFF_TAP | IFF_NO_PI: one read/write = one Ethernet frame). At most 15
    * bytes; '' lets the kernel choose. Non-blocking, close-on-exec, not
    * persistent (the device goes away with its last fd). Needs CAP_NET_ADMIN.
-   * With `netnsPath` (a namespace file such as /run/netns/<pod>) the device
-   * is created inside that network namespace (the calling thread enters it
-   * and comes back; needs CAP_SYS_ADMIN).
    */
-  tapOpen(name: string, netnsPath?: string): TapHandle;
+  tapOpen(name: string): TapHandle;
+  /**
+   * A pod's TAP device, created inside the pod's network namespace under
+   * `ifname` and configured there over rtnetlink: MAC, MTU, up, `ip/32`, the
+   * gateway on the link and the default route via it. The calling thread
+   * enters the namespace for the call and comes back (needs CAP_SYS_ADMIN
+   * too). A failure names the step; the device is gone then.
+   */
+  podTapOpen(pod: PodTapConfig): TapHandle;
   close(fd: number): void;
 
   /** An epoll instance (close-on-exec). */

@@ -31,7 +31,7 @@ import type { LocalPort, PortConfig } from '../../control/agent-interface';
 import { InProcessDataplaneAccess } from '../../control/control-client-dataplane';
 import type { RouteUpdate } from '../../daemon/worker-access';
 import { FabricPort, RingPort, TapPort } from './live-ports';
-import { NativeIo, loadNativeIo } from './native';
+import { NativeIo, PodTapConfig, loadNativeIo } from './native';
 import { DROP_REASONS } from '../drop-reasons';
 
 /** What the main thread hands the worker at start. */
@@ -46,21 +46,14 @@ export interface WorkerStart {
   captureRing: SharedArrayBuffer;
 }
 
-/** A TAP device created inside a pod's network namespace, under the pod's interface name. */
-export interface PodDevice {
-  /** The namespace file (/run/netns/<name>). */
-  netnsPath: string;
-  /** The device's name there (eth0). */
-  ifname: string;
-}
-
 export interface PortRequest {
   /**
    * The vif's name: also the TAP device's (at most 15 bytes) unless `pod`
    * is given, or the name of the interface attached through rings.
    */
   tapName: string;
-  pod?: PodDevice;
+  /** The TAP made and configured inside the pod's namespace instead (podTapOpen). */
+  pod?: PodTapConfig;
   /**
    * An existing interface the main thread captures with libpcap: frames
    * arrive in `rx` and leave through `tx` (shared rings of RING_RECORD_SIZE
@@ -93,7 +86,7 @@ export type WorkerRequest =
   | { op: 'monitor-drops'; enable: boolean }
   | { op: 'capture'; vif: string; enable: boolean }
   | { op: 'control-routes'; updates: RouteUpdate[] }
-  | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodDevice }
+  | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodTapConfig }
   | { op: 'control-unconfigure-port'; port: LocalPort }
   | { op: 'shutdown' };
 
@@ -259,8 +252,8 @@ class DataplaneWorker {
   }
 
   /** Opens the vif's TAP device; returns the vif's name for it (the kernel's choice for ''). */
-  private attachTap(vif: number, name: string, pod?: PodDevice): string {
-    const tap = pod ? this.io.tapOpen(pod.ifname, pod.netnsPath) : this.io.tapOpen(name);
+  private attachTap(vif: number, name: string, pod?: PodTapConfig): string {
+    const tap = pod ? this.io.podTapOpen(pod) : this.io.tapOpen(name);
     const port = new TapPort(this.io, tap.fd);
     this.dp.vifs.get(vif)!.port = port;
     const tag = this.addSource({ kind: 'tap', fd: tap.fd, vif });
@@ -360,12 +353,17 @@ class DataplaneWorker {
    * The control node's configuration of a port: the vif (re-created when
    * its VN or address changes) and, the first time, its TAP device.
    */
-  private configureControlledPort(port: LocalPort, config: PortConfig, tapName: string, pod: PodDevice | undefined): { vif: number } {
+  private configureControlledPort(port: LocalPort, config: PortConfig, tapName: string, pod: PodTapConfig | undefined): { vif: number } {
     this.controlled.configurePort(port, config);
     const vif = this.controlled.vifOf(port.id);
     const tap = this.tapOfPort.get(port.id);
     if (!tap) {
-      this.attachTap(vif, tapName, pod);
+      try {
+        this.attachTap(vif, tapName, pod);
+      } catch (error) {
+        this.controlled.unconfigurePort(port);
+        throw error;
+      }
       this.tapOfPort.set(port.id, { name: tapName, vif });
     } else if (tap.vif !== vif) {
       // A new vif for the same pod: the open TAP moves over to it.
