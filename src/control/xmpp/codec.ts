@@ -291,8 +291,24 @@ function integer(text: string, what: string, max: number): number {
   return value;
 }
 
+/** 1-10 ASCII digits and nothing else: their value; -1 otherwise. */
+function plainDecimal(text: string): number {
+  const length = text.length;
+  if (length === 0 || length > 10) return -1;
+  let value = 0;
+  for (let i = 0; i < length; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
 function childInteger(element: XmlElement, name: string, position: number, max = MAX_U32): number {
-  return integer(child(element, name, position).text, `<${name}>`, max);
+  const text = child(element, name, position).text;
+  // Route dumps hold hundreds of thousands of these: the common form needs no trimming, no regex, no message.
+  const value = plainDecimal(text);
+  return value >= 0 && value <= max ? value : integer(text, `<${name}>`, max);
 }
 
 // Dotted quad, each part 0-255 without leading zeros; checked here rather than with ipaddr.js, which costs
