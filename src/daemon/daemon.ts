@@ -1,9 +1,10 @@
 /**
  * `vrouter run`: one node's vrouter. The main thread keeps what is not the
- * packet path (the port API, logs, signals); the
- * dataplane worker owns the tables, the TAP devices and the underlay
- * sockets. On SIGINT/SIGTERM the worker closes its TAP devices (which
- * removes them, also from pod namespaces) and sockets, and the API stops.
+ * packet path (the port API, the control client, logs, signals); the
+ * dataplane worker owns the tables, the TAP devices (made and configured
+ * inside the pod namespaces) and the underlay sockets. On SIGINT/SIGTERM
+ * the worker closes its TAP devices (which removes them, also from pod
+ * namespaces) and sockets, and the API stops.
  */
 import * as fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
