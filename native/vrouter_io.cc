@@ -247,6 +247,29 @@ bool CheckCount(napi_env env, const char* fn, const char* name, int64_t count, s
   return true;
 }
 
+// The arguments every batch call starts with (fd, buffer, offsets, lengths)
+// and its frame count.
+struct FrameArrays {
+  int fd = 0;
+  uint8_t* buffer = nullptr;
+  size_t buffer_length = 0;
+  int32_t* offsets = nullptr;
+  int32_t* lengths = nullptr;
+};
+
+// Reads arguments 0-3 and the count at count_index (named count_name), which
+// must fit offsets and lengths.
+bool GetFrameArrays(napi_env env, const Args& args, const char* fn, size_t count_index, const char* count_name,
+                    FrameArrays* out, int64_t* count) {
+  size_t offsets_length = 0, lengths_length = 0;
+  return GetFd(env, args.v[0], fn, "fd", &out->fd) && GetBuffer(env, args.v[1], fn, &out->buffer, &out->buffer_length) &&
+         GetTyped(env, args.v[2], napi_int32_array, fn, "offsets", "Int32Array", &out->offsets, &offsets_length) &&
+         GetTyped(env, args.v[3], napi_int32_array, fn, "lengths", "Int32Array", &out->lengths, &lengths_length) &&
+         GetInteger(env, args.v[count_index], fn, count_name, 0, INT32_MAX, count) &&
+         CheckCount(env, fn, count_name, *count, offsets_length, "offsets") &&
+         CheckCount(env, fn, count_name, *count, lengths_length, "lengths");
+}
+
 // Every frame [offsets[i], offsets[i] + span) must lie inside the buffer.
 // `spans` null means every frame spans `fixed_span` bytes (receive capacity).
 // Checked up front for the whole batch, in 64-bit arithmetic, so that no
@@ -1305,22 +1328,14 @@ RingOutcome WriteWithRing(napi_env env, const char* fn, Ring* ring, int fd, uint
 napi_value ReadBatch(napi_env env, napi_callback_info info) {
   const char* fn = "readBatch";
   Args args;
-  int fd = 0;
-  uint8_t* buffer = nullptr;
-  int32_t *offsets = nullptr, *lengths = nullptr;
-  size_t buffer_length = 0, offsets_length = 0, lengths_length = 0;
+  FrameArrays frames;
   int64_t max = 0, capacity = 0;
-  if (!GetArgs(env, info, fn, 6, &args) || !GetFd(env, args.v[0], fn, "fd", &fd) ||
-      !GetBuffer(env, args.v[1], fn, &buffer, &buffer_length) ||
-      !GetTyped(env, args.v[2], napi_int32_array, fn, "offsets", "Int32Array", &offsets, &offsets_length) ||
-      !GetTyped(env, args.v[3], napi_int32_array, fn, "lengths", "Int32Array", &lengths, &lengths_length) ||
-      !GetInteger(env, args.v[4], fn, "max", 0, INT32_MAX, &max) ||
+  if (!GetArgs(env, info, fn, 6, &args) || !GetFrameArrays(env, args, fn, 4, "max", &frames, &max) ||
       !GetInteger(env, args.v[5], fn, "capacity", 1, INT32_MAX, &capacity) ||
-      !CheckCount(env, fn, "max", max, offsets_length, "offsets") ||
-      !CheckCount(env, fn, "max", max, lengths_length, "lengths") ||
-      !CheckFrames(env, fn, buffer_length, offsets, nullptr, capacity, max)) {
+      !CheckFrames(env, fn, frames.buffer_length, frames.offsets, nullptr, capacity, max)) {
     return nullptr;
   }
+  const auto& [fd, buffer, buffer_length, offsets, lengths] = frames;
   int64_t count = 0;
   uint16_t& hint = ReadHint(fd);
   const int64_t expected = hint + 1 < max ? hint + 1 : max;  // frames this call will likely get
@@ -1370,21 +1385,13 @@ napi_value ReadBatch(napi_env env, napi_callback_info info) {
 napi_value WriteBatch(napi_env env, napi_callback_info info) {
   const char* fn = "writeBatch";
   Args args;
-  int fd = 0;
-  uint8_t* buffer = nullptr;
-  int32_t *offsets = nullptr, *lengths = nullptr;
-  size_t buffer_length = 0, offsets_length = 0, lengths_length = 0;
+  FrameArrays frames;
   int64_t count = 0;
-  if (!GetArgs(env, info, fn, 5, &args) || !GetFd(env, args.v[0], fn, "fd", &fd) ||
-      !GetBuffer(env, args.v[1], fn, &buffer, &buffer_length) ||
-      !GetTyped(env, args.v[2], napi_int32_array, fn, "offsets", "Int32Array", &offsets, &offsets_length) ||
-      !GetTyped(env, args.v[3], napi_int32_array, fn, "lengths", "Int32Array", &lengths, &lengths_length) ||
-      !GetInteger(env, args.v[4], fn, "count", 0, INT32_MAX, &count) ||
-      !CheckCount(env, fn, "count", count, offsets_length, "offsets") ||
-      !CheckCount(env, fn, "count", count, lengths_length, "lengths") ||
-      !CheckFrames(env, fn, buffer_length, offsets, lengths, 0, count)) {
+  if (!GetArgs(env, info, fn, 5, &args) || !GetFrameArrays(env, args, fn, 4, "count", &frames, &count) ||
+      !CheckFrames(env, fn, frames.buffer_length, frames.offsets, frames.lengths, 0, count)) {
     return nullptr;
   }
+  const auto& [fd, buffer, buffer_length, offsets, lengths] = frames;
   int64_t done = 0;
   Ring* ring = count >= kMinRingFrames ? ThreadRing() : nullptr;
   if (ring != nullptr) {
@@ -1552,25 +1559,18 @@ napi_value RawSendOpen(napi_env env, napi_callback_info /*info*/) {
 napi_value RecvBatch(napi_env env, napi_callback_info info) {
   const char* fn = "recvBatch";
   Args args;
-  int fd = 0;
-  uint8_t* buffer = nullptr;
-  int32_t *offsets = nullptr, *lengths = nullptr;
+  FrameArrays frames;
   uint32_t* sources = nullptr;
-  size_t buffer_length = 0, offsets_length = 0, lengths_length = 0, sources_length = 0;
+  size_t sources_length = 0;
   int64_t max = 0, capacity = 0;
-  if (!GetArgs(env, info, fn, 7, &args) || !GetFd(env, args.v[0], fn, "fd", &fd) ||
-      !GetBuffer(env, args.v[1], fn, &buffer, &buffer_length) ||
-      !GetTyped(env, args.v[2], napi_int32_array, fn, "offsets", "Int32Array", &offsets, &offsets_length) ||
-      !GetTyped(env, args.v[3], napi_int32_array, fn, "lengths", "Int32Array", &lengths, &lengths_length) ||
+  if (!GetArgs(env, info, fn, 7, &args) || !GetFrameArrays(env, args, fn, 5, "max", &frames, &max) ||
       !GetTyped(env, args.v[4], napi_uint32_array, fn, "sources", "Uint32Array", &sources, &sources_length) ||
-      !GetInteger(env, args.v[5], fn, "max", 0, INT32_MAX, &max) ||
       !GetInteger(env, args.v[6], fn, "capacity", 1, INT32_MAX, &capacity) ||
-      !CheckCount(env, fn, "max", max, offsets_length, "offsets") ||
-      !CheckCount(env, fn, "max", max, lengths_length, "lengths") ||
       !CheckCount(env, fn, "max", max, sources_length, "sources") ||
-      !CheckFrames(env, fn, buffer_length, offsets, nullptr, capacity, max)) {
+      !CheckFrames(env, fn, frames.buffer_length, frames.offsets, nullptr, capacity, max)) {
     return nullptr;
   }
+  const auto& [fd, buffer, buffer_length, offsets, lengths] = frames;
   struct mmsghdr messages[kChunk];
   struct iovec vectors[kChunk];
   struct sockaddr_in names[kChunk];
@@ -1622,28 +1622,21 @@ napi_value RecvBatch(napi_env env, napi_callback_info info) {
 napi_value SendBatch(napi_env env, napi_callback_info info) {
   const char* fn = "sendBatch";
   Args args;
-  int fd = 0;
-  uint8_t* buffer = nullptr;
-  int32_t *offsets = nullptr, *lengths = nullptr;
+  FrameArrays frames;
   uint32_t* destinations = nullptr;
   uint16_t* ports = nullptr;
-  size_t buffer_length = 0, offsets_length = 0, lengths_length = 0, destinations_length = 0, ports_length = 0;
+  size_t destinations_length = 0, ports_length = 0;
   int64_t count = 0;
-  if (!GetArgs(env, info, fn, 7, &args) || !GetFd(env, args.v[0], fn, "fd", &fd) ||
-      !GetBuffer(env, args.v[1], fn, &buffer, &buffer_length) ||
-      !GetTyped(env, args.v[2], napi_int32_array, fn, "offsets", "Int32Array", &offsets, &offsets_length) ||
-      !GetTyped(env, args.v[3], napi_int32_array, fn, "lengths", "Int32Array", &lengths, &lengths_length) ||
+  if (!GetArgs(env, info, fn, 7, &args) || !GetFrameArrays(env, args, fn, 6, "count", &frames, &count) ||
       !GetTyped(env, args.v[4], napi_uint32_array, fn, "destinations", "Uint32Array", &destinations,
                 &destinations_length) ||
       !GetTyped(env, args.v[5], napi_uint16_array, fn, "ports", "Uint16Array", &ports, &ports_length, true) ||
-      !GetInteger(env, args.v[6], fn, "count", 0, INT32_MAX, &count) ||
-      !CheckCount(env, fn, "count", count, offsets_length, "offsets") ||
-      !CheckCount(env, fn, "count", count, lengths_length, "lengths") ||
       !CheckCount(env, fn, "count", count, destinations_length, "destinations") ||
       (ports != nullptr && !CheckCount(env, fn, "count", count, ports_length, "ports")) ||
-      !CheckFrames(env, fn, buffer_length, offsets, lengths, 0, count)) {
+      !CheckFrames(env, fn, frames.buffer_length, frames.offsets, frames.lengths, 0, count)) {
     return nullptr;
   }
+  const auto& [fd, buffer, buffer_length, offsets, lengths] = frames;
   struct mmsghdr messages[kChunk];
   struct iovec vectors[kChunk];
   struct sockaddr_in names[kChunk];
