@@ -19,7 +19,7 @@
  * the API answered, for scripts. Every command takes --introspect <host:port>.
  */
 import type { FlowJson } from '../dataplane/flow-format';
-import type { NexthopJson, VifJson } from '../daemon/introspect-server';
+import type { NexthopJson, RouteTableJson, VifJson, VnTrafficJson } from '../daemon/introspect-server';
 import * as http from 'node:http';
 import { Command, Option } from 'commander';
 import { PcapWriter } from '../dataplane/io/pcap';
@@ -194,19 +194,7 @@ function vifCommand(): Command {
 
 // --- rt ----------------------------------------------------------------------
 
-interface RouteAnswer {
-  vrf: number;
-  vrfName: string;
-  routes: Array<{
-    prefix: string;
-    nexthop: number;
-    kind: string | null;
-    label: number | null;
-    vif: number | null;
-    mac: string | null;
-    members: Array<{ nexthop: number; label: number | null }> | null;
-  }>;
-}
+type RouteAnswer = RouteTableJson;
 
 function ipNumber(text: string): number {
   return text.split('.').reduce((value, octet) => value * 256 + Number(octet), 0);
@@ -511,15 +499,7 @@ function dropstatsCommand(): Command {
 
 // --- vrfstats ----------------------------------------------------------------
 
-interface VnTrafficAnswer {
-  vrf: number;
-  vn: string;
-  packetsIn: number;
-  bytesIn: number;
-  packetsOut: number;
-  bytesOut: number;
-  flows: number;
-  drops: number;
+interface VnTrafficAnswer extends VnTrafficJson {
   rates: { inPps: number; inBitsPerSecond: number; outPps: number; outBitsPerSecond: number; dropsPerSecond: number } | null;
 }
 

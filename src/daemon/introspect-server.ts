@@ -136,7 +136,30 @@ interface VrfJson {
   routes: number;
 }
 
-interface VnTrafficJson {
+/** One route of GET /api/routes (what `vrouter rt --dump <vrf> --json` prints). */
+export interface RouteJson {
+  prefix: string;
+  nexthop: number;
+  kind: string | null;
+  label: number | null;
+  vif: number | null;
+  mac: string | null;
+  /** A tunnel route's node. */
+  dip: string | null;
+  encap: string | null;
+  /** An ECMP (composite) route's members; null otherwise. */
+  members: Array<{ nexthop: number; kind: string | null; dip: string | null; label: number | null; vif: number | null }> | null;
+}
+
+export interface RouteTableJson {
+  vrf: number;
+  vrfName: string;
+  /** The prefix asked for, when one was. */
+  prefix?: string;
+  routes: RouteJson[];
+}
+
+export interface VnTrafficJson {
   vrf: number;
   vn: string;
   packetsIn: number;
@@ -616,7 +639,7 @@ export class IntrospectServer {
     return vrf;
   }
 
-  async routes(vrfText: string, prefix?: string) {
+  async routes(vrfText: string, prefix?: string): Promise<RouteTableJson> {
     const vrf = await this.resolveVrf(vrfText);
     if (prefix !== undefined && !/^[0-9.]+(\/\d{1,2})?$/.test(prefix)) throw new HttpError(400, `prefix ${prefix}: expected a.b.c.d[/len]`);
     const [routes, nexthops] = await Promise.all([

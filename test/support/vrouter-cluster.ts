@@ -101,6 +101,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { NetworkConfigDocument } from '../../src/control/network-config';
+import type { RouteJson, RouteTableJson } from '../../src/daemon/introspect-server';
 import type { FlowsEntry, PolicyEntry, ServiceEntry, StateDocument } from '../../src/control/state-schema';
 import { ExecOptions, Topology, requireCommands } from './netns';
 
@@ -226,25 +227,8 @@ export interface ControlSession {
 }
 
 /** One route of GET /api/routes (what `vrouter rt --dump <vrf> --json` prints). */
-export interface RouteRow {
-  prefix: string;
-  nexthop: number;
-  kind: string | null;
-  label: number | null;
-  vif: number | null;
-  mac: string | null;
-  /** A tunnel route's node. */
-  dip?: string | null;
-  encap?: string | null;
-  /** An ECMP (composite) route's members; null otherwise. */
-  members: Array<{ nexthop: number; label: number | null }> | null;
-}
-
-export interface RouteTable {
-  vrf: number;
-  vrfName: string;
-  routes: RouteRow[];
-}
+export type RouteRow = RouteJson;
+export type RouteTable = RouteTableJson;
 
 export interface ClusterNode {
   index: number;
