@@ -503,6 +503,27 @@ def spread(assignments, members):
     return {member: sum(1 for m, _ in assignments.values() if m == member) for member in members}
 
 
+def compare_after_member_removal(fx, flows, before_name, assign, removed):
+    """fx's ECMP flows ({source port: (member, entropy port)}) against fixture
+    before_name: the same inputs with `removed` still a member. A flow whose
+    member stayed keeps it; every flow keeps its entropy port. Returns the
+    earlier fixture, its assignments and the members the removed one's flows
+    moved to (one entry per flow)."""
+    before_fx = Fixture(os.path.join(os.path.dirname(fx.dir), before_name))
+    eq([f.data for f in fx.inputs["pod-a"]], [f.data for f in before_fx.inputs["pod-a"]],
+       "%s: inputs identical to %s's (fixture)" % (fx.name, before_name))
+    before = assign(before_fx)
+    moved = []
+    for sport, (member, port) in sorted(flows.items()):
+        old_member, old_port = before[sport]
+        if old_member != removed:
+            eq(member, old_member, "%s: the flow from port %d changed member although its member %s stayed" % (fx.name, sport, old_member))
+        else:
+            moved.append(member)
+        eq(port, old_port, "%s: the flow from port %d changed its entropy port since %s" % (fx.name, sport, before_name))
+    return before_fx, before, moved
+
+
 def check_05(fx):
     check_common(fx, {"tx": {"eth0": 2 * ECMP_FLOWS}, "drops": {}})
     flows = ecmp_assignments(fx)
@@ -525,17 +546,7 @@ def check_06(fx):
     eq(counts[REMOVED_MEMBER], 0, "%s: flows sent to the removed member %s" % (fx.name, REMOVED_MEMBER))
     report(fx, "ecmp-removed", "nothing to %s; flows per member %s" % (REMOVED_MEMBER, counts))
 
-    before_fx = Fixture(os.path.join(os.path.dirname(fx.dir), "05-ecmp-three-members"))
-    eq([f.data for f in fx.inputs["pod-a"]], [f.data for f in before_fx.inputs["pod-a"]], "%s: inputs identical to 05's (fixture)" % fx.name)
-    before = ecmp_assignments(before_fx)
-    moved = []
-    for flow, (member, port) in sorted(flows.items()):
-        old_member, old_port = before[flow]
-        if old_member != REMOVED_MEMBER:
-            eq(member, old_member, "%s: flow from port %d changed member although its member %s stayed" % (fx.name, flow, old_member))
-        else:
-            moved.append(member)
-        eq(port, old_port, "%s: flow from port %d changed its entropy source port between 05 and 06" % (fx.name, flow))
+    _, _, moved = compare_after_member_removal(fx, flows, "05-ecmp-three-members", ecmp_assignments, REMOVED_MEMBER)
     expect(moved, "%s: no flow was on the removed member in 05 (fixture too small)" % fx.name)
     landed = {member: moved.count(member) for member in sorted(set(moved))}
     if len(moved) >= 10:
@@ -1009,17 +1020,7 @@ def check_16(fx):
     counts = spread(flows, STICKY_MEMBERS)
     eq(counts[STICKY_REMOVED], 0, "%s: flows sent to the removed member %s" % (fx.name, STICKY_REMOVED))
     report(fx, "sticky", "all packets of each flow on one member and entropy port; nothing to %s; flows per member %s" % (STICKY_REMOVED, counts))
-    before_fx = Fixture(os.path.join(os.path.dirname(fx.dir), "15-ecmp-1000-flows-sticky"))
-    eq([f.data for f in fx.inputs["pod-a"]], [f.data for f in before_fx.inputs["pod-a"]], "%s: inputs identical to 15's (fixture)" % fx.name)
-    before = ecmp_sticky_assignments(before_fx)
-    moved = []
-    for sport, (member, port) in sorted(flows.items()):
-        old_member, old_port = before[sport]
-        if old_member != STICKY_REMOVED:
-            eq(member, old_member, "%s: the flow from port %d changed member although its member %s stayed" % (fx.name, sport, old_member))
-        else:
-            moved.append(member)
-        eq(port, old_port, "%s: the flow from port %d changed its entropy port between 15 and 16" % (fx.name, sport))
+    before_fx, before, moved = compare_after_member_removal(fx, flows, "15-ecmp-1000-flows-sticky", ecmp_sticky_assignments, STICKY_REMOVED)
     expect(len(moved) >= 100, "%s: only %d flows were on the removed member in 15" % (fx.name, len(moved)))
     landed = {member: moved.count(member) for member in sorted(set(moved))}
     eq(sorted(landed), sorted(set(STICKY_MEMBERS) - {STICKY_REMOVED}), "%s: members the removed member's flows went to" % fx.name)
