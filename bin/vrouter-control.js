@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 'use strict';
-require('../dist/src/control/control-node-cli.js').main(process.argv);
+require('../dist/src/control/node/cli.js').main(process.argv);

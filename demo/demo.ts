@@ -29,7 +29,7 @@
 import { performance } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import type { NetworkConfigDocument } from '../src/control/network-config';
+import type { NetworkConfigDocument } from '../src/control/node/network-config';
 import { Topology, requireCommands } from '../test/support/netns';
 import { DaemonStats, ProcessOutput, VrouterCluster } from '../test/support/vrouter-cluster';
 

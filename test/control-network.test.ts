@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LocalPort } from '../src/control/agent-interface';
-import { NetworkManager } from '../src/control/control-node-network';
-import { RouteTables } from '../src/control/control-node-routes';
-import { NetworkConfigError, parseNetworkConfig } from '../src/control/network-config';
+import { LocalPort } from '../src/control/agent/agent-interface';
+import { NetworkManager } from '../src/control/node/network-manager';
+import { RouteTables } from '../src/control/node/route-tables';
+import { NetworkConfigError, parseNetworkConfig } from '../src/control/node/network-config';
 import { RouteEntry } from '../src/control/xmpp/stanza';
 
 const EXAMPLE = `

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { NetworkConfigDocument } from '../src/control/network-config';
+import type { NetworkConfigDocument } from '../src/control/node/network-config';
 import { Topology, requireCommands } from './support/netns';
 import { ClusterPod, ProcessOutput, VrouterCluster } from './support/vrouter-cluster';
 

@@ -7,7 +7,7 @@ import { Dataplane } from '../src/dataplane/dataplane';
 import { ENCAP_MPLS_GRE, ENCAP_MPLS_UDP, NH_COMPOSITE, NH_DISCARD, NH_ENCAP, NH_RECEIVE, NH_TUNNEL } from '../src/dataplane/nexthop';
 import { formatMac } from '../src/dataplane/protocols/ethernet';
 import { ipFromString } from '../src/dataplane/protocols/ipv4';
-import { StateFileError, buildDataplane, loadStateFile, parseStateText } from '../src/control/state-file';
+import { StateFileError, buildDataplane, loadStateFile, parseStateText } from '../src/control/config/state-file';
 
 const EXAMPLE_YAML = `
 node:

@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { loadStateFile } from '../control/state-file';
+import { loadStateFile } from '../control/config/state-file';
 import { replay, ReplayInput } from '../dataplane/io/replay';
 import { Daemon } from '../daemon/daemon';
 import { portCommand } from './port';

@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import { Cap } from 'cap';
 import { SharedRing } from '../dataplane/io/shared-ring';
-import { ATTACH_RECORD_SIZE, ATTACH_RING_RECORDS } from '../dataplane/io/worker';
+import { ATTACH_RECORD_SIZE, ATTACH_RING_RECORDS } from './worker';
 
 const CAPTURE_BUFFER_BYTES = 4 * 1024 * 1024;
 

@@ -8,19 +8,19 @@
  */
 import * as fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { loadStateFile, parseStateText } from '../control/state-file';
-import type { StateDocument } from '../control/state-schema';
+import { loadStateFile, parseStateText } from '../control/config/state-file';
+import type { StateDocument } from '../control/config/state-schema';
 import type { PodTapConfig } from '../dataplane/io/native';
-import type { PortResult } from '../dataplane/io/worker';
+import type { PortResult } from './worker';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
-import type { LocalPort, PortConfig } from '../control/agent-interface';
-import { ControlClient, ControlServer, PortRefusedError } from '../control/control-client';
+import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
+import { ControlClient, ControlServer, PortRefusedError } from '../control/agent/control-client';
 import { CapAttachment } from './cap-attachment';
 import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
-import { ApiError, createLocalApi, PortAddRequest } from './local-api';
+import { ApiError, createLocalApi, PortAddRequest } from '../control/agent/port-api';
 import { startIntrospectServer } from './introspect-server';
 
 export interface DaemonOptions {

@@ -16,7 +16,7 @@ import {
   type WorkerRequest,
   type WorkerResponse,
   type WorkerStart,
-} from '../dataplane/io/worker';
+} from './worker';
 
 export class DataplaneHandle {
   private readonly io: NativeIo;
@@ -59,7 +59,7 @@ export class DataplaneHandle {
     const dropRing = new SharedRing(DROP_RING_RECORDS, DROP_RECORD_SIZE);
     const captureRing = new SharedRing(CAPTURE_RING_RECORDS, CAPTURE_RECORD_SIZE);
     const start: WorkerStart = { stateDocument, stateFile, wakeFd, requests: channel.port2, dropRing: dropRing.buffer, captureRing: captureRing.buffer };
-    const worker = new Worker(path.join(__dirname, '..', 'dataplane', 'io', 'worker.js'), { workerData: start, transferList: [channel.port2] });
+    const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: start, transferList: [channel.port2] });
     let markStopped: () => void = () => {};
     const stopped = new Promise<void>((resolve) => (markStopped = resolve));
     await new Promise<void>((resolve, reject) => {

@@ -41,7 +41,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { DROP_REASONS } from '../dataplane/drop-reasons';
 import type { SharedRing } from '../dataplane/io/shared-ring';
-import type { WorkerRequest } from '../dataplane/io/worker';
+import type { WorkerRequest } from './worker';
 import type { IntrospectQuery } from '../dataplane/introspect';
 import { CAPTURE_HEADER_BYTES, CAPTURE_TX, decodeDropEvent } from '../dataplane/observers';
 import { ipToString } from '../dataplane/protocols/ipv4';

@@ -6,7 +6,7 @@
  * first flushes that queue, so a port is never configured ahead of the
  * routes the client set before it.
  */
-import type { DataplaneAccess, LocalPort, PortConfig, RouteNexthop } from '../control/agent-interface';
+import type { DataplaneAccess, LocalPort, PortConfig, RouteNexthop } from '../control/agent/agent-interface';
 import type { PodTapConfig } from '../dataplane/io/native';
 import type { DataplaneHandle } from './dataplane-handle';
 

@@ -100,9 +100,9 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { NetworkConfigDocument } from '../../src/control/network-config';
+import type { NetworkConfigDocument } from '../../src/control/node/network-config';
 import type { RouteJson, RouteTableJson } from '../../src/daemon/introspect-server';
-import type { FlowsEntry, PolicyEntry, ServiceEntry, StateDocument } from '../../src/control/state-schema';
+import type { FlowsEntry, PolicyEntry, ServiceEntry, StateDocument } from '../../src/control/config/state-schema';
 import { ExecOptions, Topology, requireCommands } from './netns';
 
 export type Encap = 'udp' | 'gre';

@@ -49,7 +49,7 @@
  *
  * No IQ is answered: as in OpenContrail, both sides act on a set and move on.
  */
-import type { FloatingIpConfig, LocalPort, PortPolicy } from '../agent-interface';
+import type { FloatingIpConfig, LocalPort, PortPolicy } from '../agent/agent-interface';
 import { XmlElement } from './stream-parser';
 import {
   BGP_PEER_RESOURCE,

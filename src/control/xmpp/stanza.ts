@@ -4,7 +4,7 @@
  * codec.ts for the wire forms); the port stanzas are this project's own, for
  * the per-port configuration the control node computes from pod labels.
  */
-import type { LocalPort, PortConfig } from '../agent-interface';
+import type { LocalPort, PortConfig } from '../agent/agent-interface';
 
 /** The control node's bare address; route stanzas go to its `/bgp-peer`, port stanzas to its `/config`. */
 export const CONTROL_NODE_JID = 'network-control@contrailsystems.com';

@@ -6,10 +6,10 @@
  * Addresses stay strings here; state-file.ts parses and checks them.
  */
 import type { SchemaObject } from 'ajv';
-import type { TunnelEncap } from '../dataplane/nexthop';
-import type { VifKind } from '../dataplane/vif';
-import { DEFAULT_LABEL_TABLE_SIZE } from '../dataplane/mpls-labels';
-import { MPLS_FIRST_UNICAST_LABEL, MPLS_MAX_LABEL } from '../dataplane/protocols/mpls';
+import type { TunnelEncap } from '../../dataplane/nexthop';
+import type { VifKind } from '../../dataplane/vif';
+import { DEFAULT_LABEL_TABLE_SIZE } from '../../dataplane/mpls-labels';
+import { MPLS_FIRST_UNICAST_LABEL, MPLS_MAX_LABEL } from '../../dataplane/protocols/mpls';
 
 /** A VRF named by its id or by its name. */
 export type VrfReference = number | string;

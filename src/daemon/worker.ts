@@ -12,27 +12,27 @@
  *   raw GRE --recvmmsg--> (ipv4-input) pipeline --sendmmsg raw IPv4--> underlay
  */
 import { MessagePort, isMainThread, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { buildDataplane } from '../../control/state-file';
-import { Dataplane } from '../dataplane';
-import { describeFlows } from '../flow-format';
-import { MAX_FRAME, PacketPool } from '../packet-pool';
-import { Pipeline } from '../pipeline';
-import { PolicyRule } from '../policy';
-import { PROTO_GRE, ipFromString } from '../protocols/ipv4';
-import { parseMac } from '../protocols/ethernet';
-import { MPLS_OVER_UDP_LEGACY_PORT, MPLS_OVER_UDP_PORT } from '../protocols/udp';
-import { RouteNexthop, RouteProgrammer } from '../route-programmer';
-import { FloatingIp, VIF_VIRTUAL } from '../vif';
-import { ETHERNET_INPUT, IPV4_INPUT, MPLS_INPUT } from '../steps/next';
-import { IntrospectQuery, introspect } from '../introspect';
-import { SyntheticPacket, writeSyntheticPacket } from '../synthetic-packet';
-import { SharedRing } from './shared-ring';
-import type { LocalPort, PortConfig } from '../../control/agent-interface';
-import { InProcessDataplaneAccess } from '../../control/control-client-dataplane';
-import type { RouteUpdate } from '../../daemon/worker-access';
-import { FabricPort, RingPort, TapPort } from './live-ports';
-import { NativeIo, PodTapConfig, loadNativeIo } from './native';
-import { DROP_REASONS } from '../drop-reasons';
+import { buildDataplane } from '../control/config/state-file';
+import { Dataplane } from '../dataplane/dataplane';
+import { describeFlows } from '../dataplane/flow-format';
+import { MAX_FRAME, PacketPool } from '../dataplane/packet-pool';
+import { Pipeline } from '../dataplane/pipeline';
+import { PolicyRule } from '../dataplane/policy';
+import { PROTO_GRE, ipFromString } from '../dataplane/protocols/ipv4';
+import { parseMac } from '../dataplane/protocols/ethernet';
+import { MPLS_OVER_UDP_LEGACY_PORT, MPLS_OVER_UDP_PORT } from '../dataplane/protocols/udp';
+import { RouteNexthop, RouteProgrammer } from '../dataplane/route-programmer';
+import { FloatingIp, VIF_VIRTUAL } from '../dataplane/vif';
+import { ETHERNET_INPUT, IPV4_INPUT, MPLS_INPUT } from '../dataplane/steps/next';
+import { IntrospectQuery, introspect } from '../dataplane/introspect';
+import { SyntheticPacket, writeSyntheticPacket } from '../dataplane/synthetic-packet';
+import { SharedRing } from '../dataplane/io/shared-ring';
+import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
+import { InProcessDataplaneAccess } from '../control/agent/dataplane-access';
+import type { RouteUpdate } from './worker-access';
+import { FabricPort, RingPort, TapPort } from '../dataplane/io/live-ports';
+import { NativeIo, PodTapConfig, loadNativeIo } from '../dataplane/io/native';
+import { DROP_REASONS } from '../dataplane/drop-reasons';
 
 /** What the main thread hands the worker at start. */
 export interface WorkerStart {

@@ -17,10 +17,10 @@
  *   the ClusterIP routes of services it uses; all routes of the VNs that use
  *   services it backs.
  */
-import type { LocalPort, PortPolicy } from './agent-interface';
-import { ipFromString, ipToString } from '../dataplane/protocols/ipv4';
+import type { LocalPort, PortPolicy } from '../agent/agent-interface';
+import { ipFromString, ipToString } from '../../dataplane/protocols/ipv4';
 import { NetworkConfig, VnConfig, inSubnet } from './network-config';
-import { WirePortConfig } from './xmpp/stanza';
+import { WirePortConfig } from '../xmpp/stanza';
 
 /** What a port gets: its configuration, or why it gets none. */
 export type PortOutcome = { config: WirePortConfig } | { refused: string };

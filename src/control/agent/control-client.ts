@@ -21,13 +21,13 @@
  * subscribe to are ignored, and so are next hops with labels outside the
  * unicast range 16..1048575.
  */
-import type { TunnelEncap } from '../dataplane/nexthop';
+import type { TunnelEncap } from '../../dataplane/nexthop';
 import type { DataplaneAccess, LocalPort, PortConfig, RouteNexthop } from './agent-interface';
-import { LearnedRoutes } from './control-client-routes';
-import { ControlServer, ServerConnection } from './control-client-session';
-import { vrouterToControl } from './xmpp/codec';
-import { Logger, silentLogger } from './xmpp/logger';
-import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, DEFAULT_HOLD_TIME_SECONDS, RouteEntry, RouteUpdateStanza, Stanza, StanzaError, WireNexthop, WirePortConfig } from './xmpp/stanza';
+import { LearnedRoutes } from './learned-routes';
+import { ControlServer, ServerConnection } from './control-session';
+import { vrouterToControl } from '../xmpp/codec';
+import { Logger, silentLogger } from '../xmpp/logger';
+import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, DEFAULT_HOLD_TIME_SECONDS, RouteEntry, RouteUpdateStanza, Stanza, StanzaError, WireNexthop, WirePortConfig } from '../xmpp/stanza';
 
 export type { ControlServer };
 

@@ -11,8 +11,8 @@ import { basename, dirname } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ControlNode } from './control-node';
 import { NetworkConfigError, loadNetworkConfig } from './network-config';
-import { Logger, stderrLogger } from './xmpp/logger';
-import { CONTROL_NODE_JID } from './xmpp/stanza';
+import { Logger, stderrLogger } from '../xmpp/logger';
+import { CONTROL_NODE_JID } from '../xmpp/stanza';
 
 export interface RunningControlNode {
   node: ControlNode;

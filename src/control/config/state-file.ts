@@ -10,15 +10,15 @@
 import { readFileSync } from 'node:fs';
 import Ajv from 'ajv';
 import ipaddr from 'ipaddr.js';
-import { Dataplane } from '../dataplane/dataplane';
+import { Dataplane } from '../../dataplane/dataplane';
 import { describeSchemaError, formatConfigError, parseYamlText } from './config-errors';
-import { NexthopSpec, TunnelEncap } from '../dataplane/nexthop';
-import { parseMac } from '../dataplane/protocols/ethernet';
-import { ipToString } from '../dataplane/protocols/ipv4';
-import { prefixMask } from '../dataplane/lpm/prefix-table';
-import { Subnet } from '../dataplane/vrf';
-import { FloatingIp, VifKind } from '../dataplane/vif';
-import { ANY_PROTOCOL, ANY_VN, PolicyRule } from '../dataplane/policy';
+import { NexthopSpec, TunnelEncap } from '../../dataplane/nexthop';
+import { parseMac } from '../../dataplane/protocols/ethernet';
+import { ipToString } from '../../dataplane/protocols/ipv4';
+import { prefixMask } from '../../dataplane/lpm/prefix-table';
+import { Subnet } from '../../dataplane/vrf';
+import { FloatingIp, VifKind } from '../../dataplane/vif';
+import { ANY_PROTOCOL, ANY_VN, PolicyRule } from '../../dataplane/policy';
 import {
   DEFAULT_ENCAP_PRIORITY,
   DEFAULT_MTU,

@@ -2,14 +2,14 @@
  * What the control client needs from the vrouter daemon, and what it is
  * given: the daemon reports local pod ports (LocalPort) and implements
  * DataplaneAccess by forwarding each call to whatever owns its Dataplane
- * (its dataplane worker). control-client-dataplane.ts implements it over an
+ * (its dataplane worker). dataplane-access.ts implements it over an
  * in-process Dataplane + RouteProgrammer; the worker can run that class as is.
  *
  * Order of calls for one port: configurePort (the vif, its encap nexthop and
  * label exist afterwards), then setRoute for its own addresses; before
  * unconfigurePort every route through the port has been deleted or shrunk.
  */
-import type { RouteNexthop } from '../dataplane/route-programmer';
+import type { RouteNexthop } from '../../dataplane/route-programmer';
 
 export type { RouteNexthop };
 

@@ -9,12 +9,12 @@
  * vif; other changes are made in place. The node's policy table is the
  * union of the configured ports' policies, in the control node's order.
  */
-import { Dataplane } from '../dataplane/dataplane';
-import { ANY_PROTOCOL, PolicyRule } from '../dataplane/policy';
-import { parseMac } from '../dataplane/protocols/ethernet';
-import { ipFromString } from '../dataplane/protocols/ipv4';
-import { RouteProgrammer } from '../dataplane/route-programmer';
-import { FloatingIp } from '../dataplane/vif';
+import { Dataplane } from '../../dataplane/dataplane';
+import { ANY_PROTOCOL, PolicyRule } from '../../dataplane/policy';
+import { parseMac } from '../../dataplane/protocols/ethernet';
+import { ipFromString } from '../../dataplane/protocols/ipv4';
+import { RouteProgrammer } from '../../dataplane/route-programmer';
+import { FloatingIp } from '../../dataplane/vif';
 import type { DataplaneAccess, LocalPort, PortConfig, PortPolicy, RouteNexthop } from './agent-interface';
 
 const PROTOCOL_NUMBERS: Record<PortPolicy['protocol'], number> = { any: ANY_PROTOCOL, icmp: 1, tcp: 6, udp: 17 };

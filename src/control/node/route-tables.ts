@@ -6,13 +6,13 @@
  * is computed once for all subscribers.
  *
  * Best route of a prefix in a view: among the routes of the instances the
- * view sees (its own, and those leaked into it, see control-node-network.ts),
+ * view sees (its own, and those leaked into it, see network-manager.ts),
  * the ones with the highest local preference, their next hops merged into
  * one ECMP route (a ClusterIP backed by pods on several nodes).
  */
-import { ViewSources } from './control-node-network';
-import { encodeEntry } from './xmpp/codec';
-import { RouteEntry, WireNexthop } from './xmpp/stanza';
+import { ViewSources } from './network-manager';
+import { encodeEntry } from '../xmpp/codec';
+import { RouteEntry, WireNexthop } from '../xmpp/stanza';
 
 /** A view's route for a prefix changed: the new encoded entry, or null when it is gone. */
 export interface ViewChange {

@@ -29,11 +29,11 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Ajv, { SchemaObject } from 'ajv';
 import ipaddr from 'ipaddr.js';
-import { describeSchemaError, formatConfigError, parseYamlText } from './config-errors';
-import { prefixMask } from '../dataplane/lpm/prefix-table';
-import { ipFromString, ipToString } from '../dataplane/protocols/ipv4';
-import type { PortMapping } from './agent-interface';
-import { DEFAULT_HOLD_TIME_SECONDS } from './xmpp/stanza';
+import { describeSchemaError, formatConfigError, parseYamlText } from '../config/config-errors';
+import { prefixMask } from '../../dataplane/lpm/prefix-table';
+import { ipFromString, ipToString } from '../../dataplane/protocols/ipv4';
+import type { PortMapping } from '../agent/agent-interface';
+import { DEFAULT_HOLD_TIME_SECONDS } from '../xmpp/stanza';
 
 export interface VnEntry {
   name: string;

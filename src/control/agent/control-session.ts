@@ -6,9 +6,9 @@
  */
 import net, { Socket } from 'node:net';
 import tls from 'node:tls';
-import { Logger } from './xmpp/logger';
-import { XmppSession } from './xmpp/session';
-import { CONTROL_NODE_JID, Stanza } from './xmpp/stanza';
+import { Logger } from '../xmpp/logger';
+import { XmppSession } from '../xmpp/session';
+import { CONTROL_NODE_JID, Stanza } from '../xmpp/stanza';
 
 export interface ControlServerTls {
   /** CA certificate(s) (PEM) the control node's certificate must be signed by; the system's when absent. */

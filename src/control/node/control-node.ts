@@ -24,13 +24,13 @@
  */
 import net, { AddressInfo, Socket } from 'node:net';
 import tls, { TLSSocket } from 'node:tls';
-import { NetworkManager, PortOutcome } from './control-node-network';
-import { RouteTables, ViewChange } from './control-node-routes';
+import { NetworkManager, PortOutcome } from './network-manager';
+import { RouteTables, ViewChange } from './route-tables';
 import { NetworkConfig } from './network-config';
-import { controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from './xmpp/codec';
-import { Logger, silentLogger } from './xmpp/logger';
-import { XmppSession } from './xmpp/session';
-import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, RouteEntry, Stanza, StanzaError, StreamHeader, WirePortConfig } from './xmpp/stanza';
+import { controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
+import { Logger, silentLogger } from '../xmpp/logger';
+import { XmppSession } from '../xmpp/session';
+import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, RouteEntry, Stanza, StanzaError, StreamHeader, WirePortConfig } from '../xmpp/stanza';
 
 export interface ControlNodeOptions {
   config: NetworkConfig;
