@@ -29,13 +29,17 @@ export interface IfmapNode extends IfmapIdentity {
   properties: IfmapElement[];
 }
 
+/**
+ * A link carries no data of its own (IFMapLink::EncodeLinkInfo writes an empty
+ * `<metadata type=...>`): a link attribute such as the VN-IPAM link's
+ * `ipam-subnets` travels as a node of the link's type named
+ * `attr(<ipam FQN>,<vn FQN>)` with a `<value>` property, linked to both ends.
+ */
 export interface IfmapLink {
   left: IfmapIdentity;
   right: IfmapIdentity;
   /** The metadata type, `<left type>-<right type>` in the schema (`virtual-network-network-ipam`). */
   metadata: string;
-  /** Children of `<metadata>`: the link's attribute when its schema has one (VnSubnetsType for the VN-IPAM link). */
-  attributes: IfmapElement[];
 }
 
 /** One `<update>` or `<delete>` block. */

@@ -50,6 +50,7 @@
  * No IQ is answered: as in OpenContrail, both sides act on a set and move on.
  */
 import type { FloatingIpConfig, LocalPort, PortPolicy } from '../agent/agent-interface';
+import { decodeConfig, encodeConfigSubscribe, encodeConfigUpdate } from '../ifmap/codec';
 import { XmlElement } from './stream-parser';
 import {
   BGP_PEER_RESOURCE,
@@ -223,6 +224,10 @@ export function encodeStanza(stanza: Stanza): string {
     }
     case 'end-of-rib':
       return eventMessage(stanza, `<items node="${END_OF_RIB_NODE}"/>`);
+    case 'config-subscribe':
+      return encodeConfigSubscribe(stanza.from, stanza.to, stanza.node, stanza.subscribe);
+    case 'config-update':
+      return encodeConfigUpdate(stanza.from, stanza.to, stanza.changes);
     case 'port-add':
       return configIq(stanza, stanza.id, encodePortAdd(stanza.port));
     case 'port-delete':
@@ -416,6 +421,13 @@ function decodePubsubIq(iq: XmlElement, address: StanzaAddress, id: string): Sta
   }
 }
 
+function decodeConfigSubscribe(pubsub: XmlElement, address: StanzaAddress): Stanza {
+  requireNamespace(pubsub, PUBSUB_NS);
+  const request = onlyChild(pubsub);
+  if (request.name !== 'subscribe' && request.name !== 'unsubscribe') fail(`unexpected config request <${request.name}>`);
+  return { kind: 'config-subscribe', ...address, node: attribute(request, 'node'), subscribe: request.name === 'subscribe' };
+}
+
 function decodeLabels(element: XmlElement): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const label of element.children) {
@@ -558,8 +570,11 @@ export function decodeStanza(element: XmlElement): Stanza | StreamErrorInfo {
     case 'iq': {
       if (attribute(element, 'type') !== 'set') fail(`<iq type="${element.attributes.type}"> is not expected`);
       const address = addressOf(element);
-      const id = attribute(element, 'id');
       const payload = onlyChild(element);
+      // IF-MAP IQs carry no id (controller_peer.cc, ifmap_encoder.cc); <config> has no namespace.
+      if (payload.name === 'config' && payload.attributes.xmlns !== PORT_CONFIG_NS) return { kind: 'config-update', ...address, changes: decodeConfig(payload) };
+      if (payload.name === 'pubsub' && address.to.endsWith(`/${CONFIG_RESOURCE}`)) return decodeConfigSubscribe(payload, address);
+      const id = attribute(element, 'id');
       if (payload.name === 'pubsub') return decodePubsubIq(element, address, id);
       if (payload.name === 'config') return decodeConfigIq(element, address, id);
       return fail(`unexpected IQ payload <${payload.name}>`);

@@ -4,6 +4,7 @@
  * codec.ts for the wire forms); the port stanzas are this project's own, for
  * the per-port configuration the control node computes from pod labels.
  */
+import type { IfmapChange } from '../ifmap/types';
 import type { LocalPort, PortConfig } from '../agent/agent-interface';
 
 /** The control node's bare address; route stanzas go to its `/bgp-peer`, port stanzas to its `/config`. */
@@ -125,7 +126,23 @@ export interface PortRemoveStanza extends StanzaAddress {
   ports: Array<{ portId: string; reason: string }>;
 }
 
+/** vrouter -> control node: IF-MAP (un)subscribe of its virtual-router or of a VM, to the `/config` resource; no id. */
+export interface ConfigSubscribeStanza extends StanzaAddress {
+  kind: 'config-subscribe';
+  /** `virtual-router:default-global-system-config:<node>` or `virtual-machine:<uuid>`. */
+  node: string;
+  subscribe: boolean;
+}
+
+/** control node -> vrouter: IF-MAP `<config>` with its `<update>` / `<delete>` blocks. */
+export interface ConfigUpdateStanza extends StanzaAddress {
+  kind: 'config-update';
+  changes: IfmapChange[];
+}
+
 export type Stanza =
+  | ConfigSubscribeStanza
+  | ConfigUpdateStanza
   | SubscribeStanza
   | UnsubscribeStanza
   | PublishStanza
