@@ -206,6 +206,9 @@ export function flowApply(c: Pipeline, p: number): number {
   const l3 = pool.l3[p];
   const l4 = pool.l4[p];
   pool.ecmpSlot[p] = flows.ecmpSlot[entry];
+  // The entropy port is the flow's (RFC 7510 3): later fragments and ICMP errors hash as their entry's key, as
+  // the reference takes fe_udp_src_port from the flow (tungstenfabric/tf-vrouter@432a8e0c linux/vrouter_mod.c lh_get_udp_src_port).
+  pool.hash[p] = flows.keyHash[entry];
   const next = c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC ? NAT_REWRITE : IPV4_LOOKUP;
   // A traced synthetic packet reads the flow, and changes nothing in it.
   if (c.dryRun) return flows.action[entry] === FLOW_DROP ? drop(Drop['flow-action-drop']) : next;

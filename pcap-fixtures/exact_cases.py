@@ -1,0 +1,114 @@
+"""Fixtures 23-29: cases the reference vrouter's own tests check (tungstenfabric/tf-vrouter at commit
+432a8e0cfe7a8ea6c7fdb2dc6cb46e3023ca22f4, tests/ and dp-core/), and the per-vif limits.
+
+make_inputs.py takes the input builders from input_fixtures() and checks.py the checks from
+fixture_checks(); each passes itself in, so this file reuses their helpers without a circular import.
+"""
+import struct
+
+from scapy.all import ICMP, IP, TCP, UDP, Ether, Raw
+from scapy.contrib.mpls import MPLS
+
+M = None  # make_inputs
+C = None  # checks
+
+ECMP_NODES = {"192.168.0.12": 25, "192.168.0.13": 26, "192.168.0.14": 27}
+
+
+def input_fixtures(make_inputs):
+    global M
+    M = make_inputs
+    return [f23]
+
+
+def fixture_checks(checks):
+    global C
+    C = checks
+    return {"23": check_23}
+
+
+# ---------------------------------------------------------------- 23: the entropy port of fragments and ICMP errors
+
+def f23():
+    """tests/test_fragmentation.py (in order, out of order, with ECMP) and linux/vrouter_mod.c
+    lh_get_udp_src_port: the outer source port is the flow's (fe_udp_src_port), fragments included."""
+    f = M.Fixture("23-fragments-keep-the-flow-entropy-port")
+    payload = bytes(range(256)) * 2
+    a = lambda packet: f.add("pod-a", M.from_pod(M.POD_A_MAC, packet))
+    # F1 to the remote pod: a whole datagram, then one in order fragments (3 pieces).
+    a(M.ip(M.POD_A, M.REMOTE_POD, 0x2300) / M.udp(33201, 7001, b"23 whole datagram of F1"))
+    for piece in M.udp_fragments(M.POD_A, M.REMOTE_POD, 0x2301, 33201, 7001, payload, (128, 256)):
+        a(piece)
+    # F2: fragments out of order (last, middle, head), then a whole datagram of the same flow.
+    head, middle, last = M.udp_fragments(M.POD_A, M.REMOTE_POD, 0x2302, 33202, 7001, payload, (128, 256))
+    for piece in (last, middle, head):
+        a(piece)
+    a(M.ip(M.POD_A, M.REMOTE_POD, 0x2303) / M.udp(33202, 7001, b"23 whole datagram of F2"))
+    # F3 and F4 to the ECMP ClusterIP: in order, and head last; each followed by a whole datagram.
+    for piece in M.udp_fragments(M.POD_A, M.VIP, 0x2304, 33203, 7053, payload, (128, 256)):
+        a(piece)
+    a(M.ip(M.POD_A, M.VIP, 0x2305) / M.udp(33203, 7053, b"23 whole datagram of F3"))
+    head, middle, last = M.udp_fragments(M.POD_A, M.VIP, 0x2306, 33204, 7053, payload, (128, 256))
+    for piece in (middle, last, head):
+        a(piece)
+    a(M.ip(M.POD_A, M.VIP, 0x2307) / M.udp(33204, 7053, b"23 whole datagram of F4"))
+    # F5 from node2's pod: pod-a replies once, then sends a port unreachable about it: the error is F5's reply too.
+    request = M.ip(M.REMOTE_POD, M.POD_A, 0x2350, ttl=63) / M.udp(7005, 33205, b"23 request from node2")
+    f.add("eth0", M.mpls_over_udp(M.NODE2, M.NODE1, 0x2351, 50005, 17, 63, request))
+    a(M.ip(M.POD_A, M.REMOTE_POD, 0x2308) / M.udp(33205, 7005, b"23 reply to node2"))
+    a(M.ip(M.POD_A, M.REMOTE_POD, 0x2309) / ICMP(type=3, code=3) / Raw(bytes(M.rebuilt(request))))
+    # F3's answer from the ClusterIP, and pod-a's port unreachable about it: it takes F3's member and port.
+    answer = M.ip(M.VIP, M.POD_A, 0x2352, ttl=63) / M.udp(7053, 33203, b"23 answer from the ClusterIP")
+    f.add("eth0", M.mpls_over_udp(M.NODE2, M.NODE1, 0x2353, 50006, 17, 63, answer))
+    a(M.ip(M.POD_A, M.VIP, 0x230a) / ICMP(type=3, code=3) / Raw(bytes(M.rebuilt(answer))[:28]))
+    return f
+
+
+def inner_ip(frame):
+    return Ether(frame.data)[MPLS][IP] if MPLS in Ether(frame.data) else Ether(frame.data)[IP]
+
+
+def fragment_key(frame):
+    ip = inner_ip(frame)
+    return (ip.src, ip.dst, ip.id, ip.frag)
+
+
+def flow_of(ip):
+    """The flow a pod-a packet belongs to: its source port, from the UDP header, the datagram's id, or the quote."""
+    if ip.proto == 1:
+        return struct.unpack("!H", bytes(ip[ICMP].payload)[22:24])[0]
+    return {0x2301: 33201, 0x2302: 33202, 0x2304: 33203, 0x2306: 33204}.get(ip.id) or ip[UDP].sport
+
+
+def check_23(fx):
+    C.check_common(fx, {"tx": {"eth0": 19, "pod-a": 2}, "drops": {}})
+    sent = fx.inputs["pod-a"]
+    out = {fragment_key(frame): frame for frame in fx.out("eth0")}
+    C.eq(len(out), len(sent), "%s: one tunnel frame per pod-a frame" % fx.name)
+    # A held fragment leaves right after its head, with the head's time.
+    heads = {inner_ip(frame).id: frame for frame in sent if inner_ip(frame).frag == 0}
+    ports, members = {}, {}
+    for inp in sent:
+        ip = inner_ip(inp)
+        got = out.get(fragment_key(inp))
+        C.expect(got is not None, "%s: %s (id %#x offset %d) did not leave on eth0" % (fx.name, inp, ip.id, ip.frag * 8))
+        dip = got.pkt[IP].dst
+        label = 25 if ip.dst == C.REMOTE_POD else ECMP_NODES.get(dip)
+        C.expect(label is not None, "%s: %s went to %s, not an ECMP member" % (fx.name, got, dip))
+        clock = heads[ip.id] if ip.id in heads and heads[ip.id].time_ns > inp.time_ns else inp
+        sport = C.check_tunnelled(got, C.Frame(inp.data, clock.time_ns, inp.file, inp.index), dip, label, "udp")
+        flow = flow_of(ip)
+        ports.setdefault(flow, set()).add(sport)
+        members.setdefault(flow, set()).add(dip)
+    for flow in sorted(ports):
+        C.eq(len(ports[flow]), 1, "%s: entropy ports of flow %d (whole datagrams, fragments, ICMP errors)" % (fx.name, flow))
+        C.eq(len(members[flow]), 1, "%s: underlay destinations of flow %d" % (fx.name, flow))
+    C.expect(len(set().union(*ports.values())) == len(ports), "%s: the five flows should have five entropy ports" % fx.name)
+    C.report(fx, "entropy-port", "every fragment (in order, held for its head, with ECMP) and every ICMP error leaves with its flow's port and member")
+    delivered = C.match(fx, "pod-a", fx.inputs["eth0"])
+    for got, inp in zip(delivered, fx.inputs["eth0"]):
+        C.check_delivered(got, inp, C.POD_A_MAC, ttl_drop=0)
+    C.report(fx, "from-node2", "node2's request and the ClusterIP's answer delivered to pod-a unchanged")
+    pairs = C.flow_pairs(fx, C.load_flows(fx))
+    C.eq(len(pairs), 5, "%s: flows.json pairs (F1-F5)" % fx.name)
+    C.report(fx, "flows", "one pair per flow: fragments and errors made none of their own")
