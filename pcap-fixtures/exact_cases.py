@@ -18,13 +18,13 @@ ECMP_NODES = {"192.168.0.12": 25, "192.168.0.13": 26, "192.168.0.14": 27}
 def input_fixtures(make_inputs):
     global M
     M = make_inputs
-    return [f23]
+    return [f23, f24]
 
 
 def fixture_checks(checks):
     global C
     C = checks
-    return {"23": check_23}
+    return {"23": check_23, "24": check_24}
 
 
 # ---------------------------------------------------------------- 23: the entropy port of fragments and ICMP errors
@@ -112,3 +112,46 @@ def check_23(fx):
     pairs = C.flow_pairs(fx, C.load_flows(fx))
     C.eq(len(pairs), 5, "%s: flows.json pairs (F1-F5)" % fx.name)
     C.report(fx, "flows", "one pair per flow: fragments and errors made none of their own")
+
+
+# ---------------------------------------------------------------- 24: which TCP RST closes a pair
+
+#: (pod-a port, pod-b port): tests/test_tcp_rst.py (1136 > 500) and tests/test_syn_sent_rst.py (11004 > 11004).
+RST_CONNECTIONS = {"exact": (1136, 500), "seq+2": (1137, 500), "syn-acked": (11004, 11004), "syn-ack+1": (11005, 11005), "syn-no-ack": (11006, 11006)}
+
+
+def f24():
+    f = M.Fixture("24-tcp-rst-exact-sequence")
+    a = lambda ip_id, seg: f.add("pod-a", M.from_pod(M.POD_A_MAC, M.ip(M.POD_A, M.POD_B, ip_id) / seg))
+    b = lambda ip_id, seg: f.add("pod-b", M.from_pod(M.POD_B_MAC, M.ip(M.POD_B, M.POD_A, ip_id) / seg))
+    # Established, then an RST from pod-b at exactly pod-a's ACK (closes), or two past it (left, test_tcp_reset_0_outseq_rst).
+    for n, (name, rst_offset) in enumerate((("exact", 0), ("seq+2", 2))):
+        sport, dport = RST_CONNECTIONS[name]
+        a(0x2400 + n * 16, M.tcp_segment(sport, dport, 1, 0, "S", 64240))
+        b(0x2401 + n * 16, M.tcp_segment(dport, sport, 1, 2, "SA", 65160))
+        a(0x2402 + n * 16, M.tcp_segment(sport, dport, 2, 2, "A", 502))
+        b(0x2403 + n * 16, M.tcp_segment(dport, sport, 2 + rst_offset, 0, "R", 0))
+    # seq+2 is still a connection: data flows in its pair.
+    sport, dport = RST_CONNECTIONS["seq+2"]
+    a(0x2420, M.tcp_segment(sport, dport, 2, 2, "PA", 502, payload=b"24 after the inexact RST"))
+    # An RST answering a SYN: acknowledging it (closes), acknowledging one more (left), without ACK (left).
+    for n, (name, flags, ack) in enumerate((("syn-acked", "RA", 1), ("syn-ack+1", "RA", 2), ("syn-no-ack", "R", 0))):
+        sport, dport = RST_CONNECTIONS[name]
+        a(0x2430 + n * 16, M.tcp_segment(sport, dport, 0, 0, "S", 64240))
+        b(0x2431 + n * 16, M.tcp_segment(dport, sport, 1, ack, flags, 0))
+    return f
+
+
+def check_24(fx):
+    C.check_common(fx, {"tx": {"pod-a": 7, "pod-b": 8}, "drops": {}})
+    for src, dst, mac in (("pod-a", "pod-b", C.POD_B_MAC), ("pod-b", "pod-a", C.POD_A_MAC)):
+        for out, inp in zip(C.match(fx, dst, fx.inputs[src]), fx.inputs[src]):
+            C.check_delivered(out, inp, mac, ttl_drop=1)
+    C.report(fx, "forwarded", "every segment forwarded, RSTs included: the vrouter judges an RST only for its flow")
+    pairs = C.flow_pairs(fx, C.load_flows(fx))
+    kept = [("tcp", C.POD_A, RST_CONNECTIONS[name][0], C.POD_B, RST_CONNECTIONS[name][1]) for name in ("seq+2", "syn-ack+1", "syn-no-ack")]
+    C.eq(sorted(pairs), sorted(kept), "%s: flows.json pairs (the exact RST and the RST acknowledging the SYN closed theirs)" % fx.name)
+    C.check_pair(fx, pairs, kept[0], "RST two past the ACK", forward={"packets": 3}, reverse={"packets": 2}, replied=True)
+    for key in kept[1:]:
+        C.check_pair(fx, pairs, key, "RST not acknowledging the SYN", forward={"packets": 1}, reverse={"packets": 1}, replied=True)
+    C.report(fx, "flows", "closed: RST at pod-a's ACK, RST+ACK of SYN+1; kept: RST at ACK+2 (data still counted), RST+ACK of SYN+2, RST without ACK")
