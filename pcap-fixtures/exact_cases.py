@@ -18,13 +18,13 @@ ECMP_NODES = {"192.168.0.12": 25, "192.168.0.13": 26, "192.168.0.14": 27}
 def input_fixtures(make_inputs):
     global M
     M = make_inputs
-    return [f23, f24]
+    return [f23, f24, f25]
 
 
 def fixture_checks(checks):
     global C
     C = checks
-    return {"23": check_23, "24": check_24}
+    return {"23": check_23, "24": check_24, "25": check_25}
 
 
 # ---------------------------------------------------------------- 23: the entropy port of fragments and ICMP errors
@@ -155,3 +155,31 @@ def check_24(fx):
     for key in kept[1:]:
         C.check_pair(fx, pairs, key, "RST not acknowledging the SYN", forward={"packets": 1}, reverse={"packets": 1}, replied=True)
     C.report(fx, "flows", "closed: RST at pod-a's ACK, RST+ACK of SYN+1; kept: RST at ACK+2 (data still counted), RST+ACK of SYN+2, RST without ACK")
+
+
+# ---------------------------------------------------------------- 25: TTL 1 to the vrouter itself
+
+VHOST_MAC = "52:54:00:00:00:11"  # vhost0 shares the fabric interface's MAC
+
+
+def f25():
+    f = M.Fixture("25-ttl-1-to-the-vrouter-itself")
+    a = lambda packet: f.add("pod-a", M.from_pod(M.POD_A_MAC, packet))
+    # To node1's own address (a receive nexthop in vn1): delivered to vhost0 with the TTL it came with.
+    a(M.ip(M.POD_A, M.NODE1, 0x2501, ttl=1) / M.udp(33251, 7001, b"25 ttl 1 to the vrouter"))
+    a(M.ip(M.POD_A, M.NODE1, 0x2502, ttl=1) / M.echo(8, 0x2500, 1))
+    a(M.ip(M.POD_A, M.NODE1, 0x2503, ttl=64) / M.echo(8, 0x2500, 2))
+    # The same TTL 1 to pod-b is forwarded, so it expires: time exceeded from the gateway.
+    a(M.ip(M.POD_A, M.POD_B, 0x2504, ttl=1) / M.udp(33252, 7001, b"25 ttl 1 to pod-b"))
+    return f
+
+
+def check_25(fx):
+    C.check_common(fx, {"tx": {"vhost0": 3, "pod-a": 1}, "drops": {"ttl-expired": 1}, "generated": 1})
+    sent = fx.inputs["pod-a"]
+    for out, inp in zip(C.match(fx, "vhost0", sent[:3]), sent[:3]):
+        C.check_delivered(out, inp, VHOST_MAC, ttl_drop=0)
+    C.report(fx, "receive", "TTL 1 (UDP, echo) and TTL 64 to 192.168.0.11 delivered to vhost0, TTL unchanged (RFC 1812 5.3.1)")
+    [error] = fx.out("pod-a")
+    C.check_icmp_time_exceeded(error, sent[3])
+    C.report(fx, "forwarded", "TTL 1 to pod-b expired: time exceeded from the gateway")
