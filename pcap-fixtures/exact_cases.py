@@ -18,13 +18,13 @@ ECMP_NODES = {"192.168.0.12": 25, "192.168.0.13": 26, "192.168.0.14": 27}
 def input_fixtures(make_inputs):
     global M
     M = make_inputs
-    return [f23, f24, f25]
+    return [f23, f24, f25, f26, f27]
 
 
 def fixture_checks(checks):
     global C
     C = checks
-    return {"23": check_23, "24": check_24, "25": check_25}
+    return {"23": check_23, "24": check_24, "25": check_25, "26": check_26, "27": check_27}
 
 
 # ---------------------------------------------------------------- 23: the entropy port of fragments and ICMP errors
@@ -183,3 +183,105 @@ def check_25(fx):
     [error] = fx.out("pod-a")
     C.check_icmp_time_exceeded(error, sent[3])
     C.report(fx, "forwarded", "TTL 1 to pod-b expired: time exceeded from the gateway")
+
+
+# ---------------------------------------------------------------- 26, 27: jumbo frames
+
+JUMBO = 9000  # the pods' MTU: IPv4 packets of 9000 bytes (tests/test_vm_comm_jumbo_packets.py: vifs of MTU 9014)
+
+
+def jumbo_payload(tag, header):
+    """Payload bytes that make a 9000-byte IPv4 packet behind `header` (28 for UDP and ICMP, 40 for TCP)."""
+    body = (tag * (JUMBO // len(tag) + 1))[:JUMBO - header]
+    return body
+
+
+def f26():
+    f = M.Fixture("26-jumbo-frames-whole")
+    a = lambda packet: f.add("pod-a", M.from_pod(M.POD_A_MAC, packet))
+    a(M.ip(M.POD_A, M.POD_B, 0x2601, df=True) / M.udp(33261, 7001, jumbo_payload(b"26 udp to pod-b ", 28)))
+    a(M.ip(M.POD_A, M.POD_B, 0x2602, df=True) / M.tcp_segment(33262, 8080, 1, 1, "PA", 502, payload=jumbo_payload(b"26 tcp to pod-b ", 40)))
+    a(M.ip(M.POD_A, M.POD_B, 0x2603) / M.echo(8, 0x2600, 1, jumbo_payload(b"26 echo to pod-b ", 28)))
+    a(M.ip(M.POD_A, M.REMOTE_POD, 0x2604, df=True) / M.udp(33264, 7001, jumbo_payload(b"26 udp to node2 ", 28)))
+    a(M.ip(M.POD_A, M.REMOTE_POD, 0x2605) / M.echo(8, 0x2600, 2, jumbo_payload(b"26 echo to node2 ", 28)))
+    reply = M.ip(M.REMOTE_POD, M.POD_A, 0x2651, ttl=63) / M.echo(0, 0x2600, 2, jumbo_payload(b"26 echo to node2 ", 28))
+    f.add("eth0", M.mpls_over_udp(M.NODE2, M.NODE1, 0x2652, 50026, 17, 63, reply))
+    return f
+
+
+def check_26(fx):
+    C.check_common(fx, {"tx": {"pod-b": 3, "eth0": 2, "pod-a": 1}, "drops": {}})
+    sent = fx.inputs["pod-a"]
+    C.eq([len(C.ip_packet(frame.data)) for frame in sent], [JUMBO] * 5, "%s: pod-a's IPv4 packets are 9000 bytes (fixture)" % fx.name)
+    for out, inp in zip(C.match(fx, "pod-b", sent[:3]), sent[:3]):
+        C.check_delivered(out, inp, C.POD_B_MAC, ttl_drop=1)
+    C.report(fx, "local", "UDP, TCP (DF) and an echo of 9000 bytes reach pod-b whole")
+    for out, inp in zip(C.match(fx, "eth0", sent[3:]), sent[3:]):
+        C.check_tunnelled(out, inp, C.NODE2, 25, "udp")
+        C.eq(out.pkt[IP].len, JUMBO + 32, "%s: outer IPv4 length (9000 + MPLS over UDP)" % out)
+    C.report(fx, "tunnel", "9000-byte UDP (DF) and echo leave whole as one 9032-byte MPLS-over-UDP packet to node2")
+    [out] = C.match(fx, "pod-a", fx.inputs["eth0"])
+    C.check_delivered(out, fx.inputs["eth0"][0], C.POD_A_MAC, ttl_drop=0)
+    C.report(fx, "decap", "node2's 9032-byte tunnel packet reaches pod-a as one 9000-byte echo reply")
+
+
+def check_frag_needed(out, inp, mtu):
+    """`out` is ICMP fragmentation needed (3/4) about `inp` from the gateway, naming `mtu` (RFC 1191)."""
+    r, sent = out.pkt, Ether(inp.data)[IP]
+    C.eq((r.dst, r.src), (Ether(inp.data).src, C.VROUTER_MAC), "%s: Ethernet destination and source" % out)
+    ip = r[IP]
+    C.eq((ip.src, ip.dst, ip.proto), (C.GATEWAY, sent.src, 1), "%s: IPv4 source, destination, protocol" % out)
+    icmp = r[ICMP]
+    C.eq((icmp.type, icmp.code), (3, 4), "%s: ICMP type/code (fragmentation needed and DF set)" % out)
+    C.eq(bytes(ip)[ip.ihl * 4 + 4:ip.ihl * 4 + 8], struct.pack("!HH", 0, mtu), "%s: unused and next-hop MTU" % out)
+    quote = bytes(ip)[ip.ihl * 4 + 8:ip.len]
+    C.expect(len(quote) >= sent.ihl * 4 + 8, "%s: quotes %d bytes, needs the header and 8 bytes" % (out, len(quote)))
+    C.eq(quote, bytes(sent)[:len(quote)], "%s: quoted bytes (the original as received)" % out)
+    C.same_time(out, inp)
+
+
+def f27():
+    f = M.Fixture("27-jumbo-frames-over-a-1500-underlay")
+    a = lambda packet: f.add("pod-a", M.from_pod(M.POD_A_MAC, packet))
+    a(M.ip(M.POD_A, M.POD_B, 0x2701) / M.udp(33271, 7001, jumbo_payload(b"27 udp to pod-b ", 28)))
+    a(M.ip(M.POD_A, M.REMOTE_POD, 0x2702) / M.udp(33272, 7001, jumbo_payload(b"27 udp to node2, DF clear ", 28)))
+    a(M.ip(M.POD_A, M.REMOTE_POD, 0x2703) / M.echo(8, 0x2700, 1, jumbo_payload(b"27 echo to node2, DF clear ", 28)))
+    a(M.ip(M.POD_A, M.REMOTE_POD, 0x2704, df=True) / M.tcp_segment(33274, 8080, 1, 1, "PA", 502, payload=jumbo_payload(b"27 tcp, DF ", 40)))
+    a(M.ip(M.POD_A, M.REMOTE_POD, 0x2705, df=True) / M.udp(33275, 7001, b"27 udp, DF, small enough"))
+    return f
+
+
+def check_27(fx):
+    pieces = 1 + -(-(JUMBO - 20 - 1448) // 1448)  # 1468-byte inner fragments: 1448 bytes of data each
+    C.check_common(fx, {"tx": {"pod-b": 1, "eth0": 2 * pieces + 1, "pod-a": 1}, "drops": {"fragment-needed": 1},
+                        "generated": 2 * (pieces - 1) + 1})
+    sent = fx.inputs["pod-a"]
+    [local] = C.match(fx, "pod-b", sent[:1])
+    C.check_delivered(local, sent[0], C.POD_B_MAC, ttl_drop=1)
+    C.report(fx, "local", "a 9000-byte datagram reaches pod-b (MTU 9000) whole")
+    tunnel = fx.out("eth0")
+    for inp in sent[1:3]:
+        want = Ether(inp.data)[IP]
+        frames = [frame for frame in tunnel if frame.pkt[MPLS][IP].id == want.id]
+        C.eq(len(frames), pieces, "%s: tunnel packets of datagram id %#x" % (fx.name, want.id))
+        ports = set()
+        for frame in frames:
+            outer = frame.pkt[IP]
+            C.expect(outer.len <= 1500, "%s: outer IPv4 length %d beyond the underlay MTU" % (frame, outer.len))
+            C.expect(not outer.flags.DF and not outer.flags.MF and outer.frag == 0, "%s: outer header DF clear, not a fragment" % frame)
+            C.eq((outer.dst, frame.pkt[MPLS].label), (C.NODE2, 25), "%s: node2, label 25" % frame)
+            C.eq(frame.pkt[MPLS].ttl, want.ttl - 1, "%s: MPLS TTL" % frame)
+            ports.add(frame.pkt[UDP].sport)
+            C.same_time(frame, inp)
+        C.eq(len(ports), 1, "%s: entropy ports of datagram id %#x's fragments" % (fx.name, want.id))
+        inner = [C.Frame(bytes(Ether(dst=C.POD_A_MAC) / frame.pkt[MPLS][IP]), frame.time_ns, frame.file, frame.index) for frame in frames]
+        head, data = C.reassemble(inner)
+        C.eq(bytes(data), bytes(want)[20:], "%s: datagram id %#x reassembled from its fragments" % (fx.name, want.id))
+        C.eq((head.ttl, head.flags.DF), (want.ttl - 1, False), "%s: fragments' TTL and DF" % fx.name)
+    C.report(fx, "fragmented", "DF clear: each 9000-byte packet cut into %d inner fragments of at most 1468 bytes, each its own 1500-byte tunnel packet, one entropy port; reassembly gives the datagram" % pieces)
+    [error] = fx.out("pod-a")
+    check_frag_needed(error, sent[3], 1500 - 32)
+    C.report(fx, "frag-needed", "DF set: ICMP fragmentation needed from the gateway naming MTU 1468")
+    [small] = [frame for frame in tunnel if frame.pkt[MPLS][IP].id == 0x2705]
+    C.check_tunnelled(small, sent[4], C.NODE2, 25, "udp")
+    C.report(fx, "small", "a small DF datagram still leaves whole")
