@@ -57,6 +57,10 @@ const PAIR_ACK_REVERSE = 1024;
 
 export const DEFAULT_FLOW_CAPACITY = 512 * 1024;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 180;
+/** Flow pairs one vif may hold by default (a quarter of the default table); 0 in a vif's setting: no limit. */
+export const DEFAULT_VIF_FLOW_LIMIT = 65536;
+/** Vif ids are 0-4095 (state-schema.ts). */
+const VIF_IDS = 4096;
 /** How long a pair lingers after FIN both ways without the last ACK. */
 export const CLOSING_TIMEOUT_SECONDS = 10;
 
@@ -113,6 +117,10 @@ export class FlowTable {
   readonly pairState: Uint16Array;
   /** Coarse clock (seconds) of the pair's last packet. */
   readonly lastUsed: Uint32Array;
+  /** The local vif the pair counts against (its pod: the sender's, or the receiver's from the fabric), -1 for none. */
+  readonly pairVif: Int16Array;
+  /** Pairs each vif holds now, for its flow limit. */
+  readonly vifPairs = new Int32Array(VIF_IDS);
   private readonly pairGeneration: Uint32Array;
 
   private readonly buckets: Int32Array;
@@ -150,6 +158,7 @@ export class FlowTable {
     this.tcpSeq = new Uint32Array(capacity);
     this.pairState = new Uint16Array(pairs);
     this.lastUsed = new Uint32Array(pairs);
+    this.pairVif = new Int16Array(pairs);
     this.pairGeneration = new Uint32Array(pairs);
     let buckets = 1;
     while (buckets < capacity * 2) buckets *= 2;
@@ -165,7 +174,7 @@ export class FlowTable {
   /** Bytes of typed-array memory per flow pair, index included. */
   get bytesPerPair(): number {
     const perEntry = 4 + 4 + 4 + 4 + 1 + 4 + 1 + 1 + 4 + 2 + 8 + 8 + 4 + 4;
-    const perPair = 2 + 4 + 4 + 4 + 4 + 4; // state, lastUsed, generation, free list, unreplied ring (2)
+    const perPair = 2 + 4 + 2 + 4 + 4 + 4 + 4; // state, lastUsed, vif, generation, free list, unreplied ring (2)
     return 2 * perEntry + perPair + (this.buckets.length * 4) / (this.capacity / 2);
   }
 
@@ -192,11 +201,12 @@ export class FlowTable {
 
   /**
    * Creates a pair: the forward entry with the given key and the reverse
-   * entry with `reverse`'s key. Returns the forward entry, or -1 when the
-   * table is full of established flows (the caller counts flow-table-full).
-   * The caller must have checked that neither key exists.
+   * entry with `reverse`'s key, counted against `vif` (-1: none). Returns
+   * the forward entry, or -1 when the table is full of established flows
+   * (the caller counts flow-table-full). The caller must have checked that
+   * neither key exists, and the vif's limit.
    */
-  create(forward: FlowKey, reverse: FlowKey, now: number): number {
+  create(forward: FlowKey, reverse: FlowKey, now: number, vif = -1): number {
     if (this.freeCount === 0 && !this.evictUnreplied()) return -1;
     const pair = this.freePairs[--this.freeCount];
     const entry = pair * 2;
@@ -215,6 +225,8 @@ export class FlowTable {
     }
     this.pairState[pair] = PAIR_IN_USE;
     this.lastUsed[pair] = now;
+    this.pairVif[pair] = vif;
+    if (vif >= 0) this.vifPairs[vif]++;
     const generation = ++this.pairGeneration[pair];
     // A full ring holds stale records too: forget the oldest (it can still age out).
     if (this.unrepliedCount === this.unrepliedPair.length) {
@@ -236,6 +248,8 @@ export class FlowTable {
     this.removeFromIndex(pair * 2);
     this.removeFromIndex(pair * 2 + 1);
     this.pairState[pair] = 0;
+    const vif = this.pairVif[pair];
+    if (vif >= 0) this.vifPairs[vif]--;
     this.pairGeneration[pair]++;
     this.freePairs[this.freeCount++] = pair;
     this.activePairs--;

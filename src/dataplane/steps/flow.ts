@@ -94,6 +94,11 @@ export function flowSetup(c: Pipeline, p: number): number {
   const srcPort = ports >>> 16;
   const dstPort = ports & 0xffff;
   const fromFabric = c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC;
+  // The pod a new flow counts against: its sender, or from the fabric its receiver (the label's). Checked
+  // first, so a pod flooding new flows is refused at the least cost and cannot take others' room.
+  const owner = fromFabric ? nexthops.vif[pool.nexthop[p]] : pool.ingressVif[p];
+  const limit = c.vifs[owner]?.maxFlows ?? 0;
+  if (limit > 0 && c.flows.vifPairs[owner] >= limit) return drop(Drop['vif-flow-limit']);
 
   // Where the flow goes: the label's pod, or the route's nexthop (an ECMP member for a composite).
   let sourceVn = vrfId;
@@ -150,7 +155,7 @@ export function flowSetup(c: Pipeline, p: number): number {
     flowHash(reverse.vrf, reverse.src, reverse.dst, protocol, reverse.srcPort, reverse.dstPort));
   if (stale >= 0) c.flows.removePair(stale);
 
-  const entry = c.flows.create(forward, reverse, c.now);
+  const entry = c.flows.create(forward, reverse, c.now, c.vifs[owner] ? owner : -1);
   if (entry < 0) return drop(Drop['flow-table-full']);
   const flows = c.flows;
   if (!allowed) {
