@@ -18,13 +18,13 @@ ECMP_NODES = {"192.168.0.12": 25, "192.168.0.13": 26, "192.168.0.14": 27}
 def input_fixtures(make_inputs):
     global M
     M = make_inputs
-    return [f23, f24, f25, f26, f27]
+    return [f23, f24, f25, f26, f27, f28, f29]
 
 
 def fixture_checks(checks):
     global C
     C = checks
-    return {"23": check_23, "24": check_24, "25": check_25, "26": check_26, "27": check_27}
+    return {"23": check_23, "24": check_24, "25": check_25, "26": check_26, "27": check_27, "28": check_28, "29": check_29}
 
 
 # ---------------------------------------------------------------- 23: the entropy port of fragments and ICMP errors
@@ -285,3 +285,74 @@ def check_27(fx):
     [small] = [frame for frame in tunnel if frame.pkt[MPLS][IP].id == 0x2705]
     C.check_tunnelled(small, sent[4], C.NODE2, 25, "udp")
     C.report(fx, "small", "a small DF datagram still leaves whole")
+
+
+# ---------------------------------------------------------------- 28, 29: per-vif limits
+
+def f28():
+    f = M.Fixture("28-vif-flow-limit")
+    a = lambda ip_id, sport, payload=b"28 from pod-a": f.add("pod-a", M.from_pod(M.POD_A_MAC, M.ip(M.POD_A, M.POD_B, ip_id) / M.udp(sport, 7001, payload)))
+    # pod-a may hold 3 flows (flows.maxFlowsPerVif): its 4th and 5th new flows are dropped.
+    for n in range(5):
+        a(0x2801 + n, 28001 + n)
+    a(0x2806, 28001, b"28 again in pod-a's first flow")
+    # pod-b has no limit (maxFlows: 0): all its new flows pass, and it answers pod-a's first flow.
+    for n in range(4):
+        f.add("pod-b", M.from_pod(M.POD_B_MAC, M.ip(M.POD_B, M.POD_A, 0x2851 + n) / M.udp(28101 + n, 7002, b"28 from pod-b")))
+    f.add("pod-b", M.from_pod(M.POD_B_MAC, M.ip(M.POD_B, M.POD_A, 0x2855) / M.udp(7001, 28001, b"28 answer to pod-a")))
+    # A new flow from node2 to pod-a counts against pod-a, which holds its 3.
+    inner = M.ip(M.REMOTE_POD, M.POD_A, 0x2871, ttl=63) / M.udp(7003, 28201, b"28 from node2")
+    f.add("eth0", M.mpls_over_udp(M.NODE2, M.NODE1, 0x2872, 50028, 17, 63, inner))
+    return f
+
+
+def check_28(fx):
+    C.check_common(fx, {"tx": {"pod-b": 4, "pod-a": 5}, "drops": {"vif-flow-limit": 3}})
+    a, b = fx.inputs["pod-a"], fx.inputs["pod-b"]
+    for out, inp in zip(C.match(fx, "pod-b", a[:3] + a[5:]), a[:3] + a[5:]):
+        C.check_delivered(out, inp, C.POD_B_MAC, ttl_drop=1)
+    for out, inp in zip(C.match(fx, "pod-a", b), b):
+        C.check_delivered(out, inp, C.POD_A_MAC, ttl_drop=1)
+    C.report(fx, "forwarded", "pod-a's first 3 flows and its first flow again; all of pod-b's flows (no limit) and its answer")
+    pairs = C.flow_pairs(fx, C.load_flows(fx))
+    want = [("udp", C.POD_A, 28001 + n, C.POD_B, 7001) for n in range(3)] + [("udp", C.POD_B, 28101 + n, C.POD_A, 7002) for n in range(4)]
+    C.eq(sorted(pairs), sorted(want), "%s: flows.json pairs (pod-a's 3, pod-b's 4; none for the refused ones or node2's)" % fx.name)
+    C.check_pair(fx, pairs, want[0], "pod-a's first flow", forward={"packets": 2}, reverse={"packets": 1}, replied=True)
+    C.report(fx, "flows", "pod-a holds its limit of 3: 2 more from it and 1 from node2 to it dropped as vif-flow-limit")
+
+
+FRAGMENT_RECORDS_PER_VIF = 64  # src/dataplane/fragment-table.ts
+HELD_FRAGMENTS_PER_VIF = 16
+
+
+def f29():
+    f = M.Fixture("29-fragment-limits-per-vif")
+    payload = bytes(range(64))
+    # pod-a: the heads of 66 datagrams whose later fragments never come: 64 records, then fragment-vif-limit.
+    for n in range(FRAGMENT_RECORDS_PER_VIF + 2):
+        head, _last = M.udp_fragments(M.POD_A, M.POD_B, 0x2900 + n, 29001, 7001, payload, (24,))
+        f.add("pod-a", M.from_pod(M.POD_A_MAC, head))
+    # pod-b still gets records: one datagram, whole, in order.
+    for piece in M.udp_fragments(M.POD_B, M.POD_A, 0x2a00, 29101, 7001, payload, (24,)):
+        f.add("pod-b", M.from_pod(M.POD_B_MAC, piece))
+    # pod-b: 17 later fragments before their heads: 16 held, then fragment-hold-vif-limit; one head releases its own.
+    for n in range(HELD_FRAGMENTS_PER_VIF + 1):
+        _head, last = M.udp_fragments(M.POD_B, M.POD_A, 0x2b00 + n, 29102, 7001, payload, (24,))
+        f.add("pod-b", M.from_pod(M.POD_B_MAC, last))
+    head, _last = M.udp_fragments(M.POD_B, M.POD_A, 0x2b00, 29102, 7001, payload, (24,))
+    f.add("pod-b", M.from_pod(M.POD_B_MAC, head))
+    return f
+
+
+def check_29(fx):
+    records, held = FRAGMENT_RECORDS_PER_VIF, HELD_FRAGMENTS_PER_VIF
+    C.check_common(fx, {"tx": {"pod-b": records, "pod-a": 4}, "drops": {"fragment-vif-limit": 2, "fragment-hold-vif-limit": 1}, "held": held - 1})
+    a = fx.inputs["pod-a"]
+    C.eq([IP(C.ip_packet(frame.data)).id for frame in a][records:], [0x2900 + records, 0x2900 + records + 1],
+         "%s: pod-a's last two heads (fixture)" % fx.name)
+    delivered = fx.out("pod-b")
+    C.eq(sorted(IP(C.ip_packet(frame.data)).id for frame in delivered), [0x2900 + n for n in range(records)], "%s: heads delivered to pod-b (the first 64)" % fx.name)
+    C.report(fx, "records", "pod-a: %d records, its next 2 heads dropped as fragment-vif-limit" % records)
+    got = [(IP(C.ip_packet(frame.data)).id, IP(C.ip_packet(frame.data)).frag) for frame in fx.out("pod-a")]
+    C.eq(got, [(0x2a00, 0), (0x2a00, 3), (0x2b00, 0), (0x2b00, 3)], "%s: delivered to pod-a: pod-b's whole datagram, then a head and the fragment it released" % fx.name)
+    C.report(fx, "held", "pod-b: records still free for it; %d later fragments held, the next dropped as fragment-hold-vif-limit; a head releases its own, %d stay held" % (held, held - 1))
