@@ -312,7 +312,7 @@ test('TCP: a simultaneous close removes the pair only once both FINs are acknowl
   assert.deepEqual(s.dp.drops.toJSON(), {});
 });
 
-test('TCP: an in-window RST removes the pair, an out-of-window RST does not', () => {
+test('TCP: an RST closes the pair only at exactly the next expected sequence number (RFC 5961 3.2)', () => {
   const s = buildScenario();
   const a = { src: '10.1.1.3', dst: '10.1.1.4', srcPort: 40002, dstPort: 80 };
   const b = { src: '10.1.1.4', dst: '10.1.1.3', srcPort: 80, dstPort: 40002 };
@@ -321,10 +321,27 @@ test('TCP: an in-window RST removes the pair, an out-of-window RST does not', ()
     [2, tcpFrame({ ...b, flags: TCP.SYN | TCP.ACK, seq: 500, ack: 101, window: 1000 })],
     [1, tcpFrame({ ...a, flags: TCP.ACK, seq: 101, ack: 501, window: 1000 })],
     [2, tcpFrame({ ...b, flags: TCP.RST, seq: 900000 })],
+    [2, tcpFrame({ ...b, flags: TCP.RST, seq: 503 })], // in the window, not exact (tests/test_tcp_rst.py: seq + 2)
+    [1, tcpFrame({ ...a, flags: TCP.RST | TCP.ACK, seq: 102, ack: 501 })], // a's next is 101
   ]);
-  assert.equal(s.dp.flows.activePairs, 1, 'out-of-window RST ignored');
-  s.run([[2, tcpFrame({ ...b, flags: TCP.RST, seq: 601 })]]);
-  assert.equal(s.dp.flows.activePairs, 0, 'in-window RST closed the pair');
+  assert.equal(s.dp.flows.activePairs, 1, 'inexact RSTs leave the pair');
+  s.run([[2, tcpFrame({ ...b, flags: TCP.RST, seq: 501 })]]);
+  assert.equal(s.dp.flows.activePairs, 0, 'the RST at the sequence number a acknowledged closed the pair');
+  assert.equal(s.out(1).length + s.out(2).length, 7, 'every segment forwarded, RSTs included');
+});
+
+test('TCP: an RST answering a SYN closes the pair only when its ACK acknowledges the SYN', () => {
+  const s = buildScenario();
+  const a = { src: '10.1.1.3', dst: '10.1.1.4', srcPort: 40003, dstPort: 81 };
+  const b = { src: '10.1.1.4', dst: '10.1.1.3', srcPort: 81, dstPort: 40003 };
+  s.run([
+    [1, tcpFrame({ ...a, flags: TCP.SYN, seq: 7000 })],
+    [2, tcpFrame({ ...b, flags: TCP.RST | TCP.ACK, seq: 0, ack: 7002 })], // acknowledges more than the SYN
+    [2, tcpFrame({ ...b, flags: TCP.RST, seq: 0 })], // no ACK at all
+  ]);
+  assert.equal(s.dp.flows.activePairs, 1, 'an RST that does not acknowledge the SYN leaves the pair');
+  s.run([[2, tcpFrame({ ...b, flags: TCP.RST | TCP.ACK, seq: 0, ack: 7001 })]]);
+  assert.equal(s.dp.flows.activePairs, 0, 'the RST acknowledging the SYN (a closed port) closed the pair');
 });
 
 function fragments(src: string, dst: string, id: number, payload: Buffer, cut: number, mac = POD_A_MAC): Buffer[] {

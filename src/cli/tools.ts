@@ -435,6 +435,7 @@ export const DROP_LABELS: Array<Array<[string, string]>> = [
   [
     ['flow-action-drop', 'Flow Action Drop'],
     ['flow-table-full', 'Flow Table Full'],
+    ['vif-flow-limit', 'Flow Limit Exceeded'],
     ['icmp-error-no-flow', 'Flow ICMP Error No Flow'],
   ],
   [
@@ -467,6 +468,8 @@ export const DROP_LABELS: Array<Array<[string, string]>> = [
     ['fragment-overlap', 'Fragment Overlap'],
     ['fragment-timeout', 'Fragment Timeout'],
     ['fragment-hold-full', 'Fragment Queueing Failures'],
+    ['fragment-vif-limit', 'Fragment Intf Limit'],
+    ['fragment-hold-vif-limit', 'Fragment Queue Intf Limit'],
   ],
 ];
 

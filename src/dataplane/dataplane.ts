@@ -5,7 +5,7 @@
  * pipeline reads it.
  */
 import { DropStats } from './drop-reasons';
-import { DEFAULT_FLOW_CAPACITY, DEFAULT_IDLE_TIMEOUT_SECONDS, FlowTable } from './flow-table';
+import { DEFAULT_FLOW_CAPACITY, DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_VIF_FLOW_LIMIT, FlowTable } from './flow-table';
 import { PolicyTable } from './policy';
 import { MplsLabelTable } from './mpls-labels';
 import { NexthopSpec, NexthopTable, TunnelEncap } from './nexthop';
@@ -26,6 +26,8 @@ export interface DataplaneOptions {
   flowCapacity?: number;
   /** Seconds before an idle flow pair is removed; default 180. */
   flowIdleTimeout?: number;
+  /** Flow pairs a vif may hold unless its own maxFlows says otherwise (0: no limit); default 65536. */
+  vifFlowLimit?: number;
 }
 
 export class Dataplane {
@@ -39,16 +41,19 @@ export class Dataplane {
   readonly policy = new PolicyTable();
   /** Packets the vrouter made itself (ICMP errors), so rx + generated = tx + dropped. */
   generated = 0;
+  /** Flow pairs a vif added without a maxFlows of its own may hold (0: no limit). */
+  readonly vifFlowLimit: number;
 
   constructor(node: NodeConfig, options: DataplaneOptions = {}) {
     this.node = { ...node, underlayIp: node.underlayIp >>> 0 };
     this.labels = new MplsLabelTable(options.labelTableSize);
     this.flows = new FlowTable(options.flowCapacity ?? DEFAULT_FLOW_CAPACITY, options.flowIdleTimeout ?? DEFAULT_IDLE_TIMEOUT_SECONDS);
+    this.vifFlowLimit = options.vifFlowLimit ?? DEFAULT_VIF_FLOW_LIMIT;
   }
 
   addVif(config: VifConfig): void {
     if (config.vrf >= 0 && !this.vrfs.get(config.vrf)) throw new Error(`vif ${config.id}: vrf ${config.vrf} does not exist`);
-    this.vifs.add(config);
+    this.vifs.add({ ...config, maxFlows: config.maxFlows ?? this.vifFlowLimit });
   }
 
   removeVif(id: number): void {

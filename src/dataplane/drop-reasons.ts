@@ -28,10 +28,13 @@ export const DROP_REASONS = [
   'invalid-tunnel-source', // tunnel from a node the VRF does not route the inner source to
   'flow-action-drop', // the flow's policy verdict is deny
   'flow-table-full', // no room for a new flow and no unreplied flow to evict
+  'vif-flow-limit', // the pod the new flow counts against holds its limit of flows (OpenContrail's max-flows per interface)
   'icmp-error-no-flow', // an ICMP error quoting a packet of no known flow
   'fragment-overlap', // a fragment overlapping one already seen
   'fragment-timeout', // a fragment held for its head until the head never came
   'fragment-hold-full', // no room to hold a fragment that came before its head
+  'fragment-vif-limit', // the fragment's vif already has its share of the fragment table's records
+  'fragment-hold-vif-limit', // the fragment's vif already has its share of the held fragments
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];

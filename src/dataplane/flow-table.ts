@@ -49,9 +49,18 @@ const PAIR_CLOSING = 16;
 const PAIR_FIN_FORWARD_ACKED = 32;
 const PAIR_FIN_REVERSE_ACKED = 64;
 const PAIR_BOTH_FINS_ACKED = PAIR_FIN_FORWARD_ACKED | PAIR_FIN_REVERSE_ACKED;
+/** The forward (128) or reverse (256) side sent a SYN; the forward (512) or reverse (1024) side sent an ACK. */
+const PAIR_SYN_FORWARD = 128;
+const PAIR_SYN_REVERSE = 256;
+const PAIR_ACK_FORWARD = 512;
+const PAIR_ACK_REVERSE = 1024;
 
 export const DEFAULT_FLOW_CAPACITY = 512 * 1024;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 180;
+/** Flow pairs one vif may hold by default (a quarter of the default table); 0 in a vif's setting: no limit. */
+export const DEFAULT_VIF_FLOW_LIMIT = 65536;
+/** Vif ids are 0-4095 (state-schema.ts). */
+const VIF_IDS = 4096;
 /** How long a pair lingers after FIN both ways without the last ACK. */
 export const CLOSING_TIMEOUT_SECONDS = 10;
 
@@ -99,18 +108,19 @@ export class FlowTable {
   readonly ecmpSlot: Int16Array;
   readonly packets: Float64Array;
   readonly bytes: Float64Array;
-  /** TCP: the last acknowledgement number this direction sent, and its window. */
+  /** TCP: the last acknowledgement number this direction sent (the next sequence number it expects). */
   readonly tcpAck: Uint32Array;
-  readonly tcpWindow: Uint32Array;
-  /** The window scale this direction's SYN offered, plus one (0: not offered). */
-  readonly tcpWindowScale: Uint8Array;
-  /** TCP: sequence number of this direction's FIN. */
-  readonly tcpFinSeq: Uint32Array;
+  /** TCP: sequence number of this direction's SYN, then of its FIN (the reference's fe_tcp_seq). */
+  readonly tcpSeq: Uint32Array;
 
   // Per pair.
-  readonly pairState: Uint8Array;
+  readonly pairState: Uint16Array;
   /** Coarse clock (seconds) of the pair's last packet. */
   readonly lastUsed: Uint32Array;
+  /** The local vif the pair counts against (its pod: the sender's, or the receiver's from the fabric), -1 for none. */
+  readonly pairVif: Int16Array;
+  /** Pairs each vif holds now, for its flow limit. */
+  readonly vifPairs = new Int32Array(VIF_IDS);
   private readonly pairGeneration: Uint32Array;
 
   private readonly buckets: Int32Array;
@@ -145,11 +155,10 @@ export class FlowTable {
     this.packets = new Float64Array(capacity);
     this.bytes = new Float64Array(capacity);
     this.tcpAck = new Uint32Array(capacity);
-    this.tcpWindow = new Uint32Array(capacity);
-    this.tcpWindowScale = new Uint8Array(capacity);
-    this.tcpFinSeq = new Uint32Array(capacity);
-    this.pairState = new Uint8Array(pairs);
+    this.tcpSeq = new Uint32Array(capacity);
+    this.pairState = new Uint16Array(pairs);
     this.lastUsed = new Uint32Array(pairs);
+    this.pairVif = new Int16Array(pairs);
     this.pairGeneration = new Uint32Array(pairs);
     let buckets = 1;
     while (buckets < capacity * 2) buckets *= 2;
@@ -164,8 +173,8 @@ export class FlowTable {
 
   /** Bytes of typed-array memory per flow pair, index included. */
   get bytesPerPair(): number {
-    const perEntry = 4 + 4 + 4 + 4 + 1 + 4 + 1 + 1 + 4 + 2 + 8 + 8 + 4 + 4 + 1 + 4;
-    const perPair = 1 + 4 + 4 + 4 + 4 + 4; // state, lastUsed, generation, free list, unreplied ring (2)
+    const perEntry = 4 + 4 + 4 + 4 + 1 + 4 + 1 + 1 + 4 + 2 + 8 + 8 + 4 + 4;
+    const perPair = 2 + 4 + 2 + 4 + 4 + 4 + 4; // state, lastUsed, vif, generation, free list, unreplied ring (2)
     return 2 * perEntry + perPair + (this.buckets.length * 4) / (this.capacity / 2);
   }
 
@@ -192,11 +201,12 @@ export class FlowTable {
 
   /**
    * Creates a pair: the forward entry with the given key and the reverse
-   * entry with `reverse`'s key. Returns the forward entry, or -1 when the
-   * table is full of established flows (the caller counts flow-table-full).
-   * The caller must have checked that neither key exists.
+   * entry with `reverse`'s key, counted against `vif` (-1: none). Returns
+   * the forward entry, or -1 when the table is full of established flows
+   * (the caller counts flow-table-full). The caller must have checked that
+   * neither key exists, and the vif's limit.
    */
-  create(forward: FlowKey, reverse: FlowKey, now: number): number {
+  create(forward: FlowKey, reverse: FlowKey, now: number, vif = -1): number {
     if (this.freeCount === 0 && !this.evictUnreplied()) return -1;
     const pair = this.freePairs[--this.freeCount];
     const entry = pair * 2;
@@ -210,13 +220,13 @@ export class FlowTable {
       this.packets[e] = 0;
       this.bytes[e] = 0;
       this.tcpAck[e] = 0;
-      this.tcpWindow[e] = 0;
-      this.tcpWindowScale[e] = 0;
-      this.tcpFinSeq[e] = 0;
+      this.tcpSeq[e] = 0;
       this.insertIntoIndex(e);
     }
     this.pairState[pair] = PAIR_IN_USE;
     this.lastUsed[pair] = now;
+    this.pairVif[pair] = vif;
+    if (vif >= 0) this.vifPairs[vif]++;
     const generation = ++this.pairGeneration[pair];
     // A full ring holds stale records too: forget the oldest (it can still age out).
     if (this.unrepliedCount === this.unrepliedPair.length) {
@@ -238,6 +248,8 @@ export class FlowTable {
     this.removeFromIndex(pair * 2);
     this.removeFromIndex(pair * 2 + 1);
     this.pairState[pair] = 0;
+    const vif = this.pairVif[pair];
+    if (vif >= 0) this.vifPairs[vif]--;
     this.pairGeneration[pair]++;
     this.freePairs[this.freeCount++] = pair;
     this.activePairs--;
@@ -261,49 +273,51 @@ export class FlowTable {
 
   /**
    * TCP life cycle, called with each segment's header fields after `hit`.
-   * Returns true when the pair must be removed now (an in-window RST, or
+   * Returns true when the pair must be removed now (an acceptable RST, or
    * both FINs acknowledged).
+   *
+   * An RST is acceptable as RFC 5961 3.2 and the reference vrouter
+   * (tungstenfabric/tf-vrouter@432a8e0c dp-core/vr_flow.c vr_flow_tcp_digest)
+   * judge it: answering a SYN this side never answered, only when its ACK
+   * acknowledges that SYN; otherwise only when its sequence number is
+   * exactly the next one the other side expects (the last it acknowledged).
+   * Any other RST leaves the pair: a blind RST cannot remove a connection.
    */
-  trackTcp(entry: number, flags: number, seq: number, ack: number, window: number, segmentLength: number): boolean {
+  trackTcp(entry: number, flags: number, seq: number, ack: number, segmentLength: number): boolean {
     const pair = entry >>> 1;
     const partner = entry ^ 1;
     const FIN = 0x01;
     const SYN = 0x02;
     const RST = 0x04;
     const ACK = 0x10;
+    const forward = (entry & 1) === 0;
+    let state = this.pairState[pair];
     if ((flags & RST) !== 0) {
-      // In window: within what the other side last acknowledged and advertised (bytes).
-      if (this.tcpWindow[partner] === 0 && this.tcpAck[partner] === 0) return true;
-      const offset = (seq - this.tcpAck[partner]) >>> 0;
-      return offset < Math.max(this.tcpWindow[partner], 1);
+      if ((state & (forward ? PAIR_SYN_REVERSE : PAIR_SYN_FORWARD)) !== 0 && (state & (forward ? PAIR_SYN_FORWARD : PAIR_SYN_REVERSE)) === 0)
+        return (flags & ACK) !== 0 && ack === ((this.tcpSeq[partner] + 1) >>> 0);
+      return (state & (forward ? PAIR_ACK_REVERSE : PAIR_ACK_FORWARD)) !== 0 && seq === this.tcpAck[partner];
     }
     if ((flags & ACK) !== 0) {
       this.tcpAck[entry] = ack;
-      // RFC 7323: windows are scaled once both SYNs offered scaling, never in a SYN.
-      const scaled = (flags & SYN) === 0 && this.tcpWindowScale[entry] !== 0 && this.tcpWindowScale[partner] !== 0;
-      this.tcpWindow[entry] = scaled ? window * 2 ** (this.tcpWindowScale[entry] - 1) : window;
+      state |= forward ? PAIR_ACK_FORWARD : PAIR_ACK_REVERSE;
     }
-    if ((flags & SYN) !== 0) this.tcpAck[entry] = (flags & ACK) !== 0 ? ack : 0;
-    const forward = (entry & 1) === 0;
-    let state = this.pairState[pair];
+    if ((flags & SYN) !== 0) {
+      this.tcpSeq[entry] = seq;
+      state |= forward ? PAIR_SYN_FORWARD : PAIR_SYN_REVERSE;
+    }
     // An ACK covering the other side's FIN closes that side (also in a FIN+ACK).
     const partnerFin = forward ? PAIR_FIN_REVERSE : PAIR_FIN_FORWARD;
-    if ((flags & ACK) !== 0 && (state & partnerFin) !== 0 && ack === ((this.tcpFinSeq[partner] + 1) >>> 0)) {
+    if ((flags & ACK) !== 0 && (state & partnerFin) !== 0 && ack === ((this.tcpSeq[partner] + 1) >>> 0)) {
       state |= forward ? PAIR_FIN_REVERSE_ACKED : PAIR_FIN_FORWARD_ACKED;
     }
     if ((flags & FIN) !== 0) {
-      this.tcpFinSeq[entry] = (seq + segmentLength) >>> 0;
+      this.tcpSeq[entry] = (seq + segmentLength) >>> 0;
       state |= forward ? PAIR_FIN_FORWARD : PAIR_FIN_REVERSE;
       if ((state & (PAIR_FIN_FORWARD | PAIR_FIN_REVERSE)) === (PAIR_FIN_FORWARD | PAIR_FIN_REVERSE)) state |= PAIR_CLOSING;
     }
     this.pairState[pair] = state;
     // Both FINs acknowledged, whichever side closed first or both at once.
     return (state & PAIR_BOTH_FINS_ACKED) === PAIR_BOTH_FINS_ACKED;
-  }
-
-  /** Records the window scale option a SYN carried (-1: none), for the RST window check. */
-  setWindowScale(entry: number, scale: number): void {
-    this.tcpWindowScale[entry] = scale < 0 ? 0 : Math.min(scale, 14) + 1;
   }
 
   /**

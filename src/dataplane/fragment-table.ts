@@ -8,7 +8,9 @@
  * overlap attacks on filters rely on them).
  *
  * Fragments are rare, so the table is small and scanned linearly: a fixed
- * set of records in typed arrays, no allocation.
+ * set of records in typed arrays, no allocation. Records and held fragments
+ * are bounded per ingress vif as well as in total, so one pod sending
+ * fragments that never complete cannot take the table from the others.
  */
 import type { Pipeline } from './pipeline';
 import { Drop } from './drop-reasons';
@@ -21,10 +23,20 @@ const RANGES_PER_RECORD = 16;
 const HELD_PER_RECORD = 8;
 /** Fragments held at once across all records. */
 export const MAX_HELD_FRAGMENTS = 64;
+/** Records, and held fragments, one ingress vif may have at once. */
+export const FRAGMENT_RECORDS_PER_VIF = 64;
+export const HELD_FRAGMENTS_PER_VIF = 16;
+/** find(): no record, because the table is full or because the vif holds its share. */
+const TABLE_FULL = -1;
+const VIF_FULL = -2;
 
 export class FragmentTable {
   private readonly inUse = new Uint8Array(FRAGMENT_RECORDS);
   private readonly vrf = new Int32Array(FRAGMENT_RECORDS);
+  /** The vif whose fragment made the record (its held fragments count against it too). */
+  private readonly recordVif = new Int16Array(FRAGMENT_RECORDS);
+  private readonly vifRecords = new Int32Array(4096);
+  private readonly vifHeld = new Int32Array(4096);
   private readonly src = new Uint32Array(FRAGMENT_RECORDS);
   private readonly dst = new Uint32Array(FRAGMENT_RECORDS);
   private readonly protocol = new Uint8Array(FRAGMENT_RECORDS);
@@ -45,7 +57,7 @@ export class FragmentTable {
   /** A later fragment: apply its datagram's flow, hold it, or drop it. */
   follow(c: Pipeline, p: number): number {
     const record = this.find(c, p, true);
-    if (record < 0) return drop(Drop['fragment-hold-full']);
+    if (record < 0) return noRecord(record);
     const overlap = this.addRange(c, p, record);
     if (overlap !== 0) return overlap;
     const entry = this.entry[record];
@@ -63,14 +75,13 @@ export class FragmentTable {
    */
   recordHead(c: Pipeline, p: number): number {
     const record = this.find(c, p, true);
-    if (record < 0) return drop(Drop['fragment-hold-full']);
+    if (record < 0) return noRecord(record);
     const overlap = this.addRange(c, p, record);
     if (overlap !== 0) return overlap;
     const entry = c.pool.flowEntry[p];
     this.entry[record] = entry;
     for (let i = 0; i < this.heldCount[record]; i++) c.releaseHeld(this.heldSlots[record * HELD_PER_RECORD + i], entry);
-    this.held -= this.heldCount[record];
-    this.heldCount[record] = 0;
+    this.forgetHeld(record);
     return 0;
   }
 
@@ -79,10 +90,30 @@ export class FragmentTable {
     for (let record = 0; record < FRAGMENT_RECORDS; record++) {
       if (this.inUse[record] === 0 || now < this.expires[record]) continue;
       for (let i = 0; i < this.heldCount[record]; i++) c.dropHeld(this.heldSlots[record * HELD_PER_RECORD + i], Drop['fragment-timeout']);
-      this.held -= this.heldCount[record];
-      this.heldCount[record] = 0;
-      this.inUse[record] = 0;
+      this.forgetHeld(record);
+      this.release(record);
     }
+  }
+
+  /** Records in use by a vif now (tools and tests). */
+  recordsOf(vif: number): number {
+    return this.vifRecords[vif];
+  }
+
+  /** Fragments held for a vif now. */
+  heldOf(vif: number): number {
+    return this.vifHeld[vif];
+  }
+
+  private forgetHeld(record: number): void {
+    this.held -= this.heldCount[record];
+    this.vifHeld[this.recordVif[record]] -= this.heldCount[record];
+    this.heldCount[record] = 0;
+  }
+
+  private release(record: number): void {
+    this.inUse[record] = 0;
+    this.vifRecords[this.recordVif[record]]--;
   }
 
   private find(c: Pipeline, p: number, create: boolean): number {
@@ -102,8 +133,14 @@ export class FragmentTable {
       if (this.id[record] === id && this.src[record] === src && this.dst[record] === dst && this.protocol[record] === protocol && this.vrf[record] === vrf)
         return record;
     }
-    if (!create || free < 0) return -1;
+    if (!create || free < 0) return TABLE_FULL;
+    const vif = c.pool.ingressVif[p];
+    // An expired record is reused in place: it stops counting against its vif first.
+    if (this.inUse[free] !== 0) this.release(free);
+    if (this.vifRecords[vif] >= FRAGMENT_RECORDS_PER_VIF) return VIF_FULL;
     this.inUse[free] = 1;
+    this.recordVif[free] = vif;
+    this.vifRecords[vif]++;
     this.vrf[free] = vrf;
     this.src[free] = src;
     this.dst[free] = dst;
@@ -137,11 +174,17 @@ export class FragmentTable {
 
   private hold(c: Pipeline, p: number, record: number): number {
     if (this.heldCount[record] === HELD_PER_RECORD || this.held === MAX_HELD_FRAGMENTS) return drop(Drop['fragment-hold-full']);
+    if (this.vifHeld[this.recordVif[record]] >= HELD_FRAGMENTS_PER_VIF) return drop(Drop['fragment-hold-vif-limit']);
     const slot = c.copyToHeld(p);
     if (slot < 0) return drop(Drop['fragment-hold-full']);
     this.heldSlots[record * HELD_PER_RECORD + this.heldCount[record]] = slot;
     this.heldCount[record]++;
     this.held++;
+    this.vifHeld[this.recordVif[record]]++;
     return HELD;
   }
+}
+
+function noRecord(found: number): number {
+  return drop(found === VIF_FULL ? Drop['fragment-vif-limit'] : Drop['fragment-hold-full']);
 }

@@ -9,10 +9,13 @@
  * and decapsulation copy no payload. Per-packet metadata sits in typed arrays
  * indexed by slot (struct of arrays), so the packet path allocates nothing.
  */
-export const SLOT_SIZE = 2048;
 export const HEADROOM = 128;
-/** Largest frame a slot carries (what a port may write into it). */
-export const MAX_FRAME = SLOT_SIZE - HEADROOM;
+/**
+ * Largest frame a slot carries (what a port may write into it): a 9000-byte
+ * jumbo IP packet behind Ethernet and one 802.1Q tag fits, with room to spare.
+ */
+export const MAX_FRAME = 9088;
+export const SLOT_SIZE = HEADROOM + MAX_FRAME;
 
 export class PacketPool {
   readonly slots: number;

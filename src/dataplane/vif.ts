@@ -45,6 +45,8 @@ export interface VifConfig {
   vrf: number;
   mtu: number;
   floatingIps?: FloatingIp[];
+  /** Flow pairs this vif may hold (0: no limit); the dataplane's default when absent. */
+  maxFlows?: number;
 }
 
 export class Vif {
@@ -57,6 +59,8 @@ export class Vif {
   readonly vrf: number;
   readonly mtu: number;
   floatingIps: FloatingIp[];
+  /** Flow pairs the vif may hold, 0 for no limit. */
+  readonly maxFlows: number;
   port: PacketPort = NULL_PORT;
   rxPackets = 0;
   rxBytes = 0;
@@ -73,6 +77,7 @@ export class Vif {
     this.vrf = config.vrf;
     this.mtu = config.mtu;
     this.floatingIps = config.floatingIps ?? [];
+    this.maxFlows = config.maxFlows ?? 0;
   }
 
   /** The floating IP entry for an address this vif answers for, or null. */

@@ -35,10 +35,10 @@ export interface Scenario {
   out(vif: number): Buffer[];
 }
 
-export function buildScenario(options: { flowCapacity?: number } = {}): Scenario {
+export function buildScenario(options: { flowCapacity?: number; vifFlowLimit?: number } = {}): Scenario {
   const dp = new Dataplane(
     { name: 'node1', underlayIp: ipFromString('192.168.0.11'), encapPriority: ['udp', 'gre'] },
-    { flowCapacity: options.flowCapacity ?? 8192 },
+    { flowCapacity: options.flowCapacity ?? 8192, vifFlowLimit: options.vifFlowLimit },
   );
   dp.addVrf(1, 'vn1', [{ prefix: ipFromString('10.1.1.0'), length: 24 }], ipFromString('10.1.1.1'));
   dp.addVrf(2, 'vn2', [{ prefix: ipFromString('10.2.2.0'), length: 24 }], ipFromString('10.2.2.1'));

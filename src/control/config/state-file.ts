@@ -92,7 +92,7 @@ class StateBuilder {
     this.encapPriority = node.encapPriority ?? DEFAULT_ENCAP_PRIORITY;
     this.dataplane = new Dataplane(
       { name: node.name, underlayIp: this.underlayIp, encapPriority: [...this.encapPriority] },
-      { flowCapacity: state.flows?.capacity, flowIdleTimeout: state.flows?.idleTimeout },
+      { flowCapacity: state.flows?.capacity, flowIdleTimeout: state.flows?.idleTimeout, vifFlowLimit: state.flows?.maxFlowsPerVif },
     );
   }
 
@@ -139,6 +139,7 @@ class StateBuilder {
           ip: this.parseIpv4(fip.ip, `${path}/floatingIps/${fipIndex}/ip`),
           portMap: this.portMap(fip.portMap ?? []),
         })),
+        maxFlows: vif.maxFlows,
       };
       this.program(path, vif, () => this.dataplane.addVif(config));
     });

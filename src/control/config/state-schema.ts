@@ -57,6 +57,8 @@ export interface VifEntry {
   mtu?: number;
   /** Addresses (service ClusterIPs) this pod also answers for, translated by the flow table. */
   floatingIps?: FloatingIpEntry[];
+  /** Flow pairs this vif may hold (0: no limit); flows.maxFlowsPerVif when absent. */
+  maxFlows?: number;
 }
 
 export interface EncapNexthopEntry {
@@ -147,6 +149,8 @@ export interface FlowsEntry {
   capacity?: number;
   /** Seconds before an idle flow pair is removed. */
   idleTimeout?: number;
+  /** Flow pairs each vif may hold unless it says otherwise (0: no limit), as OpenContrail's max-flows per interface. */
+  maxFlowsPerVif?: number;
 }
 
 export interface StateDocument {
@@ -236,6 +240,7 @@ export const stateFileSchema: SchemaObject = {
       properties: {
         capacity: { type: 'integer', minimum: 2, maximum: 16 * 1024 * 1024, multipleOf: 2 },
         idleTimeout: { type: 'integer', minimum: 1 },
+        maxFlowsPerVif: { type: 'integer', minimum: 0 },
       },
       additionalProperties: false,
     },
@@ -270,6 +275,7 @@ export const stateFileSchema: SchemaObject = {
             type: 'array',
             items: { type: 'object', properties: { ip: ipv4, portMap }, required: ['ip'], additionalProperties: false },
           },
+          maxFlows: { type: 'integer', minimum: 0 },
         },
         required: ['id', 'kind', 'name', 'mac'],
         additionalProperties: false,

@@ -21,11 +21,6 @@ import { IP_MIN_HEADER_LEN, PROTO_ICMP, PROTO_TCP, PROTO_UDP, ipToString, readU3
 import { VIF_FABRIC, Vif } from '../vif';
 import { FLOW_APPLY, FLOW_SETUP, IPV4_LOOKUP, NAT_REWRITE, drop } from './next';
 
-const TCP_SYN = 0x02;
-const TCP_OPTION_END = 0;
-const TCP_OPTION_NOP = 1;
-const TCP_OPTION_WINDOW_SCALE = 3;
-
 export function flowLookup(c: Pipeline, p: number): number {
   const pool = c.pool;
   const d = pool.data;
@@ -89,7 +84,6 @@ export function flowSetup(c: Pipeline, p: number): number {
   const d = pool.data;
   const nexthops = c.nexthops;
   const l3 = pool.l3[p];
-  const l4 = pool.l4[p];
   const vrfId = pool.vrf[p];
   const vrf = c.vrfs[vrfId];
   if (vrf === null || vrf === undefined) return drop(Drop['no-route']);
@@ -100,6 +94,11 @@ export function flowSetup(c: Pipeline, p: number): number {
   const srcPort = ports >>> 16;
   const dstPort = ports & 0xffff;
   const fromFabric = c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC;
+  // The pod a new flow counts against: its sender, or from the fabric its receiver (the label's). Checked
+  // first, so a pod flooding new flows is refused at the least cost and cannot take others' room.
+  const owner = fromFabric ? nexthops.vif[pool.nexthop[p]] : pool.ingressVif[p];
+  const limit = c.vifs[owner]?.maxFlows ?? 0;
+  if (limit > 0 && c.flows.vifPairs[owner] >= limit) return drop(Drop['vif-flow-limit']);
 
   // Where the flow goes: the label's pod, or the route's nexthop (an ECMP member for a composite).
   let sourceVn = vrfId;
@@ -156,7 +155,7 @@ export function flowSetup(c: Pipeline, p: number): number {
     flowHash(reverse.vrf, reverse.src, reverse.dst, protocol, reverse.srcPort, reverse.dstPort));
   if (stale >= 0) c.flows.removePair(stale);
 
-  const entry = c.flows.create(forward, reverse, c.now);
+  const entry = c.flows.create(forward, reverse, c.now, c.vifs[owner] ? owner : -1);
   if (entry < 0) return drop(Drop['flow-table-full']);
   const flows = c.flows;
   if (!allowed) {
@@ -174,28 +173,8 @@ export function flowSetup(c: Pipeline, p: number): number {
   flows.nexthop[entry] = fromFabric ? delivery : vrf.routes.lookup(dst);
   flows.ecmpSlot[entry] = slot;
   flows.ecmpSlot[entry + 1] = slot;
-  if (protocol === PROTO_TCP && l4 >= 0 && (d[l4 + 13] & TCP_SYN) !== 0) flows.setWindowScale(entry, windowScaleOption(c, p, l4));
   pool.flowEntry[p] = entry;
   return FLOW_APPLY;
-}
-
-/** The window scale a SYN offers (RFC 7323), -1 when absent. */
-function windowScaleOption(c: Pipeline, p: number, l4: number): number {
-  const d = c.pool.data;
-  const end = Math.min(l4 + ((d[l4 + 12] >>> 4) << 2), c.pool.start[p] + c.pool.length[p]);
-  let at = l4 + 20;
-  while (at < end) {
-    const kind = d[at];
-    if (kind === TCP_OPTION_END) break;
-    if (kind === TCP_OPTION_NOP) {
-      at++;
-      continue;
-    }
-    if (at + 1 >= end || d[at + 1] < 2) break;
-    if (kind === TCP_OPTION_WINDOW_SCALE && d[at + 1] === 3 && at + 2 < end) return d[at + 2];
-    at += d[at + 1];
-  }
-  return -1;
 }
 
 export function flowApply(c: Pipeline, p: number): number {
@@ -206,6 +185,9 @@ export function flowApply(c: Pipeline, p: number): number {
   const l3 = pool.l3[p];
   const l4 = pool.l4[p];
   pool.ecmpSlot[p] = flows.ecmpSlot[entry];
+  // The entropy port is the flow's (RFC 7510 3): later fragments and ICMP errors hash as their entry's key, as
+  // the reference takes fe_udp_src_port from the flow (tungstenfabric/tf-vrouter@432a8e0c linux/vrouter_mod.c lh_get_udp_src_port).
+  pool.hash[p] = flows.keyHash[entry];
   const next = c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC ? NAT_REWRITE : IPV4_LOOKUP;
   // A traced synthetic packet reads the flow, and changes nothing in it.
   if (c.dryRun) return flows.action[entry] === FLOW_DROP ? drop(Drop['flow-action-drop']) : next;
@@ -217,12 +199,9 @@ export function flowApply(c: Pipeline, p: number): number {
   }
   if (flows.action[entry] === FLOW_DROP) return drop(Drop['flow-action-drop']);
   if (d[l3 + 9] === PROTO_TCP && l4 >= 0) {
-    const flags = d[l4 + 13];
-    if ((flags & TCP_SYN) !== 0 && (entry & 1) === 1) flows.setWindowScale(entry, windowScaleOption(c, p, l4));
     const totalLength = (d[l3 + 2] << 8) | d[l3 + 3];
     const segmentLength = totalLength - (l4 - l3) - ((d[l4 + 12] >>> 4) << 2);
-    const window = (d[l4 + 14] << 8) | d[l4 + 15];
-    if (flows.trackTcp(entry, flags, readU32(d, l4 + 4), readU32(d, l4 + 8), window, segmentLength)) c.closeFlowAfter(p);
+    if (flows.trackTcp(entry, d[l4 + 13], readU32(d, l4 + 4), readU32(d, l4 + 8), segmentLength)) c.closeFlowAfter(p);
   }
   return next;
 }

@@ -2,18 +2,22 @@
  * ttl-decrement: the vrouter is one IP hop between two pods, local or
  * remote, so a pod's packet loses one TTL here (and none at the receiving
  * node). TTL 1 or 0 expires: an ICMP time-exceeded goes back from the gateway.
+ * A packet for the vrouter itself (a receive nexthop) is not forwarded, so
+ * its TTL is neither checked nor decremented (RFC 1812 5.3.1).
  */
 import type { Pipeline } from '../pipeline';
 import { Drop } from '../drop-reasons';
 import { checksumUpdate16 } from '../protocols/checksum';
 import { ICMP_TIME_EXCEEDED } from '../protocols/icmp';
 import { IP_CHECKSUM, IP_TTL } from '../protocols/ipv4';
+import { NH_RECEIVE } from '../nexthop';
 import { icmpErrorInPlace } from './icmp-error';
 import { NAT_REWRITE } from './next';
 
 export function ttlDecrement(c: Pipeline, p: number): number {
   const d = c.pool.data;
   const l3 = c.pool.l3[p];
+  if (c.nexthops.kind[c.pool.nexthop[p]] === NH_RECEIVE) return NAT_REWRITE;
   const ttl = d[l3 + IP_TTL];
   if (ttl <= 1) return icmpErrorInPlace(c, p, ICMP_TIME_EXCEEDED, 0, 0, Drop['ttl-expired']);
   const protocol = d[l3 + IP_TTL + 1];
@@ -26,5 +30,7 @@ export function ttlDecrement(c: Pipeline, p: number): number {
 }
 
 export function describeTtlDecrement(c: Pipeline, p: number, next: number): string {
-  return next === NAT_REWRITE ? `ttl now ${c.pool.data[c.pool.l3[p] + IP_TTL]}` : 'ttl expired';
+  if (next !== NAT_REWRITE) return 'ttl expired';
+  const kept = c.nexthops.kind[c.pool.nexthop[p]] === NH_RECEIVE ? ' (for the vrouter itself: kept)' : '';
+  return `ttl now ${c.pool.data[c.pool.l3[p] + IP_TTL]}${kept}`;
 }
