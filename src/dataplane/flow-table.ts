@@ -148,10 +148,9 @@ export class FlowTable {
   private readonly freePairs: Int32Array;
   private freeCount: number;
   /** Pairs in creation order with their generation, for evicting unreplied ones. */
-  private readonly unrepliedPair: Int32Array;
-  private readonly unrepliedGeneration: Uint32Array;
-  private unrepliedHead = 0;
-  private unrepliedCount = 0;
+  private readonly unreplied: UnrepliedRing;
+  /** The IPv6 pairs among them, for when the IPv6 addresses' side array is full. */
+  private readonly unreplied6: UnrepliedRing;
   private agingHand = 0;
 
   activePairs = 0;
@@ -191,8 +190,8 @@ export class FlowTable {
     this.freePairs = new Int32Array(pairs);
     for (let i = 0; i < pairs; i++) this.freePairs[i] = pairs - 1 - i;
     this.freeCount = pairs;
-    this.unrepliedPair = new Int32Array(pairs);
-    this.unrepliedGeneration = new Uint32Array(pairs);
+    this.unreplied = new UnrepliedRing(pairs);
+    this.unreplied6 = new UnrepliedRing(ipv6Capacity / 2);
     this.ipv6Pairs = ipv6Capacity / 2;
     this.keyAddress6 = new Uint8Array(ipv6Capacity * ADDRESS6_STRIDE);
     this.freeIpv6Pairs = new Int32Array(this.ipv6Pairs);
@@ -200,9 +199,9 @@ export class FlowTable {
     this.freeIpv6Count = this.ipv6Pairs;
   }
 
-  /** Bytes per IPv6 pair: an IPv4 pair's plus its addresses and its free-list slot. */
+  /** Bytes per IPv6 pair: an IPv4 pair's plus its addresses, its free-list slot and its unreplied ring record. */
   get bytesPerIpv6Pair(): number {
-    return this.bytesPerPair + 2 * ADDRESS6_STRIDE + 4;
+    return this.bytesPerPair + 2 * ADDRESS6_STRIDE + 4 + 8;
   }
 
   /** Bytes of typed-array memory per flow pair, index included. */
@@ -271,9 +270,10 @@ export class FlowTable {
 
   /** create() for an IPv6 pair; -1 also when the IPv6 addresses' side array is full. */
   create6(forward: FlowKey6, reverse: FlowKey6, now: number): number {
-    if (this.freeIpv6Count === 0) return -1;
+    if (this.freeIpv6Count === 0 && !this.evictUnreplied(this.unreplied6)) return -1;
     const entry = this.allocatePair(now);
     if (entry < 0) return -1;
+    this.unreplied6.push(entry >>> 1, this.pairGeneration[entry >>> 1]);
     const slot = this.freeIpv6Pairs[--this.freeIpv6Count] * 2;
     this.setKey6(entry, forward, slot);
     this.setKey6(entry + 1, reverse, slot + 1);
@@ -293,7 +293,7 @@ export class FlowTable {
 
   /** Takes a free pair (evicting the oldest unreplied one when full) and resets it; -1 when none. */
   private allocatePair(now: number): number {
-    if (this.freeCount === 0 && !this.evictUnreplied()) return -1;
+    if (this.freeCount === 0 && !this.evictUnreplied(this.unreplied)) return -1;
     const pair = this.freePairs[--this.freeCount];
     const entry = pair * 2;
     for (let e = entry; e <= entry + 1; e++) {
@@ -310,16 +310,7 @@ export class FlowTable {
     }
     this.pairState[pair] = PAIR_IN_USE;
     this.lastUsed[pair] = now;
-    const generation = ++this.pairGeneration[pair];
-    // A full ring holds stale records too: forget the oldest (it can still age out).
-    if (this.unrepliedCount === this.unrepliedPair.length) {
-      this.unrepliedHead = (this.unrepliedHead + 1) % this.unrepliedPair.length;
-      this.unrepliedCount--;
-    }
-    const tail = (this.unrepliedHead + this.unrepliedCount) % this.unrepliedPair.length;
-    this.unrepliedPair[tail] = pair;
-    this.unrepliedGeneration[tail] = generation;
-    this.unrepliedCount++;
+    this.unreplied.push(pair, ++this.pairGeneration[pair]);
     this.activePairs++;
     return entry;
   }
@@ -510,21 +501,49 @@ export class FlowTable {
     this.buckets[hole] = EMPTY;
   }
 
-  /** Frees the oldest pair that never saw a reply; false when there is none. */
-  private evictUnreplied(): boolean {
-    const ring = this.unrepliedPair.length;
-    while (this.unrepliedCount > 0) {
-      const at = this.unrepliedHead;
-      this.unrepliedHead = (at + 1) % ring;
-      this.unrepliedCount--;
-      const pair = this.unrepliedPair[at];
+  /** Frees the oldest pair of the ring that never saw a reply; false when there is none. */
+  private evictUnreplied(ring: UnrepliedRing): boolean {
+    while (ring.count > 0) {
+      const at = ring.shift();
+      const pair = ring.pair[at];
       const state = this.pairState[pair];
-      if (this.unrepliedGeneration[at] === this.pairGeneration[pair] && (state & PAIR_IN_USE) !== 0 && (state & PAIR_REPLIED) === 0) {
+      if (ring.generation[at] === this.pairGeneration[pair] && (state & PAIR_IN_USE) !== 0 && (state & PAIR_REPLIED) === 0) {
         this.removePair(pair * 2);
         this.evictions++;
         return true;
       }
     }
     return false;
+  }
+}
+
+/** Pairs in creation order with their generation (a record is stale once its pair's generation moved on). */
+class UnrepliedRing {
+  readonly pair: Int32Array;
+  readonly generation: Uint32Array;
+  head = 0;
+  count = 0;
+
+  constructor(size: number) {
+    this.pair = new Int32Array(size);
+    this.generation = new Uint32Array(size);
+  }
+
+  push(pair: number, generation: number): void {
+    const size = this.pair.length;
+    // A full ring holds stale records too: forget the oldest (it can still age out).
+    if (this.count === size) this.shift();
+    const tail = (this.head + this.count) % size;
+    this.pair[tail] = pair;
+    this.generation[tail] = generation;
+    this.count++;
+  }
+
+  /** Takes the oldest record; returns its index (valid until the next push). */
+  shift(): number {
+    const at = this.head;
+    this.head = (at + 1) % this.pair.length;
+    this.count--;
+    return at;
   }
 }
