@@ -487,6 +487,7 @@ export const DROP_LABELS: Array<Array<[string, string]>> = [
     ['bad-ip-header', 'Invalid Packets'],
     ['bad-checksum', 'Checksum errors'],
     ['arp-not-proxied', 'ARP notme'],
+    ['nd-not-proxied', 'ND notme'],
   ],
   [
     ['fragment-needed', 'Fragment Needed (DF)'],

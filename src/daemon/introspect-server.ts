@@ -704,7 +704,7 @@ export class IntrospectServer {
     if (vrfText) query.vrf = (await this.resolveVrf(vrfText)).id;
     const ip = params.get('ip');
     if (ip) {
-      if (!IPV4.test(ip) && !validPrefix6(ip, false)) throw new HttpError(400, `ip ${ip}: expected an IPv4 or IPv6 address`);
+      if (!IPV4.test(ip) && !validPrefix6(ip, false)) throw new HttpError(400, `ip ${ip}: expected an ${ip.includes(':') ? 'IPv6' : 'IPv4'} address`);
       query.ip = ip;
     }
     const number = (name: string, max: number): number | undefined => {
