@@ -11,7 +11,9 @@ import { PacketPool } from '../src/dataplane/packet-pool';
 import { Pipeline } from '../src/dataplane/pipeline';
 import { MemoryPort } from '../src/dataplane/io/memory-port';
 import { ip6FromString, ip6ToString } from '../src/dataplane/protocols/ipv6';
-import { formatFlow, formatRoutes, parseFlowMatch } from '../src/cli/tools';
+import { formatFlow, formatRoutes, parseFlowMatch, parseTraceSpec } from '../src/cli/tools';
+import { writeSyntheticPacket } from '../src/dataplane/synthetic-packet';
+import { ETHERNET_INPUT } from '../src/dataplane/steps/next';
 import * as f6 from './support/frames6';
 
 const STATE = `
@@ -131,4 +133,24 @@ test('introspect and the utilities show IPv6: rt --dump per family, flow -l with
   assert.equal((introspect(dp, pipeline, { what: 'flows', ip: '10.1.1.3' }) as { total: number }).total, 0, 'an IPv4 filter does not match IPv6 flows');
   assert.deepEqual(parseFlowMatch('[fd00:1:2::9]:443 & vrf 1 & proto tcp'), { ip: 'fd00:1:2::9', port: '443', vrf: '1', protocol: 'tcp' });
   assert.deepEqual(parseFlowMatch('fd00:1:2::9'), { ip: 'fd00:1:2::9' });
+});
+
+test('trace: an IPv6 packet through the real steps, described step by step, nothing kept', () => {
+  const dp = load(STATE);
+  const pool = new PacketPool(64);
+  const pipeline = new Pipeline(dp, pool);
+  const spec = parseTraceSpec('tcp [fd00:1:1::3]:40000 > [fd00:1:2::9]:443');
+  assert.deepEqual(spec, { protocol: 'tcp', src: 'fd00:1:1::3', dst: 'fd00:1:2::9', srcPort: 40000, dstPort: 443 });
+  assert.throws(() => parseTraceSpec('tcp [fd00:1:1::3]:40000 > 10.1.1.5:80'), /expected/);
+  const slot = pool.alloc();
+  writeSyntheticPacket(dp, pool, slot, { vif: 'pod-a', ...spec });
+  const lines: string[] = [];
+  pipeline.traceOnly(slot, ETHERNET_INPUT, (line) => lines.push(line));
+  const text = lines.join('\n');
+  assert.match(text, /ethernet-input: ethertype 0x86dd/);
+  assert.match(text, /ipv6-input: fd00:1:1::3 > fd00:1:2::9 next header 6 hop limit 64/);
+  assert.match(text, /ipv6-lookup: vrf 1 \(vn1\) fd00:1:2::9 matched fd00:1:2::\/64 -> nh 10/);
+  assert.match(text, /hop-limit-decrement: hop limit now 63/);
+  assert.match(text, /tunnel-encap: mpls-over-udp 192\.168\.0\.11 > 192\.168\.0\.12 label 25/);
+  assert.equal(dp.flows.activePairs, 0, 'the traced flow is removed again');
 });

@@ -729,9 +729,13 @@ function vifdumpCommand(): Command {
 
 /** "tcp 10.1.1.3:40000 > 10.1.1.5:80", "icmp 10.1.1.3 > 10.1.1.5" -> the synthetic packet's fields. */
 export function parseTraceSpec(text: string): { protocol: 'tcp' | 'udp' | 'icmp'; src: string; dst: string; srcPort?: number; dstPort?: number } {
-  const match = /^\s*(tcp|udp|icmp)\s+([\d.]+)(?::(\d+))?\s*>\s*([\d.]+)(?::(\d+))?\s*$/i.exec(text);
-  if (!match || !IPV4.test(match[2]) || !IPV4.test(match[4])) {
-    throw new Error(`${JSON.stringify(text)}: expected '<tcp|udp|icmp> <src>[:<sport>] > <dst>[:<dport>]', e.g. 'tcp 10.1.1.3:40000 > 10.1.1.5:80'`);
+  // a.b.c.d[:port], or an IPv6 address in brackets with an optional port: [fd00::3]:40000.
+  const endpoint = '(?:([\\d.]+)|\\[([0-9a-fA-F:.]+)\\])(?::(\\d+))?';
+  const parsed = new RegExp(`^\\s*(tcp|udp|icmp)\\s+${endpoint}\\s*>\\s*${endpoint}\\s*$`, 'i').exec(text);
+  const match = parsed && [parsed[0], parsed[1], parsed[2] ?? parsed[3], parsed[4], parsed[5] ?? parsed[6], parsed[7]];
+  const valid = (address: string, bracketed: boolean) => (bracketed ? isIpv6(address) : IPV4.test(address));
+  if (!match || !parsed || !valid(match[2], parsed[3] !== undefined) || !valid(match[4], parsed[6] !== undefined) || (parsed[3] === undefined) !== (parsed[6] === undefined)) {
+    throw new Error(`${JSON.stringify(text)}: expected '<tcp|udp|icmp> <src>[:<sport>] > <dst>[:<dport>]', e.g. 'tcp 10.1.1.3:40000 > 10.1.1.5:80' or 'tcp [fd00::3]:40000 > [fd00::5]:80'`);
   }
   const port = (value: string | undefined) => {
     if (value === undefined) return undefined;
@@ -751,7 +755,7 @@ export function parseTraceSpec(text: string): { protocol: 'tcp' | 'udp' | 'icmp'
 function traceCommand(): Command {
   return new Command('trace')
     .description("run a synthetic packet through the live pipeline's steps (not sent, no state changed) and print each step's decision")
-    .argument('<packet>', "'<tcp|udp|icmp> <src>[:<sport>] > <dst>[:<dport>]' (for icmp the source port is the echo id)")
+    .argument('<packet>', "'<tcp|udp|icmp> <src>[:<sport>] > <dst>[:<dport>]' (IPv6 in brackets; for icmp the source port is the echo id)")
     .requiredOption('--vif <vif>', 'the vif the packet comes in on (number or name)')
     .option('--ttl <n>', 'IP TTL (default 64)', (value: string) => Number(value))
     .option('--node <address>', 'for the fabric vif: the sending node underlay address')

@@ -751,7 +751,10 @@ export class IntrospectServer {
     const problems: string[] = [];
     if (typeof spec.vif !== 'string' && typeof spec.vif !== 'number') problems.push('field /vif is required (a vif name or number)');
     if (!['tcp', 'udp', 'icmp'].includes(String(spec.protocol))) problems.push(`field /protocol ${JSON.stringify(spec.protocol)}: tcp, udp or icmp`);
-    for (const field of ['src', 'dst']) if (typeof spec[field] !== 'string' || !IPV4.test(spec[field] as string)) problems.push(`field /${field} ${JSON.stringify(spec[field])}: an IPv4 address`);
+    for (const field of ['src', 'dst']) {
+      const address = spec[field];
+      if (typeof address !== 'string' || !(IPV4.test(address) || validPrefix6(address, false))) problems.push(`field /${field} ${JSON.stringify(address)}: an IPv4 or IPv6 address`);
+    }
     for (const field of ['srcPort', 'dstPort']) {
       const value = spec[field];
       if (value !== undefined && (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 65535)) problems.push(`field /${field} ${JSON.stringify(value)}: 0..65535`);
