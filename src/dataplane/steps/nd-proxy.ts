@@ -27,7 +27,7 @@
 import type { Pipeline } from '../pipeline';
 import { Drop } from '../drop-reasons';
 import { MAX_FRAME } from '../packet-pool';
-import { ETH_HEADER_LEN, ETHERTYPE_IPV6, VROUTER_MAC, writeEthernet } from '../protocols/ethernet';
+import { ETH_HEADER_LEN, ETHERTYPE_IPV6, VLAN_TAG_LEN, VROUTER_MAC, writeEthernet } from '../protocols/ethernet';
 import {
   ND_HOP_LIMIT,
   ND_NA_FLAG_OVERRIDE,
@@ -149,8 +149,10 @@ function neighborAdvertisement(c: Pipeline, p: number, vif: Vif, vrf: Vrf): numb
   return TRANSMIT;
 }
 
-/** Prefix information options that fit in one frame beside the other options. */
-const MAX_PREFIX_OPTIONS = Math.floor((MAX_FRAME - ETH_HEADER_LEN - IP6_HEADER_LEN - ND_RA_LEN - ND_OPT_LINKADDR_LEN - ND_OPT_MTU_LEN) / ND_OPT_PREFIX_INFORMATION_LEN);
+/** Prefix information options that fit in one frame beside the other options (a solicitation's 802.1Q tag included). */
+const MAX_PREFIX_OPTIONS = Math.floor(
+  (MAX_FRAME - VLAN_TAG_LEN - ETH_HEADER_LEN - IP6_HEADER_LEN - ND_RA_LEN - ND_OPT_LINKADDR_LEN - ND_OPT_MTU_LEN) / ND_OPT_PREFIX_INFORMATION_LEN,
+);
 
 /** Writes a whole router advertisement frame for the vif at data[frame]; returns its length. */
 export function writeRouterAdvertisement(d: Buffer, frame: number, vif: Vif, vrf: Vrf, destination: Uint8Array, destinationMac: Uint8Array): number {
