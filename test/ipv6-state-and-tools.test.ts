@@ -11,7 +11,7 @@ import { PacketPool } from '../src/dataplane/packet-pool';
 import { Pipeline } from '../src/dataplane/pipeline';
 import { MemoryPort } from '../src/dataplane/io/memory-port';
 import { ip6FromString, ip6ToString } from '../src/dataplane/protocols/ipv6';
-import { formatFlow, formatRoutes, parseFlowMatch, parseTraceSpec } from '../src/cli/tools';
+import { formatFlow, formatRoutes, formatVif, parseFlowMatch, parseTraceSpec } from '../src/cli/tools';
 import { writeSyntheticPacket } from '../src/dataplane/synthetic-packet';
 import { ETHERNET_INPUT } from '../src/dataplane/steps/next';
 import * as f6 from './support/frames6';
@@ -107,8 +107,9 @@ test('introspect and the utilities show IPv6: rt --dump per family, flow -l with
   assert.deepEqual(routes4.map((route) => route.prefix), ['10.1.1.3/32']);
   const vrfs = introspect(dp, pipeline, { what: 'vrfs' }) as Array<{ subnets6: string[]; gateway6: string; routes6: number }>;
   assert.deepEqual([vrfs[0].subnets6, vrfs[0].gateway6, vrfs[0].routes6], [['fd00:1:1::/64'], 'fd00:1:1::1', 4]);
-  const vifs = introspect(dp, pipeline, { what: 'vifs' }) as Array<{ ip6: string | null; floatingIps: Array<{ ip: string }> }>;
+  const vifs = introspect(dp, pipeline, { what: 'vifs' }) as Array<Parameters<typeof formatVif>[0]>;
   assert.equal(vifs[1].ip6, 'fd00:1:1::3');
+  assert.match(formatVif({ ...vifs[1], rates: null, pod: null }), /HWaddr:02:00:0a:01:01:03 IPaddr:10\.1\.1\.3 IP6addr:fd00:1:1::3$/m);
   assert.deepEqual(vifs[2].floatingIps.map((fip) => fip.ip), ['10.96.0.10', 'fd00:96::10']);
 
   const dump = formatRoutes(

@@ -1,6 +1,7 @@
 /**
- * The flow steps. Every IPv4 packet from a pod or out of a tunnel belongs to
- * a flow pair, decided once on the flow's first packet:
+ * The flow steps. Every IP packet from a pod or out of a tunnel belongs to
+ * a flow pair, decided once on the flow's first packet (IPv6 lookup and
+ * setup: flow6.ts; flow-apply serves both):
  *
  *   flow-lookup  key (VRF, protocol, src, dst, ports) -> entry; an ICMP error
  *                is matched through the packet it quotes, a later fragment
