@@ -11,38 +11,11 @@ import * as f6 from './support/frames6';
 import { Drop } from '../src/dataplane/drop-reasons';
 import { flowHash6 } from '../src/dataplane/flow-hash';
 import { ip6FromString } from '../src/dataplane/protocols/ipv6';
+import { CLUSTER6, GATEWAY6, POD_A6, POD_B6, POD_C6, REMOTE6, REMOTE_GRE6, SERVICE6, buildScenario6 } from './support/scenario6';
 
 const macText = (b: Buffer, at: number) => [...b.subarray(at, at + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
 const ipText = (b: Buffer, at: number) => [...b.subarray(at, at + 4)].join('.');
 const ip6 = ip6FromString;
-
-const POD_A6 = 'fd00:1:1::3';
-const POD_B6 = 'fd00:1:1::4';
-const REMOTE6 = 'fd00:1:1::5';
-const REMOTE_GRE6 = 'fd00:1:1::6';
-const GATEWAY6 = 'fd00:1:1::1';
-const CLUSTER6 = 'fd00:96::10';
-const SERVICE6 = 'fd00:96::20';
-const POD_C6 = 'fd00:2:2::3';
-
-/** The IPv4 scenario of test/support/scenario.ts, dual-stack. */
-function buildScenario6(options: { flowCapacity?: number } = {}) {
-  const s = buildScenario(options);
-  const dp = s.dp;
-  dp.setVrfIpv6(1, [{ prefix: ip6('fd00:1:1::'), length: 64 }], ip6(GATEWAY6));
-  dp.setVrfIpv6(2, [{ prefix: ip6('fd00:2:2::'), length: 64 }], ip6('fd00:2:2::1'));
-  dp.vifs.get(1)!.ip6 = ip6(POD_A6);
-  dp.vifs.get(2)!.ip6 = ip6(POD_B6);
-  dp.vifs.get(2)!.floatingIps6 = [{ ip: ip6(SERVICE6), portMap: [{ protocol: 17, port: 5001, targetPort: 8080 }] }];
-  dp.vifs.get(3)!.ip6 = ip6(POD_C6);
-  dp.addRoute6(1, ip6(POD_A6), 128, 1);
-  dp.addRoute6(1, ip6(POD_B6), 128, 2);
-  dp.addRoute6(1, ip6(REMOTE6), 128, 10);
-  dp.addRoute6(1, ip6(REMOTE_GRE6), 128, 11);
-  dp.addRoute6(1, ip6(CLUSTER6), 128, 20);
-  dp.addRoute6(2, ip6(POD_C6), 128, 3);
-  return s;
-}
 
 function assertBalanced(s: ReturnType<typeof buildScenario>) {
   assert.equal(s.pipeline.received + s.dp.generated, s.pipeline.transmitted + s.dp.drops.total());
