@@ -155,4 +155,16 @@ describe('vrouter daemons, IPv6 pods on two nodes', { timeout: 150_000 }, () => 
       const text = await cluster.execNode(1, [process.execPath, VROUTER_BIN, 'flow', '-l', '--match', `${CLUSTER_IP6} & proto icmp6`]);
       assert.match(text, /\[fd00:1:1::3\]:\d+ +58 \(1\)\n +\[fd00:96::10\]:\d+\n\(K\(nh\):\d+, Action:N\(D\)/);
     }));
+
+  test('ICMPv6 errors reach the pod from the gateway: time exceeded for hop limit 1, no route once b1 is gone', () =>
+    cluster.withLogs(async () => {
+      await defaultRouteByRa(cluster, 'a1');
+      const expired = await cluster.tryExec('a1', ['ping', '-6', '-n', '-c', '1', '-t', '1', '-W', '2', B1.ip6]);
+      assert.match(expired.stdout, /From fd00:1:1::1 icmp_seq=1 Time exceeded: Hop limit/, expired.stdout);
+      await cluster.deletePod('b1');
+      const unreachable = await cluster.tryExec('a1', ['ping', '-6', '-n', '-c', '1', '-W', '2', B1.ip6]);
+      assert.match(unreachable.stdout, /From fd00:1:1::1 icmp_seq=1 Destination unreachable: No route/, unreachable.stdout);
+      const routes = JSON.parse(await cluster.execNode(0, [process.execPath, VROUTER_BIN, 'rt', '--dump', 'vn1', '--family', 'inet6', '--json'])) as { routes: Array<{ prefix: string }> };
+      assert.deepEqual(routes.routes.map((route) => route.prefix).sort(), [`${A1.ip6}/128`, `${CLUSTER_IP6}/128`], "b1's /128 withdrawn, a1's and the ClusterIP's left");
+    }));
 });

@@ -183,6 +183,8 @@ export interface ClusterPod {
   /** The pod's VN and address: as given, or (control mode) as the control node chose them. */
   vn: string;
   ip: string;
+  /** Dual stack: the pod's IPv6 address. */
+  ip6?: string;
   labels: Record<string, string>;
   label: number;
   vif: number;
@@ -568,6 +570,7 @@ export class VrouterCluster {
       ns,
       vn: record.vn ?? spec.vn,
       ip: record.ip ?? spec.ip,
+      ...(spec.ip6 !== undefined ? { ip6: spec.ip6 } : {}),
       labels: { ...(spec.labels ?? {}) },
       label: record.label,
       vif: record.vif,
@@ -604,7 +607,10 @@ export class VrouterCluster {
     await Promise.all(
       this.runningNodes()
         .filter((other) => other.index !== pod.node)
-        .map((other) => this.deleteRoute(other.index, pod.vn, `${pod.ip}/32`)),
+        .flatMap((other) => [
+          this.deleteRoute(other.index, pod.vn, `${pod.ip}/32`),
+          ...(pod.ip6 !== undefined ? [this.deleteRoute(other.index, pod.vn, `${pod.ip6}/128`)] : []),
+        ]),
     );
   }
 
