@@ -125,9 +125,10 @@ function buildDataplane(): Dataplane {
   // vn2 uses the service: its ClusterIP route leaked into vn2, allowed on its port only.
   dp.addRoute(2, LOCAL_SERVICE_IP, 32, 2);
   for (let i = 0; i < OTHER_POLICY_RULES; i++) {
-    dp.policy.rules.push({ name: `other-${i}`, sourceVn: 2, destinationVn: 1, protocol: 6, portFrom: 1000 + i, portTo: 1000 + i, destinationPrefix: 0, destinationLength: 0, allow: true });
+    dp.policy.rules.push({ name: `other-${i}`, sourceVn: 2, destinationVn: 1, protocol: 6, portFrom: 1000 + i, portTo: 1000 + i, destinationPrefix: 0, destinationLength: 0, destinationPrefix6: null, allow: true });
   }
-  dp.policy.rules.push({ name: 'vn2 uses svc', sourceVn: 2, destinationVn: 1, protocol: 17, portFrom: 5001, portTo: 5001, destinationPrefix: LOCAL_SERVICE_IP, destinationLength: 32, allow: true });
+  // Every rule has the same fields, as the state file makes them: one object shape for the policy loop.
+  dp.policy.rules.push({ name: 'vn2 uses svc', sourceVn: 2, destinationVn: 1, protocol: 17, portFrom: 5001, portTo: 5001, destinationPrefix: LOCAL_SERVICE_IP, destinationLength: 32, destinationPrefix6: null, allow: true });
   dp.policy.rules.push({
     name: 'vn2 uses svc (IPv6)',
     sourceVn: 2,
