@@ -17,6 +17,9 @@ const CASES: Array<[name: string, workload: WorkloadCase, unit: string]> = [
   ['ecmp-encap-established-flow', 'ecmp-encap', 'pps'],
   ['decap-dnat-established-flow', 'decap-dnat', 'pps'],
   ['flow-setup', 'flow-setup', 'pairs/s'],
+  ['encap-ipv6-established-flow', 'encap-ipv6', 'pps'],
+  ['decap-dnat-ipv6-established-flow', 'decap-dnat-ipv6', 'pps'],
+  ['flow-setup-ipv6', 'flow-setup-ipv6', 'pairs/s'],
 ];
 
 const suite = new Benchmark.Suite();
@@ -36,6 +39,8 @@ suite
   })
   .on('complete', () => {
     const pairs = 512 * 1024;
-    console.log(`flow-memory-per-pair: ${Math.round(new FlowTable(pairs * 2).bytesPerPair)} bytes (table sized for ${pairs} pairs)`);
+    const table = new FlowTable(pairs * 2);
+    console.log(`flow-memory-per-pair: ${Math.round(table.bytesPerPair)} bytes (table sized for ${pairs} pairs)`);
+    console.log(`flow-memory-per-ipv6-pair: ${Math.round(table.bytesPerIpv6Pair)} bytes (${table.ipv6Pairs} of the pairs may be IPv6)`);
   })
   .run();

@@ -4,6 +4,8 @@
  * batches of 64-byte frames (distinct flows) re-armed before every run.
  * Templates live in spare slots of the packet pool, so re-arming is a
  * copyWithin inside one buffer: no allocation, like a NIC filling its ring.
+ * The *-ipv6 cases are the same on the dual-stack side of the same node:
+ * 100,000 remote /128 routes beside the IPv4 ones, IPv6 pods and service.
  */
 import { Dataplane } from '../src/dataplane/dataplane';
 import { CountingPort } from '../src/dataplane/io/memory-port';
@@ -11,7 +13,10 @@ import { PacketPool } from '../src/dataplane/packet-pool';
 import { Pipeline } from '../src/dataplane/pipeline';
 import { checksum } from '../src/dataplane/protocols/checksum';
 import { parseMac } from '../src/dataplane/protocols/ethernet';
+import { checksumUpdate16 } from '../src/dataplane/protocols/checksum';
 import { ipFromString, writeU16, writeU32 } from '../src/dataplane/protocols/ipv4';
+import { upperLayerChecksum6 } from '../src/dataplane/protocols/icmpv6';
+import { ip6FromString } from '../src/dataplane/protocols/ipv6';
 
 export const BATCH = 256;
 export const FRAME_BYTES = 64;
@@ -23,8 +28,8 @@ const REMOTE_NODES = 64;
  * (a flow-table hit per packet); flow-setup makes every packet a new flow pair
  * to a ClusterIP: route, ECMP member, floating-IP DNAT and policy evaluated.
  */
-export type WorkloadCase = 'local-forward' | 'encap' | 'decap' | 'ecmp-encap' | 'decap-dnat' | 'flow-setup';
-export const WORKLOAD_CASES: WorkloadCase[] = ['local-forward', 'encap', 'decap', 'ecmp-encap', 'decap-dnat', 'flow-setup'];
+export type WorkloadCase = 'local-forward' | 'encap' | 'decap' | 'ecmp-encap' | 'decap-dnat' | 'flow-setup' | 'encap-ipv6' | 'decap-dnat-ipv6' | 'flow-setup-ipv6';
+export const WORKLOAD_CASES: WorkloadCase[] = ['local-forward', 'encap', 'decap', 'ecmp-encap', 'decap-dnat', 'flow-setup', 'encap-ipv6', 'decap-dnat-ipv6', 'flow-setup-ipv6'];
 
 export interface Workload {
   pipeline: Pipeline;
@@ -45,6 +50,22 @@ const CLIENT_POD_BASE = ipFromString('10.3.0.16');
 /** Rules a new flow is checked against before the one that allows it. */
 const OTHER_POLICY_RULES = 16;
 const NODE_IP = ipFromString('192.168.0.11');
+const POD_A6 = ip6FromString('fd00:1::3');
+const POD_B6 = ip6FromString('fd00:1::4');
+const LOCAL_SERVICE_IP6 = ip6FromString('fd00:96::20');
+
+/** fd00:2::x: the remote pods' IPv6 addresses, beside their IPv4 ones. */
+function remotePod6(i: number): Uint8Array {
+  const address = ip6FromString('fd00:2::');
+  writeU32(address, 12, i + 2);
+  return address;
+}
+
+function clientPod6(i: number): Uint8Array {
+  const address = ip6FromString('fd00:3::');
+  address[15] = 16 + i;
+  return address;
+}
 
 /** 10.2.x.y: the remote pods, spread over REMOTE_NODES nodes. */
 function remotePod(i: number): number {
@@ -66,9 +87,12 @@ function buildDataplane(): Dataplane {
     vrf: 1,
     mtu: 1500,
     floatingIps: [{ ip: LOCAL_SERVICE_IP, portMap: [{ protocol: 17, port: 5001, targetPort: 8080 }] }],
+    ip6: POD_B6,
+    floatingIps6: [{ ip: LOCAL_SERVICE_IP6, portMap: [{ protocol: 17, port: 5001, targetPort: 8080 }] }],
   });
+  dp.vifs.get(1)!.ip6 = POD_A6;
   for (let i = 0; i < CLIENT_PODS; i++) {
-    dp.addVif({ id: 10 + i, kind: 'virtual', name: `client-${i}`, mac: parseMac('02:00:00:00:00:03'), ip: CLIENT_POD_BASE + i, vrf: 2, mtu: 1500 });
+    dp.addVif({ id: 10 + i, kind: 'virtual', name: `client-${i}`, mac: parseMac('02:00:00:00:00:03'), ip: CLIENT_POD_BASE + i, vrf: 2, mtu: 1500, ip6: clientPod6(i) });
   }
   dp.setNexthop(1, { kind: 'encap', vif: 1, mac: parseMac('02:00:00:00:00:03') });
   dp.setNexthop(2, { kind: 'encap', vif: 2, mac: parseMac('02:00:00:00:00:04') });
@@ -89,17 +113,86 @@ function buildDataplane(): Dataplane {
       mac: parseMac('52:54:00:00:00:fe'),
     });
     dp.addRoute(1, remotePod(i), 32, id);
+    dp.addRoute6(1, remotePod6(i), 128, id);
   }
+  dp.addRoute6(1, POD_A6, 128, 1);
+  dp.addRoute6(1, POD_B6, 128, 2);
+  dp.addRoute6(1, LOCAL_SERVICE_IP6, 128, 2);
+  dp.addRoute6(2, LOCAL_SERVICE_IP6, 128, 2);
   dp.setNexthop(50, { kind: 'composite', members: [100, 101, 102] });
   dp.addRoute(1, CLUSTER_IP, 32, 50);
   dp.addRoute(1, LOCAL_SERVICE_IP, 32, 2);
   // vn2 uses the service: its ClusterIP route leaked into vn2, allowed on its port only.
   dp.addRoute(2, LOCAL_SERVICE_IP, 32, 2);
   for (let i = 0; i < OTHER_POLICY_RULES; i++) {
-    dp.policy.rules.push({ name: `other-${i}`, sourceVn: 2, destinationVn: 1, protocol: 6, portFrom: 1000 + i, portTo: 1000 + i, destinationPrefix: 0, destinationLength: 0, allow: true });
+    dp.policy.rules.push({ name: `other-${i}`, sourceVn: 2, destinationVn: 1, protocol: 6, portFrom: 1000 + i, portTo: 1000 + i, destinationPrefix: 0, destinationLength: 0, destinationPrefix6: null, allow: true });
   }
-  dp.policy.rules.push({ name: 'vn2 uses svc', sourceVn: 2, destinationVn: 1, protocol: 17, portFrom: 5001, portTo: 5001, destinationPrefix: LOCAL_SERVICE_IP, destinationLength: 32, allow: true });
+  // Every rule has the same fields, as the state file makes them: one object shape for the policy loop.
+  dp.policy.rules.push({ name: 'vn2 uses svc', sourceVn: 2, destinationVn: 1, protocol: 17, portFrom: 5001, portTo: 5001, destinationPrefix: LOCAL_SERVICE_IP, destinationLength: 32, destinationPrefix6: null, allow: true });
+  dp.policy.rules.push({
+    name: 'vn2 uses svc (IPv6)',
+    sourceVn: 2,
+    destinationVn: 1,
+    protocol: 17,
+    portFrom: 5001,
+    portTo: 5001,
+    destinationPrefix: 0,
+    destinationLength: 128,
+    destinationPrefix6: LOCAL_SERVICE_IP6,
+    allow: true,
+  });
   return dp;
+}
+
+/** Writes a 64-byte Ethernet/IPv6/UDP frame at `at` (2 bytes of payload, checksum set); returns its length. */
+function writeInnerFrame6(d: Buffer, at: number, src: Uint8Array, dst: Uint8Array, srcPort: number): number {
+  d.fill(0, at, at + FRAME_BYTES);
+  d.set(parseMac('00:00:5e:00:01:00'), at);
+  d.set(parseMac('02:00:00:00:00:03'), at + 6);
+  writeU16(d, at + 12, 0x86dd);
+  const ip = at + 14;
+  d[ip] = 0x60;
+  writeU16(d, ip + 4, FRAME_BYTES - 54);
+  d[ip + 6] = 17;
+  d[ip + 7] = 64;
+  d.set(src, ip + 8);
+  d.set(dst, ip + 24);
+  writeU16(d, ip + 40, srcPort);
+  writeU16(d, ip + 42, 5001);
+  writeU16(d, ip + 44, FRAME_BYTES - 54);
+  writeU16(d, ip + 46, upperLayerChecksum6(d, ip, ip + 40, FRAME_BYTES - 54, 17));
+  return FRAME_BYTES;
+}
+
+/** Fabric MPLS over UDP (label 18, from node 192.168.1.7) around `inner`, an IP packet; returns the frame length. */
+function writeTunnelAround(d: Buffer, at: number, srcPort: number, inner: Uint8Array): number {
+  const outer = 14 + 20 + 8 + 4;
+  d.fill(0, at, at + outer);
+  d.set(parseMac('52:54:00:00:00:11'), at);
+  d.set(parseMac('52:54:00:00:00:fe'), at + 6);
+  writeU16(d, at + 12, 0x0800);
+  const ip = at + 14;
+  d[ip] = 0x45;
+  writeU16(d, ip + 2, 20 + 8 + 4 + inner.length);
+  d[ip + 8] = 64;
+  d[ip + 9] = 17;
+  writeU32(d, ip + 12, ipFromString('192.168.1.7'));
+  writeU32(d, ip + 16, NODE_IP);
+  writeU16(d, ip + 10, checksum(d, ip, 20));
+  writeU16(d, ip + 20, 49152 + (srcPort & 0x3fff));
+  writeU16(d, ip + 22, 6635);
+  writeU16(d, ip + 24, 8 + 4 + inner.length);
+  writeU32(d, ip + 28, ((18 << 12) | 0x100 | 63) >>> 0);
+  d.set(inner, at + outer);
+  return outer + inner.length;
+}
+
+/** Wraps an IPv6 packet from remote pod 7 (hop limit already decremented) in fabric MPLS over UDP. */
+function writeTunnelFrame6(d: Buffer, at: number, srcPort: number, innerDst: Uint8Array): number {
+  const inner = Buffer.alloc(FRAME_BYTES);
+  writeInnerFrame6(inner, 0, remotePod6(7), innerDst, srcPort);
+  inner[14 + 7] = 63;
+  return writeTunnelAround(d, at, srcPort, inner.subarray(14));
 }
 
 /** Writes a 64-byte Ethernet/IPv4/UDP frame at `at`; returns its length. */
@@ -129,26 +222,7 @@ function writeTunnelFrame(d: Buffer, at: number, srcPort: number, innerDst: numb
   inner[22] = 63; // already decremented by the sending node
   writeU16(inner, 24, 0);
   writeU16(inner, 24, checksum(inner, 14, 20));
-  const innerIp = inner.subarray(14);
-  const outer = 14 + 20 + 8 + 4;
-  d.fill(0, at, at + outer);
-  d.set(parseMac('52:54:00:00:00:11'), at);
-  d.set(parseMac('52:54:00:00:00:fe'), at + 6);
-  writeU16(d, at + 12, 0x0800);
-  const ip = at + 14;
-  d[ip] = 0x45;
-  writeU16(d, ip + 2, 20 + 8 + 4 + innerIp.length);
-  d[ip + 8] = 64;
-  d[ip + 9] = 17;
-  writeU32(d, ip + 12, ipFromString('192.168.1.7'));
-  writeU32(d, ip + 16, NODE_IP);
-  writeU16(d, ip + 10, checksum(d, ip, 20));
-  writeU16(d, ip + 20, 49152 + (srcPort & 0x3fff));
-  writeU16(d, ip + 22, 6635);
-  writeU16(d, ip + 24, 8 + 4 + innerIp.length);
-  writeU32(d, ip + 28, ((18 << 12) | 0x100 | 63) >>> 0);
-  d.set(innerIp, at + outer);
-  return outer + innerIp.length;
+  return writeTunnelAround(d, at, srcPort, inner.subarray(14));
 }
 
 export function buildWorkload(kind: WorkloadCase): Workload {
@@ -161,7 +235,7 @@ export function buildWorkload(kind: WorkloadCase): Workload {
   // Slots BATCH..2*BATCH-1 hold one template per packet of the batch.
   const templateStart = new Int32Array(BATCH);
   const templateLength = new Int32Array(BATCH);
-  const fromFabric = kind === 'decap' || kind === 'decap-dnat';
+  const fromFabric = kind === 'decap' || kind === 'decap-dnat' || kind === 'decap-dnat-ipv6';
   for (let i = 0; i < BATCH; i++) {
     const slot = BATCH + i;
     pool.reset(slot);
@@ -173,6 +247,9 @@ export function buildWorkload(kind: WorkloadCase): Workload {
     else if (kind === 'ecmp-encap') length = writeInnerFrame(pool.data, at, POD_A, CLUSTER_IP, srcPort);
     else if (kind === 'decap') length = writeTunnelFrame(pool.data, at, srcPort, POD_B);
     else if (kind === 'decap-dnat') length = writeTunnelFrame(pool.data, at, srcPort, LOCAL_SERVICE_IP);
+    else if (kind === 'encap-ipv6') length = writeInnerFrame6(pool.data, at, POD_A6, remotePod6((i * 389) % REMOTE_ROUTES), srcPort);
+    else if (kind === 'decap-dnat-ipv6') length = writeTunnelFrame6(pool.data, at, srcPort, LOCAL_SERVICE_IP6);
+    else if (kind === 'flow-setup-ipv6') length = writeInnerFrame6(pool.data, at, clientPod6(i % CLIENT_PODS), LOCAL_SERVICE_IP6, srcPort);
     else length = writeInnerFrame(pool.data, at, CLIENT_POD_BASE + (i % CLIENT_PODS), LOCAL_SERVICE_IP, srcPort);
     templateStart[i] = at;
     templateLength[i] = length;
@@ -181,7 +258,7 @@ export function buildWorkload(kind: WorkloadCase): Workload {
   const ingress = new Int32Array(BATCH);
   for (let i = 0; i < BATCH; i++) {
     slots[i] = i;
-    ingress[i] = fromFabric ? 0 : kind === 'flow-setup' ? 10 + (i % CLIENT_PODS) : 1;
+    ingress[i] = fromFabric ? 0 : kind === 'flow-setup' || kind === 'flow-setup-ipv6' ? 10 + (i % CLIENT_PODS) : 1;
   }
   let batches = 0;
 
@@ -191,6 +268,7 @@ export function buildWorkload(kind: WorkloadCase): Workload {
     runBatch() {
       const d = pool.data;
       const newFlows = kind === 'flow-setup';
+      const newFlows6 = kind === 'flow-setup-ipv6';
       for (let i = 0; i < BATCH; i++) {
         pool.reset(i);
         const at = pool.start[i];
@@ -199,6 +277,12 @@ export function buildWorkload(kind: WorkloadCase): Workload {
         pool.ingressVif[i] = ingress[i];
         // A source port no earlier batch used for this pod (UDP checksum 0: nothing to fix).
         if (newFlows) writeU16(d, at + 34, (batches * (BATCH / CLIENT_PODS) + (i >>> 4)) & 0xffff);
+        // IPv6 requires the UDP checksum: update it with the port (RFC 1624).
+        if (newFlows6) {
+          const port = (batches * (BATCH / CLIENT_PODS) + (i >>> 4)) & 0xffff;
+          writeU16(d, at + 60, checksumUpdate16((d[at + 60] << 8) | d[at + 61], (d[at + 54] << 8) | d[at + 55], port));
+          writeU16(d, at + 54, port);
+        }
       }
       batches++;
       pipeline.processBatch(slots, BATCH);

@@ -1303,6 +1303,7 @@ CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": 
           "12": check_12, "13": check_13, "14": check_14, "15": check_15, "16": check_16, "17": check_17,
           "18": check_18, "19": check_19, "20": check_20, "21": check_21, "22": check_22}
 CHECKS.update(__import__("exact_cases").fixture_checks(sys.modules[__name__]))  # 23-29
+CHECKS.update(__import__("ipv6_cases").checks(sys.modules[__name__]))
 
 
 def main(argv):

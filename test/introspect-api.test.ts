@@ -470,7 +470,7 @@ describe('introspect API and utilities on running daemons', { timeout: 300_000 }
       assert.equal(value(await scrape(), 'vrouter_vif_receive_packets_total', { vif: '2' }), vif.rxPackets);
       // Naming: snake_case with the vrouter_ prefix, counters end in _total, every family has HELP and TYPE.
       for (const family of after.families.values()) {
-        assert.match(family.name, /^vrouter_[a-z_]+$/);
+        assert.match(family.name, /^vrouter_[a-z0-9_]+$/);
         assert.ok(family.help, `${family.name} has no HELP`);
         if (family.type === 'counter') assert.match(family.name, /_total$/);
         else assert.doesNotMatch(family.name, /_total$/);

@@ -154,7 +154,7 @@ const badDocuments: Array<{ name: string; change: (document: Record<string, any>
   {
     name: 'unknown field',
     change: (document) => (document.vifs[1].mtuu = 1400),
-    message: 'state.yaml: /vifs/1/mtuu: unknown field, expected one of: id, kind, name, mac, ip, vrf, mtu, floatingIps, maxFlows (value: 1400)',
+    message: 'state.yaml: /vifs/1/mtuu: unknown field, expected one of: id, kind, name, mac, ip, ip6, vrf, mtu, floatingIps, maxFlows (value: 1400)',
   },
   {
     name: 'unknown top-level section',

@@ -62,6 +62,7 @@ export function portCommand(): Command {
     .option('--ifname <name>', 'interface name inside the pod', 'eth0')
     .option('--vn <name>', 'virtual network')
     .option('--ip <address>', 'pod IPv4 address')
+    .option('--ip6 <address>', 'pod IPv6 address (its VN needs an IPv6 subnet and gateway in the state file)')
     .option('--mac <mac>', 'pod MAC (default derived from the IP)')
     .option('--mtu <bytes>', 'interface MTU (default: underlay MTU - 32)', (value: string) => Number(value))
     .option('--subnet <prefix>', "the VN's subnet, when the state file does not define the VN")

@@ -23,11 +23,21 @@ import type { NexthopJson, RouteTableJson, VifJson, VnTrafficJson } from '../dae
 import * as http from 'node:http';
 import { Command, Option } from 'commander';
 import { PcapWriter } from '../dataplane/io/pcap';
+import { inPrefix6, ip6FromString } from '../dataplane/protocols/ipv6';
 import { parseHostPort } from './host-port';
 
 const DEFAULT_INTROSPECT = '127.0.0.1:8085';
 const VROUTER_MAC = '00 00 5e 00 01 00';
-const PROTOCOL_NUMBERS: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, gre: 47 };
+const PROTOCOL_NUMBERS: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, gre: 47, icmp6: 58 };
+function isIpv6(text: string): boolean {
+  try {
+    ip6FromString(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const FLOW_PAGE = 1000;
 
@@ -152,7 +162,7 @@ export function formatVif(vif: VifAnswer): string {
   const indent = ' '.repeat(12);
   const lines = [
     `${pad(`vif0/${vif.id}`, 12)}OS: ${vif.name}${pod}`,
-    `${indent}Type:${VIF_TYPES[vif.kind] ?? vif.kind} HWaddr:${vif.mac} IPaddr:${vif.ip ?? '0.0.0.0'}`,
+    `${indent}Type:${VIF_TYPES[vif.kind] ?? vif.kind} HWaddr:${vif.mac} IPaddr:${vif.ip ?? '0.0.0.0'}${vif.ip6 ? ` IP6addr:${vif.ip6}` : ''}`,
     `${indent}Vrf:${vif.vrf < 0 ? '-' : `${vif.vrf}${vif.vrfName ? ` (${vif.vrfName})` : ''}`} Mtu:${vif.mtu}${vif.floatingIps.length ? ` FloatingIPs:${vif.floatingIps.map((fip) => fip.ip).join(',')}` : ''}`,
     `${indent}RX packets:${vif.rxPackets}  bytes:${vif.rxBytes} errors:0`,
     `${indent}TX packets:${vif.txPackets}  bytes:${vif.txBytes} errors:0`,
@@ -203,6 +213,12 @@ function ipNumber(text: string): number {
 function inSubnet(prefix: string, subnets: string[]): boolean {
   const [address, lengthText] = prefix.split('/');
   const length = Number(lengthText);
+  if (address.includes(':')) {
+    return subnets.some((subnet) => {
+      const [base, baseLength] = subnet.split('/');
+      return length >= Number(baseLength) && inPrefix6(ip6FromString(address), 0, ip6FromString(base), Number(baseLength));
+    });
+  }
   return subnets.some((subnet) => {
     const [base, baseLengthText] = subnet.split('/');
     const baseLength = Number(baseLengthText);
@@ -215,13 +231,14 @@ function inSubnet(prefix: string, subnets: string[]): boolean {
 export function formatRoutes(answer: RouteAnswer, subnets: string[]): string {
   const lines = [
     'Flags: L=Label Valid, P=Proxy ARP, T=Trap ARP, F=Flood ARP',
-    `vRouter inet4 routing table 0/${answer.vrf}/unicast (${answer.vrfName})`,
+    `vRouter ${answer.family === 'inet6' ? 'inet6' : 'inet4'} routing table 0/${answer.vrf}/unicast (${answer.vrfName})`,
     'Destination           Flags        Label         Nexthop    Stitched MAC(Index)',
   ];
   for (const route of answer.routes) {
     const flags = `${route.label !== null ? 'L' : ''}${inSubnet(route.prefix, subnets) ? 'P' : ''}`;
     const label = route.label ?? '-';
     const stitched = route.mac !== null ? `${route.mac.split(':').map((octet) => parseInt(octet, 16).toString(16)).join(':')}(${route.vif})` : '-';
+    // IPv6 prefixes can be longer than the column: they push the rest along, as the reference's rt does.
     lines.push(`${pad(route.prefix, 22)}${padLeft(flags, 5)}${padLeft(label, 15)}${padLeft(route.nexthop, 16)}        ${stitched}`);
   }
   return lines.join('\n');
@@ -232,16 +249,18 @@ function rtCommand(): Command {
     .description('dump the routes of a VRF (name or id), optionally those inside or covering a prefix')
     .requiredOption('--dump <vrf>', 'the VRF (VN name or VRF id)')
     .option('--prefix <a.b.c.d/len>', 'only routes inside, or covering, this prefix')
+    .addOption(new Option('--family <family>', 'inet (IPv4) or inet6').choices(['inet', 'inet6']).default('inet'))
     .addOption(jsonOption())
     .addOption(introspectOption())
-    .action(async (options: { dump: string; prefix?: string; json?: boolean; introspect: string }) => {
-      const query = new URLSearchParams({ vrf: options.dump, ...(options.prefix ? { prefix: options.prefix } : {}) });
+    .action(async (options: { dump: string; prefix?: string; family: string; json?: boolean; introspect: string }) => {
+      const query = new URLSearchParams({ vrf: options.dump, family: options.family, ...(options.prefix ? { prefix: options.prefix } : {}) });
       const [answer, vrfs] = await Promise.all([
         introspectRequest<RouteAnswer>(options.introspect, 'GET', `/api/routes?${query}`),
-        introspectRequest<Array<{ id: number; subnets: string[] }>>(options.introspect, 'GET', '/api/vrfs'),
+        introspectRequest<Array<{ id: number; subnets: string[]; subnets6: string[] }>>(options.introspect, 'GET', '/api/vrfs'),
       ]);
       if (options.json) return printJson(answer);
-      process.stdout.write(`${formatRoutes(answer, vrfs.find((vrf) => vrf.id === answer.vrf)?.subnets ?? [])}\n`);
+      const vrf = vrfs.find((candidate) => candidate.id === answer.vrf);
+      process.stdout.write(`${formatRoutes(answer, (options.family === 'inet6' ? vrf?.subnets6 : vrf?.subnets) ?? [])}\n`);
     });
 }
 
@@ -351,12 +370,17 @@ function flowAction(flow: FlowAnswer): string {
   }
 }
 
+/** address:port, the IPv6 address in brackets (RFC 5952 6). */
+function endpoint(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 export function formatFlow(flow: FlowAnswer): string {
   const protocol = PROTOCOL_NUMBERS[flow.protocol] ?? flow.protocol;
   const index = `${padLeft(flow.index, 9)}<=>${pad(flow.reverseIndex, 9)}`;
   return [
-    `${index}${pad(`${flow.src}:${flow.srcPort}`, 52)}${padLeft(protocol, 3)} (${flow.vrf})`,
-    `${' '.repeat(21)}${flow.dst}:${flow.dstPort}`,
+    `${index}${pad(endpoint(flow.src, flow.srcPort), 52)}${padLeft(protocol, 3)} (${flow.vrf})`,
+    `${' '.repeat(21)}${endpoint(flow.dst, flow.dstPort)}`,
     `(K(nh):${flow.nexthop >= 0 ? flow.nexthop : "-"}, Action:${flowAction(flow)}, Flags:${flow.replied ? '' : 'N'}, E:${flow.ecmpSlot >= 0 ? flow.ecmpSlot : '-'}, Stats:${flow.packets}/${flow.bytes})`,
   ].join('\n');
 }
@@ -370,8 +394,10 @@ export function parseFlowMatch(text: string): Record<string, string> {
     else if ((words[0] === 'proto' || words[0] === 'protocol') && words.length === 2) query.protocol = words[1];
     else if (words[0] === 'port' && words.length === 2 && /^\d+$/.test(words[1])) query.port = words[1];
     else if (words.length === 1) {
-      const [ip, port] = words[0].split(':');
-      if (!IPV4.test(ip) || (port !== undefined && !/^\d+$/.test(port))) throw new Error(`--match ${text}: ${clause}: expected <ip>[:<port>], vrf <vrf>, proto <tcp|udp|icmp> or port <n>, joined with &`);
+      // [v6]:port, a bare IPv6 address, or a.b.c.d[:port].
+      const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(words[0]);
+      const [ip, port] = bracketed ? [bracketed[1], bracketed[2]] : words[0].includes('::') || words[0].split(':').length > 2 ? [words[0], undefined] : words[0].split(':');
+      if (!(IPV4.test(ip) || isIpv6(ip)) || (port !== undefined && !/^\d+$/.test(port))) throw new Error(`--match ${text}: ${clause}: expected <ip>[:<port>], vrf <vrf>, proto <tcp|udp|icmp> or port <n>, joined with &`);
       query.ip = ip;
       if (port !== undefined) query.port = port;
     } else throw new Error(`--match ${text}: ${clause}: expected <ip>[:<port>], vrf <vrf>, proto <tcp|udp|icmp> or port <n>, joined with &`);
@@ -462,6 +488,7 @@ export const DROP_LABELS: Array<Array<[string, string]>> = [
     ['bad-ip-header', 'Invalid Packets'],
     ['bad-checksum', 'Checksum errors'],
     ['arp-not-proxied', 'ARP notme'],
+    ['nd-not-proxied', 'ND notme'],
   ],
   [
     ['fragment-needed', 'Fragment Needed (DF)'],
@@ -705,9 +732,13 @@ function vifdumpCommand(): Command {
 
 /** "tcp 10.1.1.3:40000 > 10.1.1.5:80", "icmp 10.1.1.3 > 10.1.1.5" -> the synthetic packet's fields. */
 export function parseTraceSpec(text: string): { protocol: 'tcp' | 'udp' | 'icmp'; src: string; dst: string; srcPort?: number; dstPort?: number } {
-  const match = /^\s*(tcp|udp|icmp)\s+([\d.]+)(?::(\d+))?\s*>\s*([\d.]+)(?::(\d+))?\s*$/i.exec(text);
-  if (!match || !IPV4.test(match[2]) || !IPV4.test(match[4])) {
-    throw new Error(`${JSON.stringify(text)}: expected '<tcp|udp|icmp> <src>[:<sport>] > <dst>[:<dport>]', e.g. 'tcp 10.1.1.3:40000 > 10.1.1.5:80'`);
+  // a.b.c.d[:port], or an IPv6 address in brackets with an optional port: [fd00::3]:40000.
+  const endpoint = '(?:([\\d.]+)|\\[([0-9a-fA-F:.]+)\\])(?::(\\d+))?';
+  const parsed = new RegExp(`^\\s*(tcp|udp|icmp)\\s+${endpoint}\\s*>\\s*${endpoint}\\s*$`, 'i').exec(text);
+  const match = parsed && [parsed[0], parsed[1], parsed[2] ?? parsed[3], parsed[4], parsed[5] ?? parsed[6], parsed[7]];
+  const valid = (address: string, bracketed: boolean) => (bracketed ? isIpv6(address) : IPV4.test(address));
+  if (!match || !parsed || !valid(match[2], parsed[3] !== undefined) || !valid(match[4], parsed[6] !== undefined) || (parsed[3] === undefined) !== (parsed[6] === undefined)) {
+    throw new Error(`${JSON.stringify(text)}: expected '<tcp|udp|icmp> <src>[:<sport>] > <dst>[:<dport>]', e.g. 'tcp 10.1.1.3:40000 > 10.1.1.5:80' or 'tcp [fd00::3]:40000 > [fd00::5]:80'`);
   }
   const port = (value: string | undefined) => {
     if (value === undefined) return undefined;
@@ -727,7 +758,7 @@ export function parseTraceSpec(text: string): { protocol: 'tcp' | 'udp' | 'icmp'
 function traceCommand(): Command {
   return new Command('trace')
     .description("run a synthetic packet through the live pipeline's steps (not sent, no state changed) and print each step's decision")
-    .argument('<packet>', "'<tcp|udp|icmp> <src>[:<sport>] > <dst>[:<dport>]' (for icmp the source port is the echo id)")
+    .argument('<packet>', "'<tcp|udp|icmp> <src>[:<sport>] > <dst>[:<dport>]' (IPv6 in brackets; for icmp the source port is the echo id)")
     .requiredOption('--vif <vif>', 'the vif the packet comes in on (number or name)')
     .option('--ttl <n>', 'IP TTL (default 64)', (value: string) => Number(value))
     .option('--node <address>', 'for the fabric vif: the sending node underlay address')

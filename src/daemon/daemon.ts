@@ -56,7 +56,7 @@ interface PortRecord extends PortResult {
 const PROTOCOLS = { tcp: 6, udp: 17 } as const;
 
 function floatingIps(request: PortAddRequest): FloatingIp[] {
-  return (request.floatingIps ?? []).map((fip) => ({
+  return (request.floatingIps ?? []).filter((fip) => !fip.ip.includes(':')).map((fip) => ({
     ip: ipFromString(fip.ip),
     portMap: (fip.portMap ?? []).map((entry) => ({ protocol: PROTOCOLS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port })),
   }));
@@ -294,6 +294,11 @@ export class Daemon {
           mtu,
           label: request.label,
           floatingIps: floatingIps(request),
+          ip6: request.ip6,
+          floatingIps6: (request.floatingIps ?? []).filter((fip) => fip.ip.includes(':')).map((fip) => ({
+            ip: fip.ip,
+            portMap: (fip.portMap ?? []).map((entry) => ({ protocol: PROTOCOLS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port })),
+          })),
           attach: attachment && { rx: attachment.rx.buffer, tx: attachment.tx.buffer },
         },
       });

@@ -45,6 +45,7 @@ import type { WorkerRequest } from './worker';
 import type { IntrospectQuery } from '../dataplane/introspect';
 import { CAPTURE_HEADER_BYTES, CAPTURE_TX, decodeDropEvent } from '../dataplane/observers';
 import { ipToString } from '../dataplane/protocols/ipv4';
+import { ip6FromString } from '../dataplane/protocols/ipv6';
 import type { SyntheticPacket } from '../dataplane/synthetic-packet';
 import type { Logger } from './log';
 
@@ -104,6 +105,7 @@ export interface VifJson {
   kind: string;
   mac: string;
   ip: string | null;
+  ip6: string | null;
   vrf: number;
   vrfName: string | null;
   mtu: number;
@@ -134,6 +136,9 @@ interface VrfJson {
   subnets: string[];
   gateway: string | null;
   routes: number;
+  subnets6: string[];
+  gateway6: string | null;
+  routes6: number;
 }
 
 /** One route of GET /api/routes (what `vrouter rt --dump <vrf> --json` prints). */
@@ -154,6 +159,8 @@ export interface RouteJson {
 export interface RouteTableJson {
   vrf: number;
   vrfName: string;
+  /** inet (IPv4) or inet6. */
+  family: 'inet' | 'inet6';
   /** The prefix asked for, when one was. */
   prefix?: string;
   routes: RouteJson[];
@@ -196,9 +203,21 @@ const DRAIN_INTERVAL_MS = 50;
 /** A stream client further behind than this loses records, not the server its memory. */
 const CLIENT_BACKLOG_BYTES = 8 * 1024 * 1024;
 const MAX_FLOW_PAGE = 1000;
-const PROTOCOL_NUMBERS: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, gre: 47 };
+const PROTOCOL_NUMBERS: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, gre: 47, icmp6: 58 };
 const PROTOCOL_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 47: 'gre' };
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** An IPv6 address, with a /0-/128 length when `withLength` allows one. */
+function validPrefix6(text: string, withLength = true): boolean {
+  const [address, length, extra] = text.split('/');
+  if (extra !== undefined || (length !== undefined && (!withLength || !/^\d{1,3}$/.test(length) || Number(length) > 128))) return false;
+  try {
+    ip6FromString(address);
+    return true;
+  } catch {
+    return false;
+  }
+}
 const STATIC_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -639,11 +658,14 @@ export class IntrospectServer {
     return vrf;
   }
 
-  async routes(vrfText: string, prefix?: string): Promise<RouteTableJson> {
+  async routes(vrfText: string, prefix?: string, familyText?: string): Promise<RouteTableJson> {
     const vrf = await this.resolveVrf(vrfText);
-    if (prefix !== undefined && !/^[0-9.]+(\/\d{1,2})?$/.test(prefix)) throw new HttpError(400, `prefix ${prefix}: expected a.b.c.d[/len]`);
+    if (familyText !== undefined && familyText !== 'inet' && familyText !== 'inet6') throw new HttpError(400, `family ${familyText}: expected inet or inet6`);
+    const family = familyText ?? 'inet';
+    if (family === 'inet' && prefix !== undefined && !/^[0-9.]+(\/\d{1,2})?$/.test(prefix)) throw new HttpError(400, `prefix ${prefix}: expected a.b.c.d[/len]`);
+    if (family === 'inet6' && prefix !== undefined && !validPrefix6(prefix)) throw new HttpError(400, `prefix ${prefix}: expected an IPv6 address[/len]`);
     const [routes, nexthops] = await Promise.all([
-      this.query<Array<{ prefix: string; nexthop: number }>>({ what: 'routes', vrf: vrf.name, ...(prefix === undefined ? {} : { prefix }) }),
+      this.query<Array<{ prefix: string; nexthop: number }>>({ what: 'routes', vrf: vrf.name, family, ...(prefix === undefined ? {} : { prefix }) }),
       this.query<NexthopJson[]>({ what: 'nexthops' }),
     ]);
     const byId = new Map(nexthops.map((nexthop) => [nexthop.id, nexthop]));
@@ -651,7 +673,8 @@ export class IntrospectServer {
     return {
       vrf: vrf.id,
       vrfName: vrf.name,
-      ...(prefix === undefined ? {} : { prefix: prefixLength === undefined ? `${prefixIp}/32` : prefix }),
+      family,
+      ...(prefix === undefined ? {} : { prefix: prefixLength === undefined ? `${prefixIp}/${family === 'inet6' ? 128 : 32}` : prefix }),
       routes: routes.map((route) => {
         const nexthop = byId.get(route.nexthop);
         return {
@@ -681,7 +704,7 @@ export class IntrospectServer {
     if (vrfText) query.vrf = (await this.resolveVrf(vrfText)).id;
     const ip = params.get('ip');
     if (ip) {
-      if (!IPV4.test(ip)) throw new HttpError(400, `ip ${ip}: expected an IPv4 address`);
+      if (!IPV4.test(ip) && !validPrefix6(ip, false)) throw new HttpError(400, `ip ${ip}: expected an ${ip.includes(':') ? 'IPv6' : 'IPv4'} address`);
       query.ip = ip;
     }
     const number = (name: string, max: number): number | undefined => {
@@ -728,7 +751,10 @@ export class IntrospectServer {
     const problems: string[] = [];
     if (typeof spec.vif !== 'string' && typeof spec.vif !== 'number') problems.push('field /vif is required (a vif name or number)');
     if (!['tcp', 'udp', 'icmp'].includes(String(spec.protocol))) problems.push(`field /protocol ${JSON.stringify(spec.protocol)}: tcp, udp or icmp`);
-    for (const field of ['src', 'dst']) if (typeof spec[field] !== 'string' || !IPV4.test(spec[field] as string)) problems.push(`field /${field} ${JSON.stringify(spec[field])}: an IPv4 address`);
+    for (const field of ['src', 'dst']) {
+      const address = spec[field];
+      if (typeof address !== 'string' || !(IPV4.test(address) || validPrefix6(address, false))) problems.push(`field /${field} ${JSON.stringify(address)}: an IPv4 or IPv6 address`);
+    }
     for (const field of ['srcPort', 'dstPort']) {
       const value = spec[field];
       if (value !== undefined && (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 65535)) problems.push(`field /${field} ${JSON.stringify(value)}: 0..65535`);
@@ -782,6 +808,7 @@ export class IntrospectServer {
     text.family('vrouter_vn_flows', 'gauge', 'Active flow pairs in the VN.', vnTraffic.map((vn) => ({ labels: vnLabels(vn), value: vn.flows })));
     text.family('vrouter_vn_dropped_packets_total', 'counter', 'Packets dropped while in the VN.', vnTraffic.map((vn) => ({ labels: vnLabels(vn), value: vn.drops })));
     text.family('vrouter_vrf_routes', 'gauge', 'Routes in the VRF.', vrfs.map((vrf) => ({ labels: { vrf: vrf.id, vn: vrf.name }, value: vrf.routes })));
+    text.family('vrouter_vrf_ipv6_routes', 'gauge', 'IPv6 routes in the VRF.', vrfs.map((vrf) => ({ labels: { vrf: vrf.id, vn: vrf.name }, value: vrf.routes6 })));
     text.family(
       'vrouter_dropped_packets_total',
       'counter',
@@ -972,7 +999,7 @@ export class IntrospectServer {
       case 'routes': {
         const vrf = item ?? url.searchParams.get('vrf');
         if (!vrf) throw new HttpError(400, 'query parameter vrf is required (a VRF name or id)');
-        return json(200, await this.routes(vrf, url.searchParams.get('prefix') || undefined));
+        return json(200, await this.routes(vrf, url.searchParams.get('prefix') || undefined, url.searchParams.get('family') || undefined));
       }
       case 'nexthops': {
         const nexthops = await this.query<NexthopJson[]>({ what: 'nexthops' });

@@ -23,6 +23,7 @@ import { parseMac } from '../dataplane/protocols/ethernet';
 import { MPLS_OVER_UDP_LEGACY_PORT, MPLS_OVER_UDP_PORT } from '../dataplane/protocols/udp';
 import { RouteNexthop, RouteProgrammer } from '../dataplane/route-programmer';
 import { FloatingIp, VIF_VIRTUAL } from '../dataplane/vif';
+import { ip6FromString } from '../dataplane/protocols/ipv6';
 import { ETHERNET_INPUT, IPV4_INPUT, MPLS_INPUT } from '../dataplane/steps/next';
 import { IntrospectQuery, introspect } from '../dataplane/introspect';
 import { SyntheticPacket, writeSyntheticPacket } from '../dataplane/synthetic-packet';
@@ -69,6 +70,9 @@ export interface PortRequest {
   mtu: number;
   label?: number;
   floatingIps?: FloatingIp[];
+  /** The pod's IPv6 address and IPv6 ClusterIPs (text; the VN's IPv6 subnet and gateway come from the state file). */
+  ip6?: string;
+  floatingIps6?: Array<{ ip: string; portMap: FloatingIp['portMap'] }>;
 }
 
 export type WorkerRequest =
@@ -413,7 +417,10 @@ class DataplaneWorker {
     if (port.label === undefined) while (this.dp.labels.lookup(label) >= 0) label++;
     else if (this.dp.labels.lookup(label) >= 0) throw new Error(`label ${label} is in use`);
     const mac = parseMac(port.mac);
-    this.dp.addVif({ id: vif, kind: 'virtual', name: port.tapName, mac, ip, vrf: vrfId, mtu: port.mtu, floatingIps: port.floatingIps ?? [] });
+    const ip6 = port.ip6 === undefined ? null : ip6FromString(port.ip6);
+    if (ip6 !== null && vrf.routes6.get(ip6, 128) >= 0) throw new Error(`${port.ip6} already has a route in ${port.vrf}`);
+    const floatingIps6 = (port.floatingIps6 ?? []).map((fip) => ({ ip: ip6FromString(fip.ip), portMap: fip.portMap }));
+    this.dp.addVif({ id: vif, kind: 'virtual', name: port.tapName, mac, ip, vrf: vrfId, mtu: port.mtu, floatingIps: port.floatingIps ?? [], ip6, floatingIps6 });
     try {
       let tapName = port.tapName;
       if (port.attach) {
@@ -425,6 +432,11 @@ class DataplaneWorker {
       this.dp.setNexthop(nexthop, { kind: 'encap', vif, mac });
       this.dp.setLabel(label, nexthop);
       this.dp.addRoute(vrfId, ip, 32, nexthop);
+      if (ip6 !== null) {
+        this.dp.addRoute6(vrfId, ip6, 128, nexthop);
+        // The port is up: tell the pod its IPv6 default router now rather than when it solicits one.
+        this.pipeline.advertiseRouter(vif);
+      }
       return { vif, label, tapName };
     } catch (error) {
       this.deletePort(vif);
@@ -442,6 +454,7 @@ class DataplaneWorker {
       if (this.dp.nexthops.vif[id] !== vifId) continue;
       for (const { label, nexthop } of this.dp.labels.entries()) if (nexthop === id) this.dp.deleteLabel(label);
       if (vrf && vrf.routes.get(vif.ip, 32) === id) this.dp.deleteRoute(vrf.id, vif.ip, 32);
+      if (vrf && vif.ip6 !== null && vrf.routes6.get(vif.ip6, 128) === id) this.dp.deleteRoute6(vrf.id, vif.ip6, 128);
       if (this.dp.nexthops.refCount[id] === 0) this.dp.deleteNexthop(id);
     }
     this.dp.removeVif(vifId);

@@ -9,7 +9,7 @@ import { DEFAULT_FLOW_CAPACITY, DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_VIF_FLOW_L
 import { PolicyTable } from './policy';
 import { MplsLabelTable } from './mpls-labels';
 import { NexthopSpec, NexthopTable, TunnelEncap } from './nexthop';
-import { Subnet, VrfTable } from './vrf';
+import { Subnet, Subnet6, VrfTable } from './vrf';
 import { VifConfig, VifTable } from './vif';
 
 export interface NodeConfig {
@@ -28,6 +28,8 @@ export interface DataplaneOptions {
   flowIdleTimeout?: number;
   /** Flow pairs a vif may hold unless its own maxFlows says otherwise (0: no limit); default 65536. */
   vifFlowLimit?: number;
+  /** Flow entries that may be IPv6 (two per pair); default a quarter of flowCapacity. */
+  flowIpv6Capacity?: number;
 }
 
 export class Dataplane {
@@ -47,7 +49,8 @@ export class Dataplane {
   constructor(node: NodeConfig, options: DataplaneOptions = {}) {
     this.node = { ...node, underlayIp: node.underlayIp >>> 0 };
     this.labels = new MplsLabelTable(options.labelTableSize);
-    this.flows = new FlowTable(options.flowCapacity ?? DEFAULT_FLOW_CAPACITY, options.flowIdleTimeout ?? DEFAULT_IDLE_TIMEOUT_SECONDS);
+    const capacity = options.flowCapacity ?? DEFAULT_FLOW_CAPACITY;
+    this.flows = new FlowTable(capacity, options.flowIdleTimeout ?? DEFAULT_IDLE_TIMEOUT_SECONDS, options.flowIpv6Capacity ?? 2 * Math.ceil(capacity / 8));
     this.vifFlowLimit = options.vifFlowLimit ?? DEFAULT_VIF_FLOW_LIMIT;
   }
 
@@ -62,6 +65,14 @@ export class Dataplane {
 
   addVrf(id: number, name: string, subnets: Subnet[] = [], gateway = 0): void {
     this.vrfs.add(id, name, subnets, gateway);
+  }
+
+  /** The VRF's IPv6 subnets (for the neighbour discovery proxy) and gateway (the source of ICMPv6 errors). */
+  setVrfIpv6(id: number, subnets6: Subnet6[], gateway6: Uint8Array | null): void {
+    const vrf = this.vrfs.get(id);
+    if (!vrf) throw new Error(`vrf ${id} does not exist`);
+    vrf.subnets6 = subnets6;
+    vrf.gateway6 = gateway6;
   }
 
   setNexthop(id: number, spec: NexthopSpec): void {
@@ -98,6 +109,25 @@ export class Dataplane {
     return true;
   }
 
+  /** Adds or replaces an IPv6 route (prefix: 16 bytes); the nexthop must exist. */
+  addRoute6(vrf: number, prefix: Uint8Array, length: number, nexthop: number): void {
+    const table = this.vrfRecord(vrf).routes6;
+    if (!this.nexthops.exists(nexthop)) throw new Error(`route in vrf ${vrf}: nexthop ${nexthop} does not exist`);
+    const previous = table.get(prefix, length);
+    if (previous >= 0) this.nexthops.refCount[previous]--;
+    table.insert(prefix, length, nexthop);
+    this.nexthops.refCount[nexthop]++;
+  }
+
+  deleteRoute6(vrf: number, prefix: Uint8Array, length: number): boolean {
+    const table = this.vrfRecord(vrf).routes6;
+    const previous = table.get(prefix, length);
+    if (previous < 0) return false;
+    table.remove(prefix, length);
+    this.nexthops.refCount[previous]--;
+    return true;
+  }
+
   setLabel(label: number, nexthop: number): void {
     if (!this.nexthops.exists(nexthop)) throw new Error(`label ${label}: nexthop ${nexthop} does not exist`);
     const previous = this.labels.lookup(label);
@@ -114,8 +144,12 @@ export class Dataplane {
   }
 
   private vrfTable(vrf: number) {
+    return this.vrfRecord(vrf).routes;
+  }
+
+  private vrfRecord(vrf: number) {
     const found = this.vrfs.get(vrf);
     if (!found) throw new Error(`vrf ${vrf} does not exist`);
-    return found.routes;
+    return found;
   }
 }

@@ -5,7 +5,7 @@
 export const DROP_REASONS = [
   'truncated', // frame shorter than the headers it claims
   'unknown-ethertype',
-  'ipv6-unsupported', // IPv6 is recognised and dropped for now
+  'ipv6-unsupported', // IPv6 with extension headers (fragments, hop-by-hop), which the vrouter does not forward
   'bad-ip-header', // version not 4, IHL < 5, total length inconsistent
   'bad-checksum', // IPv4 header checksum wrong
   'invalid-vif', // arrived on or sent to an interface that does not exist
@@ -16,7 +16,7 @@ export const DROP_REASONS = [
   'invalid-nexthop', // nexthop missing or of a kind that cannot forward here
   'ecmp-no-member', // composite nexthop with every slot empty
   'not-for-vrouter', // fabric packet that is not a tunnel to this node
-  'invalid-protocol', // tunnel with an inner payload other than IPv4
+  'invalid-protocol', // tunnel with an inner payload other than IPv4 or IPv6
   'invalid-label', // label reserved, out of range or not in the label table
   'invalid-mpls-stack', // label without the bottom-of-stack bit
   'mpls-ttl-expired',
@@ -35,6 +35,7 @@ export const DROP_REASONS = [
   'fragment-hold-full', // no room to hold a fragment that came before its head
   'fragment-vif-limit', // the fragment's vif already has its share of the fragment table's records
   'fragment-hold-vif-limit', // the fragment's vif already has its share of the held fragments
+  'nd-not-proxied', // neighbour discovery the proxy does not answer (DAD probe, not in the VN, not from the link)
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];

@@ -5,8 +5,9 @@
 import type { Dataplane } from './dataplane';
 import type { FlowEntryView } from './flow-table';
 import { ipToString } from './protocols/ipv4';
+import { ip6ToString } from './protocols/ipv6';
 
-const PROTOCOL_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 47: 'gre' };
+const PROTOCOL_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 47: 'gre', 58: 'icmp6' };
 
 export interface FlowJson {
   index: number;
@@ -31,8 +32,8 @@ export function flowToJson(view: FlowEntryView): FlowJson {
     reverseIndex: view.reverseIndex,
     vrf: view.vrf,
     protocol: PROTOCOL_NAMES[view.protocol] ?? String(view.protocol),
-    src: ipToString(view.src),
-    dst: ipToString(view.dst),
+    src: view.src6 ? ip6ToString(view.src6) : ipToString(view.src),
+    dst: view.dst6 ? ip6ToString(view.dst6) : ipToString(view.dst),
     srcPort: view.srcPort,
     dstPort: view.dstPort,
     action: view.action,

@@ -25,8 +25,15 @@
  * partner's key. A DNAT forward entry rewrites the destination to the
  * reverse entry's source; its SNAT reverse rewrites the source to the
  * forward entry's destination.
+ *
+ * IPv6 pairs use the same entries (so the same index, aging, TCP tracking
+ * and eviction) with their 128-bit addresses in a side array of their own
+ * capacity: an IPv6 entry's keyVrf carries FLOW_FAMILY_IPV6 (so it never
+ * matches an IPv4 lookup) and its keySrc the slot of its two addresses in
+ * keyAddress6. IPv4 pairs pay nothing for this (bytesPerPair), an IPv6 pair
+ * its 64 bytes of addresses on top (bytesPerIpv6Pair).
  */
-import { flowHash } from './flow-hash';
+import { flowHash, flowHash6 } from './flow-hash';
 
 export const FLOW_FORWARD = 1;
 export const FLOW_DROP = 2;
@@ -66,11 +73,25 @@ export const CLOSING_TIMEOUT_SECONDS = 10;
 
 const EMPTY = -1;
 
+/** In keyVrf: the entry is IPv6 (VRF ids stay below 4096). */
+export const FLOW_FAMILY_IPV6 = 0x10000;
+/** Bytes of addresses per IPv6 entry in keyAddress6: source, then destination. */
+export const ADDRESS6_STRIDE = 32;
+
 export interface FlowKey {
   vrf: number;
   protocol: number;
   src: number;
   dst: number;
+  srcPort: number;
+  dstPort: number;
+}
+
+/** An IPv6 flow key: `addresses` holds the source (bytes 0-15) and destination (16-31). */
+export interface FlowKey6 {
+  vrf: number;
+  protocol: number;
+  addresses: Uint8Array;
   srcPort: number;
   dstPort: number;
 }
@@ -86,6 +107,9 @@ export interface FlowEntryView extends FlowKey {
   bytes: number;
   replied: boolean;
   lastUsed: number;
+  /** IPv6 entries: the addresses (src and dst are 0 then). */
+  src6: Uint8Array | null;
+  dst6: Uint8Array | null;
 }
 
 export class FlowTable {
@@ -123,22 +147,30 @@ export class FlowTable {
   readonly vifPairs = new Int32Array(VIF_IDS);
   private readonly pairGeneration: Uint32Array;
 
+  // IPv6 pairs: addresses of entry slot k at keyAddress6[32k .. 32k+31], two slots per pair.
+  readonly ipv6Pairs: number;
+  readonly keyAddress6: Uint8Array;
+  private readonly freeIpv6Pairs: Int32Array;
+  private freeIpv6Count: number;
+
   private readonly buckets: Int32Array;
   private readonly bucketMask: number;
   private readonly freePairs: Int32Array;
   private freeCount: number;
   /** Pairs in creation order with their generation, for evicting unreplied ones. */
-  private readonly unrepliedPair: Int32Array;
-  private readonly unrepliedGeneration: Uint32Array;
-  private unrepliedHead = 0;
-  private unrepliedCount = 0;
+  private readonly unreplied: UnrepliedRing;
+  /** The IPv6 pairs among them, for when the IPv6 addresses' side array is full. */
+  private readonly unreplied6: UnrepliedRing;
   private agingHand = 0;
 
   activePairs = 0;
   evictions = 0;
 
-  constructor(capacity = DEFAULT_FLOW_CAPACITY, idleTimeout = DEFAULT_IDLE_TIMEOUT_SECONDS) {
+  /** `ipv6Capacity`: entries (two per pair) that may be IPv6, default a quarter of the table. */
+  constructor(capacity = DEFAULT_FLOW_CAPACITY, idleTimeout = DEFAULT_IDLE_TIMEOUT_SECONDS, ipv6Capacity = 2 * Math.ceil(capacity / 8)) {
     if (!Number.isInteger(capacity) || capacity < 2 || capacity % 2 !== 0) throw new Error(`flow capacity ${capacity} must be an even integer >= 2`);
+    if (!Number.isInteger(ipv6Capacity) || ipv6Capacity < 0 || ipv6Capacity % 2 !== 0 || ipv6Capacity > capacity)
+      throw new Error(`IPv6 flow capacity ${ipv6Capacity} must be an even integer in [0, ${capacity}]`);
     this.capacity = capacity;
     this.idleTimeout = idleTimeout;
     const pairs = capacity / 2;
@@ -167,8 +199,18 @@ export class FlowTable {
     this.freePairs = new Int32Array(pairs);
     for (let i = 0; i < pairs; i++) this.freePairs[i] = pairs - 1 - i;
     this.freeCount = pairs;
-    this.unrepliedPair = new Int32Array(pairs);
-    this.unrepliedGeneration = new Uint32Array(pairs);
+    this.unreplied = new UnrepliedRing(pairs);
+    this.unreplied6 = new UnrepliedRing(ipv6Capacity / 2);
+    this.ipv6Pairs = ipv6Capacity / 2;
+    this.keyAddress6 = new Uint8Array(ipv6Capacity * ADDRESS6_STRIDE);
+    this.freeIpv6Pairs = new Int32Array(this.ipv6Pairs);
+    for (let i = 0; i < this.ipv6Pairs; i++) this.freeIpv6Pairs[i] = this.ipv6Pairs - 1 - i;
+    this.freeIpv6Count = this.ipv6Pairs;
+  }
+
+  /** Bytes per IPv6 pair: an IPv4 pair's plus its addresses, its free-list slot and its unreplied ring record. */
+  get bytesPerIpv6Pair(): number {
+    return this.bytesPerPair + 2 * ADDRESS6_STRIDE + 4 + 8;
   }
 
   /** Bytes of typed-array memory per flow pair, index included. */
@@ -200,6 +242,26 @@ export class FlowTable {
   }
 
   /**
+   * The IPv6 entry with this key (addresses at data[src] and data[dst]),
+   * or -1. `hash` must be flowHash6 of the key.
+   */
+  lookup6(vrf: number, protocol: number, data: Uint8Array, src: number, dst: number, ports: number, hash: number): number {
+    const buckets = this.buckets;
+    const mask = this.bucketMask;
+    const familyVrf = vrf | FLOW_FAMILY_IPV6;
+    const addresses = this.keyAddress6;
+    for (let bucket = hash & mask; ; bucket = (bucket + 1) & mask) {
+      const entry = buckets[bucket];
+      if (entry === EMPTY) return -1;
+      if (this.keyHash[entry] !== hash || this.keyPorts[entry] !== ports || this.keyProtocol[entry] !== protocol || this.keyVrf[entry] !== familyVrf) continue;
+      const at = this.keySrc[entry] * ADDRESS6_STRIDE;
+      let same = true;
+      for (let i = 0; i < 16 && same; i++) same = addresses[at + i] === data[src + i] && addresses[at + 16 + i] === data[dst + i];
+      if (same) return entry;
+    }
+  }
+
+  /**
    * Creates a pair: the forward entry with the given key and the reverse
    * entry with `reverse`'s key, counted against `vif` (-1: none). Returns
    * the forward entry, or -1 when the table is full of established flows
@@ -207,11 +269,43 @@ export class FlowTable {
    * neither key exists, and the vif's limit.
    */
   create(forward: FlowKey, reverse: FlowKey, now: number, vif = -1): number {
-    if (this.freeCount === 0 && !this.evictUnreplied()) return -1;
-    const pair = this.freePairs[--this.freeCount];
-    const entry = pair * 2;
+    const entry = this.allocatePair(now, vif);
+    if (entry < 0) return -1;
     this.setKey(entry, forward);
     this.setKey(entry + 1, reverse);
+    this.insertIntoIndex(entry);
+    this.insertIntoIndex(entry + 1);
+    return entry;
+  }
+
+  /** create() for an IPv6 pair; -1 also when the IPv6 addresses' side array is full. */
+  create6(forward: FlowKey6, reverse: FlowKey6, now: number, vif = -1): number {
+    if (this.freeIpv6Count === 0 && !this.evictUnreplied(this.unreplied6)) return -1;
+    const entry = this.allocatePair(now, vif);
+    if (entry < 0) return -1;
+    this.unreplied6.push(entry >>> 1, this.pairGeneration[entry >>> 1]);
+    const slot = this.freeIpv6Pairs[--this.freeIpv6Count] * 2;
+    this.setKey6(entry, forward, slot);
+    this.setKey6(entry + 1, reverse, slot + 1);
+    this.insertIntoIndex(entry);
+    this.insertIntoIndex(entry + 1);
+    return entry;
+  }
+
+  /** Offset in keyAddress6 of an IPv6 entry's source address (its destination follows). */
+  address6Offset(entry: number): number {
+    return this.keySrc[entry] * ADDRESS6_STRIDE;
+  }
+
+  isIpv6(entry: number): boolean {
+    return (this.keyVrf[entry] & FLOW_FAMILY_IPV6) !== 0;
+  }
+
+  /** Takes a free pair (evicting the oldest unreplied one when full) and resets it; -1 when none. */
+  private allocatePair(now: number, vif: number): number {
+    if (this.freeCount === 0 && !this.evictUnreplied(this.unreplied)) return -1;
+    const pair = this.freePairs[--this.freeCount];
+    const entry = pair * 2;
     for (let e = entry; e <= entry + 1; e++) {
       this.action[e] = FLOW_FORWARD;
       this.natFlags[e] = 0;
@@ -221,22 +315,12 @@ export class FlowTable {
       this.bytes[e] = 0;
       this.tcpAck[e] = 0;
       this.tcpSeq[e] = 0;
-      this.insertIntoIndex(e);
     }
     this.pairState[pair] = PAIR_IN_USE;
     this.lastUsed[pair] = now;
     this.pairVif[pair] = vif;
     if (vif >= 0) this.vifPairs[vif]++;
-    const generation = ++this.pairGeneration[pair];
-    // A full ring holds stale records too: forget the oldest (it can still age out).
-    if (this.unrepliedCount === this.unrepliedPair.length) {
-      this.unrepliedHead = (this.unrepliedHead + 1) % this.unrepliedPair.length;
-      this.unrepliedCount--;
-    }
-    const tail = (this.unrepliedHead + this.unrepliedCount) % this.unrepliedPair.length;
-    this.unrepliedPair[tail] = pair;
-    this.unrepliedGeneration[tail] = generation;
-    this.unrepliedCount++;
+    this.unreplied.push(pair, ++this.pairGeneration[pair]);
     this.activePairs++;
     return entry;
   }
@@ -247,6 +331,7 @@ export class FlowTable {
     if ((this.pairState[pair] & PAIR_IN_USE) === 0) return;
     this.removeFromIndex(pair * 2);
     this.removeFromIndex(pair * 2 + 1);
+    if (this.isIpv6(pair * 2)) this.freeIpv6Pairs[this.freeIpv6Count++] = this.keySrc[pair * 2] >>> 1;
     this.pairState[pair] = 0;
     const vif = this.pairVif[pair];
     if (vif >= 0) this.vifPairs[vif]--;
@@ -359,12 +444,14 @@ export class FlowTable {
     if (flags & NAT_DNAT) nat.push('dnat');
     if (flags & NAT_SPAT) nat.push('spat');
     if (flags & NAT_DPAT) nat.push('dpat');
+    const ipv6 = this.isIpv6(entry);
+    const at = ipv6 ? this.address6Offset(entry) : 0;
     return {
       index: entry,
       reverseIndex: entry ^ 1,
-      vrf: this.keyVrf[entry],
+      vrf: this.keyVrf[entry] & ~FLOW_FAMILY_IPV6,
       protocol: this.keyProtocol[entry],
-      src: this.keySrc[entry],
+      src: ipv6 ? 0 : this.keySrc[entry],
       dst: this.keyDst[entry],
       srcPort: this.keyPorts[entry] >>> 16,
       dstPort: this.keyPorts[entry] & 0xffff,
@@ -376,6 +463,8 @@ export class FlowTable {
       bytes: this.bytes[entry],
       replied: this.isReplied(entry),
       lastUsed: this.lastUsed[entry >>> 1],
+      src6: ipv6 ? this.keyAddress6.slice(at, at + 16) : null,
+      dst6: ipv6 ? this.keyAddress6.slice(at + 16, at + 32) : null,
     };
   }
 
@@ -386,6 +475,17 @@ export class FlowTable {
     this.keyDst[entry] = key.dst >>> 0;
     this.keyPorts[entry] = (key.srcPort << 16) | key.dstPort;
     this.keyHash[entry] = flowHash(key.vrf, key.src, key.dst, key.protocol, key.srcPort, key.dstPort);
+  }
+
+  private setKey6(entry: number, key: FlowKey6, slot: number): void {
+    const at = slot * ADDRESS6_STRIDE;
+    this.keyVrf[entry] = key.vrf | FLOW_FAMILY_IPV6;
+    this.keyProtocol[entry] = key.protocol;
+    this.keySrc[entry] = slot;
+    this.keyDst[entry] = 0;
+    this.keyPorts[entry] = (key.srcPort << 16) | key.dstPort;
+    for (let i = 0; i < ADDRESS6_STRIDE; i++) this.keyAddress6[at + i] = key.addresses[i];
+    this.keyHash[entry] = flowHash6(key.vrf, this.keyAddress6, at, at + 16, key.protocol, key.srcPort, key.dstPort);
   }
 
   private insertIntoIndex(entry: number): void {
@@ -415,21 +515,49 @@ export class FlowTable {
     this.buckets[hole] = EMPTY;
   }
 
-  /** Frees the oldest pair that never saw a reply; false when there is none. */
-  private evictUnreplied(): boolean {
-    const ring = this.unrepliedPair.length;
-    while (this.unrepliedCount > 0) {
-      const at = this.unrepliedHead;
-      this.unrepliedHead = (at + 1) % ring;
-      this.unrepliedCount--;
-      const pair = this.unrepliedPair[at];
+  /** Frees the oldest pair of the ring that never saw a reply; false when there is none. */
+  private evictUnreplied(ring: UnrepliedRing): boolean {
+    while (ring.count > 0) {
+      const at = ring.shift();
+      const pair = ring.pair[at];
       const state = this.pairState[pair];
-      if (this.unrepliedGeneration[at] === this.pairGeneration[pair] && (state & PAIR_IN_USE) !== 0 && (state & PAIR_REPLIED) === 0) {
+      if (ring.generation[at] === this.pairGeneration[pair] && (state & PAIR_IN_USE) !== 0 && (state & PAIR_REPLIED) === 0) {
         this.removePair(pair * 2);
         this.evictions++;
         return true;
       }
     }
     return false;
+  }
+}
+
+/** Pairs in creation order with their generation (a record is stale once its pair's generation moved on). */
+class UnrepliedRing {
+  readonly pair: Int32Array;
+  readonly generation: Uint32Array;
+  head = 0;
+  count = 0;
+
+  constructor(size: number) {
+    this.pair = new Int32Array(size);
+    this.generation = new Uint32Array(size);
+  }
+
+  push(pair: number, generation: number): void {
+    const size = this.pair.length;
+    // A full ring holds stale records too: forget the oldest (it can still age out).
+    if (this.count === size) this.shift();
+    const tail = (this.head + this.count) % size;
+    this.pair[tail] = pair;
+    this.generation[tail] = generation;
+    this.count++;
+  }
+
+  /** Takes the oldest record; returns its index (valid until the next push). */
+  shift(): number {
+    const at = this.head;
+    this.head = (at + 1) % this.pair.length;
+    this.count--;
+    return at;
   }
 }

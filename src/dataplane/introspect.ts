@@ -11,11 +11,12 @@ import { NH_KIND_NAMES, TUNNEL_ENCAP_NAMES } from './nexthop';
 import type { Pipeline } from './pipeline';
 import { formatMac } from './protocols/ethernet';
 import { ipFromString, ipToString } from './protocols/ipv4';
+import { inPrefix6, ip6FromString, ip6ToString, maskPrefix6 } from './protocols/ipv6';
 
 export type IntrospectQuery =
   | { what: 'vifs' }
   | { what: 'vrfs' }
-  | { what: 'routes'; vrf: string; prefix?: string }
+  | { what: 'routes'; vrf: string; prefix?: string; family?: 'inet' | 'inet6' }
   | { what: 'nexthops' }
   | { what: 'labels' }
   | { what: 'flows'; vrf?: number; ip?: string; port?: number; protocol?: number; offset?: number; limit?: number }
@@ -32,10 +33,14 @@ export function introspect(dp: Dataplane, pipeline: Pipeline, query: IntrospectQ
         kind: vif.kindName,
         mac: formatMac(vif.mac),
         ip: vif.ip === 0 ? null : ipToString(vif.ip),
+        ip6: vif.ip6 === null ? null : ip6ToString(vif.ip6),
         vrf: vif.vrf,
         vrfName: dp.vrfs.get(vif.vrf)?.name ?? null,
         mtu: vif.mtu,
-        floatingIps: vif.floatingIps.map((fip) => ({ ip: ipToString(fip.ip), portMap: fip.portMap })),
+        floatingIps: [
+          ...vif.floatingIps.map((fip) => ({ ip: ipToString(fip.ip), portMap: fip.portMap })),
+          ...vif.floatingIps6.map((fip) => ({ ip: ip6ToString(fip.ip), portMap: fip.portMap })),
+        ],
         ...vif.counters(),
       }));
     case 'vrfs':
@@ -45,10 +50,14 @@ export function introspect(dp: Dataplane, pipeline: Pipeline, query: IntrospectQ
         subnets: vrf.subnets.map((subnet) => `${ipToString(subnet.prefix)}/${subnet.length}`),
         gateway: vrf.gateway === 0 ? null : ipToString(vrf.gateway),
         routes: vrf.routes.size,
+        subnets6: vrf.subnets6.map((subnet) => `${ip6ToString(subnet.prefix)}/${subnet.length}`),
+        gateway6: vrf.gateway6 === null ? null : ip6ToString(vrf.gateway6),
+        routes6: vrf.routes6.size,
       }));
     case 'routes': {
       const vrf = dp.vrfs.find(query.vrf);
       if (!vrf) throw new Error(`no VRF ${query.vrf}`);
+      if (query.family === 'inet6') return routes6(vrf.routes6.entries(), query.prefix);
       let routes = vrf.routes.entries();
       if (query.prefix !== undefined) {
         const [address, lengthText] = query.prefix.split('/');
@@ -106,12 +115,26 @@ export function introspect(dp: Dataplane, pipeline: Pipeline, query: IntrospectQ
   }
 }
 
+/** IPv6 routes as text; with a prefix, those inside it and those covering it. */
+function routes6(entries: Array<{ prefix: Uint8Array; length: number; value: number }>, prefix: string | undefined) {
+  let routes = entries;
+  if (prefix !== undefined) {
+    const [address, lengthText] = prefix.split('/');
+    const length = lengthText === undefined ? 128 : Number(lengthText);
+    const base = maskPrefix6(ip6FromString(address), length);
+    routes = routes.filter((route) => (route.length >= length ? inPrefix6(route.prefix, 0, base, length) : inPrefix6(base, 0, route.prefix, route.length)));
+  }
+  return routes.map((route) => ({ prefix: `${ip6ToString(route.prefix)}/${route.length}`, nexthop: route.value }));
+}
+
 function flows(dp: Dataplane, query: Extract<IntrospectQuery, { what: 'flows' }>): { total: number; offset: number; flows: Array<FlowJson & { replied: boolean }> } {
-  const ip = query.ip === undefined ? -1 : ipFromString(query.ip);
+  const ip6 = query.ip !== undefined && query.ip.includes(':') ? ip6ToString(ip6FromString(query.ip)) : null;
+  const ip = query.ip === undefined || ip6 !== null ? -1 : ipFromString(query.ip);
   const matching = dp.flows.entries().filter(
     (entry) =>
       (query.vrf === undefined || entry.vrf === query.vrf) &&
-      (ip < 0 || entry.src === ip || entry.dst === ip) &&
+      (ip6 !== null ? (entry.src6 !== null && ip6ToString(entry.src6) === ip6) || (entry.dst6 !== null && ip6ToString(entry.dst6) === ip6) : true) &&
+      (ip < 0 || (entry.src6 === null && (entry.src === ip || entry.dst === ip))) &&
       (query.port === undefined || entry.srcPort === query.port || entry.dstPort === query.port) &&
       (query.protocol === undefined || entry.protocol === query.protocol),
   );

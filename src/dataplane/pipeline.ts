@@ -3,12 +3,15 @@
  * the next step, TRANSMIT or a drop with its reason:
  *
  *   ethernet-input ─┬─ arp ──> arp-proxy ──> (reply out the ingress vif)
- *                   └─ ipv4 ─> ipv4-input ─┬─ from a pod ──> source-check ──────────────────────────────┐
+ *                   ├─ ipv6 ─> ipv6-input ─┬─ neighbour discovery ─> nd-proxy ─> (reply out the ingress vif)
+ *                   │                      └─ from a pod ──> source-check ──────────────────────────────┤
+ *                   └─ ipv4 ─> ipv4-input ─┬─ from a pod ──> source-check ──────────────────────────────┤
  *                                          └─ from fabric ─> tunnel-decap ─> mpls-input                 │
- *                                                   ─> inner-ipv4-input ─> tunnel-source-check ─────────┤
+ *                          ─> inner-ipv4-input or inner-ipv6-input ─> tunnel-source-check ──────────────┤
  *   flow-lookup <───────────────────────────────────────────────────────────────────────────────────────┘
  *     ─(miss)─> flow-setup ─> flow-apply ─┬─ from a pod ──> ipv4-lookup ─> ttl-decrement ─> nat-rewrite ─> nexthop
- *     ─(hit)──────────────────┘           └─ from fabric ─> nat-rewrite ─> nexthop (the label's)
+ *     ─(hit)──────────────────┘           │   (IPv6:        ipv6-lookup ─> hop-limit-decrement ─> nat-rewrite)
+ *                                         └─ from fabric ─> nat-rewrite ─> nexthop (the label's)
  *   nexthop ─┬─ encap / receive ─> encap-rewrite ─> (out the pod's or host's vif)
  *            ├─ tunnel ─────────> tunnel-encap ──> (out the fabric vif)
  *            └─ composite: the flow's ECMP member first
@@ -21,7 +24,7 @@
  */
 import { Dataplane } from './dataplane';
 import { DROP_REASONS, Drop } from './drop-reasons';
-import { FlowKey, FlowTable } from './flow-table';
+import { FlowKey, FlowKey6, FlowTable } from './flow-table';
 import { CAPTURE_RX, CAPTURE_TX, Observers } from './observers';
 import { FragmentTable } from './fragment-table';
 import { NexthopTable } from './nexthop';
@@ -34,6 +37,9 @@ import { describeEncapRewrite, encapRewrite } from './steps/encap-rewrite';
 import { describeEthernetInput, ethernetInput } from './steps/ethernet-input';
 import { describeIpv4Input, innerIpv4Input, ipv4Input } from './steps/ipv4-input';
 import { describeIpv4Lookup, ipv4Lookup } from './steps/ipv4-lookup';
+import { describeIpv6Input, innerIpv6Input, ipv6Input } from './steps/ipv6-input';
+import { describeHopLimitDecrement, describeIpv6Lookup, hopLimitDecrement, ipv6Lookup } from './steps/ipv6-lookup';
+import { ALL_NODES, ALL_NODES_MAC, describeNdProxy, ndProxy, writeRouterAdvertisement } from './steps/nd-proxy';
 import { describeNexthop, nexthop } from './steps/nexthop';
 import { describeFlowApply, describeFlowLookup, describeFlowSetup, flowApply, flowLookup, flowSetup } from './steps/flow';
 import { describeNatRewrite, natRewrite } from './steps/nat-rewrite';
@@ -69,6 +75,11 @@ export const STEPS: readonly Step[] = [
   { name: 'flow-apply', process: flowApply, describe: describeFlowApply },
   { name: 'nat-rewrite', process: natRewrite, describe: describeNatRewrite },
   { name: 'mpls-input', process: mplsInput, describe: describeMplsInput },
+  { name: 'ipv6-input', process: ipv6Input, describe: describeIpv6Input },
+  { name: 'inner-ipv6-input', process: innerIpv6Input, describe: describeIpv6Input },
+  { name: 'nd-proxy', process: ndProxy, describe: describeNdProxy },
+  { name: 'ipv6-lookup', process: ipv6Lookup, describe: describeIpv6Lookup },
+  { name: 'hop-limit-decrement', process: hopLimitDecrement, describe: describeHopLimitDecrement },
 ];
 
 /** Receives the lines of a packet trace. */
@@ -98,6 +109,8 @@ export class Pipeline {
   /** Scratch keys for flow setup, reused so creating a flow allocates nothing. */
   readonly forwardKey: FlowKey = { vrf: 0, protocol: 0, src: 0, dst: 0, srcPort: 0, dstPort: 0 };
   readonly reverseKey: FlowKey = { vrf: 0, protocol: 0, src: 0, dst: 0, srcPort: 0, dstPort: 0 };
+  readonly forwardKey6: FlowKey6 = { vrf: 0, protocol: 0, addresses: new Uint8Array(32), srcPort: 0, dstPort: 0 };
+  readonly reverseKey6: FlowKey6 = { vrf: 0, protocol: 0, addresses: new Uint8Array(32), srcPort: 0, dstPort: 0 };
 
   private ipId = 0;
   /** Vifs sent to during the current batch, flushed at its end. */
@@ -171,6 +184,32 @@ export class Pipeline {
       for (let i = 0; i < this.releasedCount; i++) this.pool.free(this.released[i]);
       this.releasedCount = 0;
     }
+  }
+
+  /**
+   * Sends an unsolicited router advertisement to all nodes out a pod's vif
+   * (its port just came up), so the pod learns its IPv6 default route
+   * without waiting to solicit one. False when the vif has no IPv6 address,
+   * its VN no IPv6 gateway, or the pool no free slot.
+   */
+  advertiseRouter(vifId: number): boolean {
+    const vif = this.vifs[vifId];
+    const vrf = vif === null || vif === undefined ? null : this.vrfs[vif.vrf];
+    if (vif === null || vif === undefined || vif.ip6 === null || vrf === null || vrf === undefined || vrf.gateway6 === null) return false;
+    const slot = this.pool.alloc();
+    if (slot < 0) return false;
+    const start = this.pool.start[slot];
+    const length = writeRouterAdvertisement(this.pool.data, start, vif, vrf, ALL_NODES, ALL_NODES_MAC);
+    this.pool.length[slot] = length;
+    this.dp.generated++;
+    this.transmitted++;
+    vif.txPackets++;
+    vif.txBytes += length;
+    if (vif.id === this.observers.captureVif) this.observers.captureFrame(this.pool, slot, CAPTURE_TX);
+    vif.port.send(this.pool.data, start, length);
+    vif.port.flush();
+    this.pool.free(slot);
+    return true;
   }
 
   /** Removes the packet's flow pair after the packet has been forwarded. */

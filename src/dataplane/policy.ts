@@ -9,6 +9,7 @@
  * its service ports only.
  */
 import { prefixMask } from './lpm/prefix-table';
+import { inPrefix6 } from './protocols/ipv6';
 
 export const ANY_VN = -1;
 export const ANY_PROTOCOL = 0;
@@ -25,6 +26,8 @@ export interface PolicyRule {
   /** Optional destination prefix (length 0 for any). */
   destinationPrefix: number;
   destinationLength: number;
+  /** An IPv6 destination prefix instead (16 bytes, length in destinationLength): the rule is for IPv6 flows only. */
+  destinationPrefix6?: Uint8Array | null;
   allow: boolean;
   /** Shown by tools and traces. */
   name: string;
@@ -42,10 +45,32 @@ export class PolicyTable {
       if (rule.destinationVn !== ANY_VN && rule.destinationVn !== destinationVn) continue;
       if (rule.protocol !== ANY_PROTOCOL && rule.protocol !== protocol) continue;
       if (destinationPort < rule.portFrom || destinationPort > rule.portTo) continue;
+      if (rule.destinationPrefix6) continue;
       if (((destination & prefixMask(rule.destinationLength)) >>> 0) !== rule.destinationPrefix) continue;
       return i;
     }
     return sourceVn === destinationVn ? -1 : -2;
+  }
+
+  /** match() for an IPv6 flow, its destination at data[destination]: IPv4 prefixes never match it. */
+  match6(sourceVn: number, destinationVn: number, protocol: number, data: Uint8Array, destination: number, destinationPort: number): number {
+    const rules = this.rules;
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i];
+      if (rule.sourceVn !== ANY_VN && rule.sourceVn !== sourceVn) continue;
+      if (rule.destinationVn !== ANY_VN && rule.destinationVn !== destinationVn) continue;
+      if (rule.protocol !== ANY_PROTOCOL && rule.protocol !== protocol) continue;
+      if (destinationPort < rule.portFrom || destinationPort > rule.portTo) continue;
+      const prefix6 = rule.destinationPrefix6;
+      if (prefix6 ? !inPrefix6(data, destination, prefix6, rule.destinationLength) : rule.destinationLength !== 0) continue;
+      return i;
+    }
+    return sourceVn === destinationVn ? -1 : -2;
+  }
+
+  allows6(sourceVn: number, destinationVn: number, protocol: number, data: Uint8Array, destination: number, destinationPort: number): boolean {
+    const decided = this.match6(sourceVn, destinationVn, protocol, data, destination, destinationPort);
+    return decided === -1 || (decided >= 0 && this.rules[decided].allow);
   }
 
   allows(sourceVn: number, destinationVn: number, protocol: number, destination: number, destinationPort: number): boolean {

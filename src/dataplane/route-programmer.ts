@@ -13,6 +13,8 @@
  *   slot empty, a new member fills an empty slot first, so flows recorded on
  *   surviving members keep their index.
  *
+ * Prefixes are IPv4 (a.b.c.d/len) or IPv6 (x:x::/len, the VRF's inet6 table).
+ *
  * VRFs are created on first use by name. This is the single path by which
  * routes learned at run time reach the tables (the state file loader is the
  * other, for static state).
@@ -21,6 +23,15 @@ import { Dataplane } from './dataplane';
 import { prefixMask } from './lpm/prefix-table';
 import { NH_COMPOSITE, NH_TUNNEL, TunnelEncap } from './nexthop';
 import { ipFromString, ipToString } from './protocols/ipv4';
+import { ip6FromString, ip6ToString, maskPrefix6 } from './protocols/ipv6';
+import type { Vrf } from './vrf';
+
+/** A route's prefix in either family: prefix6 is set (16 bytes) for IPv6. */
+interface RoutePrefix {
+  prefix: number;
+  prefix6: Uint8Array | null;
+  length: number;
+}
 
 export interface RouteNexthop {
   /** Underlay IPv4 of the node that has the destination. */
@@ -45,7 +56,7 @@ export class RouteProgrammer {
   /** "vrf prefix/len" -> the composite owned by that route. */
   private readonly composites = new Map<string, number>();
   /** A local pod's nexthop -> the routes (VRF id, prefix) that lead to it, so the pod can leave cleanly. */
-  private readonly localUsers = new Map<number, Map<string, { vrf: number; prefix: number; length: number }>>();
+  private readonly localUsers = new Map<number, Map<string, { vrf: number } & RoutePrefix>>();
 
   constructor(dp: Dataplane) {
     this.dp = dp;
@@ -68,8 +79,8 @@ export class RouteProgrammer {
    */
   setRoute(vrfName: string, prefixText: string, nexthops: RouteNexthop[]): number {
     const vrf = this.vrf(vrfName);
-    const { prefix, length } = parsePrefix(prefixText);
-    const key = `${vrf} ${prefixText}`;
+    const route = parsePrefix(prefixText);
+    const key = `${vrf} ${formatPrefix(route)}`;
     const members: number[] = [];
     for (const nexthop of nexthops) {
       const id = this.resolve(nexthop);
@@ -79,7 +90,7 @@ export class RouteProgrammer {
       this.deleteRoute(vrfName, prefixText);
       return 0;
     }
-    const previous = this.dp.vrfs.get(vrf)!.routes.get(prefix, length);
+    const previous = routeOf(this.dp.vrfs.get(vrf)!, route);
     let target: number;
     if (members.length === 1) {
       target = members[0];
@@ -94,14 +105,15 @@ export class RouteProgrammer {
       }
       target = composite;
     }
-    this.dp.addRoute(vrf, prefix, length, target);
+    if (route.prefix6) this.dp.addRoute6(vrf, route.prefix6, route.length, target);
+    else this.dp.addRoute(vrf, route.prefix, route.length, target);
     if (previous >= 0 && previous !== target) this.release(previous, key);
     if (members.length === 1) this.dropComposite(key);
     for (const member of members) {
       if (this.dp.nexthops.kind[member] === NH_TUNNEL) continue;
       let users = this.localUsers.get(member);
       if (!users) this.localUsers.set(member, (users = new Map()));
-      users.set(key, { vrf, prefix, length });
+      users.set(key, { vrf, ...route });
     }
     return members.length;
   }
@@ -117,9 +129,9 @@ export class RouteProgrammer {
     const nexthops = this.dp.nexthops;
     for (const [key, route] of users) {
       const table = this.dp.vrfs.get(route.vrf);
-      const current = table ? table.routes.get(route.prefix, route.length) : -1;
+      const current = table ? routeOf(table, route) : -1;
       if (current === nexthop) {
-        this.dp.deleteRoute(route.vrf, route.prefix, route.length);
+        this.removeRoute(route.vrf, route);
       } else if (current >= 0 && this.composites.get(key) === current) {
         const members = nexthops.members[current]!;
         const slot = members.indexOf(nexthop);
@@ -131,12 +143,17 @@ export class RouteProgrammer {
   deleteRoute(vrfName: string, prefixText: string): boolean {
     const vrf = this.dp.vrfs.find(vrfName);
     if (!vrf) return false;
-    const { prefix, length } = parsePrefix(prefixText);
-    const previous = vrf.routes.get(prefix, length);
+    const route = parsePrefix(prefixText);
+    const previous = routeOf(vrf, route);
     if (previous < 0) return false;
-    this.dp.deleteRoute(vrf.id, prefix, length);
-    this.release(previous, `${vrf.id} ${prefixText}`);
+    this.removeRoute(vrf.id, route);
+    this.release(previous, `${vrf.id} ${formatPrefix(route)}`);
     return true;
+  }
+
+  private removeRoute(vrf: number, route: RoutePrefix): void {
+    if (route.prefix6) this.dp.deleteRoute6(vrf, route.prefix6, route.length);
+    else this.dp.deleteRoute(vrf, route.prefix, route.length);
   }
 
   /** Keeps surviving members in their slots; removed ones leave holes; new ones fill holes first. */
@@ -211,9 +228,24 @@ export class RouteProgrammer {
   }
 }
 
-function parsePrefix(text: string): { prefix: number; length: number } {
+function parsePrefix(text: string): RoutePrefix {
   const [address, lengthText] = text.split('/');
+  if (address.includes(':')) {
+    const length = lengthText === undefined ? 128 : Number(lengthText);
+    if (!Number.isInteger(length) || length < 0 || length > 128) throw new Error(`not an IPv6 prefix: ${text}`);
+    return { prefix: 0, prefix6: maskPrefix6(ip6FromString(address), length), length };
+  }
   const length = lengthText === undefined ? 32 : Number(lengthText);
   if (!Number.isInteger(length) || length < 0 || length > 32) throw new Error(`not an IPv4 prefix: ${text}`);
-  return { prefix: (ipFromString(address) & prefixMask(length)) >>> 0, length };
+  return { prefix: (ipFromString(address) & prefixMask(length)) >>> 0, prefix6: null, length };
+}
+
+/** The nexthop a VRF's table of the prefix's family holds for exactly that prefix, or -1. */
+function routeOf(vrf: Vrf, route: RoutePrefix): number {
+  return route.prefix6 ? vrf.routes6.get(route.prefix6, route.length) : vrf.routes.get(route.prefix, route.length);
+}
+
+/** The prefix as text in its canonical form (RFC 5952 for IPv6): one route, one key, however it was written. */
+function formatPrefix(route: RoutePrefix): string {
+  return `${route.prefix6 ? ip6ToString(route.prefix6) : ipToString(route.prefix)}/${route.length}`;
 }

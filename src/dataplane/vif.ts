@@ -4,6 +4,8 @@
  * counters); how its bytes move is its port, behind one small type, so a TAP
  * device, a UDP socket, a pcap file and an in-memory queue are interchangeable.
  */
+import { sameAddress6 } from './protocols/ipv6';
+
 export type VifKind = 'virtual' | 'fabric' | 'host' | 'agent';
 
 export const VIF_VIRTUAL = 0;
@@ -34,6 +36,12 @@ export interface FloatingIp {
   portMap: Array<{ protocol: number; port: number; targetPort: number }>;
 }
 
+/** An IPv6 floating IP (16 bytes). */
+export interface FloatingIp6 {
+  ip: Uint8Array;
+  portMap: FloatingIp['portMap'];
+}
+
 export interface VifConfig {
   id: number;
   kind: VifKind;
@@ -47,6 +55,9 @@ export interface VifConfig {
   floatingIps?: FloatingIp[];
   /** Flow pairs this vif may hold (0: no limit); the dataplane's default when absent. */
   maxFlows?: number;
+  /** IPv6 address (16 bytes), absent or null when none. */
+  ip6?: Uint8Array | null;
+  floatingIps6?: FloatingIp6[];
 }
 
 export class Vif {
@@ -61,6 +72,9 @@ export class Vif {
   floatingIps: FloatingIp[];
   /** Flow pairs the vif may hold, 0 for no limit. */
   readonly maxFlows: number;
+  /** The pod's IPv6 address; it may arrive after the port (the agent learns it with the VMI's instance IPs). */
+  ip6: Uint8Array | null;
+  floatingIps6: FloatingIp6[];
   port: PacketPort = NULL_PORT;
   rxPackets = 0;
   rxBytes = 0;
@@ -78,11 +92,20 @@ export class Vif {
     this.mtu = config.mtu;
     this.floatingIps = config.floatingIps ?? [];
     this.maxFlows = config.maxFlows ?? 0;
+    this.ip6 = config.ip6 ? Uint8Array.from(config.ip6) : null;
+    this.floatingIps6 = config.floatingIps6 ?? [];
   }
 
   /** The floating IP entry for an address this vif answers for, or null. */
   floatingIp(address: number): FloatingIp | null {
     for (const fip of this.floatingIps) if (fip.ip === address) return fip;
+    return null;
+  }
+
+  /** The IPv6 floating IP entry for the address at data[offset], or null. */
+  floatingIp6(data: Uint8Array, offset: number): FloatingIp6 | null {
+    const fips = this.floatingIps6;
+    for (let i = 0; i < fips.length; i++) if (sameAddress6(fips[i].ip, 0, data, offset)) return fips[i];
     return null;
   }
 

@@ -1,14 +1,21 @@
 /**
  * VRFs: one routing instance per virtual network, each with its own IPv4
- * longest-prefix-match table (route -> nexthop id), its subnets (which the
- * ARP proxy answers for) and its gateway address (the source of the ICMP
- * errors the vrouter sends to pods).
+ * and IPv6 longest-prefix-match tables (route -> nexthop id), its subnets
+ * (which the ARP and neighbour discovery proxies answer for) and its
+ * gateway addresses (the source of the ICMP errors the vrouter sends to pods).
  */
 import { Dir1688Table } from './lpm/dir-16-8-8';
+import { HashedLengths6Table } from './lpm/hashed-lengths6';
 import { prefixMask } from './lpm/prefix-table';
+import { inPrefix6 } from './protocols/ipv6';
 
 export interface Subnet {
   prefix: number;
+  length: number;
+}
+
+export interface Subnet6 {
+  prefix: Uint8Array;
   length: number;
 }
 
@@ -16,9 +23,13 @@ export class Vrf {
   readonly id: number;
   readonly name: string;
   readonly routes = new Dir1688Table();
+  readonly routes6 = new HashedLengths6Table();
   subnets: Subnet[];
   /** Gateway IPv4, 0 when the VN has none. */
   gateway: number;
+  subnets6: Subnet6[] = [];
+  /** Gateway IPv6 (16 bytes), null when the VN has none. */
+  gateway6: Uint8Array | null = null;
 
   constructor(id: number, name: string, subnets: Subnet[], gateway: number) {
     this.id = id;
@@ -33,6 +44,13 @@ export class Vrf {
     for (let i = 0; i < subnets.length; i++) {
       if (((address & prefixMask(subnets[i].length)) >>> 0) === subnets[i].prefix) return true;
     }
+    return false;
+  }
+
+  /** True when the IPv6 address at data[offset] falls in one of the VN's IPv6 subnets. */
+  inSubnets6(data: Uint8Array, offset: number): boolean {
+    const subnets = this.subnets6;
+    for (let i = 0; i < subnets.length; i++) if (inPrefix6(data, offset, subnets[i].prefix, subnets[i].length)) return true;
     return false;
   }
 }

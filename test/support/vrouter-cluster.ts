@@ -112,6 +112,9 @@ export interface VnSpec {
   /** The VN's subnet, a.b.c.d/len: the ARP proxy answers for it. */
   subnet: string;
   gateway: string;
+  /** Dual stack: the VN's IPv6 subnet and gateway (neighbour discovery, router advertisements, ICMPv6 errors). */
+  subnet6?: string;
+  gateway6?: string;
   /** Services (by name) this VN may reach. */
   uses?: string[];
 }
@@ -161,6 +164,8 @@ export interface PodSpec {
   vn?: string;
   /** Required without a control node; in control mode the control node allocates one unless given. */
   ip?: string;
+  /** Dual stack (no control node): `--ip6`, the address set on the pod's interface with `ip -6`, /128 routes to it on the other nodes. */
+  ip6?: string;
   /** The pod's labels (`vrouter port add --label k=v`): in control mode they decide VN, services and policies. */
   labels?: Record<string, string>;
   /** The MPLS label other nodes use to reach it (default: the daemon's next free one). */
@@ -178,6 +183,8 @@ export interface ClusterPod {
   /** The pod's VN and address: as given, or (control mode) as the control node chose them. */
   vn: string;
   ip: string;
+  /** Dual stack: the pod's IPv6 address. */
+  ip6?: string;
   labels: Record<string, string>;
   label: number;
   vif: number;
@@ -528,10 +535,11 @@ export class VrouterCluster {
     if (this.pods.has(spec.name)) throw new Error(`pod ${spec.name} exists already`);
     if (!control && (spec.vn === undefined || spec.ip === undefined)) throw new Error(`pod ${spec.name}: vn and ip are required without a control node`);
     if (control && spec.floatingIps?.length) throw new Error(`pod ${spec.name}: in control mode the services' selectors give floating IPs, not the pod`);
-    const ns = await this.topology.addNamespace(this.options.tag ? `${this.options.tag}-pod-${spec.name}` : `pod-${spec.name}`);
+    const ns = await this.topology.addNamespace(this.options.tag ? `${this.options.tag}-pod-${spec.name}` : `pod-${spec.name}`, { ipv6: spec.ip6 !== undefined });
     const request: Record<string, unknown> = { id: spec.name, name: spec.name, netns: ns };
     if (spec.vn !== undefined) request.vn = spec.vn;
     if (spec.ip !== undefined) request.ip = spec.ip;
+    if (spec.ip6 !== undefined) request.ip6 = spec.ip6;
     if (spec.labels !== undefined) request.labels = spec.labels;
     if (spec.label !== undefined) request.label = spec.label;
     if (spec.mac !== undefined) request.mac = spec.mac;
@@ -548,6 +556,7 @@ export class VrouterCluster {
       const args = ['port', 'add', '--id', spec.name, '--name', spec.name, '--netns', ns];
       if (spec.vn !== undefined) args.push('--vn', spec.vn);
       if (spec.ip !== undefined) args.push('--ip', spec.ip);
+      if (spec.ip6 !== undefined) args.push('--ip6', spec.ip6);
       for (const [key, value] of Object.entries(spec.labels ?? {})) args.push('--label', `${key}=${value}`);
       if (spec.label !== undefined) args.push('--mpls-label', String(spec.label));
       if (spec.mac !== undefined) args.push('--mac', spec.mac);
@@ -561,6 +570,7 @@ export class VrouterCluster {
       ns,
       vn: record.vn ?? spec.vn,
       ip: record.ip ?? spec.ip,
+      ...(spec.ip6 !== undefined ? { ip6: spec.ip6 } : {}),
       labels: { ...(spec.labels ?? {}) },
       label: record.label,
       vif: record.vif,
@@ -571,11 +581,16 @@ export class VrouterCluster {
       ...(portAdd ? { portAdd } : {}),
     };
     this.pods.set(spec.name, pod);
+    // The pod's own IPv6 address (no DAD: the vrouter answers no probe anyway); its default route comes by router advertisement.
+    if (spec.ip6 !== undefined) await this.topology.exec(ns, ['ip', '-6', 'addr', 'add', `${spec.ip6}/128`, 'dev', record.ifname, 'nodad']);
     if (control) return pod;
     await Promise.all(
       this.runningNodes()
         .filter((other) => other.index !== nodeIndex)
-        .map((other) => this.setRoute(other.index, pod.vn, `${pod.ip}/32`, [this.nexthopTo(spec.name)], { vn: pod.vn })),
+        .flatMap((other) => [
+          this.setRoute(other.index, pod.vn, `${pod.ip}/32`, [this.nexthopTo(spec.name)], { vn: pod.vn }),
+          ...(spec.ip6 !== undefined ? [this.setRoute(other.index, pod.vn, `${spec.ip6}/128`, [this.nexthopTo(spec.name)], { vn: pod.vn })] : []),
+        ]),
     );
     return pod;
   }
@@ -592,7 +607,10 @@ export class VrouterCluster {
     await Promise.all(
       this.runningNodes()
         .filter((other) => other.index !== pod.node)
-        .map((other) => this.deleteRoute(other.index, pod.vn, `${pod.ip}/32`)),
+        .flatMap((other) => [
+          this.deleteRoute(other.index, pod.vn, `${pod.ip}/32`),
+          ...(pod.ip6 !== undefined ? [this.deleteRoute(other.index, pod.vn, `${pod.ip6}/128`)] : []),
+        ]),
     );
   }
 
@@ -1111,8 +1129,9 @@ export class VrouterCluster {
       vrfs: this.options.vns.map((vn, vnIndex) => ({
         id: vnIndex + 1,
         name: vn.name,
-        subnets: [vn.subnet],
+        subnets: [vn.subnet, ...(vn.subnet6 ? [vn.subnet6] : [])],
         gateway: vn.gateway,
+        ...(vn.gateway6 ? { gateway6: vn.gateway6 } : {}),
         ...(vn.uses ? { uses: vn.uses } : {}),
       })),
       vifs: [{ id: 0, kind: 'fabric', name: 'underlay', mac: underlayMac, ip: underlayIp, mtu: this.options.underlayMtu }],

@@ -23,6 +23,8 @@ export interface PortAddRequest {
   ifname?: string;
   vn?: string;
   ip?: string;
+  /** The pod's IPv6 address, as the agent's `ip6-address`. */
+  ip6?: string;
   mac?: string;
   mtu?: number;
   /** The VN's subnet and gateway, when the state file does not define the VN. */
@@ -42,6 +44,8 @@ export interface PortAddRequest {
 }
 
 const ipv4Pattern = '^(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(\\.(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)){3}$';
+/** The shape of IPv6 text; the dataplane's parser rejects what is not an address. */
+const ipv6Pattern = '^[0-9a-fA-F:.]*:[0-9a-fA-F:.]*$';
 const name = { type: 'string', minLength: 1, maxLength: 253 };
 
 const portSchema = {
@@ -55,6 +59,7 @@ const portSchema = {
     ifname: { type: 'string', minLength: 1, maxLength: 15, pattern: '^[A-Za-z0-9._-]+$' },
     vn: name,
     ip: { type: 'string', pattern: ipv4Pattern },
+    ip6: { type: 'string', pattern: ipv6Pattern },
     mac: { type: 'string', pattern: '^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$' },
     mtu: { type: 'integer', minimum: 576, maximum: 9000 },
     subnet: { type: 'string', pattern: '^[0-9.]+/[0-9]{1,2}$' },
@@ -67,7 +72,7 @@ const portSchema = {
       items: {
         type: 'object',
         properties: {
-          ip: { type: 'string', pattern: ipv4Pattern },
+          ip: { type: 'string', anyOf: [{ pattern: ipv4Pattern }, { pattern: ipv6Pattern }] },
           portMap: {
             type: 'array',
             items: {
@@ -102,7 +107,7 @@ const routeSchema = {
   type: 'object',
   properties: {
     vrf: name,
-    prefix: { type: 'string', pattern: '^[0-9.]+/[0-9]{1,2}$' },
+    prefix: { type: 'string', pattern: '^([0-9.]+/[0-9]{1,2}|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*/[0-9]{1,3})$' },
     nexthops: {
       type: 'array',
       items: {

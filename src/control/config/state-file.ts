@@ -16,8 +16,9 @@ import { NexthopSpec, TunnelEncap } from '../../dataplane/nexthop';
 import { parseMac } from '../../dataplane/protocols/ethernet';
 import { ipToString } from '../../dataplane/protocols/ipv4';
 import { prefixMask } from '../../dataplane/lpm/prefix-table';
-import { Subnet } from '../../dataplane/vrf';
-import { FloatingIp, VifKind } from '../../dataplane/vif';
+import { ip6FromString, ip6ToString, maskPrefix6 } from '../../dataplane/protocols/ipv6';
+import { Subnet, Subnet6 } from '../../dataplane/vrf';
+import { FloatingIp, FloatingIp6, VifKind } from '../../dataplane/vif';
 import { ANY_PROTOCOL, ANY_VN, PolicyRule } from '../../dataplane/policy';
 import {
   DEFAULT_ENCAP_PRIORITY,
@@ -64,7 +65,12 @@ export function buildDataplane(document: unknown, file: string): Dataplane {
   return new StateBuilder(document, file).build();
 }
 
-const PROTOCOL_NUMBERS: Record<'any' | 'tcp' | 'udp' | 'icmp', number> = { any: ANY_PROTOCOL, icmp: 1, tcp: 6, udp: 17 };
+const PROTOCOL_NUMBERS: Record<'any' | 'tcp' | 'udp' | 'icmp' | 'icmp6', number> = { any: ANY_PROTOCOL, icmp: 1, tcp: 6, udp: 17, icmp6: 58 };
+
+/** IPv6 text has a colon, IPv4 text never does. */
+function isIpv6Text(text: string): boolean {
+  return text.includes(':');
+}
 
 /** The dataplane's form of an address: an unsigned 32-bit number. */
 function ipv4ToNumber(address: ipaddr.IPv4): number {
@@ -92,7 +98,12 @@ class StateBuilder {
     this.encapPriority = node.encapPriority ?? DEFAULT_ENCAP_PRIORITY;
     this.dataplane = new Dataplane(
       { name: node.name, underlayIp: this.underlayIp, encapPriority: [...this.encapPriority] },
-      { flowCapacity: state.flows?.capacity, flowIdleTimeout: state.flows?.idleTimeout, vifFlowLimit: state.flows?.maxFlowsPerVif },
+      {
+        flowCapacity: state.flows?.capacity,
+        flowIdleTimeout: state.flows?.idleTimeout,
+        vifFlowLimit: state.flows?.maxFlowsPerVif,
+        flowIpv6Capacity: state.flows?.ipv6Capacity,
+      },
     );
   }
 
@@ -112,9 +123,19 @@ class StateBuilder {
     this.requireUnique(vrfs, 'vrfs', 'name');
     vrfs.forEach((vrf, index) => {
       const path = `/vrfs/${index}`;
-      const subnets = (vrf.subnets ?? []).map((subnet, subnetIndex) => this.parsePrefix(subnet, `${path}/subnets/${subnetIndex}`));
+      const subnets: Subnet[] = [];
+      const subnets6: Subnet6[] = [];
+      (vrf.subnets ?? []).forEach((subnet, subnetIndex) => {
+        const subnetPath = `${path}/subnets/${subnetIndex}`;
+        if (isIpv6Text(subnet)) subnets6.push(this.parsePrefix6(subnet, subnetPath));
+        else subnets.push(this.parsePrefix(subnet, subnetPath));
+      });
       const gateway = vrf.gateway === undefined ? 0 : this.parseIpv4(vrf.gateway, `${path}/gateway`);
-      this.program(path, vrf, () => this.dataplane.addVrf(vrf.id, vrf.name, subnets, gateway));
+      const gateway6 = vrf.gateway6 === undefined ? null : this.parseIpv6(vrf.gateway6, `${path}/gateway6`);
+      this.program(path, vrf, () => {
+        this.dataplane.addVrf(vrf.id, vrf.name, subnets, gateway);
+        this.dataplane.setVrfIpv6(vrf.id, subnets6, gateway6);
+      });
       this.vrfIdByName.set(vrf.name, vrf.id);
     });
   }
@@ -127,18 +148,25 @@ class StateBuilder {
       const path = `/vifs/${index}`;
       if (vif.kind === 'virtual' && vif.vrf === undefined) this.fail(path, 'a virtual vif needs "vrf"', vif);
       if (vif.kind === 'fabric' && vif.vrf !== undefined) this.fail(`${path}/vrf`, 'a fabric vif belongs to no VRF', vif.vrf);
+      const floatingIps: FloatingIp[] = [];
+      const floatingIps6: FloatingIp6[] = [];
+      (vif.floatingIps ?? []).forEach((fip, fipIndex) => {
+        const fipPath = `${path}/floatingIps/${fipIndex}/ip`;
+        const portMap = this.portMap(fip.portMap ?? []);
+        if (isIpv6Text(fip.ip)) floatingIps6.push({ ip: this.parseIpv6(fip.ip, fipPath), portMap });
+        else floatingIps.push({ ip: this.parseIpv4(fip.ip, fipPath), portMap });
+      });
       const config = {
         id: vif.id,
         kind: vif.kind,
         name: vif.name,
         mac: parseMac(vif.mac),
         ip: vif.ip === undefined ? 0 : this.parseIpv4(vif.ip, `${path}/ip`),
+        ip6: vif.ip6 === undefined ? null : this.parseIpv6(vif.ip6, `${path}/ip6`),
         vrf: vif.vrf === undefined ? -1 : this.resolveVrf(vif.vrf, `${path}/vrf`),
         mtu: vif.mtu ?? DEFAULT_MTU,
-        floatingIps: (vif.floatingIps ?? []).map((fip, fipIndex) => ({
-          ip: this.parseIpv4(fip.ip, `${path}/floatingIps/${fipIndex}/ip`),
-          portMap: this.portMap(fip.portMap ?? []),
-        })),
+        floatingIps,
+        floatingIps6,
         maxFlows: vif.maxFlows,
       };
       this.program(path, vif, () => this.dataplane.addVif(config));
@@ -231,7 +259,10 @@ class StateBuilder {
       const path = `/policies/${index}`;
       const [portFrom, portTo] = policy.ports === undefined ? [0, 65535] : typeof policy.ports === 'number' ? [policy.ports, policy.ports] : policy.ports;
       if (portFrom > portTo) this.fail(`${path}/ports`, 'the range ends before it starts', policy.ports);
-      const destination = policy.destinationPrefix === undefined ? { prefix: 0, length: 0 } : this.parsePrefix(policy.destinationPrefix, `${path}/destinationPrefix`);
+      const prefixPath = `${path}/destinationPrefix`;
+      const destination6 = policy.destinationPrefix !== undefined && isIpv6Text(policy.destinationPrefix) ? this.parsePrefix6(policy.destinationPrefix, prefixPath) : null;
+      const destination =
+        policy.destinationPrefix === undefined ? { prefix: 0, length: 0 } : destination6 !== null ? { prefix: 0, length: destination6.length } : this.parsePrefix(policy.destinationPrefix, prefixPath);
       rules.push({
         name: policy.name ?? `policy ${index}`,
         sourceVn: policy.source === 'any' ? ANY_VN : this.resolveVrf(policy.source, `${path}/source`),
@@ -241,6 +272,7 @@ class StateBuilder {
         portTo,
         destinationPrefix: destination.prefix,
         destinationLength: destination.length,
+        destinationPrefix6: destination6?.prefix ?? null,
         allow: policy.action === 'allow',
       });
     });
@@ -253,7 +285,9 @@ class StateBuilder {
         const found = serviceByName.get(serviceName);
         if (!found) this.fail(path, `service ${JSON.stringify(serviceName)} is not defined`, serviceName);
         const servicePath = `/services/${found.index}`;
-        const clusterIp = this.parseIpv4(found.service.clusterIp, `${servicePath}/clusterIp`);
+        const clusterIpText = found.service.clusterIp;
+        const clusterIp6 = isIpv6Text(clusterIpText) ? this.parseIpv6(clusterIpText, `${servicePath}/clusterIp`) : null;
+        const clusterIp = clusterIp6 === null ? this.parseIpv4(clusterIpText, `${servicePath}/clusterIp`) : 0;
         const serviceVn = this.resolveVrf(found.service.vn, `${servicePath}/vn`);
         for (const servicePort of found.service.ports) {
           rules.push({
@@ -264,7 +298,8 @@ class StateBuilder {
             portFrom: servicePort.port,
             portTo: servicePort.port,
             destinationPrefix: clusterIp,
-            destinationLength: 32,
+            destinationLength: clusterIp6 === null ? 32 : 128,
+            destinationPrefix6: clusterIp6,
             allow: true,
           });
         }
@@ -279,13 +314,17 @@ class StateBuilder {
     (this.state.routes ?? []).forEach((route, index) => {
       const path = `/routes/${index}`;
       const vrf = this.resolveVrf(route.vrf, `${path}/vrf`);
-      const { prefix, length } = this.parsePrefix(route.prefix, `${path}/prefix`);
+      const ipv6 = isIpv6Text(route.prefix);
+      const route6 = ipv6 ? this.parsePrefix6(route.prefix, `${path}/prefix`) : null;
+      const { prefix, length } = ipv6 ? { prefix: 0, length: route6!.length } : this.parsePrefix(route.prefix, `${path}/prefix`);
       this.requireNexthop(route.nexthop, `${path}/nexthop`);
-      const key = `${vrf} ${prefix}/${length}`;
+      const key = `${vrf} ${route6 ? ip6ToString(route6.prefix) : prefix}/${length}`;
       const first = seen.get(key);
       if (first !== undefined) this.fail(`${path}/prefix`, `duplicate route in vrf ${vrf}, first at ${first}`, route.prefix);
       seen.set(key, path);
-      this.program(path, route, () => this.dataplane.addRoute(vrf, prefix, length, route.nexthop));
+      this.program(path, route, () =>
+        route6 ? this.dataplane.addRoute6(vrf, route6.prefix, length, route.nexthop) : this.dataplane.addRoute(vrf, prefix, length, route.nexthop),
+      );
     });
   }
 
@@ -347,6 +386,25 @@ class StateBuilder {
     if (network !== prefix) {
       this.fail(path, `host bits set: the prefix is ${ipToString(network)}/${length}`, text);
     }
+    return { prefix, length };
+  }
+
+  private parseIpv6(text: string, path: string): Uint8Array {
+    try {
+      return ip6FromString(text);
+    } catch {
+      return this.fail(path, 'not an IPv6 address', text);
+    }
+  }
+
+  private parsePrefix6(text: string, path: string): Subnet6 {
+    const slash = text.indexOf('/');
+    const lengthText = slash < 0 ? '' : text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(lengthText) || Number(lengthText) > 128) this.fail(path, 'not an IPv6 prefix (x:x::/length, length 0-128)', text);
+    const length = Number(lengthText);
+    const prefix = this.parseIpv6(text.slice(0, slash), path);
+    const network = maskPrefix6(Uint8Array.from(prefix), length);
+    if (ip6ToString(network) !== ip6ToString(prefix)) this.fail(path, `host bits set: the prefix is ${ip6ToString(network)}/${length}`, text);
     return { prefix, length };
   }
 

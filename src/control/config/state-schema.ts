@@ -27,9 +27,11 @@ export interface NodeEntry {
 export interface VrfEntry {
   id: number;
   name: string;
-  /** Prefixes the ARP proxy answers for. */
+  /** Prefixes (IPv4 or IPv6) the ARP and neighbour discovery proxies answer for. */
   subnets?: string[];
   gateway?: string;
+  /** IPv6 gateway: the source of ICMPv6 errors; router advertisements make it the pods' default router. */
+  gateway6?: string;
   /** Services (by name) this VN may reach, on their ClusterIP and service ports only. */
   uses?: string[];
 }
@@ -42,6 +44,7 @@ export interface PortMapEntry {
 }
 
 export interface FloatingIpEntry {
+  /** IPv4 or IPv6. */
   ip: string;
   portMap?: PortMapEntry[];
 }
@@ -52,6 +55,7 @@ export interface VifEntry {
   name: string;
   mac: string;
   ip?: string;
+  ip6?: string;
   /** Required for a virtual vif, absent for a fabric vif. */
   vrf?: VrfReference;
   mtu?: number;
@@ -129,7 +133,7 @@ export interface PolicyEntry {
   /** Source and destination VN, or "any". */
   source: VrfReference;
   destination: VrfReference;
-  protocol?: 'any' | 'tcp' | 'udp' | 'icmp';
+  protocol?: 'any' | 'tcp' | 'udp' | 'icmp' | 'icmp6';
   /** Destination port or inclusive [from, to] range; any when absent. */
   ports?: number | [number, number];
   destinationPrefix?: string;
@@ -151,6 +155,8 @@ export interface FlowsEntry {
   idleTimeout?: number;
   /** Flow pairs each vif may hold unless it says otherwise (0: no limit), as OpenContrail's max-flows per interface. */
   maxFlowsPerVif?: number;
+  /** Entries (two per pair) that may be IPv6; default a quarter of capacity. */
+  ipv6Capacity?: number;
 }
 
 export interface StateDocument {
@@ -181,6 +187,9 @@ const VIF_KINDS: VifKind[] = ['virtual', 'fabric', 'host', 'agent'];
 
 const name = { type: 'string', minLength: 1 };
 const ipv4 = { type: 'string', description: 'dotted-quad IPv4 address' };
+const ipv6 = { type: 'string', description: 'IPv6 address' };
+const ipAddress = { type: 'string', description: 'IPv4 or IPv6 address' };
+const prefix = { type: 'string', description: 'IPv4 prefix a.b.c.d/len or IPv6 prefix x:x::/len' };
 const mac = { type: 'string', pattern: MAC_PATTERN };
 const vrfReference = {
   type: ['integer', 'string'],
@@ -241,6 +250,7 @@ export const stateFileSchema: SchemaObject = {
         capacity: { type: 'integer', minimum: 2, maximum: 16 * 1024 * 1024, multipleOf: 2 },
         idleTimeout: { type: 'integer', minimum: 1 },
         maxFlowsPerVif: { type: 'integer', minimum: 0 },
+        ipv6Capacity: { type: 'integer', minimum: 0, maximum: 16 * 1024 * 1024, multipleOf: 2 },
       },
       additionalProperties: false,
     },
@@ -251,8 +261,9 @@ export const stateFileSchema: SchemaObject = {
         properties: {
           id: { type: 'integer', minimum: 0, maximum: MAX_VRF_ID },
           name,
-          subnets: { type: 'array', items: { type: 'string', description: 'IPv4 prefix a.b.c.d/len' } },
+          subnets: { type: 'array', items: prefix },
           gateway: ipv4,
+          gateway6: ipv6,
           uses: { type: 'array', items: name, uniqueItems: true },
         },
         required: ['id', 'name'],
@@ -269,11 +280,12 @@ export const stateFileSchema: SchemaObject = {
           name,
           mac,
           ip: ipv4,
+          ip6: ipv6,
           vrf: vrfReference,
           mtu: { type: 'integer', minimum: 68, maximum: 65535, default: DEFAULT_MTU },
           floatingIps: {
             type: 'array',
-            items: { type: 'object', properties: { ip: ipv4, portMap }, required: ['ip'], additionalProperties: false },
+            items: { type: 'object', properties: { ip: ipAddress, portMap }, required: ['ip'], additionalProperties: false },
           },
           maxFlows: { type: 'integer', minimum: 0 },
         },
@@ -322,7 +334,7 @@ export const stateFileSchema: SchemaObject = {
         type: 'object',
         properties: {
           vrf: vrfReference,
-          prefix: { type: 'string', description: 'IPv4 prefix a.b.c.d/len' },
+          prefix,
           nexthop: nexthopId,
         },
         required: ['vrf', 'prefix', 'nexthop'],
@@ -349,9 +361,9 @@ export const stateFileSchema: SchemaObject = {
           name,
           source: vrfReference,
           destination: vrfReference,
-          protocol: { enum: ['any', 'tcp', 'udp', 'icmp'] },
+          protocol: { enum: ['any', 'tcp', 'udp', 'icmp', 'icmp6'] },
           ports: { oneOf: [port, { type: 'array', items: port, minItems: 2, maxItems: 2 }] },
-          destinationPrefix: { type: 'string', description: 'IPv4 prefix a.b.c.d/len' },
+          destinationPrefix: prefix,
           action: { enum: ['allow', 'deny'] },
         },
         required: ['source', 'destination', 'action'],
@@ -362,7 +374,7 @@ export const stateFileSchema: SchemaObject = {
       type: 'array',
       items: {
         type: 'object',
-        properties: { name, clusterIp: ipv4, vn: vrfReference, ports: portMap },
+        properties: { name, clusterIp: ipAddress, vn: vrfReference, ports: portMap },
         required: ['name', 'clusterIp', 'vn', 'ports'],
         additionalProperties: false,
       },

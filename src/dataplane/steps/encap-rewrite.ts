@@ -22,8 +22,10 @@ export function encapRewrite(c: Pipeline, p: number): number {
     d[start + i] = mac[macAt + i];
     d[start + 6 + i] = VROUTER_MAC[i];
   }
-  d[start + 12] = 0x08;
-  d[start + 13] = 0x00;
+  // The ethertype of what is delivered: IPv4 0x0800 or IPv6 0x86dd, by the version nibble.
+  const ipv6 = d[pool.l3[p]] >>> 4 === 6;
+  d[start + 12] = ipv6 ? 0x86 : 0x08;
+  d[start + 13] = ipv6 ? 0xdd : 0x00;
   pool.start[p] = start;
   pool.length[p] = end - start;
   pool.egressVif[p] = vif.id;

@@ -12,7 +12,7 @@ import {
   ETHERTYPE_VLAN,
   VLAN_TAG_LEN,
 } from '../protocols/ethernet';
-import { ARP_PROXY, IPV4_INPUT, drop } from './next';
+import { ARP_PROXY, IPV4_INPUT, IPV6_INPUT, drop } from './next';
 
 export function ethernetInput(c: Pipeline, p: number): number {
   const pool = c.pool;
@@ -30,7 +30,7 @@ export function ethernetInput(c: Pipeline, p: number): number {
   pool.l3[p] = l3;
   if (etherType === ETHERTYPE_IPV4) return IPV4_INPUT;
   if (etherType === ETHERTYPE_ARP) return ARP_PROXY;
-  if (etherType === ETHERTYPE_IPV6) return drop(Drop['ipv6-unsupported']);
+  if (etherType === ETHERTYPE_IPV6) return IPV6_INPUT;
   return drop(Drop['unknown-ethertype']);
 }
 

@@ -1,6 +1,7 @@
 /**
- * The flow steps. Every IPv4 packet from a pod or out of a tunnel belongs to
- * a flow pair, decided once on the flow's first packet:
+ * The flow steps. Every IP packet from a pod or out of a tunnel belongs to
+ * a flow pair, decided once on the flow's first packet (IPv6 lookup and
+ * setup: flow6.ts; flow-apply serves both):
  *
  *   flow-lookup  key (VRF, protocol, src, dst, ports) -> entry; an ICMP error
  *                is matched through the packet it quotes, a later fragment
@@ -19,12 +20,16 @@ import { NH_COMPOSITE, NH_ENCAP, NH_KIND_NAMES } from '../nexthop';
 import { ICMP_HEADER_LEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, isIcmpError } from '../protocols/icmp';
 import { IP_MIN_HEADER_LEN, PROTO_ICMP, PROTO_TCP, PROTO_UDP, ipToString, readU32 } from '../protocols/ipv4';
 import { VIF_FABRIC, Vif } from '../vif';
-import { FLOW_APPLY, FLOW_SETUP, IPV4_LOOKUP, NAT_REWRITE, drop } from './next';
+import type { FlowTable } from '../flow-table';
+import { ip6ToString } from '../protocols/ipv6';
+import { flowLookup6, flowSetup6 } from './flow6';
+import { FLOW_APPLY, FLOW_SETUP, IPV4_LOOKUP, IPV6_LOOKUP, NAT_REWRITE, drop } from './next';
 
 export function flowLookup(c: Pipeline, p: number): number {
   const pool = c.pool;
   const d = pool.data;
   const l3 = pool.l3[p];
+  if (d[l3] >>> 4 === 6) return flowLookup6(c, p);
   const l4 = pool.l4[p];
   if (l4 < 0) return c.fragments.follow(c, p);
   const protocol = d[l3 + 9];
@@ -69,7 +74,7 @@ function lookupIcmpError(c: Pipeline, p: number, l4: number): number {
 }
 
 /** The VN a nexthop leads into (for a composite: its own, else its first member's), or `fallback`. */
-function nexthopVn(c: Pipeline, nexthop: number, fallback: number): number {
+export function nexthopVn(c: Pipeline, nexthop: number, fallback: number): number {
   const nexthops = c.nexthops;
   let vn = nexthops.vn[nexthop];
   if (vn < 0 && nexthops.kind[nexthop] === NH_COMPOSITE) {
@@ -84,6 +89,7 @@ export function flowSetup(c: Pipeline, p: number): number {
   const d = pool.data;
   const nexthops = c.nexthops;
   const l3 = pool.l3[p];
+  if (d[l3] >>> 4 === 6) return flowSetup6(c, p);
   const vrfId = pool.vrf[p];
   const vrf = c.vrfs[vrfId];
   if (vrf === null || vrf === undefined) return drop(Drop['no-route']);
@@ -158,23 +164,28 @@ export function flowSetup(c: Pipeline, p: number): number {
   const entry = c.flows.create(forward, reverse, c.now, c.vifs[owner] ? owner : -1);
   if (entry < 0) return drop(Drop['flow-table-full']);
   const flows = c.flows;
-  if (!allowed) {
-    flows.action[entry] = FLOW_DROP;
-    flows.action[entry + 1] = FLOW_DROP;
-  } else if (translatedDst !== dst || translatedPort !== dstPort) {
-    flows.action[entry] = FLOW_NAT;
-    flows.action[entry + 1] = FLOW_NAT;
-    flows.natFlags[entry] = (translatedDst !== dst ? NAT_DNAT : 0) | (translatedPort !== dstPort ? NAT_DPAT : 0);
-    flows.natFlags[entry + 1] = (translatedDst !== dst ? NAT_SNAT : 0) | (translatedPort !== dstPort ? NAT_SPAT : 0);
-  } else {
-    flows.action[entry] = FLOW_FORWARD;
-    flows.action[entry + 1] = FLOW_FORWARD;
-  }
+  setPairActions(flows, entry, allowed, translatedDst !== dst, translatedPort !== dstPort);
   flows.nexthop[entry] = fromFabric ? delivery : vrf.routes.lookup(dst);
   flows.ecmpSlot[entry] = slot;
   flows.ecmpSlot[entry + 1] = slot;
   pool.flowEntry[p] = entry;
   return FLOW_APPLY;
+}
+
+/** The policy verdict, or the NAT a translated destination (address, port) needs, on both entries of a new pair. */
+export function setPairActions(flows: FlowTable, entry: number, allowed: boolean, dnat: boolean, dpat: boolean): void {
+  if (!allowed) {
+    flows.action[entry] = FLOW_DROP;
+    flows.action[entry + 1] = FLOW_DROP;
+  } else if (dnat || dpat) {
+    flows.action[entry] = FLOW_NAT;
+    flows.action[entry + 1] = FLOW_NAT;
+    flows.natFlags[entry] = (dnat ? NAT_DNAT : 0) | (dpat ? NAT_DPAT : 0);
+    flows.natFlags[entry + 1] = (dnat ? NAT_SNAT : 0) | (dpat ? NAT_SPAT : 0);
+  } else {
+    flows.action[entry] = FLOW_FORWARD;
+    flows.action[entry + 1] = FLOW_FORWARD;
+  }
 }
 
 export function flowApply(c: Pipeline, p: number): number {
@@ -188,18 +199,19 @@ export function flowApply(c: Pipeline, p: number): number {
   // The entropy port is the flow's (RFC 7510 3): later fragments and ICMP errors hash as their entry's key, as
   // the reference takes fe_udp_src_port from the flow (tungstenfabric/tf-vrouter@432a8e0c linux/vrouter_mod.c lh_get_udp_src_port).
   pool.hash[p] = flows.keyHash[entry];
-  const next = c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC ? NAT_REWRITE : IPV4_LOOKUP;
+  const ipv6 = d[l3] >>> 4 === 6;
+  const next = c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC ? NAT_REWRITE : ipv6 ? IPV6_LOOKUP : IPV4_LOOKUP;
   // A traced synthetic packet reads the flow, and changes nothing in it.
   if (c.dryRun) return flows.action[entry] === FLOW_DROP ? drop(Drop['flow-action-drop']) : next;
   flows.hit(entry, pool.length[p], c.now);
   // Later fragments follow the first one's verdict, a drop included.
-  if (l4 >= 0 && ((d[l3 + 6] << 8) | d[l3 + 7]) & 0x2000) {
+  if (!ipv6 && l4 >= 0 && ((d[l3 + 6] << 8) | d[l3 + 7]) & 0x2000) {
     const overlap = c.fragments.recordHead(c, p);
     if (overlap !== 0) return overlap;
   }
   if (flows.action[entry] === FLOW_DROP) return drop(Drop['flow-action-drop']);
-  if (d[l3 + 9] === PROTO_TCP && l4 >= 0) {
-    const totalLength = (d[l3 + 2] << 8) | d[l3 + 3];
+  if (d[ipv6 ? l3 + 6 : l3 + 9] === PROTO_TCP && l4 >= 0) {
+    const totalLength = ipv6 ? 40 + ((d[l3 + 4] << 8) | d[l3 + 5]) : (d[l3 + 2] << 8) | d[l3 + 3];
     const segmentLength = totalLength - (l4 - l3) - ((d[l4 + 12] >>> 4) << 2);
     if (flows.trackTcp(entry, d[l4 + 13], readU32(d, l4 + 4), readU32(d, l4 + 8), segmentLength)) c.closeFlowAfter(p);
   }
@@ -222,7 +234,8 @@ export function describeFlowSetup(c: Pipeline, p: number, next: number): string 
   const nexthop = flows.nexthop[entry];
   return (
     `created ${entry}<=>${entry ^ 1} ${FLOW_ACTION_NAMES[flows.action[entry]]}${forward.nat.length ? ` (${forward.nat.join(',')})` : ''}` +
-    ` reverse ${ipToString(reverse.src)}:${reverse.srcPort} > ${ipToString(reverse.dst)}:${reverse.dstPort} vrf ${reverse.vrf}` +
+    ` reverse ${reverse.src6 ? ip6ToString(reverse.src6) : ipToString(reverse.src)}:${reverse.srcPort}` +
+    ` > ${reverse.dst6 ? ip6ToString(reverse.dst6) : ipToString(reverse.dst)}:${reverse.dstPort} vrf ${reverse.vrf}` +
     `${nexthop >= 0 ? ` nh ${nexthop} ${NH_KIND_NAMES[c.nexthops.kind[nexthop]]}` : ''}`
   );
 }

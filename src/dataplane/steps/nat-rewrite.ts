@@ -15,7 +15,9 @@ import { NAT_DNAT, NAT_DPAT, NAT_SNAT, NAT_SPAT } from '../flow-table';
 import { checksum, checksumUpdate16, checksumUpdate32 } from '../protocols/checksum';
 import { ICMP_HEADER_LEN, isIcmpError } from '../protocols/icmp';
 import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, ipToString, readU16, readU32, writeU16, writeU32 } from '../protocols/ipv4';
+import { IP6_DST, IP6_SRC, ip6ToString } from '../protocols/ipv6';
 import { VIF_FABRIC } from '../vif';
+import { natRewrite6 } from './nat-rewrite6';
 import { NEXTHOP } from './next';
 
 /** Offset of the L4 checksum from the L4 header, -1 when the protocol has none to fix. */
@@ -36,7 +38,7 @@ function rewriteAddress(d: Buffer, ip: number, at: number, l4Checksum: number, v
   }
 }
 
-function rewritePort(d: Buffer, at: number, l4Checksum: number, protocol: number, value: number): void {
+export function rewritePort(d: Uint8Array, at: number, l4Checksum: number, protocol: number, value: number): void {
   const old = readU16(d, at);
   if (old === value) return;
   writeU16(d, at, value);
@@ -55,6 +57,10 @@ export function natRewrite(c: Pipeline, p: number): number {
   if (flags === 0) return NEXTHOP;
   const d = pool.data;
   const l3 = pool.l3[p];
+  if (d[l3] >>> 4 === 6) {
+    natRewrite6(c, p, entry, flags);
+    return NEXTHOP;
+  }
   const l4 = pool.l4[p];
   const protocol = d[l3 + 9];
   if (protocol === PROTO_ICMP && l4 >= 0 && isIcmpError(d[l4])) {
@@ -144,5 +150,9 @@ export function describeNatRewrite(c: Pipeline, p: number): string {
   if (entry < 0 || c.flows.natFlags[entry] === 0) return 'no translation';
   const d = c.pool.data;
   const l3 = c.pool.l3[p];
-  return `${c.flows.view(entry).nat.join(',')}: now ${ipToString(readU32(d, l3 + 12))} > ${ipToString(readU32(d, l3 + 16))}`;
+  const addresses =
+    d[l3] >>> 4 === 6
+      ? `${ip6ToString(d, l3 + IP6_SRC)} > ${ip6ToString(d, l3 + IP6_DST)}`
+      : `${ipToString(readU32(d, l3 + 12))} > ${ipToString(readU32(d, l3 + 16))}`;
+  return `${c.flows.view(entry).nat.join(',')}: now ${addresses}`;
 }

@@ -20,6 +20,11 @@ export const FLOW_SETUP = 13;
 export const FLOW_APPLY = 14;
 export const NAT_REWRITE = 15;
 export const MPLS_INPUT = 16;
+export const IPV6_INPUT = 17;
+export const INNER_IPV6_INPUT = 18;
+export const ND_PROXY = 19;
+export const IPV6_LOOKUP = 20;
+export const HOP_LIMIT_DECREMENT = 21;
 
 export const TRANSMIT = -1;
 /** The packet was copied aside (a fragment waiting for its first fragment). */

@@ -9,22 +9,36 @@ import type { Pipeline } from '../pipeline';
 import { Drop } from '../drop-reasons';
 import { NH_COMPOSITE, NH_TUNNEL } from '../nexthop';
 import { ipToString, readU32 } from '../protocols/ipv4';
+import { IP6_SRC, ip6ToString, sameAddress6 } from '../protocols/ipv6';
 import { FLOW_LOOKUP, drop } from './next';
 
 export function sourceCheck(c: Pipeline, p: number): number {
   const pool = c.pool;
   const d = pool.data;
   const vif = c.vifs[pool.ingressVif[p]]!;
-  const src = readU32(d, pool.l3[p] + 12);
-  if (src !== vif.ip && vif.floatingIp(src) === null) return drop(Drop['spoofed-source']);
+  const l3 = pool.l3[p];
+  if (d[l3] >>> 4 === 6) {
+    const ip6 = vif.ip6;
+    if ((ip6 === null || !sameAddress6(ip6, 0, d, l3 + IP6_SRC)) && vif.floatingIp6(d, l3 + IP6_SRC) === null) return drop(Drop['spoofed-source']);
+  } else {
+    const src = readU32(d, l3 + 12);
+    if (src !== vif.ip && vif.floatingIp(src) === null) return drop(Drop['spoofed-source']);
+  }
   const mac = vif.mac;
   const at = pool.start[p] + 6;
   for (let i = 0; i < 6; i++) if (d[at + i] !== mac[i]) return drop(Drop['spoofed-source']);
   return FLOW_LOOKUP;
 }
 
+/** The packet's source address as text, either family. */
+function sourceText(c: Pipeline, p: number): string {
+  const d = c.pool.data;
+  const l3 = c.pool.l3[p];
+  return d[l3] >>> 4 === 6 ? ip6ToString(d, l3 + IP6_SRC) : ipToString(readU32(d, l3 + 12));
+}
+
 export function describeSourceCheck(c: Pipeline, p: number, next: number): string {
-  return next === FLOW_LOOKUP ? 'source address and MAC belong to the vif' : `${ipToString(readU32(c.pool.data, c.pool.l3[p] + 12))} is not this vif's`;
+  return next === FLOW_LOOKUP ? 'source address and MAC belong to the vif' : `${sourceText(c, p)} is not this vif's`;
 }
 
 export function tunnelSourceCheck(c: Pipeline, p: number): number {
@@ -32,7 +46,9 @@ export function tunnelSourceCheck(c: Pipeline, p: number): number {
   const nexthops = c.nexthops;
   const outer = pool.outerSrc[p];
   const vrf = c.vrfs[pool.vrf[p]];
-  const nexthop = vrf === null || vrf === undefined ? -1 : vrf.routes.lookup(readU32(pool.data, pool.l3[p] + 12));
+  const l3 = pool.l3[p];
+  const ipv6 = pool.data[l3] >>> 4 === 6;
+  const nexthop = vrf === null || vrf === undefined ? -1 : ipv6 ? vrf.routes6.lookup(pool.data, l3 + IP6_SRC) : vrf.routes.lookup(readU32(pool.data, l3 + 12));
   if (nexthop < 0) return drop(Drop['invalid-tunnel-source']);
   const kind = nexthops.kind[nexthop];
   if (kind === NH_TUNNEL) return nexthops.dip[nexthop] === outer ? FLOW_LOOKUP : drop(Drop['invalid-tunnel-source']);
@@ -47,7 +63,7 @@ export function tunnelSourceCheck(c: Pipeline, p: number): number {
 }
 
 export function describeTunnelSourceCheck(c: Pipeline, p: number, next: number): string {
-  const source = ipToString(readU32(c.pool.data, c.pool.l3[p] + 12));
+  const source = sourceText(c, p);
   const node = ipToString(c.pool.outerSrc[p]);
   return next === FLOW_LOOKUP ? `node ${node} is a next hop of ${source}` : `node ${node} is not a next hop of ${source}`;
 }

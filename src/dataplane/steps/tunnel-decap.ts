@@ -12,7 +12,7 @@ import { PROTO_GRE, PROTO_UDP, ipToString, readU32 } from '../protocols/ipv4';
 import { MPLS_HEADER_LEN } from '../protocols/mpls';
 import { MPLS_OVER_UDP_LEGACY_PORT, MPLS_OVER_UDP_PORT, UDP_HEADER_LEN } from '../protocols/udp';
 import { NH_ENCAP, NH_RECEIVE } from '../nexthop';
-import { INNER_IPV4_INPUT, MPLS_INPUT, drop } from './next';
+import { INNER_IPV4_INPUT, INNER_IPV6_INPUT, MPLS_INPUT, drop } from './next';
 
 export function tunnelDecap(c: Pipeline, p: number): number {
   const pool = c.pool;
@@ -61,9 +61,9 @@ export function mplsInput(c: Pipeline, p: number): number {
   // Receiving is one MPLS hop: a label TTL of 1 or 0 expires here.
   if (d[mpls + 3] <= 1) return drop(Drop['mpls-ttl-expired']);
   const inner = mpls + MPLS_HEADER_LEN;
+  // The label's nexthop decides where the packet goes; the version nibble what it is.
   const version = d[inner] >>> 4;
-  if (version === 6) return drop(Drop['ipv6-unsupported']);
-  if (version !== 4) return drop(Drop['invalid-protocol']);
+  if (version !== 4 && version !== 6) return drop(Drop['invalid-protocol']);
   const kind = c.nexthops.kind[nexthop];
   // A label leads to a local pod (or the vrouter itself), never back into the fabric.
   const localVif = kind === NH_ENCAP || kind === NH_RECEIVE ? c.vifs[c.nexthops.vif[nexthop]] : null;
@@ -71,7 +71,7 @@ export function mplsInput(c: Pipeline, p: number): number {
   pool.nexthop[p] = nexthop;
   pool.vrf[p] = localVif.vrf;
   pool.l3[p] = inner;
-  return INNER_IPV4_INPUT;
+  return version === 4 ? INNER_IPV4_INPUT : INNER_IPV6_INPUT;
 }
 
 export function describeTunnelDecap(c: Pipeline, p: number, next: number): string {
@@ -84,9 +84,10 @@ export function describeTunnelDecap(c: Pipeline, p: number, next: number): strin
 
 export function describeMplsInput(c: Pipeline, p: number, next: number): string {
   const d = c.pool.data;
-  const mpls = next === INNER_IPV4_INPUT ? c.pool.l3[p] - MPLS_HEADER_LEN : c.pool.l4[p];
+  const decapsulated = next === INNER_IPV4_INPUT || next === INNER_IPV6_INPUT;
+  const mpls = decapsulated ? c.pool.l3[p] - MPLS_HEADER_LEN : c.pool.l4[p];
   const label = (d[mpls] << 12) | (d[mpls + 1] << 4) | (d[mpls + 2] >>> 4);
-  return next === INNER_IPV4_INPUT
+  return decapsulated
     ? `label ${label} ttl ${d[mpls + 3]} from node ${ipToString(c.pool.outerSrc[p])} -> nh ${c.pool.nexthop[p]} vrf ${c.pool.vrf[p]}`
     : `label ${label} not accepted`;
 }

@@ -25,6 +25,9 @@ import { ENCAP_MPLS_GRE, TUNNEL_ENCAP_NAMES } from '../nexthop';
 import { icmpErrorInPlace } from './icmp-error';
 import { fragmentInner } from './ipv4-fragment';
 import { restoreReceivedHeader } from './nat-rewrite';
+import { restoreReceivedHeader6 } from './nat-rewrite6';
+import { icmp6ErrorInPlace } from './icmp6-error';
+import { ICMPV6_PACKET_TOO_BIG } from '../protocols/icmpv6';
 import { TRANSMIT, drop } from './next';
 
 const ICMP_FRAGMENTATION_NEEDED = 4;
@@ -41,9 +44,15 @@ export function tunnelEncap(c: Pipeline, p: number): number {
   const overGre = nexthops.encap[id] === ENCAP_MPLS_GRE;
   const tunnelLength = (overGre ? GRE_HEADER_LEN : UDP_HEADER_LEN) + MPLS_HEADER_LEN;
   const outerLength = IP_MIN_HEADER_LEN + tunnelLength + innerLength;
+  const innerIpv6 = d[inner] >>> 4 === 6;
   if (outerLength > fabric.mtu) {
     const innerFlags = (d[inner + 6] << 8) | d[inner + 7];
     const innerMtu = fabric.mtu - IP_MIN_HEADER_LEN - tunnelLength;
+    // IPv6 routers never fragment (RFC 8200 5): a packet too big, with the MTU the tunnel leaves.
+    if (innerIpv6) {
+      restoreReceivedHeader6(c, p);
+      return icmp6ErrorInPlace(c, p, ICMPV6_PACKET_TOO_BIG, 0, innerMtu, Drop['fragment-needed']);
+    }
     if ((innerFlags & IP_FLAG_DF) !== 0) {
       restoreReceivedHeader(c, p);
       return icmpErrorInPlace(c, p, ICMP_DEST_UNREACHABLE, ICMP_FRAGMENTATION_NEEDED, innerMtu, Drop['fragment-needed']);
@@ -116,7 +125,7 @@ export function tunnelEncap(c: Pipeline, p: number): number {
 
   const mpls = inner - MPLS_HEADER_LEN;
   const label = nexthops.label[id];
-  const innerTtl = d[inner + 8];
+  const innerTtl = innerIpv6 ? d[inner + 7] : d[inner + 8];
   d[mpls] = label >>> 12;
   d[mpls + 1] = (label >>> 4) & 0xff;
   d[mpls + 2] = ((label & 0x0f) << 4) | 0x01;
