@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CapturedFrame, PcapPort, PcapWriter, mergeByTimestamp, readCapture } from '../src/dataplane/io/pcap';
+import { CapturedFrame, PcapPort, PcapWriter, readCapture } from '../src/dataplane/io/pcap';
 
 /**
  * Writes the test captures and expected.json (per set: timestamp in ns as a
@@ -349,41 +349,5 @@ describe('PcapPort', () => {
       frames.map((frame) => frame.timestampNs),
       [1n, 2n, 3n, 4n, 5n].map((tick) => 1_700_000_000_000_000_000n + tick * 1_500n),
     );
-  });
-});
-
-describe('mergeByTimestamp', () => {
-  const frameAt = (timestampNs: bigint): CapturedFrame => ({ timestampNs, data: Buffer.alloc(60), originalLength: 60 });
-
-  it('orders by timestamp, then input index, then position in the input', () => {
-    const a = [frameAt(10n), frameAt(20n), frameAt(20n)];
-    const b = [frameAt(5n), frameAt(20n), frameAt(30n)];
-    const c = [frameAt(20n)];
-    const merged = mergeByTimestamp([a, b, c]);
-    assert.deepEqual(
-      merged.map(({ input, frame }) => ({ input, frame })),
-      [
-        { input: 1, frame: b[0] },
-        { input: 0, frame: a[0] },
-        { input: 0, frame: a[1] },
-        { input: 0, frame: a[2] },
-        { input: 1, frame: b[1] },
-        { input: 2, frame: c[0] },
-        { input: 1, frame: b[2] },
-      ],
-    );
-    // The very frames given, not copies, so ties are told apart by identity.
-    assert.equal(merged[2].frame, a[1]);
-    assert.equal(merged[3].frame, a[2]);
-  });
-
-  it('sorts an input whose timestamps go backwards, and takes empty inputs', () => {
-    const late = frameAt(30n);
-    const early = frameAt(10n);
-    assert.deepEqual(mergeByTimestamp([[], [late, early], []]), [
-      { input: 1, frame: early },
-      { input: 1, frame: late },
-    ]);
-    assert.deepEqual(mergeByTimestamp([]), []);
   });
 });
