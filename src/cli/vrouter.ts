@@ -40,10 +40,17 @@ function replayCommand(): Command {
         if (!vif) throw new UsageError(`--in ${spec}: ${options.state} has no vif named or numbered ${name}`);
         return { vif: vif.id, file: spec.slice(at + 1) };
       });
+      const started = process.hrtime.bigint();
+      const cpuBefore = process.cpuUsage();
       const summary = replay(dp, inputs, options.out, options.trace ? (line) => process.stdout.write(line + '\n') : null);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const cpu = process.cpuUsage(cpuBefore);
+      const cpuSeconds = (cpu.user + cpu.system) / 1e6;
       const { received, transmitted, dropped, generated } = summary.packets;
       process.stderr.write(
-        `replayed ${received} packets: ${transmitted} transmitted, ${dropped} dropped, ${generated} generated -> ${options.out}\n`,
+        `replayed ${received} packets: ${transmitted} transmitted, ${dropped} dropped, ${generated} generated -> ${options.out}` +
+          ` in ${seconds.toFixed(3)} s (${cpuSeconds.toFixed(3)} s CPU, ${Math.round(received / cpuSeconds)} packets per CPU second;` +
+          ` peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB)\n`,
       );
     });
 }

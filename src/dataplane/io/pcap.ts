@@ -480,6 +480,17 @@ export interface PcapWriterOptions {
 }
 
 const WRITE_CHUNK_BYTES = 64 * 1024;
+/** Below this length a byte loop beats TypedArray.set, which needs a subarray view made per call. */
+const SHORT_COPY_BYTES = 160;
+
+/** Copies from[offset, offset + length) to to[at...] without making a view for short frames. */
+export function copyBytes(from: Uint8Array, offset: number, length: number, to: Uint8Array, at: number): void {
+  if (length > SHORT_COPY_BYTES) {
+    to.set(from.subarray(offset, offset + length), at);
+    return;
+  }
+  for (let i = 0; i < length; i++) to[at + i] = from[offset + i];
+}
 
 /**
  * Writes a little-endian classic pcap file of Ethernet frames. Records are
@@ -542,7 +553,7 @@ export class PcapWriter {
     this.staging.writeUInt32LE(this.nanosecond ? nanoseconds : Math.floor(nanoseconds / 1000), record + 4);
     this.staging.writeUInt32LE(capturedLength, record + 8);
     this.staging.writeUInt32LE(length, record + 12);
-    this.staging.set(data.subarray(offset, offset + capturedLength), record + PCAP_RECORD_HEADER_LEN);
+    copyBytes(data, offset, capturedLength, this.staging, record + PCAP_RECORD_HEADER_LEN);
     this.staged = record + PCAP_RECORD_HEADER_LEN + capturedLength;
   }
 

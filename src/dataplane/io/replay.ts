@@ -26,7 +26,7 @@ import { MAX_FRAME, PacketPool } from '../packet-pool';
 import { Pipeline, TraceSink } from '../pipeline';
 import { ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, VROUTER_MAC } from '../protocols/ethernet';
 import { VIF_VIRTUAL, type PacketPort, type Vif } from '../vif';
-import { CaptureReader, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW, PcapWriter } from './pcap';
+import { CaptureReader, copyBytes, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW, PcapWriter } from './pcap';
 
 export interface ReplayInput {
   file: string;
@@ -103,7 +103,10 @@ function writeAsEthernet(pool: PacketPool, slot: number, reader: CaptureReader, 
   let sourceAt = 0;
   switch (reader.linkType) {
     case LINKTYPE_ETHERNET:
-      return pool.write(slot, data, at, length);
+      if (length > MAX_FRAME) return false;
+      copyBytes(data, at, length, pool.data, pool.start[slot]);
+      pool.length[slot] = length;
+      return true;
     case LINKTYPE_RAW:
     case LINKTYPE_IPV4: {
       payload = at;
@@ -136,7 +139,7 @@ function writeAsEthernet(pool: PacketPool, slot: number, reader: CaptureReader, 
   else d.set(pod ? vif.mac : ZERO_MAC, start + MAC_LEN);
   d[start + 12] = etherType >> 8;
   d[start + 13] = etherType & 0xff;
-  data.copy(d, start + ETH_HEADER_LEN, payload, payload + payloadLength);
+  copyBytes(data, payload, payloadLength, d, start + ETH_HEADER_LEN);
   pool.length[slot] = ETH_HEADER_LEN + payloadLength;
   return true;
 }
