@@ -7,9 +7,14 @@
  *            the OpenContrail-style utilities, clients of the introspect API (tools.ts)
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { loadStateFile } from '../control/config/state-file';
-import { replay, ReplayInput } from '../dataplane/io/replay';
+import { replay, ReplayInput, ReplayInputError } from '../dataplane/io/replay';
+import { CaptureError } from '../dataplane/io/pcap';
+import { compareOutputs, MaskError, parseMasks, updateExpected } from '../replay/compare';
+import { FIELD_NAMES } from '../replay/packet-fields';
 import { Daemon } from '../daemon/daemon';
 import { portCommand } from './port';
 import { routeCommand, statsCommand } from './route';
@@ -23,35 +28,97 @@ function collect(value: string, previous: string[]): string[] {
 /** A usage or configuration error: reported without a stack, exit code 2. */
 class UsageError extends Error {}
 
+interface ReplayOptions {
+  state: string;
+  in: string[];
+  inPcapng: string[];
+  map: string[];
+  out?: string;
+  expect?: string;
+  ignore: string[];
+  update?: boolean;
+  trace?: boolean;
+}
+
+const MASK_HELP = `fields not compared (comma-separated, repeatable): timestamp, or a header field by its Wireshark name
+(${FIELD_NAMES.map(([name]) => name).join(', ')}); "outer." or "inner." before it limits it to the tunnel's outer or inner headers.
+A masked checksum is still recomputed and must be valid`;
+
+/** Splits `name=value`, naming the option in the error. */
+function splitPair(option: string, spec: string, shape: string): [string, string] {
+  const at = spec.indexOf('=');
+  if (at <= 0 || at === spec.length - 1) throw new UsageError(`${option} ${spec}: expected ${shape}`);
+  return [spec.slice(0, at), spec.slice(at + 1)];
+}
+
 function replayCommand(): Command {
   return new Command('replay')
-    .description('replay pcaps through the dataplane described by a state file, writing one pcap per egress vif')
+    .description('replay pcaps through the dataplane described by a state file, writing one pcap per egress vif; with --expect, compare with golden outputs (exit 0 equal, 1 different, 2 usage or input error)')
     .requiredOption('--state <file>', 'dataplane state file (YAML or JSON)')
-    .requiredOption('--in <vif=pcap>', 'feed a pcap/pcapng into a vif (name or number); repeatable', collect, [])
-    .requiredOption('--out <dir>', 'directory for <vif-name>.pcap outputs and summary.json')
+    .option('--in <vif=pcap>', 'feed a pcap/pcapng (Ethernet, raw IP, Linux cooked v1/v2) into a vif (name or number); repeatable', collect, [])
+    .option('--in-pcapng <file>', 'feed a pcapng whose interfaces are vifs: an interface goes to the vif --map names, or to the vif of its own name; repeatable', collect, [])
+    .option('--map <interface=vif>', 'with --in-pcapng: the vif the frames of a capture interface (its if_name) go into; repeatable', collect, [])
+    .option('--out <dir>', 'directory for <vif-name>.pcap outputs, summary.json and flows.json (default with --expect: a temporary one)')
+    .option('--expect <dir>', 'compare the outputs with this directory (pcaps; summary.json and flows.json if it has them)')
+    .option('--ignore <fields>', MASK_HELP, collect, [])
+    .option('--update', 'with --expect: rewrite the expected directory from this run instead of comparing')
     .option('--trace', 'print every step decision for every packet')
-    .action((options: { state: string; in: string[]; out: string; trace?: boolean }) => {
+    .action((options: ReplayOptions) => {
+      if (options.in.length + options.inPcapng.length === 0) throw new UsageError('give at least one --in <vif>=<pcap> or --in-pcapng <file>');
+      if (options.out === undefined && options.expect === undefined) throw new UsageError('give --out <dir>, --expect <dir> or both');
+      if (options.update && options.expect === undefined) throw new UsageError('--update rewrites the --expect directory: give --expect <dir>');
+      if (options.map.length > 0 && options.inPcapng.length === 0) throw new UsageError('--map applies to --in-pcapng inputs: give --in-pcapng <file>');
+      const masks = parseMasks(options.ignore);
       const dp = loadStateFile(options.state);
-      const inputs: ReplayInput[] = options.in.map((spec) => {
-        const at = spec.indexOf('=');
-        if (at <= 0 || at === spec.length - 1) throw new UsageError(`--in ${spec}: expected <vif>=<pcap>`);
-        const name = spec.slice(0, at);
+      const vifNamed = (option: string, spec: string, name: string): number => {
         const vif = dp.vifs.find(name);
-        if (!vif) throw new UsageError(`--in ${spec}: ${options.state} has no vif named or numbered ${name}`);
-        return { vif: vif.id, file: spec.slice(at + 1) };
+        if (!vif) throw new UsageError(`${option} ${spec}: ${options.state} has no vif named or numbered ${name}`);
+        return vif.id;
+      };
+      const inputs: ReplayInput[] = options.in.map((spec) => {
+        const [name, file] = splitPair('--in', spec, '<vif>=<pcap>');
+        return { vif: vifNamed('--in', spec, name), file };
       });
-      const started = process.hrtime.bigint();
-      const cpuBefore = process.cpuUsage();
-      const summary = replay(dp, inputs, options.out, options.trace ? (line) => process.stdout.write(line + '\n') : null);
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const cpu = process.cpuUsage(cpuBefore);
-      const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-      const { received, transmitted, dropped, generated } = summary.packets;
-      process.stderr.write(
-        `replayed ${received} packets: ${transmitted} transmitted, ${dropped} dropped, ${generated} generated -> ${options.out}` +
-          ` in ${seconds.toFixed(3)} s (${cpuSeconds.toFixed(3)} s CPU, ${Math.round(received / cpuSeconds)} packets per CPU second;` +
-          ` peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB)\n`,
-      );
+      if (options.inPcapng.length > 0) {
+        const interfaceVifs = new Map<string, number>();
+        for (const vif of dp.vifs) interfaceVifs.set(vif.name, vif.id);
+        for (const spec of options.map) {
+          const [name, vif] = splitPair('--map', spec, '<interface>=<vif>');
+          interfaceVifs.set(name, vifNamed('--map', spec, vif));
+        }
+        for (const file of options.inPcapng) inputs.push({ file, vif: null, interfaceVifs });
+      }
+      const out = options.out ?? fs.mkdtempSync(path.join(os.tmpdir(), 'vrouter-replay-'));
+      try {
+        const started = process.hrtime.bigint();
+        const cpuBefore = process.cpuUsage();
+        const summary = replay(dp, inputs, out, options.trace ? (line) => process.stdout.write(line + '\n') : null);
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        const cpu = process.cpuUsage(cpuBefore);
+        const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+        const { received, transmitted, dropped, generated } = summary.packets;
+        process.stderr.write(
+          `replayed ${received} packets: ${transmitted} transmitted, ${dropped} dropped, ${generated} generated -> ${options.out ?? 'a temporary directory'}` +
+            ` in ${seconds.toFixed(3)} s (${cpuSeconds.toFixed(3)} s CPU, ${Math.round(received / cpuSeconds)} packets per CPU second;` +
+            ` peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB)\n`,
+        );
+        for (const [file, cut] of Object.entries(summary.truncatedInput ?? {})) {
+          const listed = cut.first.map((frame) => `${frame.frame} (${frame.capturedLength} of ${frame.originalLength} bytes)`).join(', ');
+          process.stderr.write(`vrouter: ${file}: ${cut.frames} frames cut short by the capture's snaplen were not replayed: frames ${listed}${cut.frames > cut.first.length ? ', ...' : ''}\n`);
+        }
+        if (options.expect === undefined) return;
+        if (options.update) {
+          updateExpected(out, options.expect);
+          process.stderr.write(`updated ${options.expect}\n`);
+          return;
+        }
+        const differences = compareOutputs(out, options.expect, { masks });
+        for (const difference of differences) process.stdout.write(`${difference.message}\n`);
+        process.stdout.write(differences.length === 0 ? `equal to ${options.expect}\n` : `${differences.length} differences from ${options.expect}\n`);
+        if (differences.length > 0) process.exitCode = 1;
+      } finally {
+        if (options.out === undefined) fs.rmSync(out, { recursive: true, force: true });
+      }
     });
 }
 
@@ -99,9 +166,20 @@ function runCommand(): Command {
     });
 }
 
+/** Exit 2: the command line or an input is wrong, as opposed to 1: the run found a problem (or failed). */
+function isUsageOrInputError(error: unknown): boolean {
+  return (
+    error instanceof UsageError ||
+    error instanceof MaskError ||
+    error instanceof CaptureError ||
+    error instanceof ReplayInputError ||
+    (error instanceof Error && (error.name === 'StateFileError' || (error as NodeJS.ErrnoException).code === 'ENOENT'))
+  );
+}
+
 function fail(error: unknown): never {
-  if (error instanceof CommanderError) process.exit(error.exitCode);
-  const known = error instanceof UsageError || (error instanceof Error && error.name === 'StateFileError');
+  if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+  const known = isUsageOrInputError(error);
   process.stderr.write(`vrouter: ${error instanceof Error ? error.message : String(error)}\n`);
   if (!known && error instanceof Error && process.env.VROUTER_DEBUG) process.stderr.write(`${error.stack}\n`);
   process.exit(known ? 2 : 1);

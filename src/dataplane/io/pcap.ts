@@ -126,8 +126,11 @@ const CLASSIC_FORMATS = new Map<number, { littleEndian: boolean; nanosecond: boo
   [0x4d3cb2a1, { littleEndian: false, nanosecond: true }],
 ]);
 
+/** A capture file that cannot be read: the message starts with the file's name. */
+export class CaptureError extends Error {}
+
 function captureError(file: string, problem: string): Error {
-  return new Error(`${file}: ${problem}`);
+  return new CaptureError(`${file}: ${problem}`);
 }
 
 function padTo4(length: number): number {
