@@ -1,6 +1,7 @@
 /**
  * The `vrouter` command. Subcommands:
- *   replay   feed pcaps through the dataplane of a state file, write egress pcaps
+ *   replay   feed pcaps through the dataplane of a state file, write egress pcaps (and compare them: --expect)
+ *   test     run scenario directories (replay + golden comparison + assertions), JUnit/JSON reports
  *   run      the vrouter daemon of one node (TAP devices, underlay sockets, port API)
  *   port     add, delete and list pod ports through a running daemon's port API
  *   vif, rt, nh, mpls, flow, dropstats, vrfstats, vifdump, trace, monitor:
@@ -15,6 +16,7 @@ import { replay, ReplayInput, ReplayInputError } from '../dataplane/io/replay';
 import { CaptureError } from '../dataplane/io/pcap';
 import { compareOutputs, MaskError, parseMasks, updateExpected } from '../replay/compare';
 import { FIELD_NAMES } from '../replay/packet-fields';
+import { findScenarios, formatResult, jsonReport, junitXml, runSuite, summaryLine, SuiteScenario } from '../replay/suite';
 import { Daemon } from '../daemon/daemon';
 import { portCommand } from './port';
 import { routeCommand, statsCommand } from './route';
@@ -122,6 +124,40 @@ function replayCommand(): Command {
     });
 }
 
+function testCommand(): Command {
+  return new Command('test')
+    .description('run scenario directories (state file, in/ captures, expected/ outputs, optional scenario.yaml) or directories of them, in parallel; exit 0 when all pass, 1 when any fails, 2 on a usage error')
+    .argument('<dir...>', 'a scenario directory, or a directory whose subdirectories are scenarios')
+    .option('--junit <file>', 'write a JUnit XML report (one testcase per scenario)')
+    .option('--json <file>', 'write a JSON report ("-": standard output, instead of the lines)')
+    .option('--jobs <n>', 'scenarios run at once (default: the number of cores)', (value: string) => Number(value))
+    .option('--update', "rewrite each scenario's expected/ directory from its replay instead of comparing")
+    .action(async (dirs: string[], options: { junit?: string; json?: string; jobs?: number; update?: boolean }) => {
+      const jobs = options.jobs ?? os.availableParallelism();
+      if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--jobs ${options.jobs}: expected a positive integer`);
+      let scenarios: SuiteScenario[];
+      try {
+        scenarios = findScenarios(dirs);
+      } catch (error) {
+        throw new UsageError(error instanceof Error ? error.message : String(error));
+      }
+      const quiet = options.json === '-';
+      const started = new Date();
+      const results = await runSuite(scenarios, {
+        jobs,
+        update: options.update === true,
+        onResult: (result) => {
+          if (!quiet) process.stdout.write(`${formatResult(result)}\n`);
+        },
+      });
+      if (!quiet) process.stdout.write(`${summaryLine(results)}\n`);
+      if (options.junit !== undefined) fs.writeFileSync(options.junit, junitXml(scenarios, results, started));
+      if (options.json === '-') process.stdout.write(jsonReport(results));
+      else if (options.json !== undefined) fs.writeFileSync(options.json, jsonReport(results));
+      if (results.some((result) => result.status !== 'passed')) process.exitCode = 1;
+    });
+}
+
 interface RunOptions {
   state: string;
   api: string;
@@ -190,6 +226,7 @@ export function main(argv: string[]): void {
     .description('vrouter-ts: a userspace overlay vrouter')
     .exitOverride()
     .addCommand(replayCommand())
+    .addCommand(testCommand())
     .addCommand(runCommand())
     .addCommand(portCommand())
     .addCommand(routeCommand())
