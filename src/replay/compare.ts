@@ -70,6 +70,7 @@ interface Packet {
   seconds: number;
   nanoseconds: number;
   data: Buffer;
+  originalLength: number;
 }
 
 /** Reads one packet at a time from each of two captures. */
@@ -79,7 +80,12 @@ function* packetPairs(actualFile: string | null, expectedFile: string | null): G
   const expected = open(expectedFile);
   const take = (reader: CaptureReader | null): Packet | null =>
     reader !== null && reader.next()
-      ? { seconds: reader.seconds, nanoseconds: reader.nanoseconds, data: Buffer.from(reader.data.subarray(reader.dataOffset, reader.dataOffset + reader.capturedLength)) }
+      ? {
+          seconds: reader.seconds,
+          nanoseconds: reader.nanoseconds,
+          data: Buffer.from(reader.data.subarray(reader.dataOffset, reader.dataOffset + reader.capturedLength)),
+          originalLength: reader.originalLength,
+        }
       : null;
   try {
     for (;;) {
@@ -151,13 +157,21 @@ export function comparePackets(actual: Buffer, expected: Buffer, masks: Masks): 
   return problems;
 }
 
-function countPackets(file: string | null): number {
-  if (file === null) return 0;
+interface CaptureShape {
+  packets: number;
+  /** Format, timestamp resolution, link type and snaplen: what the file header says. */
+  header: string;
+}
+
+function captureShape(file: string | null): CaptureShape | null {
+  if (file === null) return null;
   const reader = new CaptureReader(file);
   try {
-    let count = 0;
-    while (reader.next()) count++;
-    return count;
+    let packets = 0;
+    while (reader.next()) packets++;
+    const first = reader.interfaces[0];
+    const header = `${reader.format}, ${reader.finerThanMicroseconds ? 'nanosecond' : 'microsecond'} timestamps, link type ${first?.linkType}, snaplen ${first?.snapLength}`;
+    return { packets, header };
   } finally {
     reader.close();
   }
@@ -166,9 +180,14 @@ function countPackets(file: string | null): number {
 function compareCapture(vif: string, actualFile: string | null, expectedFile: string | null, masks: Masks): Difference[] {
   const file = `${vif}.pcap`;
   const differences: Difference[] = [];
-  const actualCount = countPackets(actualFile);
-  const expectedCount = countPackets(expectedFile);
+  const actualShape = captureShape(actualFile);
+  const expectedShape = captureShape(expectedFile);
+  const actualCount = actualShape?.packets ?? 0;
+  const expectedCount = expectedShape?.packets ?? 0;
   if (actualCount !== expectedCount) differences.push({ file, message: `vif ${vif}: ${actualCount} packets, expected ${expectedCount}` });
+  if (actualShape !== null && expectedShape !== null && actualShape.header !== expectedShape.header) {
+    differences.push({ file, message: `vif ${vif}: ${file} is ${actualShape.header}; expected ${expectedShape.header}` });
+  }
   let index = 0;
   let differing = 0;
   for (const [actual, expected] of packetPairs(actualFile, expectedFile)) {
@@ -178,6 +197,7 @@ function compareCapture(vif: string, actualFile: string | null, expectedFile: st
     if (!masks.timestamp && (actual.seconds !== expected.seconds || actual.nanoseconds !== expected.nanoseconds)) {
       problems.unshift(`timestamp ${formatTime(actual.seconds, actual.nanoseconds)}, expected ${formatTime(expected.seconds, expected.nanoseconds)}`);
     }
+    if (actual.originalLength !== expected.originalLength) problems.push(`original length ${actual.originalLength}, expected ${expected.originalLength}`);
     if (problems.length === 0) continue;
     differing++;
     if (differing > PACKETS_LISTED) continue;

@@ -265,12 +265,10 @@ export function runScenario(scenario: Scenario, options: { update?: boolean } = 
     for (const [file, cut] of Object.entries(summary.truncatedInput ?? {})) {
       failures.push(`${file}: ${cut.frames} frames cut short by the capture's snaplen were not replayed (frames ${cut.first.map((frame) => frame.frame).join(', ')})`);
     }
-    if (scenario.expectedDir !== null) {
-      if (options.update) updateExpected(out, scenario.expectedDir);
-      else {
-        checks++;
-        failures.push(...compareOutputs(out, scenario.expectedDir, { masks: scenario.masks }).map((difference) => difference.message));
-      }
+    if (options.update) updateExpected(out, scenario.expectedDir ?? path.join(scenario.dir, DEFAULT_EXPECTED));
+    else if (scenario.expectedDir !== null) {
+      checks++;
+      failures.push(...compareOutputs(out, scenario.expectedDir, { masks: scenario.masks }).map((difference) => difference.message));
     }
     for (const [dotted, wanted] of Object.entries(scenario.counters)) {
       checks++;
