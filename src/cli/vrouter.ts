@@ -2,6 +2,7 @@
  * The `vrouter` command. Subcommands:
  *   replay   feed pcaps through the dataplane of a state file, write egress pcaps (and compare them: --expect)
  *   test     run scenario directories (replay + golden comparison + assertions), JUnit/JSON reports
+ *   capture  record a live node's vifs and state as a scenario directory; state --export: its state file
  *   run      the vrouter daemon of one node (TAP devices, underlay sockets, port API)
  *   port     add, delete and list pod ports through a running daemon's port API
  *   vif, rt, nh, mpls, flow, dropstats, vrfstats, vifdump, trace, monitor:
@@ -16,6 +17,8 @@ import { replay, ReplayInput, ReplayInputError } from '../dataplane/io/replay';
 import { CaptureError } from '../dataplane/io/pcap';
 import { compareOutputs, MaskError, parseMasks, updateExpected } from '../replay/compare';
 import { FIELD_NAMES } from '../replay/packet-fields';
+import { captureScenario, parseDuration } from '../replay/capture';
+import { exportState } from '../replay/state-export';
 import { findScenarios, formatResult, jsonReport, junitXml, runSuite, summaryLine, SuiteScenario } from '../replay/suite';
 import { Daemon } from '../daemon/daemon';
 import { portCommand } from './port';
@@ -158,6 +161,53 @@ function testCommand(): Command {
     });
 }
 
+const DEFAULT_INTROSPECT = '127.0.0.1:8085';
+
+function stateCommand(): Command {
+  return new Command('state')
+    .description("a running node's state (through its introspect API)")
+    .requiredOption('--export', 'write it as a state file that `vrouter run` and `vrouter replay` load')
+    .option('-o, --output <file>', 'the file to write (default: standard output)')
+    .addOption(new Option('--introspect <host:port>', 'the daemon introspect API').default(DEFAULT_INTROSPECT))
+    .action(async (options: { output?: string; introspect: string }) => {
+      const { yaml } = await exportState(options.introspect);
+      if (options.output === undefined) process.stdout.write(yaml);
+      else fs.writeFileSync(options.output, yaml);
+    });
+}
+
+function captureCommand(): Command {
+  return new Command('capture')
+    .description('record what crosses every vif of a running node, with its state, as a scenario directory that `vrouter test` replays and compares')
+    .argument('<dir>', 'the scenario directory to write (state.yaml, in/capture.pcapng, expected/<vif>.pcap, scenario.yaml)')
+    .option('--duration <time>', 'how long to capture: 10s, 500ms, 2m (Ctrl-C stops earlier)', '10s')
+    .addOption(new Option('--introspect <host:port>', 'the daemon introspect API').default(DEFAULT_INTROSPECT))
+    .action(async (dir: string, options: { duration: string; introspect: string }) => {
+      let durationMs: number;
+      try {
+        durationMs = parseDuration(options.duration);
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+      const stopped = new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      const report = await captureScenario(dir, {
+        introspect: options.introspect,
+        durationMs,
+        stopped,
+        onStart: () => process.stderr.write(`capture: recording every vif for ${durationMs / 1000} s into ${dir}\n`),
+      });
+      process.stderr.write(`capture: ${report.received} frames received, ${report.sent} sent on ${report.vifs.length} vifs -> ${dir}\n`);
+      if (report.lost > 0) {
+        process.stderr.write(`capture: ${report.lost} frames LOST (the capture ring was full): the scenario misses them and will not replay equal\n`);
+        process.exitCode = 1;
+      }
+      process.exit();
+    });
+}
+
 interface RunOptions {
   state: string;
   api: string;
@@ -227,6 +277,8 @@ export function main(argv: string[]): void {
     .exitOverride()
     .addCommand(replayCommand())
     .addCommand(testCommand())
+    .addCommand(captureCommand())
+    .addCommand(stateCommand())
     .addCommand(runCommand())
     .addCommand(portCommand())
     .addCommand(routeCommand())

@@ -613,3 +613,71 @@ export class PcapPort implements PacketPort {
     this.writer.close();
   }
 }
+
+/**
+ * Writes a little-endian pcapng file of Ethernet frames on named interfaces
+ * (an IDB with if_name and if_tsresol 6 per interface, added when first
+ * used), so frames of several vifs keep the one order they were seen in.
+ */
+export class PcapngWriter {
+  readonly file: string;
+  private readonly fd: number;
+  private readonly interfaces = new Map<string, number>();
+
+  constructor(file: string) {
+    this.file = file;
+    this.fd = fs.openSync(file, 'w');
+    // SHB: byte-order magic, version 1.0, section length unknown (-1), no options.
+    const body = Buffer.alloc(16);
+    body.writeUInt32LE(PCAPNG_BYTE_ORDER_MAGIC, 0);
+    body.writeUInt16LE(PCAPNG_VERSION_MAJOR, 4);
+    body.writeBigInt64LE(-1n, 8);
+    this.block(PCAPNG_SHB, body);
+  }
+
+  /** Appends a frame seen on `interfaceName` at seconds + microseconds. */
+  write(interfaceName: string, seconds: number, microseconds: number, frame: Uint8Array): void {
+    let id = this.interfaces.get(interfaceName);
+    if (id === undefined) {
+      id = this.interfaces.size;
+      this.interfaces.set(interfaceName, id);
+      const name = Buffer.from(interfaceName, 'utf8');
+      const options = Buffer.alloc(4 + padTo4(name.length) + 4 + 4 + 4);
+      options.writeUInt16LE(OPT_IF_NAME, 0);
+      options.writeUInt16LE(name.length, 2);
+      name.copy(options, 4);
+      let at = 4 + padTo4(name.length);
+      options.writeUInt16LE(OPT_IF_TSRESOL, at);
+      options.writeUInt16LE(1, at + 2);
+      options[at + 4] = 6;
+      at += 8;
+      options.writeUInt16LE(OPT_END_OF_OPTIONS, at); // and a zero length
+      const header = Buffer.alloc(8);
+      header.writeUInt16LE(LINKTYPE_ETHERNET, 0);
+      header.writeUInt32LE(MAX_SNAPLEN, 4);
+      this.block(PCAPNG_IDB, Buffer.concat([header, options]));
+    }
+    const ticks = seconds * 1_000_000 + microseconds; // below 2^53 until the year 2255
+    const header = Buffer.alloc(20);
+    header.writeUInt32LE(id, 0);
+    header.writeUInt32LE(Math.floor(ticks / TWO_TO_32), 4);
+    header.writeUInt32LE(ticks % TWO_TO_32, 8);
+    header.writeUInt32LE(frame.length, 12);
+    header.writeUInt32LE(frame.length, 16);
+    this.block(PCAPNG_EPB, Buffer.concat([header, frame, Buffer.alloc(padTo4(frame.length) - frame.length)]));
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+
+  private block(type: number, body: Buffer): void {
+    const length = 12 + body.length;
+    const block = Buffer.alloc(length);
+    block.writeUInt32LE(type, 0);
+    block.writeUInt32LE(length, 4);
+    body.copy(block, 8);
+    block.writeUInt32LE(length, length - 4);
+    fs.writeSync(this.fd, block);
+  }
+}
