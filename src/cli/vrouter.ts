@@ -284,6 +284,8 @@ export function main(argv: string[]): void {
     .addCommand(routeCommand())
     .addCommand(statsCommand());
   for (const command of toolCommands()) program.addCommand(command);
+  // A usage error of any subcommand exits 2 (through fail), as `vrouter replay --expect` documents.
+  for (const command of program.commands) command.exitOverride();
   try {
     program.parseAsync(argv).catch(fail);
   } catch (error) {
