@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 # libpcap-dev: the `cap` binding builds against it. iproute2, ping, procps:
 # namespaces, pods and the demo. tshark and scapy: the independent decoders of
-# the fixture checks and captures. netsniff-ng (trafgen): bench:pps and a
+# the fixture checks and captures; tcpdump makes the Linux cooked captures replay
+# reads, libxml2-utils (xmllint) validates the JUnit report. netsniff-ng (trafgen): bench:pps and a
 # rate test. chromium (fonts-liberation for its text): the web page test.
-apt_packages=(libpcap-dev iproute2 iputils-ping procps tshark python3-scapy netsniff-ng chromium fonts-liberation)
+apt_packages=(libpcap-dev iproute2 iputils-ping procps tshark python3-scapy netsniff-ng chromium fonts-liberation tcpdump libxml2-utils)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -1,7 +1,8 @@
 /**
  * Capture file tests. The captures read are written by independent tools
  * (scapy, editcap, and pcapng blocks packed by hand in Python), and what
- * PcapWriter writes is read back by tshark.
+ * PcapWriter and PcapngWriter write is read back by tshark. Captures of
+ * other link types made by tcpdump and tshark: test/replay-captures.test.ts.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CapturedFrame, PcapPort, PcapWriter, mergeByTimestamp, readCapture } from '../src/dataplane/io/pcap';
+import { CaptureReader, CapturedFrame, PcapngWriter, PcapPort, PcapWriter, readCapture } from '../src/dataplane/io/pcap';
 
 /**
  * Writes the test captures and expected.json (per set: timestamp in ns as a
@@ -54,6 +55,7 @@ for name, endianness in [('ns.pcap', '<'), ('ns-be.pcap', '>')]:
     writer.close()
 
 wrpcap(f'{out}/raw-ip.pcap', [raw(IP(dst='10.0.0.1') / UDP())], linktype=101)  # LINKTYPE_RAW
+wrpcap(f'{out}/wlan.pcap', [raw(IP(dst='10.0.0.1') / UDP())], linktype=105)  # IEEE 802.11: not read
 
 # Hand-made pcapng for what scapy and editcap do not write: two sections of opposite byte order,
 # several interfaces, if_tsresol as a power of 2 and of 10, if_tsoffset, SPBs and skipped blocks.
@@ -183,6 +185,7 @@ before(() => {
   editcap('pcapng', 'us.pcap', 'us.pcapng');
   editcap('pcapng', 'ns.pcap', 'ns.pcapng');
   editcap('pcapng', 'raw-ip.pcap', 'raw-ip.pcapng');
+  editcap('pcapng', 'wlan.pcap', 'wlan.pcapng');
   expected = JSON.parse(fs.readFileSync(capture('expected.json'), 'utf8'));
 });
 
@@ -217,6 +220,61 @@ describe('readCapture', () => {
   });
 });
 
+describe('CaptureReader', () => {
+  it('reads raw IP (link type 101) from classic pcap and pcapng, the frame starting at the IP header', () => {
+    for (const name of ['raw-ip.pcap', 'raw-ip.pcapng']) {
+      const [frame] = readCapture(capture(name));
+      assert.equal(frame.linkType, 101, name);
+      assert.equal(frame.data[0] >> 4, 4, `${name}: an IPv4 header first`);
+      assert.equal(frame.data.length, 28);
+    }
+  });
+
+  it('streams a file many read chunks long, frame by frame as tshark sees it', () => {
+    const file = capture('long.pcap');
+    const writer = new PcapWriter(file, { nanosecond: true });
+    const buffer = Buffer.alloc(1514);
+    for (let i = 0; i < 5000; i++) {
+      buffer.fill(i & 0xff);
+      writer.write(1_700_000_000_000_000_000n + BigInt(i) * 7n, buffer, 0, 60 + ((i * 977) % 1455));
+    }
+    writer.close();
+    assert.ok(fs.statSync(file).size > 3 * 1024 * 1024, 'longer than three read chunks');
+    const reader = new CaptureReader(file);
+    const seen: Array<{ timestampNs: bigint; length: number; capturedLength: number }> = [];
+    while (reader.next()) {
+      assert.equal(reader.data[reader.dataOffset], (reader.frameNumber - 1) & 0xff, `frame ${reader.frameNumber} bytes`);
+      seen.push({ timestampNs: reader.timestampNs, length: reader.originalLength, capturedLength: reader.capturedLength });
+    }
+    reader.close();
+    assert.deepEqual(seen, tsharkFrames(file));
+  });
+});
+
+describe('PcapngWriter', () => {
+  it('writes interfaces by name and frames in order, as tshark reads them', () => {
+    const file = capture('named.pcapng');
+    const writer = new PcapngWriter(file);
+    const frames = [
+      { name: 'pod-a', seconds: 1_700_000_000, microseconds: 1, length: 60 },
+      { name: 'eth0', seconds: 1_700_000_000, microseconds: 2, length: 97 },
+      { name: 'pod-a', seconds: 1_700_000_001, microseconds: 999_999, length: 1514 },
+    ];
+    for (const [i, frame] of frames.entries()) writer.write(frame.name, frame.seconds, frame.microseconds, Buffer.alloc(frame.length, i + 1));
+    writer.close();
+    const output = run('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.interface_name', '-e', 'frame.time_epoch', '-e', 'frame.len']);
+    assert.deepEqual(
+      output.trim().split('\n').map((line) => line.split('\t')),
+      frames.map((frame) => [frame.name, `${frame.seconds}.${String(frame.microseconds).padStart(6, '0')}000`, String(frame.length)]),
+    );
+    const reader = new CaptureReader(file);
+    const names: string[] = [];
+    while (reader.next()) names.push(reader.interfaces[reader.interfaceId].name ?? '');
+    reader.close();
+    assert.deepEqual(names, ['pod-a', 'eth0', 'pod-a']);
+  });
+});
+
 describe('readCapture errors name the file and the problem', () => {
   it('truncated files', () => {
     assertCaptureError(brokenCopy('us.pcap', 'empty.pcap', () => Buffer.alloc(0)), /truncated/);
@@ -239,9 +297,9 @@ describe('readCapture errors name the file and the problem', () => {
     assertCaptureError(brokenCopy('us.pcap', 'text.pcap', () => Buffer.from('this is not a capture file\n')), /unknown magic number 0x74686973/);
   });
 
-  it('a link type other than Ethernet', () => {
-    assertCaptureError(capture('raw-ip.pcap'), /link type 101 is not Ethernet/);
-    assertCaptureError(capture('raw-ip.pcapng'), /link type 101, not Ethernet/);
+  it('a link type replay does not read', () => {
+    assertCaptureError(capture('wlan.pcap'), /link type 105 is not Ethernet \(1\), raw IP \(101, 228\), Linux cooked v1 \(113\) or v2 \(276\)/);
+    assertCaptureError(capture('wlan.pcapng'), /link type 105, not Ethernet \(1\), raw IP/);
   });
 });
 
@@ -349,41 +407,5 @@ describe('PcapPort', () => {
       frames.map((frame) => frame.timestampNs),
       [1n, 2n, 3n, 4n, 5n].map((tick) => 1_700_000_000_000_000_000n + tick * 1_500n),
     );
-  });
-});
-
-describe('mergeByTimestamp', () => {
-  const frameAt = (timestampNs: bigint): CapturedFrame => ({ timestampNs, data: Buffer.alloc(60), originalLength: 60 });
-
-  it('orders by timestamp, then input index, then position in the input', () => {
-    const a = [frameAt(10n), frameAt(20n), frameAt(20n)];
-    const b = [frameAt(5n), frameAt(20n), frameAt(30n)];
-    const c = [frameAt(20n)];
-    const merged = mergeByTimestamp([a, b, c]);
-    assert.deepEqual(
-      merged.map(({ input, frame }) => ({ input, frame })),
-      [
-        { input: 1, frame: b[0] },
-        { input: 0, frame: a[0] },
-        { input: 0, frame: a[1] },
-        { input: 0, frame: a[2] },
-        { input: 1, frame: b[1] },
-        { input: 2, frame: c[0] },
-        { input: 1, frame: b[2] },
-      ],
-    );
-    // The very frames given, not copies, so ties are told apart by identity.
-    assert.equal(merged[2].frame, a[1]);
-    assert.equal(merged[3].frame, a[2]);
-  });
-
-  it('sorts an input whose timestamps go backwards, and takes empty inputs', () => {
-    const late = frameAt(30n);
-    const early = frameAt(10n);
-    assert.deepEqual(mergeByTimestamp([[], [late, early], []]), [
-      { input: 1, frame: early },
-      { input: 1, frame: late },
-    ]);
-    assert.deepEqual(mergeByTimestamp([]), []);
   });
 });

@@ -74,7 +74,7 @@ export function introspectRequest<T = unknown>(address: string, method: string, 
  * ends it or stop() is called. Resolves once the headers arrived (the
  * worker side is then enabled).
  */
-function openStream(
+export function openStream(
   address: string,
   path: string,
   onData: (chunk: Buffer) => void,
@@ -110,7 +110,7 @@ function openStream(
 }
 
 /** Splits a byte stream into lines. */
-function lineSplitter(onLine: (line: string) => void): (chunk: Buffer) => void {
+export function lineSplitter(onLine: (line: string) => void): (chunk: Buffer) => void {
   let pending = '';
   return (chunk) => {
     pending += chunk.toString('utf8');

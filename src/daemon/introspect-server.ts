@@ -20,7 +20,7 @@
  *   GET  /api/control-sessions      control node sessions (state, peer, routes, last error)
  *   POST /api/trace                 a synthetic packet through the live pipeline (not sent)
  *   GET  /api/monitor/drops         dropped packets as they happen (NDJSON, chunked)
- *   GET  /api/capture/<vif>?format=pcap|ndjson   what crosses a vif (chunked)
+ *   GET  /api/capture/<vif>?format=pcap|ndjson   what crosses a vif (chunked); vif "*": every vif, ndjson only
  *   GET  /metrics                   Prometheus text format
  *
  * Reading never stalls the packet path: each table read is one request the
@@ -242,7 +242,7 @@ const ENDPOINTS = [
   'GET /api/control-sessions',
   'POST /api/trace {vif, protocol, src, dst, srcPort?, dstPort?, ttl?, node?, label?}',
   'GET /api/monitor/drops (NDJSON stream)',
-  'GET /api/capture/<vif>?format=pcap|ndjson (stream)',
+  'GET /api/capture/<vif>?format=pcap|ndjson (stream; <vif> "*": every vif, ndjson)',
   'GET /metrics',
 ];
 
@@ -470,6 +470,8 @@ interface StreamClient {
   lost: number;
   /** The vif a capture client asks for. */
   target?: CaptureTarget;
+  /** Every vif (by id), for a client of /api/capture/*. */
+  targets?: Map<number, CaptureTarget>;
 }
 
 function send(client: StreamClient, chunk: string | Buffer): void {
@@ -492,6 +494,8 @@ export class IntrospectServer {
   private readonly dropMonitor: RingSession<StreamClient>;
   private readonly capture: RingSession<StreamClient>;
   private captureTarget: CaptureTarget | null = null;
+  /** While every vif is captured: the vifs by id. */
+  private captureAll: Map<number, CaptureTarget> | null = null;
   /** Vif names for the drop monitor, refreshed while it runs. */
   private vifNames = new Map<number, string>();
   private vrfNames = new Map<number, string>();
@@ -520,21 +524,23 @@ export class IntrospectServer {
     this.capture = new RingSession<StreamClient>(dataplane.captureRing, {
       enable: async (client) => {
         const target = client.target!;
-        await dataplane.request({ op: 'capture', vif: String(target.vif), enable: true });
+        await dataplane.request({ op: 'capture', vif: client.targets ? '*' : String(target.vif), enable: true });
         this.captureTarget = target;
+        this.captureAll = client.targets ?? null;
         options.log.info({ component: 'introspect', vif: target.vif, name: target.name }, 'vif capture started');
       },
       admit: (client) => {
         const wanted = client.target!;
         const running = this.captureTarget;
-        if (running !== null && running.vif !== wanted.vif) {
+        if (running !== null && (running.vif !== wanted.vif || (this.captureAll === null) !== (client.targets === undefined))) {
           throw new HttpError(409, `vif ${running.vif} (${running.name}) is being captured: one vif at a time`);
         }
       },
       disable: async () => {
         const target = this.captureTarget;
-        await dataplane.request({ op: 'capture', vif: String(target?.vif ?? 0), enable: false }).catch(() => undefined);
+        await dataplane.request({ op: 'capture', vif: this.captureAll ? '*' : String(target?.vif ?? 0), enable: false }).catch(() => undefined);
         this.captureTarget = null;
+        this.captureAll = null;
         options.log.info({ component: 'introspect', vif: target?.vif, name: target?.name }, 'vif capture stopped');
       },
       record: (record) => this.broadcastFrame(record),
@@ -863,9 +869,10 @@ export class IntrospectServer {
   }
 
   private broadcastFrame(record: Uint8Array): void {
-    const target = this.captureTarget;
-    if (target === null || record.length < CAPTURE_HEADER_BYTES) return;
+    if (this.captureTarget === null || record.length < CAPTURE_HEADER_BYTES) return;
     const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
+    const vif = view.getUint16(13);
+    const target = this.captureAll === null ? this.captureTarget : this.captureAll.get(vif) ?? { ...this.captureTarget, vif, name: String(vif), kind: 'virtual' };
     const direction = record[0] === CAPTURE_TX ? 'tx' : 'rx';
     const frame: CapturedFrame = {
       direction,
@@ -887,7 +894,7 @@ export class IntrospectServer {
         }
         send(client, pcap);
       } else {
-        json ??= JSON.stringify({ type: 'frame', time: frame.seconds + frame.microseconds / 1e6, seconds: frame.seconds, microseconds: frame.microseconds, direction, length: frame.frame.length, data: frame.frame.toString('base64') }) + '\n';
+        json ??= JSON.stringify({ type: 'frame', time: frame.seconds + frame.microseconds / 1e6, seconds: frame.seconds, microseconds: frame.microseconds, vif, direction, length: frame.frame.length, data: frame.frame.toString('base64') }) + '\n';
         send(client, json);
       }
     }
@@ -920,6 +927,7 @@ export class IntrospectServer {
     const format = params.get('format') ?? 'pcap';
     if (format !== 'pcap' && format !== 'ndjson') throw new HttpError(400, `format ${format}: pcap or ndjson`);
     const vifs = await this.query<VifJson[]>({ what: 'vifs' }, true);
+    if (vifText === '*') return this.streamCaptureAll(vifs, format, response);
     const vif = vifs.find((candidate) => candidate.name === vifText) ?? (/^\d+$/.test(vifText) ? vifs.find((candidate) => candidate.id === Number(vifText)) : undefined);
     if (!vif) throw new HttpError(404, `no vif ${vifText} (vifs: ${vifs.map((candidate) => `${candidate.id} ${candidate.name}`).join(', ')})`);
     const client: StreamClient = { response, format, lost: 0, target: { vif: vif.id, name: vif.name, kind: vif.kind, mac: vif.mac, ip: vif.ip } };
@@ -933,6 +941,16 @@ export class IntrospectServer {
     });
     if (format === 'pcap') response.write(pcapFileHeader());
     else response.write(JSON.stringify({ type: 'start', vif: vif.id, name: vif.name, kind: vif.kind, pod: this.podOf(vif.id), captures: what, linktype: 'ethernet' }) + '\n');
+  }
+
+  /** Every vif at once, as NDJSON frames naming their vif: `vrouter capture`. */
+  private async streamCaptureAll(vifs: VifJson[], format: string, response: http.ServerResponse): Promise<void> {
+    if (format !== 'ndjson') throw new HttpError(400, 'format pcap: a capture of every vif is ndjson only (frames name their vif)');
+    const targets = new Map(vifs.map((vif) => [vif.id, { vif: vif.id, name: vif.name, kind: vif.kind, mac: vif.mac, ip: vif.ip }]));
+    const client: StreamClient = { response, format, lost: 0, target: { vif: -1, name: '*', kind: 'all', mac: '00:00:00:00:00:00', ip: null }, targets };
+    if (!(await this.attachWhileConnected(this.capture, client))) return;
+    response.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-vrouter-vif': '*' });
+    response.write(JSON.stringify({ type: 'start', vif: '*', vifs: vifs.map((vif) => ({ id: vif.id, name: vif.name, kind: vif.kind })), linktype: 'ethernet' }) + '\n');
   }
 
   // --- HTTP ---------------------------------------------------------------

@@ -325,12 +325,14 @@ class DataplaneWorker {
         this.pipeline.observers.dropRing = request.enable ? new SharedRing(this.start.dropRing, DROP_RECORD_SIZE) : null;
         return null;
       case 'capture': {
-        const vif = this.dp.vifs.find(request.vif);
-        if (!vif) throw new Error(`no vif ${request.vif}`);
+        // "*": every vif, also those added while the capture runs (vrouter capture).
+        const vif = request.vif === '*' ? null : this.dp.vifs.find(request.vif);
+        if (vif === undefined) throw new Error(`no vif ${request.vif}`);
         const observers = this.pipeline.observers;
         observers.captureRing = request.enable ? new SharedRing(this.start.captureRing, CAPTURE_RECORD_SIZE) : null;
-        observers.captureVif = request.enable ? vif.id : -1;
-        return { vif: vif.id, name: vif.name, kind: vif.kindName };
+        observers.capturing.fill(request.enable && vif === null ? 1 : 0);
+        if (request.enable && vif !== null) observers.capturing[vif.id] = 1;
+        return vif === null ? null : { vif: vif.id, name: vif.name, kind: vif.kindName };
       }
       case 'control-routes':
         for (const update of request.updates) {

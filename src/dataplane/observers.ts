@@ -15,8 +15,8 @@ import type { PacketPool } from './packet-pool';
 import { SharedRing } from './io/shared-ring';
 
 export const DROP_EVENT_BYTES = 24;
-/** direction (1), seconds (4), microseconds (4), the sending node of a tunnel received without its outer header (4). */
-export const CAPTURE_HEADER_BYTES = 13;
+/** direction (1), seconds (4), microseconds (4), the sending node of a tunnel received without its outer header (4), vif (2). */
+export const CAPTURE_HEADER_BYTES = 15;
 /** Drop events recorded per second at most. */
 export const DROP_EVENTS_PER_SECOND = 1000;
 
@@ -33,8 +33,8 @@ export interface DropEvent extends FlowKey {
 export class Observers {
   dropRing: SharedRing | null = null;
   captureRing: SharedRing | null = null;
-  /** The vif being captured, -1 for none. */
-  captureVif = -1;
+  /** 1 for each vif id being captured (one vif for vifdump, all of them for `vrouter capture`). */
+  readonly capturing = new Uint8Array(4096);
   private dropBudget = DROP_EVENTS_PER_SECOND;
   private now = 0;
 
@@ -64,7 +64,7 @@ export class Observers {
     ring.commit();
   }
 
-  captureFrame(pool: PacketPool, p: number, direction: number): void {
+  captureFrame(pool: PacketPool, p: number, direction: number, vif: number): void {
     const ring = this.captureRing!;
     const length = pool.length[p];
     const at = ring.reserve(CAPTURE_HEADER_BYTES + length);
@@ -75,6 +75,7 @@ export class Observers {
     writeU32(out, at + 1, Math.floor(microseconds / 1e6));
     writeU32(out, at + 5, microseconds % 1e6);
     writeU32(out, at + 9, pool.outerSrc[p]);
+    writeU16(out, at + 13, vif);
     const room = Math.min(length, ring.recordSize - 2 - CAPTURE_HEADER_BYTES);
     out.set(pool.data.subarray(pool.start[p], pool.start[p] + room), at + CAPTURE_HEADER_BYTES);
     ring.commit();

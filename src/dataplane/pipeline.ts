@@ -342,7 +342,7 @@ export class Pipeline {
     }
     vif.rxPackets++;
     vif.rxBytes += this.pool.length[p];
-    if (vif.id === this.observers.captureVif) this.observers.captureFrame(this.pool, p, CAPTURE_RX);
+    if (this.observers.capturing[vif.id] !== 0) this.observers.captureFrame(this.pool, p, CAPTURE_RX, vif.id);
     return true;
   }
 
@@ -366,7 +366,7 @@ export class Pipeline {
     vif.txPackets++;
     vif.txBytes += length;
     this.transmitted++;
-    if (vifId === this.observers.captureVif) this.observers.captureFrame(pool, p, CAPTURE_TX);
+    if (this.observers.capturing[vifId] !== 0) this.observers.captureFrame(pool, p, CAPTURE_TX, vifId);
     vif.port.send(pool.data, pool.start[p], length);
     if (this.touchedMark[vifId] === 0 && vifId < this.touchedMark.length) {
       this.touchedMark[vifId] = 1;
