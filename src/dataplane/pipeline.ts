@@ -205,7 +205,7 @@ export class Pipeline {
     this.transmitted++;
     vif.txPackets++;
     vif.txBytes += length;
-    if (vif.id === this.observers.captureVif) this.observers.captureFrame(this.pool, slot, CAPTURE_TX);
+    if (this.observers.capturing[vif.id] !== 0) this.observers.captureFrame(this.pool, slot, CAPTURE_TX, vif.id);
     vif.port.send(this.pool.data, start, length);
     vif.port.flush();
     this.pool.free(slot);
