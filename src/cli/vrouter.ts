@@ -58,6 +58,7 @@ interface RunOptions {
   controlCa?: string;
   controlCert?: string;
   controlKey?: string;
+  portsDir?: string;
 }
 
 function controlOptions(options: RunOptions) {
@@ -85,10 +86,11 @@ function runCommand(): Command {
     .option('--control-ca <file>', 'run the control channel over TLS, trusting control nodes signed by this CA (PEM)')
     .option('--control-cert <file>', "this vrouter's TLS certificate (PEM), for control nodes that require one")
     .option('--control-key <file>', "this vrouter's TLS key (PEM)")
+    .option('--ports-dir <dir>', "where ports are kept and restored from, as the agent's /var/lib/contrail/ports (default: <state file without extension>.ports)")
     .action(async (options: RunOptions) => {
       const { host, port } = parseHostPort(options.api, '--api');
       const introspect = options.introspect === false ? undefined : parseHostPort(options.introspect, '--introspect');
-      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port, introspect, control: controlOptions(options) });
+      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port, introspect, control: controlOptions(options), portsDir: options.portsDir });
     });
 }
 

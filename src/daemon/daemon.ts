@@ -7,11 +7,13 @@
  * namespaces) and sockets, and the API stops.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { loadStateFile, parseStateText } from '../control/config/state-file';
 import type { StateDocument } from '../control/config/state-schema';
 import type { PodTapConfig } from '../dataplane/io/native';
-import type { PortResult } from './worker';
+import type { PortRequest, PortResult } from './worker';
+import type { SandeshInterface } from './sandesh-itf';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
@@ -20,7 +22,10 @@ import { CapAttachment } from './cap-attachment';
 import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
-import { ApiError, createLocalApi, PortAddRequest } from '../control/agent/port-api';
+import { ApiError, createPortApi, PortAddRequest } from '../control/agent/port-api';
+import type { AgentPort } from '../control/agent/agent-port';
+import { PortStore } from '../control/agent/port-store';
+import { AgentPorts, AttachedInterface } from './agent-ports';
 import { startIntrospectServer } from './introspect-server';
 
 export interface DaemonOptions {
@@ -35,6 +40,14 @@ export interface DaemonOptions {
   control?: { servers: ControlServer[]; nodeName?: string; holdTime?: number };
   /** Where the introspect API, page and /metrics listen (`--introspect`); absent: not served. */
   introspect?: { host: string; port: number };
+  /** The ports directory (`--ports-dir`, as the agent's /var/lib/contrail/ports); default defaultPortsDir(stateFile). */
+  portsDir?: string;
+}
+
+/** One directory per daemon: next to its state file, named after it (node0.json -> node0.ports). */
+export function defaultPortsDir(stateFile: string): string {
+  const extension = path.extname(stateFile);
+  return `${extension ? stateFile.slice(0, -extension.length) : stateFile}.ports`;
 }
 
 /** MPLS over UDP adds 20 (IPv4) + 8 (UDP) + 4 (MPLS) bytes to what a pod sends. */
@@ -55,7 +68,7 @@ interface PortRecord extends PortResult {
 
 const PROTOCOLS = { tcp: 6, udp: 17 } as const;
 
-function floatingIps(request: PortAddRequest): FloatingIp[] {
+function floatingIps(request: Pick<PortAddRequest, 'floatingIps'>): FloatingIp[] {
   return (request.floatingIps ?? []).map((fip) => ({
     ip: ipFromString(fip.ip),
     portMap: (fip.portMap ?? []).map((entry) => ({ protocol: PROTOCOLS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port })),
@@ -123,6 +136,9 @@ export class Daemon {
   private readonly usedLabels = new Set<number>();
   /** Ports on existing interfaces, attached through libpcap. */
   private readonly attachments = new Map<string, CapAttachment>();
+  /** Interfaces of the agent's ports attached through libpcap, by vif. */
+  private readonly agentAttachments = new Map<number, CapAttachment>();
+  private agentPorts: AgentPorts | undefined;
   private tapCounter = 0;
 
   private constructor(
@@ -144,9 +160,30 @@ export class Daemon {
     const daemon = new Daemon(state, dataplane, log);
     for (const entry of state.labels ?? []) daemon.usedLabels.add(entry.label);
     if (options.control) daemon.startControlClient(options.control);
-    const api = createLocalApi({
-      addPort: (request) => daemon.addPort(request),
-      deletePort: (id) => daemon.deletePort(id),
+    const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
+    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log);
+    daemon.agentPorts = agentPorts;
+    await agentPorts.restore();
+    const api = createPortApi({
+      addPorts: (ports) => agentPorts.addPorts(ports),
+      deletePort: async (id) => {
+        await agentPorts.deletePort(id);
+        // A vrouter-ts port of that id goes too (the agent's DELETE answers 200 for an unknown port).
+        if (daemon.ports.has(id)) await daemon.deletePort(id);
+      },
+      portInfo: (id) => agentPorts.portInfo(id),
+      syncPorts: () => agentPorts.sync(),
+      setLinkState: (id, up) => agentPorts.setLinkState(id, up),
+      vmConfig: (name) => agentPorts.vmConfig(name),
+      addVmVnPort: (port) => agentPorts.addVmVnPort(port),
+      vmInterfaces: (vm, vmi) => agentPorts.vmInterfaces(vm, vmi),
+      deleteVm: (vm) => agentPorts.deleteVm(vm),
+      addLocalPort: (request) => daemon.addPort(request),
+      deleteLocalPort: async (id) => {
+        if (!daemon.ports.has(id)) return false;
+        await daemon.deletePort(id);
+        return true;
+      },
       listPorts: () => [...daemon.ports.values()],
       setRoute: (route) =>
         dataplane.request({
@@ -170,12 +207,14 @@ export class Daemon {
         node: state.node.name,
         ports: () => [...daemon.ports.values()],
         controlSessions: () => daemon.controlSessions(),
+        sandeshInterfaces: () => daemon.sandeshInterfaces(),
       });
     }
     log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}` }, 'vrouter running');
     const stop = async (signal: string) => {
       log.info({ component: 'daemon', signal }, 'stopping');
       api.close();
+      agentPorts.stop();
       // Leaving for good: the control node withdraws this node's routes now.
       await daemon.client?.close();
       await dataplane.stop();
@@ -271,41 +310,109 @@ export class Daemon {
     const mac = request.mac ?? macForIp(request.ip);
     const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
     const tapName = request.attach ?? `vtap${this.tapCounter++}`;
-    let attachment: CapAttachment | undefined;
-    if (request.attach !== undefined) {
-      try {
-        attachment = new CapAttachment(request.attach, () => this.dataplane.wake());
-      } catch (error) {
-        throw new ApiError(400, `field /attach: ${(error as Error).message} (value: ${JSON.stringify(request.attach)})`);
-      }
-    }
-    let result: PortResult;
+    let made: { result: PortResult; attachment?: CapAttachment };
     try {
-      result = await this.dataplane.request<PortResult>({
-        op: 'add-port',
-        port: {
-          tapName,
-          pod: podTap(request, netnsPath, { mac, mtu, ip: request.ip, gateway }),
-          mac,
-          ip: request.ip,
-          vrf: request.vn,
-          subnet,
-          gateway,
-          mtu,
-          label: request.label,
-          floatingIps: floatingIps(request),
-          attach: attachment && { rx: attachment.rx.buffer, tx: attachment.tx.buffer },
-        },
-      });
+      made = await this.makePort(
+        { tapName, pod: podTap(request, netnsPath, { mac, mtu, ip: request.ip, gateway }), mac, ip: request.ip, vrf: request.vn, subnet, gateway, mtu, label: request.label, floatingIps: floatingIps(request) },
+        request.attach,
+      );
     } catch (error) {
-      attachment?.close();
       throw new ApiError(400, (error as Error).message);
     }
+    const { result, attachment } = made;
     if (attachment) this.attachments.set(request.id, attachment);
     const record = portRecord(request, result, { vn: request.vn, ip: request.ip, mac, mtu });
     this.ports.set(request.id, record);
     this.log.info({ component: 'ports', id: record.id, vif: record.vif, label: record.label, vn: record.vn, ip: record.ip, netns: record.netns }, 'port added');
     return record;
+  }
+
+  /**
+   * The worker's port on a TAP it makes, or on the existing interface
+   * `attach` names (attached through libpcap: CapAttachment).
+   */
+  private async makePort(port: Omit<PortRequest, 'attach'>, attach: string | undefined): Promise<{ result: PortResult; attachment?: CapAttachment }> {
+    let attachment: CapAttachment | undefined;
+    if (attach !== undefined) {
+      try {
+        attachment = new CapAttachment(attach, () => this.dataplane.wake());
+      } catch (error) {
+        throw new Error(`field /attach: ${(error as Error).message} (value: ${JSON.stringify(attach)})`);
+      }
+    }
+    try {
+      const result = await this.dataplane.request<PortResult>({ op: 'add-port', port: { ...port, attach: attachment && { rx: attachment.rx.buffer, tx: attachment.tx.buffer } } });
+      return { result, attachment };
+    } catch (error) {
+      attachment?.close();
+      throw error;
+    }
+  }
+
+  /**
+   * How the agent's ports come up here: without a control node, on the
+   * existing interface `system-name`, in the VRF the port's `vn` names; with
+   * a control node they wait for its configuration (the IF-MAP client's).
+   */
+  private interfaceAttacher() {
+    return {
+      attach: async (port: AgentPort): Promise<AttachedInterface | undefined> => {
+        if (this.client || port.vn === undefined || port.ip === '0.0.0.0') return undefined;
+        const vrf = (this.state.vrfs ?? []).find((candidate) => candidate.name === port.vn);
+        const gateway = port.gateway ?? vrf?.gateway;
+        const subnet = port.subnet ?? vrf?.subnets?.[0];
+        if (gateway === undefined || subnet === undefined) throw new Error(`VN ${port.vn} is not in the state file: the port needs "subnet" and "gateway"`);
+        const mtu = port.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
+        const { result, attachment } = await this.makePort(
+          { tapName: port.systemName, mac: port.mac, ip: port.ip, vrf: port.vn, subnet, gateway, mtu, label: port.label, floatingIps: floatingIps(port) },
+          port.systemName,
+        );
+        this.agentAttachments.set(result.vif, attachment!);
+        return { vif: result.vif, label: result.label, vn: port.vn, ip: port.ip, subnet, gateway };
+      },
+      detach: async (_port: AgentPort, attached: AttachedInterface): Promise<void> => {
+        this.agentAttachments.get(attached.vif)?.close();
+        this.agentAttachments.delete(attached.vif);
+        await this.dataplane.request({ op: 'delete-port', vif: attached.vif });
+      },
+    };
+  }
+
+  /** Every port for the introspect's Snh_ItfReq: the agent's (active or not) and vrouter-ts's own. */
+  sandeshInterfaces(): SandeshInterface[] {
+    const agent: SandeshInterface[] = (this.agentPorts?.list() ?? []).map(({ port, state, attached }) => ({
+      index: attached?.vif ?? -1,
+      name: port.systemName,
+      uuid: port.id,
+      vrfName: attached?.vn ?? port.vn ?? '',
+      active: state === 'active',
+      label: attached?.label ?? -1,
+      vnName: attached?.vn ?? port.vn ?? '',
+      vmUuid: port.instanceId,
+      vmName: port.displayName,
+      ip: attached?.ip ?? port.ip,
+      mac: port.mac,
+      vmProjectUuid: port.projectId,
+      txVlanId: port.txVlanId,
+      rxVlanId: port.rxVlanId,
+    }));
+    const local: SandeshInterface[] = [...this.ports.values()].map((record) => ({
+      index: record.vif,
+      name: record.tapName,
+      uuid: record.id,
+      vrfName: record.vn,
+      active: true,
+      label: record.label,
+      vnName: record.vn,
+      vmUuid: '',
+      vmName: record.name ?? record.id,
+      ip: record.ip,
+      mac: record.mac,
+      vmProjectUuid: '',
+      txVlanId: -1,
+      rxVlanId: -1,
+    }));
+    return [...agent, ...local];
   }
 
   async deletePort(id: string): Promise<void> {
