@@ -10,7 +10,8 @@ export DEBIAN_FRONTEND=noninteractive
 # namespaces, pods and the demo. tshark and scapy: the independent decoders of
 # the fixture checks and captures. netsniff-ng (trafgen): bench:pps and a
 # rate test. chromium (fonts-liberation for its text): the web page test.
-apt_packages=(libpcap-dev iproute2 iputils-ping procps tshark python3-scapy netsniff-ng chromium fonts-liberation)
+# python3-requests: the real vrouter-port-control (tf-controller) in test/port-api.
+apt_packages=(libpcap-dev iproute2 iputils-ping procps tshark python3-scapy netsniff-ng chromium fonts-liberation python3-requests)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -163,7 +163,6 @@ export class Daemon {
     const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
     const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log);
     daemon.agentPorts = agentPorts;
-    await agentPorts.restore();
     const api = createPortApi({
       addPorts: (ports) => agentPorts.addPorts(ports),
       deletePort: async (id) => {
@@ -210,6 +209,7 @@ export class Daemon {
         sandeshInterfaces: () => daemon.sandeshInterfaces(),
       });
     }
+    await agentPorts.restore();
     log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}` }, 'vrouter running');
     const stop = async (signal: string) => {
       log.info({ component: 'daemon', signal }, 'stopping');

@@ -272,7 +272,12 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
       let match: RegExpExecArray | null;
       if (method === 'POST' && where === '/port') {
         const text = await readBody(request);
-        const body = text.trim() === '' ? undefined : parseJson(text);
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          // Not JSON: the agent's reader words the error.
+        }
         if (isLocalBody(body)) {
           if (!validatePort(body)) throw new ApiError(400, describe(validatePort.errors?.[0]));
           return reply(201, await handlers.addLocalPort(body));
