@@ -288,6 +288,14 @@ test('a port posted before its veth exists comes up when the veth appears, and c
     view.find((itf) => itf.uuid === A.id),
     { vm_name: 'pod-a', uuid: A.id, ip_addr: A.ip, mdata_ip_addr: '0.0.0.0', active: 'Active' },
   );
+  // The introspect JSON API keeps its shape and shows the agent's ports behind their vifs.
+  const ports = await cluster.introspect<Array<{ id: string; vif: number; name: string; vn: string; ip: string }>>(0, '/api/ports');
+  assert.deepEqual(
+    ports.filter((port) => port.id === A.id).map(({ name, vn, ip }) => ({ name, vn, ip })),
+    [{ name: 'pod-a', vn: VN.name, ip: A.ip }],
+  );
+  const vifs = await cluster.introspect<Array<{ name: string; pod: { id: string } | null }>>(0, '/api/vifs');
+  assert.equal(vifs.find((vif) => vif.name === A.host)?.pod?.id, A.id);
 });
 
 test('the real vrouter-port-control adds, enables, disables and deletes ports', async (t) => {

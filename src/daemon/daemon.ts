@@ -26,7 +26,7 @@ import { ApiError, createPortApi, PortAddRequest } from '../control/agent/port-a
 import type { AgentPort } from '../control/agent/agent-port';
 import { PortStore } from '../control/agent/port-store';
 import { AgentPorts, AttachedInterface } from './agent-ports';
-import { startIntrospectServer } from './introspect-server';
+import { IntrospectPort, startIntrospectServer } from './introspect-server';
 
 export interface DaemonOptions {
   stateFile: string;
@@ -204,7 +204,7 @@ export class Daemon {
         dataplane,
         log,
         node: state.node.name,
-        ports: () => [...daemon.ports.values()],
+        ports: () => [...daemon.ports.values(), ...daemon.activeAgentPorts()],
         controlSessions: () => daemon.controlSessions(),
         sandeshInterfaces: () => daemon.sandeshInterfaces(),
       });
@@ -376,6 +376,13 @@ export class Daemon {
         await this.dataplane.request({ op: 'delete-port', vif: attached.vif });
       },
     };
+  }
+
+  /** The agent's ports that have a vif, as the introspect API lists pods. */
+  activeAgentPorts(): IntrospectPort[] {
+    return (this.agentPorts?.list() ?? []).flatMap(({ port, attached }) =>
+      attached ? [{ id: port.id, vif: attached.vif, name: port.displayName, vn: attached.vn, ip: attached.ip, label: attached.label, tapName: port.systemName }] : [],
+    );
   }
 
   /** Every port for the introspect's Snh_ItfReq: the agent's (active or not) and vrouter-ts's own. */
