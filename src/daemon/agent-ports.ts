@@ -13,12 +13,15 @@
  * veth), so a port posted before its veth exists, or restored at start,
  * comes up by itself.
  *
- * Addressing: without a control node it comes from the port (ip-address,
- * the vrouter-ts field `vn` naming a VRF, its subnet and gateway from the
- * state file or the `subnet`/`gateway` fields); a port without `vn` waits
- * for configuration, as the agent's VMI without IF-MAP configuration does.
- * Remote ports (type 2) have no interface: they are kept with their link
- * state only.
+ * Addressing: with a control node (`--control`) the port is reported to
+ * the control client once its interface is there, and the control node's
+ * answer gives VN and address. Without one it comes from the port
+ * (ip-address, the vrouter-ts field `vn` naming a VRF, its subnet and
+ * gateway from the state file or the `subnet`/`gateway` fields); a port
+ * without `vn` waits for configuration, as the agent's VMI without IF-MAP
+ * configuration does. A failed attach (no answer, a refusal) is tried again
+ * after RETRY_MS. Remote ports (type 2) have no interface: they are kept
+ * with their link state only.
  */
 import * as fs from 'node:fs';
 import type { AgentPort, ConfiguredInterface, VmVnPort, VmiConfig } from '../control/agent/agent-port';
@@ -57,6 +60,8 @@ interface Entry {
   state: AgentPortState;
   /** Why the last attach failed, once per cause in the log. */
   lastError?: string;
+  /** After a failed attach, not again before (ms since the epoch). */
+  retryAt?: number;
 }
 
 /** One port as the introspect answers show it. */
@@ -67,6 +72,8 @@ export interface AgentPortView {
 }
 
 const POLL_MS = 500;
+/** A port whose attach failed (no control node answer, a refusal, a VN unknown) is tried again after this. */
+const RETRY_MS = 5_000;
 /** The agent's default stale_interface_cleanup_timeout (seconds): ports not posted again after a sync go then. */
 const STALE_CLEANUP_MS = 60_000;
 
@@ -274,10 +281,11 @@ export class AgentPorts {
         if (entry.state !== 'waiting-for-configuration') entry.state = 'waiting-for-interface';
         continue;
       }
-      if (!entry.posted) continue;
+      if (!entry.posted || (entry.retryAt ?? 0) > Date.now()) continue;
       try {
         const attached = await this.attacher.attach(entry.port);
         entry.lastError = undefined;
+        entry.retryAt = undefined;
         if (!attached) {
           entry.state = 'waiting-for-configuration';
           continue;
@@ -289,6 +297,7 @@ export class AgentPorts {
         const message = (error as Error).message;
         if (entry.lastError !== message) this.log.warn({ component: 'ports', id: entry.port.id, ifname: entry.port.systemName, err: message }, 'port not attached');
         entry.lastError = message;
+        entry.retryAt = Date.now() + RETRY_MS;
       }
     }
   }

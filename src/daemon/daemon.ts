@@ -127,6 +127,17 @@ export function macForIp(ip: string): string {
   return ['02', '00', ...ip.split('.').map((octet) => Number(octet).toString(16).padStart(2, '0'))].join(':');
 }
 
+/**
+ * The control client's LocalPort of an agent port: { id (the VMI), vmUuid
+ * (instance-id), name (display-name), mac, label }; namespace, labels, vn
+ * and ip are what today's control protocol still reads (vrouter-ts's `vn`,
+ * the posted address when there is one).
+ */
+function agentLocalPort(port: AgentPort, label: number): LocalPort {
+  const identity = { id: port.id, vmUuid: port.instanceId, name: port.displayName, mac: port.mac, label };
+  return { ...identity, namespace: 'default', labels: {}, vn: port.vn, ip: port.ip === '0.0.0.0' ? undefined : port.ip };
+}
+
 export class Daemon {
   private readonly ports = new Map<string, PortRecord>();
   private client: ControlClient | null = null;
@@ -138,6 +149,8 @@ export class Daemon {
   private readonly attachments = new Map<string, CapAttachment>();
   /** Interfaces of the agent's ports attached through libpcap, by vif. */
   private readonly agentAttachments = new Map<number, CapAttachment>();
+  /** The same for the agent's ports a control node configures, by port (the worker takes their rings when it configures them). */
+  private readonly controlledAttachments = new Map<string, CapAttachment>();
   private agentPorts: AgentPorts | undefined;
   private tapCounter = 0;
 
@@ -234,6 +247,8 @@ export class Daemon {
       servers: control.servers,
       holdTime: control.holdTime,
       access: new WorkerAccess(this.dataplane, (port, config) => {
+        const attachment = this.controlledAttachments.get(port.id);
+        if (attachment) return { tapName: attachment.device, attach: { rx: attachment.rx.buffer, tx: attachment.tx.buffer } };
         const pending = this.pending.get(port.id);
         if (!pending) return { tapName: `vtap${this.tapCounter++}` };
         const mtu = pending.request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
@@ -350,14 +365,15 @@ export class Daemon {
   }
 
   /**
-   * How the agent's ports come up here: without a control node, on the
-   * existing interface `system-name`, in the VRF the port's `vn` names; with
-   * a control node they wait for its configuration (the IF-MAP client's).
+   * How the agent's ports come up here, on the existing interface
+   * `system-name`: configured by the control node when there is one, else
+   * in the VRF the port's `vn` names.
    */
   private interfaceAttacher() {
     return {
       attach: async (port: AgentPort): Promise<AttachedInterface | undefined> => {
-        if (this.client || port.vn === undefined || port.ip === '0.0.0.0') return undefined;
+        if (this.client) return this.attachControlled(port, this.client);
+        if (port.vn === undefined || port.ip === '0.0.0.0') return undefined;
         const vrf = (this.state.vrfs ?? []).find((candidate) => candidate.name === port.vn);
         const gateway = port.gateway ?? vrf?.gateway;
         const subnet = port.subnet ?? vrf?.subnets?.[0];
@@ -370,12 +386,47 @@ export class Daemon {
         this.agentAttachments.set(result.vif, attachment!);
         return { vif: result.vif, label: result.label, vn: port.vn, ip: port.ip, subnet, gateway };
       },
-      detach: async (_port: AgentPort, attached: AttachedInterface): Promise<void> => {
+      detach: async (port: AgentPort, attached: AttachedInterface): Promise<void> => {
+        if (this.client) {
+          // The client withdraws the routes, then unconfigures the port (the worker drops its rings).
+          await this.client.removePort(port.id);
+          this.controlledAttachments.get(port.id)?.close();
+          this.controlledAttachments.delete(port.id);
+          this.usedLabels.delete(attached.label);
+          return;
+        }
         this.agentAttachments.get(attached.vif)?.close();
         this.agentAttachments.delete(attached.vif);
         await this.dataplane.request({ op: 'delete-port', vif: attached.vif });
       },
     };
+  }
+
+  /**
+   * An agent port a control node configures: its interface attached, the
+   * port reported to the control client, the worker given the rings when
+   * the configuration comes.
+   */
+  private async attachControlled(port: AgentPort, client: ControlClient): Promise<AttachedInterface> {
+    let label = port.label ?? 16;
+    if (port.label === undefined) while (this.usedLabels.has(label)) label++;
+    else if (this.usedLabels.has(label)) throw new Error(`label ${label} is in use`);
+    const attachment = new CapAttachment(port.systemName, () => this.dataplane.wake());
+    this.usedLabels.add(label);
+    this.controlledAttachments.set(port.id, attachment);
+    let config: PortConfig;
+    try {
+      config = await withTimeout(client.addPort(agentLocalPort(port, label)), CONTROL_ANSWER_TIMEOUT_MS, 'no control node configured the port in time');
+    } catch (error) {
+      this.controlledAttachments.delete(port.id);
+      attachment.close();
+      this.usedLabels.delete(label);
+      await client.removePort(port.id).catch(() => undefined);
+      throw error;
+    }
+    const vifs = (await this.dataplane.request({ op: 'introspect', query: { what: 'vifs' } })) as Array<{ id: number; name: string }>;
+    const vif = vifs.find((candidate) => candidate.name === port.id)?.id ?? -1;
+    return { vif, label, vn: config.vn, ip: config.ip, subnet: config.subnet, gateway: config.gateway };
   }
 
   /** The agent's ports that have a vif, as the introspect API lists pods. */
