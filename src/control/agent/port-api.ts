@@ -37,7 +37,7 @@
  */
 import * as http from 'node:http';
 import Ajv, { ErrorObject } from 'ajv';
-import { AgentJsonError, AgentPort, VmVnPort, readAgentPorts, readVmVnPort } from './agent-port';
+import { AgentJsonError, AgentPort, VmVnPort, jsonList, readAgentPorts, readVmVnPort } from './agent-port';
 
 export interface PortAddRequest {
   /** The pod's id (unique per node). */
@@ -315,7 +315,7 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
       }
       if (method === 'GET' && where.startsWith('/vm-cfg/')) {
         const documents = handlers.vmConfig(decodeURIComponent(where.slice('/vm-cfg/'.length)));
-        return documents === undefined ? sendAgentError(response, '{ Not Found }', 404) : sendAgent(response, 200, `[${documents.join(',')}]`);
+        return documents === undefined ? sendAgentError(response, '{ Not Found }', 404) : sendAgent(response, 200, jsonList(documents));
       }
       if (method === 'POST' && where === '/vm') {
         let port: VmVnPort;
@@ -330,7 +330,7 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
       }
       if (method === 'GET' && (match = VM_PATH.exec(where))) {
         const documents = handlers.vmInterfaces(match[1], match[2]);
-        return documents === undefined ? sendAgentError(response, '{ Not Found }', 404) : sendAgent(response, 200, `[${documents.join(',')}]`);
+        return documents === undefined ? sendAgentError(response, '{ Not Found }', 404) : sendAgent(response, 200, jsonList(documents));
       }
       if (method === 'DELETE' && (match = VM_PATH.exec(where)) && match[2] === undefined) {
         await readBody(request); // the CNI sends its add message again; the agent ignores it
