@@ -25,7 +25,7 @@
  */
 import * as fs from 'node:fs';
 import type { AgentPort, ConfiguredInterface, VmVnPort, VmiConfig } from '../control/agent/agent-port';
-import { interfaceJson, vmiConfigJson } from '../control/agent/agent-port';
+import { NIL_UUID, interfaceJson, vmiConfigJson } from '../control/agent/agent-port';
 import { AgentApiError } from '../control/agent/port-api';
 import type { PortStore } from '../control/agent/port-store';
 import type { Logger } from './log';
@@ -247,7 +247,7 @@ export class AgentPorts {
         id: vmVn.vmiUuid,
         instanceId: vmVn.vmUuid,
         vnId: vmVn.vnUuid,
-        projectId: '00000000-0000-0000-0000-000000000000',
+        projectId: NIL_UUID,
         displayName: vmVn.vmName,
         ip: '0.0.0.0',
         ip6: '::',
