@@ -265,6 +265,8 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
       response.writeHead(status, { 'content-type': 'application/json' });
       response.end(JSON.stringify(body) + '\n');
     };
+    /** Whether the request is one of the agent's, whose failures are written as the agent writes them. */
+    let agentRequest = true;
     const route = async (): Promise<void> => {
       const url = new URL(request.url ?? '/', 'http://localhost');
       const where = url.pathname;
@@ -279,6 +281,7 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
           // Not JSON: the agent's reader words the error.
         }
         if (isLocalBody(body)) {
+          agentRequest = false;
           if (!validatePort(body)) throw new ApiError(400, describe(validatePort.errors?.[0]));
           return reply(201, await handlers.addLocalPort(body));
         }
@@ -301,6 +304,7 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
         return sendAgent(response, 200, '{}');
       }
       if (method === 'DELETE' && where.startsWith('/port/')) {
+        agentRequest = false;
         const id = decodeURIComponent(where.slice('/port/'.length));
         if (!(await handlers.deleteLocalPort(id))) throw new ApiError(404, `no port ${id}`);
         return reply(200, { deleted: true });
@@ -338,6 +342,7 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
         return sendAgent(response, 200, '{}');
       }
       if ((method === 'POST' || method === 'DELETE') && where === '/gateway') return sendAgentError(response, '{ Operation Not Supported }');
+      agentRequest = false;
       if (method === 'GET' && where === '/ports') return reply(200, handlers.listPorts());
       if ((method === 'PUT' || method === 'DELETE') && where === '/route') {
         const body = parseJson(await readBody(request));
@@ -346,11 +351,13 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
         return reply(200, { nexthops: await handlers.setRoute(body) });
       }
       if (method === 'GET' && where === '/stats') return reply(200, await handlers.stats());
+      agentRequest = true;
       sendAgentError(response, 'Unknown Request', 404);
     };
     route().catch((error: unknown) => {
       if (response.headersSent) return void response.destroy();
       if (error instanceof AgentApiError) return sendAgentError(response, error.message, error.status);
+      if (agentRequest && !(error instanceof ApiError)) return sendAgentError(response, `{ ${error instanceof Error ? error.message : String(error)} }`);
       const status = error instanceof ApiError ? error.status : 500;
       reply(status, { error: error instanceof Error ? error.message : String(error) });
     });
