@@ -254,6 +254,15 @@ test('a port posted before its veth exists comes up when the veth appears, and c
     view.find((itf) => itf.uuid === A.id),
     { vm_name: 'pod-a', uuid: A.id, ip_addr: A.ip, mdata_ip_addr: '0.0.0.0', active: 'Active' },
   );
+  // `vrouter port list` shows the agent's ports too, with their state.
+  const listed = JSON.parse(await cluster.vrouter(0, ['port', 'list'])) as Array<{ id: string; state: string; vif?: number; tapName: string }>;
+  assert.deepEqual(
+    listed.filter((port) => port.id === A.id || port.id === '93c2c386-6e79-485e-bfa4-b9daa713133b').map(({ id, state, tapName }) => ({ id, state, tapName })),
+    [
+      { id: '93c2c386-6e79-485e-bfa4-b9daa713133b', state: 'waiting-for-interface', tapName: 'tap93c2c386-6e' },
+      { id: A.id, state: 'active', tapName: A.host },
+    ],
+  );
   // The introspect JSON API keeps its shape and shows the agent's ports behind their vifs.
   const ports = await cluster.introspect<Array<{ id: string; vif: number; name: string; vn: string; ip: string }>>(0, '/api/ports');
   assert.deepEqual(

@@ -196,7 +196,7 @@ export class Daemon {
         await daemon.deletePort(id);
         return true;
       },
-      listPorts: () => [...daemon.ports.values()],
+      listPorts: () => [...daemon.ports.values(), ...daemon.agentPortList()],
       setRoute: (route) =>
         dataplane.request({
           op: 'set-route',
@@ -427,6 +427,22 @@ export class Daemon {
     const vifs = (await this.dataplane.request({ op: 'introspect', query: { what: 'vifs' } })) as Array<{ id: number; name: string }>;
     const vif = vifs.find((candidate) => candidate.name === port.id)?.id ?? -1;
     return { vif, label, vn: config.vn, ip: config.ip, subnet: config.subnet, gateway: config.gateway };
+  }
+
+  /** The agent's ports for GET /ports (`vrouter port list`), attached or waiting. */
+  agentPortList(): unknown[] {
+    return (this.agentPorts?.list() ?? []).map(({ port, state, attached }) => ({
+      id: port.id,
+      name: port.displayName,
+      vmUuid: port.instanceId,
+      tapName: port.systemName,
+      type: port.type,
+      state,
+      mac: port.mac,
+      vn: attached?.vn ?? port.vn,
+      ip: attached?.ip ?? port.ip,
+      ...(attached ? { vif: attached.vif, label: attached.label } : {}),
+    }));
   }
 
   /** The agent's ports that have a vif, as the introspect API lists pods. */
