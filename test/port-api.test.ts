@@ -398,11 +398,11 @@ test("the Contrail CNI's vm-cfg, vm add, vm poll and vm delete, parsed as vroute
   assertAgentAnswer(await raw('GET', `/vm/${web.vm}/${web.id}`), 404, '{"error":"{ Not Found }"}');
 });
 
-test('a restarted daemon restores its ports from the ports directory: they come up again and carry traffic', async () => {
+test('a restarted daemon restores its ports from the ports directory: they come up again and carry traffic; a sync drops the ports not posted again', async () => {
   await cluster.stopNode(0);
   const node = cluster.nodes[0];
   const log = fs.openSync(node.logFile, 'a');
-  restarted = topology.spawn(ns, [process.execPath, BIN, 'run', '--state', node.stateFile, '--api', node.api], { stdio: ['ignore', log, log] });
+  restarted = topology.spawn(ns, [process.execPath, BIN, 'run', '--state', node.stateFile, '--api', node.api, '--stale-port-timeout', '2'], { stdio: ['ignore', log, log] });
   fs.closeSync(log);
   await waitFor('restarted daemon answering', async () => {
     try {
@@ -431,6 +431,13 @@ test('a restarted daemon restores its ports from the ports directory: they come 
   );
   const ping = await topology.exec(podA, ['ping', '-c', '3', '-i', '0.2', '-W', '2', B.ip]);
   assert.match(ping, /3 packets transmitted, 3 received/);
+  // POST /syncports starts a new version: what is not posted again within the stale timeout goes (the agent's stale cleaner).
+  assertAgentAnswer(await raw('POST', '/syncports'), 200, '{}');
+  assertAgentAnswer(await raw('POST', '/port', JSON.stringify(agentPort(A, 'pod-a'))), 200, '{}');
+  await waitFor('stale ports deleted', async () => (fs.existsSync(path.join(portsDir, B.id)) ? undefined : true));
+  assertAgentAnswer(await raw('GET', `/port/${B.id}`), 404, '{"error":"{ Not Found }"}');
+  assert.equal(fs.existsSync(path.join(portsDir, '93c2c386-6e79-485e-bfa4-b9daa713133b')), false);
+  assertAgentAnswer(await raw('GET', `/port/${A.id}`), 200);
   restarted.kill('SIGTERM');
   const [code] = (await once(restarted, 'exit')) as [number | null];
   assert.equal(code, 0);

@@ -74,8 +74,8 @@ export interface AgentPortView {
 const POLL_MS = 500;
 /** A port whose attach failed (no control node answer, a refusal, a VN unknown) is tried again after this. */
 const RETRY_MS = 5_000;
-/** The agent's default stale_interface_cleanup_timeout (seconds): ports not posted again after a sync go then. */
-const STALE_CLEANUP_MS = 60_000;
+/** The agent's default stale_interface_cleanup_timeout: ports not posted again after a sync go then. */
+export const DEFAULT_STALE_CLEANUP_SECONDS = 60;
 
 export class AgentPorts {
   private readonly entries = new Map<string, Entry>();
@@ -91,6 +91,7 @@ export class AgentPorts {
     private readonly store: PortStore,
     private readonly attacher: InterfaceAttacher,
     private readonly log: Logger,
+    private readonly staleCleanupSeconds = DEFAULT_STALE_CLEANUP_SECONDS,
   ) {
     this.timer = setInterval(() => void this.serialize(() => this.poll()), POLL_MS);
     this.timer.unref();
@@ -153,8 +154,10 @@ export class AgentPorts {
     const version = this.version;
     clearTimeout(this.staleTimer);
     this.staleTimer = setTimeout(() => {
-      for (const entry of [...this.entries.values()]) if (entry.posted && entry.version < version) void this.deletePort(entry.port.id);
-    }, STALE_CLEANUP_MS);
+      const stale = [...this.entries.values()].filter((entry) => entry.posted && entry.version < version);
+      if (stale.length > 0) this.log.info({ component: 'ports', version, ports: stale.length }, 'stale ports deleted after sync');
+      for (const entry of stale) void this.deletePort(entry.port.id);
+    }, this.staleCleanupSeconds * 1000);
     this.staleTimer.unref();
   }
 

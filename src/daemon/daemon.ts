@@ -42,6 +42,8 @@ export interface DaemonOptions {
   introspect?: { host: string; port: number };
   /** The ports directory (`--ports-dir`, as the agent's /var/lib/contrail/ports); default defaultPortsDir(stateFile). */
   portsDir?: string;
+  /** Seconds after POST /syncports until the ports not posted again are deleted (`--stale-port-timeout`, the agent's stale_interface_cleanup_timeout). */
+  stalePortTimeout?: number;
 }
 
 /** One directory per daemon: next to its state file, named after it (node0.json -> node0.ports). */
@@ -174,7 +176,7 @@ export class Daemon {
     for (const entry of state.labels ?? []) daemon.usedLabels.add(entry.label);
     if (options.control) daemon.startControlClient(options.control);
     const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
-    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log);
+    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log, options.stalePortTimeout);
     daemon.agentPorts = agentPorts;
     const api = createPortApi({
       addPorts: (ports) => agentPorts.addPorts(ports),
