@@ -11,7 +11,8 @@ export DEBIAN_FRONTEND=noninteractive
 # the fixture checks and captures; tcpdump makes the Linux cooked captures replay
 # reads, libxml2-utils (xmllint) validates the JUnit report. netsniff-ng (trafgen): bench:pps and a
 # rate test. chromium (fonts-liberation for its text): the web page test.
-apt_packages=(libpcap-dev iproute2 iputils-ping procps tshark python3-scapy netsniff-ng chromium fonts-liberation tcpdump libxml2-utils)
+# python3-requests: the real vrouter-port-control (tf-controller) in test/port-api.
+apt_packages=(libpcap-dev iproute2 iputils-ping procps tshark python3-scapy netsniff-ng chromium fonts-liberation python3-requests tcpdump libxml2-utils)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -218,6 +218,8 @@ interface RunOptions {
   controlCa?: string;
   controlCert?: string;
   controlKey?: string;
+  portsDir?: string;
+  stalePortTimeout?: number;
 }
 
 function controlOptions(options: RunOptions) {
@@ -245,10 +247,15 @@ function runCommand(): Command {
     .option('--control-ca <file>', 'run the control channel over TLS, trusting control nodes signed by this CA (PEM)')
     .option('--control-cert <file>', "this vrouter's TLS certificate (PEM), for control nodes that require one")
     .option('--control-key <file>', "this vrouter's TLS key (PEM)")
+    .option('--ports-dir <dir>', "where ports are kept and restored from, as the agent's /var/lib/contrail/ports (default: <state file without extension>.ports)")
+    .option('--stale-port-timeout <seconds>', 'after POST /syncports, ports not posted again within this are deleted (the agent\'s stale_interface_cleanup_timeout)', (value: string) => {
+      if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`--stale-port-timeout ${value}: a whole number of seconds, at least 1`);
+      return Number(value);
+    }, 60)
     .action(async (options: RunOptions) => {
       const { host, port } = parseHostPort(options.api, '--api');
       const introspect = options.introspect === false ? undefined : parseHostPort(options.introspect, '--introspect');
-      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port, introspect, control: controlOptions(options) });
+      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port, introspect, control: controlOptions(options), portsDir: options.portsDir, stalePortTimeout: options.stalePortTimeout });
     });
 }
 

@@ -7,11 +7,13 @@
  * namespaces) and sockets, and the API stops.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { loadStateFile, parseStateText } from '../control/config/state-file';
 import type { StateDocument } from '../control/config/state-schema';
 import type { PodTapConfig } from '../dataplane/io/native';
-import type { PortResult } from './worker';
+import type { PortRequest, PortResult } from './worker';
+import type { SandeshInterface } from './sandesh-itf';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
@@ -20,8 +22,11 @@ import { CapAttachment } from './cap-attachment';
 import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
-import { ApiError, createLocalApi, PortAddRequest } from '../control/agent/port-api';
-import { startIntrospectServer } from './introspect-server';
+import { ApiError, createPortApi, PortAddRequest } from '../control/agent/port-api';
+import type { AgentPort } from '../control/agent/agent-port';
+import { PortStore } from '../control/agent/port-store';
+import { AgentPorts, AttachedInterface } from './agent-ports';
+import { IntrospectPort, startIntrospectServer } from './introspect-server';
 
 export interface DaemonOptions {
   stateFile: string;
@@ -35,6 +40,16 @@ export interface DaemonOptions {
   control?: { servers: ControlServer[]; nodeName?: string; holdTime?: number };
   /** Where the introspect API, page and /metrics listen (`--introspect`); absent: not served. */
   introspect?: { host: string; port: number };
+  /** The ports directory (`--ports-dir`, as the agent's /var/lib/contrail/ports); default defaultPortsDir(stateFile). */
+  portsDir?: string;
+  /** Seconds after POST /syncports until the ports not posted again are deleted (`--stale-port-timeout`, the agent's stale_interface_cleanup_timeout). */
+  stalePortTimeout?: number;
+}
+
+/** One directory per daemon: next to its state file, named after it (node0.json -> node0.ports). */
+export function defaultPortsDir(stateFile: string): string {
+  const extension = path.extname(stateFile);
+  return `${extension ? stateFile.slice(0, -extension.length) : stateFile}.ports`;
 }
 
 /** MPLS over UDP adds 20 (IPv4) + 8 (UDP) + 4 (MPLS) bytes to what a pod sends. */
@@ -55,7 +70,7 @@ interface PortRecord extends PortResult {
 
 const PROTOCOLS = { tcp: 6, udp: 17 } as const;
 
-function floatingIps(request: PortAddRequest): FloatingIp[] {
+function floatingIps(request: Pick<PortAddRequest, 'floatingIps'>): FloatingIp[] {
   return (request.floatingIps ?? []).filter((fip) => !fip.ip.includes(':')).map((fip) => ({
     ip: ipFromString(fip.ip),
     portMap: (fip.portMap ?? []).map((entry) => ({ protocol: PROTOCOLS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port })),
@@ -114,6 +129,17 @@ export function macForIp(ip: string): string {
   return ['02', '00', ...ip.split('.').map((octet) => Number(octet).toString(16).padStart(2, '0'))].join(':');
 }
 
+/**
+ * The control client's LocalPort of an agent port: { id (the VMI), vmUuid
+ * (instance-id), name (display-name), mac, label }; namespace, labels, vn
+ * and ip are what today's control protocol still reads (vrouter-ts's `vn`,
+ * the posted address when there is one).
+ */
+function agentLocalPort(port: AgentPort, label: number): LocalPort {
+  const identity = { id: port.id, vmUuid: port.instanceId, name: port.displayName, mac: port.mac, label };
+  return { ...identity, namespace: 'default', labels: {}, vn: port.vn, ip: port.ip === '0.0.0.0' ? undefined : port.ip };
+}
+
 export class Daemon {
   private readonly ports = new Map<string, PortRecord>();
   private client: ControlClient | null = null;
@@ -123,6 +149,11 @@ export class Daemon {
   private readonly usedLabels = new Set<number>();
   /** Ports on existing interfaces, attached through libpcap. */
   private readonly attachments = new Map<string, CapAttachment>();
+  /** Interfaces of the agent's ports attached through libpcap, by vif. */
+  private readonly agentAttachments = new Map<number, CapAttachment>();
+  /** The same for the agent's ports a control node configures, by port (the worker takes their rings when it configures them). */
+  private readonly controlledAttachments = new Map<string, CapAttachment>();
+  private agentPorts: AgentPorts | undefined;
   private tapCounter = 0;
 
   private constructor(
@@ -144,10 +175,30 @@ export class Daemon {
     const daemon = new Daemon(state, dataplane, log);
     for (const entry of state.labels ?? []) daemon.usedLabels.add(entry.label);
     if (options.control) daemon.startControlClient(options.control);
-    const api = createLocalApi({
-      addPort: (request) => daemon.addPort(request),
-      deletePort: (id) => daemon.deletePort(id),
-      listPorts: () => [...daemon.ports.values()],
+    const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
+    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log, options.stalePortTimeout);
+    daemon.agentPorts = agentPorts;
+    const api = createPortApi({
+      addPorts: (ports) => agentPorts.addPorts(ports),
+      deletePort: async (id) => {
+        await agentPorts.deletePort(id);
+        // A vrouter-ts port of that id goes too (the agent's DELETE answers 200 for an unknown port).
+        if (daemon.ports.has(id)) await daemon.deletePort(id);
+      },
+      portInfo: (id) => agentPorts.portInfo(id),
+      syncPorts: () => agentPorts.sync(),
+      setLinkState: (id, up) => agentPorts.setLinkState(id, up),
+      vmConfig: (name) => agentPorts.vmConfig(name),
+      addVmVnPort: (port) => agentPorts.addVmVnPort(port),
+      vmInterfaces: (vm, vmi) => agentPorts.vmInterfaces(vm, vmi),
+      deleteVm: (vm) => agentPorts.deleteVm(vm),
+      addLocalPort: (request) => daemon.addPort(request),
+      deleteLocalPort: async (id) => {
+        if (!daemon.ports.has(id)) return false;
+        await daemon.deletePort(id);
+        return true;
+      },
+      listPorts: () => [...daemon.ports.values(), ...daemon.agentPortList()],
       setRoute: (route) =>
         dataplane.request({
           op: 'set-route',
@@ -168,14 +219,17 @@ export class Daemon {
         dataplane,
         log,
         node: state.node.name,
-        ports: () => [...daemon.ports.values()],
+        ports: () => [...daemon.ports.values(), ...daemon.activeAgentPorts()],
         controlSessions: () => daemon.controlSessions(),
+        sandeshInterfaces: () => daemon.sandeshInterfaces(),
       });
     }
+    await agentPorts.restore();
     log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}` }, 'vrouter running');
     const stop = async (signal: string) => {
       log.info({ component: 'daemon', signal }, 'stopping');
       api.close();
+      agentPorts.stop();
       // Leaving for good: the control node withdraws this node's routes now.
       await daemon.client?.close();
       await dataplane.stop();
@@ -195,6 +249,8 @@ export class Daemon {
       servers: control.servers,
       holdTime: control.holdTime,
       access: new WorkerAccess(this.dataplane, (port, config) => {
+        const attachment = this.controlledAttachments.get(port.id);
+        if (attachment) return { tapName: attachment.device, attach: { rx: attachment.rx.buffer, tx: attachment.tx.buffer } };
         const pending = this.pending.get(port.id);
         if (!pending) return { tapName: `vtap${this.tapCounter++}` };
         const mtu = pending.request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
@@ -271,46 +327,174 @@ export class Daemon {
     const mac = request.mac ?? macForIp(request.ip);
     const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
     const tapName = request.attach ?? `vtap${this.tapCounter++}`;
-    let attachment: CapAttachment | undefined;
-    if (request.attach !== undefined) {
-      try {
-        attachment = new CapAttachment(request.attach, () => this.dataplane.wake());
-      } catch (error) {
-        throw new ApiError(400, `field /attach: ${(error as Error).message} (value: ${JSON.stringify(request.attach)})`);
-      }
-    }
-    let result: PortResult;
+    let made: { result: PortResult; attachment?: CapAttachment };
     try {
-      result = await this.dataplane.request<PortResult>({
-        op: 'add-port',
-        port: {
-          tapName,
-          pod: podTap(request, netnsPath, { mac, mtu, ip: request.ip, gateway }),
-          mac,
-          ip: request.ip,
-          vrf: request.vn,
-          subnet,
-          gateway,
-          mtu,
-          label: request.label,
-          floatingIps: floatingIps(request),
+      made = await this.makePort(
+        { tapName, pod: podTap(request, netnsPath, { mac, mtu, ip: request.ip, gateway }), mac, ip: request.ip, vrf: request.vn, subnet, gateway, mtu, label: request.label, floatingIps: floatingIps(request),
           ip6: request.ip6,
           floatingIps6: (request.floatingIps ?? []).filter((fip) => fip.ip.includes(':')).map((fip) => ({
             ip: fip.ip,
             portMap: (fip.portMap ?? []).map((entry) => ({ protocol: PROTOCOLS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port })),
           })),
-          attach: attachment && { rx: attachment.rx.buffer, tx: attachment.tx.buffer },
         },
-      });
+        request.attach,
+      );
     } catch (error) {
-      attachment?.close();
       throw new ApiError(400, (error as Error).message);
     }
+    const { result, attachment } = made;
     if (attachment) this.attachments.set(request.id, attachment);
     const record = portRecord(request, result, { vn: request.vn, ip: request.ip, mac, mtu });
     this.ports.set(request.id, record);
     this.log.info({ component: 'ports', id: record.id, vif: record.vif, label: record.label, vn: record.vn, ip: record.ip, netns: record.netns }, 'port added');
     return record;
+  }
+
+  /**
+   * The worker's port on a TAP it makes, or on the existing interface
+   * `attach` names (attached through libpcap: CapAttachment).
+   */
+  private async makePort(port: Omit<PortRequest, 'attach'>, attach: string | undefined): Promise<{ result: PortResult; attachment?: CapAttachment }> {
+    let attachment: CapAttachment | undefined;
+    if (attach !== undefined) {
+      try {
+        attachment = new CapAttachment(attach, () => this.dataplane.wake());
+      } catch (error) {
+        throw new Error(`field /attach: ${(error as Error).message} (value: ${JSON.stringify(attach)})`);
+      }
+    }
+    try {
+      const result = await this.dataplane.request<PortResult>({ op: 'add-port', port: { ...port, attach: attachment && { rx: attachment.rx.buffer, tx: attachment.tx.buffer } } });
+      return { result, attachment };
+    } catch (error) {
+      attachment?.close();
+      throw error;
+    }
+  }
+
+  /**
+   * How the agent's ports come up here, on the existing interface
+   * `system-name`: configured by the control node when there is one, else
+   * in the VRF the port's `vn` names.
+   */
+  private interfaceAttacher() {
+    return {
+      attach: async (port: AgentPort): Promise<AttachedInterface | undefined> => {
+        if (this.client) return this.attachControlled(port, this.client);
+        if (port.vn === undefined || port.ip === '0.0.0.0') return undefined;
+        const vrf = (this.state.vrfs ?? []).find((candidate) => candidate.name === port.vn);
+        const gateway = port.gateway ?? vrf?.gateway;
+        const subnet = port.subnet ?? vrf?.subnets?.[0];
+        if (gateway === undefined || subnet === undefined) throw new Error(`VN ${port.vn} is not in the state file: the port needs "subnet" and "gateway"`);
+        const mtu = port.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
+        const { result, attachment } = await this.makePort(
+          { tapName: port.systemName, mac: port.mac, ip: port.ip, vrf: port.vn, subnet, gateway, mtu, label: port.label, floatingIps: floatingIps(port) },
+          port.systemName,
+        );
+        this.agentAttachments.set(result.vif, attachment!);
+        return { vif: result.vif, label: result.label, vn: port.vn, ip: port.ip, subnet, gateway };
+      },
+      detach: async (port: AgentPort, attached: AttachedInterface): Promise<void> => {
+        if (this.client) {
+          // The client withdraws the routes, then unconfigures the port (the worker drops its rings).
+          await this.client.removePort(port.id);
+          this.controlledAttachments.get(port.id)?.close();
+          this.controlledAttachments.delete(port.id);
+          this.usedLabels.delete(attached.label);
+          return;
+        }
+        this.agentAttachments.get(attached.vif)?.close();
+        this.agentAttachments.delete(attached.vif);
+        await this.dataplane.request({ op: 'delete-port', vif: attached.vif });
+      },
+    };
+  }
+
+  /**
+   * An agent port a control node configures: its interface attached, the
+   * port reported to the control client, the worker given the rings when
+   * the configuration comes.
+   */
+  private async attachControlled(port: AgentPort, client: ControlClient): Promise<AttachedInterface> {
+    let label = port.label ?? 16;
+    if (port.label === undefined) while (this.usedLabels.has(label)) label++;
+    else if (this.usedLabels.has(label)) throw new Error(`label ${label} is in use`);
+    const attachment = new CapAttachment(port.systemName, () => this.dataplane.wake());
+    this.usedLabels.add(label);
+    this.controlledAttachments.set(port.id, attachment);
+    let config: PortConfig;
+    try {
+      config = await withTimeout(client.addPort(agentLocalPort(port, label)), CONTROL_ANSWER_TIMEOUT_MS, 'no control node configured the port in time');
+    } catch (error) {
+      this.controlledAttachments.delete(port.id);
+      attachment.close();
+      this.usedLabels.delete(label);
+      await client.removePort(port.id).catch(() => undefined);
+      throw error;
+    }
+    const vifs = (await this.dataplane.request({ op: 'introspect', query: { what: 'vifs' } })) as Array<{ id: number; name: string }>;
+    const vif = vifs.find((candidate) => candidate.name === port.id)?.id ?? -1;
+    return { vif, label, vn: config.vn, ip: config.ip, subnet: config.subnet, gateway: config.gateway };
+  }
+
+  /** The agent's ports for GET /ports (`vrouter port list`), attached or waiting. */
+  agentPortList(): unknown[] {
+    return (this.agentPorts?.list() ?? []).map(({ port, state, attached }) => ({
+      id: port.id,
+      name: port.displayName,
+      vmUuid: port.instanceId,
+      tapName: port.systemName,
+      type: port.type,
+      state,
+      mac: port.mac,
+      vn: attached?.vn ?? port.vn,
+      ip: attached?.ip ?? port.ip,
+      ...(attached ? { vif: attached.vif, label: attached.label } : {}),
+    }));
+  }
+
+  /** The agent's ports that have a vif, as the introspect API lists pods. */
+  activeAgentPorts(): IntrospectPort[] {
+    return (this.agentPorts?.list() ?? []).flatMap(({ port, attached }) =>
+      attached ? [{ id: port.id, vif: attached.vif, name: port.displayName, vn: attached.vn, ip: attached.ip, label: attached.label, tapName: port.systemName }] : [],
+    );
+  }
+
+  /** Every port for the introspect's Snh_ItfReq: the agent's (active or not) and vrouter-ts's own. */
+  sandeshInterfaces(): SandeshInterface[] {
+    const agent: SandeshInterface[] = (this.agentPorts?.list() ?? []).map(({ port, state, attached }) => ({
+      index: attached?.vif ?? -1,
+      name: port.systemName,
+      uuid: port.id,
+      vrfName: attached?.vn ?? port.vn ?? '',
+      active: state === 'active',
+      label: attached?.label ?? -1,
+      vnName: attached?.vn ?? port.vn ?? '',
+      vmUuid: port.instanceId,
+      vmName: port.displayName,
+      ip: attached?.ip ?? port.ip,
+      mac: port.mac,
+      vmProjectUuid: port.projectId,
+      txVlanId: port.txVlanId,
+      rxVlanId: port.rxVlanId,
+    }));
+    const local: SandeshInterface[] = [...this.ports.values()].map((record) => ({
+      index: record.vif,
+      name: record.tapName,
+      uuid: record.id,
+      vrfName: record.vn,
+      active: true,
+      label: record.label,
+      vnName: record.vn,
+      vmUuid: '',
+      vmName: record.name ?? record.id,
+      ip: record.ip,
+      mac: record.mac,
+      vmProjectUuid: '',
+      txVlanId: -1,
+      rxVlanId: -1,
+    }));
+    return [...agent, ...local];
   }
 
   async deletePort(id: string): Promise<void> {

@@ -22,6 +22,7 @@
  *   GET  /api/monitor/drops         dropped packets as they happen (NDJSON, chunked)
  *   GET  /api/capture/<vif>?format=pcap|ndjson   what crosses a vif (chunked); vif "*": every vif, ndjson only
  *   GET  /metrics                   Prometheus text format
+ *   GET  /Snh_ItfReq                the agent's Sandesh XML list of interfaces (sandesh-itf.ts)
  *
  * Reading never stalls the packet path: each table read is one request the
  * worker serves between two batches, identical reads within CACHE_MS share
@@ -48,6 +49,7 @@ import { ipToString } from '../dataplane/protocols/ipv4';
 import { ip6FromString } from '../dataplane/protocols/ipv6';
 import type { SyntheticPacket } from '../dataplane/synthetic-packet';
 import type { Logger } from './log';
+import { SandeshInterface, filterInterfaces, itfResponse } from './sandesh-itf';
 
 /** What the server needs of the dataplane handle. */
 export interface IntrospectDataplane {
@@ -95,6 +97,8 @@ export interface IntrospectServerOptions {
   ports?: () => IntrospectPort[];
   /** Control node sessions; default none. */
   controlSessions?: () => unknown[];
+  /** The interfaces GET /Snh_ItfReq lists (the agent's Sandesh answer); default none. */
+  sandeshInterfaces?: () => SandeshInterface[];
   /** Directory of the page's static files (default: src/daemon/web of this package). */
   webRoot?: string;
 }
@@ -993,6 +997,13 @@ export class IntrospectServer {
     if (url.pathname === '/metrics') {
       const body = await this.metrics();
       response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' });
+      response.end(body);
+      return;
+    }
+    if (url.pathname === '/Snh_ItfReq') {
+      const body = itfResponse(filterInterfaces(this.options.sandeshInterfaces?.() ?? [], url.searchParams));
+      response.sendDate = false;
+      response.writeHead(200, { 'Content-Type': 'text/xml', 'Content-Length': Buffer.byteLength(body) });
       response.end(body);
       return;
     }

@@ -9,6 +9,7 @@
 import type { DataplaneAccess, LocalPort, PortConfig, RouteNexthop } from '../control/agent/agent-interface';
 import type { PodTapConfig } from '../dataplane/io/native';
 import type { DataplaneHandle } from './dataplane-handle';
+import type { AttachRings } from './worker';
 
 export interface RouteUpdate {
   vrf: string;
@@ -23,11 +24,12 @@ export class WorkerAccess implements DataplaneAccess {
 
   /**
    * `tapFor(port, config)` names the TAP device the worker opens for a port
-   * it configures, and the pod namespace it makes and configures it in.
+   * it configures, and the pod namespace it makes and configures it in, or
+   * the rings of the existing interface the port is attached to instead.
    */
   constructor(
     private readonly dataplane: DataplaneHandle,
-    private readonly tapFor: (port: LocalPort, config: PortConfig) => { tapName: string; pod?: PodTapConfig },
+    private readonly tapFor: (port: LocalPort, config: PortConfig) => { tapName: string; pod?: PodTapConfig; attach?: AttachRings },
   ) {}
 
   setRoute(vrf: string, prefix: string, nexthops: RouteNexthop[]): void {

@@ -60,7 +60,7 @@ export interface PortRequest {
    * arrive in `rx` and leave through `tx` (shared rings of RING_RECORD_SIZE
    * records) instead of a TAP device.
    */
-  attach?: { rx: SharedArrayBuffer; tx: SharedArrayBuffer };
+  attach?: AttachRings;
   mac: string;
   ip: string;
   vrf: string;
@@ -73,6 +73,12 @@ export interface PortRequest {
   /** The pod's IPv6 address and IPv6 ClusterIPs (text; the VN's IPv6 subnet and gateway come from the state file). */
   ip6?: string;
   floatingIps6?: Array<{ ip: string; portMap: FloatingIp['portMap'] }>;
+}
+
+/** The shared rings of an interface the main thread attaches (RING_RECORD_SIZE records): frames it captured, frames to send. */
+export interface AttachRings {
+  rx: SharedArrayBuffer;
+  tx: SharedArrayBuffer;
 }
 
 export type WorkerRequest =
@@ -90,7 +96,7 @@ export type WorkerRequest =
   | { op: 'monitor-drops'; enable: boolean }
   | { op: 'capture'; vif: string; enable: boolean }
   | { op: 'control-routes'; updates: RouteUpdate[] }
-  | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodTapConfig }
+  | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodTapConfig; attach?: AttachRings }
   | { op: 'control-unconfigure-port'; port: LocalPort }
   | { op: 'shutdown' };
 
@@ -128,7 +134,7 @@ class DataplaneWorker {
   /** Ports the control node configures, on the same tables. */
   private readonly controlled: InProcessDataplaneAccess;
   /** TAP of each control-configured port, by port id. */
-  private readonly tapOfPort = new Map<string, { name: string; vif: number }>();
+  private readonly tapOfPort = new Map<string, { name: string; vif: number; ring?: { rx: SharedRing; port: RingPort } }>();
   private readonly pool = new PacketPool(BATCH + 256);
   private readonly pipeline: Pipeline;
   private readonly epoll: number;
@@ -341,10 +347,11 @@ class DataplaneWorker {
         }
         return null;
       case 'control-configure-port':
-        return this.configureControlledPort(request.port, request.config, request.tapName, request.pod);
+        return this.configureControlledPort(request.port, request.config, request.tapName, request.pod, request.attach);
       case 'control-unconfigure-port': {
         const tap = this.tapOfPort.get(request.port.id);
         if (tap) this.detachTap(tap.vif);
+        if (tap) this.ringOf.delete(tap.vif);
         this.tapOfPort.delete(request.port.id);
         this.controlled.unconfigurePort(request.port);
         return null;
@@ -359,11 +366,17 @@ class DataplaneWorker {
    * The control node's configuration of a port: the vif (re-created when
    * its VN or address changes) and, the first time, its TAP device.
    */
-  private configureControlledPort(port: LocalPort, config: PortConfig, tapName: string, pod: PodTapConfig | undefined): { vif: number } {
+  private configureControlledPort(port: LocalPort, config: PortConfig, tapName: string, pod: PodTapConfig | undefined, attach: AttachRings | undefined): { vif: number } {
     this.controlled.configurePort(port, config);
     const vif = this.controlled.vifOf(port.id);
     const tap = this.tapOfPort.get(port.id);
-    if (!tap) {
+    if (!tap && attach) {
+      // An existing interface the main thread captures: its rings instead of a TAP.
+      const ring = { rx: new SharedRing(attach.rx, ATTACH_RECORD_SIZE), port: new RingPort(new SharedRing(attach.tx, ATTACH_RECORD_SIZE)) };
+      this.ringOf.set(vif, ring.rx);
+      this.dp.vifs.get(vif)!.port = ring.port;
+      this.tapOfPort.set(port.id, { name: tapName, vif, ring });
+    } else if (!tap) {
       try {
         this.attachTap(vif, tapName, pod);
       } catch (error) {
@@ -371,6 +384,11 @@ class DataplaneWorker {
         throw error;
       }
       this.tapOfPort.set(port.id, { name: tapName, vif });
+    } else if (tap.ring && tap.vif !== vif) {
+      this.ringOf.delete(tap.vif);
+      this.ringOf.set(vif, tap.ring.rx);
+      this.dp.vifs.get(vif)!.port = tap.ring.port;
+      tap.vif = vif;
     } else if (tap.vif !== vif) {
       // A new vif for the same pod: the open TAP moves over to it.
       const attached = this.tapOf.get(tap.vif);

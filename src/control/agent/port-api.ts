@@ -1,15 +1,43 @@
 /**
- * The daemon's local API (127.0.0.1 by default):
- *   POST /port, DELETE /port/<id>, GET /ports: the port API the Kubernetes
- *     plugin calls (as OpenContrail's agent served on port 9091);
- *   PUT /route, DELETE /route: routes set by hand or by a script when no
- *     control node distributes them (the same path the control client uses);
+ * The daemon's port API on 127.0.0.1:9091, as the OpenContrail agent serves
+ * it (tungstenfabric/tf-controller @ 6a674397821187fedfffd9586942b906d3479dbc,
+ * src/vnsw/agent/port_ipc/rest_server.cc and rest_common.cc), for its real
+ * clients: vrouter-port-control, the opencontrail kubelet plugin
+ * (Juniper/contrail-kubernetes) and the Contrail CNI
+ * (src/container/cni/contrail/vrouter.go).
+ *
+ *   POST   /port                 a port, or an array of ports (all or none)      200 {}
+ *   DELETE /port/<uuid>          also for an unknown uuid                        200 {}
+ *   GET    /port/<uuid>          the configured interface (MakeJsonFromVmi)     404 {"error":"{ Not Found }"}
+ *   POST   /syncports            starts a new port version                       200 {}
+ *   PUT    /enable-port/<uuid>, /disable-port/<uuid>   link state of a remote port
+ *   GET    /vm-cfg/<vm-name>     the VM's interfaces as configuration has them  (the CNI, before it makes the veth)
+ *   POST   /vm                   a VM's interface with its host interface       (the CNI, after)
+ *   GET    /vm/<uuid>[/<vmi>]    the VM's configured interfaces                  (the CNI polls it)
+ *   DELETE /vm/<uuid>            the VM's interfaces                             200 {}
+ *   POST/DELETE /gateway         500 {"error":"{ Operation Not Supported }"}
+ *   anything else                404 {"error":"Unknown Request"}
+ *
+ * Answers are written as the agent's: status line "HTTP/1.1 <code> OK"
+ * whatever the code, Content-Type "application/json; charset=UTF-8", errors
+ * as {"error":"{ <message> }"} with status 500 unless said otherwise, other
+ * bodies as rapidjson's PrettyWriter writes them (agent-port.ts).
+ * Deviation: an array with an invalid element is refused with that
+ * element's error; the agent adds none of it but answers 200 {}.
+ *
+ * vrouter-ts's own requests, for nodes without Contrail tooling
+ * (`vrouter port add`, scripts, tests):
+ *   POST /port with a vrouter-ts body (no field of the agent's body, one of
+ *     netns/ifname/vn/ip/mac/labels/attach/...: PortAddRequest), 201 with the port;
+ *   DELETE /port/<id> of such a port, GET /ports;
+ *   PUT /route, DELETE /route: routes set by hand when no control node distributes them;
  *   GET /stats: counters of the dataplane.
- * Bodies are JSON, checked against a schema; a bad request gets a 4xx whose
- * message names the field.
+ * Those bodies are checked against a JSON schema; a bad request gets a 4xx
+ * whose message names the field and the value.
  */
 import * as http from 'node:http';
 import Ajv, { ErrorObject } from 'ajv';
+import { AgentJsonError, AgentPort, VmVnPort, jsonList, readAgentPorts, readVmVnPort } from './agent-port';
 
 export interface PortAddRequest {
   /** The pod's id (unique per node). */
@@ -131,11 +159,25 @@ const ajv = new Ajv({ allErrors: false });
 const validatePort = ajv.compile<PortAddRequest>(portSchema);
 const validateRoute = ajv.compile<RouteRequest>(routeSchema);
 
-/** A request the API refuses, with its HTTP status. */
+/** A request the API refuses, with its HTTP status (vrouter-ts's own requests). */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A request of the agent's API refused with the agent's status and its
+ * error text, braces included: "{ <message> }" from the add handlers,
+ * "{<message>}" from delete, enable and disable (rest_server.cc).
+ */
+export class AgentApiError extends Error {
+  constructor(
+    message: string,
+    readonly status = 500,
   ) {
     super(message);
   }
@@ -148,58 +190,179 @@ function describe(error: ErrorObject | undefined): string {
   return `field ${error.instancePath || '/'} ${error.message} (value: ${JSON.stringify(error.data)})`;
 }
 
-export interface LocalApiHandlers {
-  addPort(request: PortAddRequest): Promise<unknown>;
+export interface PortApiHandlers {
+  /** The agent's ports, all or none; a port known already is replaced. Throws AgentApiError("{ <why> }"). */
+  addPorts(ports: AgentPort[]): Promise<void>;
+  /** Also for an unknown uuid. */
   deletePort(id: string): Promise<void>;
+  /** MakeJsonFromVmi of a configured port; undefined: not configured (404). */
+  portInfo(id: string): string | undefined;
+  syncPorts(): void;
+  /** Throws AgentApiError("{Port Not found <uuid>}") or ("{Incorrect Port type for <uuid>}"). */
+  setLinkState(id: string, up: boolean): Promise<void>;
+  /** MakeJsonFromVmiConfig of each VMI of the VM named so; undefined: unknown (404). */
+  vmConfig(vmName: string): string[] | undefined;
+  addVmVnPort(port: VmVnPort): Promise<void>;
+  /** MakeJsonFromVmi of the VM's (or this one VMI's) configured interfaces; undefined: not (yet) configured (404). */
+  vmInterfaces(vmUuid: string, vmiUuid?: string): string[] | undefined;
+  deleteVm(vmUuid: string): Promise<void>;
+  /** vrouter-ts's own port add (PortAddRequest), its delete and list. */
+  addLocalPort(request: PortAddRequest): Promise<unknown>;
+  /** False when there is no such port. */
+  deleteLocalPort(id: string): Promise<boolean>;
   listPorts(): unknown;
   setRoute(request: RouteRequest): Promise<unknown>;
   stats(): Promise<unknown>;
 }
 
-async function readJson(request: http.IncomingMessage): Promise<unknown> {
+const BODY_LIMIT = 1024 * 1024;
+
+async function readBody(request: http.IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {
     size += (chunk as Buffer).length;
-    if (size > 64 * 1024) throw new ApiError(413, 'request body larger than 64 KiB');
+    if (size > BODY_LIMIT) throw new ApiError(413, 'request body larger than 1 MiB');
     chunks.push(chunk as Buffer);
   }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function parseJson(text: string): unknown {
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(text);
   } catch {
     throw new ApiError(400, 'request body is not JSON');
   }
 }
 
-export function createLocalApi(handlers: LocalApiHandlers): http.Server {
+/** The fields only the agent's port body has: a body with any of them is the agent's. */
+const AGENT_FIELDS = ['instance-id', 'vn-id', 'vm-project-id', 'display-name', 'ip-address', 'ip6-address', 'type', 'system-name', 'mac-address', 'rx-vlan-id', 'tx-vlan-id'];
+
+/** A vrouter-ts body: an object with none of the agent's fields and some of its own. */
+function isLocalBody(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const keys = Object.keys(value);
+  return !keys.some((key) => AGENT_FIELDS.includes(key)) && keys.some((key) => key !== 'id' && key in portSchema.properties);
+}
+
+/** The agent's UUID in a path ([0-9a-f] only, as its regexes). */
+const UUID_PATH = '([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})';
+const PORT_PATH = new RegExp(`^/port/${UUID_PATH}$`);
+const VM_PATH = new RegExp(`^/vm/${UUID_PATH}(?:/${UUID_PATH})?$`);
+const LINK_PATH = new RegExp(`^/(enable|disable)-port/${UUID_PATH}$`);
+
+/** REST::SendResponse: "OK" whatever the status, the agent's content type, no date. */
+function sendAgent(response: http.ServerResponse, status: number, body: string): void {
+  response.sendDate = false;
+  response.writeHead(status, 'OK', { 'Content-Type': 'application/json; charset=UTF-8', 'Content-Length': Buffer.byteLength(body) });
+  response.end(body);
+}
+
+/** REST::SendErrorResponse: {"error":"<message>"} as rapidjson's Writer writes it (no spaces). */
+function sendAgentError(response: http.ServerResponse, message: string, status = 500): void {
+  sendAgent(response, status, JSON.stringify({ error: message }));
+}
+
+export function createPortApi(handlers: PortApiHandlers): http.Server {
   return http.createServer((request, response) => {
     const reply = (status: number, body: unknown) => {
       response.writeHead(status, { 'content-type': 'application/json' });
       response.end(JSON.stringify(body) + '\n');
     };
+    /** Whether the request is one of the agent's, whose failures are written as the agent writes them. */
+    let agentRequest = true;
     const route = async (): Promise<void> => {
       const url = new URL(request.url ?? '/', 'http://localhost');
-      if (request.method === 'POST' && url.pathname === '/port') {
-        const body = await readJson(request);
-        if (!validatePort(body)) throw new ApiError(400, describe(validatePort.errors?.[0]));
-        reply(201, await handlers.addPort(body));
-      } else if (request.method === 'DELETE' && url.pathname.startsWith('/port/')) {
-        await handlers.deletePort(decodeURIComponent(url.pathname.slice('/port/'.length)));
-        reply(200, { deleted: true });
-      } else if (request.method === 'GET' && url.pathname === '/ports') {
-        reply(200, handlers.listPorts());
-      } else if ((request.method === 'PUT' || request.method === 'DELETE') && url.pathname === '/route') {
-        const body = await readJson(request);
-        if (!validateRoute(body)) throw new ApiError(400, describe(validateRoute.errors?.[0]));
-        if (request.method === 'DELETE') body.nexthops = [];
-        reply(200, { nexthops: await handlers.setRoute(body) });
-      } else if (request.method === 'GET' && url.pathname === '/stats') {
-        reply(200, await handlers.stats());
-      } else {
-        throw new ApiError(404, `no ${request.method} ${url.pathname}`);
+      const where = url.pathname;
+      const method = request.method;
+      let match: RegExpExecArray | null;
+      if (method === 'POST' && where === '/port') {
+        const text = await readBody(request);
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          // Not JSON: the agent's reader words the error.
+        }
+        if (isLocalBody(body)) {
+          agentRequest = false;
+          if (!validatePort(body)) throw new ApiError(400, describe(validatePort.errors?.[0]));
+          return reply(201, await handlers.addLocalPort(body));
+        }
+        let ports: AgentPort[];
+        try {
+          ports = readAgentPorts(text);
+        } catch (error) {
+          if (error instanceof AgentJsonError) return sendAgentError(response, `{ ${error.message} }`);
+          throw error;
+        }
+        await handlers.addPorts(ports);
+        return sendAgent(response, 200, '{}');
       }
+      if (method === 'POST' && where === '/syncports') {
+        handlers.syncPorts();
+        return sendAgent(response, 200, '{}');
+      }
+      if (method === 'DELETE' && (match = PORT_PATH.exec(where))) {
+        await handlers.deletePort(match[1]);
+        return sendAgent(response, 200, '{}');
+      }
+      if (method === 'DELETE' && where.startsWith('/port/')) {
+        agentRequest = false;
+        const id = decodeURIComponent(where.slice('/port/'.length));
+        if (!(await handlers.deleteLocalPort(id))) throw new ApiError(404, `no port ${id}`);
+        return reply(200, { deleted: true });
+      }
+      if (method === 'GET' && (match = PORT_PATH.exec(where))) {
+        const info = handlers.portInfo(match[1]);
+        return info === undefined ? sendAgentError(response, '{ Not Found }', 404) : sendAgent(response, 200, info);
+      }
+      if (method === 'PUT' && (match = LINK_PATH.exec(where))) {
+        await handlers.setLinkState(match[2], match[1] === 'enable');
+        return sendAgent(response, 200, '{}');
+      }
+      if (method === 'GET' && where.startsWith('/vm-cfg/')) {
+        const documents = handlers.vmConfig(decodeURIComponent(where.slice('/vm-cfg/'.length)));
+        return documents === undefined ? sendAgentError(response, '{ Not Found }', 404) : sendAgent(response, 200, jsonList(documents));
+      }
+      if (method === 'POST' && where === '/vm') {
+        let port: VmVnPort;
+        try {
+          port = readVmVnPort(await readBody(request));
+        } catch (error) {
+          if (error instanceof AgentJsonError) return sendAgentError(response, `{ ${error.message} }`);
+          throw error;
+        }
+        await handlers.addVmVnPort(port);
+        return sendAgent(response, 200, '{}');
+      }
+      if (method === 'GET' && (match = VM_PATH.exec(where))) {
+        const documents = handlers.vmInterfaces(match[1], match[2]);
+        return documents === undefined ? sendAgentError(response, '{ Not Found }', 404) : sendAgent(response, 200, jsonList(documents));
+      }
+      if (method === 'DELETE' && (match = VM_PATH.exec(where)) && match[2] === undefined) {
+        await readBody(request); // the CNI sends its add message again; the agent ignores it
+        await handlers.deleteVm(match[1]);
+        return sendAgent(response, 200, '{}');
+      }
+      if ((method === 'POST' || method === 'DELETE') && where === '/gateway') return sendAgentError(response, '{ Operation Not Supported }');
+      agentRequest = false;
+      if (method === 'GET' && where === '/ports') return reply(200, handlers.listPorts());
+      if ((method === 'PUT' || method === 'DELETE') && where === '/route') {
+        const body = parseJson(await readBody(request));
+        if (!validateRoute(body)) throw new ApiError(400, describe(validateRoute.errors?.[0]));
+        if (method === 'DELETE') body.nexthops = [];
+        return reply(200, { nexthops: await handlers.setRoute(body) });
+      }
+      if (method === 'GET' && where === '/stats') return reply(200, await handlers.stats());
+      agentRequest = true;
+      sendAgentError(response, 'Unknown Request', 404);
     };
     route().catch((error: unknown) => {
+      if (response.headersSent) return void response.destroy();
+      if (error instanceof AgentApiError) return sendAgentError(response, error.message, error.status);
+      if (agentRequest && !(error instanceof ApiError)) return sendAgentError(response, `{ ${error instanceof Error ? error.message : String(error)} }`);
       const status = error instanceof ApiError ? error.status : 500;
       reply(status, { error: error instanceof Error ? error.message : String(error) });
     });
