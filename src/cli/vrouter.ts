@@ -11,6 +11,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { loadStateFile } from '../control/config/state-file';
 import { replay, ReplayInput } from '../dataplane/io/replay';
 import { Daemon } from '../daemon/daemon';
+import { cniCommand } from './cni';
 import { portCommand } from './port';
 import { routeCommand, statsCommand } from './route';
 import { parseHostPort } from './host-port';
@@ -108,7 +109,8 @@ export function main(argv: string[]): void {
     .addCommand(runCommand())
     .addCommand(portCommand())
     .addCommand(routeCommand())
-    .addCommand(statsCommand());
+    .addCommand(statsCommand())
+    .addCommand(cniCommand());
   for (const command of toolCommands()) program.addCommand(command);
   try {
     program.parseAsync(argv).catch(fail);
