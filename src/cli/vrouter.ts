@@ -21,6 +21,7 @@ import { captureScenario, parseDuration } from '../replay/capture';
 import { exportState } from '../replay/state-export';
 import { findScenarios, formatResult, jsonReport, junitXml, runSuite, summaryLine, SuiteScenario } from '../replay/suite';
 import { Daemon } from '../daemon/daemon';
+import { cniCommand } from './cni';
 import { portCommand } from './port';
 import { routeCommand, statsCommand } from './route';
 import { parseHostPort } from './host-port';
@@ -289,7 +290,8 @@ export function main(argv: string[]): void {
     .addCommand(runCommand())
     .addCommand(portCommand())
     .addCommand(routeCommand())
-    .addCommand(statsCommand());
+    .addCommand(statsCommand())
+    .addCommand(cniCommand());
   for (const command of toolCommands()) program.addCommand(command);
   // A usage error of any subcommand exits 2 (through fail), as `vrouter replay --expect` documents.
   for (const command of program.commands) command.exitOverride();
