@@ -1,5 +1,5 @@
 /**
- * Typed access to the native I/O addon (native/vrouter_io.cc, built by
+ * Typed access to the native I/O addon (native/*.cc, one file per kernel interface, built by
  * `npm ci` through node-gyp into build/Release/vrouter_io.node).
  *
  * The packet path runs in a dedicated worker thread and calls these
