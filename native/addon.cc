@@ -37,7 +37,12 @@
 //   tap.cc      TAP devices, a pod's TAP in its namespace
 //   netlink.*   rtnetlink requests, a pod interface's addressing
 //   io_uring.cc batched TAP reads and writes
-//   sockets.cc  UDP and raw IPv4 sockets, recvmmsg/sendmmsg
+//   sockets.cc  UDP and raw IPv4 sockets, recvmmsg/sendmmsg (UDP GSO/GRO)
+//   veth.cc     a pod's veth pair, made and configured over rtnetlink
+//   ethtool.*   tx offloads off over ethtool netlink
+//   xsk.cc      AF_XDP sockets: UMEM, fill/completion/RX/TX rings
+//   bpf.*       the XDP and tc programs (raw instructions), XSKMAP, BPF links
+//   packet_ring.cc  AF_PACKET TPACKET_V2 ring + sendmmsg, the AF_XDP fallback
 #include "common.h"
 
 namespace vrio {
@@ -67,6 +72,9 @@ NAPI_MODULE_INIT() {
   vrio::RegisterTap(env, exports);
   vrio::RegisterIoUring(env, exports);
   vrio::RegisterSockets(env, exports);
+  vrio::RegisterVeth(env, exports);
+  vrio::RegisterXsk(env, exports);
+  vrio::RegisterPacketRing(env, exports);
   static const vrio::Export functions[] = {{"ioStats", vrio::IoStats}};
   vrio::DefineFunctions(env, exports, functions);
   return exports;

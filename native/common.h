@@ -28,6 +28,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -406,6 +407,9 @@ void RegisterFds(napi_env env, napi_value exports);
 void RegisterTap(napi_env env, napi_value exports);
 void RegisterIoUring(napi_env env, napi_value exports);
 void RegisterSockets(napi_env env, napi_value exports);
+void RegisterVeth(napi_env env, napi_value exports);
+void RegisterXsk(napi_env env, napi_value exports);
+void RegisterPacketRing(napi_env env, napi_value exports);
 
 // Whether this thread's readBatch/writeBatch use io_uring (io_uring.cc).
 bool ThreadUsesIoUring();

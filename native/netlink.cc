@@ -9,12 +9,11 @@ namespace vrio {
 
 // Sends the request on a NETLINK_ROUTE socket and reads the kernel's
 // acknowledgement. Returns 0, or the errno the kernel (or a syscall) gave.
-int NetlinkTalk(int socket_fd, NetlinkRequest* request) {
-  static_assert(sizeof request->buffer >= NLMSG_LENGTH(sizeof(struct ifinfomsg)) + 2 * RTA_SPACE(8),
-                "a request's buffer holds its fixed part and attributes");
+int NetlinkTalk(int socket_fd, NetlinkRequest* request, NetlinkReply on_reply, void* context) {
+  if (request->overflowed) return EMSGSIZE;
   struct nlmsghdr* h = request->header();
   if (send(socket_fd, h, h->nlmsg_len, 0) < 0) return errno;
-  alignas(NLMSG_ALIGNTO) char answer[1024];
+  alignas(NLMSG_ALIGNTO) char answer[8192];
   for (;;) {
     ssize_t received = recv(socket_fd, answer, sizeof answer, 0);
     if (received < 0) {
@@ -25,6 +24,7 @@ int NetlinkTalk(int socket_fd, NetlinkRequest* request) {
     for (struct nlmsghdr* reply = reinterpret_cast<struct nlmsghdr*>(answer); NLMSG_OK(reply, left);
          reply = NLMSG_NEXT(reply, left)) {
       if (reply->nlmsg_type == NLMSG_ERROR) return -static_cast<struct nlmsgerr*>(NLMSG_DATA(reply))->error;
+      if (on_reply != nullptr) on_reply(reply, context);
     }
   }
 }

@@ -22,14 +22,19 @@ struct PodInterface {
   struct in_addr gateway;
 };
 
-// One rtnetlink request under construction: header, fixed part, attributes.
+// One netlink request under construction: header, fixed part (ifinfomsg,
+// genlmsghdr, ...), attributes, nests. Attributes that would not fit are
+// not written and mark the request overflowed (NetlinkTalk then fails with
+// EMSGSIZE): the buffer holds every request this addon makes with room.
 struct NetlinkRequest {
-  alignas(NLMSG_ALIGNTO) char buffer[256];
+  alignas(NLMSG_ALIGNTO) char buffer[1024];
+  bool overflowed = false;
   struct nlmsghdr* header() { return reinterpret_cast<struct nlmsghdr*>(buffer); }
 
   // Starts a request of `type` whose fixed part (ifinfomsg, ifaddrmsg, rtmsg) is `body`.
   void Begin(uint16_t type, uint16_t flags, const void* body, size_t body_length) {
     memset(buffer, 0, sizeof buffer);
+    overflowed = false;
     struct nlmsghdr* h = header();
     h->nlmsg_len = NLMSG_LENGTH(body_length);
     h->nlmsg_type = type;
@@ -39,17 +44,48 @@ struct NetlinkRequest {
 
   void Attribute(uint16_t type, const void* data, size_t length) {
     struct nlmsghdr* h = header();
+    if (NLMSG_ALIGN(h->nlmsg_len) + RTA_SPACE(length) > sizeof buffer) {
+      overflowed = true;
+      return;
+    }
     struct rtattr* attribute = reinterpret_cast<struct rtattr*>(buffer + NLMSG_ALIGN(h->nlmsg_len));
     attribute->rta_type = type;
     attribute->rta_len = RTA_LENGTH(length);
     memcpy(RTA_DATA(attribute), data, length);
     h->nlmsg_len = NLMSG_ALIGN(h->nlmsg_len) + RTA_ALIGN(attribute->rta_len);
   }
+
+  void String(uint16_t type, const char* text) { Attribute(type, text, strlen(text) + 1); }
+
+  // A fixed part inside a nest (VETH_INFO_PEER carries an ifinfomsg first).
+  void Append(const void* data, size_t length) {
+    struct nlmsghdr* h = header();
+    if (NLMSG_ALIGN(h->nlmsg_len) + NLMSG_ALIGN(length) > sizeof buffer) {
+      overflowed = true;
+      return;
+    }
+    memcpy(buffer + NLMSG_ALIGN(h->nlmsg_len), data, length);
+    h->nlmsg_len = NLMSG_ALIGN(h->nlmsg_len) + NLMSG_ALIGN(length);
+  }
+
+  // Opens a nested attribute; End(the returned offset) closes it.
+  size_t Nest(uint16_t type) {
+    const size_t at = NLMSG_ALIGN(header()->nlmsg_len);
+    Attribute(type, nullptr, 0);
+    return at;
+  }
+  void End(size_t at) {
+    if (overflowed) return;
+    reinterpret_cast<struct rtattr*>(buffer + at)->rta_len = static_cast<unsigned short>(header()->nlmsg_len - at);
+  }
 };
 
 // Sends the request on a netlink socket and reads the kernel's
 // acknowledgement. Returns 0, or the errno the kernel (or a syscall) gave.
-int NetlinkTalk(int socket_fd, NetlinkRequest* request);
+// `on_reply` (optional) sees each message the kernel answers with before the
+// acknowledgement (the reply of a GET request).
+using NetlinkReply = void (*)(const struct nlmsghdr* reply, void* context);
+int NetlinkTalk(int socket_fd, NetlinkRequest* request, NetlinkReply on_reply = nullptr, void* context = nullptr);
 
 // Adds a main-table IPv4 route out of interface `index` (see netlink.cc).
 int AddRoute(int rtnl, NetlinkRequest* request, uint8_t dst_len, uint8_t scope, uint16_t attribute, struct in_addr address,
