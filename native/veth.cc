@@ -20,9 +20,18 @@ namespace {
 
 int RtnlSocket() { return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE); }
 
-// RTM_NEWLINK of the pair: `host` here, `pod->ifr.ifr_name` in the pod's
-// namespace (its fd), both with the pod's MTU.
+// The host end's MTU when the pod's is smaller: veth drops a frame longer
+// than the receiving end's MTU before anyone sees it, and the vrouter must
+// see a too-big frame to answer it with ICMP fragmentation needed, as it does
+// for a TAP (which checks nothing). 1778 + 14 bytes is the largest frame an
+// AF_XDP socket takes into a 2048-byte UMEM frame (minus XDP's 256 bytes of
+// headroom); longer ones are dropped and counted in its XDP statistics.
+constexpr uint32_t kHostMinMtu = 1778;
+
+// RTM_NEWLINK of the pair: `host` here (MTU at least kHostMinMtu), `pod->ifr.ifr_name`
+// in the pod's namespace (its fd) with the pod's MTU.
 int CreatePair(int rtnl, const char* host, const PodInterface& pod, int netns_fd) {
+  const uint32_t host_mtu = pod.mtu > kHostMinMtu ? pod.mtu : kHostMinMtu;
   NetlinkRequest request;
   struct ifinfomsg link = {};
   link.ifi_family = AF_UNSPEC;
@@ -32,7 +41,7 @@ int CreatePair(int rtnl, const char* host, const PodInterface& pod, int netns_fd
   // makes one per CPU, and XPS would spread the pod's flows over them).
   const uint32_t one = 1;
   request.String(IFLA_IFNAME, host);
-  request.Attribute(IFLA_MTU, &pod.mtu, sizeof pod.mtu);
+  request.Attribute(IFLA_MTU, &host_mtu, sizeof host_mtu);
   request.Attribute(IFLA_NUM_TX_QUEUES, &one, sizeof one);
   request.Attribute(IFLA_NUM_RX_QUEUES, &one, sizeof one);
   const size_t info = request.Nest(IFLA_LINKINFO);

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { loadStateFile, parseStateText } from '../control/config/state-file';
 import type { StateDocument } from '../control/config/state-schema';
 import type { PodTapConfig } from '../dataplane/io/native';
-import type { PortResult } from './worker';
+import type { PodPortConfig, PortResult } from './worker';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
@@ -88,9 +88,9 @@ function podNamespaceFile(request: PortAddRequest): string | undefined {
   return file;
 }
 
-/** The pod's TAP as the worker makes it inside the pod namespace (podTapOpen). */
-function podTap(request: PortAddRequest, netnsPath: string | undefined, addressing: Omit<PodTapConfig, 'netnsPath' | 'ifname'>): PodTapConfig | undefined {
-  return netnsPath === undefined ? undefined : { netnsPath, ifname: request.ifname ?? 'eth0', ...addressing };
+/** The pod's interface as the worker makes it inside the pod namespace (a veth pair or a TAP, see PodPortKind). */
+function podTap(request: PortAddRequest, netnsPath: string | undefined, addressing: Omit<PodTapConfig, 'netnsPath' | 'ifname'>): PodPortConfig | undefined {
+  return netnsPath === undefined ? undefined : { netnsPath, ifname: request.ifname ?? 'eth0', kind: request.kind, ...addressing };
 }
 
 /** How long a port add waits for the control node's configuration. */
@@ -274,7 +274,7 @@ export class Daemon {
     let attachment: CapAttachment | undefined;
     if (request.attach !== undefined) {
       try {
-        attachment = new CapAttachment(request.attach, () => this.dataplane.wake());
+        attachment = new CapAttachment(request.attach);
       } catch (error) {
         throw new ApiError(400, `field /attach: ${(error as Error).message} (value: ${JSON.stringify(request.attach)})`);
       }
@@ -294,7 +294,7 @@ export class Daemon {
           mtu,
           label: request.label,
           floatingIps: floatingIps(request),
-          attach: attachment && { rx: attachment.rx.buffer, tx: attachment.tx.buffer },
+          attach: attachment?.request,
         },
       });
     } catch (error) {
