@@ -1,9 +1,20 @@
 /**
  * npm run bench:pps: packets per second through real interfaces, in
  * namespaces made and removed here. trafgen floods UDP frames from pod A on
- * CPU 0; the figure is pod B's rx_packets over 5 s. Each case gets a fresh
- * topology, so cases never share state. The machine is noisy: compare the
- * ratios of one run, not figures across runs.
+ * CPU 0; the figure is pod B's rx_packets over the window (10 s), the median
+ * of 3 runs (PPS_RUNS, PPS_SECONDS; `-- --quick`: 1 run of 3 s, for
+ * development). Each run gets a fresh topology, so runs never share state.
+ * The machine is noisy: compare the ratios of one run, not figures across
+ * runs.
+ *
+ * Paths: the Linux bridge as it comes and with RPS giving its receive work
+ * to CPU 1, kernel VXLAN likewise, the vrouter between two local pods on
+ * each port kind (veth + AF_XDP, veth + AF_PACKET, TAP) and across two
+ * nodes (AF_XDP pods, MPLS over UDP). The same generator, frame, cores and
+ * sink (pod B's kernel: same addresses and routes) for every path.
+ * br_netfilter's setting is printed. CPU microseconds per delivered packet
+ * sum both cores' busy time over the measurement (warm-up included, so a
+ * little optimistic for every path alike) divided by the packets delivered.
  *
  * The vrouter cases run the real daemon (bench/pps/vrouter-paths.ts) pinned
  * to CPU 1; in vrouter-overlay both nodes' daemons share that core (the
@@ -30,19 +41,59 @@ interface PathUnderTest {
   build(topology: Topology): Promise<TrafficPath & Partial<Pick<VrouterTrafficPath, 'forwarders' | 'report' | 'stop'>>>;
 }
 
+/** RPS on every device of the path's node namespaces: their receive work goes to CPU 1 (mask 2). */
+function withRps(build: PathUnderTest['build'], nodeRoles: string[]): PathUnderTest['build'] {
+  return async (topology) => {
+    const path = await build(topology);
+    for (const role of nodeRoles) {
+      await topology.exec(`${topology.prefix}-${role}`, ['sh', '-c', 'for f in /sys/class/net/*/queues/rx-*/rps_cpus; do echo 2 > "$f"; done']);
+    }
+    return path;
+  };
+}
+
+/** Builds the path with the daemons started under `env` (port kind, AF_XDP refusal). */
+function withDaemonEnv(build: PathUnderTest['build'], env: Record<string, string>): PathUnderTest['build'] {
+  return async (topology) => {
+    const saved = Object.keys(env).map((key) => [key, process.env[key]] as const);
+    Object.assign(process.env, env);
+    try {
+      return await build(topology);
+    } finally {
+      for (const [key, value] of saved) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+    }
+  };
+}
+
 const PATHS: PathUnderTest[] = [
   { name: 'kernel-bridge', build: buildKernelBridge },
+  { name: 'kernel-bridge-rps', build: withRps(buildKernelBridge, ['node']) },
   { name: 'kernel-vxlan', build: buildKernelVxlan },
+  { name: 'kernel-vxlan-rps', build: withRps(buildKernelVxlan, ['node1', 'node2']) },
   { name: 'vrouter-local', build: buildVrouterLocal },
+  { name: 'vrouter-local-af_packet', build: withDaemonEnv(buildVrouterLocal, { VROUTER_AF_XDP: 'off' }) },
+  { name: 'vrouter-local-tap', build: withDaemonEnv(buildVrouterLocal, { VROUTER_POD_PORT: 'tap' }) },
   { name: 'vrouter-overlay', build: buildVrouterOverlay },
 ];
 /** 64 bytes is the case's plain name; other sizes get a suffix (kernel-bridge-512). */
 const FRAME_SIZES = [64, 512];
-/** Each vrouter path against the kernel path doing the same job, printed when both ran. */
+/** Paths also measured at sizes above 64 bytes (the port-kind variants only at 64, to keep the run under 15 minutes). */
+const ALL_SIZES = new Set(['kernel-bridge', 'kernel-bridge-rps', 'kernel-vxlan', 'kernel-vxlan-rps', 'vrouter-local', 'vrouter-overlay']);
+/** Each vrouter path against the kernel paths doing the same job, printed when both ran. */
 const COMPARISONS: Array<[string, string]> = [
   ['vrouter-local', 'kernel-bridge'],
+  ['vrouter-local', 'kernel-bridge-rps'],
+  ['vrouter-local-af_packet', 'kernel-bridge'],
+  ['vrouter-local-tap', 'kernel-bridge'],
   ['vrouter-overlay', 'kernel-vxlan'],
+  ['vrouter-overlay', 'kernel-vxlan-rps'],
 ];
+const QUICK = process.argv.includes('--quick');
+const RUNS = QUICK ? 1 : Number(process.env.PPS_RUNS ?? 3);
+const SECONDS = QUICK ? 3 : Number(process.env.PPS_SECONDS ?? 10);
 const SOURCE_PORT = 40000;
 const DESTINATION_PORT = 5001;
 
@@ -50,8 +101,8 @@ function caseName(path: string, size: number): string {
   return size === 64 ? path : `${path}-${size}`;
 }
 
-/** Busy (non-idle) jiffies and all jiffies of each CPU, from /proc/stat. */
-function cpuTimes(): Array<{ busy: number; total: number }> {
+/** Busy (non-idle), softirq and all jiffies of each CPU, from /proc/stat. */
+function cpuTimes(): Array<{ busy: number; softirq: number; total: number }> {
   return fs
     .readFileSync('/proc/stat', 'utf8')
     .split('\n')
@@ -60,7 +111,7 @@ function cpuTimes(): Array<{ busy: number; total: number }> {
       const ticks = line.split(/\s+/).slice(1).map(Number);
       const total = ticks.reduce((sum, value) => sum + value, 0);
       // idle and iowait
-      return { busy: total - ticks[3] - ticks[4], total };
+      return { busy: total - ticks[3] - ticks[4], softirq: ticks[6], total };
     });
 }
 
@@ -103,7 +154,7 @@ function taskTimes(): Map<string, TaskTimes> {
 }
 
 interface CpuSnapshot {
-  cpus: Array<{ busy: number; total: number }>;
+  cpus: Array<{ busy: number; softirq: number; total: number }>;
   tasks: Map<string, TaskTimes>;
 }
 
@@ -118,9 +169,12 @@ function cpuSnapshot(): CpuSnapshot {
  * last ran on. trafgen has exited by the second look, so its time is in
  * "exited or untracked", with that of any short-lived command.
  */
-function cpuUseSince(before: CpuSnapshot, forwarderPids: number[]): string {
+function cpuUseSince(before: CpuSnapshot, forwarderPids: number[]): { text: string; busyCpuSeconds: number; wallSeconds: number } {
   const after = cpuSnapshot();
-  return after.cpus
+  const ticksPerSecond = 100; // USER_HZ
+  const busyCpuSeconds = after.cpus.reduce((sum, cpu, index) => sum + cpu.busy - before.cpus[index].busy, 0) / ticksPerSecond;
+  const wallSeconds = Math.max(1, after.cpus[0].total - before.cpus[0].total) / ticksPerSecond;
+  const text = after.cpus
     .map((cpu, index) => {
       const elapsed = Math.max(1, cpu.total - before.cpus[index].total);
       const groups = new Map<string, number>([['vrouter', 0], ['ksoftirqd', 0], ['other', 0]]);
@@ -138,9 +192,11 @@ function cpuUseSince(before: CpuSnapshot, forwarderPids: number[]): string {
       const parts = [...groups]
         .filter(([group, ticks]) => ticks > 0 || group === 'other')
         .map(([group, ticks]) => `${group} ${((ticks / elapsed) * 100).toFixed(0)}%`);
-      return `CPU ${index} busy ${((busy / elapsed) * 100).toFixed(0)}%: ${parts.join(', ')}`;
+      const softirq = cpu.softirq - before.cpus[index].softirq;
+      return `CPU ${index} busy ${((busy / elapsed) * 100).toFixed(0)}% (softirq ${((softirq / elapsed) * 100).toFixed(0)}%): ${parts.join(', ')}`;
     })
     .join(' | ');
+  return { text, busyCpuSeconds, wallSeconds };
 }
 
 interface CaseResult extends RateMeasurement {
@@ -149,6 +205,8 @@ interface CaseResult extends RateMeasurement {
   forwarderPids: number[];
   /** Who kept each CPU busy over the whole measurement (warm-up included). */
   cpuUse: string;
+  /** Both cores' busy time over the measurement per delivered packet, in microseconds. */
+  cpuUsPerPacket: number;
   /** The daemons' own counters after the run. */
   report: string[];
 }
@@ -166,10 +224,12 @@ async function measureCase(path: PathUnderTest, size: number): Promise<CaseResul
       ...built,
       ...(forwarderPids.length > 0 ? { forwarderPids } : {}),
       frame: { ...built, srcPort: SOURCE_PORT, dstPort: DESTINATION_PORT, size },
+      seconds: SECONDS,
     });
-    const cpuUse = cpuUseSince(cpuBefore, forwarderPids);
+    const cpu = cpuUseSince(cpuBefore, forwarderPids);
+    const cpuUsPerPacket = (cpu.busyCpuSeconds / Math.max(1, result.pps * cpu.wallSeconds)) * 1e6;
     const report = (await built.report?.()) ?? [];
-    return { ...result, forwarderNodes: forwarders.map((forwarder) => forwarder.node), forwarderPids, cpuUse, report };
+    return { ...result, forwarderNodes: forwarders.map((forwarder) => forwarder.node), forwarderPids, cpuUse: cpu.text, cpuUsPerPacket, report };
   } finally {
     await built?.stop?.();
     await topology.destroy();
@@ -184,7 +244,7 @@ function describe(result: CaseResult): string {
     cpu = `, vrouter CPU ${perDaemon.map((value, i) => `${result.forwarderNodes[i]} ${percent(value)} on CPU ${FORWARDER_CPUS[i]}`).join(' + ')}`;
   }
   const atSender = result.senderDropped > 0 ? ` (${result.senderDropped} dropped at the sender's device)` : '';
-  return `${Math.round(result.pps)} pps, loss ${(result.loss * 100).toFixed(3)}%${atSender}${cpu}`;
+  return `${Math.round(result.pps)} pps, loss ${(result.loss * 100).toFixed(3)}%${atSender}${cpu}, ${result.cpuUsPerPacket.toFixed(2)} CPU us/packet`;
 }
 
 function selectedPaths(): PathUnderTest[] {
@@ -195,29 +255,67 @@ function selectedPaths(): PathUnderTest[] {
   return PATHS.filter((path) => only.includes(path.name));
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+function brNetfilterSetting(): string {
+  try {
+    return `net.bridge.bridge-nf-call-iptables = ${fs.readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').trim()}`;
+  } catch {
+    return 'br_netfilter not loaded (bridged frames skip iptables)';
+  }
+}
+
 async function main(): Promise<void> {
   requireCommands({ ip: 'iproute2', bridge: 'iproute2', trafgen: 'netsniff-ng', taskset: 'util-linux' });
   const swept = Topology.sweepStale();
   if (swept.length > 0) console.log(`removed namespaces left by dead runs: ${swept.join(' ')}`);
+  console.log(`${RUNS} run(s) of ${SECONDS} s per case, median reported; ${brNetfilterSetting()}; kernel ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`);
 
   const paths = selectedPaths();
-  const pps = new Map<string, number>();
+  const figures = new Map<string, { pps: number; cpuUsPerPacket: number; runs: number[] }>();
   for (const size of FRAME_SIZES) {
     for (const path of paths) {
+      if (size !== 64 && !ALL_SIZES.has(path.name)) continue;
       const name = caseName(path.name, size);
-      const result = await measureCase(path, size);
-      pps.set(name, result.pps);
-      console.log(`${name}: ${describe(result)}`);
-      console.log(`  ${result.cpuUse}`);
-      for (const line of result.report) console.log(`  ${line}`);
+      const runs: CaseResult[] = [];
+      for (let run = 0; run < RUNS; run++) {
+        let result: CaseResult;
+        try {
+          result = await measureCase(path, size);
+        } catch (error) {
+          // One failed run (e.g. trafgen refused by a full device queue) must not end the unattended run.
+          console.log(`${name} run ${run + 1}: failed: ${(error as Error).message.split('\n')[0]}`);
+          continue;
+        }
+        runs.push(result);
+        console.log(`${name} run ${run + 1}: ${describe(result)}`);
+        console.log(`  ${result.cpuUse}`);
+        for (const line of result.report) console.log(`  ${line}`);
+      }
+      if (runs.length === 0) continue;
+      figures.set(name, {
+        pps: median(runs.map((run) => run.pps)),
+        cpuUsPerPacket: median(runs.map((run) => run.cpuUsPerPacket)),
+        runs: runs.map((run) => run.pps),
+      });
     }
   }
+  console.log('\ncase                              pps (median)  runs                         CPU us/packet');
+  for (const [name, figure] of figures) {
+    console.log(`${name.padEnd(34)}${String(Math.round(figure.pps)).padStart(12)}  ${figure.runs.map((pps) => Math.round(pps)).join(' ').padEnd(29)}${figure.cpuUsPerPacket.toFixed(2).padStart(8)}`);
+  }
+  console.log('\nratio                                          pps    CPU us/packet');
   for (const size of FRAME_SIZES) {
     for (const [vrouter, kernel] of COMPARISONS) {
-      const numerator = pps.get(caseName(vrouter, size));
-      const denominator = pps.get(caseName(kernel, size));
+      const numerator = figures.get(caseName(vrouter, size));
+      const denominator = figures.get(caseName(kernel, size));
       if (numerator === undefined || denominator === undefined) continue;
-      console.log(`${caseName(vrouter, size)}/${caseName(kernel, size)}: ${(numerator / denominator).toFixed(2)}`);
+      const label = `${caseName(vrouter, size)}/${caseName(kernel, size)}`;
+      console.log(`${label.padEnd(45)}${(numerator.pps / denominator.pps).toFixed(2).padStart(6)}  ${(numerator.cpuUsPerPacket / denominator.cpuUsPerPacket).toFixed(2).padStart(8)}`);
     }
   }
 }

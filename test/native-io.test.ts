@@ -1,5 +1,5 @@
 /**
- * The native I/O addon (native/vrouter_io.cc via src/dataplane/io/native.ts).
+ * The native I/O addon (native/*.cc via src/dataplane/io/native.ts).
  *
  * - Argument checking and error shapes run in this process: they make no
  *   syscall that sends anything (bad fds, bad buffers only).

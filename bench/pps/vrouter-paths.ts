@@ -81,7 +81,11 @@ function describeStats(node: string, stats: DaemonStats): string {
   const drops = Object.entries(stats.drops).map(([reason, count]) => `${reason} ${count}`);
   const vifs = stats.vifs.map((vif) => {
     const notTaken = vif.txDropped ? ` (${vif.txDropped} not taken)` : '';
-    return `${vif.name} rx ${vif.rxPackets} tx ${vif.txPackets}${notTaken}`;
+    // The port's own loss counters: XDP statistics (AF_XDP) or ring drops (AF_PACKET).
+    const counters = (vif as Record<string, unknown>).ioCounters as Record<string, number> | undefined;
+    const io = (vif as Record<string, unknown>).io;
+    const kernel = counters ? ` [${io}: ${Object.entries(counters).filter(([, value]) => value > 0).map(([key, value]) => `${key} ${value}`).join(' ') || 'no drops'}]` : io ? ` [${io}]` : '';
+    return `${vif.name} rx ${vif.rxPackets} tx ${vif.txPackets}${notTaken}${kernel}`;
   });
   return `${node}: received ${stats.received}, transmitted ${stats.transmitted}, flows ${stats.flows}; ${vifs.join(', ')}; drops: ${drops.join(', ') || 'none'}`;
 }

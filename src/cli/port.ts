@@ -52,7 +52,7 @@ export function portCommand(): Command {
   const port = new Command('port').description("add, delete and list pod ports of the running daemon");
   port
     .command('add')
-    .description('create a pod interface: a TAP device created in the pod namespace and configured there')
+    .description('create a pod interface (a veth pair or a TAP) in the pod namespace and configure it there')
     .requiredOption('--id <id>', "the pod's id")
     .option('--name <name>', "the pod's name")
     .option('--namespace <namespace>', "the pod's Kubernetes namespace")
@@ -60,6 +60,7 @@ export function portCommand(): Command {
     .option('--netns <name>', 'network namespace to create the interface in')
     .option('--attach <interface>', 'attach an existing interface of the node (e.g. a veth) through libpcap instead of creating a TAP')
     .option('--ifname <name>', 'interface name inside the pod', 'eth0')
+    .option('--kind <kind>', 'the pod interface: veth (read with AF_XDP, AF_PACKET where refused) or tap (default: veth, or VROUTER_POD_PORT of the daemon)')
     .option('--vn <name>', 'virtual network')
     .option('--ip <address>', 'pod IPv4 address')
     .option('--ip6 <address>', 'pod IPv6 address (its VN needs an IPv6 subnet and gateway in the state file)')

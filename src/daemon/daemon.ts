@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { loadStateFile, parseStateText } from '../control/config/state-file';
 import type { StateDocument } from '../control/config/state-schema';
 import type { PodTapConfig } from '../dataplane/io/native';
-import type { PortRequest, PortResult } from './worker';
+import type { PodPortConfig, PortRequest, PortResult } from './worker';
 import type { SandeshInterface } from './sandesh-itf';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
@@ -103,9 +103,9 @@ function podNamespaceFile(request: PortAddRequest): string | undefined {
   return file;
 }
 
-/** The pod's TAP as the worker makes it inside the pod namespace (podTapOpen). */
-function podTap(request: PortAddRequest, netnsPath: string | undefined, addressing: Omit<PodTapConfig, 'netnsPath' | 'ifname'>): PodTapConfig | undefined {
-  return netnsPath === undefined ? undefined : { netnsPath, ifname: request.ifname ?? 'eth0', ...addressing };
+/** The pod's interface as the worker makes it inside the pod namespace (a veth pair or a TAP, see PodPortKind). */
+function podTap(request: PortAddRequest, netnsPath: string | undefined, addressing: Omit<PodTapConfig, 'netnsPath' | 'ifname'>): PodPortConfig | undefined {
+  return netnsPath === undefined ? undefined : { netnsPath, ifname: request.ifname ?? 'eth0', kind: request.kind, ...addressing };
 }
 
 /** How long a port add waits for the control node's configuration. */
@@ -250,7 +250,7 @@ export class Daemon {
       holdTime: control.holdTime,
       access: new WorkerAccess(this.dataplane, (port, config) => {
         const attachment = this.controlledAttachments.get(port.id);
-        if (attachment) return { tapName: attachment.device, attach: { rx: attachment.rx.buffer, tx: attachment.tx.buffer } };
+        if (attachment) return { tapName: attachment.device, attach: attachment.request };
         const pending = this.pending.get(port.id);
         if (!pending) return { tapName: `vtap${this.tapCounter++}` };
         const mtu = pending.request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
@@ -358,13 +358,13 @@ export class Daemon {
     let attachment: CapAttachment | undefined;
     if (attach !== undefined) {
       try {
-        attachment = new CapAttachment(attach, () => this.dataplane.wake());
+        attachment = new CapAttachment(attach);
       } catch (error) {
         throw new Error(`field /attach: ${(error as Error).message} (value: ${JSON.stringify(attach)})`);
       }
     }
     try {
-      const result = await this.dataplane.request<PortResult>({ op: 'add-port', port: { ...port, attach: attachment && { rx: attachment.rx.buffer, tx: attachment.tx.buffer } } });
+      const result = await this.dataplane.request<PortResult>({ op: 'add-port', port: { ...port, attach: attachment?.request } });
       return { result, attachment };
     } catch (error) {
       attachment?.close();
@@ -419,7 +419,7 @@ export class Daemon {
     let label = port.label ?? 16;
     if (port.label === undefined) while (this.usedLabels.has(label)) label++;
     else if (this.usedLabels.has(label)) throw new Error(`label ${label} is in use`);
-    const attachment = new CapAttachment(port.systemName, () => this.dataplane.wake());
+    const attachment = new CapAttachment(port.systemName);
     this.usedLabels.add(label);
     this.controlledAttachments.set(port.id, attachment);
     let config: PortConfig;

@@ -118,6 +118,9 @@ export interface VifJson {
   rxBytes: number;
   txPackets: number;
   txBytes: number;
+  /** A pod port's I/O (tap, af_xdp, af_packet), and why AF_XDP was not used when it fell back. */
+  io?: string | null;
+  ioNote?: string | null;
 }
 
 export interface NexthopJson {

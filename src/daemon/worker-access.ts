@@ -9,7 +9,6 @@
 import type { DataplaneAccess, LocalPort, PortConfig, RouteNexthop } from '../control/agent/agent-interface';
 import type { PodTapConfig } from '../dataplane/io/native';
 import type { DataplaneHandle } from './dataplane-handle';
-import type { AttachRings } from './worker';
 
 export interface RouteUpdate {
   vrf: string;
@@ -29,7 +28,7 @@ export class WorkerAccess implements DataplaneAccess {
    */
   constructor(
     private readonly dataplane: DataplaneHandle,
-    private readonly tapFor: (port: LocalPort, config: PortConfig) => { tapName: string; pod?: PodTapConfig; attach?: AttachRings },
+    private readonly tapFor: (port: LocalPort, config: PortConfig) => { tapName: string; pod?: PodTapConfig; attach?: { interface: string } },
   ) {}
 
   setRoute(vrf: string, prefix: string, nexthops: RouteNexthop[]): void {

@@ -7,6 +7,8 @@
  * statistics) are taken synchronously with receiveMessageOnPort when the
  * eventfd says one is waiting, between two batches.
  *
+ *   pod veth (host end) --AF_XDP RX ring--> pipeline --AF_XDP TX ring--> pod veth
+ *     (AF_PACKET ring + sendmmsg where AF_XDP is refused)
  *   pod TAP --readBatch--> pipeline --writeBatch--> pod TAP
  *   UDP 6635/51234 --recvmmsg--> (mpls-input) pipeline
  *   raw GRE --recvmmsg--> (ipv4-input) pipeline --sendmmsg raw IPv4--> underlay
@@ -28,10 +30,13 @@ import { ETHERNET_INPUT, IPV4_INPUT, MPLS_INPUT } from '../dataplane/steps/next'
 import { IntrospectQuery, introspect } from '../dataplane/introspect';
 import { SyntheticPacket, writeSyntheticPacket } from '../dataplane/synthetic-packet';
 import { SharedRing } from '../dataplane/io/shared-ring';
+import { openInterfacePort } from '../dataplane/io/interface-port';
+import { PacketRingPort } from '../dataplane/io/packet-ring-port';
+import { XskPort } from '../dataplane/io/xsk-port';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
 import { InProcessDataplaneAccess } from '../control/agent/dataplane-access';
 import type { RouteUpdate } from './worker-access';
-import { FabricPort, RingPort, TapPort } from '../dataplane/io/live-ports';
+import { FabricPort, TapPort } from '../dataplane/io/live-ports';
 import { NativeIo, PodTapConfig, loadNativeIo } from '../dataplane/io/native';
 import { DROP_REASONS } from '../dataplane/drop-reasons';
 
@@ -47,20 +52,34 @@ export interface WorkerStart {
   captureRing: SharedArrayBuffer;
 }
 
+/**
+ * How a pod is attached: 'veth' (a veth pair, the host end read and written
+ * with AF_XDP, or AF_PACKET where AF_XDP is refused) or 'tap' (a TAP device
+ * in the pod). The default is VROUTER_POD_PORT if set, else 'veth'.
+ */
+export type PodPortKind = 'veth' | 'tap';
+export const POD_PORT_KINDS: readonly PodPortKind[] = ['veth', 'tap'];
+
+/** A pod interface made and configured inside the pod's namespace. */
+export type PodPortConfig = PodTapConfig & { kind?: PodPortKind };
+
+/** The I/O a vif's port uses, as `vrouter vif` shows it. */
+export type PortIo = 'tap' | 'af_xdp' | 'af_packet';
+
 export interface PortRequest {
   /**
-   * The vif's name: also the TAP device's (at most 15 bytes) unless `pod`
-   * is given, or the name of the interface attached through rings.
+   * The vif's name: also the TAP device's or the veth host end's (at most
+   * 15 bytes), or the name of the existing interface attached.
    */
   tapName: string;
-  /** The TAP made and configured inside the pod's namespace instead (podTapOpen). */
-  pod?: PodTapConfig;
+  /** The pod's interface, made and configured inside its namespace (podVethOpen or podTapOpen). */
+  pod?: PodPortConfig;
   /**
-   * An existing interface the main thread captures with libpcap: frames
-   * arrive in `rx` and leave through `tx` (shared rings of RING_RECORD_SIZE
-   * records) instead of a TAP device.
+   * An existing interface of the worker's namespace (e.g. a veth another
+   * plugin made), read and written with AF_XDP or AF_PACKET instead of a
+   * TAP device; left in place when the port goes.
    */
-  attach?: AttachRings;
+  attach?: { interface: string };
   mac: string;
   ip: string;
   vrf: string;
@@ -73,12 +92,6 @@ export interface PortRequest {
   /** The pod's IPv6 address and IPv6 ClusterIPs (text; the VN's IPv6 subnet and gateway come from the state file). */
   ip6?: string;
   floatingIps6?: Array<{ ip: string; portMap: FloatingIp['portMap'] }>;
-}
-
-/** The shared rings of an interface the main thread attaches (RING_RECORD_SIZE records): frames it captured, frames to send. */
-export interface AttachRings {
-  rx: SharedArrayBuffer;
-  tx: SharedArrayBuffer;
 }
 
 export type WorkerRequest =
@@ -96,7 +109,7 @@ export type WorkerRequest =
   | { op: 'monitor-drops'; enable: boolean }
   | { op: 'capture'; vif: string; enable: boolean }
   | { op: 'control-routes'; updates: RouteUpdate[] }
-  | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodTapConfig; attach?: AttachRings }
+  | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodPortConfig; attach?: { interface: string } }
   | { op: 'control-unconfigure-port'; port: LocalPort }
   | { op: 'shutdown' };
 
@@ -119,13 +132,28 @@ export const DROP_RECORD_SIZE = 32;
 export const CAPTURE_RECORD_SIZE = 2048;
 export const DROP_RING_RECORDS = 1024;
 export const CAPTURE_RING_RECORDS = 1024;
-/** Rings of interfaces attached through libpcap. */
-export const ATTACH_RING_RECORDS = 1024;
-export const ATTACH_RECORD_SIZE = 2048;
 const WAKE_TAG = -1;
 const POLL_TIMEOUT_MS = 200;
 
-type Source = { kind: 'tap'; fd: number; vif: number } | { kind: 'udp'; fd: number } | { kind: 'gre'; fd: number };
+type PodPort = TapPort | XskPort | PacketRingPort;
+type Source = { kind: 'pod'; fd: number; vif: number; port: PodPort } | { kind: 'udp'; fd: number } | { kind: 'gre'; fd: number };
+
+/** A vif's open port: its poll tag, the veth it made (deleted with it), why AF_XDP was not used. */
+interface OpenPort {
+  port: PodPort;
+  tag: number;
+  createdVeth?: string;
+  fallback?: string;
+}
+
+function defaultPodPortKind(): PodPortKind {
+  const chosen = process.env.VROUTER_POD_PORT;
+  if (chosen === undefined || chosen === '') return 'veth';
+  if (!(POD_PORT_KINDS as readonly string[]).includes(chosen)) {
+    throw new Error(`VROUTER_POD_PORT=${chosen}: expected one of ${POD_PORT_KINDS.join(', ')}`);
+  }
+  return chosen as PodPortKind;
+}
 
 class DataplaneWorker {
   private readonly io: NativeIo;
@@ -133,8 +161,8 @@ class DataplaneWorker {
   private readonly programmer: RouteProgrammer;
   /** Ports the control node configures, on the same tables. */
   private readonly controlled: InProcessDataplaneAccess;
-  /** TAP of each control-configured port, by port id. */
-  private readonly tapOfPort = new Map<string, { name: string; vif: number; ring?: { rx: SharedRing; port: RingPort } }>();
+  /** Interface of each control-configured port, by port id. */
+  private readonly tapOfPort = new Map<string, { name: string; vif: number }>();
   private readonly pool = new PacketPool(BATCH + 256);
   private readonly pipeline: Pipeline;
   private readonly epoll: number;
@@ -143,9 +171,9 @@ class DataplaneWorker {
   private readonly rxOffsets = new Int32Array(BATCH);
   private readonly rxLengths = new Int32Array(BATCH);
   private readonly rxSources = new Uint32Array(BATCH);
-  private readonly tapOf = new Map<number, { fd: number; tag: number; port: TapPort }>();
-  /** Interfaces attached through libpcap: vif -> its receive ring. */
-  private readonly ringOf = new Map<number, SharedRing>();
+  /** The port of every vif that has one (TAP, AF_XDP, AF_PACKET), by vif. */
+  private readonly portOf = new Map<number, OpenPort>();
+  private readonly defaultKind = defaultPodPortKind();
   private readonly socketFds: number[] = [];
   private readonly fabricVif: number;
   private fabricPort: FabricPort | null = null;
@@ -162,7 +190,7 @@ class DataplaneWorker {
     this.io.epollAdd(this.epoll, start.wakeFd, WAKE_TAG);
     this.fabricVif = this.dp.vifs.fabricVif;
     this.openUnderlay();
-    for (const vif of this.dp.vifs) if (vif.kind === VIF_VIRTUAL) this.attachTap(vif.id, vif.name);
+    for (const vif of this.dp.vifs) if (vif.kind === VIF_VIRTUAL) this.openPort(vif.id, vif.name);
   }
 
   run(): void {
@@ -174,7 +202,6 @@ class DataplaneWorker {
         if (tag === WAKE_TAG) {
           this.io.eventfdDrain(this.start.wakeFd);
           this.serveRequests();
-          for (const [vif, ring] of this.ringOf) this.receiveRing(vif, ring);
         } else {
           this.receive(tag);
         }
@@ -197,8 +224,8 @@ class DataplaneWorker {
     }
     let count: number;
     let entry = 0;
-    if (source.kind === 'tap') {
-      count = this.io.readBatch(source.fd, pool.data, this.rxOffsets, this.rxLengths, BATCH, MAX_FRAME);
+    if (source.kind === 'pod') {
+      count = source.port.receive(pool.data, this.rxOffsets, this.rxLengths, BATCH, MAX_FRAME);
       for (let i = 0; i < count; i++) pool.ingressVif[this.rxSlots[i]] = source.vif;
     } else {
       count = this.io.recvBatch(source.fd, pool.data, this.rxOffsets, this.rxLengths, this.rxSources, BATCH, MAX_FRAME);
@@ -217,23 +244,6 @@ class DataplaneWorker {
     }
     for (let i = 0; i < count; i++) pool.length[this.rxSlots[i]] = this.rxLengths[i];
     if (count > 0) this.pipeline.processBatch(this.rxSlots, count, entry);
-  }
-
-  /** Frames the main thread captured on an attached interface, a batch at a time. */
-  private receiveRing(vif: number, ring: SharedRing): void {
-    const pool = this.pool;
-    let count = 0;
-    ring.drain((frame) => {
-      if (count === BATCH) {
-        this.pipeline.processBatch(this.rxSlots, count);
-        count = 0;
-      }
-      const slot = this.rxSlots[count++];
-      pool.reset(slot);
-      pool.write(slot, frame);
-      pool.ingressVif[slot] = vif;
-    });
-    if (count > 0) this.pipeline.processBatch(this.rxSlots, count);
   }
 
   private openUnderlay(): void {
@@ -257,27 +267,49 @@ class DataplaneWorker {
       this.sources[tag] = source;
     }
     this.io.epollAdd(this.epoll, source.fd, tag);
-    if (source.kind !== 'tap') this.socketFds.push(source.fd);
+    if (source.kind !== 'pod') this.socketFds.push(source.fd);
     return tag;
   }
 
-  /** Opens the vif's TAP device; returns the vif's name for it (the kernel's choice for ''). */
-  private attachTap(vif: number, name: string, pod?: PodTapConfig): string {
-    const tap = pod ? this.io.podTapOpen(pod) : this.io.tapOpen(name);
-    const port = new TapPort(this.io, tap.fd);
-    this.dp.vifs.get(vif)!.port = port;
-    const tag = this.addSource({ kind: 'tap', fd: tap.fd, vif });
-    this.tapOf.set(vif, { fd: tap.fd, tag, port });
-    return pod ? name : tap.name;
+  /**
+   * Opens the vif's port: the pod's veth (AF_XDP, else AF_PACKET) or TAP
+   * made in its namespace, an existing interface (`attach`), or a TAP of
+   * the worker's namespace. Returns the vif's name for it (the kernel's
+   * choice for a TAP named '').
+   */
+  private openPort(vif: number, name: string, pod?: PodPortConfig, attach?: string): string {
+    let open: Omit<OpenPort, 'tag'>;
+    let actualName = name;
+    if (attach !== undefined) {
+      open = openInterfacePort(this.io, attach);
+    } else if (pod && (pod.kind ?? this.defaultKind) === 'veth') {
+      this.io.podVethOpen({ ...pod, hostName: name });
+      try {
+        open = { ...openInterfacePort(this.io, name), createdVeth: name };
+      } catch (error) {
+        this.io.linkDelete(name);
+        throw error;
+      }
+    } else {
+      const tap = pod ? this.io.podTapOpen(pod) : this.io.tapOpen(name);
+      open = { port: new TapPort(this.io, tap.fd) };
+      if (!pod) actualName = tap.name;
+    }
+    this.dp.vifs.get(vif)!.port = open.port;
+    const tag = this.addSource({ kind: 'pod', fd: open.port.fd, vif, port: open.port });
+    this.portOf.set(vif, { ...open, tag });
+    return actualName;
   }
 
-  private detachTap(vif: number): void {
-    const tap = this.tapOf.get(vif);
-    if (!tap) return;
-    this.io.epollDel(this.epoll, tap.fd);
-    this.io.close(tap.fd);
-    this.sources[tap.tag] = null;
-    this.tapOf.delete(vif);
+  /** Closes the vif's port and releases what it holds (BPF links, sockets, the veth it made). */
+  private closePort(vif: number): void {
+    const open = this.portOf.get(vif);
+    if (!open) return;
+    this.io.epollDel(this.epoll, open.port.fd);
+    open.port.close();
+    if (open.createdVeth !== undefined) this.io.linkDelete(open.createdVeth);
+    this.sources[open.tag] = null;
+    this.portOf.delete(vif);
   }
 
   private serveRequests(): void {
@@ -319,8 +351,15 @@ class DataplaneWorker {
         return this.stats();
       case 'flows':
         return describeFlows(this.dp);
-      case 'introspect':
-        return introspect(this.dp, this.pipeline, request.query);
+      case 'introspect': {
+        const answer = introspect(this.dp, this.pipeline, request.query);
+        if (request.query.what !== 'vifs') return answer;
+        // The port's I/O is the worker's to tell (the dataplane knows only the vif).
+        return (answer as Array<{ id: number }>).map((vif) => {
+          const { io, ioNote } = this.portStats(vif.id);
+          return { ...vif, io: io ?? null, ioNote: ioNote ?? null };
+        });
+      }
       case 'clear-drops':
         this.dp.drops.clear();
         this.pipeline.vrfDrops.fill(0);
@@ -350,8 +389,7 @@ class DataplaneWorker {
         return this.configureControlledPort(request.port, request.config, request.tapName, request.pod, request.attach);
       case 'control-unconfigure-port': {
         const tap = this.tapOfPort.get(request.port.id);
-        if (tap) this.detachTap(tap.vif);
-        if (tap) this.ringOf.delete(tap.vif);
+        if (tap) this.closePort(tap.vif);
         this.tapOfPort.delete(request.port.id);
         this.controlled.unconfigurePort(request.port);
         return null;
@@ -366,36 +404,25 @@ class DataplaneWorker {
    * The control node's configuration of a port: the vif (re-created when
    * its VN or address changes) and, the first time, its TAP device.
    */
-  private configureControlledPort(port: LocalPort, config: PortConfig, tapName: string, pod: PodTapConfig | undefined, attach: AttachRings | undefined): { vif: number } {
+  private configureControlledPort(port: LocalPort, config: PortConfig, tapName: string, pod: PodPortConfig | undefined, attach: { interface: string } | undefined): { vif: number } {
     this.controlled.configurePort(port, config);
     const vif = this.controlled.vifOf(port.id);
     const tap = this.tapOfPort.get(port.id);
-    if (!tap && attach) {
-      // An existing interface the main thread captures: its rings instead of a TAP.
-      const ring = { rx: new SharedRing(attach.rx, ATTACH_RECORD_SIZE), port: new RingPort(new SharedRing(attach.tx, ATTACH_RECORD_SIZE)) };
-      this.ringOf.set(vif, ring.rx);
-      this.dp.vifs.get(vif)!.port = ring.port;
-      this.tapOfPort.set(port.id, { name: tapName, vif, ring });
-    } else if (!tap) {
+    if (!tap) {
       try {
-        this.attachTap(vif, tapName, pod);
+        this.openPort(vif, tapName, pod, attach?.interface);
       } catch (error) {
         this.controlled.unconfigurePort(port);
         throw error;
       }
       this.tapOfPort.set(port.id, { name: tapName, vif });
-    } else if (tap.ring && tap.vif !== vif) {
-      this.ringOf.delete(tap.vif);
-      this.ringOf.set(vif, tap.ring.rx);
-      this.dp.vifs.get(vif)!.port = tap.ring.port;
-      tap.vif = vif;
     } else if (tap.vif !== vif) {
-      // A new vif for the same pod: the open TAP moves over to it.
-      const attached = this.tapOf.get(tap.vif);
+      // A new vif for the same pod: the open port moves over to it.
+      const attached = this.portOf.get(tap.vif);
       if (attached) {
-        this.tapOf.delete(tap.vif);
-        this.tapOf.set(vif, attached);
-        this.sources[attached.tag] = { kind: 'tap', fd: attached.fd, vif };
+        this.portOf.delete(tap.vif);
+        this.portOf.set(vif, attached);
+        this.sources[attached.tag] = { kind: 'pod', fd: attached.port.fd, vif, port: attached.port };
         this.dp.vifs.get(vif)!.port = attached.port;
       }
       tap.vif = vif;
@@ -442,13 +469,7 @@ class DataplaneWorker {
     const floatingIps6 = (port.floatingIps6 ?? []).map((fip) => ({ ip: ip6FromString(fip.ip), portMap: fip.portMap }));
     this.dp.addVif({ id: vif, kind: 'virtual', name: port.tapName, mac, ip, vrf: vrfId, mtu: port.mtu, floatingIps: port.floatingIps ?? [], ip6, floatingIps6 });
     try {
-      let tapName = port.tapName;
-      if (port.attach) {
-        this.ringOf.set(vif, new SharedRing(port.attach.rx, ATTACH_RECORD_SIZE));
-        this.dp.vifs.get(vif)!.port = new RingPort(new SharedRing(port.attach.tx, ATTACH_RECORD_SIZE));
-      } else {
-        tapName = this.attachTap(vif, port.tapName, port.pod);
-      }
+      const tapName = this.openPort(vif, port.tapName, port.pod, port.attach?.interface);
       this.dp.setNexthop(nexthop, { kind: 'encap', vif, mac });
       this.dp.setLabel(label, nexthop);
       this.dp.addRoute(vrfId, ip, 32, nexthop);
@@ -467,8 +488,7 @@ class DataplaneWorker {
   private deletePort(vifId: number): null {
     const vif = this.dp.vifs.get(vifId);
     if (!vif) throw new Error(`vif ${vifId} does not exist`);
-    this.detachTap(vifId);
-    this.ringOf.delete(vifId);
+    this.closePort(vifId);
     const vrf = this.dp.vrfs.get(vif.vrf);
     for (const id of this.dp.nexthops.ids()) {
       if (this.dp.nexthops.vif[id] !== vifId) continue;
@@ -499,14 +519,23 @@ class DataplaneWorker {
         kind: vif.kindName,
         vrf: vif.vrf,
         ...vif.counters(),
-        txDropped: (vif.port as Partial<TapPort>).dropped ?? 0,
+        ...this.portStats(vif.id),
       })),
       vrfs: [...this.dp.vrfs].map((vrf) => ({ id: vrf.id, name: vrf.name, routes: vrf.routes.size })),
     };
   }
 
+  /** The I/O of a vif's port, why it is not AF_XDP, and the kernel's counters for it. */
+  private portStats(vif: number): { txDropped: number; io?: PortIo; ioNote?: string; ioCounters?: Record<string, number> } {
+    const open = this.portOf.get(vif);
+    if (!open) return { txDropped: 0 };
+    const port = open.port;
+    const ioCounters = port instanceof TapPort ? undefined : { ...port.stats() };
+    return { txDropped: port.dropped, io: port.kind, ioNote: open.fallback, ioCounters };
+  }
+
   private close(): void {
-    for (const vif of [...this.tapOf.keys()]) this.detachTap(vif);
+    for (const vif of [...this.portOf.keys()]) this.closePort(vif);
     for (const fd of this.socketFds) this.io.close(fd);
     this.io.close(this.epoll);
   }

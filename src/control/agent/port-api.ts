@@ -58,6 +58,8 @@ export interface PortAddRequest {
   /** The VN's subnet and gateway, when the state file does not define the VN. */
   subnet?: string;
   gateway?: string;
+  /** The pod's interface: a veth pair (AF_XDP, AF_PACKET where refused) or a TAP; default VROUTER_POD_PORT, else veth. */
+  kind?: 'veth' | 'tap';
   /** Create and configure the interface in the pod namespace (default true when netns is given; false: a TAP in the node's namespace). */
   configure?: boolean;
   /**
@@ -93,6 +95,7 @@ const portSchema = {
     subnet: { type: 'string', pattern: '^[0-9.]+/[0-9]{1,2}$' },
     gateway: { type: 'string', pattern: ipv4Pattern },
     configure: { type: 'boolean' },
+    kind: { enum: ['veth', 'tap'] },
     attach: { type: 'string', minLength: 1, maxLength: 15, pattern: '^[A-Za-z0-9._@-]+$' },
     label: { type: 'integer', minimum: 16, maximum: 65535 },
     floatingIps: {

@@ -3,40 +3,33 @@
  *
  *   TapPort     a pod's TAP device: each transmitted frame is one write(2),
  *               queued during a batch and written with one writeBatch call.
- *   RingPort    an interface attached through libpcap (`cap`) on the main
- *               thread, such as the host side of a pod's veth: frames go
- *               into a shared ring that the main thread drains and injects.
+ *   XskPort     a veth's host end read and written through AF_XDP (xsk-port.ts)
+ *   PacketRingPort  the same through AF_PACKET, where AF_XDP is refused
+ *               (packet-ring-port.ts); interface-port.ts picks one of the two.
  *   FabricPort  the underlay: the pipeline's tunnel frames lose their
  *               Ethernet header and leave as complete IPv4 packets through a
  *               raw IP socket, so the outer header is exactly ours (the RFC
  *               7510 entropy source port, the GRE header) while the kernel
  *               routes and resolves the underlay neighbour.
  *
- * Both queue references into the packet pool, not copies: the pipeline
+ * All queue references into the packet pool, not copies: the pipeline
  * flushes its ports at the end of every batch, before the slots are reused.
  */
 import type { NativeIo } from './native';
-import type { SharedRing } from './shared-ring';
 import type { PacketPort } from '../vif';
 import { ETH_HEADER_LEN } from '../protocols/ethernet';
 import { readU32 } from '../protocols/ipv4';
 
 const QUEUE = 256;
 
-export class TapPort implements PacketPort {
-  readonly fd: number;
+/** A port that queues a batch's frames and hands them to the kernel in one call at flush. */
+export abstract class QueuedPort implements PacketPort {
   /** Frames the device would not take (queue full): dropped, counted. */
   dropped = 0;
-  private readonly io: NativeIo;
   private readonly offsets = new Int32Array(QUEUE);
   private readonly lengths = new Int32Array(QUEUE);
   private count = 0;
   private data: Buffer | null = null;
-
-  constructor(io: NativeIo, fd: number) {
-    this.io = io;
-    this.fd = fd;
-  }
 
   send(data: Buffer, offset: number, length: number): void {
     if (this.count === QUEUE) this.flush();
@@ -48,33 +41,36 @@ export class TapPort implements PacketPort {
 
   flush(): void {
     if (this.count === 0 || this.data === null) return;
-    const written = this.io.writeBatch(this.fd, this.data, this.offsets, this.lengths, this.count);
-    this.dropped += this.count - written;
+    const done = this.transmit(this.data, this.offsets, this.lengths, this.count);
+    this.dropped += this.count - done;
     this.count = 0;
   }
+
+  /** Hands frames [0, count) to the kernel; returns how many it took or dropped-and-counted itself. */
+  protected abstract transmit(data: Buffer, offsets: Int32Array, lengths: Int32Array, count: number): number;
 }
 
-export class RingPort implements PacketPort {
-  dropped = 0;
-  private pending = false;
+export class TapPort extends QueuedPort {
+  readonly kind = 'tap';
 
-  constructor(private readonly ring: SharedRing) {}
-
-  send(data: Buffer, offset: number, length: number): void {
-    const at = this.ring.reserve(length);
-    if (at < 0) {
-      this.dropped++;
-      return;
-    }
-    this.ring.data.set(data.subarray(offset, offset + length), at);
-    this.ring.commit();
-    this.pending = true;
+  constructor(
+    private readonly io: NativeIo,
+    readonly fd: number,
+  ) {
+    super();
   }
 
-  flush(): void {
-    if (!this.pending) return;
-    this.pending = false;
-    this.ring.notify();
+  /** A batch of frames from the TAP into the buffer (see NativeIo.readBatch). */
+  receive(buffer: Uint8Array, offsets: Int32Array, lengths: Int32Array, max: number, capacity: number): number {
+    return this.io.readBatch(this.fd, buffer, offsets, lengths, max, capacity);
+  }
+
+  close(): void {
+    this.io.close(this.fd);
+  }
+
+  protected transmit(data: Buffer, offsets: Int32Array, lengths: Int32Array, count: number): number {
+    return this.io.writeBatch(this.fd, data, offsets, lengths, count);
   }
 }
 

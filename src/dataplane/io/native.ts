@@ -1,5 +1,5 @@
 /**
- * Typed access to the native I/O addon (native/vrouter_io.cc, built by
+ * Typed access to the native I/O addon (native/*.cc, one file per kernel interface, built by
  * `npm ci` through node-gyp into build/Release/vrouter_io.node).
  *
  * The packet path runs in a dedicated worker thread and calls these
@@ -42,6 +42,37 @@ export interface PodTapConfig {
   gateway: string;
 }
 
+/** What podVethOpen makes: a pod's eth0 as for podTapOpen, and the host end's name. */
+export interface PodVethConfig extends PodTapConfig {
+  /** The host end, in the calling thread's namespace (at most 15 bytes). */
+  hostName: string;
+}
+
+/** Returned by xskOpen. */
+export interface XskHandle {
+  fd: number;
+  /** Descriptors one TX kick sends: the TX ring where the kernel has XDP_MAX_TX_SKB_BUDGET (6.17), 32 otherwise. */
+  txBudget: number;
+}
+
+/** An AF_XDP socket's counters: the kernel's XDP_STATISTICS, then the addon's. */
+export interface XskStats {
+  /** Frames the kernel dropped for this socket (e.g. RX ring full, or too big for a UMEM frame). */
+  rxDropped: number;
+  rxInvalid: number;
+  txInvalid: number;
+  rxRingFull: number;
+  /** Frames that found the fill ring empty: the worker did not keep up. */
+  fillRingEmpty: number;
+  txRingEmpty: number;
+  /** Frames xskSend dropped: no free TX buffer or ring slot (the pod is not taking them). */
+  txNoBuffer: number;
+  /** sendto(2) kicks that pushed TX descriptors to the kernel. */
+  kicks: number;
+  /** recvfrom(2) calls the fill ring's need_wakeup flag asked for. */
+  wakeups: number;
+}
+
 /** Cumulative counters of the calling thread (each worker has its own). */
 export interface IoStats {
   /** Frames dropped by writeBatch/sendBatch on an error concerning that frame only. */
@@ -81,6 +112,48 @@ export interface NativeIo {
    */
   podTapOpen(pod: PodTapConfig): TapHandle;
   close(fd: number): void;
+
+  /**
+   * A pod's veth pair: `ifname` created directly in the pod's namespace and
+   * configured there over rtnetlink as podTapOpen configures a TAP, its tx
+   * checksum and segmentation offloads turned off over ethtool netlink; the
+   * host end `hostName` in the calling thread's namespace, up, one queue.
+   * A failure names the step; the pair is gone then.
+   */
+  podVethOpen(pod: PodVethConfig): { name: string; index: number };
+  /** Deletes an interface of the calling thread's namespace (a veth's host end takes its pod end along). */
+  linkDelete(name: string): void;
+
+  /**
+   * An AF_XDP socket in copy mode on `ifname` queue `queue` (UMEM, fill,
+   * completion, RX and TX rings, need_wakeup), and the XDP program that
+   * redirects that queue's frames to it, attached by a BPF link. The fd is
+   * pollable (readable while frames wait). VROUTER_AF_XDP=off makes the bind
+   * fail with EPERM, as a kernel that refuses it would. Release with xskClose.
+   */
+  xskOpen(ifname: string, queue: number): XskHandle;
+  /** Copies up to `max` received frames into the buffer (as readBatch); no system call in steady state. */
+  xskReceive(fd: number, buffer: Uint8Array, offsets: Int32Array, lengths: Int32Array, max: number, capacity: number): number;
+  /** Queues the frames on the TX ring and kicks the kernel; returns `count` (frames without a free buffer are dropped and counted). */
+  xskSend(fd: number, buffer: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
+  xskStats(fd: number): XskStats;
+  /** Detaches the XDP program and releases socket, rings, UMEM, map and program. */
+  xskClose(fd: number): void;
+
+  /**
+   * An AF_PACKET socket on `ifname` with a TPACKET_V2 receive ring,
+   * PACKET_QDISC_BYPASS for transmit, and a tc program on the device's tcx
+   * ingress hook that drops what the socket has seen, so frames do not also
+   * climb the host stack. Pollable. Release with packetRingClose.
+   */
+  packetRingOpen(ifname: string): number;
+  /** Copies up to `max` frames out of the ring into the buffer (as readBatch); no system call. */
+  packetRingReceive(fd: number, buffer: Uint8Array, offsets: Int32Array, lengths: Int32Array, max: number, capacity: number): number;
+  /** sendmmsg(2) of whole frames out of the bound device; returns frames done, as writeBatch. */
+  packetSend(fd: number, buffer: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
+  /** PACKET_STATISTICS since the last call: frames seen, frames dropped for a full ring. */
+  packetRingStats(fd: number): { packets: number; drops: number };
+  packetRingClose(fd: number): void;
 
   /** An epoll instance (close-on-exec). */
   epollCreate(): number;
