@@ -31,6 +31,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -102,6 +104,18 @@ inline void ThrowErrno(napi_env env, const char* syscall, const char* what, int 
   SetProperty(env, error, "errno", num);
   SetProperty(env, error, "syscall", sys);
   napi_throw(env, error);
+}
+
+// The MTU of `name` in this thread's namespace (SIOCGIFMTU), or -errno.
+// Ports size their frames by it: a jumbo pod needs bigger ring slots.
+inline int DeviceMtu(const char* name) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  struct ifreq request = {};
+  snprintf(request.ifr_name, sizeof request.ifr_name, "%s", name);
+  const int result = ioctl(fd, SIOCGIFMTU, &request) == 0 ? request.ifr_mtu : -errno;
+  close(fd);
+  return result;
 }
 
 // "fd 5", the object named in most syscall errors.

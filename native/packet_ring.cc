@@ -25,16 +25,27 @@
 namespace vrio {
 namespace {
 
-constexpr uint32_t kFrameSize = 2048;
+// A slot holds the tpacket2 header, the sockaddr_ll and the frame: 2 KiB
+// up to a 1500-byte MTU plus room for a VLAN tag, the next power of two
+// above for jumbo pods. The ring is 4 MiB whatever the slot.
+constexpr uint32_t kMinFrameSize = 2048;
+constexpr uint32_t kSlotOverhead = 128;  // TPACKET2_HDRLEN, sockaddr_ll, alignment
 constexpr uint32_t kBlockSize = 1 << 16;
 constexpr uint32_t kBlocks = 64;
-constexpr uint32_t kRingFrames = kBlocks * (kBlockSize / kFrameSize);
+
+uint32_t FrameSizeFor(int mtu) {
+  uint32_t size = kMinFrameSize;
+  while (size < static_cast<uint32_t>(mtu) + ETH_HLEN + 4 + kSlotOverhead && size < kBlockSize) size <<= 1;
+  return size;
+}
 
 struct PacketRing {
   int fd = -1;
   int prog_fd = -1;
   int link_fd = -1;
   uint8_t* ring = nullptr;
+  uint32_t frame_size = kMinFrameSize;
+  uint32_t frames = kBlocks * (kBlockSize / kMinFrameSize);
   uint32_t next = 0;  // the frame the kernel fills next
   bool ignores_outgoing = false;
 
@@ -45,7 +56,7 @@ struct PacketRing {
     if (fd >= 0) CloseQuietly(fd);
   }
 
-  struct tpacket2_hdr* Frame(uint32_t i) { return reinterpret_cast<struct tpacket2_hdr*>(ring + static_cast<size_t>(i) * kFrameSize); }
+  struct tpacket2_hdr* Frame(uint32_t i) { return reinterpret_cast<struct tpacket2_hdr*>(ring + static_cast<size_t>(i) * frame_size); }
 };
 
 thread_local std::unordered_map<int, std::unique_ptr<PacketRing>> tls_rings;
@@ -58,7 +69,7 @@ int Setup(PacketRing* p, int ifindex, const char** failed) {
   const int version = TPACKET_V2;
   *failed = "setsockopt(PACKET_VERSION, TPACKET_V2)";
   if (setsockopt(p->fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) != 0) return errno;
-  struct tpacket_req request = {kBlockSize, kBlocks, kFrameSize, kRingFrames};
+  struct tpacket_req request = {kBlockSize, kBlocks, p->frame_size, p->frames};
   *failed = "setsockopt(PACKET_RX_RING)";
   if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &request, sizeof request) != 0) return errno;
   *failed = "mmap (PACKET_RX_RING)";
@@ -98,6 +109,7 @@ PacketRing* Find(napi_env env, const char* fn, int fd) {
 // packetRingOpen(ifname): number
 // An AF_PACKET socket bound to `ifname` with its TPACKET_V2 RX ring, qdisc
 // bypass on transmit, and the tcx drop program on the device's ingress.
+// Slots are sized by the device's MTU.
 // Pollable: EPOLLIN while the ring holds a frame. Errors name the step.
 napi_value PacketRingOpen(napi_env env, napi_callback_info info) {
   const char* fn = "packetRingOpen";
@@ -109,7 +121,14 @@ napi_value PacketRingOpen(napi_env env, napi_callback_info info) {
     ThrowErrno(env, "if_nametoindex", name, errno);
     return nullptr;
   }
+  const int mtu = DeviceMtu(name);
+  if (mtu < 0) {
+    ThrowErrno(env, "ioctl(SIOCGIFMTU)", name, -mtu);
+    return nullptr;
+  }
   auto ring = std::make_unique<PacketRing>();
+  ring->frame_size = FrameSizeFor(mtu);
+  ring->frames = kBlocks * (kBlockSize / ring->frame_size);
   const char* failed = nullptr;
   if (const int err = Setup(ring.get(), ifindex, &failed); err != 0) {
     ThrowErrno(env, failed, name, err);
@@ -150,7 +169,7 @@ napi_value PacketRingReceive(napi_env env, napi_callback_info info) {
       frames.lengths[count++] = static_cast<int32_t>(length);
     }
     __atomic_store_n(&header->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-    p->next = (p->next + 1) % kRingFrames;
+    p->next = (p->next + 1) % p->frames;
   }
   return Int(env, static_cast<double>(count));
 }

@@ -26,6 +26,8 @@
 #include "bpf.h"
 #include "common.h"
 
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
 #include <linux/if_xdp.h>
 #include <net/if.h>
 #include <stdlib.h>
@@ -221,6 +223,19 @@ napi_value XskOpen(napi_env env, napi_callback_info info) {
   const int ifindex = static_cast<int>(if_nametoindex(name));
   if (ifindex == 0) {
     ThrowErrno(env, "if_nametoindex", name, errno);
+    return nullptr;
+  }
+  // The kernel copies a frame into one chunk after XDP_PACKET_HEADROOM and
+  // drops what does not fit: a jumbo pod goes to AF_PACKET instead.
+  const int mtu = DeviceMtu(name);
+  if (mtu < 0) {
+    ThrowErrno(env, "ioctl(SIOCGIFMTU)", name, -mtu);
+    return nullptr;
+  }
+  if (static_cast<uint32_t>(mtu) + ETH_HLEN + 4 > kFrameSize - XDP_PACKET_HEADROOM) {
+    char what[IFNAMSIZ + 64];
+    snprintf(what, sizeof what, "%s MTU %d (an AF_XDP frame holds %u bytes)", name, mtu, kFrameSize - XDP_PACKET_HEADROOM);
+    ThrowErrno(env, "xskOpen", what, EMSGSIZE);
     return nullptr;
   }
   auto xsk = std::make_unique<Xsk>();

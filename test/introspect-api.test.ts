@@ -142,7 +142,7 @@ describe('introspect API and utilities on running daemons', { timeout: 300_000 }
       const text = await vrouter(0, ['vif', '--list']);
       assert.match(text, /^Vrouter Interface Table/);
       assert.match(text, /vif0\/0 +OS: underlay\n +Type:Physical HWaddr:[0-9a-f:]{17} IPaddr:198\.18\.0\.11/);
-      assert.match(text, new RegExp(`vif0/1 +OS: vtap0 \\(pod a1, netns ${cluster.pod('a1').ns}\\)\\n +Type:Virtual HWaddr:02:00:0a:01:01:03 IPaddr:10\\.1\\.1\\.3\\n +Vrf:1 \\(vn1\\) Mtu:1468`));
+      assert.match(text, new RegExp(`vif0/1 +OS: vtap0 \\(pod a1, netns ${cluster.pod('a1').ns}\\)\\n +Type:Virtual HWaddr:02:00:0a:01:01:03 IPaddr:10\\.1\\.1\\.3\\n +Vrf:1 \\(vn1\\) Mtu:1468\\n +Port:af_(xdp|packet)`));
       assert.match(text, /vif0\/2 +OS: vtap1 \(pod a2/);
       assert.match(text, /RX packets:\d+ +bytes:\d+ errors:0\n +TX packets:\d+ +bytes:\d+ errors:0/);
 

@@ -163,8 +163,9 @@ export function formatVif(vif: VifAnswer): string {
   const lines = [
     `${pad(`vif0/${vif.id}`, 12)}OS: ${vif.name}${pod}`,
     `${indent}Type:${VIF_TYPES[vif.kind] ?? vif.kind} HWaddr:${vif.mac} IPaddr:${vif.ip ?? '0.0.0.0'}${vif.ip6 ? ` IP6addr:${vif.ip6}` : ''}`,
-    ...(vif.io ? [`${indent}Port:${vif.io}${vif.ioNote ? ` (${vif.ioNote})` : ''}`] : []),
     `${indent}Vrf:${vif.vrf < 0 ? '-' : `${vif.vrf}${vif.vrfName ? ` (${vif.vrfName})` : ''}`} Mtu:${vif.mtu}${vif.floatingIps.length ? ` FloatingIPs:${vif.floatingIps.map((fip) => fip.ip).join(',')}` : ''}`,
+    // After Vrf, so Type and Vrf follow each other as in the kernel vrouter's vif.
+    ...(vif.io ? [`${indent}Port:${vif.io}${vif.ioNote ? ` (${vif.ioNote})` : ''}`] : []),
     `${indent}RX packets:${vif.rxPackets}  bytes:${vif.rxBytes} errors:0`,
     `${indent}TX packets:${vif.txPackets}  bytes:${vif.txBytes} errors:0`,
   ];
