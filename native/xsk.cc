@@ -232,7 +232,7 @@ napi_value XskOpen(napi_env env, napi_callback_info info) {
     ThrowErrno(env, "ioctl(SIOCGIFMTU)", name, -mtu);
     return nullptr;
   }
-  if (static_cast<uint32_t>(mtu) + ETH_HLEN + 4 > kFrameSize - XDP_PACKET_HEADROOM) {
+  if (static_cast<uint32_t>(mtu) + ETH_HLEN > kFrameSize - XDP_PACKET_HEADROOM) {
     char what[IFNAMSIZ + 64];
     snprintf(what, sizeof what, "%s MTU %d (an AF_XDP frame holds %u bytes)", name, mtu, kFrameSize - XDP_PACKET_HEADROOM);
     ThrowErrno(env, "xskOpen", what, EMSGSIZE);
