@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <linux/bpf.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -105,6 +106,12 @@ inline void ThrowErrno(napi_env env, const char* syscall, const char* what, int 
   SetProperty(env, error, "syscall", sys);
   napi_throw(env, error);
 }
+
+// An AF_XDP UMEM chunk (xsk.cc) and the longest frame the kernel copies
+// into one: the chunk minus XDP_PACKET_HEADROOM. Longer frames are dropped,
+// so veth.cc sizes the host end by it and xskOpen refuses a larger MTU.
+constexpr uint32_t kXskChunkSize = 2048;
+constexpr uint32_t kXskFrameCapacity = kXskChunkSize - XDP_PACKET_HEADROOM;
 
 // The MTU of `name` in this thread's namespace (SIOCGIFMTU), or -errno.
 // Ports size their frames by it: a jumbo pod needs bigger ring slots.

@@ -45,7 +45,7 @@ struct PacketRing {
   int link_fd = -1;
   uint8_t* ring = nullptr;
   uint32_t frame_size = kMinFrameSize;
-  uint32_t frames = kBlocks * (kBlockSize / kMinFrameSize);
+  uint32_t frames = kBlocks * (kBlockSize / kMinFrameSize);  // the receive loop wraps at it
   uint32_t next = 0;  // the frame the kernel fills next
   bool ignores_outgoing = false;
 
@@ -169,7 +169,7 @@ napi_value PacketRingReceive(napi_env env, napi_callback_info info) {
       frames.lengths[count++] = static_cast<int32_t>(length);
     }
     __atomic_store_n(&header->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-    p->next = (p->next + 1) % p->frames;
+    if (++p->next == p->frames) p->next = 0;
   }
   return Int(env, static_cast<double>(count));
 }

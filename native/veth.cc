@@ -12,6 +12,7 @@
 #include "netlink.h"
 
 #include <fcntl.h>
+#include <linux/if_ether.h>
 #include <linux/if_link.h>
 #include <linux/veth.h>
 
@@ -24,9 +25,8 @@ int RtnlSocket() { return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_RO
 // than the receiving end's MTU before anyone sees it, and the vrouter must
 // see a too-big frame to answer it with ICMP fragmentation needed, as it does
 // for a TAP (which checks nothing). 1778 + 14 bytes is the largest frame an
-// AF_XDP socket takes into a 2048-byte UMEM frame (minus XDP's 256 bytes of
-// headroom); longer ones are dropped and counted in its XDP statistics.
-constexpr uint32_t kHostMinMtu = 1778;
+// AF_XDP socket takes; longer ones are dropped and counted in its XDP statistics.
+constexpr uint32_t kHostMinMtu = kXskFrameCapacity - ETH_HLEN;
 
 // RTM_NEWLINK of the pair: `host` here (MTU at least kHostMinMtu), `pod->ifr.ifr_name`
 // in the pod's namespace (its fd) with the pod's MTU.

@@ -26,7 +26,6 @@
 #include "bpf.h"
 #include "common.h"
 
-#include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/if_xdp.h>
 #include <net/if.h>
@@ -44,7 +43,7 @@
 namespace vrio {
 namespace {
 
-constexpr uint32_t kFrameSize = 2048;
+constexpr uint32_t kFrameSize = kXskChunkSize;
 constexpr uint32_t kRingSize = 2048;  // every ring; a power of two
 constexpr uint32_t kFrames = 2 * kRingSize;
 constexpr uint32_t kRxFrames = kRingSize;
@@ -225,16 +224,15 @@ napi_value XskOpen(napi_env env, napi_callback_info info) {
     ThrowErrno(env, "if_nametoindex", name, errno);
     return nullptr;
   }
-  // The kernel copies a frame into one chunk after XDP_PACKET_HEADROOM and
-  // drops what does not fit: a jumbo pod goes to AF_PACKET instead.
+  // A frame longer than a chunk holds is dropped: a jumbo pod goes to AF_PACKET instead.
   const int mtu = DeviceMtu(name);
   if (mtu < 0) {
     ThrowErrno(env, "ioctl(SIOCGIFMTU)", name, -mtu);
     return nullptr;
   }
-  if (static_cast<uint32_t>(mtu) + ETH_HLEN > kFrameSize - XDP_PACKET_HEADROOM) {
+  if (static_cast<uint32_t>(mtu) + ETH_HLEN > kXskFrameCapacity) {
     char what[IFNAMSIZ + 64];
-    snprintf(what, sizeof what, "%s MTU %d (an AF_XDP frame holds %u bytes)", name, mtu, kFrameSize - XDP_PACKET_HEADROOM);
+    snprintf(what, sizeof what, "%s MTU %d (an AF_XDP frame holds %u bytes)", name, mtu, kXskFrameCapacity);
     ThrowErrno(env, "xskOpen", what, EMSGSIZE);
     return nullptr;
   }
