@@ -217,3 +217,15 @@ test('a link arriving before its node: the VMI is a bare link end until its upda
   assert.equal(view.reason, undefined);
   assert.deepEqual([view.routingInstance, view.ip, view.subnet, view.gateway], [RI.name, '10.1.1.3', '10.1.1.0/24', '10.1.1.1']);
 });
+
+test('the VMI\'s own routing-instance link, when its attribute names a plain VRF, wins over the VN\'s instance', () => {
+  const graph = handGraph();
+  const vrf = node('routing-instance', 'default-domain:default-project:vn1:pbf');
+  const rule = (fields: IfmapElement[]) => node('virtual-machine-interface-routing-instance', `attr(${VMI.name},${vrf.name})`, [el('value', fields)]);
+  graph.apply({ op: 'update', nodes: [vrf], links: attrLinks(rule([]), VMI, vrf) });
+  assert.equal(derivePortView(graph, VMI.name).routingInstance, RI.name, 'an attribute with no direction yet is skipped');
+  graph.apply({ op: 'update', nodes: [rule([el('direction', 'both'), el('vlan-tag', '100')])], links: [] });
+  assert.equal(derivePortView(graph, VMI.name).routingInstance, RI.name, 'a service VLAN is not the port\'s VRF');
+  graph.apply({ op: 'update', nodes: [rule([el('direction', 'both'), el('vlan-tag', '0')])], links: [] });
+  assert.equal(derivePortView(graph, VMI.name).routingInstance, vrf.name);
+});

@@ -116,17 +116,22 @@ function ipamSubnets(graph: IfmapGraph, vn: IfmapNode): { prefix: string; length
 }
 
 /**
- * The VN's own instance is `<vn>:<last name of vn>`; other instances linked
- * to the VN are service chains' (vn.cc skips them, IsVRFServiceChainingInstance).
+ * The port's VRF is the routing instance across its VMI-RI link whose
+ * attribute has a direction and no service VLAN (vm_interface_config.cc
+ * BuildVrfAndServiceVlanInfo; an attribute not yet arrived is skipped as
+ * there). Until that link comes the VN's own instance, `<vn>:<last name of
+ * vn>`, stands in: others linked to the VN are service chains' (vn.cc skips
+ * them, IsVRFServiceChainingInstance).
  */
 function routingInstanceOf(graph: IfmapGraph, vmi: IfmapNode, vn: IfmapNode | undefined): string {
-  if (vn !== undefined) {
-    const own = `${vn.name}:${vn.name.slice(vn.name.lastIndexOf(':') + 1)}`;
-    const linked = graph.neighbours(vn, 'routing-instance');
-    if (linked.some((ri) => ri.name === own)) return own;
-    if (linked.length > 0) return linked[0].name;
+  for (const { node, attr } of across(graph, vmi, 'virtual-machine-interface-routing-instance', 'routing-instance')) {
+    const rule = property(attr ?? node, 'value');
+    const plain = !child(rule, 'protocol')?.text && !child(rule, 'service-chain-address')?.text && Number(child(rule, 'vlan-tag')?.text ?? '0') === 0;
+    if (child(rule, 'direction')?.text && plain) return node.name;
   }
-  return across(graph, vmi, 'virtual-machine-interface-routing-instance', 'routing-instance')[0]?.node.name ?? '';
+  if (vn === undefined) return '';
+  const own = `${vn.name}:${vn.name.slice(vn.name.lastIndexOf(':') + 1)}`;
+  return graph.neighbours(vn, 'routing-instance').some((ri) => ri.name === own) ? own : '';
 }
 
 function floatingIps(graph: IfmapGraph, vmi: IfmapNode): IfmapFloatingIp[] {
@@ -199,7 +204,7 @@ function aclPolicies(graph: IfmapGraph, vn: IfmapNode): PortPolicy[] {
       const destinationPrefix = prefixOf(child(match, 'dst-address'));
       policies.push({
         name: `${acl.name}/${index}`,
-        order: index,
+        order: policies.length,
         sourceVn: child(match, 'src-address', 'virtual-network')?.text ?? '',
         destinationVn: child(match, 'dst-address', 'virtual-network')?.text ?? '',
         protocol, portFrom, portTo, action,
@@ -219,8 +224,9 @@ function networkPolicies(graph: IfmapGraph, vn: IfmapNode): PortPolicy[] {
   const attached = across(graph, vn, 'virtual-network-network-policy', 'network-policy').map(({ node, attr }) => ({
     node,
     major: Number(child(property(attr ?? node, 'value'), 'sequence', 'major')?.text ?? '0'),
+    minor: Number(child(property(attr ?? node, 'value'), 'sequence', 'minor')?.text ?? '0'),
   }));
-  attached.sort((a, b) => a.major - b.major);
+  attached.sort((a, b) => a.major - b.major || a.minor - b.minor);
   const policies: PortPolicy[] = [];
   const vnOf = (address: IfmapElement | undefined) => {
     const name = child(address, 'virtual-network')?.text ?? 'any';
@@ -259,7 +265,7 @@ export function derivePortView(graph: IfmapGraph, fqnOrUuid: string): IfmapPortV
     vmi: vmi?.name ?? '', uuid: vmi === undefined ? '' : uuidOf(vmi), mac: '', vm: '', vn: '', routingInstance: '',
     ip: '', ip6: '', subnet: '', gateway: '', subnet6: '', gateway6: '', floatingIps: [], staticRoutes: [], policies: [],
   };
-  // Only the MAC property makes the VMI more than a link end (vm_interface_config.cc reads mac_addresses()[0]).
+  // A VMI with no properties is only the end of a link whose node update has not come.
   if (vmi === undefined || vmi.properties.length === 0) return { ...view, reason: 'no virtual-machine-interface yet' };
   view.mac = child(property(vmi, 'virtual-machine-interface-mac-addresses'), 'mac-address')?.text ?? '';
   view.vm = graph.neighbours(vmi, 'virtual-machine')[0]?.name ?? '';
@@ -284,7 +290,9 @@ export function derivePortView(graph: IfmapGraph, fqnOrUuid: string): IfmapPortV
         view.gateway6 = subnet.gateway;
       }
     }
-    view.policies = [...aclPolicies(graph, vn), ...networkPolicies(graph, vn)];
+    // The ACLs are the schema transformer's rendering of the attached policies: reading both would count each rule twice.
+    const acl = aclPolicies(graph, vn);
+    view.policies = acl.length > 0 ? acl : networkPolicies(graph, vn);
   }
   view.floatingIps = floatingIps(graph, vmi);
   view.staticRoutes = staticRoutes(graph, vmi);
