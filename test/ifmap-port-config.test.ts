@@ -105,6 +105,7 @@ const SERVICE_RI = node('routing-instance', 'default-domain:default-project:vn1:
 const RI = node('routing-instance', 'default-domain:default-project:vn1:vn1');
 const IIP = node('instance-ip', 'iip1', [el('instance-ip-address', '10.1.1.3')]);
 const IIP6 = node('instance-ip', 'iip6', [el('instance-ip-address', 'fd00:1::3')]);
+const IIP_BAD = node('instance-ip', 'iip-bad', [el('instance-ip-address', '1::2::3')]);
 const IPAM = node('network-ipam', 'default-domain:default-project:default-network-ipam');
 const subnet = (prefix: string, len: string, gateway: string) =>
   el('ipam-subnets', [el('subnet', [el('ip-prefix', prefix), el('ip-prefix-len', len)]), el('default-gateway', gateway)]);
@@ -118,6 +119,8 @@ const FIP = node('floating-ip', 'default-domain:default-project:public:pool:fip1
   el('floating-ip-port-mappings', [
     el('port-mappings', [el('protocol', 'tcp'), el('src-port', '80'), el('dst-port', '8080')]),
     el('port-mappings', [el('protocol', '17'), el('src-port', '53'), el('dst-port', '5353')]),
+    // ICMP has no ports to map: the agent's map would key it by protocol only, PortMapping cannot say it.
+    el('port-mappings', [el('protocol', 'icmp'), el('src-port', '0'), el('dst-port', '0')]),
   ]),
 ]);
 const IRT = node('interface-route-table', 'default-domain:default-project:irt1', [
@@ -158,9 +161,9 @@ function handGraph(): IfmapGraph {
   const graph = new IfmapGraph();
   graph.apply({
     op: 'update',
-    nodes: [VMI, VN, SERVICE_RI, RI, IIP, IIP6, IPAM, VN_IPAM, PUBLIC_VN, POOL, FIP, IRT, NP, VN_NP, node('unknown-thing', 'x', [el('whatever', 'y')])],
+    nodes: [VMI, VN, SERVICE_RI, RI, IIP_BAD, IIP, IIP6, IPAM, VN_IPAM, PUBLIC_VN, POOL, FIP, IRT, NP, VN_NP, node('unknown-thing', 'x', [el('whatever', 'y')])],
     links: [
-      link(VMI, VN), link(IIP, VMI), link(IIP6, VMI), link(VN, SERVICE_RI), link(VN, RI),
+      link(VMI, VN), link(IIP_BAD, VMI), link(IIP, VMI), link(IIP6, VMI), link(VN, SERVICE_RI), link(VN, RI),
       ...attrLinks(VN_IPAM, VN, IPAM),
       link(FIP, VMI), link(POOL, FIP), link(PUBLIC_VN, POOL), link(VMI, IRT),
       ...attrLinks(VN_NP, VN, NP),

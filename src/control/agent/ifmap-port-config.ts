@@ -50,11 +50,12 @@ export interface IfmapPortView {
 const VMI = 'virtual-machine-interface';
 
 /** id-perms carries the uuid as two unsigned 64-bit halves (autogen IdPermsType). */
-export function uuidOf(node: IfmapNode): string {
+function uuidOf(node: IfmapNode): string {
   const uuid = child(property(node, 'id-perms'), 'uuid');
   const ms = child(uuid, 'uuid-mslong')?.text;
   const ls = child(uuid, 'uuid-lslong')?.text;
-  if (!ms || !ls) return '';
+  // BigInt throws on anything but digits; a malformed id-perms is only an unknown uuid.
+  if (!ms || !ls || !/^\d+$/.test(ms) || !/^\d+$/.test(ls)) return '';
   const hex = BigInt(ms).toString(16).padStart(16, '0') + BigInt(ls).toString(16).padStart(16, '0');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
@@ -84,7 +85,9 @@ function addressBits(address: string): { v6: boolean; bits: bigint } | undefined
   const v4 = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
   if (v4) return { v6: false, bits: v4.slice(1).reduce((acc, octet) => (acc << 8n) | BigInt(Number(octet)), 0n) };
   if (!address.includes(':')) return undefined;
-  const [head, tail = ''] = address.split('::');
+  const halves = address.split('::');
+  if (halves.length > 2) return undefined;
+  const [head, tail = ''] = halves;
   const groups = (part: string) => (part === '' ? [] : part.split(':'));
   const left = groups(head);
   const right = address.includes('::') ? groups(tail) : [];
@@ -96,8 +99,9 @@ function addressBits(address: string): { v6: boolean; bits: bigint } | undefined
 function inSubnet(address: string, prefix: string, length: number): boolean {
   const a = addressBits(address);
   const p = addressBits(prefix);
-  if (a === undefined || p === undefined || a.v6 !== p.v6) return false;
-  const shift = BigInt((a.v6 ? 128 : 32) - length);
+  const width = a?.v6 ? 128 : 32;
+  if (a === undefined || p === undefined || a.v6 !== p.v6 || length < 0 || length > width) return false;
+  const shift = BigInt(width - length);
   return a.bits >> shift === p.bits >> shift;
 }
 
@@ -143,8 +147,10 @@ function floatingIps(graph: IfmapGraph, vmi: IfmapNode): IfmapFloatingIp[] {
       const protocol = child(mapping, 'protocol')?.text.toLowerCase();
       // The agent keys the map by protocol number; only TCP and UDP have ports.
       const name = protocol === 'tcp' || protocol === '6' ? 'tcp' : protocol === 'udp' || protocol === '17' ? 'udp' : undefined;
-      if (name === undefined) continue;
-      portMap.push({ protocol: name, port: Number(child(mapping, 'src-port')?.text), targetPort: Number(child(mapping, 'dst-port')?.text) });
+      const port = Number(child(mapping, 'src-port')?.text);
+      const targetPort = Number(child(mapping, 'dst-port')?.text);
+      if (name === undefined || !Number.isInteger(port) || !Number.isInteger(targetPort)) continue;
+      portMap.push({ protocol: name, port, targetPort });
     }
     const pool = graph.neighbours(fip, 'floating-ip-pool')[0];
     const vn = pool === undefined ? '' : (graph.neighbours(pool, 'virtual-network')[0]?.name ?? '');
