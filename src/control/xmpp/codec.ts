@@ -376,16 +376,22 @@ function decodeNexthop(element: XmlElement, entryVn: string): WireNexthop {
   };
 }
 
-/** Decodes an `<entry>`. Optional elements of OpenContrail's schema this channel does not use are skipped. */
-export function decodeEntry(element: XmlElement): RouteEntry {
+/**
+ * Decodes an `<entry>`. Optional elements of OpenContrail's schema this channel does not use are skipped.
+ * A pushed route without next hops is refused, as contrail-control's ProcessItem refuses one; a publish
+ * may have none: this project's agent withdraws with an empty publish and a dissociate.
+ */
+export function decodeEntry(element: XmlElement, pushed: boolean): RouteEntry {
   if (element.name !== 'entry') fail(`expected <entry>, got <${element.name}>`);
   const nlri = child(element, 'nlri', 0);
   requireAfSafi(nlri, true);
   const prefix = ipv4Prefix(child(nlri, 'address', 2).text, 'nlri address');
-  const entryVn = optionalChild(element, 'virtual-network', 6)?.text.trim() ?? '';
+  const entryVn = optionalChild(element, 'virtual-network', 3)?.text.trim() ?? '';
+  const nexthops = child(element, 'next-hops', 1).children.map((nexthop) => decodeNexthop(nexthop, entryVn));
+  if (pushed && nexthops.length === 0) fail(`pushed route ${prefix} has no <next-hop>`);
   return {
     prefix,
-    nexthops: child(element, 'next-hops', 1).children.map((nexthop) => decodeNexthop(nexthop, entryVn)),
+    nexthops,
     version: childInteger(element, 'version', 2),
     sequenceNumber: childInteger(element, 'sequence-number', 3),
     localPreference: childInteger(element, 'local-preference', 4),
@@ -440,7 +446,7 @@ function decodePubsubIq(iq: XmlElement, address: StanzaAddress, id: string): Sta
       const ignored = otherFamily(node, address, 1);
       if (ignored !== null) return ignored;
       const { vrf, prefix } = parseRouteNode(node);
-      const entry = decodeEntry(onlyChild(onlyChild(request, 'item'), 'entry'));
+      const entry = decodeEntry(onlyChild(onlyChild(request, 'item'), 'entry'), false);
       if (entry.prefix !== prefix) fail(`published entry ${entry.prefix} under node of ${prefix}`);
       return { kind: 'publish', ...address, id, vrf, entry };
     }
@@ -592,11 +598,8 @@ function decodeMessage(message: XmlElement): Stanza {
     if (item.name === 'retract') return { prefix: ipv4Prefix(attribute(item, 'id'), 'retract id'), entry: null };
     if (item.name !== 'item') fail(`<items> holds <${item.name}>`);
     const prefix = ipv4Prefix(attribute(item, 'id'), 'item id');
-    const entry = decodeEntry(onlyChild(item, 'entry'));
+    const entry = decodeEntry(onlyChild(item, 'entry'), true);
     if (entry.prefix !== prefix) fail(`item ${prefix} holds the entry of ${entry.prefix}`);
-    // A pushed route without next hops is refused, as contrail-control refuses one (bgp_xmpp_channel.cc ProcessItem);
-    // a publish may have none: this project's agent withdraws with an empty publish and a dissociate.
-    if (entry.nexthops.length === 0) fail(`item ${prefix} has no <next-hop>`);
     return { prefix, entry };
   });
   return { kind: 'route-update', ...address, vrf, changes };
