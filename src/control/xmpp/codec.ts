@@ -57,10 +57,10 @@ import { decodeConfig, encodeConfigSubscribe, encodeConfigUpdate } from '../ifma
 import { XmlElement } from './stream-parser';
 import {
   BGP_PEER_RESOURCE,
-  IgnoredItemsStanza,
   CONFIG_RESOURCE,
   CONTROL_NODE_JID,
   END_OF_RIB_NODE,
+  IgnoredItemsStanza,
   PORT_CONFIG_NS,
   PUBSUB_NS,
   RouteChange,
@@ -286,12 +286,16 @@ function onlyChild(element: XmlElement, name?: string): XmlElement {
   return child;
 }
 
-/** The first child of that name; `position` is where the canonical form has it, tried first (decoding dumps is hot). */
-function child(element: XmlElement, name: string, position = 0): XmlElement {
+/** The first child of that name, or undefined; `position` is where the canonical form has it, tried first (decoding dumps is hot). */
+function optionalChild(element: XmlElement, name: string, position: number): XmlElement | undefined {
   const children = element.children;
   if (children[position]?.name === name) return children[position];
   for (const candidate of children) if (candidate.name === name) return candidate;
-  return fail(`<${element.name}> has no <${name}>`);
+  return undefined;
+}
+
+function child(element: XmlElement, name: string, position = 0): XmlElement {
+  return optionalChild(element, name, position) ?? fail(`<${element.name}> has no <${name}>`);
 }
 
 function requireNamespace(element: XmlElement, namespace: string): void {
@@ -349,12 +353,6 @@ function ipv4Prefix(text: string, what: string): string {
 function requireAfSafi(element: XmlElement, withSafi: boolean): void {
   if (childInteger(element, 'af', 0) !== 1) fail(`<${element.name}> address family is not IPv4 (af 1)`);
   if (withSafi && childInteger(element, 'safi', 1) !== 1) fail(`<${element.name}> is not unicast (safi 1)`);
-}
-
-/** The child of that name, or undefined; like child(), the canonical position is tried first. */
-function optionalChild(element: XmlElement, name: string, position: number): XmlElement | undefined {
-  const children = element.children;
-  return children[position]?.name === name ? children[position] : children.find((candidate) => candidate.name === name);
 }
 
 /** `entryVn`: the entry's own <virtual-network>, which older control nodes sent instead of the next hop's. */
