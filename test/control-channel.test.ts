@@ -441,6 +441,46 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
   }
 });
 
+test("a control node's pushes of other families (test/vectors/xmpp) are counted and dropped, on both ends, the session kept", async () => {
+  const vector = (name: string) => readFileSync(join(__dirname, '..', '..', 'test', 'vectors', 'xmpp', name)).toString();
+  const toWeb = (xml: string) => xml.replaceAll('default-domain:demo:vn1:vn1', 'web');
+  let pushed = false;
+  const fakeControl = net.createServer((socket) => {
+    let received = '';
+    socket.on('data', (chunk) => {
+      received += chunk.toString();
+      if (pushed || !received.includes('subscribe node="web"')) return;
+      pushed = true;
+      const others = ['evpn-push.xml', 'inet6-push.xml', 'mcast-push.xml', 'inet-mpls-push.xml'].map((name) => toWeb(vector(name)));
+      socket.write(others.join('') + toWeb(vector('inet-push.xml')) + vector('end-of-rib.xml'));
+    });
+    const config = `<iq type="set" from="${CONTROL_NODE_JID}/config" to="node-a/config" id="config1"><config xmlns="urn:vrouter-ts:port-config"><update><port id="a1" vn="web" ip="10.1.1.5" subnet="10.1.1.0/24" gateway="10.1.1.1"/></update></config></iq>`;
+    socket.write(vector('control-open.xml') + config);
+  });
+  await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
+  const a = new TestVrouter('node-a', '192.168.0.21', [(fakeControl.address() as net.AddressInfo).port]);
+  const control = await startControlNode();
+  const agent = net.connect(control.port, '127.0.0.1');
+  try {
+    await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    await eventually(() => assert.deepEqual(a.route('web', '10.1.1.3/32'), ['tunnel 192.168.0.11/25', 'tunnel 192.168.0.12/31']));
+    assert.deepEqual(a.client.status().map((session) => [session.established, session.ignoredItems]), [[true, 6]]);
+    assert.ok(!a.logger.has(/session (closed|down)/), a.logger.lines.join('\n'));
+    // A real agent publishes EVPN routes too: the control node counts them and keeps the vrouter.
+    const evpn = `<iq type="set" from="node-z" to="${CONTROL_NODE_JID}/bgp-peer" id="pubsub1"><pubsub xmlns="http://jabber.org/protocol/pubsub">` +
+      '<publish node="25/242/web/aa:00:00:01:02:03,10.1.1.9/32"><item><entry/></item></publish></pubsub></iq>';
+    agent.on('data', () => {});
+    agent.write(vector('agent-open.xml').replace('node-a', 'node-z') + evpn);
+    await eventually(() => assert.equal(control.node.ignoredItems(), 1));
+    assert.ok(control.node.connectedVrouters().includes('node-z'));
+  } finally {
+    agent.destroy();
+    await a.close();
+    await control.node.close();
+    fakeControl.close();
+  }
+});
+
 test('hold timer: keepalives keep an idle session up; a silent peer is dropped when the hold time expires', async () => {
   const control = await startControlNode(config(CONFIG.replace('holdTime: 90', 'holdTime: 0.3')));
   const a = new TestVrouter('node-a', '192.168.0.11', [control.port], { holdTime: 0.3 });

@@ -1,12 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { decodeStanza, decodeStreamHeader, encodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
 import { XmlElement, XmppStreamParser } from '../src/control/xmpp/stream-parser';
-import { KEEPALIVE, Stanza, StanzaError } from '../src/control/xmpp/stanza';
+import { CONTROL_NODE_JID, CONTROL_NODE_STREAM, KEEPALIVE, SentStanza, Stanza, StanzaError } from '../src/control/xmpp/stanza';
 
+/** The agent's open (see test/vectors/xmpp/README.md): xmlns is its subcluster, '' by default. */
 const STREAM_OPEN =
-  "<?xml version='1.0'?><stream:stream from='node-a' to='network-control@contrailsystems.com' version='1.0' " +
-  "xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' >";
+  '<stream:stream from="node-a" to="network-control@contrailsystems.com" version="1.0" xml:lang="en" ' +
+  'xmlns="" xmlns:stream="http://etherx.jabber.org/streams"  >';
 
 /** The entry of the reference's "Control channel" section, as one line. */
 const REFERENCE_ENTRY =
@@ -115,13 +118,13 @@ function parseOne(xml: string): XmlElement {
 test('the stream open tag round-trips byte for byte', () => {
   const { header } = parseStream(Buffer.from(STREAM_OPEN));
   const decoded = decodeStreamHeader(header!);
-  assert.deepEqual(decoded, { from: 'node-a', to: 'network-control@contrailsystems.com' });
+  assert.deepEqual(decoded, { from: 'node-a', to: 'network-control@contrailsystems.com', xmlns: '' });
   assert.equal(encodeStreamOpen(decoded), STREAM_OPEN);
 });
 
 for (const [kind, xml] of EXAMPLES) {
   test(`${kind} stanza round-trips byte for byte: ${xml.slice(0, 60)}...`, () => {
-    const decoded = decodeStanza(parseOne(xml)) as Stanza;
+    const decoded = decodeStanza(parseOne(xml)) as SentStanza;
     assert.equal(decoded.kind, kind);
     assert.equal(encodeStanza(decoded), xml);
   });
@@ -172,7 +175,7 @@ test('stanzas split at every byte, with keepalives between them, parse the same'
   assert.ok(bytewise.closed);
   assert.deepEqual(bytewise.stanzas, whole.stanzas);
   assert.deepEqual(
-    bytewise.stanzas.map((element) => encodeStanza(decodeStanza(element) as Stanza)),
+    bytewise.stanzas.map((element) => encodeStanza(decodeStanza(element) as SentStanza)),
     body,
   );
 });
@@ -208,5 +211,124 @@ test('well-formed but wrong stanzas are rejected by the decoder', () => {
   ];
   for (const [xml, reason] of cases) {
     assert.throws(() => decodeStanza(parseOne(xml)), (error: unknown) => error instanceof StanzaError && reason.test(error.message), xml);
+  }
+});
+
+// ---------------------------------------------------------------- vectors of a real control node (test/vectors/xmpp)
+
+const VECTORS = join(__dirname, '..', '..', 'test', 'vectors', 'xmpp');
+const vector = (name: string): Buffer => readFileSync(join(VECTORS, name));
+const CONTROL_OPEN = vector('control-open.xml');
+
+/** Decodes every stanza of a control node's stream: its open, then `bytes`. */
+function decodeFromControl(bytes: Buffer): Stanza[] {
+  return parseStream(Buffer.concat([CONTROL_OPEN, bytes])).stanzas.map((element) => decodeStanza(element) as Stanza);
+}
+
+test("both opens are contrail's bytes; either side accepts the other's, in double or single quotes, with or without a declaration", () => {
+  const agentOpen = vector('agent-open.xml').toString();
+  assert.equal(encodeStreamOpen({ from: 'node-a', to: CONTROL_NODE_JID }), agentOpen);
+  assert.equal(agentOpen, STREAM_OPEN);
+  assert.equal(encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'node-a', ...CONTROL_NODE_STREAM }), CONTROL_OPEN.toString());
+  const answer = decodeStreamHeader(parseStream(CONTROL_OPEN).header!);
+  assert.deepEqual(answer, { from: CONTROL_NODE_JID, to: 'node-a', id: '++123', xmlns: 'jabber:client' });
+  assert.equal(encodeStreamOpen(answer), CONTROL_OPEN.toString());
+  const variants = [
+    `<?xml version="1.0"?>${agentOpen}`,
+    `<?xml version='1.0'?>${agentOpen.replace(/"/g, "'")}`,
+    agentOpen.replace('xmlns=""', 'xmlns="subcluster-1"'),
+  ];
+  for (const open of variants) assert.equal(decodeStreamHeader(parseStream(Buffer.from(open)).header!).from, 'node-a', open);
+});
+
+test('a real inet push decodes: ECMP next hops, a retract with " />", elements this channel does not use skipped', () => {
+  const [update, ...rest] = decodeFromControl(vector('inet-push.xml'));
+  assert.equal(rest.length, 0);
+  assert.deepEqual(update, {
+    kind: 'route-update',
+    from: CONTROL_NODE_JID,
+    to: 'node-a/bgp-peer',
+    vrf: VRF,
+    changes: [
+      {
+        prefix: '10.1.1.3/32',
+        entry: {
+          prefix: '10.1.1.3/32',
+          nexthops: [
+            { address: '192.168.0.11', label: 25, encaps: ['gre', 'udp'], virtualNetwork: 'default-domain:demo:vn1' },
+            { address: '192.168.0.12', label: 31, encaps: ['udp'], virtualNetwork: 'default-domain:demo:vn1' },
+          ],
+          version: 1,
+          sequenceNumber: 0,
+          localPreference: 200,
+          med: 0,
+        },
+      },
+      { prefix: '10.1.1.4/32', entry: null },
+    ],
+  });
+});
+
+test("an older control node's push: a declaration before <message>, next hops without <virtual-network>", () => {
+  const [update] = decodeFromControl(vector('inet-push-2015.xml'));
+  assert.equal(update.kind, 'route-update');
+  if (update.kind !== 'route-update') return;
+  // The entry's <virtual-network> stands in for the next hop's; without either it is ''.
+  assert.deepEqual(
+    update.changes.map((change) => change.entry!.nexthops.map((nexthop) => [nexthop.address, nexthop.label, nexthop.virtualNetwork])),
+    [[['192.168.0.11', 26, 'default-domain:demo:vn1']], [['192.168.0.12', 27, '']]],
+  );
+  // A next hop without a VN is written without <virtual-network>, as it came.
+  const bare = { ...update.changes[1].entry!.nexthops[0] };
+  assert.ok(!encodeStanza({ ...update, changes: [{ prefix: '10.1.1.6/32', entry: { ...update.changes[1].entry!, nexthops: [bare] } }] }).includes('virtual-network'));
+});
+
+test('pushes of families this channel does not carry decode to ignored-items with their family, instance and item count', () => {
+  const cases: Array<[string, string, number]> = [
+    ['evpn-push.xml', '25/242', 2],
+    ['inet6-push.xml', '2/1', 1],
+    ['mcast-push.xml', '1/241', 1],
+    ['inet-mpls-push.xml', '1/5', 2],
+  ];
+  for (const [file, family, items] of cases) {
+    assert.deepEqual(decodeFromControl(vector(file)), [{ kind: 'ignored-items', from: CONTROL_NODE_JID, to: 'node-a/bgp-peer', family, instance: VRF, items }], file);
+  }
+  const publish = EXAMPLES[2][1].replace(`node="1/1/${VRF}/10.1.1.3/32"`, `node="25/242/${VRF}/aa:00:00:01:02:03,10.1.1.3/32"`);
+  assert.deepEqual(decodeStanza(parseOne(publish)), {
+    kind: 'ignored-items',
+    from: 'node-a',
+    to: 'network-control@contrailsystems.com/bgp-peer',
+    family: '25/242',
+    instance: VRF,
+    items: 1,
+  });
+});
+
+test('End-of-RIB in the builder layout, and an IF-MAP IQ with a declaration, no id and <config> without namespace', () => {
+  assert.deepEqual(decodeFromControl(vector('end-of-rib.xml')), [{ kind: 'end-of-rib', from: CONTROL_NODE_JID, to: 'node-a/bgp-peer' }]);
+  assert.deepEqual(decodeFromControl(vector('ifmap-config.xml')), [
+    { kind: 'config-update', from: CONTROL_NODE_JID, to: 'node-a/config', changes: [{ op: 'update', nodes: [], links: [] }] },
+  ]);
+  const withoutId = EXAMPLES[0][1].replace(' id="subscribe3"', '');
+  const subscribe = decodeStanza(parseOne(withoutId)) as SentStanza;
+  assert.equal(subscribe.kind, 'subscribe');
+  assert.equal(encodeStanza(subscribe), withoutId);
+});
+
+test("contrail-control's bad inet items are refused with the reason, as its ProcessItem refuses them", () => {
+  // Each file is an agent's <item>, pushed here as a control node's (an empty <next-hops> is refused in a push only:
+  // this project's agent publishes one to withdraw, with a dissociate).
+  const reasons: Array<[string, RegExp]> = [
+    ['bad_inet_item_1.xml', /<version> is not a decimal number/],
+    ['bad_inet_item_2.xml', /address family is not IPv4/],
+    ['bad_inet_item_3.xml', /nlri address is not an IPv4 prefix/],
+    ['bad_inet_item_4.xml', /next-hop address is not an IPv4 address/],
+    ['bad_inet_item_5.xml', /next-hop address is 0\.0\.0\.0/],
+    ['bad_inet_item_6.xml', /has no <next-hop>/],
+  ];
+  for (const [file, reason] of reasons) {
+    const item = vector(file).toString();
+    const push = `${PUSH}<items node="1/1/${VRF}">${item.replace('<item>', '<item id="10.1.1.1/32">')}</items></event></message>`;
+    assert.throws(() => decodeStanza(parseOne(push)), (error: unknown) => error instanceof StanzaError && reason.test(error.message), file);
   }
 });

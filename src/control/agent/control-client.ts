@@ -98,6 +98,8 @@ export class ControlClient {
   private readonly vrfPorts = new Map<string, number>();
   private readonly instanceIds = new Map<string, number>();
   private readonly staleTimers = new Map<number, NodeJS.Timeout>();
+  /** Per session: items of families this node does not program (inet6, EVPN, multicast...), dropped. */
+  private readonly ignoredItems = new Map<number, number>();
   private nextStanzaId = 1;
   private closed = false;
 
@@ -169,9 +171,13 @@ export class ControlClient {
     await Promise.all([...this.ports.values()].map((state) => state.chain));
   }
 
-  /** Per control node: whether its session is up. */
-  status(): Array<{ server: string; established: boolean }> {
-    return this.connections.map((connection) => ({ server: connection.name, established: connection.isEstablished }));
+  /** Per control node: whether its session is up, and how many items of other families it pushed. */
+  status(): Array<{ server: string; established: boolean; ignoredItems: number }> {
+    return this.connections.map((connection) => ({
+      server: connection.name,
+      established: connection.isEstablished,
+      ignoredItems: this.ignoredItems.get(connection.index) ?? 0,
+    }));
   }
 
   /** Routes in the dataplane learned or owned by this client, and how many are stale. */
@@ -231,6 +237,10 @@ export class ControlClient {
         return;
       case 'port-remove':
         for (const { portId, reason } of stanza.ports) this.receiveOutcome(connection.index, portId, { refused: reason });
+        return;
+      case 'ignored-items':
+        // contrail-control pushes every family of a subscribed instance; only inet unicast is programmed.
+        this.ignoredItems.set(connection.index, (this.ignoredItems.get(connection.index) ?? 0) + stanza.items);
         return;
       default:
         throw new StanzaError(`a control node does not send ${stanza.kind}`);

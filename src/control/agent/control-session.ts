@@ -8,7 +8,7 @@ import net, { Socket } from 'node:net';
 import tls from 'node:tls';
 import { Logger } from '../xmpp/logger';
 import { XmppSession } from '../xmpp/session';
-import { CONTROL_NODE_JID, Stanza } from '../xmpp/stanza';
+import { CONTROL_NODE_JID, SentStanza, Stanza } from '../xmpp/stanza';
 
 export interface ControlServerTls {
   /** CA certificate(s) (PEM) the control node's certificate must be signed by; the system's when absent. */
@@ -79,7 +79,7 @@ export class ServerConnection {
     });
   }
 
-  send(stanza: Stanza): void {
+  send(stanza: SentStanza): void {
     if (this.established) this.session!.sendStanza(stanza);
   }
 

@@ -30,7 +30,7 @@ import { NetworkConfig } from './network-config';
 import { controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
 import { Logger, silentLogger } from '../xmpp/logger';
 import { XmppSession } from '../xmpp/session';
-import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, RouteEntry, Stanza, StanzaError, StreamHeader, WirePortConfig } from '../xmpp/stanza';
+import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STREAM, RouteEntry, Stanza, StanzaError, StreamHeader, WirePortConfig } from '../xmpp/stanza';
 
 export interface ControlNodeOptions {
   config: NetworkConfig;
@@ -162,6 +162,8 @@ export class ControlNode {
   private appliedRulesVersion = -1;
   /** Set while End-of-RIB is held back after start. */
   private convergenceTimer: NodeJS.Timeout | null = null;
+  /** Publishes of families other than inet unicast (a real agent's EVPN, inet6...), dropped. */
+  private ignoredItemCount = 0;
 
   constructor(options: ControlNodeOptions) {
     this.config = options.config;
@@ -212,6 +214,11 @@ export class ControlNode {
     return [...this.vrouters.values()].filter((state) => state.channel !== null).map((state) => state.name);
   }
 
+  /** Items of families this control node does not carry that vrouters published, since start. */
+  ignoredItems(): number {
+    return this.ignoredItemCount;
+  }
+
   /** Applies a new configuration without restarting: ports, policies and leaks are recomputed, changes pushed. */
   reload(config: NetworkConfig): void {
     if ((config.tls === null) !== (this.config.tls === null)) {
@@ -257,7 +264,7 @@ export class ControlNode {
 
   private streamOpened(channel: VrouterChannel, header: StreamHeader, socket: Socket): void {
     const name = header.from;
-    channel.session.openStream({ from: CONTROL_NODE_JID, to: name });
+    channel.session.openStream({ from: CONTROL_NODE_JID, to: name, ...CONTROL_NODE_STREAM });
     const refusal = this.refusal(name, socket);
     if (refusal !== null) return channel.session.close(refusal, 'not-authorized');
     channel.name = name;
@@ -328,6 +335,9 @@ export class ControlNode {
         this.network.removePort(name, stanza.portId);
         channel.pushedPorts.delete(stanza.portId);
         return this.refresh(channel);
+      case 'ignored-items':
+        this.ignoredItemCount += stanza.items;
+        return;
       default:
         throw new StanzaError(`a vrouter does not send ${stanza.kind}`);
     }

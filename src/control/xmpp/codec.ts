@@ -4,8 +4,10 @@
  * re-encoding a decoded stanza gives the same bytes). Route stanzas are
  * OpenContrail's:
  *
- *   stream open  <?xml version='1.0'?><stream:stream from='node-a' to='network-control@contrailsystems.com'
- *                version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' >
+ *   stream open  <stream:stream from="node-a" to="network-control@contrailsystems.com" version="1.0" xml:lang="en"
+ *                xmlns="" xmlns:stream="http://etherx.jabber.org/streams"  >   (xmlns: the subcluster, usually '')
+ *   answer       <stream:stream from="network-control@contrailsystems.com" to="node-a" id="++123" version="1.0"
+ *                xml:lang="en" xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams"  >
  *   subscribe    <iq type="set" from="node-a" to="network-control@contrailsystems.com/bgp-peer" id="subscribe3">
  *                <pubsub xmlns="http://jabber.org/protocol/pubsub"><subscribe node="vn1"><options>
  *                <instance-id>2</instance-id></options></subscribe></pubsub></iq>
@@ -23,6 +25,7 @@
  *                xmlns="http://jabber.org/protocol/pubsub"><items node="1/1/vn1"><item id="10.1.1.3/32"><entry>ENTRY
  *                </entry></item><retract id="10.1.1.4/32"/></items></event></message>
  *   End-of-RIB   the same message with <items node="0/0/EndOfRib"/>, in both directions
+ *   other        items (and publishes) of families other than 1/1, e.g. <items node="25/242/vn1">: counted, dropped
  *
  * (line breaks above are for reading only: the wire has none). Port
  * configuration, which OpenContrail's control node pushed as IF-MAP items over
@@ -57,11 +60,13 @@ import {
   CONFIG_RESOURCE,
   CONTROL_NODE_JID,
   END_OF_RIB_NODE,
+  IgnoredItemsStanza,
   PORT_CONFIG_NS,
   PUBSUB_NS,
   RouteChange,
   RouteEntry,
   STREAM_NS,
+  SentStanza,
   Stanza,
   StanzaAddress,
   StanzaError,
@@ -85,10 +90,15 @@ export function escapeXml(text: string): string {
   return ESCAPED.test(text) ? text.replace(/[&<>"']/g, (c) => ESCAPES[c]) : text;
 }
 
+/**
+ * The open as contrail does it (src/xmpp/xmpp_proto.cc EncodeOpen/EncodeOpenResp): the xmpp_str.h
+ * template printed by pugixml without declaration, its empty-tag "/" turned into a space, hence "  >".
+ */
 export function encodeStreamOpen(header: StreamHeader): string {
+  const id = header.id === undefined ? '' : ` id="${escapeXml(header.id)}"`;
   return (
-    `<?xml version='1.0'?><stream:stream from='${escapeXml(header.from)}' to='${escapeXml(header.to)}' ` +
-    `version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='${STREAM_NS}' >`
+    `<stream:stream from="${escapeXml(header.from)}" to="${escapeXml(header.to)}"${id} version="1.0" xml:lang="en" ` +
+    `xmlns="${escapeXml(header.xmlns ?? '')}" xmlns:stream="${STREAM_NS}"  >`
   );
 }
 
@@ -105,8 +115,10 @@ export function routeNode(vrf: string, prefix: string): string {
   return `1/1/${vrf}/${prefix}`;
 }
 
+/** An id of '' is an IQ that came without one (contrail-control's IF-MAP IQs have none). */
 function iqOpen(address: StanzaAddress, id: string): string {
-  return `<iq type="set" from="${escapeXml(address.from)}" to="${escapeXml(address.to)}" id="${escapeXml(id)}">`;
+  const idAttribute = id === '' ? '' : ` id="${escapeXml(id)}"`;
+  return `<iq type="set" from="${escapeXml(address.from)}" to="${escapeXml(address.to)}"${idAttribute}>`;
 }
 
 function pubsubIq(address: StanzaAddress, id: string, body: string): string {
@@ -124,10 +136,10 @@ function eventMessage(address: StanzaAddress, body: string): string {
 function encodeNexthop(nexthop: WireNexthop): string {
   let encaps = '';
   for (const encap of nexthop.encaps) encaps += `<tunnel-encapsulation>${escapeXml(encap)}</tunnel-encapsulation>`;
+  const vn = nexthop.virtualNetwork === '' ? '' : `<virtual-network>${escapeXml(nexthop.virtualNetwork)}</virtual-network>`;
   return (
     `<next-hop><af>1</af><address>${nexthop.address}</address><label>${nexthop.label}</label>` +
-    `<tunnel-encapsulation-list>${encaps}</tunnel-encapsulation-list>` +
-    `<virtual-network>${escapeXml(nexthop.virtualNetwork)}</virtual-network></next-hop>`
+    `<tunnel-encapsulation-list>${encaps}</tunnel-encapsulation-list>${vn}</next-hop>`
   );
 }
 
@@ -192,7 +204,7 @@ function encodePortConfig(config: WirePortConfig): string {
   return children === '' ? `<port ${attributes}/>` : `<port ${attributes}>${children}</port>`;
 }
 
-export function encodeStanza(stanza: Stanza): string {
+export function encodeStanza(stanza: SentStanza): string {
   switch (stanza.kind) {
     case 'subscribe':
       return pubsubIq(
@@ -274,12 +286,16 @@ function onlyChild(element: XmlElement, name?: string): XmlElement {
   return child;
 }
 
-/** The first child of that name; `position` is where the canonical form has it, tried first (decoding dumps is hot). */
-function child(element: XmlElement, name: string, position = 0): XmlElement {
+/** The first child of that name, or undefined; `position` is where the canonical form has it, tried first (decoding dumps is hot). */
+function optionalChild(element: XmlElement, name: string, position: number): XmlElement | undefined {
   const children = element.children;
   if (children[position]?.name === name) return children[position];
   for (const candidate of children) if (candidate.name === name) return candidate;
-  return fail(`<${element.name}> has no <${name}>`);
+  return undefined;
+}
+
+function child(element: XmlElement, name: string, position = 0): XmlElement {
+  return optionalChild(element, name, position) ?? fail(`<${element.name}> has no <${name}>`);
 }
 
 function requireNamespace(element: XmlElement, namespace: string): void {
@@ -339,29 +355,41 @@ function requireAfSafi(element: XmlElement, withSafi: boolean): void {
   if (withSafi && childInteger(element, 'safi', 1) !== 1) fail(`<${element.name}> is not unicast (safi 1)`);
 }
 
-function decodeNexthop(element: XmlElement): WireNexthop {
+/** `entryVn`: the entry's own <virtual-network>, which older control nodes sent instead of the next hop's. */
+function decodeNexthop(element: XmlElement, entryVn: string): WireNexthop {
   if (element.name !== 'next-hop') fail(`<next-hops> holds <${element.name}>`);
   requireAfSafi(element, false);
   const encaps = child(element, 'tunnel-encapsulation-list', 3).children.map((encap) => {
     if (encap.name !== 'tunnel-encapsulation') fail(`<tunnel-encapsulation-list> holds <${encap.name}>`);
     return encap.text.trim();
   });
+  const address = ipv4(child(element, 'address', 1).text, 'next-hop address');
+  // As contrail-control's XmppDecodeAddress: 0.0.0.0 is no tunnel endpoint.
+  if (address === '0.0.0.0') fail('next-hop address is 0.0.0.0');
   return {
-    address: ipv4(child(element, 'address', 1).text, 'next-hop address'),
+    address,
     label: childInteger(element, 'label', 2, MAX_LABEL),
     encaps,
-    virtualNetwork: child(element, 'virtual-network', 4).text.trim(),
+    virtualNetwork: optionalChild(element, 'virtual-network', 4)?.text.trim() ?? entryVn,
   };
 }
 
-/** Decodes an `<entry>`. Optional elements of OpenContrail's schema this channel does not use are skipped. */
-export function decodeEntry(element: XmlElement): RouteEntry {
+/**
+ * Decodes an `<entry>`. Optional elements of OpenContrail's schema this channel does not use are skipped.
+ * A pushed route without next hops is refused, as contrail-control's ProcessItem refuses one; a publish
+ * may have none: this project's agent withdraws with an empty publish and a dissociate.
+ */
+export function decodeEntry(element: XmlElement, pushed: boolean): RouteEntry {
   if (element.name !== 'entry') fail(`expected <entry>, got <${element.name}>`);
   const nlri = child(element, 'nlri', 0);
   requireAfSafi(nlri, true);
+  const prefix = ipv4Prefix(child(nlri, 'address', 2).text, 'nlri address');
+  const entryVn = optionalChild(element, 'virtual-network', 3)?.text.trim() ?? '';
+  const nexthops = child(element, 'next-hops', 1).children.map((nexthop) => decodeNexthop(nexthop, entryVn));
+  if (pushed && nexthops.length === 0) fail(`pushed route ${prefix} has no <next-hop>`);
   return {
-    prefix: ipv4Prefix(child(nlri, 'address', 2).text, 'nlri address'),
-    nexthops: child(element, 'next-hops', 1).children.map(decodeNexthop),
+    prefix,
+    nexthops,
     version: childInteger(element, 'version', 2),
     sequenceNumber: childInteger(element, 'sequence-number', 3),
     localPreference: childInteger(element, 'local-preference', 4),
@@ -381,6 +409,15 @@ function parseRouteNode(node: string): { vrf: string; prefix: string } {
 function vrfOfItems(node: string): string {
   if (!node.startsWith('1/1/') || node.length === 4 || node.indexOf('/', 4) >= 0) fail(`items node ${JSON.stringify(node)} is not 1/1/<vrf>`);
   return node.slice(4);
+}
+
+const OTHER_FAMILY = /^([0-9]{1,3})\/([0-9]{1,3})\/([^/]+)(?:\/|$)/;
+
+/** A node "<afi>/<safi>/<instance>[/...]" of a family other than 1/1 as IgnoredItems, else null. */
+function otherFamily(node: string, address: StanzaAddress, items: number): IgnoredItemsStanza | null {
+  const match = OTHER_FAMILY.exec(node);
+  if (match === null || (match[1] === '1' && match[2] === '1')) return null;
+  return { kind: 'ignored-items', ...address, family: `${match[1]}/${match[2]}`, instance: match[3], items };
 }
 
 function addressOf(element: XmlElement): StanzaAddress {
@@ -403,8 +440,11 @@ function decodePubsubIq(iq: XmlElement, address: StanzaAddress, id: string): Sta
     case 'unsubscribe':
       return { kind: 'unsubscribe', ...address, id, vrf: attribute(request, 'node') };
     case 'publish': {
-      const { vrf, prefix } = parseRouteNode(attribute(request, 'node'));
-      const entry = decodeEntry(onlyChild(onlyChild(request, 'item'), 'entry'));
+      const node = attribute(request, 'node');
+      const ignored = otherFamily(node, address, 1);
+      if (ignored !== null) return ignored;
+      const { vrf, prefix } = parseRouteNode(node);
+      const entry = decodeEntry(onlyChild(onlyChild(request, 'item'), 'entry'), false);
       if (entry.prefix !== prefix) fail(`published entry ${entry.prefix} under node of ${prefix}`);
       return { kind: 'publish', ...address, id, vrf, entry };
     }
@@ -412,7 +452,10 @@ function decodePubsubIq(iq: XmlElement, address: StanzaAddress, id: string): Sta
       const vrf = attribute(request, 'node');
       const change = onlyChild(request);
       if (change.name !== 'associate' && change.name !== 'dissociate') fail(`<collection> holds <${change.name}>`);
-      const route = parseRouteNode(attribute(change, 'node'));
+      const node = attribute(change, 'node');
+      const ignored = otherFamily(node, address, 1);
+      if (ignored !== null) return ignored;
+      const route = parseRouteNode(node);
       if (route.vrf !== vrf) fail(`collection ${vrf} ${change.name}s a route of ${route.vrf}`);
       return { kind: change.name, ...address, id, vrf, prefix: route.prefix };
     }
@@ -546,12 +589,14 @@ function decodeMessage(message: XmlElement): Stanza {
     if (items.children.length !== 0) fail('End-of-RIB <items> must be empty');
     return { kind: 'end-of-rib', ...address };
   }
+  const ignored = otherFamily(node, address, items.children.length);
+  if (ignored !== null) return ignored;
   const vrf = vrfOfItems(node);
   const changes: RouteChange[] = items.children.map((item) => {
     if (item.name === 'retract') return { prefix: ipv4Prefix(attribute(item, 'id'), 'retract id'), entry: null };
     if (item.name !== 'item') fail(`<items> holds <${item.name}>`);
     const prefix = ipv4Prefix(attribute(item, 'id'), 'item id');
-    const entry = decodeEntry(onlyChild(item, 'entry'));
+    const entry = decodeEntry(onlyChild(item, 'entry'), true);
     if (entry.prefix !== prefix) fail(`item ${prefix} holds the entry of ${entry.prefix}`);
     return { prefix, entry };
   });
@@ -574,7 +619,7 @@ export function decodeStanza(element: XmlElement): Stanza | StreamErrorInfo {
       // IF-MAP IQs carry no id (controller_peer.cc, ifmap_encoder.cc); <config> has no namespace.
       if (payload.name === 'config' && payload.attributes.xmlns !== PORT_CONFIG_NS) return { kind: 'config-update', ...address, changes: decodeConfig(payload) };
       if (payload.name === 'pubsub' && address.to.endsWith(`/${CONFIG_RESOURCE}`)) return decodeConfigSubscribe(payload, address);
-      const id = attribute(element, 'id');
+      const id = element.attributes.id ?? '';
       if (payload.name === 'pubsub') return decodePubsubIq(element, address, id);
       if (payload.name === 'config') return decodeConfigIq(element, address, id);
       return fail(`unexpected IQ payload <${payload.name}>`);
@@ -595,10 +640,14 @@ export function isStreamError(decoded: Stanza | StreamErrorInfo): decoded is Str
   return 'condition' in decoded;
 }
 
-/** The addressing of a `<stream:stream>` open tag. */
+/** The addressing of a `<stream:stream>` open tag; any xmlns (the agent's subcluster, jabber:client) is accepted. */
 export function decodeStreamHeader(element: XmlElement): StreamHeader {
-  if (element.attributes['xmlns:stream'] !== STREAM_NS) fail(`<stream:stream> must declare xmlns:stream='${STREAM_NS}'`);
+  if (element.attributes['xmlns:stream'] !== STREAM_NS) fail(`<stream:stream> must declare xmlns:stream="${STREAM_NS}"`);
   const from = attribute(element, 'from');
   if (from === '') fail('<stream:stream> from is empty');
-  return { from, to: element.attributes.to ?? '' };
+  const header: StreamHeader = { from, to: element.attributes.to ?? '' };
+  const { id, xmlns } = element.attributes;
+  if (id !== undefined) header.id = id;
+  if (xmlns !== undefined) header.xmlns = xmlns;
+  return header;
 }

@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 import { STREAM_CLOSE, encodeStanza, encodeStreamError, encodeStreamOpen } from './codec';
 import { Logger } from './logger';
-import { KEEPALIVE, Stanza, StanzaError, StreamHeader } from './stanza';
+import { KEEPALIVE, SentStanza, Stanza, StanzaError, StreamHeader } from './stanza';
 import { DecodedEvent, InlineStreamDecoder, StreamDecoder, WorkerStreamDecoder } from './stream-decoder';
 
 export interface SessionHandlers {
@@ -96,7 +96,7 @@ export class XmppSession {
     }
   }
 
-  sendStanza(stanza: Stanza): void {
+  sendStanza(stanza: SentStanza): void {
     this.send(encodeStanza(stanza));
   }
 

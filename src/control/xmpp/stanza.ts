@@ -11,6 +11,8 @@ import type { LocalPort, PortConfig } from '../agent/agent-interface';
 export const CONTROL_NODE_JID = 'network-control@contrailsystems.com';
 export const BGP_PEER_RESOURCE = 'bgp-peer';
 export const CONFIG_RESOURCE = 'config';
+/** What contrail-control's answering open adds to the addressing (xmpp_str.h sXMPP_STREAM_RESP). */
+export const CONTROL_NODE_STREAM = { id: '++123', xmlns: 'jabber:client' } as const;
 export const PUBSUB_NS = 'http://jabber.org/protocol/pubsub';
 export const PORT_CONFIG_NS = 'urn:vrouter-ts:port-config';
 export const STREAM_NS = 'http://etherx.jabber.org/streams';
@@ -29,6 +31,7 @@ export interface WireNexthop {
   label: number;
   /** Encapsulations the node accepts, e.g. ["gre", "udp"]. */
   encaps: string[];
+  /** '' when the control node sent none (contrail-control before mid-2016 put it in the entry, or nowhere). */
   virtualNetwork: string;
 }
 
@@ -140,7 +143,25 @@ export interface ConfigUpdateStanza extends StanzaAddress {
   changes: IfmapChange[];
 }
 
+/**
+ * A push (or publish) of an address family this channel does not carry:
+ * contrail-control sends every family of a subscribed instance (inet6 2/1,
+ * EVPN 25/242, multicast 1/241, 1/5, ...). Counted and dropped, never sent.
+ */
+export interface IgnoredItemsStanza extends StanzaAddress {
+  kind: 'ignored-items';
+  /** "<afi>/<safi>", e.g. "25/242". */
+  family: string;
+  instance: string;
+  /** Items and retracts it held. */
+  items: number;
+}
+
+/** Every stanza but IgnoredItemsStanza: the ones this project sends. */
+export type SentStanza = Exclude<Stanza, IgnoredItemsStanza>;
+
 export type Stanza =
+  | IgnoredItemsStanza
   | ConfigSubscribeStanza
   | ConfigUpdateStanza
   | SubscribeStanza
@@ -154,10 +175,16 @@ export type Stanza =
   | PortConfigStanza
   | PortRemoveStanza;
 
-/** The opening `<stream:stream>` tag's addressing. */
+/**
+ * The opening `<stream:stream>` tag's addressing. The agent's open carries
+ * `xmlns` = its subcluster (usually ''); contrail-control's answer adds
+ * `id="++123"` and has `xmlns="jabber:client"` (src/xmpp/xmpp_str.h).
+ */
 export interface StreamHeader {
   from: string;
   to: string;
+  id?: string;
+  xmlns?: string;
 }
 
 /** A stanza that is not well formed or not one this channel carries; the session carrying it is closed. */
