@@ -25,28 +25,20 @@ import { STREAM_CLOSE, decodeStanza, decodeStreamHeader, encodeStreamError, enco
 import { StanzaError, StreamHeader } from './stanza';
 import { XmlElement, XmppStreamParser } from './stream-parser';
 
-export const TLS_NS = 'urn:ietf:params:xml:ns:xmpp-tls';
+const TLS_NS = 'urn:ietf:params:xml:ns:xmpp-tls';
 
 /**
  * The wire forms (test/vectors/xmpp/starttls-*.xml): xmpp_str.h's strings
  * printed by xml_pugi.cc WriteDoc, i.e. pugixml 1.2 `save` with an empty
  * indent: a declaration line, one element per line, `" />"` for empty ones.
  */
-export const TLS_FEATURES =
+const TLS_FEATURES =
   `<?xml version="1.0"?>\n<stream:features>\n<starttls xmlns="${TLS_NS}">\n<required />\n</starttls>\n</stream:features>\n`;
-export const STARTTLS = `<?xml version="1.0"?>\n<starttls xmlns="${TLS_NS}" />\n`;
-export const PROCEED = `<?xml version="1.0"?>\n<proceed xmlns="${TLS_NS}" />\n`;
+const STARTTLS = `<?xml version="1.0"?>\n<starttls xmlns="${TLS_NS}" />\n`;
+const PROCEED = `<?xml version="1.0"?>\n<proceed xmlns="${TLS_NS}" />\n`;
 
 /** How long a closing connection waits for its last bytes to go before it is dropped. */
 const CLOSE_GRACE_MS = 1000;
-
-/** Why a STARTTLS negotiation did not end in a TLS session. */
-export class StartTlsError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'StartTlsError';
-  }
-}
 
 /**
  * The agent's side: sends `header`, waits for the control node's open and
@@ -97,32 +89,30 @@ export function startTlsAsServer(
   options: tls.TlsOptions,
   timeoutMs: number,
 ): Promise<TLSSocket> {
-  return new PlainStream(socket, timeoutMs, (plain) => {
-    return {
-      open: (peer) => {
-        socket.write(encodeStreamOpen(answer(peer)));
-        socket.write(TLS_FEATURES);
-      },
-      element: (element) => {
-        if (element.name !== 'starttls' || element.attributes.xmlns !== TLS_NS) {
-          return plain.fail(`<${element.name}> before STARTTLS, which this control node requires`, 'not-authorized');
-        }
-        plain.detach();
-        socket.write(PROCEED);
-        // A tls.Server that never listens does the server handshake and checks the client's certificate.
-        const handshaker = tls.createServer(options);
-        const secured = new Promise<TLSSocket>((resolve, reject) => {
-          handshaker.once('secureConnection', resolve);
-          handshaker.once('tlsClientError', (error, tlsSocket) => {
-            // A certificate that fails the CA check ends the handshake as a hang-up; its reason is here.
-            reject(new Error(tlsSocket.authorizationError ? `certificate refused: ${tlsSocket.authorizationError}` : error.message));
-          });
+  return new PlainStream(socket, timeoutMs, (plain) => ({
+    open: (peer) => {
+      socket.write(encodeStreamOpen(answer(peer)));
+      socket.write(TLS_FEATURES);
+    },
+    element: (element) => {
+      if (element.name !== 'starttls' || element.attributes.xmlns !== TLS_NS) {
+        return plain.fail(`<${element.name}> before STARTTLS, which this control node requires`, 'not-authorized');
+      }
+      plain.detach();
+      socket.write(PROCEED);
+      // A tls.Server that never listens does the server handshake and checks the client's certificate.
+      const handshaker = tls.createServer(options);
+      const secured = new Promise<TLSSocket>((resolve, reject) => {
+        handshaker.once('secureConnection', resolve);
+        handshaker.once('tlsClientError', (error, tlsSocket) => {
+          // A certificate that fails the CA check ends the handshake as a hang-up; its reason is here.
+          reject(new Error(tlsSocket.authorizationError ? `certificate refused: ${tlsSocket.authorizationError}` : error.message));
         });
-        handshaker.emit('connection', socket);
-        plain.awaitHandshake(secured);
-      },
-    };
-  }).result;
+      });
+      handshaker.emit('connection', socket);
+      plain.awaitHandshake(secured);
+    },
+  })).result;
 }
 
 interface PlainHandlers {
@@ -136,7 +126,7 @@ class PlainStream {
   private readonly parser: XmppStreamParser;
   private readonly timer: NodeJS.Timeout;
   private resolve!: (socket: TLSSocket) => void;
-  private reject!: (error: StartTlsError) => void;
+  private reject!: (error: Error) => void;
   private settled = false;
   /** Set once the socket is handed to TLS: what the parser still sees is not ours. */
   private detached = false;
@@ -211,7 +201,7 @@ class PlainStream {
     }
     this.socket.end();
     setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
-    this.reject(new StartTlsError(reason));
+    this.reject(new Error(reason));
   }
 
   private settle(): void {
@@ -228,8 +218,9 @@ class PlainStream {
     try {
       this.parser.write(chunk);
     } catch (error) {
-      if (!(error instanceof StanzaError)) throw error;
-      if (!this.detached) this.fail(`malformed or unexpected data: ${error.message}`, 'bad-format');
+      if (this.detached) return;
+      if (error instanceof StanzaError) this.fail(`malformed or unexpected data: ${error.message}`, 'bad-format');
+      else this.fail(`internal error in STARTTLS: ${(error as Error).stack ?? String(error)}`, 'internal-server-error');
     }
   }
 }
