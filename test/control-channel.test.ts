@@ -648,7 +648,7 @@ test('TLS by STARTTLS as contrail: the plain-text exchange byte for byte, routes
     for (const { tls } of [agent, controlNode]) {
       assert.deepEqual([tls[0], tls[1]], [0x16, 0x03]);
       assert.ok(tls.length > 1000, 'the handshake and the session went through the relay');
-      for (const text of ['stream:stream', 'node-a', 'web', configA.ip]) assert.equal(tls.indexOf(text), -1, `${text} in the clear after STARTTLS`);
+      for (const text of ['stream:stream', 'node-a', 'subscribe', configA.ip]) assert.equal(tls.indexOf(text), -1, `${text} in the clear after STARTTLS`);
     }
     await eventually(() => {
       assert.ok(control.logger.has(/vrouter node-x is not in the configuration's vrouters/), control.logger.lines.join('\n'));
@@ -700,6 +700,9 @@ test('STARTTLS refused or failed closes that connection only, with a logged reas
   const plain = new TestVrouter('node-p', '192.168.0.22', [control.port], { reconnectDelay: { initial: 5, max: 5 } });
   const foreignCa = new TestVrouter('node-a', '192.168.0.23', [control.port], backoff, control.tlsFor('rogue-node-a'));
   const wrongServerName = new TestVrouter('node-b', '192.168.0.24', [control.port], backoff, control.tlsFor('node-b', 'node-x'));
+  // A control node without TLS answers the open and offers nothing: the vrouter gives up after its hold time.
+  const plainControl = await startControlNode();
+  const noFeatures = new TestVrouter('node-a', '192.168.0.25', [plainControl.port], { holdTime: 0.3, ...backoff }, control.tlsFor('node-a'));
   try {
     await a.client.addPort(pod('a1', 20, { name: 'web' }));
 
@@ -726,6 +729,7 @@ test('STARTTLS refused or failed closes that connection only, with a logged reas
     assert.ok(control.logger.has(/STARTTLS failed: TLS handshake failed: certificate refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE/), control.logger.lines.join('\n'));
     assert.ok(wrongServerName.logger.has(/STARTTLS failed: TLS handshake failed: Hostname\/IP does not match certificate's altnames/));
     assert.ok(noProceed.logger.has(/STARTTLS failed: malformed or unexpected data/));
+    await eventually(() => assert.ok(noFeatures.logger.has(/STARTTLS failed: STARTTLS not completed within 0.3 s; reconnecting/), noFeatures.logger.lines.join('\n')));
     assert.ok(fakeSessions >= 3);
     for (const vrouter of [foreignCa, wrongServerName, noProceed]) {
       const [first, second, third] = retries(vrouter);
@@ -737,8 +741,9 @@ test('STARTTLS refused or failed closes that connection only, with a logged reas
     await eventually(() => assert.equal(a.route('web', `${configB.ip}/32`), 'tunnel 192.168.0.12/21'));
     assert.deepEqual(control.node.connectedVrouters().sort(), ['node-a', 'node-b']);
   } finally {
-    await Promise.all([a.close(), b.close(), noProceed.close(), plain.close(), foreignCa.close(), wrongServerName.close()]);
+    await Promise.all([a.close(), b.close(), noProceed.close(), plain.close(), foreignCa.close(), wrongServerName.close(), noFeatures.close()]);
     fakeControl.close();
+    await plainControl.node.close();
     await control.cleanup();
   }
 });
