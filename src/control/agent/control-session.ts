@@ -76,7 +76,8 @@ export class ServerConnection {
     socket.once('error', failedBeforeSession);
     socket.once('connect', () => {
       socket.off('error', failedBeforeSession);
-      if (!tlsOptions) return this.openSession(socket);
+      // Stopped while connecting: openSession drops the socket.
+      if (!tlsOptions || this.stopped) return this.openSession(socket);
       // As the agent with xmpp_auth_enable: STARTTLS on this connection, then the session over TLS.
       this.negotiating = socket;
       const clientTls = { ca: tlsOptions.ca, cert: tlsOptions.cert, key: tlsOptions.key, servername: tlsOptions.serverName ?? host };
