@@ -559,38 +559,97 @@ const haveOpenssl = (() => {
   }
 })();
 
-/** A CA and certificates it signs, made with the openssl CLI. */
-function makeCertificates(dir: string, names: string[]): void {
+/** A CA (`<ca>.crt`) and certificates it signs (`<name>.crt`, `<name>.key`), made with the openssl CLI. */
+function makeCertificates(dir: string, names: string[], ca = 'ca'): void {
   const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=test-ca');
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-days', '2', '-subj', `/CN=test-${ca}`);
   for (const name of names) {
-    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=DNS:${name}${name === 'localhost' ? ',IP:127.0.0.1' : ''}\n`);
-    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=DNS:${name.replace(/^rogue-/, '')}${name === 'localhost' ? ',IP:127.0.0.1' : ''}\n`);
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name.replace(/^rogue-/, '')}`);
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
   }
 }
 
-test('TLS with certificates: known vrouters connect; unknown names and certificates for another name are refused', { skip: !haveOpenssl && 'openssl not found' }, async () => {
+/** A control node requiring STARTTLS with certificates of a fresh CA, in a temporary directory removed by `cleanup`. */
+async function startTlsControlNode() {
   const dir = mkdtempSync(join(tmpdir(), 'vrouter-tls-'));
   makeCertificates(dir, ['localhost', 'node-a', 'node-b', 'node-x']);
+  // node-a's name, signed by another CA.
+  makeCertificates(dir, ['rogue-node-a'], 'rogue-ca');
   const file = join(dir, 'network.yaml');
-  writeFileSync(file, `${CONFIG}vrouters: [node-a, node-b]\ntls: { cert: localhost.crt, key: localhost.key, ca: ca.crt }\n`);
+  writeFileSync(file, `${CONFIG}vrouters: [node-a, node-b, node-p]\ntls: { cert: localhost.crt, key: localhost.key, ca: ca.crt }\n`);
   const control = await startControlNode(parseNetworkConfig(readFileSync(file, 'utf8'), file));
-  const tlsFor = (name: string): ControlServerTls => ({
+  const tlsFor = (certificate: string, serverName = 'localhost'): ControlServerTls => ({
     ca: readFileSync(join(dir, 'ca.crt')),
-    cert: readFileSync(join(dir, `${name}.crt`)),
-    key: readFileSync(join(dir, `${name}.key`)),
-    serverName: 'localhost',
+    cert: readFileSync(join(dir, `${certificate}.crt`)),
+    key: readFileSync(join(dir, `${certificate}.key`)),
+    serverName,
   });
+  const cleanup = async () => {
+    await control.node.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { ...control, tlsFor, cleanup };
+}
+
+/** A TCP relay to `port` that keeps what each side of its first connection wrote. */
+async function startRelay(port: number) {
+  const written = { byClient: [] as Buffer[], byServer: [] as Buffer[] };
+  let connections = 0;
+  const relay = net.createServer((client) => {
+    const first = connections++ === 0;
+    const server = net.connect(port, '127.0.0.1');
+    client.on('data', (chunk) => {
+      if (first) written.byClient.push(chunk);
+      server.write(chunk);
+    });
+    server.on('data', (chunk) => {
+      if (first) written.byServer.push(chunk);
+      client.write(chunk);
+    });
+    client.on('close', () => server.destroy());
+    server.on('close', () => client.destroy());
+    client.on('error', () => {});
+    server.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  /** What a side wrote before TLS (its first TLS record starts with 0x16, which XML text never has) and after. */
+  const split = (side: keyof typeof written) => {
+    const bytes = Buffer.concat(written[side]);
+    const tlsStart = bytes.indexOf(0x16);
+    return { plain: bytes.subarray(0, tlsStart).toString(), tls: bytes.subarray(tlsStart) };
+  };
+  return { port: (relay.address() as net.AddressInfo).port, split, close: () => relay.close() };
+}
+
+const xmppVector = (name: string) => readFileSync(join(__dirname, '..', '..', 'test', 'vectors', 'xmpp', name)).toString();
+
+test('TLS by STARTTLS as contrail: the plain-text exchange byte for byte, routes over TLS; unknown names and certificates for another name are refused', { skip: !haveOpenssl && 'openssl not found' }, async () => {
+  const control = await startTlsControlNode();
+  const relay = await startRelay(control.port);
   const slow = { reconnectDelay: { initial: 5, max: 5 } };
-  const a = new TestVrouter('node-a', '192.168.0.11', [control.port], {}, tlsFor('node-a'));
-  const b = new TestVrouter('node-b', '192.168.0.12', [control.port], {}, tlsFor('node-b'));
-  const unknown = new TestVrouter('node-x', '192.168.0.13', [control.port], slow, tlsFor('node-x'));
-  const impostor = new TestVrouter('node-b', '192.168.0.14', [control.port], slow, tlsFor('node-x'));
+  const a = new TestVrouter('node-a', '192.168.0.11', [relay.port], {}, control.tlsFor('node-a'));
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port], {}, control.tlsFor('node-b'));
+  const unknown = new TestVrouter('node-x', '192.168.0.13', [control.port], slow, control.tlsFor('node-x'));
+  const impostor = new TestVrouter('node-b', '192.168.0.14', [control.port], slow, control.tlsFor('node-x'));
   try {
     const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
-    await b.client.addPort(pod('b1', 21, { name: 'web' }));
-    await eventually(() => assert.equal(b.route('web', `${configA.ip}/32`), 'tunnel 192.168.0.11/20'));
+    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    await eventually(() => {
+      assert.equal(b.route('web', `${configA.ip}/32`), 'tunnel 192.168.0.11/20');
+      assert.equal(a.route('web', `${configB.ip}/32`), 'tunnel 192.168.0.12/21');
+    });
+    // Before TLS, each side wrote exactly what contrail's does (test/vectors/xmpp/README.md, STARTTLS).
+    const agent = relay.split('byClient');
+    const controlNode = relay.split('byServer');
+    assert.equal(agent.plain, xmppVector('agent-open.xml') + xmppVector('starttls-request.xml'));
+    assert.equal(controlNode.plain, xmppVector('control-open.xml') + xmppVector('starttls-features.xml') + xmppVector('starttls-proceed.xml'));
+    // Then TLS records (handshake 0x16, version 3.x) carry everything else: the second open, subscriptions, routes.
+    for (const { tls } of [agent, controlNode]) {
+      assert.deepEqual([tls[0], tls[1]], [0x16, 0x03]);
+      assert.ok(tls.length > 1000, 'the handshake and the session went through the relay');
+      for (const text of ['stream:stream', 'node-a', 'subscribe', configA.ip]) assert.equal(tls.indexOf(text), -1, `${text} in the clear after STARTTLS`);
+    }
     await eventually(() => {
       assert.ok(control.logger.has(/vrouter node-x is not in the configuration's vrouters/), control.logger.lines.join('\n'));
       assert.ok(control.logger.has(/vrouter node-b presented a certificate for node-x/));
@@ -599,7 +658,92 @@ test('TLS with certificates: known vrouters connect; unknown names and certifica
     assert.deepEqual(control.node.connectedVrouters().sort(), ['node-a', 'node-b']);
   } finally {
     await Promise.all([a.close(), b.close(), unknown.close(), impostor.close()]);
-    await control.node.close();
-    rmSync(dir, { recursive: true, force: true });
+    relay.close();
+    await control.cleanup();
+  }
+});
+
+test('STARTTLS refused or failed closes that connection only, with a logged reason; the vrouter retries with backoff', { skip: !haveOpenssl && 'openssl not found' }, async () => {
+  const control = await startTlsControlNode();
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port], {}, control.tlsFor('node-a'));
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port], {}, control.tlsFor('node-b'));
+  /** Writes `first`, then `afterProceed` once `<proceed .../>` arrived; resolves with what it received when closed. */
+  const backoff = { reconnectDelay: { initial: 0.05, max: 1 } };
+  const rawSession = (first: string, afterProceed?: Buffer) =>
+    new Promise<string>((resolve) => {
+      const socket = net.connect(control.port, '127.0.0.1', () => socket.write(first));
+      let received = '';
+      socket.on('data', (chunk) => {
+        received += chunk.toString();
+        if (afterProceed && received.endsWith(xmppVector('starttls-proceed.xml'))) socket.write(afterProceed);
+      });
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(received));
+    });
+  const open = xmppVector('agent-open.xml').replace('node-a', 'intruder');
+  const answer = encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'intruder', id: '++123', xmlns: 'jabber:client' }) + xmppVector('starttls-features.xml');
+  /** The delays of a vrouter's reconnect attempts. */
+  const retries = (vrouter: TestVrouter) =>
+    vrouter.logger.lines.flatMap((line) => /reconnecting in ([\d.]+) s/.exec(line)?.[1] ?? []).map(Number);
+  // Answers the open and the features as contrail-control, then garbage instead of <proceed/>.
+  let fakeSessions = 0;
+  const fakeControl = net.createServer((socket) => {
+    fakeSessions++;
+    socket.on('data', (chunk) => {
+      if (chunk.includes('<stream:stream')) socket.write(xmppVector('control-open.xml') + xmppVector('starttls-features.xml'));
+      if (chunk.includes('<starttls')) socket.write('\u0000garbage');
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
+  const noProceed = new TestVrouter('node-a', '192.168.0.21', [(fakeControl.address() as net.AddressInfo).port], backoff, control.tlsFor('node-a'));
+  const plain = new TestVrouter('node-p', '192.168.0.22', [control.port], { reconnectDelay: { initial: 5, max: 5 } });
+  const foreignCa = new TestVrouter('node-a', '192.168.0.23', [control.port], backoff, control.tlsFor('rogue-node-a'));
+  const wrongServerName = new TestVrouter('node-b', '192.168.0.24', [control.port], backoff, control.tlsFor('node-b', 'node-x'));
+  // A control node without TLS answers the open and offers nothing: the vrouter gives up after its hold time.
+  const plainControl = await startControlNode();
+  const noFeatures = new TestVrouter('node-a', '192.168.0.25', [plainControl.port], { holdTime: 0.3, ...backoff }, control.tlsFor('node-a'));
+  try {
+    await a.client.addPort(pod('a1', 20, { name: 'web' }));
+
+    // Stanzas before STARTTLS: the answer and the features, then a stream error.
+    const reply = await rawSession(`${open}<iq type="set" from="intruder" to="${CONTROL_NODE_JID}/bgp-peer" id="subscribe1"/>`);
+    assert.equal(reply.slice(0, answer.length), answer);
+    assert.match(reply.slice(answer.length), /^<stream:error><not-authorized xmlns="urn:ietf:params:xml:ns:xmpp-streams"\/><text [^>]*>&lt;iq&gt; before STARTTLS, which this control node requires<\/text><\/stream:error><\/stream:stream>$/);
+    assert.ok(control.logger.has(/STARTTLS failed: <iq> before STARTTLS/), control.logger.lines.join('\n'));
+    // A vrouter without TLS takes the answer for an accepted session: it refuses the features, or sends stanzas
+    // and is refused, whichever the control node or it reads first.
+    await eventually(() => {
+      assert.ok(control.logger.has(/STARTTLS failed: (<(iq|message)> before STARTTLS|peer sent stream error bad-format)/), control.logger.lines.join('\n'));
+      assert.ok(plain.logger.has(/session closed: (malformed or unexpected stanza: unexpected stanza <stream:features>|peer sent stream error not-authorized)/), plain.logger.lines.join('\n'));
+    });
+    // Bytes that are not TLS after <proceed/>: the handshake fails.
+    await rawSession(open + xmppVector('starttls-request.xml'), Buffer.from('GET / HTTP/1.0\r\n\r\n'));
+    assert.ok(control.logger.has(/STARTTLS failed: TLS handshake failed: .*SSL routines:ssl3_get_record:http request/), control.logger.lines.join('\n'));
+    // A certificate of another CA, a control node certificate of another name, garbage instead of <proceed/>: retried,
+    // later each time. (With TLS 1.3 the vrouter's handshake is done before the control node checks its certificate:
+    // it sees the connection closed, the control node logs why.)
+    await eventually(() => {
+      for (const vrouter of [foreignCa, wrongServerName, noProceed]) assert.ok(retries(vrouter).length >= 3, vrouter.logger.lines.join('\n'));
+    });
+    assert.ok(control.logger.has(/STARTTLS failed: TLS handshake failed: certificate refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE/), control.logger.lines.join('\n'));
+    assert.ok(wrongServerName.logger.has(/STARTTLS failed: TLS handshake failed: Hostname\/IP does not match certificate's altnames/));
+    assert.ok(noProceed.logger.has(/STARTTLS failed: malformed or unexpected data/));
+    await eventually(() => assert.ok(noFeatures.logger.has(/STARTTLS failed: STARTTLS not completed within 0.3 s; reconnecting/), noFeatures.logger.lines.join('\n')));
+    assert.ok(fakeSessions >= 3);
+    for (const vrouter of [foreignCa, wrongServerName, noProceed]) {
+      const [first, second, third] = retries(vrouter);
+      assert.ok(first < second && second < third, `backoff: ${retries(vrouter).join(', ')}`);
+    }
+
+    // The listener and the sessions over TLS are untouched.
+    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    await eventually(() => assert.equal(a.route('web', `${configB.ip}/32`), 'tunnel 192.168.0.12/21'));
+    assert.deepEqual(control.node.connectedVrouters().sort(), ['node-a', 'node-b']);
+  } finally {
+    await Promise.all([a.close(), b.close(), noProceed.close(), plain.close(), foreignCa.close(), wrongServerName.close(), noFeatures.close()]);
+    fakeControl.close();
+    await plainControl.node.close();
+    await control.cleanup();
   }
 });

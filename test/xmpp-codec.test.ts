@@ -309,6 +309,8 @@ test('End-of-RIB in the builder layout, and an IF-MAP IQ with a declaration, no 
   assert.deepEqual(decodeFromControl(vector('ifmap-config.xml')), [
     { kind: 'config-update', from: CONTROL_NODE_JID, to: 'node-a/config', changes: [{ op: 'update', nodes: [], links: [] }] },
   ]);
+  // Each IF-MAP IQ has its declaration: the second one in a stream is accepted as the first.
+  assert.equal(decodeFromControl(Buffer.concat([vector('ifmap-config.xml'), vector('ifmap-config.xml')])).length, 2);
   const withoutId = EXAMPLES[0][1].replace(' id="subscribe3"', '');
   const subscribe = decodeStanza(parseOne(withoutId)) as SentStanza;
   assert.equal(subscribe.kind, 'subscribe');

@@ -1,5 +1,6 @@
 /**
- * The control node: an XMPP server (TCP 5269, optionally TLS) for many
+ * The control node: an XMPP server (TCP 5269; with `tls`, STARTTLS required
+ * as contrail-control's xmpp_auth_enable, see xmpp/starttls.ts) for many
  * vrouters. It
  *
  * - configures their ports (NetworkManager decides VN, address, floating
@@ -23,13 +24,14 @@
  * A malformed or unexpected stanza closes that vrouter's session only.
  */
 import net, { AddressInfo, Socket } from 'node:net';
-import tls, { TLSSocket } from 'node:tls';
+import { TLSSocket, TlsOptions } from 'node:tls';
 import { NetworkManager, PortOutcome } from './network-manager';
 import { RouteTables, ViewChange } from './route-tables';
 import { NetworkConfig } from './network-config';
 import { controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
 import { Logger, silentLogger } from '../xmpp/logger';
 import { XmppSession } from '../xmpp/session';
+import { startTlsAsServer } from '../xmpp/starttls';
 import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STREAM, RouteEntry, Stanza, StanzaError, StreamHeader, WirePortConfig } from '../xmpp/stanza';
 
 export interface ControlNodeOptions {
@@ -158,6 +160,8 @@ export class ControlNode {
   private readonly vrouters = new Map<string, VrouterState>();
   private readonly subscribers = new Map<string, Set<VrouterChannel>>();
   private readonly channels = new Set<VrouterChannel>();
+  /** Connections still negotiating STARTTLS. */
+  private readonly negotiating = new Set<Socket>();
   /** The NetworkManager rules version the views and pushed configurations follow. */
   private appliedRulesVersion = -1;
   /** Set while End-of-RIB is held back after start. */
@@ -170,25 +174,7 @@ export class ControlNode {
     this.logger = options.logger ?? silentLogger;
     this.network = new NetworkManager(this.config);
     this.routes = new RouteTables(this.network.viewSources());
-    const tlsConfig = this.config.tls;
-    if (tlsConfig) {
-      this.server = tls.createServer(
-        {
-          cert: tlsConfig.cert,
-          key: tlsConfig.key,
-          ca: tlsConfig.ca ?? undefined,
-          requestCert: tlsConfig.ca !== null,
-          rejectUnauthorized: tlsConfig.ca !== null,
-        },
-        (socket) => this.accept(socket),
-      );
-      // A failed handshake (wrong certificate, plain TCP) concerns that connection only.
-      this.server.on('tlsClientError', (error, socket) => {
-        this.logger.warn(`TLS handshake with ${socket.remoteAddress}:${socket.remotePort} failed: ${error.message}`);
-      });
-    } else {
-      this.server = net.createServer((socket) => this.accept(socket));
-    }
+    this.server = net.createServer((socket) => this.accept(socket));
   }
 
   /** Starts accepting vrouters; resolves with the bound address (port 0 picks a free one). */
@@ -199,7 +185,7 @@ export class ControlNode {
         this.server.off('error', reject);
         this.convergenceTimer = setTimeout(() => this.converged(), this.config.restartConvergenceTime * 1000);
         const address = this.server.address() as AddressInfo;
-        this.logger.info(`control node listening on ${address.address}:${address.port}${this.config.tls ? ' (TLS)' : ''}`);
+        this.logger.info(`control node listening on ${address.address}:${address.port}${this.config.tls ? ' (STARTTLS required)' : ''}`);
         resolve(address);
       });
     });
@@ -219,13 +205,11 @@ export class ControlNode {
     return this.ignoredItemCount;
   }
 
-  /** Applies a new configuration without restarting: ports, policies and leaks are recomputed, changes pushed. */
+  /**
+   * Applies a new configuration without restarting: ports, policies and leaks
+   * are recomputed, changes pushed; connections from now on follow its `tls`.
+   */
   reload(config: NetworkConfig): void {
-    if ((config.tls === null) !== (this.config.tls === null)) {
-      this.logger.warn('reload: switching TLS on or off needs a restart; keeping the current transport');
-    } else if (config.tls && this.server instanceof tls.Server) {
-      this.server.setSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca ?? undefined });
-    }
     this.config = config;
     this.network.setConfig(config);
     for (const state of this.vrouters.values()) {
@@ -242,11 +226,38 @@ export class ControlNode {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (this.convergenceTimer) clearTimeout(this.convergenceTimer);
     for (const channel of [...this.channels]) channel.session.close('control node shutting down');
+    for (const socket of this.negotiating) socket.destroy();
     for (const state of this.vrouters.values()) this.clearTimers(state);
     await closed;
   }
 
+  /** A new connection: with `tls`, STARTTLS first, as contrail-control with xmpp_auth_enable. */
   private accept(socket: Socket): void {
+    const tlsConfig = this.config.tls;
+    if (!tlsConfig) return this.openSession(socket);
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    // With a CA, as contrail-control's verify_peer, and stricter: a certificate is required (its name is checked in refusal()).
+    const serverTls: TlsOptions = {
+      cert: tlsConfig.cert,
+      key: tlsConfig.key,
+      ca: tlsConfig.ca ?? undefined,
+      requestCert: tlsConfig.ca !== null,
+      rejectUnauthorized: tlsConfig.ca !== null,
+    };
+    this.negotiating.add(socket);
+    startTlsAsServer(socket, (header) => this.answer(header), serverTls, this.config.holdTime * 1000).then(
+      (secure) => {
+        this.negotiating.delete(socket);
+        this.openSession(secure);
+      },
+      (error: Error) => {
+        this.negotiating.delete(socket);
+        this.logger.warn(`vrouter session from ${peer}: STARTTLS failed: ${error.message}`);
+      },
+    );
+  }
+
+  private openSession(socket: Socket): void {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     let channel: VrouterChannel | null = null;
     const session = new XmppSession(
@@ -264,7 +275,7 @@ export class ControlNode {
 
   private streamOpened(channel: VrouterChannel, header: StreamHeader, socket: Socket): void {
     const name = header.from;
-    channel.session.openStream({ from: CONTROL_NODE_JID, to: name, ...CONTROL_NODE_STREAM });
+    channel.session.openStream(this.answer(header));
     const refusal = this.refusal(name, socket);
     if (refusal !== null) return channel.session.close(refusal, 'not-authorized');
     channel.name = name;
@@ -283,6 +294,11 @@ export class ControlNode {
     previous?.session.close(`vrouter ${name} opened a new session`, 'conflict');
     state.endOfRibTimer = setTimeout(() => this.endOfInitialBurst(state), END_OF_RIB_FALLBACK_SECONDS * 1000);
     this.logger.info(`vrouter ${name} connected`);
+  }
+
+  /** contrail-control's answering open: to the vrouter's from. */
+  private answer(header: StreamHeader): StreamHeader {
+    return { from: CONTROL_NODE_JID, to: header.from, ...CONTROL_NODE_STREAM };
   }
 
   /** Why a vrouter may not connect, or null. */

@@ -40,6 +40,8 @@ export class XmppStreamParser {
   /** Bytes received since the last complete stanza (saxes buffers text and tags until they end). */
   private bytesInStanza = 0;
   private failure: string | null = null;
+  /** Inside an `<?xml ...?>` between stanzas, whose name/value checks saxes does not reset after the first. */
+  private inLateDeclaration = false;
 
   constructor(private readonly handlers: StreamParserHandlers) {
     this.sax.on('opentag', (tag) => this.openTag(tag));
@@ -47,6 +49,9 @@ export class XmppStreamParser {
     this.sax.on('text', (text) => this.text(text));
     this.sax.on('cdata', (text) => this.text(text));
     this.sax.on('doctype', () => this.fail('a DOCTYPE is not allowed in an XMPP stream'));
+    this.sax.on('xmldecl', () => {
+      this.inLateDeclaration = false;
+    });
     this.sax.on('error', (error) => this.saxError(error.message));
   }
 
@@ -102,10 +107,15 @@ export class XmppStreamParser {
    * contrail-control prefixes IF-MAP messages (and, before 2016, route pushes)
    * with `<?xml version="1.0"?>`: between stanzas that is allowed
    * (src/xmpp/xmpp_proto.cc frames a stanza from `<iq`/`<message`, skipping
-   * what comes before it).
+   * what comes before it). So are later ones (STARTTLS has one per element),
+   * which saxes checks as if the first one's version were still there.
    */
   private saxError(message: string): void {
-    if (this.open.length === 0 && message.endsWith(XML_DECLARATION_NOT_AT_START)) return;
+    if (this.open.length === 0 && message.endsWith(XML_DECLARATION_NOT_AT_START)) {
+      this.inLateDeclaration = true;
+      return;
+    }
+    if (this.inLateDeclaration) return;
     this.fail(message);
   }
 
