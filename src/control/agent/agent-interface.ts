@@ -30,8 +30,10 @@ export interface DataplaneAccess {
 
 /** A pod's interface on this node, as the daemon reports it (from the CNI add). */
 export interface LocalPort {
-  /** Unique on this node, stable for the port's life (e.g. the pod UID + interface). */
+  /** Unique on this node, stable for the port's life (e.g. the pod UID + interface); the VMI uuid of an agent port. */
   id: string;
+  /** The uuid of the port's virtual-machine (the pod), subscribed over IF-MAP; the port id when absent. */
+  vmUuid?: string;
   /** The pod's name and namespace. */
   name: string;
   namespace: string;
@@ -89,4 +91,9 @@ export interface PortConfig {
   floatingIps: FloatingIpConfig[];
   /** Policies naming this VN as source or destination. */
   policies: PortPolicy[];
+}
+
+/** The virtual-machine a port belongs to: its vmUuid, else its id. */
+export function vmUuidOf(port: LocalPort): string {
+  return port.vmUuid ?? port.id;
 }

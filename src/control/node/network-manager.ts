@@ -99,6 +99,19 @@ export class NetworkManager {
     return ids;
   }
 
+  /** Every port with a configuration, and where it is. */
+  *configuredPorts(): IterableIterator<{ vrouter: string; port: LocalPort; config: WirePortConfig }> {
+    for (const record of this.ports.values()) {
+      const outcome = this.outcome(record);
+      if ('config' in outcome) yield { vrouter: record.vrouter, port: record.port, config: outcome.config };
+    }
+  }
+
+  /** The rules in force, in order (the union of what outcomes list per VN). */
+  get policyRules(): readonly PortPolicy[] {
+    return this.rules;
+  }
+
   outcomeOf(vrouter: string, portId: string): PortOutcome | null {
     const record = this.ports.get(portKey(vrouter, portId));
     return record ? this.outcome(record) : null;

@@ -175,6 +175,7 @@ function encodePortAdd(port: LocalPort): string {
     `mac="${escapeXml(port.mac)}" label="${port.label}"`;
   if (port.ip !== undefined) attributes += ` ip="${port.ip}"`;
   if (port.vn !== undefined) attributes += ` vn="${escapeXml(port.vn)}"`;
+  if (port.vmUuid !== undefined) attributes += ` vm-uuid="${escapeXml(port.vmUuid)}"`;
   let labels = '';
   for (const [key, value] of Object.entries(port.labels)) labels += `<pod-label key="${escapeXml(key)}" value="${escapeXml(value)}"/>`;
   return labels === '' ? `<add-port ${attributes}/>` : `<add-port ${attributes}>${labels}</add-port>`;
@@ -558,6 +559,8 @@ function decodeConfigIq(iq: XmlElement, address: StanzaAddress, id: string): Sta
       if (ip !== undefined) port.ip = ipv4(ip, 'port ip');
       const vn = optionalAttribute(request, 'vn');
       if (vn !== undefined) port.vn = vn;
+      const vmUuid = optionalAttribute(request, 'vm-uuid');
+      if (vmUuid !== undefined) port.vmUuid = vmUuid;
       return { kind: 'port-add', ...address, id, port };
     }
     case 'delete-port':
