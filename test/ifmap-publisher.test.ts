@@ -16,10 +16,10 @@ import { IfmapGraph } from '../src/control/ifmap/graph';
 import { DEFAULT_PROJECT, networkFqns } from '../src/control/ifmap/names';
 import { ControlNode } from '../src/control/node/control-node';
 import { interfaceName } from '../src/control/node/ifmap-publisher';
-import { NetworkManager } from '../src/control/node/network-manager';
+import { NetworkManager, PortDecision } from '../src/control/node/network-manager';
 import { NetworkConfig, parseNetworkConfig } from '../src/control/node/network-config';
 import { decodeStanza, encodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
-import { CONTROL_NODE_JID, Stanza, WirePortConfig } from '../src/control/xmpp/stanza';
+import { CONTROL_NODE_JID, Stanza } from '../src/control/xmpp/stanza';
 import { XmppStreamParser } from '../src/control/xmpp/stream-parser';
 
 const CONFIG = `
@@ -120,9 +120,10 @@ async function eventually(check: () => void, timeoutMs = 3000): Promise<void> {
  * network-policy `<project>:<rule name>` with its one policy-rule; rules in
  * their order (the derived order numbers differ, their sequence does not).
  */
-function expected(decided: WirePortConfig): Omit<PortConfig, 'policies'> & { policies: Array<Omit<PortPolicy, 'order'>> } {
+function expected(decided: PortDecision): Omit<PortConfig, 'policies'> & { policies: Array<Omit<PortPolicy, 'order'>> } {
   const fqn = (vn: string) => networkFqns(vn).vn;
   return {
+    vrf: networkFqns(decided.vn).routingInstance,
     vn: fqn(decided.vn),
     ip: decided.ip,
     subnet: decided.subnet,
@@ -138,9 +139,9 @@ function derived(graph: IfmapGraph, port: LocalPort): ReturnType<typeof expected
   const view = derivePortView(graph, interfaceName(port));
   const config = portConfigOf(view);
   if (config === undefined) return view.reason ?? 'no address';
-  const { policies, vn, ip, subnet, gateway, floatingIps } = config;
+  const { policies, vrf, vn, ip, subnet, gateway, floatingIps } = config;
   return {
-    vn, ip, subnet, gateway, floatingIps,
+    vrf, vn, ip, subnet, gateway, floatingIps,
     policies: [...policies].sort((a, b) => a.order - b.order).map(({ order: _order, ...rule }) => rule),
   };
 }

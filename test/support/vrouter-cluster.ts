@@ -75,8 +75,8 @@
  *     // pod.portAdd = { sentAt, answeredAt } (epoch ms, taken around the request itself)
  *   const { ms } = await cluster.timePortAddToReply(0, { name: 'new', labels: {...}, ip: '10.1.1.50' }, 'web');
  *     // pings ip from pod web (every 2 ms) while the port is added: ms from the port add request to the first reply
- *   await cluster.routes(2, 'web');                      // GET /api/routes?vrf=web of node 2 (null: no such VRF)
- *   await cluster.waitForRoute(2, 'web', '10.96.0.10/32', (route) => route?.members?.length === 2);
+ *   await cluster.routes(2, 'default-domain:default-project:web:web'); // GET /api/routes?vrf=<that> of node 2 (null: no such VRF)
+ *   await cluster.waitForRoute(2, 'default-domain:default-project:web:web', '10.96.0.10/32', (route) => route?.members?.length === 2);
  *   await cluster.controlSessions(0);                    // GET /api/control-sessions
  *   await cluster.waitForSessions();                     // every running daemon Established with every control node
  *   await cluster.introspect(0, '/api/vifs/web');        // any GET of the node's introspect API

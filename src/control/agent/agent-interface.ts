@@ -80,16 +80,18 @@ export interface PortPolicy {
   action: 'allow' | 'deny';
 }
 
-/** What the control node decided for one port. */
+/** What the control node decided for one port, as the agent reads it from IF-MAP. */
 export interface PortConfig {
-  /** The VN, which is also the VRF's name. */
+  /** The routing instance's FQN (`default-domain:default-project:web:web`): the VRF, subscribed and published in. */
+  vrf: string;
+  /** The virtual network's FQN (`default-domain:default-project:web`): what policies and next hops name. */
   vn: string;
   ip: string;
   /** The VN's subnet "a.b.c.d/len" and gateway address. */
   subnet: string;
   gateway: string;
   floatingIps: FloatingIpConfig[];
-  /** Policies naming this VN as source or destination. */
+  /** Policies naming this VN as source or destination (VNs by FQN, or `any`). */
   policies: PortPolicy[];
 }
 

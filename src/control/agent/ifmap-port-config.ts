@@ -328,7 +328,7 @@ export function derivePortView(graph: IfmapGraph, fqnOrUuid: string): IfmapPortV
 export function portConfigOf(view: IfmapPortView): PortConfig | undefined {
   if (view.reason !== undefined || view.ip === '') return undefined;
   return {
-    vn: view.vn, ip: view.ip, subnet: view.subnet, gateway: view.gateway,
+    vrf: view.routingInstance, vn: view.vn, ip: view.ip, subnet: view.subnet, gateway: view.gateway,
     floatingIps: view.floatingIps.map(({ ip, portMap }) => ({ ip, portMap })),
     policies: view.policies,
   };

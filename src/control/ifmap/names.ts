@@ -26,3 +26,13 @@ export function networkFqns(vnName: string): { vn: string; routingInstance: stri
 export function linkAttrName(a: string, b: string): string {
   return a < b ? `attr(${a},${b})` : `attr(${b},${a})`;
 }
+
+/**
+ * The VMI FQN vrouter-control gives a port: `<vm uuid>:<port id>`, as
+ * contrail names an OpenStack VM's interfaces (cli1_vn1_vm3_add.master_output).
+ * The agent finds its VMI by uuid (what a real control node's id-perms
+ * carry) or, for a port id that is no uuid, by this name.
+ */
+export function interfaceFqn(vmUuid: string, portId: string): string {
+  return `${vmUuid}:${portId}`;
+}

@@ -27,16 +27,17 @@
  */
 import net, { AddressInfo, Socket } from 'node:net';
 import tls, { TLSSocket } from 'node:tls';
-import { NetworkManager, PortOutcome } from './network-manager';
+import { NetworkManager, PortOutcome, ViewSources } from './network-manager';
 import { buildConfigGraph, IfmapInterest, vrouterGraph } from './ifmap-publisher';
 import { virtualRouterName, virtualRouterSubscription } from '../ifmap/codec';
 import { IfmapGraph } from '../ifmap/graph';
+import { networkFqns } from '../ifmap/names';
 import { RouteTables, ViewChange } from './route-tables';
 import { NetworkConfig } from './network-config';
 import { controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
 import { Logger, silentLogger } from '../xmpp/logger';
 import { XmppSession } from '../xmpp/session';
-import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STREAM, ConfigSubscribeStanza, RouteEntry, Stanza, StanzaError, StreamHeader, WirePortConfig } from '../xmpp/stanza';
+import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STREAM, ConfigSubscribeStanza, RouteEntry, Stanza, StanzaError, StreamHeader } from '../xmpp/stanza';
 
 export interface ControlNodeOptions {
   config: NetworkConfig;
@@ -182,7 +183,7 @@ export class ControlNode {
     this.config = options.config;
     this.logger = options.logger ?? silentLogger;
     this.network = new NetworkManager(this.config);
-    this.routes = new RouteTables(this.network.viewSources());
+    this.routes = new RouteTables(routingInstanceViews(this.network.viewSources()));
     const tlsConfig = this.config.tls;
     if (tlsConfig) {
       this.server = tls.createServer(
@@ -506,7 +507,7 @@ export class ControlNode {
       return;
     }
     this.appliedRulesVersion = this.network.rulesVersion;
-    this.distribute(this.routes.setSources(this.network.viewSources()));
+    this.distribute(this.routes.setSources(routingInstanceViews(this.network.viewSources())));
     for (const state of this.vrouters.values()) if (state.channel) this.pushPortChanges(state.name, state.channel);
   }
 
@@ -514,12 +515,10 @@ export class ControlNode {
     this.publishConfig(channel);
     // Interim, until pods are registered on the control node's own API: a refusal is told the vrouter that reported the port.
     const removals: Array<{ portId: string; reason: string }> = [];
-    const updates: WirePortConfig[] = [];
     for (const portId of this.network.portIds(name)) {
       const outcome: PortOutcome = this.network.outcomeOf(name, portId)!;
       if ('config' in outcome) {
-        if (channel.pushedRefusals.get(portId) !== JSON.stringify(outcome)) updates.push(outcome.config);
-        channel.pushedRefusals.set(portId, JSON.stringify(outcome));
+        channel.pushedRefusals.delete(portId);
         continue;
       }
       if (channel.pushedRefusals.get(portId) === outcome.refused) continue;
@@ -528,7 +527,6 @@ export class ControlNode {
       this.logger.warn(`vrouter ${name} port ${portId} not configured: ${outcome.refused}`);
     }
     const address = controlToVrouter(name, CONFIG_RESOURCE);
-    if (updates.length > 0) channel.queueStanza(encodeStanza({ kind: 'port-config', ...address, id: channel.stanzaId('config'), ports: updates }));
     if (removals.length > 0) channel.queueStanza(encodeStanza({ kind: 'port-remove', ...address, id: channel.stanzaId('config'), ports: removals }));
   }
 
@@ -544,4 +542,10 @@ export class ControlNode {
 
 function routeKey(instance: string, prefix: string): string {
   return `${instance}\0${prefix}`;
+}
+
+/** The NetworkManager's views with each VN named by its routing instance, the name vrouters subscribe and publish in. */
+function routingInstanceViews(views: Map<string, ViewSources>): Map<string, ViewSources> {
+  const instance = (vn: string) => networkFqns(vn).routingInstance;
+  return new Map([...views].map(([view, sources]) => [instance(view), new Map([...sources].map(([source, what]) => [instance(source), what]))]));
 }

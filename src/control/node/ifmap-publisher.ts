@@ -28,17 +28,17 @@
  */
 import { virtualRouterName } from '../ifmap/codec';
 import { IfmapGraph } from '../ifmap/graph';
-import { DEFAULT_PROJECT, linkAttrName, networkFqns } from '../ifmap/names';
+import { DEFAULT_PROJECT, interfaceFqn, linkAttrName, networkFqns } from '../ifmap/names';
 import type { IfmapElement, IfmapIdentity, IfmapNode } from '../ifmap/types';
 import { vmUuidOf, type LocalPort, type PortPolicy } from '../agent/agent-interface';
-import type { WirePortConfig } from '../xmpp/stanza';
 import type { NetworkConfig } from './network-config';
+import type { PortDecision } from './network-manager';
 
 /** One configured port: where it is and what the NetworkManager decided for it. */
 export interface PublishedPort {
   vrouter: string;
   port: LocalPort;
-  config: WirePortConfig;
+  config: PortDecision;
 }
 
 /** What a vrouter subscribed to: its virtual-router, and VMs by uuid. */
@@ -90,9 +90,9 @@ function idPerms(uuid: string): IfmapElement[] {
   return [el('id-perms', [el('uuid', [el('uuid-mslong', half(hex.slice(0, 16))), el('uuid-lslong', half(hex.slice(16)))]), el('enable', 'true')])];
 }
 
-/** The VMI FQN of a port: `<vm uuid>:<port id>`, as contrail names an OpenStack VM's interfaces. */
+/** The VMI FQN of a port (interfaceFqn). */
 export function interfaceName(port: LocalPort): string {
-  return `${vmUuidOf(port)}:${port.id}`;
+  return interfaceFqn(vmUuidOf(port), port.id);
 }
 
 

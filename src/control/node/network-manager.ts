@@ -17,13 +17,20 @@
  *   the ClusterIP routes of services it uses; all routes of the VNs that use
  *   services it backs.
  */
-import type { LocalPort, PortPolicy } from '../agent/agent-interface';
+import type { LocalPort, PortConfig, PortPolicy } from '../agent/agent-interface';
 import { ipFromString, ipToString } from '../../dataplane/protocols/ipv4';
 import { NetworkConfig, VnConfig, inSubnet } from './network-config';
-import { WirePortConfig } from '../xmpp/stanza';
+
+/**
+ * What the manager decided for a port, VNs by their network.yaml names (the
+ * IF-MAP publisher gives them their FQNs and routing instances).
+ */
+export interface PortDecision extends Omit<PortConfig, 'vrf'> {
+  portId: string;
+}
 
 /** What a port gets: its configuration, or why it gets none. */
-export type PortOutcome = { config: WirePortConfig } | { refused: string };
+export type PortOutcome = { config: PortDecision } | { refused: string };
 
 /** Per routing instance, the instances whose routes it sees: all of them, or only these prefixes. */
 export type ViewSources = Map<string, 'all' | Set<string>>;
@@ -100,7 +107,7 @@ export class NetworkManager {
   }
 
   /** Every port with a configuration, and where it is. */
-  *configuredPorts(): IterableIterator<{ vrouter: string; port: LocalPort; config: WirePortConfig }> {
+  *configuredPorts(): IterableIterator<{ vrouter: string; port: LocalPort; config: PortDecision }> {
     for (const record of this.ports.values()) {
       const outcome = this.outcome(record);
       if ('config' in outcome) yield { vrouter: record.vrouter, port: record.port, config: outcome.config };
