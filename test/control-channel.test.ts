@@ -20,7 +20,7 @@ import { InProcessDataplaneAccess } from '../src/control/agent/dataplane-access'
 import { ControlServerTls } from '../src/control/agent/control-session';
 import { ControlNode } from '../src/control/node/control-node';
 import { buildConfigGraph, vrouterGraph } from '../src/control/node/ifmap-publisher';
-import { encodeConfigUpdate } from '../src/control/ifmap/codec';
+import { encodeConfigSubscribe, encodeConfigUpdate } from '../src/control/ifmap/codec';
 import { IfmapGraph } from '../src/control/ifmap/graph';
 import { networkFqns } from '../src/control/ifmap/names';
 import { runControlNode } from '../src/control/node/cli';
@@ -165,12 +165,16 @@ async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** What vrouter-control sends a vrouter for one port in web at `ip` (a fake control node's IF-MAP). */
-function ifmapConfigOf(vrouter: string, port: LocalPort, ip: string): string {
+/** The IF-MAP graph vrouter-control sends a vrouter for one port in web at `ip`. */
+function ifmapGraphOf(vrouter: string, port: LocalPort, ip: string): IfmapGraph {
   const decision = { portId: port.id, vn: 'web', ip, subnet: '10.1.1.0/24', gateway: '10.1.1.1', floatingIps: [], policies: [] };
   const graph = buildConfigGraph(config(), [{ vrouter, port, config: decision }], []);
-  const changes = vrouterGraph(graph, vrouter, { virtualRouter: true, vms: new Set([vmUuidOf(port)]) }).diffFrom(new IfmapGraph());
-  return encodeConfigUpdate(CONTROL_NODE_JID, `default-global-system-config:${vrouter}/config`, changes);
+  return vrouterGraph(graph, vrouter, { virtualRouter: true, vms: new Set([vmUuidOf(port)]) });
+}
+
+/** That graph as a fake control node's `<config>` IQ, from `before` (what the vrouter has). */
+function ifmapConfigOf(vrouter: string, port: LocalPort, ip: string, before = new IfmapGraph()): string {
+  return encodeConfigUpdate(CONTROL_NODE_JID, `default-global-system-config:${vrouter}/config`, ifmapGraphOf(vrouter, port, ip).diffFrom(before));
 }
 
 // ------------------------------------------------------------------ tests
@@ -493,6 +497,45 @@ test("a control node's pushes of other families (test/vectors/xmpp) are counted 
     agent.destroy();
     await a.close();
     await control.node.close();
+    fakeControl.close();
+  }
+});
+
+test('IF-MAP from a control node: subscribes as the agent does; a port follows its view, is re-programmed on change and undone on delete', async () => {
+  let received = '';
+  let session: net.Socket | undefined;
+  const fakeControl = net.createServer((socket) => {
+    session = socket;
+    socket.on('data', (chunk) => (received += chunk.toString()));
+    socket.write(encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'node-a' }));
+  });
+  await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
+  const a = new TestVrouter('node-a', '192.168.0.11', [(fakeControl.address() as net.AddressInfo).port]);
+  const port = pod('a1', 20, { name: 'web' }, { vmUuid: '2d308482-c7b3-4e05-af14-e732b7b50117' });
+  const subscribe = (node: string, on = true) => encodeConfigSubscribe('node-a', `${CONTROL_NODE_JID}/config`, node, on);
+  try {
+    await eventually(() => assert.ok(received.includes(subscribe('virtual-router:default-global-system-config:node-a')), received));
+    const configured = a.client.addPort(port);
+    await eventually(() => assert.ok(received.includes(subscribe('virtual-machine:2d308482-c7b3-4e05-af14-e732b7b50117'))));
+    session!.write(ifmapConfigOf('node-a', port, '10.1.1.5'));
+    assert.equal((await configured).vrf, VRF('web'));
+    assert.equal(a.route('web', '10.1.1.5/32'), `local vif ${a.access.vifOf('a1')}`);
+    await eventually(() => assert.ok(received.includes(`<publish node="1/1/${VRF('web')}/10.1.1.5/32">`)));
+    assert.match(received, new RegExp(`<virtual-network>${VN('web')}</virtual-network>`), 'next hops name the VN');
+
+    // A new address (a new instance-ip, the old one deleted) moves the port; a delete of everything undoes it.
+    session!.write(ifmapConfigOf('node-a', port, '10.1.1.6', ifmapGraphOf('node-a', port, '10.1.1.5')));
+    await eventually(() => assert.equal(a.route('web', '10.1.1.6/32'), `local vif ${a.access.vifOf('a1')}`));
+    assert.equal(a.route('web', '10.1.1.5/32'), null);
+    session!.write(encodeConfigUpdate(CONTROL_NODE_JID, 'default-global-system-config:node-a/config', new IfmapGraph().diffFrom(ifmapGraphOf('node-a', port, '10.1.1.6'))));
+    await eventually(() => assert.equal(a.access.vifOf('a1'), -1));
+    assert.equal(a.route('web', '10.1.1.6/32'), null);
+    assert.ok(a.logger.has(/port a1: its configuration went \(no virtual-machine-interface yet\)/), a.logger.lines.join('\n'));
+
+    await a.client.removePort('a1');
+    await eventually(() => assert.ok(received.includes(subscribe('virtual-machine:2d308482-c7b3-4e05-af14-e732b7b50117', false))));
+  } finally {
+    await a.close();
     fakeControl.close();
   }
 });
