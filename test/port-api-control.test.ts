@@ -92,3 +92,20 @@ test('an agent port on an existing veth is configured by the control node and re
   await cluster.waitForRoute(1, VRF('default'), `${String(configured['ip-address'])}/32`, (route) => route === undefined);
   assertAgentAnswer(await raw('GET', `/port/${C.id}`), 404, '{"error":"{ Not Found }"}');
 });
+
+test('`vrouter port add --control-api` registers the pod on the control node first; `port delete --control-api` removes it there', async () => {
+  const ns = cluster.nodes[0].ns;
+  const podApi = cluster.controlNodes[0].podApi;
+  const registered = async () =>
+    JSON.parse(await topology.exec(ns, [process.execPath, '-e', `fetch('${podApi}/pods').then((r) => r.text()).then((t) => process.stdout.write(t))`])) as Array<Record<string, unknown>>;
+  const pod = await cluster.addPod(0, { name: 'reg', labels: { app: 'x' }, register: true });
+  assert.equal(pod.vn, networkFqns('default').vn);
+  assert.deepEqual(
+    (await registered()).map(({ vrouter, vmiUuid, vn, ip, labels }) => ({ vrouter, vmiUuid, vn, ip, labels })),
+    [{ vrouter: 'node0', vmiUuid: 'reg', vn: 'default', ip: pod.ip, labels: { app: 'x' } }],
+  );
+  await cluster.waitForRoute(1, VRF('default'), `${pod.ip}/32`, (route) => route !== undefined);
+  await cluster.vrouter(0, ['port', 'delete', 'reg', '--control-api', podApi]);
+  assert.deepEqual(await registered(), []);
+  await cluster.waitForRoute(1, VRF('default'), `${pod.ip}/32`, (route) => route === undefined);
+});

@@ -28,6 +28,7 @@
 import net, { AddressInfo, Socket } from 'node:net';
 import tls, { TLSSocket } from 'node:tls';
 import { NetworkManager, PortOutcome, ViewSources } from './network-manager';
+import { vmUuidOf, type LocalPort } from '../agent/agent-interface';
 import { buildConfigGraph, IfmapInterest, vrouterGraph } from './ifmap-publisher';
 import { virtualRouterName, virtualRouterSubscription } from '../ifmap/codec';
 import { IfmapGraph } from '../ifmap/graph';
@@ -251,6 +252,34 @@ export class ControlNode {
     this.logger.info(`configuration ${config.file} applied`);
   }
 
+  /**
+   * A pod registered on the pod API (pod-api.ts): what it gets, now also
+   * served to its vrouter. A refused pod is not kept.
+   */
+  registerPod(vrouter: string, port: LocalPort): PortOutcome {
+    const outcome = this.network.addPort(vrouter, port, 'api');
+    if ('refused' in outcome) this.network.removePort(vrouter, port.id, 'api');
+    this.refresh();
+    return outcome;
+  }
+
+  /** Removes the registered pods of a VM; false when none was. */
+  unregisterPods(vmUuid: string): boolean {
+    const gone = [...this.network.registeredPorts()].filter(({ port }) => vmUuidOf(port) === vmUuid);
+    for (const { vrouter, port } of gone) this.network.removePort(vrouter, port.id, 'api');
+    if (gone.length > 0) this.refresh();
+    return gone.length > 0;
+  }
+
+  registeredPods(): Array<{ vrouter: string; port: LocalPort; outcome: PortOutcome }> {
+    return [...this.network.registeredPorts()];
+  }
+
+  /** Whether a vrouter of this name may connect (the configuration's `vrouters`, when it has one). */
+  knowsVrouter(name: string): boolean {
+    return this.config.vrouters === null || this.config.vrouters.has(name);
+  }
+
   /** Closes every session (with a stream close: vrouters keep their routes as stale) and stops listening. */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -290,7 +319,7 @@ export class ControlNode {
       // Back within the grace period (or a second session): what it had is stale until re-sent.
       this.clearTimers(state);
       state.staleRoutes = new Set(this.routes.publishedBy(name).map(({ instance, prefix }) => routeKey(instance, prefix)));
-      state.stalePorts = new Set(this.network.portIds(name));
+      state.stalePorts = new Set(this.network.portIds(name, 'vrouter'));
     }
     const previous = state.channel;
     state.channel = channel;
@@ -482,7 +511,7 @@ export class ControlNode {
     for (const { instance, prefix } of this.routes.publishedBy(state.name)) {
       this.distribute(this.routes.withdraw(state.name, instance, prefix));
     }
-    for (const portId of this.network.portIds(state.name)) this.network.removePort(state.name, portId);
+    for (const portId of this.network.portIds(state.name, 'vrouter')) this.network.removePort(state.name, portId);
     this.logger.info(`vrouter ${state.name} ${why}: its routes and ports are removed`);
     this.refresh();
   }

@@ -35,9 +35,17 @@ export type PortOutcome = { config: PortDecision } | { refused: string };
 /** Per routing instance, the instances whose routes it sees: all of them, or only these prefixes. */
 export type ViewSources = Map<string, 'all' | Set<string>>;
 
+/**
+ * Who told the manager of a port: its vrouter (interim: the port-add it
+ * sends, gone with the vrouter) or the control node's pod API (kept until
+ * deleted there; a vrouter's report of it changes nothing).
+ */
+export type PortSource = 'vrouter' | 'api';
+
 interface PortRecord {
   vrouter: string;
   port: LocalPort;
+  source: PortSource;
   vn: string;
   /** Null when refused. */
   ip: string | null;
@@ -66,21 +74,23 @@ export class NetworkManager {
     this.config = config;
   }
 
-  /** Adds or re-reports a port; returns what it gets. */
-  addPort(vrouter: string, port: LocalPort): PortOutcome {
+  /** Adds or re-reports a port; returns what it gets. A vrouter's report of a port registered on the API keeps the registration. */
+  addPort(vrouter: string, port: LocalPort, source: PortSource = 'vrouter'): PortOutcome {
     const key = portKey(vrouter, port.id);
     const previous = this.ports.get(key);
-    const record: PortRecord = { vrouter, port, vn: this.vnFor(port), ip: previous?.ip ?? null, refusal: null };
+    if (previous?.source === 'api' && source === 'vrouter') return this.outcome(previous);
+    const record: PortRecord = { vrouter, port, source, vn: this.vnFor(port), ip: previous?.ip ?? null, refusal: null };
     this.ports.set(key, record);
     this.assignAddress(key, record, port.ip ?? record.ip);
     this.updateRules();
     return this.outcome(record);
   }
 
-  removePort(vrouter: string, portId: string): void {
+  /** Removes a port; a vrouter's removal of a port registered on the API changes nothing. */
+  removePort(vrouter: string, portId: string, source: PortSource = 'vrouter'): void {
     const key = portKey(vrouter, portId);
     const record = this.ports.get(key);
-    if (!record) return;
+    if (!record || (record.source === 'api' && source === 'vrouter')) return;
     this.releaseAddress(key, record);
     this.ports.delete(key);
     this.updateRules();
@@ -100,10 +110,18 @@ export class NetworkManager {
     return this.config;
   }
 
-  portIds(vrouter: string): string[] {
+  /** The ports of a vrouter, all or only those of one source. */
+  portIds(vrouter: string, source?: PortSource): string[] {
     const ids: string[] = [];
-    for (const record of this.ports.values()) if (record.vrouter === vrouter) ids.push(record.port.id);
+    for (const record of this.ports.values()) {
+      if (record.vrouter === vrouter && (source === undefined || record.source === source)) ids.push(record.port.id);
+    }
     return ids;
+  }
+
+  /** The ports registered on the API, with what they got. */
+  *registeredPorts(): IterableIterator<{ vrouter: string; port: LocalPort; outcome: PortOutcome }> {
+    for (const record of this.ports.values()) if (record.source === 'api') yield { vrouter: record.vrouter, port: record.port, outcome: this.outcome(record) };
   }
 
   /** Every port with a configuration, and where it is. */
