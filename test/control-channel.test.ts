@@ -14,11 +14,15 @@ import { Dataplane } from '../src/dataplane/dataplane';
 import { NH_COMPOSITE, NH_ENCAP, NH_TUNNEL } from '../src/dataplane/nexthop';
 import { parseMac } from '../src/dataplane/protocols/ethernet';
 import { ipFromString, ipToString } from '../src/dataplane/protocols/ipv4';
-import { LocalPort } from '../src/control/agent/agent-interface';
+import { LocalPort, vmUuidOf } from '../src/control/agent/agent-interface';
 import { ControlClient, ControlClientOptions, PortRefusedError } from '../src/control/agent/control-client';
 import { InProcessDataplaneAccess } from '../src/control/agent/dataplane-access';
 import { ControlServerTls } from '../src/control/agent/control-session';
 import { ControlNode } from '../src/control/node/control-node';
+import { buildConfigGraph, vrouterGraph } from '../src/control/node/ifmap-publisher';
+import { encodeConfigSubscribe, encodeConfigUpdate } from '../src/control/ifmap/codec';
+import { IfmapGraph } from '../src/control/ifmap/graph';
+import { networkFqns } from '../src/control/ifmap/names';
 import { runControlNode } from '../src/control/node/cli';
 import { NetworkConfig, parseNetworkConfig } from '../src/control/node/network-config';
 import { encodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
@@ -54,6 +58,10 @@ class RecordingLogger implements Logger {
     return this.lines.some((line) => pattern.test(line));
   }
 }
+
+/** A network.yaml VN's virtual-network FQN, and its routing instance: the VRF's name on the vrouters. */
+const VN = (name: string) => networkFqns(name).vn;
+const VRF = (name: string) => networkFqns(name).routingInstance;
 
 function config(text = CONFIG): NetworkConfig {
   return parseNetworkConfig(text, 'test.yaml');
@@ -94,8 +102,9 @@ class TestVrouter {
     });
   }
 
-  /** What a VRF's route for a prefix leads to: "local vif N", "tunnel <ip>/<label>", ["<member>" | null per slot], or null. */
-  route(vrfName: string, prefix: string): string | Array<string | null> | null {
+  /** What the route for a prefix in a VN's VRF leads to: "local vif N", "tunnel <ip>/<label>", ["<member>" | null per slot], or null. */
+  route(vn: string, prefix: string): string | Array<string | null> | null {
+    const vrfName = VRF(vn);
     const vrf = this.dataplane.vrfs.find(vrfName);
     if (!vrf || vrf.name !== vrfName) return null;
     const [address, length] = prefix.split('/');
@@ -105,15 +114,15 @@ class TestVrouter {
   }
 
   /** The nexthop id a route points at, -1 for none. */
-  routeNexthop(vrfName: string, prefix: string): number {
-    const vrf = this.dataplane.vrfs.find(vrfName);
+  routeNexthop(vn: string, prefix: string): number {
+    const vrf = this.dataplane.vrfs.find(VRF(vn));
     if (!vrf) return -1;
     const [address, length] = prefix.split('/');
     return vrf.routes.get(ipFromString(address), Number(length));
   }
 
-  vrfId(name: string): number {
-    return this.dataplane.vrfs.find(name)!.id;
+  vrfId(vn: string): number {
+    return this.dataplane.vrfs.find(VRF(vn))!.id;
   }
 
   close(): Promise<void> {
@@ -156,6 +165,18 @@ async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The IF-MAP graph vrouter-control sends a vrouter for one port in web at `ip`. */
+function ifmapGraphOf(vrouter: string, port: LocalPort, ip: string): IfmapGraph {
+  const decision = { portId: port.id, vn: 'web', ip, subnet: '10.1.1.0/24', gateway: '10.1.1.1', floatingIps: [], policies: [] };
+  const graph = buildConfigGraph(config(), [{ vrouter, port, config: decision }], []);
+  return vrouterGraph(graph, vrouter, { virtualRouter: true, vms: new Set([vmUuidOf(port)]) });
+}
+
+/** That graph as a fake control node's `<config>` IQ, from `before` (what the vrouter has). */
+function ifmapConfigOf(vrouter: string, port: LocalPort, ip: string, before = new IfmapGraph()): string {
+  return encodeConfigUpdate(CONTROL_NODE_JID, `default-global-system-config:${vrouter}/config`, ifmapGraphOf(vrouter, port, ip).diffFrom(before));
+}
+
 // ------------------------------------------------------------------ tests
 
 test('a pod added on node A becomes a route in node B; removing it withdraws the route and frees its address', async () => {
@@ -166,7 +187,7 @@ test('a pod added on node A becomes a route in node B; removing it withdraws the
     const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
     assert.deepEqual(
       { vn: configA.vn, ip: configA.ip, subnet: configA.subnet, gateway: configA.gateway },
-      { vn: 'web', ip: '10.1.1.2', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
+      { vn: VN('web'), ip: '10.1.1.2', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
     );
     const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
     assert.equal(configB.ip, '10.1.1.3');
@@ -177,7 +198,7 @@ test('a pod added on node A becomes a route in node B; removing it withdraws the
     assert.equal(ipToString(vif.ip), '10.1.1.2');
     assert.ok(a.dataplane.labels.lookup(20) >= 0);
     assert.equal(a.route('web', '10.1.1.2/32'), `local vif ${vif.id}`);
-    assert.deepEqual(a.dataplane.vrfs.find('web')!.subnets, [{ prefix: ipFromString('10.1.1.0'), length: 24 }]);
+    assert.deepEqual(a.dataplane.vrfs.find(VRF('web'))!.subnets, [{ prefix: ipFromString('10.1.1.0'), length: 24 }]);
 
     await eventually(() => {
       assert.equal(b.route('web', '10.1.1.2/32'), 'tunnel 192.168.0.11/20');
@@ -206,7 +227,8 @@ test('labels pick the VN, a selected pod gets the ClusterIP with its port map, u
   const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
   try {
     const backend = await a.client.addPort(pod('db1', 30, { name: 'db', app: 'db' }));
-    assert.equal(backend.vn, 'db');
+    assert.equal(backend.vn, VN('db'));
+    assert.equal(backend.vrf, VRF('db'));
     assert.equal(backend.ip, '10.2.0.1');
     assert.deepEqual(backend.floatingIps, [{ ip: '10.96.0.20', portMap: [{ protocol: 'tcp', port: 5432, targetPort: 15432 }] }]);
     const backendVif = a.dataplane.vifs.get(a.access.vifOf('db1'))!;
@@ -214,9 +236,9 @@ test('labels pick the VN, a selected pod gets the ClusterIP with its port map, u
     assert.equal(a.route('db', '10.96.0.20/32'), `local vif ${backendVif.id}`);
 
     const client = await b.client.addPort(pod('web1', 31, { name: 'web', uses: 'db' }));
-    assert.equal(client.vn, 'web');
+    assert.equal(client.vn, VN('web'));
     const stranger = await b.client.addPort(pod('x1', 32, { name: 'unconfigured-vn' }));
-    assert.equal(stranger.vn, 'default', 'a VN name that is not configured falls back to the default VN');
+    assert.equal(stranger.vn, VN('default'), 'a VN name that is not configured falls back to the default VN');
     assert.equal(stranger.ip, '10.32.0.2');
 
     // The using VN sees the ClusterIP (in the backend's VN) and has the policy; the other VN has neither.
@@ -407,19 +429,18 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
     sessions++;
     socket.on('data', (chunk) => {
       received.push(chunk.toString());
-      if (!received.join('').includes('subscribe node="web"') || sessions > 1) return;
+      if (!received.join('').includes(`subscribe node="${VRF('web')}"`) || sessions > 1) return;
       const push = (vrf: string, label: number, prefix: string) =>
         `<message from="${CONTROL_NODE_JID}" to="node-a/bgp-peer"><event xmlns="http://jabber.org/protocol/pubsub">` +
         `<items node="1/1/${vrf}"><item id="${prefix}"><entry><nlri><af>1</af><safi>1</safi><address>${prefix}</address></nlri>` +
         `<next-hops><next-hop><af>1</af><address>192.168.0.66</address><label>${label}</label><tunnel-encapsulation-list>` +
-        `<tunnel-encapsulation>udp</tunnel-encapsulation></tunnel-encapsulation-list><virtual-network>${vrf}</virtual-network>` +
+        `<tunnel-encapsulation>udp</tunnel-encapsulation></tunnel-encapsulation-list><virtual-network>${VN('web')}</virtual-network>` +
         `</next-hop></next-hops><version>1</version><sequence-number>0</sequence-number><local-preference>200</local-preference>` +
         `<med>0</med></entry></item></items></event></message>`;
-      socket.write(push('web', 100, '10.1.1.50/32') + push('secret', 100, '10.9.9.9/32') + push('web', 3, '10.1.1.51/32'));
+      socket.write(push(VRF('web'), 100, '10.1.1.50/32') + push('secret', 100, '10.9.9.9/32') + push(VRF('web'), 3, '10.1.1.51/32'));
       setTimeout(() => socket.write('\u0000garbage'), 50);
     });
-    const config = `<iq type="set" from="${CONTROL_NODE_JID}/config" to="node-a/config" id="config1"><config xmlns="urn:vrouter-ts:port-config"><update><port id="a1" vn="web" ip="10.1.1.5" subnet="10.1.1.0/24" gateway="10.1.1.1"/></update></config></iq>`;
-    socket.write(encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'node-a' }) + config);
+    socket.write(encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'node-a' }) + ifmapConfigOf('node-a', pod('a1', 20, {}), '10.1.1.5'));
   });
   await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
   const port = (fakeControl.address() as net.AddressInfo).port;
@@ -431,7 +452,7 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
     assert.equal(a.dataplane.vrfs.find('secret'), null, 'routes of a VRF it did not subscribe to are not programmed');
     assert.ok(a.logger.has(/ignored 1 routes for secret/));
     assert.equal(a.route('web', '10.1.1.51/32'), null);
-    assert.ok(a.logger.has(/ignored 1 next hops in web with labels outside 16..1048575/));
+    assert.ok(a.logger.has(new RegExp(`ignored 1 next hops in ${VRF('web')} with labels outside 16..1048575`)));
     // The dataplane keeps what it had (stale) after the session closed.
     assert.equal(a.route('web', '10.1.1.50/32'), 'tunnel 192.168.0.66/100');
     assert.equal(a.route('web', '10.1.1.5/32'), `local vif ${a.access.vifOf('a1')}`);
@@ -443,19 +464,18 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
 
 test("a control node's pushes of other families (test/vectors/xmpp) are counted and dropped, on both ends, the session kept", async () => {
   const vector = (name: string) => readFileSync(join(__dirname, '..', '..', 'test', 'vectors', 'xmpp', name)).toString();
-  const toWeb = (xml: string) => xml.replaceAll('default-domain:demo:vn1:vn1', 'web');
+  const toWeb = (xml: string) => xml.replaceAll('default-domain:demo:vn1:vn1', VRF('web'));
   let pushed = false;
   const fakeControl = net.createServer((socket) => {
     let received = '';
     socket.on('data', (chunk) => {
       received += chunk.toString();
-      if (pushed || !received.includes('subscribe node="web"')) return;
+      if (pushed || !received.includes(`subscribe node="${VRF('web')}"`)) return;
       pushed = true;
       const others = ['evpn-push.xml', 'inet6-push.xml', 'mcast-push.xml', 'inet-mpls-push.xml'].map((name) => toWeb(vector(name)));
       socket.write(others.join('') + toWeb(vector('inet-push.xml')) + vector('end-of-rib.xml'));
     });
-    const config = `<iq type="set" from="${CONTROL_NODE_JID}/config" to="node-a/config" id="config1"><config xmlns="urn:vrouter-ts:port-config"><update><port id="a1" vn="web" ip="10.1.1.5" subnet="10.1.1.0/24" gateway="10.1.1.1"/></update></config></iq>`;
-    socket.write(vector('control-open.xml') + config);
+    socket.write(vector('control-open.xml') + ifmapConfigOf('node-a', pod('a1', 20, {}), '10.1.1.5'));
   });
   await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
   const a = new TestVrouter('node-a', '192.168.0.21', [(fakeControl.address() as net.AddressInfo).port]);
@@ -477,6 +497,45 @@ test("a control node's pushes of other families (test/vectors/xmpp) are counted 
     agent.destroy();
     await a.close();
     await control.node.close();
+    fakeControl.close();
+  }
+});
+
+test('IF-MAP from a control node: subscribes as the agent does; a port follows its view, is re-programmed on change and undone on delete', async () => {
+  let received = '';
+  let session: net.Socket | undefined;
+  const fakeControl = net.createServer((socket) => {
+    session = socket;
+    socket.on('data', (chunk) => (received += chunk.toString()));
+    socket.write(encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'node-a' }));
+  });
+  await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
+  const a = new TestVrouter('node-a', '192.168.0.11', [(fakeControl.address() as net.AddressInfo).port]);
+  const port = pod('a1', 20, { name: 'web' }, { vmUuid: '2d308482-c7b3-4e05-af14-e732b7b50117' });
+  const subscribe = (node: string, on = true) => encodeConfigSubscribe('node-a', `${CONTROL_NODE_JID}/config`, node, on);
+  try {
+    await eventually(() => assert.ok(received.includes(subscribe('virtual-router:default-global-system-config:node-a')), received));
+    const configured = a.client.addPort(port);
+    await eventually(() => assert.ok(received.includes(subscribe('virtual-machine:2d308482-c7b3-4e05-af14-e732b7b50117'))));
+    session!.write(ifmapConfigOf('node-a', port, '10.1.1.5'));
+    assert.equal((await configured).vrf, VRF('web'));
+    assert.equal(a.route('web', '10.1.1.5/32'), `local vif ${a.access.vifOf('a1')}`);
+    await eventually(() => assert.ok(received.includes(`<publish node="1/1/${VRF('web')}/10.1.1.5/32">`)));
+    assert.match(received, new RegExp(`<virtual-network>${VN('web')}</virtual-network>`), 'next hops name the VN');
+
+    // A new address (a new instance-ip, the old one deleted) moves the port; a delete of everything undoes it.
+    session!.write(ifmapConfigOf('node-a', port, '10.1.1.6', ifmapGraphOf('node-a', port, '10.1.1.5')));
+    await eventually(() => assert.equal(a.route('web', '10.1.1.6/32'), `local vif ${a.access.vifOf('a1')}`));
+    assert.equal(a.route('web', '10.1.1.5/32'), null);
+    session!.write(encodeConfigUpdate(CONTROL_NODE_JID, 'default-global-system-config:node-a/config', new IfmapGraph().diffFrom(ifmapGraphOf('node-a', port, '10.1.1.6'))));
+    await eventually(() => assert.equal(a.access.vifOf('a1'), -1));
+    assert.equal(a.route('web', '10.1.1.6/32'), null);
+    assert.ok(a.logger.has(/port a1: its configuration went \(no virtual-machine-interface yet\)/), a.logger.lines.join('\n'));
+
+    await a.client.removePort('a1');
+    await eventually(() => assert.ok(received.includes(subscribe('virtual-machine:2d308482-c7b3-4e05-af14-e732b7b50117', false))));
+  } finally {
+    await a.close();
     fakeControl.close();
   }
 });

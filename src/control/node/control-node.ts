@@ -4,7 +4,10 @@
  * vrouters. It
  *
  * - configures their ports (NetworkManager decides VN, address, floating
- *   IPs, policies) and pushes each port's configuration over the session;
+ *   IPs, policies) and serves that configuration as IF-MAP
+ *   (ifmap-publisher.ts): each vrouter gets, after it subscribes its
+ *   virtual-router and each port's virtual-machine, that part of the graph,
+ *   then only what changes in it;
  * - keeps, per routing instance, the routes each vrouter published, and
  *   sends every subscriber the best routes of the instances it subscribed
  *   to, ECMP-merged and with leaked routes (RouteTables);
@@ -25,19 +28,26 @@
  */
 import net, { AddressInfo, Socket } from 'node:net';
 import { TLSSocket, TlsOptions } from 'node:tls';
-import { NetworkManager, PortOutcome } from './network-manager';
+import { NetworkManager, PortOutcome, ViewSources } from './network-manager';
+import { vmUuidOf, type LocalPort } from '../agent/agent-interface';
+import { buildConfigGraph, IfmapInterest, vrouterGraph } from './ifmap-publisher';
+import { virtualRouterName, virtualRouterSubscription } from '../ifmap/codec';
+import { IfmapGraph } from '../ifmap/graph';
+import { networkFqns } from '../ifmap/names';
 import { RouteTables, ViewChange } from './route-tables';
 import { NetworkConfig } from './network-config';
 import { controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
 import { Logger, silentLogger } from '../xmpp/logger';
 import { XmppSession } from '../xmpp/session';
 import { startTlsAsServer } from '../xmpp/starttls';
-import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STREAM, RouteEntry, Stanza, StanzaError, StreamHeader, WirePortConfig } from '../xmpp/stanza';
+import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STREAM, ConfigSubscribeStanza, RouteEntry, Stanza, StanzaError, StreamHeader } from '../xmpp/stanza';
 
 export interface ControlNodeOptions {
   config: NetworkConfig;
   logger?: Logger;
 }
+
+const VIRTUAL_MACHINE_PREFIX = 'virtual-machine:';
 
 /** How long to wait for a vrouter's End-of-RIB before treating its initial burst as complete. */
 const END_OF_RIB_FALLBACK_SECONDS = 30;
@@ -64,8 +74,11 @@ class VrouterChannel {
   readonly subscriptions = new Map<string, number>();
   /** Published but not yet associated routes, "instance\0prefix" -> entry. */
   readonly pendingPublish = new Map<string, RouteEntry>();
-  /** Port id -> the outcome last pushed, as JSON, so only changes are pushed. */
-  readonly pushedPorts = new Map<string, string>();
+  /** Port id -> the refusal last pushed, so a refusal is pushed once. */
+  readonly pushedRefusals = new Map<string, string>();
+  /** What the vrouter subscribed to over IF-MAP, and the graph sent to it so far. */
+  readonly ifmapInterest: IfmapInterest = { virtualRouter: false, vms: new Set() };
+  ifmapSent = new IfmapGraph();
   /** The vrouter has re-sent what it has (its End-of-RIB, or the fallback delay passed). */
   initialBurstDone = false;
   endOfRibSent = false;
@@ -168,12 +181,14 @@ export class ControlNode {
   private convergenceTimer: NodeJS.Timeout | null = null;
   /** Publishes of families other than inet unicast (a real agent's EVPN, inet6...), dropped. */
   private ignoredItemCount = 0;
+  /** The whole configuration as IF-MAP; null when a change made it out of date. */
+  private configGraph: IfmapGraph | null = null;
 
   constructor(options: ControlNodeOptions) {
     this.config = options.config;
     this.logger = options.logger ?? silentLogger;
     this.network = new NetworkManager(this.config);
-    this.routes = new RouteTables(this.network.viewSources());
+    this.routes = new RouteTables(routingInstanceViews(this.network.viewSources()));
     this.server = net.createServer((socket) => this.accept(socket));
   }
 
@@ -219,6 +234,34 @@ export class ControlNode {
     }
     this.refresh();
     this.logger.info(`configuration ${config.file} applied`);
+  }
+
+  /**
+   * A pod registered on the pod API (pod-api.ts): what it gets, now also
+   * served to its vrouter. A refused pod is not kept.
+   */
+  registerPod(vrouter: string, port: LocalPort): PortOutcome {
+    const outcome = this.network.addPort(vrouter, port, 'api');
+    if ('refused' in outcome) this.network.removePort(vrouter, port.id, 'api');
+    this.refresh();
+    return outcome;
+  }
+
+  /** Removes the registered pods of a VM; false when none was. */
+  unregisterPods(vmUuid: string): boolean {
+    const gone = [...this.network.registeredPorts()].filter(({ port }) => vmUuidOf(port) === vmUuid);
+    for (const { vrouter, port } of gone) this.network.removePort(vrouter, port.id, 'api');
+    if (gone.length > 0) this.refresh();
+    return gone.length > 0;
+  }
+
+  registeredPods(): Array<{ vrouter: string; port: LocalPort; outcome: PortOutcome }> {
+    return [...this.network.registeredPorts()];
+  }
+
+  /** Whether a vrouter of this name may connect (the configuration's `vrouters`, when it has one). */
+  knowsVrouter(name: string): boolean {
+    return this.config.vrouters === null || this.config.vrouters.has(name);
   }
 
   /** Closes every session (with a stream close: vrouters keep their routes as stale) and stops listening. */
@@ -287,7 +330,7 @@ export class ControlNode {
       // Back within the grace period (or a second session): what it had is stale until re-sent.
       this.clearTimers(state);
       state.staleRoutes = new Set(this.routes.publishedBy(name).map(({ instance, prefix }) => routeKey(instance, prefix)));
-      state.stalePorts = new Set(this.network.portIds(name));
+      state.stalePorts = new Set(this.network.portIds(name, 'vrouter'));
     }
     const previous = state.channel;
     state.channel = channel;
@@ -342,6 +385,9 @@ export class ControlNode {
       }
       case 'end-of-rib':
         return this.endOfInitialBurst(state);
+      case 'config-subscribe':
+        return this.configSubscribe(channel, stanza);
+      // Interim, until pods are registered on the control node's own API: the vrouter reports its pods and their labels.
       case 'port-add':
         state.stalePorts?.delete(stanza.port.id);
         this.network.addPort(name, stanza.port);
@@ -349,7 +395,7 @@ export class ControlNode {
       case 'port-delete':
         state.stalePorts?.delete(stanza.portId);
         this.network.removePort(name, stanza.portId);
-        channel.pushedPorts.delete(stanza.portId);
+        channel.pushedRefusals.delete(stanza.portId);
         return this.refresh(channel);
       case 'ignored-items':
         this.ignoredItemCount += stanza.items;
@@ -357,6 +403,36 @@ export class ControlNode {
       default:
         throw new StanzaError(`a vrouter does not send ${stanza.kind}`);
     }
+  }
+
+  /**
+   * IF-MAP (un)subscribe: the vrouter's own virtual-router, or a VM. A
+   * virtual-router other than the session's is refused (logged, the
+   * session kept), as is an identifier type not served.
+   */
+  private configSubscribe(channel: VrouterChannel, stanza: ConfigSubscribeStanza): void {
+    const interest = channel.ifmapInterest;
+    if (stanza.node === virtualRouterSubscription(channel.name!)) {
+      interest.virtualRouter = stanza.subscribe;
+    } else if (stanza.node.startsWith(VIRTUAL_MACHINE_PREFIX) && stanza.node.length > VIRTUAL_MACHINE_PREFIX.length) {
+      const vm = stanza.node.slice(VIRTUAL_MACHINE_PREFIX.length);
+      if (stanza.subscribe) interest.vms.add(vm);
+      else interest.vms.delete(vm);
+    } else {
+      return this.logger.warn(`vrouter ${channel.name}: config subscribe of ${stanza.node} refused: not its virtual-router or a virtual-machine`);
+    }
+    this.publishConfig(channel);
+  }
+
+  /** Sends the vrouter what changed in its part of the IF-MAP graph since the last send (deletes for what it no longer subscribes). */
+  private publishConfig(channel: VrouterChannel): void {
+    this.configGraph ??= buildConfigGraph(this.config, this.network.configuredPorts(), this.network.policyRules);
+    const wanted = vrouterGraph(this.configGraph, channel.name!, channel.ifmapInterest);
+    const changes = wanted.diffFrom(channel.ifmapSent);
+    channel.ifmapSent = wanted;
+    if (changes.length === 0) return;
+    const address = { from: CONTROL_NODE_JID, to: `${virtualRouterName(channel.name!)}/${CONFIG_RESOURCE}` };
+    channel.queueStanza(encodeStanza({ kind: 'config-update', ...address, changes }));
   }
 
   private subscribe(channel: VrouterChannel, view: string, instanceId: number): void {
@@ -451,7 +527,7 @@ export class ControlNode {
     for (const { instance, prefix } of this.routes.publishedBy(state.name)) {
       this.distribute(this.routes.withdraw(state.name, instance, prefix));
     }
-    for (const portId of this.network.portIds(state.name)) this.network.removePort(state.name, portId);
+    for (const portId of this.network.portIds(state.name, 'vrouter')) this.network.removePort(state.name, portId);
     this.logger.info(`vrouter ${state.name} ${why}: its routes and ports are removed`);
     this.refresh();
   }
@@ -464,36 +540,38 @@ export class ControlNode {
   }
 
   /**
-   * After a change of ports or configuration: new leaks to the views,
-   * changed port configurations to their vrouters. When only `changedOn`'s
-   * ports changed and the rules did not, only its ports can have changed.
+   * After a change of ports or configuration: new leaks to the views, the
+   * changed IF-MAP graph and refusals to their vrouters. When only
+   * `changedOn`'s ports changed and the rules did not, only its part of the
+   * graph can have changed.
    */
   private refresh(changedOn?: VrouterChannel): void {
+    this.configGraph = null;
     if (changedOn && this.network.rulesVersion === this.appliedRulesVersion) {
-      this.pushPortConfigs(changedOn.name!, changedOn);
+      this.pushPortChanges(changedOn.name!, changedOn);
       return;
     }
     this.appliedRulesVersion = this.network.rulesVersion;
-    this.distribute(this.routes.setSources(this.network.viewSources()));
-    for (const state of this.vrouters.values()) if (state.channel) this.pushPortConfigs(state.name, state.channel);
+    this.distribute(this.routes.setSources(routingInstanceViews(this.network.viewSources())));
+    for (const state of this.vrouters.values()) if (state.channel) this.pushPortChanges(state.name, state.channel);
   }
 
-  private pushPortConfigs(name: string, channel: VrouterChannel): void {
-    const updates: WirePortConfig[] = [];
+  private pushPortChanges(name: string, channel: VrouterChannel): void {
+    this.publishConfig(channel);
+    // Interim, until pods are registered on the control node's own API: a refusal is told the vrouter that reported the port.
     const removals: Array<{ portId: string; reason: string }> = [];
     for (const portId of this.network.portIds(name)) {
       const outcome: PortOutcome = this.network.outcomeOf(name, portId)!;
-      const signature = JSON.stringify(outcome);
-      if (channel.pushedPorts.get(portId) === signature) continue;
-      channel.pushedPorts.set(portId, signature);
-      if ('config' in outcome) updates.push(outcome.config);
-      else {
-        removals.push({ portId, reason: outcome.refused });
-        this.logger.warn(`vrouter ${name} port ${portId} not configured: ${outcome.refused}`);
+      if ('config' in outcome) {
+        channel.pushedRefusals.delete(portId);
+        continue;
       }
+      if (channel.pushedRefusals.get(portId) === outcome.refused) continue;
+      channel.pushedRefusals.set(portId, outcome.refused);
+      removals.push({ portId, reason: outcome.refused });
+      this.logger.warn(`vrouter ${name} port ${portId} not configured: ${outcome.refused}`);
     }
     const address = controlToVrouter(name, CONFIG_RESOURCE);
-    if (updates.length > 0) channel.queueStanza(encodeStanza({ kind: 'port-config', ...address, id: channel.stanzaId('config'), ports: updates }));
     if (removals.length > 0) channel.queueStanza(encodeStanza({ kind: 'port-remove', ...address, id: channel.stanzaId('config'), ports: removals }));
   }
 
@@ -509,4 +587,10 @@ export class ControlNode {
 
 function routeKey(instance: string, prefix: string): string {
   return `${instance}\0${prefix}`;
+}
+
+/** The NetworkManager's views with each VN named by its routing instance, the name vrouters subscribe and publish in. */
+function routingInstanceViews(views: Map<string, ViewSources>): Map<string, ViewSources> {
+  const instance = (vn: string) => networkFqns(vn).routingInstance;
+  return new Map([...views].map(([view, sources]) => [instance(view), new Map([...sources].map(([source, what]) => [instance(source), what]))]));
 }
