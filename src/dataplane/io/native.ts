@@ -127,6 +127,12 @@ export interface NativeIo {
    * A failure names the step; the pair is gone then.
    */
   podVethOpen(pod: PodVethConfig): { name: string; index: number };
+  /**
+   * Turns off a device's tx checksum and segmentation offloads over ethtool
+   * netlink (as podVethOpen does for a pod's veth), in the calling thread's
+   * namespace: what leaves it is then segmented and checksummed in software.
+   */
+  disableTxOffloads(name: string): void;
   /** Deletes an interface of the calling thread's namespace (a veth's host end takes its pod end along). */
   linkDelete(name: string): void;
 
