@@ -23,7 +23,11 @@
  * after the run. Generator and daemons run at nice -20, their autogroups
  * too.
  * PPS_ONLY=name,name runs only the cases whose path is named (e.g.
- * PPS_ONLY=kernel-bridge,vrouter-local).
+ * PPS_ONLY=kernel-bridge,vrouter-local; the overlay's:
+ * PPS_ONLY=kernel-vxlan,vrouter-overlay,vrouter-overlay-no-gso,...).
+ * vrouter-overlay-* take the underlay apart: without UDP_SEGMENT, without
+ * UDP_GRO, without the coalescing wait, without all three, and with the
+ * sender's underlay device at gso_max_segs 1.
  *
  * This project's machines are shared and have 2 cores: each case also prints
  * who kept each CPU busy (the daemons, ksoftirqd, any other thread), so a
@@ -77,11 +81,20 @@ const PATHS: PathUnderTest[] = [
   { name: 'vrouter-local-af_packet', build: withDaemonEnv(buildVrouterLocal, { VROUTER_AF_XDP: 'off' }) },
   { name: 'vrouter-local-tap', build: withDaemonEnv(buildVrouterLocal, { VROUTER_POD_PORT: 'tap' }) },
   { name: 'vrouter-overlay', build: buildVrouterOverlay },
+  // What each part of the underlay path does: without UDP_SEGMENT sends, without UDP_GRO receives, without the coalescing wait, without all three (raw sendmmsg + recvmmsg).
+  { name: 'vrouter-overlay-no-gso', build: withDaemonEnv(buildVrouterOverlay, { VROUTER_UDP_GSO: 'off' }) },
+  { name: 'vrouter-overlay-no-gro', build: withDaemonEnv(buildVrouterOverlay, { VROUTER_UDP_GRO: 'off' }) },
+  { name: 'vrouter-overlay-no-wait', build: withDaemonEnv(buildVrouterOverlay, { VROUTER_UNDERLAY_COALESCE_US: '0' }) },
+  { name: 'vrouter-overlay-raw', build: withDaemonEnv(buildVrouterOverlay, { VROUTER_UDP_GSO: 'off', VROUTER_UDP_GRO: 'off', VROUTER_UNDERLAY_COALESCE_US: '0' }) },
+  // A NIC without segmentation offload: the sender's underlay device takes one segment per packet, the kernel segments in software.
+  { name: 'vrouter-overlay-gso-max-segs-1', build: (topology) => buildVrouterOverlay(topology, { gsoMaxSegs: 1 }) },
 ];
+/** The overlay's variants, compared with kernel VXLAN like vrouter-overlay. */
+const OVERLAY_VARIANTS = PATHS.map((path) => path.name).filter((name) => name.startsWith('vrouter-overlay-'));
 /** 64 bytes is the case's plain name; other sizes get a suffix (kernel-bridge-512). */
 const FRAME_SIZES = [64, 512];
 /** Paths also measured at sizes above 64 bytes (the port-kind variants only at 64, to keep the run under 15 minutes). */
-const ALL_SIZES = new Set(['kernel-bridge', 'kernel-bridge-rps', 'kernel-vxlan', 'kernel-vxlan-rps', 'vrouter-local', 'vrouter-overlay']);
+const ALL_SIZES = new Set(['kernel-bridge', 'kernel-bridge-rps', 'kernel-vxlan', 'kernel-vxlan-rps', 'vrouter-local', 'vrouter-overlay', ...OVERLAY_VARIANTS]);
 /** Each vrouter path against the kernel paths doing the same job, printed when both ran. */
 const COMPARISONS: Array<[string, string]> = [
   ['vrouter-local', 'kernel-bridge'],
@@ -90,6 +103,7 @@ const COMPARISONS: Array<[string, string]> = [
   ['vrouter-local-tap', 'kernel-bridge'],
   ['vrouter-overlay', 'kernel-vxlan'],
   ['vrouter-overlay', 'kernel-vxlan-rps'],
+  ...OVERLAY_VARIANTS.map((name): [string, string] => [name, 'kernel-vxlan']),
 ];
 const QUICK = process.argv.includes('--quick');
 const RUNS = QUICK ? 1 : Number(process.env.PPS_RUNS ?? 3);

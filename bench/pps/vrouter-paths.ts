@@ -87,7 +87,13 @@ function describeStats(node: string, stats: DaemonStats): string {
     const kernel = counters ? ` [${io}: ${Object.entries(counters).filter(([, value]) => value > 0).map(([key, value]) => `${key} ${value}`).join(' ') || 'no drops'}]` : io ? ` [${io}]` : '';
     return `${vif.name} rx ${vif.rxPackets} tx ${vif.txPackets}${notTaken}${kernel}`;
   });
-  return `${node}: received ${stats.received}, transmitted ${stats.transmitted}, flows ${stats.flows}; ${vifs.join(', ')}; drops: ${drops.join(', ') || 'none'}`;
+  // The underlay's paths (fabric-port.ts): frames in GSO runs and on the raw path, UDP_SEGMENT sends, GRO buffers.
+  const u = (stats as unknown as { underlay?: Record<string, number> | null }).underlay;
+  const underlay = u
+    ? `; underlay: ${u.gsoFrames} in GSO runs (${u.gsoSends} sends, ${(u.gsoSegments / Math.max(1, u.gsoSends)).toFixed(1)}/send), ${u.rawFrames} raw, ` +
+      `${u.groBuffers} GRO buffers (${(u.groSegments / Math.max(1, u.groBuffers)).toFixed(1)}/buffer), ${u.dropped} not taken`
+    : '';
+  return `${node}: received ${stats.received}, transmitted ${stats.transmitted}, flows ${stats.flows}; ${vifs.join(', ')}; drops: ${drops.join(', ') || 'none'}${underlay}`;
 }
 
 function vrouterPath(cluster: VrouterCluster, podA: ClusterPod, podB: ClusterPod): VrouterTrafficPath {
@@ -131,9 +137,17 @@ async function directUnderlay(topology: Topology, cluster: VrouterCluster): Prom
   }
 }
 
-export async function buildVrouterOverlay(topology: Topology): Promise<VrouterTrafficPath> {
+/**
+ * gsoMaxSegs: the sending node's underlay device takes GSO packets of at
+ * most that many segments (1: as a NIC without segmentation offload), so
+ * the kernel segments larger runs in software before the device.
+ */
+export async function buildVrouterOverlay(topology: Topology, options: { gsoMaxSegs?: number } = {}): Promise<VrouterTrafficPath> {
   const cluster = await startCluster(topology, 2);
   await directUnderlay(topology, cluster);
+  if (options.gsoMaxSegs !== undefined) {
+    await topology.exec(cluster.nodes[0].ns, ['ip', 'link', 'set', 'dev', 'direct', 'gso_max_segs', String(options.gsoMaxSegs)]);
+  }
   // addPod also sets the pod's /32 on the other node: node0 -> 198.18.0.12 label(b), node1 -> 198.18.0.11 label(a).
   const podA = await cluster.addPod(0, POD_A);
   const podB = await cluster.addPod(1, POD_B);
