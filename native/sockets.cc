@@ -492,7 +492,7 @@ napi_value UdpSendRuns(napi_env env, napi_callback_info info) {
       }
       const int err = n < 0 ? errno : EAGAIN;
       if (err == EINTR) continue;
-      if (err == EAGAIN || err == ENOBUFS) {
+      if (err == EAGAIN) {
         blocked = true;
         break;
       }
