@@ -7,6 +7,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
+import type { PerformanceEntry } from 'node:perf_hooks';
+import { setImmediate as nextTick } from 'node:timers/promises';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { FabricPort } from '../src/dataplane/io/fabric-port';
 import type { NativeIo } from '../src/dataplane/io/native';
 
@@ -182,4 +187,52 @@ test('with gso off every frame takes the raw path and no socket is opened', () =
   sendBatch(port, Array.from({ length: 10 }, (_, id) => tunnelFrame(PEER_A, 50000, 100, id)));
   assert.deepEqual(sent.raw.map((frame) => frame.id), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   assert.deepEqual([sent.runs, sent.opened], [[], []]);
+});
+
+test('send and flush allocate nothing per frame (GSO runs, raw frames, several flows)', async () => {
+  // An addon that takes everything and records nothing.
+  let fd = 100;
+  const io = {
+    sendBatch: (_fd: number, _b: Uint8Array, _o: Int32Array, _l: Int32Array, _d: Uint32Array, _p: null, count: number) => count,
+    udpSendRuns: (_b: Uint8Array, _o: Int32Array, _l: Int32Array, _order: Int32Array, _runs: Int32Array, runCount: number) => runCount,
+    udpSenderOpen: () => fd++,
+    close: () => undefined,
+  } as unknown as NativeIo;
+  const port = new FabricPort(io, 3, { underlayIp: UNDERLAY, gso: true });
+  // 64 frames a batch: four flows of 15 (mixed sizes), two lone frames, two GRE.
+  const frames = Array.from({ length: 64 }, (_, i) =>
+    i < 60 ? tunnelFrame(i % 2 ? PEER_A : PEER_B, 50000 + (i % 4), i % 15 === 14 ? 50 : 200, i) : tunnelFrame(PEER_A, 51000 + i, 100, i, i >= 62 ? { protocol: 47 } : {}),
+  );
+  const slot = 2048;
+  const pool = Buffer.alloc(frames.length * slot);
+  frames.forEach((frame, i) => frame.copy(pool, i * slot));
+  const batches = (count: number) => {
+    for (let b = 0; b < count; b++) {
+      for (let i = 0; i < frames.length; i++) port.send(pool, i * slot, frames[i].length);
+      port.flush();
+    }
+  };
+  batches(5_000);
+  v8.setFlagsFromString('--expose-gc');
+  const collectGarbage = vm.runInNewContext('gc') as () => void;
+  const young = () => v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')!.space_used_size;
+  const entries: PerformanceEntry[] = [];
+  const observer = new PerformanceObserver((list) => entries.push(...list.getEntries()));
+  observer.observe({ type: 'gc' });
+  try {
+    collectGarbage();
+    const before = young();
+    const startedAt = performance.now();
+    batches(20_000);
+    const endedAt = performance.now();
+    const growth = young() - before;
+    collectGarbage();
+    while (!entries.some((entry) => entry.startTime >= endedAt)) await nextTick();
+    const during = entries.filter((entry) => entry.startTime >= startedAt && entry.startTime < endedAt);
+    assert.equal(during.length, 0, `${during.length} collections while sending 1.28 M frames`);
+    assert.ok(growth < 256 * 1024, `young generation grew by ${growth} bytes over 1.28 M frames`);
+    assert.equal(port.stats().gsoFrames, 25_000 * 60);
+  } finally {
+    observer.disconnect();
+  }
 });
