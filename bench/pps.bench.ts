@@ -27,7 +27,10 @@
  * PPS_ONLY=kernel-vxlan,vrouter-overlay,vrouter-overlay-no-gso,...).
  * vrouter-overlay-* take the underlay apart: without UDP_SEGMENT, without
  * UDP_GRO, without the coalescing wait, without all three, and with the
- * sender's underlay device at gso_max_segs 1.
+ * sender's underlay device at gso_max_segs 1. When vrouter-overlay and
+ * vrouter-overlay-no-wait both ran, the coalescing wait's cost in latency
+ * follows: ping RTT P50/P99 from pod A to pod B (LATENCY_PINGS echoes, 5 ms
+ * apart) while trafgen sends 64-byte frames at half vrouter-overlay's rate.
  *
  * This project's machines are shared and have 2 cores: each case also prints
  * who kept each CPU busy (the daemons, ksoftirqd, any other thread), so a
@@ -269,6 +272,31 @@ function selectedPaths(): PathUnderTest[] {
   return PATHS.filter((path) => only.includes(path.name));
 }
 
+const LATENCY_PINGS = 400;
+
+function percentile(sorted: number[], fraction: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))];
+}
+
+/** Ping RTTs (ms, sorted) from the sender to the receiver pod while trafgen sends at `rate` pps. */
+async function pingUnderLoad(path: PathUnderTest, rate: number): Promise<number[]> {
+  const topology = new Topology();
+  let built: Awaited<ReturnType<PathUnderTest['build']>> | undefined;
+  try {
+    built = await path.build(topology);
+    const pingSeconds = (LATENCY_PINGS * 5) / 1000;
+    const load = measureRate({ topology, ...built, frame: { ...built, srcPort: SOURCE_PORT, dstPort: DESTINATION_PORT, size: 64 }, seconds: pingSeconds + 2, rate });
+    // After trafgen's warm-up second, inside its window.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const output = await topology.exec(built.senderNs, ['ping', '-n', '-c', String(LATENCY_PINGS), '-i', '0.005', '-W', '1', built.dstIp], { timeoutMs: 60_000 });
+    await load;
+    return [...output.matchAll(/time=([\d.]+) ms/g)].map((match) => Number(match[1])).sort((x, y) => x - y);
+  } finally {
+    await built?.stop?.();
+    await topology.destroy();
+  }
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((x, y) => x - y);
   const middle = Math.floor(sorted.length / 2);
@@ -330,6 +358,19 @@ async function main(): Promise<void> {
       if (numerator === undefined || denominator === undefined) continue;
       const label = `${caseName(vrouter, size)}/${caseName(kernel, size)}`;
       console.log(`${label.padEnd(45)}${(numerator.pps / denominator.pps).toFixed(2).padStart(6)}  ${(numerator.cpuUsPerPacket / denominator.cpuUsPerPacket).toFixed(2).padStart(8)}`);
+    }
+  }
+  const overlay = figures.get('vrouter-overlay');
+  if (overlay === undefined || !figures.has('vrouter-overlay-no-wait')) return;
+  const rate = overlay.pps / 2;
+  console.log(`\nlatency: ${LATENCY_PINGS} pings A -> B, 5 ms apart, under 64-byte frames at ${Math.round(rate)} pps (half vrouter-overlay's rate)`);
+  for (const name of ['vrouter-overlay', 'vrouter-overlay-no-wait']) {
+    try {
+      const rtts = await pingUnderLoad(PATHS.find((path) => path.name === name)!, rate);
+      const us = (ms: number): string => `${Math.round(ms * 1000)} us`;
+      console.log(`${name.padEnd(34)}RTT P50 ${us(percentile(rtts, 0.5))}, P99 ${us(percentile(rtts, 0.99))} (${rtts.length} replies)`);
+    } catch (error) {
+      console.log(`${name}: latency failed: ${(error as Error).message.split('\n')[0]}`);
     }
   }
 }
