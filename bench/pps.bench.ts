@@ -40,7 +40,7 @@ import fs from 'node:fs';
 import { Topology, requireCommands } from '../test/support/netns';
 import { TrafficPath, buildKernelBridge, buildKernelVxlan } from './pps/kernel-paths';
 import { RateMeasurement, measureRate } from './pps/traffic';
-import { FORWARDER_CPUS, VrouterTrafficPath, buildVrouterLocal, buildVrouterOverlay } from './pps/vrouter-paths';
+import { VrouterTrafficPath, buildVrouterLocal, buildVrouterOverlay } from './pps/vrouter-paths';
 
 /** A forwarding path; vrouter paths also name the daemons whose CPU use and counters are reported. */
 interface PathUnderTest {
@@ -91,6 +91,8 @@ const PATHS: PathUnderTest[] = [
   { name: 'vrouter-overlay-raw', build: withDaemonEnv(buildVrouterOverlay, { VROUTER_UDP_GSO: 'off', VROUTER_UDP_GRO: 'off', VROUTER_UNDERLAY_COALESCE_US: '0' }) },
   // A NIC without segmentation offload: the sender's underlay device takes one segment per packet, the kernel segments in software.
   { name: 'vrouter-overlay-gso-max-segs-1', build: (topology) => buildVrouterOverlay(topology, { gsoMaxSegs: 1 }) },
+  // Both daemons on CPU 1, the generator and pod B's kernel alone on CPU 0 (as the C prototypes ran their forwarder).
+  { name: 'vrouter-overlay-cpu1', build: (topology) => buildVrouterOverlay(topology, { cpus: ['1', '1'] }) },
 ];
 /** The overlay's variants, compared with kernel VXLAN like vrouter-overlay. */
 const OVERLAY_VARIANTS = PATHS.map((path) => path.name).filter((name) => name.startsWith('vrouter-overlay-'));
@@ -219,6 +221,7 @@ function cpuUseSince(before: CpuSnapshot, forwarderPids: number[]): { text: stri
 interface CaseResult extends RateMeasurement {
   /** The daemons by node, in the order of forwarderCpuPercents. */
   forwarderNodes: string[];
+  forwarderCpus: string[];
   forwarderPids: number[];
   /** Who kept each CPU busy over the whole measurement (warm-up included). */
   cpuUse: string;
@@ -246,7 +249,7 @@ async function measureCase(path: PathUnderTest, size: number): Promise<CaseResul
     const cpu = cpuUseSince(cpuBefore, forwarderPids);
     const cpuUsPerPacket = (cpu.busyCpuSeconds / Math.max(1, result.pps * cpu.wallSeconds)) * 1e6;
     const report = (await built.report?.()) ?? [];
-    return { ...result, forwarderNodes: forwarders.map((forwarder) => forwarder.node), forwarderPids, cpuUse: cpu.text, cpuUsPerPacket, report };
+    return { ...result, forwarderNodes: forwarders.map((forwarder) => forwarder.node), forwarderCpus: forwarders.map((forwarder) => forwarder.cpu), forwarderPids, cpuUse: cpu.text, cpuUsPerPacket, report };
   } finally {
     await built?.stop?.();
     await topology.destroy();
@@ -258,7 +261,7 @@ function describe(result: CaseResult): string {
   let cpu = result.forwarderCpuPercent === undefined ? '' : `, forwarder CPU ${percent(result.forwarderCpuPercent)}`;
   const perDaemon = result.forwarderCpuPercents ?? [];
   if (perDaemon.length > 0) {
-    cpu = `, vrouter CPU ${perDaemon.map((value, i) => `${result.forwarderNodes[i]} ${percent(value)} on CPU ${FORWARDER_CPUS[i]}`).join(' + ')}`;
+    cpu = `, vrouter CPU ${perDaemon.map((value, i) => `${result.forwarderNodes[i]} ${percent(value)} on CPU ${result.forwarderCpus[i]}`).join(' + ')}`;
   }
   const atSender = result.senderDropped > 0 ? ` (${result.senderDropped} dropped at the sender's device)` : '';
   return `${Math.round(result.pps)} pps, loss ${(result.loss * 100).toFixed(3)}%${atSender}${cpu}, ${result.cpuUsPerPacket.toFixed(2)} CPU us/packet`;
