@@ -11,6 +11,7 @@
  * point, decodes both: the same outer header (addresses, TTL, DSCP, DF,
  * entropy port per flow, label) and inner packet, where only the IPv4 id
  * and the UDP checksum (0 on the raw path, correct on the GSO path) differ.
+ * A device at gso_max_segs 1 (no segmentation offload) gets the same.
  * Not timed. Needs root, iproute2, iputils-ping, python3, tshark.
  */
 import { after, before, describe, test } from 'node:test';
@@ -206,6 +207,22 @@ describe('vrouter daemons, MPLS over UDP with UDP GSO/GRO', { timeout: 240_000 }
       assertAllArrived(await exchange(cluster, ports, sizes, burst), ports, sizes, burst);
       const after = await underlay(cluster, 0);
       assert.ok(after.gsoFrames > before.gsoFrames, `no frame took the GSO path: ${JSON.stringify(after)}`);
+    }));
+
+  test('with gso_max_segs 1 on the underlay (a NIC without segmentation offload) the runs are cut in software and arrive the same', () =>
+    cluster.withLogs(async () => {
+      await cluster.execNode(0, ['ip', 'link', 'set', 'dev', 'underlay', 'gso_max_segs', '1']);
+      try {
+        const before = await underlay(cluster, 0);
+        const ports = [43001, 43002];
+        const sizes = [900, 900, 900, 900, 120];
+        const burst = 150;
+        assertAllArrived(await exchange(cluster, ports, sizes, burst), ports, sizes, burst);
+        const after = await underlay(cluster, 0);
+        assert.ok(after.gsoSends > before.gsoSends, `no UDP_SEGMENT send: ${JSON.stringify(after)}`);
+      } finally {
+        await cluster.execNode(0, ['ip', 'link', 'set', 'dev', 'underlay', 'gso_max_segs', '65535']);
+      }
     }));
 
   test('tshark on the underlay reads the same outer and inner packets from the raw and the GSO path; each flow keeps one entropy port', () =>
