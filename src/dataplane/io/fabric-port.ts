@@ -41,11 +41,11 @@ const QUEUE = 256;
 const MAX_SEGMENTS = 64;
 const MAX_RUN_BYTES = 65507;
 /** The outer fields tunnel-encap writes, which the sockets are given. */
-export const OUTER_TTL = 64;
-export const OUTER_TOS = 0;
+const OUTER_TTL = 64;
+const OUTER_TOS = 0;
 /** Groups of one batch, by (source port, peer): an open-addressed table twice the queue. */
 const GROUP_TABLE = 2 * QUEUE;
-export const DEFAULT_MAX_SOCKETS = 256;
+const DEFAULT_MAX_SOCKETS = 256;
 
 export interface FabricOptions {
   /** The node's underlay address (host order): the sockets' binding, and the outer source a frame needs for the GSO path. */
