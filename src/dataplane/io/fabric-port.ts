@@ -20,7 +20,8 @@
  * a frame whose outer header says otherwise takes the raw path). What
  * differs: the kernel picks the IPv4 id, and it computes the UDP checksum
  * (UDP_SEGMENT refuses a socket with SO_NO_CHECK), where the raw path sends
- * 0; RFC 7510 section 3.2 allows both over IPv4.
+ * 0: a zero checksum is what RFC 7510 permits over IPv4, a computed one is
+ * plain UDP (RFC 768), which every receiver checks.
  *
  * A flow stays on one path within a batch, so its packets keep their order
  * (across batches the sends are ordered anyway). Sockets are opened on first
