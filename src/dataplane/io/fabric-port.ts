@@ -19,7 +19,8 @@
  * port (the socket's binding), TTL, TOS and DF clear (set on the socket;
  * a frame whose outer header says otherwise takes the raw path). What
  * differs: the kernel picks the IPv4 id, and it computes the UDP checksum
- * (UDP_SEGMENT refuses a socket with SO_NO_CHECK), where the raw path sends
+ * (udp_send_skb in Linux net/ipv4/udp.c fails a UDP_SEGMENT send on a
+ * socket with SO_NO_CHECK with EINVAL), where the raw path sends
  * 0: a zero checksum is what RFC 7510 permits over IPv4, a computed one is
  * plain UDP (RFC 768), which every receiver checks.
  *
