@@ -17,7 +17,7 @@ import type { SandeshInterface } from './sandesh-itf';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
-import { ControlClient, ControlServer, PortRefusedError } from '../control/agent/control-client';
+import { ControlClient, ControlServer } from '../control/agent/control-client';
 import { CapAttachment } from './cap-attachment';
 import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
@@ -131,13 +131,11 @@ export function macForIp(ip: string): string {
 
 /**
  * The control client's LocalPort of an agent port: { id (the VMI), vmUuid
- * (instance-id), name (display-name), mac, label }; namespace, labels, vn
- * and ip are what today's control protocol still reads (vrouter-ts's `vn`,
- * the posted address when there is one).
+ * (instance-id), name (display-name), mac, label }; VN, address and labels
+ * are the pod registration's, not the agent port's.
  */
 function agentLocalPort(port: AgentPort, label: number): LocalPort {
-  const identity = { id: port.id, vmUuid: port.instanceId, name: port.displayName, mac: port.mac, label };
-  return { ...identity, namespace: 'default', labels: {}, vn: port.vn, ip: port.ip === '0.0.0.0' ? undefined : port.ip };
+  return { id: port.id, vmUuid: port.instanceId, name: port.displayName, mac: port.mac, label, namespace: 'default', labels: {} };
 }
 
 export class Daemon {
@@ -302,7 +300,7 @@ export class Daemon {
       this.pending.delete(request.id);
       this.usedLabels.delete(label);
       await client.removePort(request.id).catch(() => undefined);
-      throw new ApiError(error instanceof PortRefusedError ? 400 : 503, (error as Error).message);
+      throw new ApiError(503, (error as Error).message);
     }
     this.pending.delete(request.id);
     const stats = (await this.dataplane.request({ op: 'introspect', query: { what: 'vifs' } })) as Array<{ id: number; name: string }>;
