@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { derivePortView, portConfigOf } from '../src/control/agent/ifmap-port-config';
+import { derivePortView, portConfigOf } from '../src/control/agent/ifmap-port-view';
 import type { LocalPort, PortConfig, PortPolicy } from '../src/control/agent/agent-interface';
 import { encodeConfigSubscribe, virtualMachineSubscription, virtualRouterSubscription } from '../src/control/ifmap/codec';
 import { IfmapGraph } from '../src/control/ifmap/graph';

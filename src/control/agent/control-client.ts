@@ -5,7 +5,7 @@
  * Configuration comes as IF-MAP, as to contrail's agent: at session start
  * it subscribes its virtual-router, and for every local port the port's
  * virtual-machine; the `<config>` updates and deletes go into one IfmapGraph
- * per session, from which each port's view is derived (ifmap-port-config.ts)
+ * per session, from which each port's view is derived (ifmap-port-view.ts)
  * and programmed once complete, again when it changes, and undone when its
  * interface goes. A port whose VM has no configuration yet waits, as the
  * agent keeps it inactive: pods are registered (and refused, when they are)
@@ -28,7 +28,7 @@
  */
 import type { TunnelEncap } from '../../dataplane/nexthop';
 import { vmUuidOf, type DataplaneAccess, type LocalPort, type PortConfig, type RouteNexthop } from './agent-interface';
-import { derivePortView, portConfigOf, type IfmapPortView } from './ifmap-port-config';
+import { derivePortView, portConfigOf, type IfmapPortView } from './ifmap-port-view';
 import { LearnedRoutes } from './learned-routes';
 import { ControlServer, ServerConnection } from './control-session';
 import { virtualMachineSubscription, virtualRouterSubscription } from '../ifmap/codec';
