@@ -381,9 +381,11 @@ test('graceful restart: routes stay (stale) while the control node is down and s
   }
 });
 
-test('a state file that does not read back fails the start naming file, field and value', () => {
+test('a state file that does not read back fails the start naming file, field and value, before vrouter-control listens', async () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'vrouter-control-state-'));
   const stateFile = join(stateDir, 'pods.json');
+  const configFile = join(stateDir, 'network.yaml');
+  writeFileSync(configFile, CONFIG);
   try {
     const stored = { vrouter: 'node-a', vmUuid: 'a1', vmiUuid: 'a1', name: 'a1', namespace: 'default', labels: {}, mac: '02:00:00:00:00:14', address: '10.1.1.300' };
     writeFileSync(stateFile, JSON.stringify({ pods: [stored] }));
@@ -393,8 +395,16 @@ test('a state file that does not read back fails the start naming file, field an
       assert.ok(error.message.endsWith('(value: "10.1.1.300")'), error.message);
       return true;
     });
+    const twice = { ...stored, address: '10.1.1.3' };
+    writeFileSync(stateFile, JSON.stringify({ pods: [twice, twice] }));
+    assert.throws(() => new ControlNode({ config: config(), podStateFile: stateFile }), {
+      message: `${stateFile}: /pods/1/vmiUuid: registered twice on node-a (first at /pods/0) (value: "a1")`,
+    });
     writeFileSync(stateFile, '{"pods": [');
     assert.throws(() => new ControlNode({ config: config(), podStateFile: stateFile }), new RegExp(`^PodStateError: ${stateFile}: not JSON`));
+    const logger = new RecordingLogger();
+    await assert.rejects(runControlNode(['--config', configFile, '--listen', '127.0.0.1:0', '--state', stateFile], logger), { name: 'PodStateError' });
+    assert.ok(!logger.has(/listening/), logger.lines.join('\n'));
   } finally {
     rmSync(stateDir, { recursive: true, force: true });
   }
