@@ -141,7 +141,7 @@ function agentLocalPort(port: AgentPort, label: number): LocalPort {
 export class Daemon {
   private readonly ports = new Map<string, PortRecord>();
   private client: ControlClient | null = null;
-  /** Ports reported to the control node, waiting for their configuration: where their TAP goes. */
+  /** Ports given to the control client, waiting for their configuration: where their TAP goes. */
   private readonly pending = new Map<string, { tapName: string; netnsPath?: string; request: PortAddRequest }>();
   /** Labels in use on this node (the state file's and those given to control-configured ports). */
   private readonly usedLabels = new Set<number>();
