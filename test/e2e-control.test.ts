@@ -526,6 +526,11 @@ describe('two control nodes: one killed at a time, nothing lost', { timeout: 120
       const [p0, p1] = [cluster.pod('p0'), cluster.pod('p1')];
       assert.ok(inSubnet(p0.ip, '10.1.1.0/24') && inSubnet(p1.ip, '10.1.1.0/24'));
       assert.notEqual(p0.ip, p1.ip);
+      // Registered at both (`vrouter port add --control-api <control0> --control-api <control1>`), with one address.
+      for (const control of cluster.controlNodes) {
+        const pods = (await cluster.apiRequest(0, 'GET', '/pods', undefined, new URL(control.podApi).host)).body as Array<{ vmUuid: string; ip: string }>;
+        assert.deepEqual(pods.map(({ vmUuid, ip }) => [vmUuid, ip]).sort(), [['p0', p0.ip], ['p1', p1.ip]], control.name);
+      }
     }));
 
   test('killing control0, then (after its restart) control1, loses no ping', () =>
