@@ -252,7 +252,11 @@ function tunnelKey(label: number, encap: TunnelEncap): number {
 }
 
 function parsePrefix(text: string): RoutePrefix {
-  const [address, lengthText] = text.split('/');
+  // As text.split('/')'s first two parts, without the array (a dump parses one prefix per route).
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  const lengthEnd = slash < 0 ? -1 : text.indexOf('/', slash + 1);
+  const lengthText = slash < 0 ? undefined : text.slice(slash + 1, lengthEnd < 0 ? text.length : lengthEnd);
   if (address.includes(':')) {
     const length = lengthText === undefined ? 128 : Number(lengthText);
     if (!Number.isInteger(length) || length < 0 || length > 128) throw new Error(`not an IPv6 prefix: ${text}`);

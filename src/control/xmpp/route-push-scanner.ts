@@ -42,13 +42,31 @@ export interface PackedRouteUpdate {
   nexthopCounts: Int32Array;
   /** Per change: version, sequence number, local preference, med (zeros for a retract). */
   attributes: Uint32Array;
-  /** Per next hop. */
-  addresses: string[];
+  /** The next hops' addresses, VNs and encapsulations, each once: a dump repeats a few of them. */
+  strings: string[];
+  /** Per next hop; addresses and virtualNetworks index strings. */
+  addresses: Int32Array;
   labels: Int32Array;
-  virtualNetworks: string[];
+  virtualNetworks: Int32Array;
   encapCounts: Int32Array;
-  /** All next hops' encapsulations, in order. */
-  encaps: string[];
+  /** All next hops' encapsulations, in order, as indexes into strings. */
+  encaps: Int32Array;
+}
+
+/** Builds a PackedRouteUpdate's string table. */
+export class StringTable {
+  readonly strings: string[] = [];
+  private readonly indexes = new Map<string, number>();
+
+  index(text: string): number {
+    let index = this.indexes.get(text);
+    if (index === undefined) {
+      index = this.strings.length;
+      this.strings.push(text);
+      this.indexes.set(text, index);
+    }
+    return index;
+  }
 }
 
 const MAX_LABEL = 0xfffff;
@@ -133,11 +151,12 @@ class Columns {
   prefixes: string[] = [];
   nexthopCounts: number[] = [];
   attributes: number[] = [];
-  addresses: string[] = [];
+  strings = new StringTable();
+  addresses: number[] = [];
   labels: number[] = [];
-  virtualNetworks: string[] = [];
+  virtualNetworks: number[] = [];
   encapCounts: number[] = [];
-  encaps: string[] = [];
+  encaps: number[] = [];
 
   /** Drops what a change cut short by the end of the bytes had added. */
   truncate(changes: number, nexthops: number, encaps: number): void {
@@ -155,6 +174,7 @@ class Columns {
     this.prefixes = [];
     this.nexthopCounts = [];
     this.attributes = [];
+    this.strings = new StringTable();
     this.addresses = [];
     this.labels = [];
     this.virtualNetworks = [];
@@ -271,11 +291,12 @@ export class RoutePushScanner {
       prefixes: c.prefixes,
       nexthopCounts: Int32Array.from(c.nexthopCounts),
       attributes: Uint32Array.from(c.attributes),
-      addresses: c.addresses,
+      strings: c.strings.strings,
+      addresses: Int32Array.from(c.addresses),
       labels: Int32Array.from(c.labels),
-      virtualNetworks: c.virtualNetworks,
+      virtualNetworks: Int32Array.from(c.virtualNetworks),
       encapCounts: Int32Array.from(c.encapCounts),
-      encaps: c.encaps,
+      encaps: Int32Array.from(c.encaps),
     };
   }
 
@@ -362,7 +383,7 @@ export class RoutePushScanner {
     this.expectClose(ENTRY);
     const count = c.addresses.length - firstNexthop;
     if (!nlriSeen || count === 0 || version < 0 || sequenceNumber < 0 || localPreference < 0 || med < 0) throw UNRECOGNISED;
-    for (const index of withoutVn) c.virtualNetworks[index] = entryVn ?? '';
+    for (const index of withoutVn) c.virtualNetworks[index] = c.strings.index(entryVn ?? '');
     c.prefixes.push(prefix);
     c.nexthopCounts.push(count);
     c.attributes.push(version, sequenceNumber, localPreference, med);
@@ -447,9 +468,9 @@ export class RoutePushScanner {
     this.expectClose(NEXT_HOP);
     if (!af || address === null || label < 0 || encapCount < 0) throw UNRECOGNISED;
     if (vn === null) withoutVn.push(c.addresses.length);
-    c.addresses.push(address);
+    c.addresses.push(c.strings.index(address));
     c.labels.push(label);
-    c.virtualNetworks.push(vn ?? '');
+    c.virtualNetworks.push(vn === null ? -1 : c.strings.index(vn)); // -1: the entry's, set once it is read
     c.encapCounts.push(encapCount);
   }
 
@@ -460,7 +481,7 @@ export class RoutePushScanner {
     for (this.skipSpace(); this.peekOpen(); this.skipSpace()) {
       this.pos++;
       this.expectName(ENCAP);
-      this.columns.encaps.push(this.leafText(ENCAP));
+      this.columns.encaps.push(this.columns.strings.index(this.leafText(ENCAP)));
       count++;
     }
     this.expectClose(ENCAP_LIST);

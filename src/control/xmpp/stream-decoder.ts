@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { StreamErrorInfo, decodeStanza, decodeStreamHeader, isStreamError } from './codec';
 import { KEEPALIVE, RouteChange, RouteUpdateStanza, Stanza, StanzaError, StreamHeader, WireNexthop } from './stanza';
-import { PackedRouteUpdate, RoutePushScanner } from './route-push-scanner';
+import { PackedRouteUpdate, RoutePushScanner, StringTable } from './route-push-scanner';
 import { MAX_STANZA_BYTES, XmppStreamParser } from './stream-parser';
 
 export type DecodedEvent =
@@ -29,6 +29,8 @@ function packRouteUpdate(stanza: RouteUpdateStanza): PackedRouteUpdate {
   const changes = stanza.changes;
   let nexthopTotal = 0;
   for (const change of changes) nexthopTotal += change.entry?.nexthops.length ?? 0;
+  const strings = new StringTable();
+  const encaps: number[] = [];
   const packed: PackedRouteUpdate = {
     from: stanza.from,
     to: stanza.to,
@@ -36,11 +38,12 @@ function packRouteUpdate(stanza: RouteUpdateStanza): PackedRouteUpdate {
     prefixes: new Array<string>(changes.length),
     nexthopCounts: new Int32Array(changes.length),
     attributes: new Uint32Array(changes.length * 4),
-    addresses: new Array<string>(nexthopTotal),
+    strings: strings.strings,
+    addresses: new Int32Array(nexthopTotal),
     labels: new Int32Array(nexthopTotal),
-    virtualNetworks: new Array<string>(nexthopTotal),
+    virtualNetworks: new Int32Array(nexthopTotal),
     encapCounts: new Int32Array(nexthopTotal),
-    encaps: [],
+    encaps: new Int32Array(0),
   };
   let nexthopIndex = 0;
   changes.forEach(({ prefix, entry }, index) => {
@@ -52,18 +55,20 @@ function packRouteUpdate(stanza: RouteUpdateStanza): PackedRouteUpdate {
     packed.nexthopCounts[index] = entry.nexthops.length;
     packed.attributes.set([entry.version, entry.sequenceNumber, entry.localPreference, entry.med], index * 4);
     for (const nexthop of entry.nexthops) {
-      packed.addresses[nexthopIndex] = nexthop.address;
+      packed.addresses[nexthopIndex] = strings.index(nexthop.address);
       packed.labels[nexthopIndex] = nexthop.label;
-      packed.virtualNetworks[nexthopIndex] = nexthop.virtualNetwork;
+      packed.virtualNetworks[nexthopIndex] = strings.index(nexthop.virtualNetwork);
       packed.encapCounts[nexthopIndex] = nexthop.encaps.length;
-      for (const encap of nexthop.encaps) packed.encaps.push(encap);
+      for (const encap of nexthop.encaps) encaps.push(strings.index(encap));
       nexthopIndex++;
     }
   });
+  packed.encaps = Int32Array.from(encaps);
   return packed;
 }
 
 export function unpackRouteUpdate(packed: PackedRouteUpdate): RouteUpdateStanza {
+  const { strings, attributes } = packed;
   const changes: RouteChange[] = new Array(packed.prefixes.length);
   let nexthopIndex = 0;
   let encapIndex = 0;
@@ -76,15 +81,15 @@ export function unpackRouteUpdate(packed: PackedRouteUpdate): RouteUpdateStanza 
     }
     const nexthops: WireNexthop[] = new Array(count);
     for (let n = 0; n < count; n++, nexthopIndex++) {
-      const encapCount = packed.encapCounts[nexthopIndex];
+      const encaps: string[] = new Array(packed.encapCounts[nexthopIndex]);
+      for (let e = 0; e < encaps.length; e++) encaps[e] = strings[packed.encaps[encapIndex++]];
       nexthops[n] = {
-        address: packed.addresses[nexthopIndex],
+        address: strings[packed.addresses[nexthopIndex]],
         label: packed.labels[nexthopIndex],
-        encaps: packed.encaps.slice(encapIndex, (encapIndex += encapCount)),
-        virtualNetwork: packed.virtualNetworks[nexthopIndex],
+        encaps,
+        virtualNetwork: strings[packed.virtualNetworks[nexthopIndex]],
       };
     }
-    const attributes = packed.attributes;
     changes[index] = {
       prefix,
       entry: {
