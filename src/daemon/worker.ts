@@ -39,6 +39,7 @@ import type { RouteUpdate } from './worker-access';
 import { FabricPort, TapPort } from '../dataplane/io/live-ports';
 import { NativeIo, PodTapConfig, loadNativeIo } from '../dataplane/io/native';
 import { DROP_REASONS } from '../dataplane/drop-reasons';
+import { SnapshotFlowPair, exportFlows, importFlows } from './snapshot';
 
 /** What the main thread hands the worker at start. */
 export interface WorkerStart {
@@ -60,8 +61,12 @@ export interface WorkerStart {
 export type PodPortKind = 'veth' | 'tap';
 export const POD_PORT_KINDS: readonly PodPortKind[] = ['veth', 'tap'];
 
-/** A pod interface made and configured inside the pod's namespace. */
-export type PodPortConfig = PodTapConfig & { kind?: PodPortKind };
+/**
+ * A pod interface made and configured inside the pod's namespace.
+ * `existing`: a restarted daemon's port whose veth pair survived the
+ * restart: its host end is re-attached as it is (made anew when gone).
+ */
+export type PodPortConfig = PodTapConfig & { kind?: PodPortKind; existing?: boolean };
 
 /** The I/O a vif's port uses, as `vrouter vif` shows it. */
 export type PortIo = 'tap' | 'af_xdp' | 'af_packet';
@@ -88,6 +93,8 @@ export interface PortRequest {
   gateway?: string;
   mtu: number;
   label?: number;
+  /** The vif id to use (a restarted daemon's port keeps its own); default the first free one. */
+  vif?: number;
   floatingIps?: FloatingIp[];
   /** The pod's IPv6 address and IPv6 ClusterIPs (text; the VN's IPv6 subnet and gateway come from the state file). */
   ip6?: string;
@@ -111,7 +118,11 @@ export type WorkerRequest =
   | { op: 'control-routes'; updates: RouteUpdate[] }
   | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodPortConfig; attach?: { interface: string } }
   | { op: 'control-unconfigure-port'; port: LocalPort }
-  | { op: 'shutdown' };
+  | { op: 'export-flows' }
+  | { op: 'import-flows'; pairs: SnapshotFlowPair[] }
+  | { op: 'delete-device'; name: string }
+  /** keepDevices: the daemon restarts; the pods' veth pairs stay for the next one to re-attach. */
+  | { op: 'shutdown'; keepDevices?: boolean };
 
 export interface WorkerResponse {
   id: number;
@@ -178,6 +189,7 @@ class DataplaneWorker {
   private readonly fabricVif: number;
   private fabricPort: FabricPort | null = null;
   private running = true;
+  private keepDevices = false;
 
   constructor(private readonly start: WorkerStart) {
     this.io = loadNativeIo();
@@ -283,13 +295,7 @@ class DataplaneWorker {
     if (attach !== undefined) {
       open = openInterfacePort(this.io, attach);
     } else if (pod && (pod.kind ?? this.defaultKind) === 'veth') {
-      this.io.podVethOpen({ ...pod, hostName: name });
-      try {
-        open = { ...openInterfacePort(this.io, name), createdVeth: name };
-      } catch (error) {
-        this.io.linkDelete(name);
-        throw error;
-      }
+      open = (pod.existing ? this.reattachVeth(name) : undefined) ?? this.createVeth(pod, name);
     } else {
       const tap = pod ? this.io.podTapOpen(pod) : this.io.tapOpen(name);
       open = { port: new TapPort(this.io, tap.fd) };
@@ -301,13 +307,32 @@ class DataplaneWorker {
     return actualName;
   }
 
+  /** The host end of a veth pair a previous daemon made (its XDP link went with that process), or undefined when it is gone. */
+  private reattachVeth(name: string): Omit<OpenPort, 'tag'> | undefined {
+    try {
+      return { ...openInterfacePort(this.io, name), createdVeth: name };
+    } catch {
+      return undefined;
+    }
+  }
+
+  private createVeth(pod: PodPortConfig, name: string): Omit<OpenPort, 'tag'> {
+    this.io.podVethOpen({ ...pod, hostName: name });
+    try {
+      return { ...openInterfacePort(this.io, name), createdVeth: name };
+    } catch (error) {
+      this.io.linkDelete(name);
+      throw error;
+    }
+  }
+
   /** Closes the vif's port and releases what it holds (BPF links, sockets, the veth it made). */
   private closePort(vif: number): void {
     const open = this.portOf.get(vif);
     if (!open) return;
     this.io.epollDel(this.epoll, open.port.fd);
     open.port.close();
-    if (open.createdVeth !== undefined) this.io.linkDelete(open.createdVeth);
+    if (open.createdVeth !== undefined && !this.keepDevices) this.io.linkDelete(open.createdVeth);
     this.sources[open.tag] = null;
     this.portOf.delete(vif);
   }
@@ -394,8 +419,16 @@ class DataplaneWorker {
         this.controlled.unconfigurePort(request.port);
         return null;
       }
+      case 'export-flows':
+        return exportFlows(this.dp);
+      case 'import-flows':
+        return importFlows(this.dp, request.pairs, this.pipeline.now);
+      case 'delete-device':
+        this.io.linkDelete(request.name);
+        return null;
       case 'shutdown':
         this.running = false;
+        this.keepDevices = request.keepDevices === true;
         return null;
     }
   }
@@ -456,7 +489,8 @@ class DataplaneWorker {
     if (port.gateway !== undefined) vrf.gateway = ipFromString(port.gateway);
     const ip = ipFromString(port.ip);
     if (vrf.routes.get(ip, 32) >= 0) throw new Error(`${port.ip} already has a route in ${port.vrf}`);
-    let vif = 1;
+    let vif = port.vif ?? 1;
+    if (port.vif !== undefined && this.dp.vifs.get(vif)) throw new Error(`vif ${vif} is in use`);
     while (this.dp.vifs.get(vif)) vif++;
     let nexthop = 1;
     while (this.dp.nexthops.exists(nexthop)) nexthop++;
