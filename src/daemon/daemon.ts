@@ -207,8 +207,11 @@ export class Daemon {
     const loaded = loadSnapshot(snapshotFile, state.node.name);
     if (loaded.snapshot === null && loaded.reason !== null) log.warn({ component: 'snapshot', file: snapshotFile, reason: loaded.reason }, 'snapshot ignored: starting without it');
     // Forwarding comes back before the API listens and before the control channel is up.
-    if (loaded.snapshot && !options.control) await daemon.restore(loaded.snapshot);
-    if (options.control) daemon.startControlClient(options.control);
+    if (loaded.snapshot) await daemon.restore(loaded.snapshot, options.control !== undefined);
+    if (options.control) {
+      const client = daemon.startControlClient(options.control);
+      if (loaded.snapshot) daemon.rejoin(loaded.snapshot, client);
+    }
     const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
     const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log, options.stalePortTimeout);
     daemon.agentPorts = agentPorts;
@@ -283,15 +286,18 @@ export class Daemon {
     return { daemon, apiAddress };
   }
 
-  private startControlClient(control: NonNullable<DaemonOptions['control']>): void {
+  private startControlClient(control: NonNullable<DaemonOptions['control']>): ControlClient {
     const componentLog = this.log.child({ component: 'control' });
-    this.client = new ControlClient({
+    const client = new ControlClient({
       nodeName: control.nodeName ?? this.state.node.name,
       underlayIp: this.state.node.underlayIp,
       encaps: [...(this.state.node.encapPriority ?? ['udp', 'gre'])],
       servers: control.servers,
       holdTime: control.holdTime,
       access: new WorkerAccess(this.dataplane, (port, config) => {
+        // The control node's latest configuration of the port is what a restart forwards with until it answers again.
+        const restorable = this.restorable.get(port.id);
+        if (restorable?.control) restorable.control = { port, config };
         const attachment = this.controlledAttachments.get(port.id);
         if (attachment) return { tapName: attachment.device, attach: attachment.request };
         const pending = this.pending.get(port.id);
@@ -303,6 +309,23 @@ export class Daemon {
       }),
       logger: { info: (message) => componentLog.info(message), warn: (message) => componentLog.warn(message) },
     });
+    this.client = client;
+    return client;
+  }
+
+  /**
+   * The control client takes over what the snapshot restored: its routes as
+   * stale from every control node, its ports reported again (the control
+   * nodes' answers reconfigure them; a refusal removes one).
+   */
+  private rejoin(snapshot: DaemonSnapshot, client: ControlClient): void {
+    client.restoreStaleRoutes(snapshot.controlRoutes);
+    for (const port of snapshot.ports) {
+      if (!port.control || !this.restorable.has(port.request.id)) continue;
+      this.addControlledPort(port.request, client, port).catch((error: Error) =>
+        this.log.warn({ component: 'snapshot', id: port.request.id, reason: error.message }, 'restored port refused by the control nodes: removed'),
+      );
+    }
   }
 
   /** The XMPP sessions, for the introspect API. */
@@ -320,15 +343,22 @@ export class Daemon {
   }
 
   /** A port whose VN and address the control node decides (or checks). */
-  private async addControlledPort(request: PortAddRequest, client: ControlClient): Promise<PortRecord> {
+  /**
+   * `restored`: a port of the snapshot, already forwarding on its devices
+   * (restoreControlledPort): reported again with its label and device, and
+   * waited for as long as the control nodes take.
+   */
+  private async addControlledPort(request: PortAddRequest, client: ControlClient, restored?: SnapshotPort): Promise<PortRecord> {
     if (request.attach !== undefined) throw new ApiError(400, 'field /attach: attached interfaces need a VN and an address, not a control node');
     const netnsPath = podNamespaceFile(request);
-    let label = request.label ?? 16;
-    if (request.label === undefined) while (this.usedLabels.has(label)) label++;
-    else if (this.usedLabels.has(label)) throw new ApiError(409, `field /label: label ${label} is in use`);
+    let label = restored?.label ?? request.label ?? 16;
+    if (restored === undefined) {
+      if (request.label === undefined) while (this.usedLabels.has(label)) label++;
+      else if (this.usedLabels.has(label)) throw new ApiError(409, `field /label: label ${label} is in use`);
+    }
     this.usedLabels.add(label);
     const mac = request.mac ?? macForLabel(label);
-    const tapName = `vtap${this.tapCounter++}`;
+    const tapName = restored?.tapName ?? `vtap${this.tapCounter++}`;
     this.pending.set(request.id, { tapName, netnsPath, request });
     const local: LocalPort = {
       id: request.id,
@@ -342,10 +372,11 @@ export class Daemon {
     };
     let config: PortConfig;
     try {
-      config = await withTimeout(client.addPort(local), CONTROL_ANSWER_TIMEOUT_MS, 'no control node configured the port in time');
+      config = await (restored ? client.addPort(local) : withTimeout(client.addPort(local), CONTROL_ANSWER_TIMEOUT_MS, 'no control node configured the port in time'));
     } catch (error) {
       this.pending.delete(request.id);
       this.usedLabels.delete(label);
+      this.restorable.delete(request.id);
       await client.removePort(request.id).catch(() => undefined);
       throw new ApiError(error instanceof PortRefusedError ? 400 : 503, (error as Error).message);
     }
@@ -354,7 +385,9 @@ export class Daemon {
     const vif = stats.find((candidate) => candidate.name === request.id)?.id ?? -1;
     const record = portRecord(request, { vif, label, tapName }, { vn: config.vn, ip: config.ip, mac, mtu: request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD });
     this.ports.set(request.id, record);
-    this.log.info({ component: 'ports', id: record.id, vif, label, vn: record.vn, ip: record.ip, netns: record.netns }, 'port added (configured by the control node)');
+    this.restorable.set(request.id, { request, vif, label, tapName, control: { port: local, config } });
+    await this.saveSnapshot();
+    this.log.info({ component: 'ports', id: record.id, vif, label, vn: record.vn, ip: record.ip, netns: record.netns, restored: restored !== undefined }, 'port added (configured by the control node)');
     return record;
   }
 
@@ -554,6 +587,8 @@ export class Daemon {
       await this.client.removePort(id);
       this.usedLabels.delete(record.label);
       this.ports.delete(id);
+      this.restorable.delete(id);
+      await this.saveSnapshot();
       this.log.info({ component: 'ports', id, vif: record.vif }, 'port deleted');
       return;
     }
@@ -572,14 +607,16 @@ export class Daemon {
    * (its VN left the state file, its namespace is gone) has its veth
    * deleted: a restart leaks no device.
    */
-  private async restore(snapshot: DaemonSnapshot): Promise<void> {
+  private async restore(snapshot: DaemonSnapshot, controlled: boolean): Promise<void> {
     const started = Date.now();
     let ports = 0;
     for (const port of snapshot.ports) {
       const match = /^vtap(\d+)$/.exec(port.tapName);
       if (match) this.tapCounter = Math.max(this.tapCounter, Number(match[1]) + 1);
       try {
-        await this.addPort({ ...port.request, label: port.label }, port);
+        if (controlled !== (port.control !== undefined)) throw new Error(controlled ? 'the port was not configured by a control node' : 'the port was configured by a control node, and there is none now');
+        if (port.control) await this.restoreControlledPort(port, port.control);
+        else await this.addPort({ ...port.request, label: port.label }, port);
         ports++;
       } catch (error) {
         this.log.warn({ component: 'snapshot', id: port.request.id, tapName: port.tapName, reason: (error as Error).message }, 'port not restored: its device is removed');
@@ -604,6 +641,16 @@ export class Daemon {
       { component: 'snapshot', savedAt: snapshot.savedAt, ports, routes, flows, flowsDropped: sameState ? snapshot.flows.length - flows : snapshot.flows.length, stateChanged: !sameState, ms: Date.now() - started },
       'restored from the snapshot',
     );
+  }
+
+  /** A control-configured port forwarding again on its devices with its last configuration, before any control node answers. */
+  private async restoreControlledPort(port: SnapshotPort, control: NonNullable<SnapshotPort['control']>): Promise<void> {
+    const { request, tapName } = port;
+    const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
+    const pod = podTap(request, podNamespaceFile(request), { mac: control.port.mac, mtu, ip: control.config.ip, gateway: control.config.gateway });
+    await this.dataplane.request({ op: 'control-configure-port', port: control.port, config: control.config, tapName, pod: pod && { ...pod, existing: true } });
+    this.usedLabels.add(port.label);
+    this.restorable.set(request.id, port);
   }
 
   /**

@@ -20,6 +20,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { PortAddRequest } from '../control/agent/port-api';
+import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
 import type { RouteNexthop } from '../dataplane/route-programmer';
 import type { Dataplane } from '../dataplane/dataplane';
 import { FLOW_FAMILY_IPV6 } from '../dataplane/flow-table';
@@ -35,6 +36,8 @@ export interface SnapshotPort {
   vif: number;
   label: number;
   tapName: string;
+  /** A port a control node configured: as reported to it, and its last configuration. */
+  control?: { port: LocalPort; config: PortConfig };
 }
 
 export interface SnapshotRoute {

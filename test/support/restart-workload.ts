@@ -57,12 +57,12 @@ const UDP_SENDER = `
 const [host, port, pps, seconds] = process.argv.slice(1);
 const socket = require('dgram').createSocket('udp4');
 const total = Number(pps) * Number(seconds);
-const payload = Buffer.alloc(64);
 let sent = 0;
 const start = process.hrtime.bigint();
 function tick() {
   const due = Math.min(total, Math.floor(Number(process.hrtime.bigint() - start) / 1e9 * Number(pps)));
-  while (sent < due) { payload.writeUInt32BE(sent, 0); socket.send(payload, Number(port), host); sent++; }
+  // A buffer per datagram: send() reads it later, after the loop.
+  while (sent < due) { const payload = Buffer.alloc(64); payload.writeUInt32BE(sent, 0); socket.send(payload, Number(port), host); sent++; }
   if (sent < total) setTimeout(tick, 1);
   else setTimeout(() => { console.log(JSON.stringify({ sent })); process.exit(0); }, 200);
 }
