@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { loadStateFile, parseStateText } from '../control/config/state-file';
+import { StateFileError, buildDataplane, parseStateText } from '../control/config/state-file';
 import type { StateDocument } from '../control/config/state-schema';
 import type { PodTapConfig } from '../dataplane/io/native';
 import type { PodPortConfig, PortRequest, PortResult } from './worker';
@@ -192,9 +192,9 @@ export class Daemon {
 
   static async start(options: DaemonOptions, log = createLogger()): Promise<{ daemon: Daemon; apiAddress: AddressInfo }> {
     if (process.getuid?.() !== 0) throw new Error('vrouter run needs root: TAP devices and raw sockets need CAP_NET_ADMIN and CAP_NET_RAW');
-    loadStateFile(options.stateFile); // fails here, naming file, field and value, before anything is created
-    const stateText = fs.readFileSync(options.stateFile, 'utf8');
+    const stateText = readStateText(options.stateFile);
     const state = parseStateText(stateText, options.stateFile) as StateDocument;
+    buildDataplane(state, options.stateFile); // fails here, naming file, field and value, before anything is created
     let dataplane: DataplaneHandle;
     try {
       dataplane = await DataplaneHandle.start(state, options.stateFile);
@@ -686,6 +686,15 @@ export class Daemon {
 
   private underlayMtu(): number {
     return (this.state.vifs ?? []).find((vif) => vif.kind === 'fabric')?.mtu ?? 1500;
+  }
+}
+
+/** The state file's text; an unreadable one fails as loadStateFile fails (a StateFileError: exit 2). */
+function readStateText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new StateFileError(`${file}: cannot read: ${(error as Error).message}`);
   }
 }
 

@@ -203,8 +203,11 @@ export function exportFlows(dp: Dataplane): SnapshotFlowPair[] {
 
 /**
  * Worker side: creates the pairs again, decisions and TCP state as they
- * were; a pair whose VRF or vif no longer exists, or whose key is taken
- * already, is skipped. Returns how many were restored.
+ * were; a pair whose VRF no longer exists is skipped. A pair the first
+ * packets after the restart made already (the ports forward before the
+ * flows are back) gives way to the snapshot's: a reply seen first would
+ * have made a pair the wrong way round, without the NAT. Returns how many
+ * were restored.
  */
 export function importFlows(dp: Dataplane, pairs: SnapshotFlowPair[], now: number): number {
   const flows = dp.flows;
@@ -216,7 +219,7 @@ export function importFlows(dp: Dataplane, pairs: SnapshotFlowPair[], now: numbe
     const key = (entry: SnapshotFlowEntry) => ({ vrf, protocol: pair.protocol, src: entry.src, dst: entry.dst, srcPort: entry.ports >>> 16, dstPort: entry.ports & 0xffff });
     const forwardKey = key(pair.forward);
     const reverseKey = key(pair.reverse);
-    if (lookupKey(dp, forwardKey) >= 0 || lookupKey(dp, reverseKey) >= 0) continue;
+    for (const taken of [lookupKey(dp, forwardKey), lookupKey(dp, reverseKey)]) if (taken >= 0) flows.removePair(taken);
     const vif = pair.vif >= 0 && dp.vifs.get(pair.vif) ? pair.vif : -1;
     const entry = flows.create(forwardKey, reverseKey, now, vif);
     if (entry < 0) break;

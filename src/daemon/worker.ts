@@ -193,7 +193,7 @@ class DataplaneWorker {
 
   constructor(private readonly start: WorkerStart) {
     this.io = loadNativeIo();
-    this.dp = buildDataplane(start.stateDocument, start.stateFile);
+    this.dp = buildDataplane(start.stateDocument, start.stateFile, { validated: true });
     this.programmer = new RouteProgrammer(this.dp);
     this.controlled = new InProcessDataplaneAccess(this.dp, this.programmer);
     this.pipeline = new Pipeline(this.dp, this.pool);
