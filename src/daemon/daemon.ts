@@ -208,6 +208,7 @@ export class Daemon {
     if (loaded.snapshot === null && loaded.reason !== null) log.warn({ component: 'snapshot', file: snapshotFile, reason: loaded.reason }, 'snapshot ignored: starting without it');
     // Forwarding comes back before the API listens and before the control channel is up.
     if (loaded.snapshot) await daemon.restore(loaded.snapshot, options.control !== undefined);
+    await daemon.removeLeftoverDevices();
     if (options.control) {
       const client = daemon.startControlClient(options.control);
       if (loaded.snapshot) daemon.rejoin(loaded.snapshot, client);
@@ -641,6 +642,33 @@ export class Daemon {
       { component: 'snapshot', savedAt: snapshot.savedAt, ports, routes, flows, flowsDropped: sameState ? snapshot.flows.length - flows : snapshot.flows.length, stateChanged: !sameState, ms: Date.now() - started },
       'restored from the snapshot',
     );
+  }
+
+  /**
+   * Deletes the veths named as this daemon names them (vtap<n>) that no
+   * restored port uses: a previous daemon killed while making a port, or
+   * started again without its snapshot, leaves them behind. Read from
+   * /proc/self/net/dev, which lists this process's namespace whatever
+   * /sys shows.
+   */
+  private async removeLeftoverDevices(): Promise<void> {
+    let text: string;
+    try {
+      text = fs.readFileSync('/proc/self/net/dev', 'utf8');
+    } catch {
+      return;
+    }
+    const inUse = new Set([...this.restorable.values()].map((port) => port.tapName));
+    for (const line of text.split('\n').slice(2)) {
+      const name = line.split(':')[0].trim();
+      if (!/^vtap\d+$/.test(name) || inUse.has(name)) continue;
+      try {
+        await this.dataplane.request({ op: 'delete-device', name });
+        this.log.warn({ component: 'snapshot', device: name }, 'left-over device of a previous run removed');
+      } catch (error) {
+        this.log.warn({ component: 'snapshot', device: name, reason: (error as Error).message }, 'left-over device not removed');
+      }
+    }
   }
 
   /** A control-configured port forwarding again on its devices with its last configuration, before any control node answers. */
