@@ -1027,7 +1027,8 @@ export class VrouterCluster {
    * Stops a daemon with signal (SIGTERM: it must exit 0) and starts it again
    * in its namespace on the same state file and options (its log goes on);
    * resolves once the new one answers its API. downMs: from the signal to
-   * the old process's exit; upMs: from then to the new one answering.
+   * the old process's exit; upMs: from then to the new one logging that it
+   * runs (its ports restored).
    */
   async restartNode(nodeIndex: number, options: { signal: 'SIGTERM' | 'SIGKILL' }): Promise<{ downMs: number; upMs: number }> {
     const node = this.node(nodeIndex);
@@ -1042,9 +1043,18 @@ export class VrouterCluster {
     const down = Date.now();
     this.expectExit.delete(node.index);
     node.exit = undefined;
+    const logged = fs.statSync(node.logFile).size;
     this.spawnDaemon(node);
+    // Watching the log costs the starting daemon no CPU, as polling its API with CLI processes would.
+    const deadline = down + (this.options.startTimeoutMs ?? 20_000);
+    while (!readFrom(node.logFile, logged).includes('"msg":"vrouter running"')) {
+      if (node.exit) throw new Error(`${node.name}: the daemon exited at start (${describeExit(node.exit)})${this.logSection([node])}`);
+      if (Date.now() > deadline) throw new Error(`${node.name}: the restarted daemon did not log "vrouter running" in time${this.logSection([node])}`);
+      await sleep(20);
+    }
+    const upMs = Date.now() - down;
     await this.waitUntilAnswering(node);
-    return { downMs: down - started, upMs: Date.now() - down };
+    return { downMs: down - started, upMs };
   }
 
   /**
