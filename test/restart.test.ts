@@ -8,7 +8,7 @@
  * while a streams to b directly and through the ClusterIP, and started
  * again: b keeps its eth0 and address, both connections go on with every
  * byte echoed and no reset, and the veth is re-attached (one XDP program on
- * it, no second device). Then node1's state file changes (a policy denying
+ * it, the same I/O as before, no second device). Then node1's state file changes (a policy denying
  * TCP 9000) and it is restarted with SIGTERM: the port comes back, the new
  * policy holds (a new connection to 9000 fails, ping works). Finally a
  * `--clean-exit` stop removes b's interface.
@@ -63,6 +63,8 @@ describe('vrouter run restarted under traffic', { timeout: 180_000 }, () => {
       const node1 = cluster.nodes[1];
       const b = cluster.pod('b');
       const nodeLinks = await linkNames(topology, node1.ns);
+      const ioOf = async () => (await cluster.stats(1)).vifs.find((vif) => vif.name === b.tapName) as { io?: string; ioNote?: string } | undefined;
+      const ioBefore = await ioOf();
       const traffic = await startRestartTraffic(cluster, {
         client: 'a',
         server: 'b',
@@ -86,6 +88,9 @@ describe('vrouter run restarted under traffic', { timeout: 180_000 }, () => {
       assert.deepEqual(await linkNames(topology, b.ns), ['eth0', 'lo'], "b's eth0 stayed");
       assert.deepEqual(await linkNames(topology, node1.ns), nodeLinks, 'the restart added or lost a device on node1');
       assert.equal(await xdpPrograms(topology, node1.ns, b.tapName), 1);
+      // The killed daemon's XDP link went with it: the new one attaches as the old one did (a link still held would make it fall back).
+      const ioAfter = await ioOf();
+      assert.equal(ioAfter?.io, ioBefore?.io, `before ${JSON.stringify(ioBefore)}, after ${JSON.stringify(ioAfter)}`);
       assert.match(fs.readFileSync(node1.logFile, 'utf8'), /"ports":1,"routes":\d+,"flows":[1-9]\d*.*restored from the snapshot/);
     }));
 
