@@ -1,7 +1,8 @@
 /**
  * The restart snapshot (src/daemon/snapshot.ts): written whole, read back,
  * refused with a reason when it is not one this daemon wrote; flow pairs
- * carried over with their NAT, ECMP and TCP state, by VRF name.
+ * carried over with their NAT, ECMP and TCP state, by VRF name; its routes
+ * held as stale per control node (LearnedRoutes.restoreStale).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,8 @@ import path from 'node:path';
 import { buildDataplane } from '../src/control/config/state-file';
 import { NAT_DNAT, NAT_SNAT, FLOW_NAT } from '../src/dataplane/flow-table';
 import { ipFromString } from '../src/dataplane/protocols/ipv4';
+import type { DataplaneAccess } from '../src/control/agent/agent-interface';
+import { LearnedRoutes } from '../src/control/agent/learned-routes';
 import { DaemonSnapshot, SNAPSHOT_VERSION, exportFlows, importFlows, loadSnapshot, saveSnapshot } from '../src/daemon/snapshot';
 
 const SNAPSHOT: DaemonSnapshot = {
@@ -104,4 +107,30 @@ test('flow pairs come back in another dataplane with their decisions, by VRF nam
   // A pair of a VRF that is gone is not restored.
   const without = buildDataplane(document([{ id: 1, name: 'other' }]), 'without.json');
   assert.equal(importFlows(without, pairs, 20), 0);
+});
+
+test('routes restored from a snapshot are stale per control node: one it re-sends stays, the rest go at its End-of-RIB', () => {
+  const programmed = new Map<string, string>();
+  const access: DataplaneAccess = {
+    setRoute: (vrf, prefix, nexthops) => programmed.set(`${vrf} ${prefix}`, nexthops.map((nexthop) => `${nexthop.address}:${nexthop.label}`).join(',')),
+    deleteRoute: (vrf, prefix) => programmed.delete(`${vrf} ${prefix}`),
+    configurePort: () => undefined,
+    unconfigurePort: () => undefined,
+  };
+  const routes = new LearnedRoutes(access, '198.18.0.12');
+  const remote = (label: number) => [{ address: '198.18.0.11', label, encaps: ['udp' as const] }];
+  for (const session of [0, 1]) {
+    routes.restoreStale(session, 'web', '10.1.1.3/32', remote(20));
+    routes.restoreStale(session, 'web', '10.1.1.4/32', remote(22));
+  }
+  // Forwarding from the snapshot before any session is up.
+  assert.deepEqual([...programmed], [['web 10.1.1.3/32', '198.18.0.11:20'], ['web 10.1.1.4/32', '198.18.0.11:22']]);
+  assert.deepEqual(routes.counts(), { routes: 2, stale: 2 });
+  routes.learn(0, 'web', '10.1.1.3/32', remote(20));
+  assert.equal(routes.sweepStale(0), 1);
+  // Control node 1 has not said End-of-RIB yet: 10.1.1.4 still rests on its stale copy.
+  assert.deepEqual([...programmed.keys()], ['web 10.1.1.3/32', 'web 10.1.1.4/32']);
+  assert.equal(routes.sweepStale(1), 2);
+  assert.deepEqual([...programmed], [['web 10.1.1.3/32', '198.18.0.11:20']]);
+  assert.deepEqual(routes.counts(), { routes: 1, stale: 0 });
 });
