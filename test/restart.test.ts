@@ -8,10 +8,15 @@
  * while a streams to b directly and through the ClusterIP, and started
  * again: b keeps its eth0 and address, both connections go on with every
  * byte echoed and no reset, and the veth is re-attached (one XDP program on
- * it, the same I/O as before, no second device). Then node1's state file changes (a policy denying
- * TCP 9000) and it is restarted with SIGTERM: the port comes back, the new
- * policy holds (a new connection to 9000 fails, ping works). Finally a
- * `--clean-exit` stop removes b's interface.
+ * it, the same I/O as before, no second device). Then node1's state file
+ * changes (a policy denying TCP 9000) and it is restarted with SIGTERM: the
+ * port comes back, the new policy holds (a new connection to 9000 fails,
+ * ping works). Then `vrouter port delete` removes b's interface for good
+ * and a restart removes a left-over veth of the daemon's naming.
+ * (--clean-exit, the harness's default: e2e-forwarding's SIGTERM test.)
+ *
+ * With a control node: node1 SIGKILLed under a ClusterIP connection, which
+ * goes on; the port is reported and configured again, no route left stale.
  * Needs root and iproute2.
  */
 import { after, before, describe, test } from 'node:test';
@@ -125,5 +130,71 @@ describe('vrouter run restarted under traffic', { timeout: 180_000 }, () => {
       await cluster.restartNode(1, { signal: 'SIGKILL' });
       assert.deepEqual(await linkNames(topology, b.ns), ['lo']);
       assert.deepEqual(await linkNames(topology, node1.ns), ['lo', 'underlay']);
+    }));
+});
+
+describe('vrouter run restarted under traffic, with a control node', { timeout: 180_000 }, () => {
+  let topology: Topology;
+  let cluster: VrouterCluster;
+
+  before(async () => {
+    topology = new Topology();
+    cluster = await VrouterCluster.start(topology, {
+      nodes: 2,
+      restartable: true,
+      control: {
+        config: {
+          holdTime: 30,
+          gracefulRestartTime: 60,
+          vrouters: ['node0', 'node1'],
+          vns: [
+            { name: 'default', subnet: '10.32.0.0/24' },
+            { name: 'web', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
+          ],
+          services: [{ name: 'websvc', clusterIP: CLUSTER_IP, ports: [{ protocol: 'TCP', port: 80, targetPort: 8080 }], selector: { app: 'web' } }],
+        },
+      },
+    });
+    await cluster.waitForSessions();
+    await cluster.addPod(0, { name: 'a', labels: { name: 'web' } });
+    await cluster.addPod(1, { name: 'b', labels: { name: 'web', app: 'web' } });
+    await cluster.waitForRoute(0, 'web', `${cluster.pod('b').ip}/32`);
+    await cluster.waitForRoute(0, 'web', `${CLUSTER_IP}/32`);
+    await cluster.waitForRoute(1, 'web', `${cluster.pod('a').ip}/32`);
+  });
+
+  after(async () => {
+    await cluster?.stop().catch(() => undefined);
+    await topology?.destroy();
+  });
+
+  test('SIGKILL and start again: the ClusterIP connection goes on; the port is configured again, its routes are fresh', () =>
+    cluster.withLogs(async () => {
+      const node1 = cluster.nodes[1];
+      const b = cluster.pod('b');
+      const traffic = await startRestartTraffic(cluster, {
+        client: 'a',
+        server: 'b',
+        udpPort: 7000,
+        pps: 1000,
+        seconds: 6,
+        echoPorts: [8080],
+        targets: { clusterIp: { host: CLUSTER_IP, port: 80 } },
+      });
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      await cluster.restartNode(1, { signal: 'SIGKILL' });
+      const result = await traffic.finish();
+      assert.equal(result.tcp.clusterIp.error, null, JSON.stringify(result));
+      assert.ok(result.tcp.clusterIp.closedCleanly, JSON.stringify(result));
+      assert.ok(result.udp.distinct > result.udpSent.sent / 2, JSON.stringify(result));
+      assert.deepEqual(await linkNames(topology, b.ns), ['eth0', 'lo']);
+      await cluster.waitForSessions();
+      // The control node answered the port reported again, and re-sent what the snapshot held as stale.
+      const log = fs.readFileSync(node1.logFile, 'utf8');
+      assert.match(log, /"restored":true,"msg":"port added \(configured by the control node\)"/);
+      const [session] = await cluster.controlSessions(1);
+      assert.equal(session.staleRoutes, 0, JSON.stringify(session));
+      await cluster.waitForRoute(1, 'web', `${cluster.pod('a').ip}/32`);
+      await cluster.exec('a', ['ping', '-c', '1', '-W', '2', b.ip]);
     }));
 });
