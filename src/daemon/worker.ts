@@ -93,7 +93,7 @@ export interface PortRequest {
   gateway?: string;
   mtu: number;
   label?: number;
-  /** The vif id to use (a restarted daemon's port keeps its own); default the first free one. */
+  /** The vif id wanted (a restarted daemon's port keeps its own unless the state file took it); else the first free one. */
   vif?: number;
   floatingIps?: FloatingIp[];
   /** The pod's IPv6 address and IPv6 ClusterIPs (text; the VN's IPv6 subnet and gateway come from the state file). */
@@ -489,8 +489,7 @@ class DataplaneWorker {
     if (port.gateway !== undefined) vrf.gateway = ipFromString(port.gateway);
     const ip = ipFromString(port.ip);
     if (vrf.routes.get(ip, 32) >= 0) throw new Error(`${port.ip} already has a route in ${port.vrf}`);
-    let vif = port.vif ?? 1;
-    if (port.vif !== undefined && this.dp.vifs.get(vif)) throw new Error(`vif ${vif} is in use`);
+    let vif = port.vif !== undefined && !this.dp.vifs.get(port.vif) ? port.vif : 1;
     while (this.dp.vifs.get(vif)) vif++;
     let nexthop = 1;
     while (this.dp.nexthops.exists(nexthop)) nexthop++;
