@@ -194,10 +194,17 @@ export class Daemon {
     if (process.getuid?.() !== 0) throw new Error('vrouter run needs root: TAP devices and raw sockets need CAP_NET_ADMIN and CAP_NET_RAW');
     const stateText = readStateText(options.stateFile);
     const state = parseStateText(stateText, options.stateFile) as StateDocument;
-    buildDataplane(state, options.stateFile); // fails here, naming file, field and value, before anything is created
+    // The worker starts (its own isolate, modules and tables: most of a restart's outage) while this thread validates.
+    const starting = DataplaneHandle.start(state, options.stateFile);
+    try {
+      buildDataplane(state, options.stateFile); // fails here, naming file, field and value, before the worker is used
+    } catch (error) {
+      await starting.then((handle) => handle.stop(), () => undefined);
+      throw error;
+    }
     let dataplane: DataplaneHandle;
     try {
-      dataplane = await DataplaneHandle.start(state, options.stateFile);
+      dataplane = await starting;
     } catch (error) {
       throw new Error(explainStartFailure(error as Error, state));
     }
