@@ -83,6 +83,14 @@ export class LearnedRoutes {
     }
   }
 
+  /** A route a restarted daemon had before (its snapshot), held as stale from the session until it re-sends it. */
+  restoreStale(session: number, vrf: string, prefix: string, nexthops: RouteNexthop[]): void {
+    const state = this.state(vrf, prefix);
+    if (state.learned[session] !== undefined) return;
+    state.learned[session] = { nexthops, stale: true };
+    this.program(vrf, prefix, state);
+  }
+
   /** Removes the session's routes that were not re-sent since it came back; returns how many. */
   sweepStale(session: number): number {
     let swept = 0;
