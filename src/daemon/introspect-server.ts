@@ -917,17 +917,21 @@ export class IntrospectServer {
 
   /**
    * Adds a stream client; it leaves when its connection closes, also while
-   * it was being attached. False when it is gone already.
+   * it was being attached. False when it is gone already: its 'close' may
+   * have come while the request waited for the worker, before this listens.
    */
   private async attachWhileConnected(session: RingSession<StreamClient>, client: StreamClient): Promise<boolean> {
+    const response = client.response;
     let closed = false;
-    client.response.on('close', () => {
+    const gone = () => closed || response.destroyed || response.socket === null || response.socket.destroyed;
+    if (gone()) return false;
+    response.on('close', () => {
       closed = true;
       void session.detach(client);
     });
     await session.attach(client);
-    if (closed) await session.detach(client);
-    return !closed;
+    if (gone()) await session.detach(client);
+    return !gone();
   }
 
   private async streamCapture(vifText: string, params: URLSearchParams, response: http.ServerResponse): Promise<void> {
