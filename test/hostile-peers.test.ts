@@ -73,12 +73,13 @@ async function checkProperty(target: string, broke: string, input: fc.Arbitrary<
   const batch = fc.array(input, { minLength: 1, maxLength: 16 });
   const details = await fc.check(
     fc.asyncProperty(batch, async (inputs) => void (await Promise.all(inputs.map(predicate)))),
-    { seed: SEED, numRuns, endOnFailure: true },
+    { seed: SEED, numRuns },
   );
   if (!details.failed) return;
   const inputs = (details.counterexample?.[0] ?? []) as Buffer[];
   const saved = inputs.map((bytes, index) => saveToCorpus(target, `${broke}-${index}`, bytes));
-  assert.fail(`${fc.defaultReportMessage(details)}\n\nSaved to the corpus:\n${saved.join('\n')}`);
+  const error = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
+  assert.fail(`${fc.defaultReportMessage(details)}\n\n${error}\n\nSaved to the corpus:\n${saved.join('\n')}`);
 }
 
 function heapReport(what: string, before: number, after: number): void {
@@ -93,11 +94,26 @@ function httpRequest(method: string, urlPath: string, body = '', headers: Record
   return Buffer.from(`${lines.join('\r\n')}\r\n\r\n${body}`);
 }
 
+/** Requests of any method to paths made of the servers' words, escapes (good and malformed) and random text. */
+function randomPathRequests(words: string[]): fc.Arbitrary<Buffer> {
+  const segment = fc.oneof(fc.constantFrom(...words, '%', '%zz', '%E0%A4%A', '%2F', '..', '*', ''), fc.string({ maxLength: 12 }).map(encodeURI));
+  const query = fc.array(fc.tuple(fc.constantFrom('vrf', 'prefix', 'ip', 'port', 'protocol', 'offset', 'limit', 'format', 'family', 'name'), segment), { maxLength: 4 });
+  return fc
+    .tuple(fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'HEAD'), fc.array(segment, { minLength: 1, maxLength: 4 }), query)
+    .map(([method, segments, pairs]) => {
+      const search = pairs.length === 0 ? '' : `?${pairs.map(([key, value]) => `${key}=${value}`).join('&')}`;
+      return httpRequest(method, `/${segments.join('/')}${search}`, method === 'POST' || method === 'PUT' ? '{}' : '', { 'Content-Type': 'application/json' });
+    });
+}
+
 /** The status of the first HTTP answer in what a server sent, or null. */
 function statusOf(received: Buffer): number | null {
   const match = /^HTTP\/1\.1 (\d{3}) /.exec(received.subarray(0, 32).toString('latin1'));
   return match ? Number(match[1]) : null;
 }
+
+/** Messages of exceptions thrown by JavaScript itself: in an answer, a bug let through. */
+const JS_EXCEPTION = /URI malformed|Cannot read propert|Cannot set propert|is not a function|is not defined|is not iterable|Maximum call stack|Invalid (array|string) length|Invalid URL/;
 
 /** A whole HTTP answer: its headers and the body they announce (a stream never is: its first bytes are taken as the answer). */
 function httpAnswerComplete(received: Buffer): boolean {
@@ -196,6 +212,13 @@ describe('introspect API under hostile peers', { timeout: 120_000 }, () => {
     await healthy();
   });
 
+  test('a malformed percent-escape, or a path that is not a URL, is a bad request (was: 500)', async () => {
+    for (const target of ['/api/vifs/%E0%A4%A', '/%zz/api', '//%20/api']) {
+      const exchanged = await probe(httpRequest('GET', target));
+      assert.equal(statusOf(exchanged.received), 400, target);
+    }
+  });
+
   test('corpus: every input that once broke it, sent whole and dropped at once', async () => {
     for (const { name, bytes } of corpusInputs('introspect')) {
       await probe(bytes);
@@ -210,14 +233,16 @@ describe('introspect API under hostile peers', { timeout: 120_000 }, () => {
     const heapBefore = await heapAfterGc();
     await checkProperty('introspect', 'random-bytes', randomBytes, 60, async (bytes) => void (await probe(bytes)));
     await checkProperty('introspect', 'mutated-request', mutated(VALID), 120, async (bytes) => void (await probe(bytes)));
+    const words = ['api', 'summary', 'vifs', 'ports', 'vrfs', 'routes', 'nexthops', 'mpls', 'flows', 'drops', 'clear', 'vn-traffic', 'control-sessions', 'trace', 'monitor', 'capture', 'metrics', 'Snh_ItfReq', 'eth0', '0', 'vn1', 'index.html', 'app.js'];
+    await checkProperty('introspect', 'random-path', randomPathRequests(words), 100, async (bytes) => void (await probe(bytes)));
     await settled();
     await untilDetached('random and mutated requests');
 
     // Each valid request split at every byte gets the answer it gets whole.
     for (const request of VALID.filter((candidate) => !/monitor|capture/.test(candidate.toString()))) {
       const whole = statusOf((await probe(request)).received);
-      await inParallel(everySplit(request), 32, async ({ at, chunks }) => {
-        const exchanged = await exchange(port, chunks, { then: 'wait', timeoutMs: 1000, until: httpAnswerComplete });
+      await inParallel(everySplit(request), 16, async ({ at, chunks }) => {
+        const exchanged = await exchange(port, chunks, { then: 'wait', timeoutMs: 5000, until: httpAnswerComplete });
         assert.equal(statusOf(exchanged.received), whole, `${request.toString().split('\r\n')[0]} split at ${at}`);
       });
     }
@@ -269,9 +294,12 @@ describe('port API under hostile peers', { timeout: 120_000 }, () => {
     const deleted = await fetch(`http://127.0.0.1:${port}/port/${PORT_ID}`, { method: 'DELETE' });
     assert.deepEqual([deleted.status, await deleted.text()], [200, '{}']);
   };
+  /** The agent answers its errors with 500 too, but never with the words of a JavaScript exception. */
   const probe = async (bytes: Buffer, options: Parameters<typeof exchange>[2] = {}) => {
     const exchanged = await exchange(port, [bytes], { then: 'wait', timeoutMs: 100, until: httpAnswerComplete, ...options });
     assertHttpAnswer(exchanged, bytes);
+    const body = exchanged.received.toString('latin1');
+    if (statusOf(exchanged.received) === 500) assert.doesNotMatch(body, JS_EXCEPTION, `an exception answered for ${JSON.stringify(bytes.toString('latin1').slice(0, 200))}`);
     return exchanged;
   };
 
@@ -318,6 +346,18 @@ describe('port API under hostile peers', { timeout: 120_000 }, () => {
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   });
 
+  test('a malformed percent-escape, or a path that is not a URL, is refused as the client\'s (was: 500 "URI malformed")', async () => {
+    const answer = async (method: string, target: string) => {
+      const exchanged = await probe(httpRequest(method, target, '', { Connection: 'close' }), { timeoutMs: 1000, until: undefined });
+      // The body, without the chunk framing of vrouter-ts's own answers.
+      return [statusOf(exchanged.received), exchanged.received.toString().split('\r\n\r\n')[1].replace(/^[0-9a-f]+\r\n|\r\n0$/g, '')];
+    };
+    assert.deepEqual(await answer('DELETE', '/port/%zz'), [400, '{"error":"malformed percent-escape in port id %zz"}\n']);
+    // The agent's answers: no VM has that name; nothing routes there.
+    assert.deepEqual(await answer('GET', '/vm-cfg/%E0%A4%A'), [404, '{"error":"{ Not Found }"}']);
+    assert.deepEqual(await answer('GET', '//%20/port'), [404, '{"error":"Unknown Request"}']);
+  });
+
   test('corpus: every input that once broke it', async () => {
     for (const { bytes } of corpusInputs('port-api')) {
       await probe(bytes);
@@ -331,12 +371,14 @@ describe('port API under hostile peers', { timeout: 120_000 }, () => {
     const heapBefore = await heapAfterGc();
     await checkProperty('port-api', 'random-bytes', randomBytes, 60, async (bytes) => void (await probe(bytes)));
     await checkProperty('port-api', 'mutated-request', mutated(VALID), 120, async (bytes) => void (await probe(bytes)));
+    const words = ['port', 'vm', 'vm-cfg', 'syncports', 'enable-port', 'disable-port', 'gateway', 'ports', 'route', 'stats', PORT_ID, VM_ID];
+    await checkProperty('port-api', 'random-path', randomPathRequests(words), 100, async (bytes) => void (await probe(bytes)));
     await healthy();
 
     for (const request of VALID.slice(0, 4)) {
       const whole = statusOf((await probe(request)).received);
-      await inParallel(everySplit(request), 32, async ({ at, chunks }) => {
-        const exchanged = await exchange(port, chunks, { then: 'wait', timeoutMs: 1000, until: httpAnswerComplete });
+      await inParallel(everySplit(request), 16, async ({ at, chunks }) => {
+        const exchanged = await exchange(port, chunks, { then: 'wait', timeoutMs: 5000, until: httpAnswerComplete });
         assert.equal(statusOf(exchanged.received), whole, `${request.toString().split('\r\n')[0]} split at ${at}`);
       });
     }

@@ -984,8 +984,8 @@ export class IntrospectServer {
       const host = (request.headers.host ?? '').replace(/:\d+$/, '');
       if (!this.allowedHosts.has(host)) throw new HttpError(421, `Host ${request.headers.host ?? '(none)'} is not this server`);
     }
-    const url = new URL(request.url ?? '/', 'http://introspect');
-    const parts = url.pathname.split('/').filter(Boolean).map((part) => decodeURIComponent(part));
+    const url = parseRequestUrl(request.url);
+    const parts = url.pathname.split('/').filter(Boolean).map(decodePathPart);
     const method = request.method ?? 'GET';
     if (method === 'POST') {
       if (!/^application\/json\b/.test(request.headers['content-type'] ?? '')) throw new HttpError(415, 'POST needs content-type: application/json');
@@ -1082,6 +1082,24 @@ export class IntrospectServer {
       'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
     });
     response.end(body);
+  }
+}
+
+/** The request's URL; one that does not parse (a path of "//%20/") is the client's mistake. */
+function parseRequestUrl(text = '/'): URL {
+  try {
+    return new URL(text, 'http://introspect');
+  } catch {
+    throw new HttpError(400, `not a URL: ${JSON.stringify(text.slice(0, 200))}`);
+  }
+}
+
+/** A path segment decoded; a malformed escape (%zz) is the client's mistake, not a server error. */
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HttpError(400, `malformed percent-escape in ${JSON.stringify(part)}`);
   }
 }
 

@@ -154,7 +154,7 @@ const mutation: fc.Arbitrary<{ kind: Mutation['kind']; at: number; bit: number; 
   at: position,
   bit: fc.integer({ min: 0, max: 7 }),
   // Bytes that matter to XML, HTTP and JSON, and any other.
-  byte: fc.oneof(fc.constantFrom(...Buffer.from('<>/"\'=&;:{}[],\r\n \t\0')), fc.integer({ min: 0, max: 255 })),
+  byte: fc.oneof(fc.constantFrom(...Buffer.from('<>/"\'=&;:{}[],%?\r\n \t\0')), fc.integer({ min: 0, max: 255 })),
   bytes: fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 16 }),
   length: fc.integer({ min: 1, max: 64 }),
 });
