@@ -428,6 +428,27 @@ vns:
   const SESSION = Buffer.concat([OPEN, SUBSCRIBE, PUBLISH, END_OF_RIB]);
   const VALID = [SESSION, Buffer.concat([OPEN, CONFIG_SUBSCRIBE]), Buffer.concat([OPEN, SUBSCRIBE, Buffer.from(STREAM_CLOSE)]), ...PUSHES.map((push) => Buffer.concat([OPEN, push]))];
 
+  /** Well-formed stanzas whose values are odd: prefixes, labels, addresses, names and ids from anywhere. */
+  const text = fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom('', ' ', '0', '-1', '4294967296', '1e3', '0x10', '10.1.1.1/33', '300.1.1.1/32', '::1/128', 'fuzz-vn', 'web', '1/1/web', '\u0200'));
+  const number = fc.oneof(fc.integer(), fc.constantFrom(-1, 0, 15, 16, 0xfffff, 0x100000, 2 ** 32, Number.MAX_SAFE_INTEGER));
+  const oddStanza: fc.Arbitrary<SentStanza> = fc.oneof(
+    fc.record({ vrf: text, instanceId: number, id: text }).map(({ vrf, instanceId, id }): SentStanza => ({ kind: 'subscribe', ...bgp, id, vrf, instanceId })),
+    fc.record({ vrf: text, id: text }).map(({ vrf, id }): SentStanza => ({ kind: 'unsubscribe', ...bgp, id, vrf })),
+    fc
+      .record({ vrf: text, prefix: text, address: text, label: number, encaps: fc.array(text, { maxLength: 3 }), vn: text, version: number, preference: number })
+      .map(({ vrf, prefix, address, label, encaps, vn, version, preference }): SentStanza => ({
+        kind: 'publish',
+        ...bgp,
+        id: 'p',
+        vrf,
+        entry: { prefix, nexthops: [{ address, label, encaps, virtualNetwork: vn }], version, sequenceNumber: version, localPreference: preference, med: 0 },
+      })),
+    fc.record({ vrf: text, prefix: text, kind: fc.constantFrom<'associate' | 'dissociate'>('associate', 'dissociate') }).map(({ vrf, prefix, kind }): SentStanza => ({ kind, ...bgp, id: 'c', vrf, prefix })),
+    fc.record({ node: text, subscribe: fc.boolean() }).map(({ node, subscribe }): SentStanza => ({ kind: 'config-subscribe', ...vrouterToControl(FUZZ_NAME, CONFIG_RESOURCE), node, subscribe })),
+    fc.constant<SentStanza>({ kind: 'end-of-rib', ...bgp }),
+  );
+  const oddSessions = fc.array(oddStanza, { minLength: 1, maxLength: 8 }).map((stanzas) => Buffer.concat([OPEN, SUBSCRIBE, ...stanzas.map(stanza)]));
+
   let node: ControlNode;
   let port: number;
   const watcher = new SimulatedVrouter('watcher');
@@ -512,6 +533,7 @@ vns:
     const heapBefore = await heapAfterGc();
     await checkProperty('xmpp', 'random-bytes', fc.oneof(randomBytes, randomBytes.map((bytes) => Buffer.concat([OPEN, bytes]))), 150, probe);
     await checkProperty('xmpp', 'mutated-stanza', mutated(VALID), 400, probe);
+    await checkProperty('xmpp', 'odd-values', oddSessions, 150, probe);
     sessionsIntact();
 
     // The whole session split at every byte: the route is echoed every time.
