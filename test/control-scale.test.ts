@@ -16,8 +16,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { ControlNode } from '../src/control/node/control-node';
+import { parseNetworkConfig } from '../src/control/node/network-config';
+import { encodeStanza, encodeStreamOpen, vrouterToControl } from '../src/control/xmpp/codec';
+import { BGP_PEER_RESOURCE, CONTROL_NODE_JID, KEEPALIVE } from '../src/control/xmpp/stanza';
 import { SimulatedVrouter, routeEntry } from './support/peer-sessions';
 
 const SESSIONS = 200;
@@ -163,4 +168,42 @@ test(`${SESSIONS} vrouter sessions converge; one flapping ${FLAPS_PER_SECOND} ti
   );
   assert.ok(flapRate >= FLAPS_PER_SECOND * 0.8, `only ${flapRate.toFixed(1)} flaps a second`);
   assert.equal(control.exitCode, null, `vrouter-control exited:\n${stderr.slice(-2000)}`);
+});
+
+test('a vrouter that keeps its session alive but reads nothing is dropped after the hold time, not buffered for ever', { timeout: 110_000 }, async () => {
+  const holdTime = 3;
+  const node = new ControlNode({ config: parseNetworkConfig(CONFIG.replace('holdTime: 90', `holdTime: ${holdTime}`), 'stalled.yaml') });
+  const nodePort = (await node.listen(0, '127.0.0.1')).port;
+  const publisher = new SimulatedVrouter('publisher');
+  try {
+    await publisher.connect(nodePort, holdTime);
+    publisher.subscribe('web');
+    // The stalled vrouter: opens, subscribes, sends keepalives, and never reads again.
+    const stalled = net.connect({ host: '127.0.0.1', port: nodePort });
+    await new Promise((resolve) => stalled.once('connect', resolve));
+    const bgp = vrouterToControl('stalled', BGP_PEER_RESOURCE);
+    stalled.write(encodeStreamOpen({ from: 'stalled', to: CONTROL_NODE_JID }));
+    stalled.write(encodeStanza({ kind: 'subscribe', ...bgp, id: 's1', vrf: 'web', instanceId: 1 }));
+    stalled.pause();
+    const keepalives = setInterval(() => stalled.write(KEEPALIVE), 500);
+    stalled.on('error', () => undefined);
+    try {
+      await sleep(200);
+      assert.ok(node.connectedVrouters().includes('stalled'));
+      // Far more than the kernel buffers of the stalled socket hold: the control node must wait for it to read.
+      const routes = 40_000;
+      for (let index = 0; index < routes; index++) publisher.publish('web', routeEntry(`10.2.${index >> 8}.${index & 0xff}/32`, '198.18.0.2', 16 + index));
+      await publisher.until(() => publisher.access.routes.size === routes, 60_000, `its ${routes} routes back`);
+      const deadline = Date.now() + 3 * holdTime * 1000;
+      while (node.connectedVrouters().includes('stalled') && Date.now() < deadline) await sleep(100);
+      assert.deepEqual(node.connectedVrouters(), ['publisher'], 'the stalled vrouter is still connected');
+      assert.ok(publisher.isEstablished, `the publisher's session: ${publisher.closedReason}`);
+    } finally {
+      clearInterval(keepalives);
+      stalled.destroy();
+    }
+  } finally {
+    publisher.close();
+    await node.close();
+  }
 });
