@@ -140,17 +140,21 @@ export async function heapAfterGc(): Promise<number> {
 
 export const MiB = 1024 * 1024;
 
-type Mutation =
-  | { kind: 'flip'; at: number; bit: number }
-  | { kind: 'set'; at: number; byte: number }
-  | { kind: 'insert'; at: number; bytes: number[] }
-  | { kind: 'delete'; at: number; length: number }
-  | { kind: 'duplicate'; at: number; length: number }
-  | { kind: 'truncate'; at: number };
+type MutationKind = 'flip' | 'set' | 'insert' | 'delete' | 'duplicate' | 'truncate';
 
 const position = fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true });
-const mutation: fc.Arbitrary<{ kind: Mutation['kind']; at: number; bit: number; byte: number; bytes: number[]; length: number }> = fc.record({
-  kind: fc.constantFrom<Mutation['kind']>('flip', 'set', 'insert', 'delete', 'duplicate', 'truncate'),
+/** One edit at a relative position: flip a bit, set a byte, insert bytes, delete, duplicate or cut off the rest. */
+interface Mutation {
+  kind: MutationKind;
+  at: number;
+  bit: number;
+  byte: number;
+  bytes: number[];
+  length: number;
+}
+
+const mutation: fc.Arbitrary<Mutation> = fc.record({
+  kind: fc.constantFrom<MutationKind>('flip', 'set', 'insert', 'delete', 'duplicate', 'truncate'),
   at: position,
   bit: fc.integer({ min: 0, max: 7 }),
   // Bytes that matter to XML, HTTP and JSON, and any other.
@@ -159,7 +163,7 @@ const mutation: fc.Arbitrary<{ kind: Mutation['kind']; at: number; bit: number; 
   length: fc.integer({ min: 1, max: 64 }),
 });
 
-function applyMutation(bytes: Buffer, m: { kind: Mutation['kind']; at: number; bit: number; byte: number; bytes: number[]; length: number }): Buffer {
+function applyMutation(bytes: Buffer, m: Mutation): Buffer {
   const at = Math.floor(m.at * (bytes.length + 1));
   switch (m.kind) {
     case 'flip': {

@@ -59,9 +59,6 @@ export class SimulatedVrouter {
   private established = false;
   /** Set when the session ends, with its reason. */
   closedReason: string | null = null;
-  /** Stanzas received, and End-of-RIBs among them. */
-  received = 0;
-  endOfRibs = 0;
   private readonly waiters: Array<() => void> = [];
 
   constructor(readonly name: string) {
@@ -152,8 +149,6 @@ export class SimulatedVrouter {
   }
 
   private receive(stanza: Stanza): void {
-    this.received++;
-    if (stanza.kind === 'end-of-rib') this.endOfRibs++;
     if (stanza.kind === 'route-update') {
       for (const { prefix, entry } of stanza.changes) {
         if (entry === null) this.learned.forget(0, stanza.vrf, prefix);
