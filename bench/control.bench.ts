@@ -37,6 +37,10 @@ import { vrouterToControl } from '../src/control/xmpp/codec';
 import { silentLogger } from '../src/control/xmpp/logger';
 import { XmppSession } from '../src/control/xmpp/session';
 import { BGP_PEER_RESOURCE } from '../src/control/xmpp/stanza';
+import { networkFqns } from '../src/control/ifmap/names';
+
+/** The routing instance of network.yaml's vn1: the VRF routes are published and programmed in. */
+const VN1_VRF = networkFqns('vn1').routingInstance;
 
 const ROUTES = 100_000;
 const PORT_ADD_ROUNDS = 21;
@@ -91,11 +95,11 @@ async function publishRoutes(port: number): Promise<void> {
   const bgp = vrouterToControl('route-source', BGP_PEER_RESOURCE);
   session.openStream({ from: 'route-source', to: 'network-control@contrailsystems.com' });
   await streamOpened;
-  session.sendStanza({ kind: 'subscribe', ...bgp, id: 'subscribe1', vrf: 'vn1', instanceId: 1 });
+  session.sendStanza({ kind: 'subscribe', ...bgp, id: 'subscribe1', vrf: VN1_VRF, instanceId: 1 });
   for (let index = 0; index < ROUTES; index++) {
     const entry = sourceRoute(index);
-    session.sendStanza({ kind: 'publish', ...bgp, id: `pubsub${index}`, vrf: 'vn1', entry });
-    session.sendStanza({ kind: 'associate', ...bgp, id: `collection${index}`, vrf: 'vn1', prefix: entry.prefix });
+    session.sendStanza({ kind: 'publish', ...bgp, id: `pubsub${index}`, vrf: VN1_VRF, entry });
+    session.sendStanza({ kind: 'associate', ...bgp, id: `collection${index}`, vrf: VN1_VRF, prefix: entry.prefix });
     if (index % 1000 === 999) await session.drained();
   }
   session.sendStanza({ kind: 'end-of-rib', ...bgp });
@@ -150,14 +154,14 @@ async function measureRoutesToDataplane(controlPort: number): Promise<number> {
   const done = new Promise<void>((resolve) => {
     node.access.onRoute = (vrf, prefix) => {
       // The source's routes; the receiver's own address is allocated from 10.0.0.0/24.
-      if (vrf === 'vn1' && !prefix.startsWith('10.0.0.') && --remaining === 0) resolve();
+      if (vrf === VN1_VRF && !prefix.startsWith('10.0.0.') && --remaining === 0) resolve();
     };
   });
   const start = performance.now();
   await node.client.addPort(pod('receiver', 16, 'vn1'));
   await done;
   const elapsed = performance.now() - start;
-  const table = node.dataplane.vrfs.find('vn1')!.routes;
+  const table = node.dataplane.vrfs.find(VN1_VRF)!.routes;
   if (table.size < ROUTES) throw new Error(`only ${table.size} routes in vn1`);
   await node.client.close();
   return elapsed;
@@ -173,7 +177,7 @@ async function measurePortAddToRemote(controlPort: number): Promise<number> {
     const start = performance.now();
     const programmed = new Promise<void>((resolve) => {
       b.access.onRoute = (vrf) => {
-        if (vrf === 'web') resolve();
+        if (vrf === networkFqns('web').routingInstance) resolve();
       };
     });
     await a.client.addPort(pod(`a-${round}`, 100 + round, 'web'));

@@ -23,7 +23,14 @@
  * after the run. Generator and daemons run at nice -20, their autogroups
  * too.
  * PPS_ONLY=name,name runs only the cases whose path is named (e.g.
- * PPS_ONLY=kernel-bridge,vrouter-local).
+ * PPS_ONLY=kernel-bridge,vrouter-local; the overlay's:
+ * PPS_ONLY=kernel-vxlan,vrouter-overlay,vrouter-overlay-no-gso,...).
+ * vrouter-overlay-* take the underlay apart: without UDP_SEGMENT, without
+ * UDP_GRO, without the coalescing wait, without all three, and with the
+ * sender's underlay device at gso_max_segs 1. When vrouter-overlay and
+ * vrouter-overlay-no-wait both ran, the coalescing wait's cost in latency
+ * follows: ping RTT P50/P99 from pod A to pod B (LATENCY_PINGS echoes, 5 ms
+ * apart) while trafgen sends 64-byte frames at half vrouter-overlay's rate.
  *
  * This project's machines are shared and have 2 cores: each case also prints
  * who kept each CPU busy (the daemons, ksoftirqd, any other thread), so a
@@ -33,7 +40,7 @@ import fs from 'node:fs';
 import { Topology, requireCommands } from '../test/support/netns';
 import { TrafficPath, buildKernelBridge, buildKernelVxlan } from './pps/kernel-paths';
 import { RateMeasurement, measureRate } from './pps/traffic';
-import { FORWARDER_CPUS, VrouterTrafficPath, buildVrouterLocal, buildVrouterOverlay } from './pps/vrouter-paths';
+import { VrouterTrafficPath, buildVrouterLocal, buildVrouterOverlay } from './pps/vrouter-paths';
 
 /** A forwarding path; vrouter paths also name the daemons whose CPU use and counters are reported. */
 interface PathUnderTest {
@@ -77,11 +84,22 @@ const PATHS: PathUnderTest[] = [
   { name: 'vrouter-local-af_packet', build: withDaemonEnv(buildVrouterLocal, { VROUTER_AF_XDP: 'off' }) },
   { name: 'vrouter-local-tap', build: withDaemonEnv(buildVrouterLocal, { VROUTER_POD_PORT: 'tap' }) },
   { name: 'vrouter-overlay', build: buildVrouterOverlay },
+  // What each part of the underlay path does: without UDP_SEGMENT sends, without UDP_GRO receives, without the coalescing wait, without all three (raw sendmmsg + recvmmsg).
+  { name: 'vrouter-overlay-no-gso', build: withDaemonEnv(buildVrouterOverlay, { VROUTER_UDP_GSO: 'off' }) },
+  { name: 'vrouter-overlay-no-gro', build: withDaemonEnv(buildVrouterOverlay, { VROUTER_UDP_GRO: 'off' }) },
+  { name: 'vrouter-overlay-no-wait', build: withDaemonEnv(buildVrouterOverlay, { VROUTER_UNDERLAY_COALESCE_US: '0' }) },
+  { name: 'vrouter-overlay-raw', build: withDaemonEnv(buildVrouterOverlay, { VROUTER_UDP_GSO: 'off', VROUTER_UDP_GRO: 'off', VROUTER_UNDERLAY_COALESCE_US: '0' }) },
+  // A NIC without segmentation offload: the sender's underlay device takes one segment per packet, the kernel segments in software.
+  { name: 'vrouter-overlay-gso-max-segs-1', build: (topology) => buildVrouterOverlay(topology, { gsoMaxSegs: 1 }) },
+  // Both daemons on CPU 1, the generator and pod B's kernel alone on CPU 0 (as the C prototypes ran their forwarder).
+  { name: 'vrouter-overlay-cpu1', build: (topology) => buildVrouterOverlay(topology, { cpus: ['1', '1'] }) },
 ];
+/** The overlay's variants, compared with kernel VXLAN like vrouter-overlay. */
+const OVERLAY_VARIANTS = PATHS.map((path) => path.name).filter((name) => name.startsWith('vrouter-overlay-'));
 /** 64 bytes is the case's plain name; other sizes get a suffix (kernel-bridge-512). */
 const FRAME_SIZES = [64, 512];
 /** Paths also measured at sizes above 64 bytes (the port-kind variants only at 64, to keep the run under 15 minutes). */
-const ALL_SIZES = new Set(['kernel-bridge', 'kernel-bridge-rps', 'kernel-vxlan', 'kernel-vxlan-rps', 'vrouter-local', 'vrouter-overlay']);
+const ALL_SIZES = new Set(['kernel-bridge', 'kernel-bridge-rps', 'kernel-vxlan', 'kernel-vxlan-rps', 'vrouter-local', 'vrouter-overlay', ...OVERLAY_VARIANTS]);
 /** Each vrouter path against the kernel paths doing the same job, printed when both ran. */
 const COMPARISONS: Array<[string, string]> = [
   ['vrouter-local', 'kernel-bridge'],
@@ -90,6 +108,7 @@ const COMPARISONS: Array<[string, string]> = [
   ['vrouter-local-tap', 'kernel-bridge'],
   ['vrouter-overlay', 'kernel-vxlan'],
   ['vrouter-overlay', 'kernel-vxlan-rps'],
+  ...OVERLAY_VARIANTS.map((name): [string, string] => [name, 'kernel-vxlan']),
 ];
 const QUICK = process.argv.includes('--quick');
 const RUNS = QUICK ? 1 : Number(process.env.PPS_RUNS ?? 3);
@@ -202,6 +221,7 @@ function cpuUseSince(before: CpuSnapshot, forwarderPids: number[]): { text: stri
 interface CaseResult extends RateMeasurement {
   /** The daemons by node, in the order of forwarderCpuPercents. */
   forwarderNodes: string[];
+  forwarderCpus: string[];
   forwarderPids: number[];
   /** Who kept each CPU busy over the whole measurement (warm-up included). */
   cpuUse: string;
@@ -229,7 +249,7 @@ async function measureCase(path: PathUnderTest, size: number): Promise<CaseResul
     const cpu = cpuUseSince(cpuBefore, forwarderPids);
     const cpuUsPerPacket = (cpu.busyCpuSeconds / Math.max(1, result.pps * cpu.wallSeconds)) * 1e6;
     const report = (await built.report?.()) ?? [];
-    return { ...result, forwarderNodes: forwarders.map((forwarder) => forwarder.node), forwarderPids, cpuUse: cpu.text, cpuUsPerPacket, report };
+    return { ...result, forwarderNodes: forwarders.map((forwarder) => forwarder.node), forwarderCpus: forwarders.map((forwarder) => forwarder.cpu), forwarderPids, cpuUse: cpu.text, cpuUsPerPacket, report };
   } finally {
     await built?.stop?.();
     await topology.destroy();
@@ -241,7 +261,7 @@ function describe(result: CaseResult): string {
   let cpu = result.forwarderCpuPercent === undefined ? '' : `, forwarder CPU ${percent(result.forwarderCpuPercent)}`;
   const perDaemon = result.forwarderCpuPercents ?? [];
   if (perDaemon.length > 0) {
-    cpu = `, vrouter CPU ${perDaemon.map((value, i) => `${result.forwarderNodes[i]} ${percent(value)} on CPU ${FORWARDER_CPUS[i]}`).join(' + ')}`;
+    cpu = `, vrouter CPU ${perDaemon.map((value, i) => `${result.forwarderNodes[i]} ${percent(value)} on CPU ${result.forwarderCpus[i]}`).join(' + ')}`;
   }
   const atSender = result.senderDropped > 0 ? ` (${result.senderDropped} dropped at the sender's device)` : '';
   return `${Math.round(result.pps)} pps, loss ${(result.loss * 100).toFixed(3)}%${atSender}${cpu}, ${result.cpuUsPerPacket.toFixed(2)} CPU us/packet`;
@@ -253,6 +273,31 @@ function selectedPaths(): PathUnderTest[] {
   const unknown = only.filter((name) => !PATHS.some((path) => path.name === name));
   if (unknown.length > 0) throw new Error(`PPS_ONLY: no path ${unknown.join(', ')} (paths: ${PATHS.map((path) => path.name).join(', ')})`);
   return PATHS.filter((path) => only.includes(path.name));
+}
+
+const LATENCY_PINGS = 400;
+
+function percentile(sorted: number[], fraction: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))];
+}
+
+/** Ping RTTs (ms, sorted) from the sender to the receiver pod while trafgen sends at `rate` pps. */
+async function pingUnderLoad(path: PathUnderTest, rate: number): Promise<number[]> {
+  const topology = new Topology();
+  let built: Awaited<ReturnType<PathUnderTest['build']>> | undefined;
+  try {
+    built = await path.build(topology);
+    const pingSeconds = (LATENCY_PINGS * 5) / 1000;
+    const load = measureRate({ topology, ...built, frame: { ...built, srcPort: SOURCE_PORT, dstPort: DESTINATION_PORT, size: 64 }, seconds: pingSeconds + 2, rate });
+    // After trafgen's warm-up second, inside its window.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const output = await topology.exec(built.senderNs, ['ping', '-n', '-c', String(LATENCY_PINGS), '-i', '0.005', '-W', '1', built.dstIp], { timeoutMs: 60_000 });
+    await load;
+    return [...output.matchAll(/time=([\d.]+) ms/g)].map((match) => Number(match[1])).sort((x, y) => x - y);
+  } finally {
+    await built?.stop?.();
+    await topology.destroy();
+  }
 }
 
 function median(values: number[]): number {
@@ -316,6 +361,19 @@ async function main(): Promise<void> {
       if (numerator === undefined || denominator === undefined) continue;
       const label = `${caseName(vrouter, size)}/${caseName(kernel, size)}`;
       console.log(`${label.padEnd(45)}${(numerator.pps / denominator.pps).toFixed(2).padStart(6)}  ${(numerator.cpuUsPerPacket / denominator.cpuUsPerPacket).toFixed(2).padStart(8)}`);
+    }
+  }
+  const overlay = figures.get('vrouter-overlay');
+  if (overlay === undefined || !figures.has('vrouter-overlay-no-wait')) return;
+  const rate = overlay.pps / 2;
+  console.log(`\nlatency: ${LATENCY_PINGS} pings A -> B, 5 ms apart, under 64-byte frames at ${Math.round(rate)} pps (half vrouter-overlay's rate)`);
+  for (const name of ['vrouter-overlay', 'vrouter-overlay-no-wait']) {
+    try {
+      const rtts = await pingUnderLoad(PATHS.find((path) => path.name === name)!, rate);
+      const us = (ms: number): string => `${Math.round(ms * 1000)} us`;
+      console.log(`${name.padEnd(34)}RTT P50 ${us(percentile(rtts, 0.5))}, P99 ${us(percentile(rtts, 0.99))} (${rtts.length} replies)`);
+    } catch (error) {
+      console.log(`${name}: latency failed: ${(error as Error).message.split('\n')[0]}`);
     }
   }
 }

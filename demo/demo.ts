@@ -32,6 +32,7 @@ import fs from 'node:fs';
 import type { NetworkConfigDocument } from '../src/control/node/network-config';
 import { Topology, requireCommands } from '../test/support/netns';
 import { DaemonStats, ProcessOutput, VrouterCluster } from '../test/support/vrouter-cluster';
+import { networkFqns } from '../src/control/ifmap/names';
 
 const CLUSTER_IP = '10.96.0.10';
 const SERVICE_PORT = 80;
@@ -114,7 +115,7 @@ async function showRoutes(cluster: VrouterCluster): Promise<void> {
     [1, 'backend', "the pods of backend, and frontend's pods: the way back for the service's replies"],
   ] as const) {
     section(`Learned routes: vrouter rt --dump ${vrf} (node${node}; ${why})`);
-    const text = await cluster.tool(node, ['rt', '--dump', vrf]);
+    const text = await cluster.tool(node, ['rt', '--dump', networkFqns(vrf).routingInstance]);
     for (const line of text.trimEnd().split('\n')) info(line);
   }
 }
@@ -263,14 +264,14 @@ async function main(): Promise<void> {
     // The last pieces travel over XMPP after the port adds: the ClusterIP's ECMP route and the way back.
     const running = cluster;
     await running.withLogs(async () => {
-      await running.waitForRoute(0, 'frontend', `${CLUSTER_IP}/32`, (candidate) => (candidate?.members?.length ?? 0) >= 2, 5_000).catch(() => undefined);
-      const route = await running.route(0, 'frontend', `${CLUSTER_IP}/32`);
+      await running.waitForRoute(0, networkFqns('frontend').routingInstance, `${CLUSTER_IP}/32`, (candidate) => (candidate?.members?.length ?? 0) >= 2, 5_000).catch(() => undefined);
+      const route = await running.route(0, networkFqns('frontend').routingInstance, `${CLUSTER_IP}/32`);
       const hops = route === undefined ? [] : route.members ? route.members.map((member) => (member.label === null ? 'a local vif' : `label ${member.label}`)) : [`label ${route.label} to ${route.dip ?? 'a local vif'}`];
       check(
         hops.length === 2,
         `node0 learned ${CLUSTER_IP}/32 in frontend over XMPP: ${hops.length} next hop(s)${hops.length ? ` (${hops.join(', ')})` : ''}; expected ECMP over be-1 (label ${running.pod('be-1').label}, local) and be-2 (label ${running.pod('be-2').label}, node1)`,
       );
-      await running.waitForRoute(1, 'backend', `${running.pod('fe-1').ip}/32`, undefined, 10_000);
+      await running.waitForRoute(1, networkFqns('backend').routingInstance, `${running.pod('fe-1').ip}/32`, undefined, 10_000);
     });
     for (const pod of PODS.filter((spec) => spec.labels === BACKEND)) {
       const server = new ProcessOutput(cluster.spawn(pod.name, nodeScript(SERVER, pod.name)));

@@ -48,7 +48,8 @@
 namespace vrio {
 namespace {
 
-// ioStats(): { txDropped, lastTxErrno, rxTruncated, batchSyscalls, ioUring },
+// ioStats(): { txDropped, lastTxErrno, rxTruncated, batchSyscalls, gsoSends,
+// gsoSegments, groBuffers, groSegments, ioUring },
 // cumulative counters of the calling thread (each worker has its own), and
 // whether its readBatch/writeBatch use io_uring (which sets the ring up if
 // no batch call has yet).
@@ -59,6 +60,10 @@ napi_value IoStats(napi_env env, napi_callback_info /*info*/) {
   napi_set_named_property(env, result, "lastTxErrno", Int(env, tls_stats.lastTxErrno));
   napi_set_named_property(env, result, "rxTruncated", Int(env, tls_stats.rxTruncated));
   napi_set_named_property(env, result, "batchSyscalls", Int(env, tls_stats.batchSyscalls));
+  napi_set_named_property(env, result, "gsoSends", Int(env, tls_stats.gsoSends));
+  napi_set_named_property(env, result, "gsoSegments", Int(env, tls_stats.gsoSegments));
+  napi_set_named_property(env, result, "groBuffers", Int(env, tls_stats.groBuffers));
+  napi_set_named_property(env, result, "groSegments", Int(env, tls_stats.groSegments));
   napi_get_boolean(env, ThreadUsesIoUring(), &uring);
   napi_set_named_property(env, result, "ioUring", uring);
   return result;

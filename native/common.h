@@ -59,6 +59,10 @@ struct Stats {
   int lastTxErrno = 0;       // errno of the most recent such drop
   double rxTruncated = 0;    // datagrams cut to `capacity` by recvBatch
   double batchSyscalls = 0;  // io_uring_enter, read and write calls made by readBatch/writeBatch
+  double gsoSends = 0;       // udpSendRuns messages carrying UDP_SEGMENT
+  double gsoSegments = 0;    // datagrams those messages carried
+  double groBuffers = 0;     // coalesced buffers udpGroReceive received
+  double groSegments = 0;    // frames it split them into
 };
 inline thread_local Stats tls_stats;
 
@@ -147,7 +151,7 @@ inline void ThrowRange(napi_env env, const char* message) {
 // returns nullptr to JS.
 // ---------------------------------------------------------------------------
 
-constexpr size_t kMaxArgs = 8;
+constexpr size_t kMaxArgs = 10;
 
 struct Args {
   napi_value v[kMaxArgs];

@@ -197,12 +197,31 @@ napi_value LinkDelete(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// disableTxOffloads(name): void. `ethtool -K name tx off gso off ...` on a
+// device of the calling thread's namespace (see ethtool.h): its frames then
+// leave segmented and checksummed in software, as a capture must see them
+// to check the checksums the kernel wrote.
+napi_value DisableTxOffloadsOn(napi_env env, napi_callback_info info) {
+  const char* fn = "disableTxOffloads";
+  Args args;
+  char name[IFNAMSIZ] = {0};
+  if (!GetArgs(env, info, fn, 1, &args) || !GetShortString(env, args.v[0], fn, "name", name, IFNAMSIZ - 1)) return nullptr;
+  const char* failed = nullptr;
+  const int err = DisableTxOffloads(name, &failed);
+  if (err != 0) {
+    ThrowErrno(env, failed, name, err);
+    return nullptr;
+  }
+  return Undefined(env);
+}
+
 }  // namespace
 
 void RegisterVeth(napi_env env, napi_value exports) {
   static const Export functions[] = {
       {"podVethOpen", PodVethOpen},
       {"linkDelete", LinkDelete},
+      {"disableTxOffloads", DisableTxOffloadsOn},
   };
   DefineFunctions(env, exports, functions);
 }

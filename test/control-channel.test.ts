@@ -14,11 +14,15 @@ import { Dataplane } from '../src/dataplane/dataplane';
 import { NH_COMPOSITE, NH_ENCAP, NH_TUNNEL } from '../src/dataplane/nexthop';
 import { parseMac } from '../src/dataplane/protocols/ethernet';
 import { ipFromString, ipToString } from '../src/dataplane/protocols/ipv4';
-import { LocalPort } from '../src/control/agent/agent-interface';
+import { LocalPort, vmUuidOf } from '../src/control/agent/agent-interface';
 import { ControlClient, ControlClientOptions, PortRefusedError } from '../src/control/agent/control-client';
 import { InProcessDataplaneAccess } from '../src/control/agent/dataplane-access';
 import { ControlServerTls } from '../src/control/agent/control-session';
 import { ControlNode } from '../src/control/node/control-node';
+import { buildConfigGraph, vrouterGraph } from '../src/control/node/ifmap-publisher';
+import { encodeConfigSubscribe, encodeConfigUpdate } from '../src/control/ifmap/codec';
+import { IfmapGraph } from '../src/control/ifmap/graph';
+import { networkFqns } from '../src/control/ifmap/names';
 import { runControlNode } from '../src/control/node/cli';
 import { NetworkConfig, parseNetworkConfig } from '../src/control/node/network-config';
 import { encodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
@@ -54,6 +58,10 @@ class RecordingLogger implements Logger {
     return this.lines.some((line) => pattern.test(line));
   }
 }
+
+/** A network.yaml VN's virtual-network FQN, and its routing instance: the VRF's name on the vrouters. */
+const VN = (name: string) => networkFqns(name).vn;
+const VRF = (name: string) => networkFqns(name).routingInstance;
 
 function config(text = CONFIG): NetworkConfig {
   return parseNetworkConfig(text, 'test.yaml');
@@ -94,8 +102,9 @@ class TestVrouter {
     });
   }
 
-  /** What a VRF's route for a prefix leads to: "local vif N", "tunnel <ip>/<label>", ["<member>" | null per slot], or null. */
-  route(vrfName: string, prefix: string): string | Array<string | null> | null {
+  /** What the route for a prefix in a VN's VRF leads to: "local vif N", "tunnel <ip>/<label>", ["<member>" | null per slot], or null. */
+  route(vn: string, prefix: string): string | Array<string | null> | null {
+    const vrfName = VRF(vn);
     const vrf = this.dataplane.vrfs.find(vrfName);
     if (!vrf || vrf.name !== vrfName) return null;
     const [address, length] = prefix.split('/');
@@ -105,15 +114,15 @@ class TestVrouter {
   }
 
   /** The nexthop id a route points at, -1 for none. */
-  routeNexthop(vrfName: string, prefix: string): number {
-    const vrf = this.dataplane.vrfs.find(vrfName);
+  routeNexthop(vn: string, prefix: string): number {
+    const vrf = this.dataplane.vrfs.find(VRF(vn));
     if (!vrf) return -1;
     const [address, length] = prefix.split('/');
     return vrf.routes.get(ipFromString(address), Number(length));
   }
 
-  vrfId(name: string): number {
-    return this.dataplane.vrfs.find(name)!.id;
+  vrfId(vn: string): number {
+    return this.dataplane.vrfs.find(VRF(vn))!.id;
   }
 
   close(): Promise<void> {
@@ -156,6 +165,18 @@ async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The IF-MAP graph vrouter-control sends a vrouter for one port in web at `ip`. */
+function ifmapGraphOf(vrouter: string, port: LocalPort, ip: string): IfmapGraph {
+  const decision = { portId: port.id, vn: 'web', ip, subnet: '10.1.1.0/24', gateway: '10.1.1.1', floatingIps: [], policies: [] };
+  const graph = buildConfigGraph(config(), [{ vrouter, port, config: decision }], []);
+  return vrouterGraph(graph, vrouter, { virtualRouter: true, vms: new Set([vmUuidOf(port)]) });
+}
+
+/** That graph as a fake control node's `<config>` IQ, from `before` (what the vrouter has). */
+function ifmapConfigOf(vrouter: string, port: LocalPort, ip: string, before = new IfmapGraph()): string {
+  return encodeConfigUpdate(CONTROL_NODE_JID, `default-global-system-config:${vrouter}/config`, ifmapGraphOf(vrouter, port, ip).diffFrom(before));
+}
+
 // ------------------------------------------------------------------ tests
 
 test('a pod added on node A becomes a route in node B; removing it withdraws the route and frees its address', async () => {
@@ -166,7 +187,7 @@ test('a pod added on node A becomes a route in node B; removing it withdraws the
     const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
     assert.deepEqual(
       { vn: configA.vn, ip: configA.ip, subnet: configA.subnet, gateway: configA.gateway },
-      { vn: 'web', ip: '10.1.1.2', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
+      { vn: VN('web'), ip: '10.1.1.2', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
     );
     const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
     assert.equal(configB.ip, '10.1.1.3');
@@ -177,7 +198,7 @@ test('a pod added on node A becomes a route in node B; removing it withdraws the
     assert.equal(ipToString(vif.ip), '10.1.1.2');
     assert.ok(a.dataplane.labels.lookup(20) >= 0);
     assert.equal(a.route('web', '10.1.1.2/32'), `local vif ${vif.id}`);
-    assert.deepEqual(a.dataplane.vrfs.find('web')!.subnets, [{ prefix: ipFromString('10.1.1.0'), length: 24 }]);
+    assert.deepEqual(a.dataplane.vrfs.find(VRF('web'))!.subnets, [{ prefix: ipFromString('10.1.1.0'), length: 24 }]);
 
     await eventually(() => {
       assert.equal(b.route('web', '10.1.1.2/32'), 'tunnel 192.168.0.11/20');
@@ -206,7 +227,8 @@ test('labels pick the VN, a selected pod gets the ClusterIP with its port map, u
   const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
   try {
     const backend = await a.client.addPort(pod('db1', 30, { name: 'db', app: 'db' }));
-    assert.equal(backend.vn, 'db');
+    assert.equal(backend.vn, VN('db'));
+    assert.equal(backend.vrf, VRF('db'));
     assert.equal(backend.ip, '10.2.0.1');
     assert.deepEqual(backend.floatingIps, [{ ip: '10.96.0.20', portMap: [{ protocol: 'tcp', port: 5432, targetPort: 15432 }] }]);
     const backendVif = a.dataplane.vifs.get(a.access.vifOf('db1'))!;
@@ -214,9 +236,9 @@ test('labels pick the VN, a selected pod gets the ClusterIP with its port map, u
     assert.equal(a.route('db', '10.96.0.20/32'), `local vif ${backendVif.id}`);
 
     const client = await b.client.addPort(pod('web1', 31, { name: 'web', uses: 'db' }));
-    assert.equal(client.vn, 'web');
+    assert.equal(client.vn, VN('web'));
     const stranger = await b.client.addPort(pod('x1', 32, { name: 'unconfigured-vn' }));
-    assert.equal(stranger.vn, 'default', 'a VN name that is not configured falls back to the default VN');
+    assert.equal(stranger.vn, VN('default'), 'a VN name that is not configured falls back to the default VN');
     assert.equal(stranger.ip, '10.32.0.2');
 
     // The using VN sees the ClusterIP (in the backend's VN) and has the policy; the other VN has neither.
@@ -407,19 +429,18 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
     sessions++;
     socket.on('data', (chunk) => {
       received.push(chunk.toString());
-      if (!received.join('').includes('subscribe node="web"') || sessions > 1) return;
+      if (!received.join('').includes(`subscribe node="${VRF('web')}"`) || sessions > 1) return;
       const push = (vrf: string, label: number, prefix: string) =>
         `<message from="${CONTROL_NODE_JID}" to="node-a/bgp-peer"><event xmlns="http://jabber.org/protocol/pubsub">` +
         `<items node="1/1/${vrf}"><item id="${prefix}"><entry><nlri><af>1</af><safi>1</safi><address>${prefix}</address></nlri>` +
         `<next-hops><next-hop><af>1</af><address>192.168.0.66</address><label>${label}</label><tunnel-encapsulation-list>` +
-        `<tunnel-encapsulation>udp</tunnel-encapsulation></tunnel-encapsulation-list><virtual-network>${vrf}</virtual-network>` +
+        `<tunnel-encapsulation>udp</tunnel-encapsulation></tunnel-encapsulation-list><virtual-network>${VN('web')}</virtual-network>` +
         `</next-hop></next-hops><version>1</version><sequence-number>0</sequence-number><local-preference>200</local-preference>` +
         `<med>0</med></entry></item></items></event></message>`;
-      socket.write(push('web', 100, '10.1.1.50/32') + push('secret', 100, '10.9.9.9/32') + push('web', 3, '10.1.1.51/32'));
+      socket.write(push(VRF('web'), 100, '10.1.1.50/32') + push('secret', 100, '10.9.9.9/32') + push(VRF('web'), 3, '10.1.1.51/32'));
       setTimeout(() => socket.write('\u0000garbage'), 50);
     });
-    const config = `<iq type="set" from="${CONTROL_NODE_JID}/config" to="node-a/config" id="config1"><config xmlns="urn:vrouter-ts:port-config"><update><port id="a1" vn="web" ip="10.1.1.5" subnet="10.1.1.0/24" gateway="10.1.1.1"/></update></config></iq>`;
-    socket.write(encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'node-a' }) + config);
+    socket.write(encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'node-a' }) + ifmapConfigOf('node-a', pod('a1', 20, {}), '10.1.1.5'));
   });
   await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
   const port = (fakeControl.address() as net.AddressInfo).port;
@@ -431,7 +452,7 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
     assert.equal(a.dataplane.vrfs.find('secret'), null, 'routes of a VRF it did not subscribe to are not programmed');
     assert.ok(a.logger.has(/ignored 1 routes for secret/));
     assert.equal(a.route('web', '10.1.1.51/32'), null);
-    assert.ok(a.logger.has(/ignored 1 next hops in web with labels outside 16..1048575/));
+    assert.ok(a.logger.has(new RegExp(`ignored 1 next hops in ${VRF('web')} with labels outside 16..1048575`)));
     // The dataplane keeps what it had (stale) after the session closed.
     assert.equal(a.route('web', '10.1.1.50/32'), 'tunnel 192.168.0.66/100');
     assert.equal(a.route('web', '10.1.1.5/32'), `local vif ${a.access.vifOf('a1')}`);
@@ -443,19 +464,18 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
 
 test("a control node's pushes of other families (test/vectors/xmpp) are counted and dropped, on both ends, the session kept", async () => {
   const vector = (name: string) => readFileSync(join(__dirname, '..', '..', 'test', 'vectors', 'xmpp', name)).toString();
-  const toWeb = (xml: string) => xml.replaceAll('default-domain:demo:vn1:vn1', 'web');
+  const toWeb = (xml: string) => xml.replaceAll('default-domain:demo:vn1:vn1', VRF('web'));
   let pushed = false;
   const fakeControl = net.createServer((socket) => {
     let received = '';
     socket.on('data', (chunk) => {
       received += chunk.toString();
-      if (pushed || !received.includes('subscribe node="web"')) return;
+      if (pushed || !received.includes(`subscribe node="${VRF('web')}"`)) return;
       pushed = true;
       const others = ['evpn-push.xml', 'inet6-push.xml', 'mcast-push.xml', 'inet-mpls-push.xml'].map((name) => toWeb(vector(name)));
       socket.write(others.join('') + toWeb(vector('inet-push.xml')) + vector('end-of-rib.xml'));
     });
-    const config = `<iq type="set" from="${CONTROL_NODE_JID}/config" to="node-a/config" id="config1"><config xmlns="urn:vrouter-ts:port-config"><update><port id="a1" vn="web" ip="10.1.1.5" subnet="10.1.1.0/24" gateway="10.1.1.1"/></update></config></iq>`;
-    socket.write(vector('control-open.xml') + config);
+    socket.write(vector('control-open.xml') + ifmapConfigOf('node-a', pod('a1', 20, {}), '10.1.1.5'));
   });
   await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
   const a = new TestVrouter('node-a', '192.168.0.21', [(fakeControl.address() as net.AddressInfo).port]);
@@ -477,6 +497,45 @@ test("a control node's pushes of other families (test/vectors/xmpp) are counted 
     agent.destroy();
     await a.close();
     await control.node.close();
+    fakeControl.close();
+  }
+});
+
+test('IF-MAP from a control node: subscribes as the agent does; a port follows its view, is re-programmed on change and undone on delete', async () => {
+  let received = '';
+  let session: net.Socket | undefined;
+  const fakeControl = net.createServer((socket) => {
+    session = socket;
+    socket.on('data', (chunk) => (received += chunk.toString()));
+    socket.write(encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'node-a' }));
+  });
+  await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
+  const a = new TestVrouter('node-a', '192.168.0.11', [(fakeControl.address() as net.AddressInfo).port]);
+  const port = pod('a1', 20, { name: 'web' }, { vmUuid: '2d308482-c7b3-4e05-af14-e732b7b50117' });
+  const subscribe = (node: string, on = true) => encodeConfigSubscribe('node-a', `${CONTROL_NODE_JID}/config`, node, on);
+  try {
+    await eventually(() => assert.ok(received.includes(subscribe('virtual-router:default-global-system-config:node-a')), received));
+    const configured = a.client.addPort(port);
+    await eventually(() => assert.ok(received.includes(subscribe('virtual-machine:2d308482-c7b3-4e05-af14-e732b7b50117'))));
+    session!.write(ifmapConfigOf('node-a', port, '10.1.1.5'));
+    assert.equal((await configured).vrf, VRF('web'));
+    assert.equal(a.route('web', '10.1.1.5/32'), `local vif ${a.access.vifOf('a1')}`);
+    await eventually(() => assert.ok(received.includes(`<publish node="1/1/${VRF('web')}/10.1.1.5/32">`)));
+    assert.match(received, new RegExp(`<virtual-network>${VN('web')}</virtual-network>`), 'next hops name the VN');
+
+    // A new address (a new instance-ip, the old one deleted) moves the port; a delete of everything undoes it.
+    session!.write(ifmapConfigOf('node-a', port, '10.1.1.6', ifmapGraphOf('node-a', port, '10.1.1.5')));
+    await eventually(() => assert.equal(a.route('web', '10.1.1.6/32'), `local vif ${a.access.vifOf('a1')}`));
+    assert.equal(a.route('web', '10.1.1.5/32'), null);
+    session!.write(encodeConfigUpdate(CONTROL_NODE_JID, 'default-global-system-config:node-a/config', new IfmapGraph().diffFrom(ifmapGraphOf('node-a', port, '10.1.1.6'))));
+    await eventually(() => assert.equal(a.access.vifOf('a1'), -1));
+    assert.equal(a.route('web', '10.1.1.6/32'), null);
+    assert.ok(a.logger.has(/port a1: its configuration went \(no virtual-machine-interface yet\)/), a.logger.lines.join('\n'));
+
+    await a.client.removePort('a1');
+    await eventually(() => assert.ok(received.includes(subscribe('virtual-machine:2d308482-c7b3-4e05-af14-e732b7b50117', false))));
+  } finally {
+    await a.close();
     fakeControl.close();
   }
 });
@@ -559,38 +618,97 @@ const haveOpenssl = (() => {
   }
 })();
 
-/** A CA and certificates it signs, made with the openssl CLI. */
-function makeCertificates(dir: string, names: string[]): void {
+/** A CA (`<ca>.crt`) and certificates it signs (`<name>.crt`, `<name>.key`), made with the openssl CLI. */
+function makeCertificates(dir: string, names: string[], ca = 'ca'): void {
   const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=test-ca');
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-days', '2', '-subj', `/CN=test-${ca}`);
   for (const name of names) {
-    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=DNS:${name}${name === 'localhost' ? ',IP:127.0.0.1' : ''}\n`);
-    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=DNS:${name.replace(/^rogue-/, '')}${name === 'localhost' ? ',IP:127.0.0.1' : ''}\n`);
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name.replace(/^rogue-/, '')}`);
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
   }
 }
 
-test('TLS with certificates: known vrouters connect; unknown names and certificates for another name are refused', { skip: !haveOpenssl && 'openssl not found' }, async () => {
+/** A control node requiring STARTTLS with certificates of a fresh CA, in a temporary directory removed by `cleanup`. */
+async function startTlsControlNode() {
   const dir = mkdtempSync(join(tmpdir(), 'vrouter-tls-'));
   makeCertificates(dir, ['localhost', 'node-a', 'node-b', 'node-x']);
+  // node-a's name, signed by another CA.
+  makeCertificates(dir, ['rogue-node-a'], 'rogue-ca');
   const file = join(dir, 'network.yaml');
-  writeFileSync(file, `${CONFIG}vrouters: [node-a, node-b]\ntls: { cert: localhost.crt, key: localhost.key, ca: ca.crt }\n`);
+  writeFileSync(file, `${CONFIG}vrouters: [node-a, node-b, node-p]\ntls: { cert: localhost.crt, key: localhost.key, ca: ca.crt }\n`);
   const control = await startControlNode(parseNetworkConfig(readFileSync(file, 'utf8'), file));
-  const tlsFor = (name: string): ControlServerTls => ({
+  const tlsFor = (certificate: string, serverName = 'localhost'): ControlServerTls => ({
     ca: readFileSync(join(dir, 'ca.crt')),
-    cert: readFileSync(join(dir, `${name}.crt`)),
-    key: readFileSync(join(dir, `${name}.key`)),
-    serverName: 'localhost',
+    cert: readFileSync(join(dir, `${certificate}.crt`)),
+    key: readFileSync(join(dir, `${certificate}.key`)),
+    serverName,
   });
+  const cleanup = async () => {
+    await control.node.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { ...control, tlsFor, cleanup };
+}
+
+/** A TCP relay to `port` that keeps what each side of its first connection wrote. */
+async function startRelay(port: number) {
+  const written = { byClient: [] as Buffer[], byServer: [] as Buffer[] };
+  let connections = 0;
+  const relay = net.createServer((client) => {
+    const first = connections++ === 0;
+    const server = net.connect(port, '127.0.0.1');
+    client.on('data', (chunk) => {
+      if (first) written.byClient.push(chunk);
+      server.write(chunk);
+    });
+    server.on('data', (chunk) => {
+      if (first) written.byServer.push(chunk);
+      client.write(chunk);
+    });
+    client.on('close', () => server.destroy());
+    server.on('close', () => client.destroy());
+    client.on('error', () => {});
+    server.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  /** What a side wrote before TLS (its first TLS record starts with 0x16, which XML text never has) and after. */
+  const split = (side: keyof typeof written) => {
+    const bytes = Buffer.concat(written[side]);
+    const tlsStart = bytes.indexOf(0x16);
+    return { plain: bytes.subarray(0, tlsStart).toString(), tls: bytes.subarray(tlsStart) };
+  };
+  return { port: (relay.address() as net.AddressInfo).port, split, close: () => relay.close() };
+}
+
+const xmppVector = (name: string) => readFileSync(join(__dirname, '..', '..', 'test', 'vectors', 'xmpp', name)).toString();
+
+test('TLS by STARTTLS as contrail: the plain-text exchange byte for byte, routes over TLS; unknown names and certificates for another name are refused', { skip: !haveOpenssl && 'openssl not found' }, async () => {
+  const control = await startTlsControlNode();
+  const relay = await startRelay(control.port);
   const slow = { reconnectDelay: { initial: 5, max: 5 } };
-  const a = new TestVrouter('node-a', '192.168.0.11', [control.port], {}, tlsFor('node-a'));
-  const b = new TestVrouter('node-b', '192.168.0.12', [control.port], {}, tlsFor('node-b'));
-  const unknown = new TestVrouter('node-x', '192.168.0.13', [control.port], slow, tlsFor('node-x'));
-  const impostor = new TestVrouter('node-b', '192.168.0.14', [control.port], slow, tlsFor('node-x'));
+  const a = new TestVrouter('node-a', '192.168.0.11', [relay.port], {}, control.tlsFor('node-a'));
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port], {}, control.tlsFor('node-b'));
+  const unknown = new TestVrouter('node-x', '192.168.0.13', [control.port], slow, control.tlsFor('node-x'));
+  const impostor = new TestVrouter('node-b', '192.168.0.14', [control.port], slow, control.tlsFor('node-x'));
   try {
     const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
-    await b.client.addPort(pod('b1', 21, { name: 'web' }));
-    await eventually(() => assert.equal(b.route('web', `${configA.ip}/32`), 'tunnel 192.168.0.11/20'));
+    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    await eventually(() => {
+      assert.equal(b.route('web', `${configA.ip}/32`), 'tunnel 192.168.0.11/20');
+      assert.equal(a.route('web', `${configB.ip}/32`), 'tunnel 192.168.0.12/21');
+    });
+    // Before TLS, each side wrote exactly what contrail's does (test/vectors/xmpp/README.md, STARTTLS).
+    const agent = relay.split('byClient');
+    const controlNode = relay.split('byServer');
+    assert.equal(agent.plain, xmppVector('agent-open.xml') + xmppVector('starttls-request.xml'));
+    assert.equal(controlNode.plain, xmppVector('control-open.xml') + xmppVector('starttls-features.xml') + xmppVector('starttls-proceed.xml'));
+    // Then TLS records (handshake 0x16, version 3.x) carry everything else: the second open, subscriptions, routes.
+    for (const { tls } of [agent, controlNode]) {
+      assert.deepEqual([tls[0], tls[1]], [0x16, 0x03]);
+      assert.ok(tls.length > 1000, 'the handshake and the session went through the relay');
+      for (const text of ['stream:stream', 'node-a', 'subscribe', configA.ip]) assert.equal(tls.indexOf(text), -1, `${text} in the clear after STARTTLS`);
+    }
     await eventually(() => {
       assert.ok(control.logger.has(/vrouter node-x is not in the configuration's vrouters/), control.logger.lines.join('\n'));
       assert.ok(control.logger.has(/vrouter node-b presented a certificate for node-x/));
@@ -599,7 +717,92 @@ test('TLS with certificates: known vrouters connect; unknown names and certifica
     assert.deepEqual(control.node.connectedVrouters().sort(), ['node-a', 'node-b']);
   } finally {
     await Promise.all([a.close(), b.close(), unknown.close(), impostor.close()]);
-    await control.node.close();
-    rmSync(dir, { recursive: true, force: true });
+    relay.close();
+    await control.cleanup();
+  }
+});
+
+test('STARTTLS refused or failed closes that connection only, with a logged reason; the vrouter retries with backoff', { skip: !haveOpenssl && 'openssl not found' }, async () => {
+  const control = await startTlsControlNode();
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port], {}, control.tlsFor('node-a'));
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port], {}, control.tlsFor('node-b'));
+  /** Writes `first`, then `afterProceed` once `<proceed .../>` arrived; resolves with what it received when closed. */
+  const backoff = { reconnectDelay: { initial: 0.05, max: 1 } };
+  const rawSession = (first: string, afterProceed?: Buffer) =>
+    new Promise<string>((resolve) => {
+      const socket = net.connect(control.port, '127.0.0.1', () => socket.write(first));
+      let received = '';
+      socket.on('data', (chunk) => {
+        received += chunk.toString();
+        if (afterProceed && received.endsWith(xmppVector('starttls-proceed.xml'))) socket.write(afterProceed);
+      });
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(received));
+    });
+  const open = xmppVector('agent-open.xml').replace('node-a', 'intruder');
+  const answer = encodeStreamOpen({ from: CONTROL_NODE_JID, to: 'intruder', id: '++123', xmlns: 'jabber:client' }) + xmppVector('starttls-features.xml');
+  /** The delays of a vrouter's reconnect attempts. */
+  const retries = (vrouter: TestVrouter) =>
+    vrouter.logger.lines.flatMap((line) => /reconnecting in ([\d.]+) s/.exec(line)?.[1] ?? []).map(Number);
+  // Answers the open and the features as contrail-control, then garbage instead of <proceed/>.
+  let fakeSessions = 0;
+  const fakeControl = net.createServer((socket) => {
+    fakeSessions++;
+    socket.on('data', (chunk) => {
+      if (chunk.includes('<stream:stream')) socket.write(xmppVector('control-open.xml') + xmppVector('starttls-features.xml'));
+      if (chunk.includes('<starttls')) socket.write('\u0000garbage');
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => fakeControl.listen(0, '127.0.0.1', resolve));
+  const noProceed = new TestVrouter('node-a', '192.168.0.21', [(fakeControl.address() as net.AddressInfo).port], backoff, control.tlsFor('node-a'));
+  const plain = new TestVrouter('node-p', '192.168.0.22', [control.port], { reconnectDelay: { initial: 5, max: 5 } });
+  const foreignCa = new TestVrouter('node-a', '192.168.0.23', [control.port], backoff, control.tlsFor('rogue-node-a'));
+  const wrongServerName = new TestVrouter('node-b', '192.168.0.24', [control.port], backoff, control.tlsFor('node-b', 'node-x'));
+  // A control node without TLS answers the open and offers nothing: the vrouter gives up after its hold time.
+  const plainControl = await startControlNode();
+  const noFeatures = new TestVrouter('node-a', '192.168.0.25', [plainControl.port], { holdTime: 0.3, ...backoff }, control.tlsFor('node-a'));
+  try {
+    await a.client.addPort(pod('a1', 20, { name: 'web' }));
+
+    // Stanzas before STARTTLS: the answer and the features, then a stream error.
+    const reply = await rawSession(`${open}<iq type="set" from="intruder" to="${CONTROL_NODE_JID}/bgp-peer" id="subscribe1"/>`);
+    assert.equal(reply.slice(0, answer.length), answer);
+    assert.match(reply.slice(answer.length), /^<stream:error><not-authorized xmlns="urn:ietf:params:xml:ns:xmpp-streams"\/><text [^>]*>&lt;iq&gt; before STARTTLS, which this control node requires<\/text><\/stream:error><\/stream:stream>$/);
+    assert.ok(control.logger.has(/STARTTLS failed: <iq> before STARTTLS/), control.logger.lines.join('\n'));
+    // A vrouter without TLS takes the answer for an accepted session: it refuses the features, or sends stanzas
+    // and is refused, whichever the control node or it reads first.
+    await eventually(() => {
+      assert.ok(control.logger.has(/STARTTLS failed: (<(iq|message)> before STARTTLS|peer sent stream error bad-format)/), control.logger.lines.join('\n'));
+      assert.ok(plain.logger.has(/session closed: (malformed or unexpected stanza: unexpected stanza <stream:features>|peer sent stream error not-authorized)/), plain.logger.lines.join('\n'));
+    });
+    // Bytes that are not TLS after <proceed/>: the handshake fails.
+    await rawSession(open + xmppVector('starttls-request.xml'), Buffer.from('GET / HTTP/1.0\r\n\r\n'));
+    assert.ok(control.logger.has(/STARTTLS failed: TLS handshake failed: .*SSL routines:ssl3_get_record:http request/), control.logger.lines.join('\n'));
+    // A certificate of another CA, a control node certificate of another name, garbage instead of <proceed/>: retried,
+    // later each time. (With TLS 1.3 the vrouter's handshake is done before the control node checks its certificate:
+    // it sees the connection closed, the control node logs why.)
+    await eventually(() => {
+      for (const vrouter of [foreignCa, wrongServerName, noProceed]) assert.ok(retries(vrouter).length >= 3, vrouter.logger.lines.join('\n'));
+    });
+    assert.ok(control.logger.has(/STARTTLS failed: TLS handshake failed: certificate refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE/), control.logger.lines.join('\n'));
+    assert.ok(wrongServerName.logger.has(/STARTTLS failed: TLS handshake failed: Hostname\/IP does not match certificate's altnames/));
+    assert.ok(noProceed.logger.has(/STARTTLS failed: malformed or unexpected data/));
+    await eventually(() => assert.ok(noFeatures.logger.has(/STARTTLS failed: STARTTLS not completed within 0.3 s; reconnecting/), noFeatures.logger.lines.join('\n')));
+    assert.ok(fakeSessions >= 3);
+    for (const vrouter of [foreignCa, wrongServerName, noProceed]) {
+      const [first, second, third] = retries(vrouter);
+      assert.ok(first < second && second < third, `backoff: ${retries(vrouter).join(', ')}`);
+    }
+
+    // The listener and the sessions over TLS are untouched.
+    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    await eventually(() => assert.equal(a.route('web', `${configB.ip}/32`), 'tunnel 192.168.0.12/21'));
+    assert.deepEqual(control.node.connectedVrouters().sort(), ['node-a', 'node-b']);
+  } finally {
+    await Promise.all([a.close(), b.close(), noProceed.close(), plain.close(), foreignCa.close(), wrongServerName.close(), noFeatures.close()]);
+    fakeControl.close();
+    await plainControl.node.close();
+    await control.cleanup();
   }
 });

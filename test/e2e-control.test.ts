@@ -24,6 +24,11 @@ import assert from 'node:assert/strict';
 import type { NetworkConfigDocument } from '../src/control/node/network-config';
 import { Topology, requireCommands } from './support/netns';
 import { ClusterPod, ProcessOutput, VrouterCluster } from './support/vrouter-cluster';
+import { networkFqns } from '../src/control/ifmap/names';
+
+/** A network.yaml VN's FQN and its routing instance: the VRF's name on the nodes. */
+const VN = (name: string) => networkFqns(name).vn;
+const VRF = (name: string) => networkFqns(name).routingInstance;
 
 if (process.getuid?.() !== 0) throw new Error('the e2e tests need root (network namespaces, TAP devices, raw sockets): run them as root, as .ci/run does');
 requireCommands({ ip: 'iproute2', ping: 'iputils-ping', sysctl: 'procps', stdbuf: 'coreutils' });
@@ -256,7 +261,7 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
         assert.match(sessions[0].peer, /198\.18\.0\.2:5269/);
       }
       const anchor = cluster.pod('anchor');
-      assert.equal(anchor.vn, 'web');
+      assert.equal(anchor.vn, VN('web'));
       assert.ok(inSubnet(anchor.ip, '10.1.1.0/24') && anchor.ip !== '10.1.1.1', `anchor got ${anchor.ip}`);
     }));
 
@@ -265,14 +270,14 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
       const samples: number[] = [];
       for (let round = 0; round < 3; round++) {
         const { pod, ms, answerMs } = await cluster.timePortAddToReply(0, { name: `r${round}`, labels: { name: 'web' }, ip: `10.1.1.${50 + round}` }, 'anchor');
-        assert.equal(pod.vn, 'web');
+        assert.equal(pod.vn, VN('web'));
         assert.equal(pod.ip, `10.1.1.${50 + round}`);
         samples.push(ms);
         process.stderr.write(`# port add on node0 -> first echo reply at anchor (node2): ${ms.toFixed(1)} ms (port add answered after ${answerMs.toFixed(1)} ms)\n`);
       }
       process.stderr.write(`# port-add-to-first-packet: median ${median(samples).toFixed(1)} ms of ${samples.map((ms) => ms.toFixed(1)).join(', ')}\n`);
       // The route came over XMPP: node2 has 10.1.1.50/32 to node0 with r0's label.
-      const route = await cluster.route(2, 'web', '10.1.1.50/32');
+      const route = await cluster.route(2, VRF('web'), '10.1.1.50/32');
       assert.equal(route?.label, cluster.pod('r0').label, JSON.stringify(route));
     }));
 
@@ -284,13 +289,13 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
       const stranger = await cluster.addPod(1, { name: 'stranger', labels: { name: 'no-such-vn' } });
       process.stderr.write(`# db-1 ${db.ip} (${db.vn}), client ${client.ip} (${client.vn}), stranger ${stranger.ip} (${stranger.vn})\n`);
 
-      assert.equal(db.vn, 'db');
+      assert.equal(db.vn, VN('db'));
       assert.ok(inSubnet(db.ip, '10.2.0.0/24') && db.ip !== '10.2.0.1', `db-1 got ${db.ip}`);
-      assert.equal(client.vn, 'web');
+      assert.equal(client.vn, VN('web'));
       assert.ok(inSubnet(client.ip, '10.1.1.0/24') && client.ip !== '10.1.1.1', `client got ${client.ip}`);
-      const webIps = cluster.podList.filter((pod) => pod.vn === 'web').map((pod) => pod.ip);
+      const webIps = cluster.podList.filter((pod) => pod.vn === VN('web')).map((pod) => pod.ip);
       assert.equal(new Set(webIps).size, webIps.length, `duplicate addresses in web: ${webIps.join(', ')}`);
-      assert.equal(stranger.vn, 'default', 'a name label naming no VN gives the default VN');
+      assert.equal(stranger.vn, VN('default'), 'a name label naming no VN gives the default VN');
       assert.ok(inSubnet(stranger.ip, '10.32.0.0/24'), `stranger got ${stranger.ip}`);
 
       // The daemon set the chosen address up in the pod namespace.
@@ -302,12 +307,12 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
       const vif = await cluster.introspect<{ floatingIps: Array<{ ip: string; portMap: Array<{ protocol: number; port: number; targetPort: number }> }> }>(0, '/api/vifs/db-1');
       assert.deepEqual(vif.floatingIps, [{ ip: DB_IP, portMap: [{ protocol: 6, port: 5432, targetPort: 15432 }] }]);
       // client's VRF learned the ClusterIP (to db-1's label on node0); the stranger's did not.
-      const route = await cluster.waitForRoute(1, 'web', `${DB_IP}/32`);
+      const route = await cluster.waitForRoute(1, VRF('web'), `${DB_IP}/32`);
       assert.equal(route?.label, db.label);
-      assert.equal(await cluster.route(1, 'default', `${DB_IP}/32`), undefined, 'the default VN uses no service');
+      assert.equal(await cluster.route(1, VRF('default'), `${DB_IP}/32`), undefined, 'the default VN uses no service');
       // The policy came with client's configuration: "web uses dbsvc in db tcp/5432".
       await cluster.waitUntil(
-        async () => /port client \(default\/client\): \S+ in web, 0 floating IPs, [1-9]\d* policies/.test(logSince(cluster.nodes[1].logFile, node1LogOffset)),
+        async () => new RegExp(`port client \\(default/client\\): \\S+ in ${VRF('web')}, 0 floating IPs, [1-9]\\d* policies`).test(logSince(cluster.nodes[1].logFile, node1LogOffset)),
         5_000,
         () => "client's configuration with a policy in node1's log",
       );
@@ -330,13 +335,13 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
       const backends: ClusterPod[] = [];
       for (const [node, name] of [[0, 'be-0'], [1, 'be-1']] as const) {
         const pod = await cluster.addPod(node, { name, labels: { name: 'backend', app: 'web' } });
-        assert.equal(pod.vn, 'backend');
+        assert.equal(pod.vn, VN('backend'));
         backends.push(pod);
         const server = new ProcessOutput(cluster.spawn(name, nodeScript(echoServer(name, 8080))));
         await server.waitFor(/listening/, 10_000, `${name}'s server`);
       }
       await cluster.addPod(2, { name: 'fe', labels: { name: 'web', uses: 'websvc' } });
-      const route = await cluster.waitForRoute(2, 'web', `${WEB_IP}/32`, (candidate) => candidate?.members?.length === 2);
+      const route = await cluster.waitForRoute(2, VRF('web'), `${WEB_IP}/32`, (candidate) => candidate?.members?.length === 2);
       assert.deepEqual(
         route!.members!.map((member) => member.label).sort(),
         backends.map((pod) => pod.label).sort(),
@@ -353,8 +358,8 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
       // be-0 (backend VN) is on node0; fe0 (web VN, uses websvc) joins it there.
       await cluster.addPod(0, { name: 'fe0', labels: { name: 'web', uses: 'websvc' } });
       const route = await cluster
-        .waitForRoute(0, 'web', `${WEB_IP}/32`, (candidate) => candidate?.members?.length === 2, 3_000)
-        .catch(async () => cluster.route(0, 'web', `${WEB_IP}/32`));
+        .waitForRoute(0, VRF('web'), `${WEB_IP}/32`, (candidate) => candidate?.members?.length === 2, 3_000)
+        .catch(async () => cluster.route(0, VRF('web'), `${WEB_IP}/32`));
       process.stderr.write(`# node0's ${WEB_IP}/32 in web (be-0 local, be-1 on node1): ${JSON.stringify(route ?? null)}\n`);
       assert.equal(route?.members?.length, 2, `node0 should reach be-0 (label ${cluster.pod('be-0').label}, local) and be-1: ${JSON.stringify(route ?? null)}`);
       const counts = JSON.parse(await cluster.exec('fe0', nodeScript(ASK_MANY, WEB_IP, 80, 20), { timeoutMs: 60_000 })) as Record<string, number>;
@@ -372,7 +377,7 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
       await sleep(500);
       const removedAt = Date.now();
       await cluster.deletePod('be-0');
-      const route = await cluster.waitForRoute(2, 'web', `${WEB_IP}/32`, (candidate) => candidate !== undefined && candidate.members === null);
+      const route = await cluster.waitForRoute(2, VRF('web'), `${WEB_IP}/32`, (candidate) => candidate !== undefined && candidate.members === null);
       process.stderr.write(`# be-0 removed: node2's ${WEB_IP}/32 has one next hop after ${Date.now() - removedAt} ms\n`);
       assert.equal(route!.label, cluster.pod('be-1').label);
       // The flows to be-1 go on for a while over the changed route.
@@ -425,7 +430,7 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
       // And it still configures ports and distributes their routes.
       const late = await cluster.addPod(1, { name: 'late', labels: { name: 'web' } });
       assert.ok(inSubnet(late.ip, '10.1.1.0/24'));
-      await cluster.waitForRoute(2, 'web', `${late.ip}/32`);
+      await cluster.waitForRoute(2, VRF('web'), `${late.ip}/32`);
       const reply = await cluster.tryExec('anchor', ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', late.ip]);
       assert.match(reply.stdout, /3 packets transmitted, 3 received/, reply.stdout);
     }));
@@ -434,7 +439,7 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
     cluster.withLogs(async () => {
       const anchor = cluster.pod('anchor');
       const doomed = await cluster.addPod(1, { name: 'doomed', labels: { name: 'web' } });
-      await cluster.waitForRoute(2, 'web', `${doomed.ip}/32`);
+      await cluster.waitForRoute(2, VRF('web'), `${doomed.ip}/32`);
       const pings = [startPing(cluster, 'anchor', cluster.pod('r0').ip), startPing(cluster, 'client', anchor.ip)];
       await stopPingsAfter(pings, 'during the control node restart', 50, async () => {
         await sleep(1_000);
@@ -447,7 +452,7 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
         );
         // Deleted while nobody can hear it: node2 keeps the route, stale.
         await cluster.deletePod('doomed');
-        const stale = await cluster.route(2, 'web', `${doomed.ip}/32`);
+        const stale = await cluster.route(2, VRF('web'), `${doomed.ip}/32`);
         assert.ok(stale, `node2 should keep ${doomed.ip}/32 while the control node is down`);
         const down = await cluster.controlSessions(2);
         assert.ok(down[0].staleRoutes > 0, `node2 should count stale routes: ${JSON.stringify(down)}`);
@@ -456,8 +461,8 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
         const restartedAt = Date.now();
         await cluster.waitForSessions(20_000);
         const established = Date.now();
-        await cluster.waitForRoute(2, 'web', `${doomed.ip}/32`, (route) => route === undefined, 30_000);
-        await cluster.waitForRoute(0, 'web', `${doomed.ip}/32`, (route) => route === undefined, 10_000);
+        await cluster.waitForRoute(2, VRF('web'), `${doomed.ip}/32`, (route) => route === undefined, 30_000);
+        await cluster.waitForRoute(0, VRF('web'), `${doomed.ip}/32`, (route) => route === undefined, 10_000);
         const swept = Date.now();
         for (const node of cluster.nodes) {
           const sessions = await cluster.controlSessions(node.index);
@@ -473,7 +478,7 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
       for (const pod of ['anchor', 'r0', 'client', 'late']) {
         const where = cluster.pod(pod);
         for (const node of cluster.nodes.filter((candidate) => candidate.index !== where.node)) {
-          assert.ok(await cluster.route(node.index, 'web', `${where.ip}/32`), `${node.name} lost the route to ${pod} ${where.ip}`);
+          assert.ok(await cluster.route(node.index, VRF('web'), `${where.ip}/32`), `${node.name} lost the route to ${pod} ${where.ip}`);
         }
       }
     }));
@@ -490,8 +495,8 @@ describe('two control nodes: one killed at a time, nothing lost', { timeout: 120
       await cluster.waitForSessions();
       await cluster.addPod(0, { name: 'p0', labels: { name: 'web' } });
       await cluster.addPod(1, { name: 'p1', labels: { name: 'web' } });
-      await cluster.waitForRoute(0, 'web', `${cluster.pod('p1').ip}/32`);
-      await cluster.waitForRoute(1, 'web', `${cluster.pod('p0').ip}/32`);
+      await cluster.waitForRoute(0, VRF('web'), `${cluster.pod('p1').ip}/32`);
+      await cluster.waitForRoute(1, VRF('web'), `${cluster.pod('p0').ip}/32`);
     });
   });
 
@@ -529,7 +534,7 @@ describe('two control nodes: one killed at a time, nothing lost', { timeout: 120
         // With control0 gone, control1 alone configures a new pod and distributes its route.
         const p2 = await cluster.addPod(1, { name: 'p2', labels: { name: 'web' } });
         assert.ok(![p0.ip, p1.ip].includes(p2.ip), `p2 got an address in use: ${p2.ip}`);
-        await cluster.waitForRoute(0, 'web', `${p2.ip}/32`);
+        await cluster.waitForRoute(0, VRF('web'), `${p2.ip}/32`);
         const reply = await cluster.tryExec('p0', ['ping', '-n', '-c', '2', '-i', '0.2', '-W', '2', p2.ip]);
         assert.match(reply.stdout, /2 packets transmitted, 2 received/, reply.stdout);
         await cluster.startControlNode(0);
@@ -538,7 +543,7 @@ describe('two control nodes: one killed at a time, nothing lost', { timeout: 120
         await cluster.killControlNode(1, 'SIGKILL');
         await sleep(1_500);
         // Routes stay: control0 has them all.
-        for (const [node, pod] of [[0, p1], [0, p2], [1, p0]] as const) assert.ok(await cluster.route(node, 'web', `${pod.ip}/32`), `node${node} lost ${pod.name}`);
+        for (const [node, pod] of [[0, p1], [0, p2], [1, p0]] as const) assert.ok(await cluster.route(node, VRF('web'), `${pod.ip}/32`), `node${node} lost ${pod.name}`);
         await cluster.startControlNode(1);
         await cluster.waitForSessions(20_000);
       });

@@ -190,7 +190,7 @@ test('a hand-built graph: the VN\'s own routing instance, v4 and v6 subnets, flo
     ],
   });
   assert.deepEqual(portConfigOf(view), {
-    vn: VN.name, ip: '10.1.1.3', subnet: '10.1.1.0/24', gateway: '10.1.1.1',
+    vrf: RI.name, vn: VN.name, ip: '10.1.1.3', subnet: '10.1.1.0/24', gateway: '10.1.1.1',
     floatingIps: [{ ip: '192.0.2.10', portMap: view.floatingIps[0].portMap }], policies: view.policies,
   });
 });

@@ -81,6 +81,27 @@ describe('native io: arguments and errors', () => {
     assert.throws(() => (io.podTapOpen as (pod: unknown) => unknown)({ ...pod, ip: undefined }), { name: 'TypeError', message: /ip must be a string/ });
   });
 
+  it('checks the GSO and GRO calls\' runs, frames and stage before any syscall', () => {
+    const order = Int32Array.of(0, 1);
+    const run = (first: number, count: number) => Int32Array.of(-1, 1, first, count);
+    // fd -1 in every run: a RangeError proves the check came before sendmmsg.
+    assert.throws(() => io.udpSendRuns(buffer, offsets, lengths, order, run(0, 65), 1, 6635), { name: 'RangeError', message: /run 0 \(first 0, count 65\) is not 1\.\.64 entries of order/ });
+    assert.throws(() => io.udpSendRuns(buffer, offsets, lengths, order, run(1, 2), 1, 6635), { name: 'RangeError', message: /is not 1\.\.64 entries/ });
+    assert.throws(() => io.udpSendRuns(buffer, offsets, lengths, Int32Array.of(0, 5), run(0, 2), 1, 6635), { name: 'RangeError', message: /order\[1\] = 5 is not a frame/ });
+    assert.throws(() => io.udpSendRuns(buffer, Int32Array.of(0, 4090), lengths, order, run(0, 2), 1, 6635), { name: 'RangeError', message: /does not fit/ });
+    assert.throws(() => io.udpSendRuns(buffer, offsets, lengths, order, run(0, 2), 2, 6635), { name: 'RangeError', message: /runCount \* 4 \(8\) exceeds runs.length \(4\)/ });
+    const big = Buffer.alloc(70000);
+    assert.throws(() => io.udpSendRuns(big, Int32Array.of(0, 35000), Int32Array.of(35000, 35000), order, run(0, 2), 1, 6635), { name: 'RangeError', message: /carries 70000 bytes/ });
+    assert.throws(() => io.udpSendRuns(buffer, offsets, lengths, order, run(0, 2), 1, 6635), { code: 'EBADF', message: 'sendmmsg fd -1: Bad file descriptor' });
+    assert.throws(() => io.udpGroReceive(-1, Buffer.alloc(65535), new Int32Array(6), buffer, offsets, lengths, sources, 2, 64), { name: 'RangeError', message: /stage needs at least one 64 KiB slot/ });
+    assert.throws(() => io.udpGroReceive(-1, Buffer.alloc(65536), new Int32Array(5), buffer, offsets, lengths, sources, 2, 64), { name: 'RangeError', message: /state 3 \+ 3 int32 per slot/ });
+    assert.throws(() => io.udpGroReceive(-1, Buffer.alloc(65536), new Int32Array(6), buffer, offsets, lengths, sources, 2, 4096), { name: 'RangeError', message: /does not fit/ });
+    assert.throws(() => io.udpGroReceive(-1, Buffer.alloc(65536), new Int32Array(6), buffer, offsets, lengths, sources, 2, 64), { code: 'EBADF', message: 'recvmmsg fd -1: Bad file descriptor' });
+    assert.throws(() => io.udpSenderOpen('127.0.0.1', 0, 64, 0), { name: 'RangeError', message: /port must be in \[1, 65535\]/ });
+    assert.throws(() => io.udpSenderOpen('127.0.0.1', 50000, 0, 0), { name: 'RangeError', message: /ttl must be in \[1, 255\]/ });
+    assert.throws(() => io.udpGroEnable(-1), { code: 'EBADF', message: 'setsockopt(UDP_GRO) fd -1: Bad file descriptor' });
+  });
+
   it('reports a negative fd as EBADF, naming the syscall', () => {
     const ebadf = (message: string) => ({ code: 'EBADF', errno: 9, message });
     assert.throws(() => io.close(-1), ebadf('close fd -1: Bad file descriptor'));

@@ -14,6 +14,10 @@ import assert from 'node:assert/strict';
 import { Topology, requireCommands } from './support/netns';
 import { ClusterPod, VrouterCluster } from './support/vrouter-cluster';
 import { RawAnswer, assertAgentAnswer, rawRequest } from './support/port-ipc';
+import { networkFqns } from '../src/control/ifmap/names';
+
+/** A network.yaml VN's routing instance: the VRF's name on the nodes. */
+const VRF = (name: string) => networkFqns(name).routingInstance;
 
 if (process.getuid?.() !== 0) throw new Error('the e2e tests need root (network namespaces, raw sockets): run them as root, as .ci/run does');
 requireCommands({ ip: 'iproute2', ping: 'iputils-ping' });
@@ -77,7 +81,7 @@ test('an agent port on an existing veth is configured by the control node and re
   await topology.exec(podNs, ['ip', 'address', 'add', `${String(configured['ip-address'])}/32`, 'dev', 'eth0']);
   await topology.exec(podNs, ['ip', 'route', 'add', String(configured.gateway), 'dev', 'eth0', 'scope', 'link']);
   await topology.exec(podNs, ['ip', 'route', 'add', 'default', 'via', String(configured.gateway), 'dev', 'eth0']);
-  await cluster.waitForRoute(1, 'default', `${String(configured['ip-address'])}/32`, (route) => route !== undefined);
+  await cluster.waitForRoute(1, VRF('default'), `${String(configured['ip-address'])}/32`, (route) => route !== undefined);
   // The libpcap attachment loses about its first second of frames: a first reply, then every one.
   let first = false;
   for (let tries = 0; tries < 20 && !first; tries++) first = await topology.exec(podNs, ['ping', '-c', '1', '-W', '1', b.ip]).then(() => true, () => false);
@@ -85,6 +89,23 @@ test('an agent port on an existing veth is configured by the control node and re
   assert.match(await topology.exec(podNs, ['ping', '-c', '3', '-i', '0.2', '-W', '2', b.ip]), /3 packets transmitted, 3 received/);
   // Deleted through the agent's API: the control node withdraws the route from the other node.
   assertAgentAnswer(await raw('DELETE', `/port/${C.id}`), 200, '{}');
-  await cluster.waitForRoute(1, 'default', `${String(configured['ip-address'])}/32`, (route) => route === undefined);
+  await cluster.waitForRoute(1, VRF('default'), `${String(configured['ip-address'])}/32`, (route) => route === undefined);
   assertAgentAnswer(await raw('GET', `/port/${C.id}`), 404, '{"error":"{ Not Found }"}');
+});
+
+test('`vrouter port add --control-api` registers the pod on the control node first; `port delete --control-api` removes it there', async () => {
+  const ns = cluster.nodes[0].ns;
+  const podApi = cluster.controlNodes[0].podApi;
+  const registered = async () =>
+    JSON.parse(await topology.exec(ns, [process.execPath, '-e', `fetch('${podApi}/pods').then((r) => r.text()).then((t) => process.stdout.write(t))`])) as Array<Record<string, unknown>>;
+  const pod = await cluster.addPod(0, { name: 'reg', labels: { app: 'x' }, register: true });
+  assert.equal(pod.vn, networkFqns('default').vn);
+  assert.deepEqual(
+    (await registered()).map(({ vrouter, vmiUuid, vn, ip, labels }) => ({ vrouter, vmiUuid, vn, ip, labels })),
+    [{ vrouter: 'node0', vmiUuid: 'reg', vn: 'default', ip: pod.ip, labels: { app: 'x' } }],
+  );
+  await cluster.waitForRoute(1, VRF('default'), `${pod.ip}/32`, (route) => route !== undefined);
+  await cluster.vrouter(0, ['port', 'delete', 'reg', '--control-api', podApi]);
+  assert.deepEqual(await registered(), []);
+  await cluster.waitForRoute(1, VRF('default'), `${pod.ip}/32`, (route) => route === undefined);
 });

@@ -33,6 +33,8 @@ export interface MeasureRateOptions {
   flows?: number;
   /** Length of the sampling window; default 5. */
   seconds?: number;
+  /** The generator's rate in packets per second (trafgen --rate); default: as fast as it can. */
+  rate?: number;
   /** A forwarder whose CPU use over the window is reported. */
   forwarderPid?: number;
   /** More forwarders (the daemons of a multi-node path), each reported in forwarderCpuPercents. */
@@ -236,6 +238,7 @@ async function floodAndSample(options: MeasureRateOptions, config: string): Prom
       'taskset', '-c', GENERATOR_CPU, 'nice', '-n', GENERATOR_NICE,
       // One worker; --no-sock-mem leaves the machine-wide net.core socket limits alone.
       'trafgen', '--dev', options.senderIf, '--conf', '-', '--cpus', '1', '--no-sock-mem', '--notouch-irq',
+      ...(options.rate === undefined ? [] : ['--rate', `${Math.round(options.rate)}pps`]),
     ],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );

@@ -22,6 +22,8 @@
  * the generator: the kernel-vxlan path likewise does its second node's work
  * in softirq on the generator's core, and two daemons on one core spend
  * their time waking each other (batches of 6-8 packets) instead of forwarding.
+ * With the GSO/GRO underlay the receiver is woken once per run instead:
+ * vrouter-overlay-cpu1 puts both daemons on CPU 1 to see what that gives.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -53,7 +55,7 @@ const POD_B = { name: 'b', vn: VN.name, ip: '198.19.0.3', mac: '02:00:c6:13:00:0
 /** A vrouter path: the traffic path plus the daemons, for CPU use and counters. */
 export interface VrouterTrafficPath extends TrafficPath {
   /** The daemons' pids by node name; the first is the sender's. */
-  forwarders: Array<{ node: string; pid: number }>;
+  forwarders: Array<{ node: string; pid: number; cpu: string }>;
   /** One line per daemon from its GET /stats: packets, vif counters, drops by reason. */
   report(): Promise<string[]>;
   /** Stops the daemons with SIGTERM, checked. */
@@ -71,9 +73,9 @@ async function pinProcess(pid: number, cpu: string): Promise<void> {
   setAutogroupNice(pid, FORWARDER_NICE);
 }
 
-async function startCluster(topology: Topology, nodes: number): Promise<VrouterCluster> {
+async function startCluster(topology: Topology, nodes: number, cpus: readonly string[]): Promise<VrouterCluster> {
   const cluster = await VrouterCluster.start(topology, { nodes, vns: [VN], logLevel: 'warn' });
-  for (const node of cluster.nodes) await pinProcess(node.pid, FORWARDER_CPUS[node.index]);
+  for (const node of cluster.nodes) await pinProcess(node.pid, cpus[node.index]);
   return cluster;
 }
 
@@ -87,10 +89,26 @@ function describeStats(node: string, stats: DaemonStats): string {
     const kernel = counters ? ` [${io}: ${Object.entries(counters).filter(([, value]) => value > 0).map(([key, value]) => `${key} ${value}`).join(' ') || 'no drops'}]` : io ? ` [${io}]` : '';
     return `${vif.name} rx ${vif.rxPackets} tx ${vif.txPackets}${notTaken}${kernel}`;
   });
-  return `${node}: received ${stats.received}, transmitted ${stats.transmitted}, flows ${stats.flows}; ${vifs.join(', ')}; drops: ${drops.join(', ') || 'none'}`;
+  // The underlay's paths (fabric-port.ts): frames in GSO runs and on the raw path, UDP_SEGMENT sends, GRO buffers.
+  const u = (stats as unknown as { underlay?: Record<string, number> | null }).underlay;
+  const underlay = u
+    ? `; underlay: ${u.gsoFrames} in GSO runs (${u.gsoSends} sends, ${(u.gsoSegments / Math.max(1, u.gsoSends)).toFixed(1)}/send), ${u.rawFrames} raw, ` +
+      `${u.groBuffers} GRO buffers (${(u.groSegments / Math.max(1, u.groBuffers)).toFixed(1)}/buffer), ${u.dropped} not taken`
+    : '';
+  return `${node}: received ${stats.received}, transmitted ${stats.transmitted}, flows ${stats.flows}; ${vifs.join(', ')}; drops: ${drops.join(', ') || 'none'}${underlay}`;
 }
 
-function vrouterPath(cluster: VrouterCluster, podA: ClusterPod, podB: ClusterPod): VrouterTrafficPath {
+/** The node namespace's UDP receive drops (/proc/net/snmp): datagrams its sockets had no room for. */
+async function udpDrops(cluster: VrouterCluster, node: number): Promise<string> {
+  const lines = (await cluster.execNode(node, ['cat', '/proc/net/snmp'])).split('\n').filter((line) => line.startsWith('Udp: '));
+  if (lines.length < 2) return '';
+  const names = lines[0].split(/\s+/);
+  const values = lines[1].split(/\s+/);
+  const value = (name: string): string => values[names.indexOf(name)] ?? '?';
+  return `; UDP RcvbufErrors ${value('RcvbufErrors')}, InErrors ${value('InErrors')}`;
+}
+
+function vrouterPath(cluster: VrouterCluster, podA: ClusterPod, podB: ClusterPod, cpus: readonly string[]): VrouterTrafficPath {
   return {
     senderNs: podA.ns,
     senderIf: podA.ifname,
@@ -100,17 +118,17 @@ function vrouterPath(cluster: VrouterCluster, podA: ClusterPod, podB: ClusterPod
     dstMac: VROUTER_MAC,
     srcIp: podA.ip,
     dstIp: podB.ip,
-    forwarders: cluster.nodes.map((node) => ({ node: node.name, pid: node.pid })),
-    report: () => Promise.all(cluster.nodes.map(async (node) => describeStats(node.name, await cluster.stats(node.index)))),
+    forwarders: cluster.nodes.map((node) => ({ node: node.name, pid: node.pid, cpu: cpus[node.index] })),
+    report: () => Promise.all(cluster.nodes.map(async (node) => describeStats(node.name, await cluster.stats(node.index)) + (await udpDrops(cluster, node.index)))),
     stop: () => cluster.stop(),
   };
 }
 
 export async function buildVrouterLocal(topology: Topology): Promise<VrouterTrafficPath> {
-  const cluster = await startCluster(topology, 1);
+  const cluster = await startCluster(topology, 1, FORWARDER_CPUS);
   const podA = await cluster.addPod(0, POD_A);
   const podB = await cluster.addPod(0, POD_B);
-  return vrouterPath(cluster, podA, podB);
+  return vrouterPath(cluster, podA, podB, FORWARDER_CPUS);
 }
 
 /**
@@ -131,11 +149,21 @@ async function directUnderlay(topology: Topology, cluster: VrouterCluster): Prom
   }
 }
 
-export async function buildVrouterOverlay(topology: Topology): Promise<VrouterTrafficPath> {
-  const cluster = await startCluster(topology, 2);
+/**
+ * gsoMaxSegs: the sending node's underlay device takes GSO packets of at
+ * most that many segments (1: as a NIC without segmentation offload), so
+ * the kernel segments larger runs in software before the device.
+ * cpus: node i's daemon on cpus[i] (default FORWARDER_CPUS).
+ */
+export async function buildVrouterOverlay(topology: Topology, options: { gsoMaxSegs?: number; cpus?: readonly string[] } = {}): Promise<VrouterTrafficPath> {
+  const cpus = options.cpus ?? FORWARDER_CPUS;
+  const cluster = await startCluster(topology, 2, cpus);
   await directUnderlay(topology, cluster);
+  if (options.gsoMaxSegs !== undefined) {
+    await topology.exec(cluster.nodes[0].ns, ['ip', 'link', 'set', 'dev', 'direct', 'gso_max_segs', String(options.gsoMaxSegs)]);
+  }
   // addPod also sets the pod's /32 on the other node: node0 -> 198.18.0.12 label(b), node1 -> 198.18.0.11 label(a).
   const podA = await cluster.addPod(0, POD_A);
   const podB = await cluster.addPod(1, POD_B);
-  return vrouterPath(cluster, podA, podB);
+  return vrouterPath(cluster, podA, podB, cpus);
 }

@@ -1,6 +1,10 @@
 /**
  * `vrouter port add|delete|list`: a thin client of the daemon's port API,
- * for scripts and tests that run inside the node's namespace.
+ * for scripts and tests that run inside the node's namespace. With
+ * `--control-api <url>` the pod is first registered on vrouter-control's
+ * pod API (its labels, VN and address request), as OpenContrail's plugins
+ * create the VM and its interface on the configuration side before binding
+ * the interface through the agent.
  */
 import * as http from 'node:http';
 import { Command, Option } from 'commander';
@@ -22,6 +26,19 @@ function call(api: string, method: string, path: string, body?: unknown): Promis
     request.on('error', (error) => reject(new Error(`port API at ${api}: ${error.message}`)));
     request.end(body === undefined ? undefined : JSON.stringify(body));
   });
+}
+
+/** A request to vrouter-control's pod API; its `{"error"}` becomes the thrown message. */
+async function callControl(url: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  let response: Response;
+  try {
+    response = await fetch(new URL(path, url), { method, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
+  } catch (error) {
+    throw new Error(`pod API at ${url}: ${(error as Error).message}`);
+  }
+  const answer = (await response.json().catch(() => ({}))) as { error?: string };
+  if (!response.ok) throw new Error(`pod API at ${url}: ${response.status}: ${answer.error ?? response.statusText}`);
+  return answer;
 }
 
 function labels(values: string[]): Record<string, string> {
@@ -70,22 +87,39 @@ export function portCommand(): Command {
     .option('--gateway <address>', "the VN's gateway, when the state file does not define the VN")
     .option('--mpls-label <label>', 'the MPLS label for the pod (default: the next free one)', (value: string) => Number(value))
     .option('--floating-ip <ip[,proto:port:target...]>', 'a ClusterIP the pod backs, e.g. 10.96.0.10,tcp:80:8080; repeatable', (value: string, all: string[]) => all.concat([value]), [])
+    .option('--control-api <url>', "vrouter-control's pod API (e.g. http://198.18.0.2:8082): the pod is registered there first")
+    .option('--vrouter <name>', 'the node the pod is on, as the control node knows it (required with --control-api)')
     .addOption(api())
-    .action(async (options: Record<string, unknown> & { label: string[]; api: string; mplsLabel?: number; floatingIp: string[] }) => {
-      const { api: address, label, mplsLabel, floatingIp, ...fields } = options;
+    .action(async (options: Record<string, unknown> & { label: string[]; api: string; mplsLabel?: number; floatingIp: string[]; controlApi?: string; vrouter?: string }) => {
+      const { api: address, label, mplsLabel, floatingIp, controlApi, vrouter, ...fields } = options;
       const body = Object.fromEntries(
         Object.entries({ ...fields, labels: labels(label), label: mplsLabel, floatingIps: floatingIp.length ? floatingIp.map(parseFloatingIp) : undefined }).filter(
           ([, value]) => value !== undefined,
         ),
       );
+      if (controlApi !== undefined) {
+        if (vrouter === undefined) throw new Error('--control-api needs --vrouter <name>');
+        const id = String(fields.id);
+        const registration = { vrouter, vmUuid: id, vmiUuid: id, name: fields.name ?? id, namespace: fields.namespace ?? 'default', labels: body.labels, vn: fields.vn, ip: fields.ip, mac: fields.mac };
+        await callControl(controlApi, 'POST', '/pods', Object.fromEntries(Object.entries(registration).filter(([, value]) => value !== undefined)));
+        try {
+          process.stdout.write(JSON.stringify(await call(address, 'POST', '/port', body)) + '\n');
+        } catch (error) {
+          await callControl(controlApi, 'DELETE', `/pods/${encodeURIComponent(id)}`).catch(() => undefined);
+          throw error;
+        }
+        return;
+      }
       process.stdout.write(JSON.stringify(await call(address, 'POST', '/port', body)) + '\n');
     });
   port
     .command('delete <id>')
     .description('remove a pod interface')
+    .option('--control-api <url>', "vrouter-control's pod API: the pod's registration is removed there too")
     .addOption(api())
-    .action(async (id: string, options: { api: string }) => {
+    .action(async (id: string, options: { api: string; controlApi?: string }) => {
       await call(options.api, 'DELETE', `/port/${encodeURIComponent(id)}`);
+      if (options.controlApi !== undefined) await callControl(options.controlApi, 'DELETE', `/pods/${encodeURIComponent(id)}`);
     });
   port
     .command('list')

@@ -245,7 +245,7 @@ function runCommand(): Command {
     .option('--control <host:port>', 'a control node (XMPP, port 5269) to learn routes and port configuration from; repeat for a second', collect, [])
     .option('--node-name <name>', 'this vrouter\'s name on the control channel (default: node.name of the state file)')
     .option('--hold-time <seconds>', 'control channel hold time (keepalives every third of it)', (value: string) => Number(value))
-    .option('--control-ca <file>', 'run the control channel over TLS, trusting control nodes signed by this CA (PEM)')
+    .option('--control-ca <file>', 'upgrade the control channel to TLS by STARTTLS (as the agent\'s xmpp_auth_enable), trusting control nodes signed by this CA (PEM)')
     .option('--control-cert <file>', "this vrouter's TLS certificate (PEM), for control nodes that require one")
     .option('--control-key <file>', "this vrouter's TLS key (PEM)")
     .option('--ports-dir <dir>', "where ports are kept and restored from, as the agent's /var/lib/contrail/ports (default: <state file without extension>.ports)")

@@ -10,8 +10,15 @@
  *   pod veth (host end) --AF_XDP RX ring--> pipeline --AF_XDP TX ring--> pod veth
  *     (AF_PACKET ring + sendmmsg where AF_XDP is refused)
  *   pod TAP --readBatch--> pipeline --writeBatch--> pod TAP
- *   UDP 6635/51234 --recvmmsg--> (mpls-input) pipeline
+ *   UDP 6635/51234 --recvmmsg (UDP_GRO: coalesced runs split)--> (mpls-input) pipeline
  *   raw GRE --recvmmsg--> (ipv4-input) pipeline --sendmmsg raw IPv4--> underlay
+ *   pipeline --MPLS over UDP runs, UDP_SEGMENT from entropy-port sockets--> underlay
+ *
+ * Underlay settings (environment): VROUTER_UDP_GSO=off sends every tunnel
+ * packet on the raw path, VROUTER_UDP_GRO=off receives datagram by
+ * datagram, VROUTER_UNDERLAY_COALESCE_US (default 30, 0 = off) is how long
+ * a short batch from a pod whose traffic went out in GSO runs waits for more
+ * frames, so that the runs grow.
  */
 import { MessagePort, isMainThread, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { buildDataplane } from '../control/config/state-file';
@@ -36,7 +43,8 @@ import { XskPort } from '../dataplane/io/xsk-port';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
 import { InProcessDataplaneAccess } from '../control/agent/dataplane-access';
 import type { RouteUpdate } from './worker-access';
-import { FabricPort, TapPort } from '../dataplane/io/live-ports';
+import { TapPort } from '../dataplane/io/live-ports';
+import { FabricPort } from '../dataplane/io/fabric-port';
 import { NativeIo, PodTapConfig, loadNativeIo } from '../dataplane/io/native';
 import { DROP_REASONS } from '../dataplane/drop-reasons';
 
@@ -136,7 +144,38 @@ const WAKE_TAG = -1;
 const POLL_TIMEOUT_MS = 200;
 
 type PodPort = TapPort | XskPort | PacketRingPort;
-type Source = { kind: 'pod'; fd: number; vif: number; port: PodPort } | { kind: 'udp'; fd: number } | { kind: 'gre'; fd: number };
+/** A UDP_GRO socket's staged datagrams (see NativeIo.udpGroReceive). */
+interface GroStage {
+  stage: Buffer;
+  state: Int32Array;
+}
+type Source =
+  /** feedsUnderlay: its last batch went out in GSO runs, so a short batch waits for more (the coalescing wait). */
+  | { kind: 'pod'; fd: number; vif: number; port: PodPort; feedsUnderlay: boolean }
+  | { kind: 'udp'; fd: number; gro: GroStage | null }
+  | { kind: 'gre'; fd: number };
+
+/** Datagrams one UDP_GRO receive stages, 64 KiB each (a coalesced run is at most that). */
+const GRO_STAGE_DATAGRAMS = 64;
+const GRO_STAGE_SLOT = 65536;
+const DEFAULT_COALESCE_US = 30;
+const MAX_COALESCE_US = 1000;
+
+/** The underlay settings from the environment (see the header). */
+function underlaySettings(): { gso: boolean; gro: boolean; coalesceMs: number } {
+  const flag = (name: string): boolean => {
+    const value = process.env[name];
+    if (value === undefined || value === '' || value === 'on') return true;
+    if (value === 'off') return false;
+    throw new Error(`${name}=${value}: expected on or off`);
+  };
+  const text = process.env.VROUTER_UNDERLAY_COALESCE_US;
+  const us = text === undefined || text === '' ? DEFAULT_COALESCE_US : Number(text);
+  if (!Number.isInteger(us) || us < 0 || us > MAX_COALESCE_US) {
+    throw new Error(`VROUTER_UNDERLAY_COALESCE_US=${text}: expected microseconds, 0..${MAX_COALESCE_US}`);
+  }
+  return { gso: flag('VROUTER_UDP_GSO'), gro: flag('VROUTER_UDP_GRO'), coalesceMs: us / 1000 };
+}
 
 /** A vif's open port: its poll tag, the veth it made (deleted with it), why AF_XDP was not used. */
 interface OpenPort {
@@ -171,6 +210,10 @@ class DataplaneWorker {
   private readonly rxOffsets = new Int32Array(BATCH);
   private readonly rxLengths = new Int32Array(BATCH);
   private readonly rxSources = new Uint32Array(BATCH);
+  /** rxOffsets/rxLengths from index k on, for the coalescing wait's further reads. */
+  private readonly rxOffsetsFrom: Int32Array[] = [];
+  private readonly rxLengthsFrom: Int32Array[] = [];
+  private readonly underlay = underlaySettings();
   /** The port of every vif that has one (TAP, AF_XDP, AF_PACKET), by vif. */
   private readonly portOf = new Map<number, OpenPort>();
   private readonly defaultKind = defaultPodPortKind();
@@ -185,7 +228,11 @@ class DataplaneWorker {
     this.programmer = new RouteProgrammer(this.dp);
     this.controlled = new InProcessDataplaneAccess(this.dp, this.programmer);
     this.pipeline = new Pipeline(this.dp, this.pool);
-    for (let i = 0; i < BATCH; i++) this.rxSlots[i] = this.pool.alloc();
+    for (let i = 0; i < BATCH; i++) {
+      this.rxSlots[i] = this.pool.alloc();
+      this.rxOffsetsFrom.push(this.rxOffsets.subarray(i));
+      this.rxLengthsFrom.push(this.rxLengths.subarray(i));
+    }
     this.epoll = this.io.epollCreate();
     this.io.epollAdd(this.epoll, start.wakeFd, WAKE_TAG);
     this.fabricVif = this.dp.vifs.fabricVif;
@@ -212,10 +259,17 @@ class DataplaneWorker {
     this.close();
   }
 
-  /** One batch from a ready source through the pipeline. */
+  /** A ready source's batch through the pipeline; a UDP_GRO socket's until nothing is staged (epoll sees only the kernel's queue). */
   private receive(tag: number): void {
     const source = this.sources[tag];
     if (!source) return;
+    this.receiveBatch(source);
+    if (source.kind !== 'udp' || source.gro === null) return;
+    const state = source.gro.state;
+    while (state[1] < state[0]) this.receiveBatch(source);
+  }
+
+  private receiveBatch(source: Source): void {
     const pool = this.pool;
     for (let i = 0; i < BATCH; i++) {
       const slot = this.rxSlots[i];
@@ -226,9 +280,14 @@ class DataplaneWorker {
     let entry = 0;
     if (source.kind === 'pod') {
       count = source.port.receive(pool.data, this.rxOffsets, this.rxLengths, BATCH, MAX_FRAME);
+      if (count > 0 && count < BATCH && source.feedsUnderlay && this.underlay.coalesceMs > 0) count = this.coalesce(source.port, count);
       for (let i = 0; i < count; i++) pool.ingressVif[this.rxSlots[i]] = source.vif;
+    } else if (source.kind === 'udp' && source.gro !== null) {
+      count = this.io.udpGroReceive(source.fd, source.gro.stage, source.gro.state, pool.data, this.rxOffsets, this.rxLengths, this.rxSources, BATCH, MAX_FRAME);
     } else {
       count = this.io.recvBatch(source.fd, pool.data, this.rxOffsets, this.rxLengths, this.rxSources, BATCH, MAX_FRAME);
+    }
+    if (source.kind !== 'pod') {
       for (let i = 0; i < count; i++) {
         const slot = this.rxSlots[i];
         pool.ingressVif[slot] = this.fabricVif;
@@ -243,18 +302,37 @@ class DataplaneWorker {
       entry = source.kind === 'udp' ? MPLS_INPUT : IPV4_INPUT;
     }
     for (let i = 0; i < count; i++) pool.length[this.rxSlots[i]] = this.rxLengths[i];
-    if (count > 0) this.pipeline.processBatch(this.rxSlots, count, entry);
+    if (count === 0) return;
+    const fabric = this.fabricPort;
+    const gsoBefore = fabric === null ? 0 : fabric.counters.gsoFrames;
+    this.pipeline.processBatch(this.rxSlots, count, entry);
+    if (source.kind === 'pod' && fabric !== null) source.feedsUnderlay = fabric.counters.gsoFrames !== gsoBefore;
+  }
+
+  /** The coalescing wait: reads the pod's port again until the batch is full or the wait is over. */
+  private coalesce(port: PodPort, count: number): number {
+    const deadline = performance.now() + this.underlay.coalesceMs;
+    const data = this.pool.data;
+    do {
+      count += port.receive(data, this.rxOffsetsFrom[count], this.rxLengthsFrom[count], BATCH - count, MAX_FRAME);
+    } while (count < BATCH && performance.now() < deadline);
+    return count;
   }
 
   private openUnderlay(): void {
     if (this.fabricVif < 0) return;
     const address = this.dp.node.underlayIp;
     const text = `${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}`;
-    for (const port of [MPLS_OVER_UDP_PORT, MPLS_OVER_UDP_LEGACY_PORT]) this.addSource({ kind: 'udp', fd: this.io.udpOpen(text, port) });
+    for (const port of [MPLS_OVER_UDP_PORT, MPLS_OVER_UDP_LEGACY_PORT]) {
+      const fd = this.io.udpOpen(text, port);
+      const gro = this.underlay.gro && this.io.udpGroEnable(fd);
+      const stage = gro ? { stage: Buffer.alloc(GRO_STAGE_DATAGRAMS * GRO_STAGE_SLOT), state: new Int32Array(3 + 3 * GRO_STAGE_DATAGRAMS) } : null;
+      this.addSource({ kind: 'udp', fd, gro: stage });
+    }
     this.addSource({ kind: 'gre', fd: this.io.rawOpen(PROTO_GRE) });
     const rawFd = this.io.rawSendOpen();
     this.socketFds.push(rawFd);
-    this.fabricPort = new FabricPort(this.io, rawFd);
+    this.fabricPort = new FabricPort(this.io, rawFd, { underlayIp: address, gso: this.underlay.gso });
     this.dp.vifs.get(this.fabricVif)!.port = this.fabricPort;
   }
 
@@ -296,7 +374,7 @@ class DataplaneWorker {
       if (!pod) actualName = tap.name;
     }
     this.dp.vifs.get(vif)!.port = open.port;
-    const tag = this.addSource({ kind: 'pod', fd: open.port.fd, vif, port: open.port });
+    const tag = this.addSource({ kind: 'pod', fd: open.port.fd, vif, port: open.port, feedsUnderlay: false });
     this.portOf.set(vif, { ...open, tag });
     return actualName;
   }
@@ -422,7 +500,7 @@ class DataplaneWorker {
       if (attached) {
         this.portOf.delete(tap.vif);
         this.portOf.set(vif, attached);
-        this.sources[attached.tag] = { kind: 'pod', fd: attached.port.fd, vif, port: attached.port };
+        this.sources[attached.tag] = { kind: 'pod', fd: attached.port.fd, vif, port: attached.port, feedsUnderlay: false };
         this.dp.vifs.get(vif)!.port = attached.port;
       }
       tap.vif = vif;
@@ -522,7 +600,16 @@ class DataplaneWorker {
         ...this.portStats(vif.id),
       })),
       vrfs: [...this.dp.vrfs].map((vrf) => ({ id: vrf.id, name: vrf.name, routes: vrf.routes.size })),
+      underlay: this.underlayStats(),
     };
+  }
+
+  /** How tunnel packets left and arrived: the GSO path's sockets and frames, the kernel's GSO sends and GRO buffers. */
+  private underlayStats() {
+    if (this.fabricPort === null) return null;
+    const { gsoSends, gsoSegments, groBuffers, groSegments } = this.io.ioStats();
+    const { gso, gro, coalesceMs } = this.underlay;
+    return { gso, gro, coalesceUs: Math.round(coalesceMs * 1000), ...this.fabricPort.stats(), gsoSends, gsoSegments, groBuffers, groSegments, dropped: this.fabricPort.dropped };
   }
 
   /** The I/O of a vif's port, why it is not AF_XDP, and the kernel's counters for it. */
@@ -536,6 +623,7 @@ class DataplaneWorker {
 
   private close(): void {
     for (const vif of [...this.portOf.keys()]) this.closePort(vif);
+    this.fabricPort?.close();
     for (const fd of this.socketFds) this.io.close(fd);
     this.io.close(this.epoll);
   }

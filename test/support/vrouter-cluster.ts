@@ -75,8 +75,8 @@
  *     // pod.portAdd = { sentAt, answeredAt } (epoch ms, taken around the request itself)
  *   const { ms } = await cluster.timePortAddToReply(0, { name: 'new', labels: {...}, ip: '10.1.1.50' }, 'web');
  *     // pings ip from pod web (every 2 ms) while the port is added: ms from the port add request to the first reply
- *   await cluster.routes(2, 'web');                      // GET /api/routes?vrf=web of node 2 (null: no such VRF)
- *   await cluster.waitForRoute(2, 'web', '10.96.0.10/32', (route) => route?.members?.length === 2);
+ *   await cluster.routes(2, 'default-domain:default-project:web:web'); // GET /api/routes?vrf=<that> of node 2 (null: no such VRF)
+ *   await cluster.waitForRoute(2, 'default-domain:default-project:web:web', '10.96.0.10/32', (route) => route?.members?.length === 2);
  *   await cluster.controlSessions(0);                    // GET /api/control-sessions
  *   await cluster.waitForSessions();                     // every running daemon Established with every control node
  *   await cluster.introspect(0, '/api/vifs/web');        // any GET of the node's introspect API
@@ -174,6 +174,8 @@ export interface PodSpec {
   floatingIps?: FloatingIpSpec[];
   mac?: string;
   mtu?: number;
+  /** Control mode: register the pod on control node 0's pod API first (`vrouter port add --control-api`). */
+  register?: boolean;
 }
 
 export interface ClusterPod {
@@ -214,6 +216,8 @@ export interface ClusterControlNode {
   port: number;
   /** address:port, as the daemons' --control takes it. */
   endpoint: string;
+  /** Its pod registration API (`vrouter-control --api`), as `vrouter port add --control-api` takes it. */
+  podApi: string;
   configFile: string;
   logFile: string;
   /** The current process (replaced by startControlNode). */
@@ -285,6 +289,7 @@ const UNDERLAY_PREFIX = '198.18.0.';
 const FIRST_NODE_HOST = 11;
 const FIRST_CONTROL_HOST = 2;
 const CONTROL_PORT = 5269;
+const POD_API_PORT = 8082;
 const DEFAULT_API = '127.0.0.1:9091';
 const DEFAULT_INTROSPECT = '127.0.0.1:8085';
 const VROUTER_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'vrouter.js');
@@ -562,6 +567,7 @@ export class VrouterCluster {
       if (spec.mac !== undefined) args.push('--mac', spec.mac);
       if (spec.mtu !== undefined) args.push('--mtu', String(spec.mtu));
       for (const fip of spec.floatingIps ?? []) args.push('--floating-ip', floatingIpArgument(fip));
+      if (spec.register) args.push('--control-api', this.controlNodes[0].podApi, '--vrouter', node.name);
       record = JSON.parse(await this.vrouter(nodeIndex, args)) as PortAnswer;
     }
     const pod: ClusterPod = {
@@ -1077,6 +1083,7 @@ export class VrouterCluster {
       address,
       port: CONTROL_PORT,
       endpoint: `${address}:${CONTROL_PORT}`,
+      podApi: `http://${address}:${POD_API_PORT}`,
       configFile,
       logFile: path.join(this.directory, `control${index}.log`),
       pid: 0,
@@ -1092,7 +1099,7 @@ export class VrouterCluster {
     const logFd = fs.openSync(control.logFile, 'a');
     let child: ChildProcess;
     try {
-      child = this.topology.spawn(control.ns, [process.execPath, CONTROL_BIN, '--config', control.configFile, '--listen', control.endpoint], {
+      child = this.topology.spawn(control.ns, [process.execPath, CONTROL_BIN, '--config', control.configFile, '--listen', control.endpoint, '--api', `${control.address}:${POD_API_PORT}`], {
         stdio: ['ignore', logFd, logFd],
       });
     } finally {

@@ -30,8 +30,10 @@ export interface DataplaneAccess {
 
 /** A pod's interface on this node, as the daemon reports it (from the CNI add). */
 export interface LocalPort {
-  /** Unique on this node, stable for the port's life (e.g. the pod UID + interface). */
+  /** Unique on this node, stable for the port's life (e.g. the pod UID + interface); the VMI uuid of an agent port. */
   id: string;
+  /** The uuid of the port's virtual-machine (the pod), subscribed over IF-MAP; the port id when absent. */
+  vmUuid?: string;
   /** The pod's name and namespace. */
   name: string;
   namespace: string;
@@ -78,15 +80,22 @@ export interface PortPolicy {
   action: 'allow' | 'deny';
 }
 
-/** What the control node decided for one port. */
+/** What the control node decided for one port, as the agent reads it from IF-MAP. */
 export interface PortConfig {
-  /** The VN, which is also the VRF's name. */
+  /** The routing instance's FQN (`default-domain:default-project:web:web`): the VRF, subscribed and published in. */
+  vrf: string;
+  /** The virtual network's FQN (`default-domain:default-project:web`): what policies and next hops name. */
   vn: string;
   ip: string;
   /** The VN's subnet "a.b.c.d/len" and gateway address. */
   subnet: string;
   gateway: string;
   floatingIps: FloatingIpConfig[];
-  /** Policies naming this VN as source or destination. */
+  /** Policies naming this VN as source or destination (VNs by FQN, or `any`). */
   policies: PortPolicy[];
+}
+
+/** The virtual-machine a port belongs to: its vmUuid, else its id. */
+export function vmUuidOf(port: LocalPort): string {
+  return port.vmUuid ?? port.id;
 }

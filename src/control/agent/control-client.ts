@@ -2,14 +2,20 @@
  * The vrouter's control client: the agent side of the XMPP control channel,
  * to one or two control nodes.
  *
- * For every local port it reports the port (with its pod's labels) and
- * programs the configuration the control node pushes back (VN, address,
- * floating IPs, policies). A configured port's addresses (its IP and its
- * floating IPs, in its VN) are published with this node's underlay address,
- * the port's label and the encapsulations this node accepts; the VN's
- * routing instance is subscribed while a port is in it. Routes pushed by
- * the control nodes go to the dataplane (LearnedRoutes merges sessions and
- * keeps stale routes through a control node restart).
+ * Configuration comes as IF-MAP, as to contrail's agent: at session start
+ * it subscribes its virtual-router, and for every local port the port's
+ * virtual-machine; the `<config>` updates and deletes go into one IfmapGraph
+ * per session, from which each port's view is derived (ifmap-port-config.ts)
+ * and programmed once complete, again when it changes, and undone when its
+ * interface goes. (Interim, until pods are registered on the control node's
+ * API: it also reports each port with its pod's labels, and a control node
+ * that refuses one says so in a port-remove.) A configured port's addresses
+ * (its IP and its floating IPs) are published in its routing instance with
+ * this node's underlay address, the port's label, the encapsulations this
+ * node accepts and its VN; the routing instance is subscribed while a port
+ * is in it. Routes pushed by the control nodes go to the dataplane
+ * (LearnedRoutes merges sessions and keeps stale routes through a control
+ * node restart).
  *
  * With two control nodes each gets the same reports and publications. A
  * port without an address is reported to one control node first, and to
@@ -22,12 +28,16 @@
  * unicast range 16..1048575.
  */
 import type { TunnelEncap } from '../../dataplane/nexthop';
-import type { DataplaneAccess, LocalPort, PortConfig, RouteNexthop } from './agent-interface';
+import { vmUuidOf, type DataplaneAccess, type LocalPort, type PortConfig, type RouteNexthop } from './agent-interface';
+import { derivePortView, portConfigOf, type IfmapPortView } from './ifmap-port-config';
 import { LearnedRoutes } from './learned-routes';
 import { ControlServer, ServerConnection } from './control-session';
+import { virtualMachineSubscription, virtualRouterSubscription } from '../ifmap/codec';
+import { IfmapGraph } from '../ifmap/graph';
+import { interfaceFqn, ownRoutingInstance } from '../ifmap/names';
 import { vrouterToControl } from '../xmpp/codec';
 import { Logger, silentLogger } from '../xmpp/logger';
-import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, DEFAULT_HOLD_TIME_SECONDS, RouteEntry, RouteUpdateStanza, Stanza, StanzaError, WireNexthop, WirePortConfig } from '../xmpp/stanza';
+import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, DEFAULT_HOLD_TIME_SECONDS, RouteEntry, RouteUpdateStanza, Stanza, StanzaError, WireNexthop } from '../xmpp/stanza';
 
 export type { ControlServer };
 
@@ -56,14 +66,15 @@ const MAX_LABEL = 0xfffff;
 const LOCAL_PREFERENCE = 200;
 const KNOWN_ENCAPS: readonly string[] = ['udp', 'gre'];
 
-type Outcome = { config: PortConfig } | { refused: string };
+/** What a session says of a port: its configuration, a refusal (interim port-remove), or that its interface went. */
+type Outcome = { config: PortConfig } | { refused: string } | { unconfigured: string };
 
 interface PortState {
   port: LocalPort;
   /** The configuration programmed, and the session it came from. */
   config: PortConfig | null;
   configSession: number | null;
-  /** The latest outcome each session pushed. */
+  /** The latest outcome of each session. */
   outcomes: Map<number, Outcome>;
   /** Sessions (in their current incarnation) that know the port. */
   reportedTo: Set<number>;
@@ -96,6 +107,10 @@ export class ControlClient {
   private readonly localRoutes = new Map<string, LocalRoute>();
   /** VRF -> local ports in it; subscribed while above zero. */
   private readonly vrfPorts = new Map<string, number>();
+  /** VM uuid -> local ports of it; its IF-MAP subscription is held while above zero. */
+  private readonly vmPorts = new Map<string, number>();
+  /** Per session: the IF-MAP graph its control node sent since the session began. */
+  private readonly graphs = new Map<number, IfmapGraph>();
   private readonly instanceIds = new Map<string, number>();
   private readonly staleTimers = new Map<number, NodeJS.Timeout>();
   /** Per session: items of families this node does not program (inet6, EVPN, multicast...), dropped. */
@@ -144,6 +159,11 @@ export class ControlClient {
     this.ports.set(port.id, state);
     const configured = new Promise<PortConfig>((resolve, reject) => state.waiters.push({ resolve, reject }));
     this.reportPorts();
+    const vm = vmUuidOf(port);
+    const vmPorts = this.vmPorts.get(vm) ?? 0;
+    this.vmPorts.set(vm, vmPorts + 1);
+    if (vmPorts === 0) for (const connection of this.connections) if (connection.isEstablished) this.subscribeConfig(connection, virtualMachineSubscription(vm), true);
+    for (const session of this.graphs.keys()) this.deriveConfigs(session);
     return configured;
   }
 
@@ -154,7 +174,13 @@ export class ControlClient {
     state.removed = true;
     this.ports.delete(portId);
     for (const waiter of state.waiters.splice(0)) waiter.reject(new Error(`port ${portId} was removed`));
+    const vm = vmUuidOf(state.port);
+    const vmPorts = (this.vmPorts.get(vm) ?? 1) - 1;
+    if (vmPorts > 0) this.vmPorts.set(vm, vmPorts);
+    else this.vmPorts.delete(vm);
     for (const connection of this.connections) {
+      if (vmPorts === 0 && connection.isEstablished) this.subscribeConfig(connection, virtualMachineSubscription(vm), false);
+      // Interim, until pods are registered on the control node's API.
       if (state.reportedTo.has(connection.index)) {
         connection.send({ kind: 'port-delete', ...vrouterToControl(this.options.nodeName, CONFIG_RESOURCE), id: this.stanzaId('port-delete'), portId });
       }
@@ -189,7 +215,10 @@ export class ControlClient {
 
   private sessionEstablished(connection: ServerConnection): void {
     const bgp = vrouterToControl(this.options.nodeName, BGP_PEER_RESOURCE);
+    this.graphs.set(connection.index, new IfmapGraph());
+    this.subscribeConfig(connection, virtualRouterSubscription(this.options.nodeName), true);
     this.reportPorts();
+    for (const vm of this.vmPorts.keys()) this.subscribeConfig(connection, virtualMachineSubscription(vm), true);
     for (const vrf of this.vrfPorts.keys()) connection.send({ kind: 'subscribe', ...bgp, id: this.stanzaId('subscribe'), vrf, instanceId: this.instanceIds.get(vrf)! });
     for (const route of this.localRoutes.values()) this.sendRoute(connection, route);
     connection.send({ kind: 'end-of-rib', ...bgp });
@@ -197,6 +226,7 @@ export class ControlClient {
 
   private sessionDown(connection: ServerConnection, reason: string): void {
     const index = connection.index;
+    this.graphs.delete(index);
     this.routes.markStale(index);
     if (!this.closed && !this.staleTimers.has(index)) {
       const timeout = this.options.staleTimeout ?? DEFAULT_STALE_TIMEOUT_SECONDS;
@@ -232,9 +262,12 @@ export class ControlClient {
         if (swept > 0) this.logger.info(`${connection.name}: End-of-RIB; removed ${swept} stale routes`);
         return;
       }
-      case 'port-config':
-        for (const config of stanza.ports) this.receiveOutcome(connection.index, config.portId, { config: portConfigOf(config) });
-        return;
+      case 'config-update': {
+        const graph = this.graphs.get(connection.index)!;
+        for (const change of stanza.changes) graph.apply(change);
+        return this.deriveConfigs(connection.index);
+      }
+      // Interim, until pods are registered on the control node's API: the control node refuses a reported port.
       case 'port-remove':
         for (const { portId, reason } of stanza.ports) this.receiveOutcome(connection.index, portId, { refused: reason });
         return;
@@ -270,7 +303,7 @@ export class ControlClient {
           address: nexthop.address,
           label: nexthop.label,
           encaps: (known ? nexthop.encaps : nexthop.encaps.filter((encap) => KNOWN_ENCAPS.includes(encap))) as TunnelEncap[],
-          vn: nexthop.virtualNetwork,
+          vn: policyVrfOf(nexthop.virtualNetwork),
         });
       }
       if (nexthops.length === 0) this.routes.forget(index, stanza.vrf, prefix);
@@ -303,9 +336,32 @@ export class ControlClient {
     }
   }
 
+  private subscribeConfig(connection: ServerConnection, node: string, subscribe: boolean): void {
+    connection.send({ kind: 'config-subscribe', ...vrouterToControl(this.options.nodeName, CONFIG_RESOURCE), node, subscribe });
+  }
+
+  /**
+   * Each port's view in the session's graph, as an outcome: its
+   * configuration once complete; `unconfigured` when a port configured by
+   * this session lost it (its VMI deleted, or a piece of it). Nothing while
+   * a new port's view is still incomplete.
+   */
+  private deriveConfigs(session: number): void {
+    const graph = this.graphs.get(session);
+    if (graph === undefined) return;
+    for (const state of this.ports.values()) {
+      const view = portView(graph, state.port);
+      const config = portConfigOf(view);
+      if (config !== undefined) this.receiveOutcome(session, state.port.id, { config });
+      else if (state.outcomes.has(session)) this.receiveOutcome(session, state.port.id, { unconfigured: view.reason ?? 'no address' });
+    }
+  }
+
   private receiveOutcome(session: number, portId: string, outcome: Outcome): void {
     const state = this.ports.get(portId);
     if (!state) return; // a push for a port removed meanwhile
+    const previous = state.outcomes.get(session);
+    if (previous !== undefined && JSON.stringify(previous) === JSON.stringify(outcome)) return;
     state.outcomes.set(session, outcome);
     if (state.configSession === null || state.configSession === session) this.applyOutcome(state, session, outcome);
   }
@@ -317,6 +373,9 @@ export class ControlClient {
       try {
         if ('config' in outcome) {
           await this.configure(state, outcome.config);
+        } else if ('unconfigured' in outcome) {
+          this.logger.warn(`port ${state.port.id}: its configuration went (${outcome.unconfigured})`);
+          await this.unconfigure(state);
         } else {
           this.logger.warn(`port ${state.port.id}: refused by the control node: ${outcome.refused}`);
           await this.unconfigure(state);
@@ -335,17 +394,17 @@ export class ControlClient {
     if (previous === null || JSON.stringify(previous) !== JSON.stringify(config)) {
       const port = state.port;
       const wanted = new Set(publishedPrefixes(config));
-      const vnChanged = previous !== null && previous.vn !== config.vn;
+      const moved = previous !== null && (previous.vrf !== config.vrf || previous.vn !== config.vn);
       if (previous) {
-        for (const prefix of publishedPrefixes(previous)) if (vnChanged || !wanted.has(prefix)) this.setLocalNexthop(previous.vn, prefix, port.id, null);
-        if (vnChanged) this.releaseVrf(previous.vn);
+        for (const prefix of publishedPrefixes(previous)) if (moved || !wanted.has(prefix)) this.setLocalNexthop(previous.vrf, prefix, port.id, null);
+        if (moved) this.releaseVrf(previous.vrf);
       }
       await this.options.access.configurePort(port, config);
       state.config = config;
-      if (previous === null || vnChanged) this.retainVrf(config.vn);
+      if (previous === null || moved) this.retainVrf(config.vrf);
       const nexthop: WireNexthop = { address: this.options.underlayIp, label: port.label, encaps: [...this.options.encaps], virtualNetwork: config.vn };
-      for (const prefix of wanted) this.setLocalNexthop(config.vn, prefix, port.id, nexthop);
-      this.logger.info(`port ${port.id} (${port.namespace}/${port.name}): ${config.ip} in ${config.vn}, ${config.floatingIps.length} floating IPs, ${config.policies.length} policies`);
+      for (const prefix of wanted) this.setLocalNexthop(config.vrf, prefix, port.id, nexthop);
+      this.logger.info(`port ${port.id} (${port.namespace}/${port.name}): ${config.ip} in ${config.vrf}, ${config.floatingIps.length} floating IPs, ${config.policies.length} policies`);
       if (previous === null) this.reportPorts();
     }
     for (const waiter of state.waiters.splice(0)) waiter.resolve(config);
@@ -354,8 +413,8 @@ export class ControlClient {
   private async unconfigure(state: PortState): Promise<void> {
     const config = state.config;
     if (config === null) return;
-    for (const prefix of publishedPrefixes(config)) this.setLocalNexthop(config.vn, prefix, state.port.id, null);
-    this.releaseVrf(config.vn);
+    for (const prefix of publishedPrefixes(config)) this.setLocalNexthop(config.vrf, prefix, state.port.id, null);
+    this.releaseVrf(config.vrf);
     state.config = null;
     await this.options.access.unconfigurePort(state.port);
   }
@@ -374,7 +433,7 @@ export class ControlClient {
     else route.byPort.set(portId, nexthop);
     if (route.byPort.size === 0) this.localRoutes.delete(key);
     const encaps = this.options.encaps;
-    this.routes.setLocal(vrf, prefix, [...route.byPort.values()].map((local) => ({ address: local.address, label: local.label, encaps, vn: vrf })));
+    this.routes.setLocal(vrf, prefix, [...route.byPort.values()].map((local) => ({ address: local.address, label: local.label, encaps, vn: policyVrfOf(local.virtualNetwork) })));
     for (const connection of this.connections) this.sendRoute(connection, route);
   }
 
@@ -427,7 +486,20 @@ function publishedPrefixes(config: PortConfig): string[] {
   return [`${config.ip}/32`, ...config.floatingIps.map((floatingIp) => `${floatingIp.ip}/32`)];
 }
 
-function portConfigOf(wire: WirePortConfig): PortConfig {
-  const { portId: _portId, ...config } = wire;
-  return config;
+/**
+ * The port's view in a session's graph: its VMI found by uuid (a real
+ * control node's id-perms), else by the name vrouter-control gives it.
+ */
+function portView(graph: IfmapGraph, port: LocalPort): IfmapPortView {
+  const byUuid = derivePortView(graph, port.id);
+  return byUuid.vmi !== '' ? byUuid : derivePortView(graph, interfaceFqn(vmUuidOf(port), port.id));
+}
+
+/**
+ * A route's VN as the dataplane's policy knows it: the VRF of the VN's own
+ * routing instance (the VRF its pods' vifs are in; dataplane-access.ts names
+ * policy VNs the same way). Undefined when the control node sent none.
+ */
+function policyVrfOf(vnFqn: string): string | undefined {
+  return vnFqn === '' ? undefined : ownRoutingInstance(vnFqn);
 }

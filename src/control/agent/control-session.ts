@@ -1,15 +1,17 @@
 /**
- * The control client's connection to one control node: connects (TCP or
- * TLS), opens the stream, reports when the session is established and when
+ * The control client's connection to one control node: connects (TCP, then
+ * with TLS configured STARTTLS as the agent does it, see xmpp/starttls.ts),
+ * opens the stream, reports when the session is established and when
  * it went down, and reconnects with exponential backoff (with jitter, so a
  * restarted control node is not hit by every vrouter at once) until stopped.
  */
 import net, { Socket } from 'node:net';
-import tls from 'node:tls';
 import { Logger } from '../xmpp/logger';
 import { XmppSession } from '../xmpp/session';
-import { CONTROL_NODE_JID, SentStanza, Stanza } from '../xmpp/stanza';
+import { CONTROL_NODE_JID, SentStanza, Stanza, StreamHeader } from '../xmpp/stanza';
+import { startTlsAsClient } from '../xmpp/starttls';
 
+/** TLS by STARTTLS, as the agent's xmpp_auth_enable with xmpp_ca_cert, xmpp_server_cert and xmpp_server_key. */
 export interface ControlServerTls {
   /** CA certificate(s) (PEM) the control node's certificate must be signed by; the system's when absent. */
   ca?: string | Buffer;
@@ -50,6 +52,8 @@ export class ServerConnection {
   private stopped = false;
   private failures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** The connection while STARTTLS is under way. */
+  private negotiating: Socket | null = null;
 
   constructor(
     /** This connection's number among the client's control nodes. */
@@ -67,15 +71,26 @@ export class ServerConnection {
 
   start(): void {
     const { host, port = CONTROL_PORT, tls: tlsOptions } = this.server;
-    const socket: Socket = tlsOptions
-      ? tls.connect({ host, port, ca: tlsOptions.ca, cert: tlsOptions.cert, key: tlsOptions.key, servername: tlsOptions.serverName ?? host })
-      : net.connect({ host, port });
-    const connectedEvent = tlsOptions ? 'secureConnect' : 'connect';
+    const socket = net.connect({ host, port });
     const failedBeforeSession = (error: Error) => this.retry(`cannot connect: ${error.message}`);
     socket.once('error', failedBeforeSession);
-    socket.once(connectedEvent, () => {
+    socket.once('connect', () => {
       socket.off('error', failedBeforeSession);
-      this.openSession(socket);
+      // Stopped while connecting: openSession drops the socket.
+      if (!tlsOptions || this.stopped) return this.openSession(socket);
+      // As the agent with xmpp_auth_enable: STARTTLS on this connection, then the session over TLS.
+      this.negotiating = socket;
+      const clientTls = { ca: tlsOptions.ca, cert: tlsOptions.cert, key: tlsOptions.key, servername: tlsOptions.serverName ?? host };
+      startTlsAsClient(socket, this.streamHeader(), clientTls, this.options.holdTime * 1000).then(
+        (secure) => {
+          this.negotiating = null;
+          this.openSession(secure);
+        },
+        (error: Error) => {
+          this.negotiating = null;
+          this.retry(`STARTTLS failed: ${error.message}`);
+        },
+      );
     });
   }
 
@@ -88,6 +103,7 @@ export class ServerConnection {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.session?.close('vrouter shutting down');
+    this.negotiating?.destroy();
   }
 
   private openSession(socket: Socket): void {
@@ -117,7 +133,11 @@ export class ServerConnection {
       },
     );
     this.session = session;
-    session.openStream({ from: this.options.nodeName, to: CONTROL_NODE_JID });
+    session.openStream(this.streamHeader());
+  }
+
+  private streamHeader(): StreamHeader {
+    return { from: this.options.nodeName, to: CONTROL_NODE_JID };
   }
 
   private retry(reason: string): void {

@@ -3,18 +3,24 @@
  * RouteProgrammer, ports as vifs. What the daemon's dataplane worker runs
  * behind its messages, and what the tests use (real tables, no mocks).
  *
- * A configured port is a virtual vif (named by the port id) in its VN's VRF
- * with its address and floating IPs, an encap nexthop to it, and its MPLS
- * label leading to that nexthop. A change of VN or address re-creates the
- * vif; other changes are made in place. The node's policy table is the
- * union of the configured ports' policies, in the control node's order.
+ * A configured port is a virtual vif (named by the port id) in its routing
+ * instance's VRF with its address and floating IPs, an encap nexthop to it,
+ * and its MPLS label leading to that nexthop. A change of VRF or address
+ * re-creates the vif; other changes are made in place. The node's policy
+ * table is the union of the configured ports' policies, in the control
+ * node's order.
+ *
+ * The dataplane tells VNs apart by VRF id (a packet's VN is its vif's VRF,
+ * or its route's next hop's), so a policy's VN FQN is given the id of the
+ * VN's own routing instance, as the control client does for next hops.
  */
 import { Dataplane } from '../../dataplane/dataplane';
-import { ANY_PROTOCOL, PolicyRule } from '../../dataplane/policy';
+import { ANY_PROTOCOL, ANY_VN, PolicyRule } from '../../dataplane/policy';
 import { parseMac } from '../../dataplane/protocols/ethernet';
 import { ipFromString } from '../../dataplane/protocols/ipv4';
 import { RouteProgrammer } from '../../dataplane/route-programmer';
 import { FloatingIp } from '../../dataplane/vif';
+import { ownRoutingInstance } from '../ifmap/names';
 import type { DataplaneAccess, LocalPort, PortConfig, PortPolicy, RouteNexthop } from './agent-interface';
 
 const PROTOCOL_NUMBERS: Record<PortPolicy['protocol'], number> = { any: ANY_PROTOCOL, icmp: 1, tcp: 6, udp: 17 };
@@ -47,7 +53,7 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
 
   configurePort(port: LocalPort, config: PortConfig): void {
     const dp = this.dataplane;
-    const vrf = this.routes.vrf(config.vn);
+    const vrf = this.routes.vrf(config.vrf);
     const table = dp.vrfs.get(vrf)!;
     table.subnets = [parsePrefix(config.subnet)];
     table.gateway = ipFromString(config.gateway);
@@ -101,6 +107,11 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
     dp.removeVif(configured.vif);
   }
 
+  /** A policy's VN (FQN, or contrail's `any`) as the dataplane compares it. */
+  private policyVn(vnFqn: string): number {
+    return vnFqn === 'any' ? ANY_VN : this.routes.vrf(ownRoutingInstance(vnFqn));
+  }
+
   private refreshPolicies(): void {
     const byName = new Map<string, PortPolicy>();
     for (const configured of this.ports.values()) for (const policy of configured.policies) byName.set(policy.name, policy);
@@ -110,8 +121,8 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
         const destination = policy.destinationPrefix === undefined ? { prefix: 0, length: 0 } : parsePrefix(policy.destinationPrefix);
         return {
           name: policy.name,
-          sourceVn: this.routes.vrf(policy.sourceVn),
-          destinationVn: this.routes.vrf(policy.destinationVn),
+          sourceVn: this.policyVn(policy.sourceVn),
+          destinationVn: this.policyVn(policy.destinationVn),
           protocol: PROTOCOL_NUMBERS[policy.protocol],
           portFrom: policy.portFrom,
           portTo: policy.portTo,

@@ -194,6 +194,15 @@ function prefixOf(address: IfmapElement | undefined): string | undefined {
   return prefix === '' ? undefined : `${prefix}/${child(address, 'subnet', 'ip-prefix-len')?.text ?? ''}`;
 }
 
+/** Room in `order` for the minors of a major and the rules of a policy. */
+const RULES_PER_SEQUENCE = 1024;
+
+/** A sequence's major or minor; absent or malformed counts as 0. */
+function sequenceNumber(element: IfmapElement | undefined): number {
+  const value = Number(element?.text ?? '0');
+  return Number.isSafeInteger(value) && value > 0 ? value : 0;
+}
+
 /** The schema transformer's ACL of the VN (access-control-list-entries), the one vn.cc reads. */
 function aclPolicies(graph: IfmapGraph, vn: IfmapNode): PortPolicy[] {
   const policies: PortPolicy[] = [];
@@ -224,13 +233,16 @@ function aclPolicies(graph: IfmapGraph, vn: IfmapNode): PortPolicy[] {
 /**
  * The network-policies attached to the VN (`network-policy-entries`), in
  * the attachment's sequence order; `local` is the VN itself and a `<>` rule
- * holds both ways, so it becomes two one-way rules.
+ * holds both ways, so it becomes two one-way rules. A rule's `order` comes
+ * from the sequence and its place in the policy, not from its place in this
+ * VN's list: a policy attached to two VNs then has the same order in both,
+ * and the node's table (their union, by name) keeps it.
  */
 function networkPolicies(graph: IfmapGraph, vn: IfmapNode): PortPolicy[] {
   const attached = across(graph, vn, 'virtual-network-network-policy', 'network-policy').map(({ node, attr }) => ({
     node,
-    major: Number(child(property(attr ?? node, 'value'), 'sequence', 'major')?.text ?? '0'),
-    minor: Number(child(property(attr ?? node, 'value'), 'sequence', 'minor')?.text ?? '0'),
+    major: sequenceNumber(child(property(attr ?? node, 'value'), 'sequence', 'major')),
+    minor: sequenceNumber(child(property(attr ?? node, 'value'), 'sequence', 'minor')),
   }));
   attached.sort((a, b) => a.major - b.major || a.minor - b.minor);
   const policies: PortPolicy[] = [];
@@ -238,7 +250,7 @@ function networkPolicies(graph: IfmapGraph, vn: IfmapNode): PortPolicy[] {
     const name = child(address, 'virtual-network')?.text ?? 'any';
     return name === 'local' ? vn.name : name;
   };
-  for (const { node } of attached) {
+  for (const { node, major, minor } of attached) {
     children(property(node, 'network-policy-entries'), 'policy-rule').forEach((rule, index) => {
       const protocol = protocolOf(child(rule, 'protocol')?.text);
       const action = actionOf(child(rule, 'action-list'));
@@ -246,7 +258,8 @@ function networkPolicies(graph: IfmapGraph, vn: IfmapNode): PortPolicy[] {
       const [portFrom, portTo] = portsOf(child(rule, 'dst-ports'));
       const src = child(rule, 'src-addresses');
       const dst = child(rule, 'dst-addresses');
-      const base = { order: policies.length, protocol, portFrom, portTo, action };
+      const order = ((major * RULES_PER_SEQUENCE + minor) * RULES_PER_SEQUENCE + index) * 2;
+      const base = { order, protocol, portFrom, portTo, action };
       const destinationPrefix = prefixOf(dst);
       policies.push({
         ...base, name: `${node.name}/${index}`, sourceVn: vnOf(src), destinationVn: vnOf(dst),
@@ -255,7 +268,7 @@ function networkPolicies(graph: IfmapGraph, vn: IfmapNode): PortPolicy[] {
       if (child(rule, 'direction')?.text === '<>') {
         const sourcePrefix = prefixOf(src);
         policies.push({
-          ...base, order: policies.length, name: `${node.name}/${index}/reverse`, sourceVn: vnOf(dst), destinationVn: vnOf(src),
+          ...base, order: order + 1, name: `${node.name}/${index}/reverse`, sourceVn: vnOf(dst), destinationVn: vnOf(src),
           ...(sourcePrefix === undefined ? {} : { destinationPrefix: sourcePrefix }),
         });
       }
@@ -315,7 +328,7 @@ export function derivePortView(graph: IfmapGraph, fqnOrUuid: string): IfmapPortV
 export function portConfigOf(view: IfmapPortView): PortConfig | undefined {
   if (view.reason !== undefined || view.ip === '') return undefined;
   return {
-    vn: view.vn, ip: view.ip, subnet: view.subnet, gateway: view.gateway,
+    vrf: view.routingInstance, vn: view.vn, ip: view.ip, subnet: view.subnet, gateway: view.gateway,
     floatingIps: view.floatingIps.map(({ ip, portMap }) => ({ ip, portMap })),
     policies: view.policies,
   };

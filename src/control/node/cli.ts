@@ -1,6 +1,7 @@
 /**
- * `vrouter-control --config <file> [--listen <host:port>]`: runs a control
- * node. The configuration file is applied again, without a restart, when it
+ * `vrouter-control --config <file> [--listen <host:port>] [--api <host:port>]`:
+ * runs a control node, with the pod registration API (pod-api.ts) when
+ * `--api` is given. The configuration file is applied again, without a restart, when it
  * changes on disk or on SIGHUP; a file that does not validate is reported
  * and the running configuration kept. SIGTERM and SIGINT close the sessions
  * (vrouters keep their routes as stale) and exit.
@@ -10,6 +11,7 @@ import { AddressInfo } from 'node:net';
 import { basename, dirname } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ControlNode } from './control-node';
+import { createPodApi } from './pod-api';
 import { NetworkConfigError, loadNetworkConfig } from './network-config';
 import { Logger, stderrLogger } from '../xmpp/logger';
 import { CONTROL_NODE_JID } from '../xmpp/stanza';
@@ -17,6 +19,8 @@ import { CONTROL_NODE_JID } from '../xmpp/stanza';
 export interface RunningControlNode {
   node: ControlNode;
   address: AddressInfo;
+  /** Where the pod API listens, when it does. */
+  apiAddress: AddressInfo | null;
   /** Applies the configuration file again (what a change on disk or SIGHUP does); false when it does not validate. */
   reload(): boolean;
   close(): Promise<void>;
@@ -35,10 +39,10 @@ const DEFAULT_LISTEN = '0.0.0.0:5269';
 const RELOAD_SETTLE_MS = 100;
 
 /** Parses "host:port", "[v6]:port" or "port". */
-function parseListen(text: string): { host: string; port: number } {
+function parseListen(text: string, flag = '--listen'): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
   const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) throw new UsageError(`--listen ${text}: expected <host>:<port>`);
+  if (!match || port > 65535) throw new UsageError(`${flag} ${text}: expected <host>:<port>`);
   return { host: match[1] || match[2] || '0.0.0.0', port };
 }
 
@@ -48,13 +52,24 @@ export async function runControlNode(argv: string[], logger: Logger = stderrLogg
     .description(`control node (${CONTROL_NODE_JID}) for vrouter-ts vrouters`)
     .exitOverride()
     .requiredOption('--config <file>', 'network configuration (YAML or JSON), applied again when it changes or on SIGHUP')
-    .option('--listen <host:port>', 'address to accept vrouters on', DEFAULT_LISTEN);
+    .option('--listen <host:port>', 'address to accept vrouters on', DEFAULT_LISTEN)
+    .option('--api <host:port>', 'address of the pod registration API (POST/GET /pods, DELETE /pods/<vm uuid>)');
   program.parse(argv, { from: 'user' });
-  const options = program.opts<{ config: string; listen: string }>();
+  const options = program.opts<{ config: string; listen: string; api?: string }>();
   const listen = parseListen(options.listen);
+  const apiListen = options.api === undefined ? null : parseListen(options.api, '--api');
   const file = options.config;
   const node = new ControlNode({ config: loadNetworkConfig(file), logger });
   const address = await node.listen(listen.port, listen.host);
+  const api = apiListen === null ? null : createPodApi(node);
+  const apiAddress =
+    api === null
+      ? null
+      : await new Promise<AddressInfo>((resolve, reject) => {
+          api.once('error', reject);
+          api.listen(apiListen!.port, apiListen!.host, () => resolve(api.address() as AddressInfo));
+        });
+  if (apiAddress) logger.info(`pod API listening on ${apiAddress.address}:${apiAddress.port}`);
 
   const reload = (): boolean => {
     try {
@@ -84,9 +99,11 @@ export async function runControlNode(argv: string[], logger: Logger = stderrLogg
     process.off('SIGHUP', onHangup);
     process.off('SIGTERM', onTerminate);
     process.off('SIGINT', onTerminate);
-    await node.close();
+    const apiClosed = api === null ? Promise.resolve() : new Promise<void>((resolve) => api.close(() => resolve()));
+    api?.closeAllConnections();
+    await Promise.all([node.close(), apiClosed]);
   };
-  return { node, address, reload, close };
+  return { node, address, apiAddress, reload, close };
 }
 
 /** The bin's entry: runs until a signal; configuration and usage errors exit 2 with one line. */

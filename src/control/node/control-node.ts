@@ -1,9 +1,13 @@
 /**
- * The control node: an XMPP server (TCP 5269, optionally TLS) for many
+ * The control node: an XMPP server (TCP 5269; with `tls`, STARTTLS required
+ * as contrail-control's xmpp_auth_enable, see xmpp/starttls.ts) for many
  * vrouters. It
  *
  * - configures their ports (NetworkManager decides VN, address, floating
- *   IPs, policies) and pushes each port's configuration over the session;
+ *   IPs, policies) and serves that configuration as IF-MAP
+ *   (ifmap-publisher.ts): each vrouter gets, after it subscribes its
+ *   virtual-router and each port's virtual-machine, that part of the graph,
+ *   then only what changes in it;
  * - keeps, per routing instance, the routes each vrouter published, and
  *   sends every subscriber the best routes of the instances it subscribed
  *   to, ECMP-merged and with leaked routes (RouteTables);
@@ -23,19 +27,27 @@
  * A malformed or unexpected stanza closes that vrouter's session only.
  */
 import net, { AddressInfo, Socket } from 'node:net';
-import tls, { TLSSocket } from 'node:tls';
-import { NetworkManager, PortOutcome } from './network-manager';
+import { TLSSocket, TlsOptions } from 'node:tls';
+import { NetworkManager, PortOutcome, ViewSources } from './network-manager';
+import { vmUuidOf, type LocalPort } from '../agent/agent-interface';
+import { buildConfigGraph, IfmapInterest, vrouterGraph } from './ifmap-publisher';
+import { virtualRouterName, virtualRouterSubscription } from '../ifmap/codec';
+import { IfmapGraph } from '../ifmap/graph';
+import { networkFqns } from '../ifmap/names';
 import { RouteTables, ViewChange } from './route-tables';
 import { NetworkConfig } from './network-config';
 import { controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
 import { Logger, silentLogger } from '../xmpp/logger';
 import { XmppSession } from '../xmpp/session';
-import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STREAM, RouteEntry, Stanza, StanzaError, StreamHeader, WirePortConfig } from '../xmpp/stanza';
+import { startTlsAsServer } from '../xmpp/starttls';
+import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STREAM, ConfigSubscribeStanza, RouteEntry, Stanza, StanzaError, StreamHeader } from '../xmpp/stanza';
 
 export interface ControlNodeOptions {
   config: NetworkConfig;
   logger?: Logger;
 }
+
+const VIRTUAL_MACHINE_PREFIX = 'virtual-machine:';
 
 /** How long to wait for a vrouter's End-of-RIB before treating its initial burst as complete. */
 const END_OF_RIB_FALLBACK_SECONDS = 30;
@@ -62,8 +74,11 @@ class VrouterChannel {
   readonly subscriptions = new Map<string, number>();
   /** Published but not yet associated routes, "instance\0prefix" -> entry. */
   readonly pendingPublish = new Map<string, RouteEntry>();
-  /** Port id -> the outcome last pushed, as JSON, so only changes are pushed. */
-  readonly pushedPorts = new Map<string, string>();
+  /** Port id -> the refusal last pushed, so a refusal is pushed once. */
+  readonly pushedRefusals = new Map<string, string>();
+  /** What the vrouter subscribed to over IF-MAP, and the graph sent to it so far. */
+  readonly ifmapInterest: IfmapInterest = { virtualRouter: false, vms: new Set() };
+  ifmapSent = new IfmapGraph();
   /** The vrouter has re-sent what it has (its End-of-RIB, or the fallback delay passed). */
   initialBurstDone = false;
   endOfRibSent = false;
@@ -158,37 +173,23 @@ export class ControlNode {
   private readonly vrouters = new Map<string, VrouterState>();
   private readonly subscribers = new Map<string, Set<VrouterChannel>>();
   private readonly channels = new Set<VrouterChannel>();
+  /** Connections still negotiating STARTTLS. */
+  private readonly negotiating = new Set<Socket>();
   /** The NetworkManager rules version the views and pushed configurations follow. */
   private appliedRulesVersion = -1;
   /** Set while End-of-RIB is held back after start. */
   private convergenceTimer: NodeJS.Timeout | null = null;
   /** Publishes of families other than inet unicast (a real agent's EVPN, inet6...), dropped. */
   private ignoredItemCount = 0;
+  /** The whole configuration as IF-MAP; null when a change made it out of date. */
+  private configGraph: IfmapGraph | null = null;
 
   constructor(options: ControlNodeOptions) {
     this.config = options.config;
     this.logger = options.logger ?? silentLogger;
     this.network = new NetworkManager(this.config);
-    this.routes = new RouteTables(this.network.viewSources());
-    const tlsConfig = this.config.tls;
-    if (tlsConfig) {
-      this.server = tls.createServer(
-        {
-          cert: tlsConfig.cert,
-          key: tlsConfig.key,
-          ca: tlsConfig.ca ?? undefined,
-          requestCert: tlsConfig.ca !== null,
-          rejectUnauthorized: tlsConfig.ca !== null,
-        },
-        (socket) => this.accept(socket),
-      );
-      // A failed handshake (wrong certificate, plain TCP) concerns that connection only.
-      this.server.on('tlsClientError', (error, socket) => {
-        this.logger.warn(`TLS handshake with ${socket.remoteAddress}:${socket.remotePort} failed: ${error.message}`);
-      });
-    } else {
-      this.server = net.createServer((socket) => this.accept(socket));
-    }
+    this.routes = new RouteTables(routingInstanceViews(this.network.viewSources()));
+    this.server = net.createServer((socket) => this.accept(socket));
   }
 
   /** Starts accepting vrouters; resolves with the bound address (port 0 picks a free one). */
@@ -199,7 +200,7 @@ export class ControlNode {
         this.server.off('error', reject);
         this.convergenceTimer = setTimeout(() => this.converged(), this.config.restartConvergenceTime * 1000);
         const address = this.server.address() as AddressInfo;
-        this.logger.info(`control node listening on ${address.address}:${address.port}${this.config.tls ? ' (TLS)' : ''}`);
+        this.logger.info(`control node listening on ${address.address}:${address.port}${this.config.tls ? ' (STARTTLS required)' : ''}`);
         resolve(address);
       });
     });
@@ -219,13 +220,11 @@ export class ControlNode {
     return this.ignoredItemCount;
   }
 
-  /** Applies a new configuration without restarting: ports, policies and leaks are recomputed, changes pushed. */
+  /**
+   * Applies a new configuration without restarting: ports, policies and leaks
+   * are recomputed, changes pushed; connections from now on follow its `tls`.
+   */
   reload(config: NetworkConfig): void {
-    if ((config.tls === null) !== (this.config.tls === null)) {
-      this.logger.warn('reload: switching TLS on or off needs a restart; keeping the current transport');
-    } else if (config.tls && this.server instanceof tls.Server) {
-      this.server.setSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca ?? undefined });
-    }
     this.config = config;
     this.network.setConfig(config);
     for (const state of this.vrouters.values()) {
@@ -237,16 +236,71 @@ export class ControlNode {
     this.logger.info(`configuration ${config.file} applied`);
   }
 
+  /**
+   * A pod registered on the pod API (pod-api.ts): what it gets, now also
+   * served to its vrouter. A refused pod is not kept.
+   */
+  registerPod(vrouter: string, port: LocalPort): PortOutcome {
+    const outcome = this.network.addPort(vrouter, port, 'api');
+    if ('refused' in outcome) this.network.removePort(vrouter, port.id, 'api');
+    this.refresh();
+    return outcome;
+  }
+
+  /** Removes the registered pods of a VM; false when none was. */
+  unregisterPods(vmUuid: string): boolean {
+    const gone = [...this.network.registeredPorts()].filter(({ port }) => vmUuidOf(port) === vmUuid);
+    for (const { vrouter, port } of gone) this.network.removePort(vrouter, port.id, 'api');
+    if (gone.length > 0) this.refresh();
+    return gone.length > 0;
+  }
+
+  registeredPods(): Array<{ vrouter: string; port: LocalPort; outcome: PortOutcome }> {
+    return [...this.network.registeredPorts()];
+  }
+
+  /** Whether a vrouter of this name may connect (the configuration's `vrouters`, when it has one). */
+  knowsVrouter(name: string): boolean {
+    return this.config.vrouters === null || this.config.vrouters.has(name);
+  }
+
   /** Closes every session (with a stream close: vrouters keep their routes as stale) and stops listening. */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (this.convergenceTimer) clearTimeout(this.convergenceTimer);
     for (const channel of [...this.channels]) channel.session.close('control node shutting down');
+    for (const socket of this.negotiating) socket.destroy();
     for (const state of this.vrouters.values()) this.clearTimers(state);
     await closed;
   }
 
+  /** A new connection: with `tls`, STARTTLS first, as contrail-control with xmpp_auth_enable. */
   private accept(socket: Socket): void {
+    const tlsConfig = this.config.tls;
+    if (!tlsConfig) return this.openSession(socket);
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    // With a CA, as contrail-control's verify_peer, and stricter: a certificate is required (its name is checked in refusal()).
+    const serverTls: TlsOptions = {
+      cert: tlsConfig.cert,
+      key: tlsConfig.key,
+      ca: tlsConfig.ca ?? undefined,
+      requestCert: tlsConfig.ca !== null,
+      rejectUnauthorized: tlsConfig.ca !== null,
+    };
+    this.negotiating.add(socket);
+    startTlsAsServer(socket, (header) => this.answer(header), serverTls, this.config.holdTime * 1000).then(
+      (secure) => {
+        this.negotiating.delete(socket);
+        this.openSession(secure);
+      },
+      (error: Error) => {
+        this.negotiating.delete(socket);
+        this.logger.warn(`vrouter session from ${peer}: STARTTLS failed: ${error.message}`);
+      },
+    );
+  }
+
+  private openSession(socket: Socket): void {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     let channel: VrouterChannel | null = null;
     const session = new XmppSession(
@@ -264,7 +318,7 @@ export class ControlNode {
 
   private streamOpened(channel: VrouterChannel, header: StreamHeader, socket: Socket): void {
     const name = header.from;
-    channel.session.openStream({ from: CONTROL_NODE_JID, to: name, ...CONTROL_NODE_STREAM });
+    channel.session.openStream(this.answer(header));
     const refusal = this.refusal(name, socket);
     if (refusal !== null) return channel.session.close(refusal, 'not-authorized');
     channel.name = name;
@@ -276,13 +330,18 @@ export class ControlNode {
       // Back within the grace period (or a second session): what it had is stale until re-sent.
       this.clearTimers(state);
       state.staleRoutes = new Set(this.routes.publishedBy(name).map(({ instance, prefix }) => routeKey(instance, prefix)));
-      state.stalePorts = new Set(this.network.portIds(name));
+      state.stalePorts = new Set(this.network.portIds(name, 'vrouter'));
     }
     const previous = state.channel;
     state.channel = channel;
     previous?.session.close(`vrouter ${name} opened a new session`, 'conflict');
     state.endOfRibTimer = setTimeout(() => this.endOfInitialBurst(state), END_OF_RIB_FALLBACK_SECONDS * 1000);
     this.logger.info(`vrouter ${name} connected`);
+  }
+
+  /** contrail-control's answering open: to the vrouter's from. */
+  private answer(header: StreamHeader): StreamHeader {
+    return { from: CONTROL_NODE_JID, to: header.from, ...CONTROL_NODE_STREAM };
   }
 
   /** Why a vrouter may not connect, or null. */
@@ -326,6 +385,9 @@ export class ControlNode {
       }
       case 'end-of-rib':
         return this.endOfInitialBurst(state);
+      case 'config-subscribe':
+        return this.configSubscribe(channel, stanza);
+      // Interim, until pods are registered on the control node's own API: the vrouter reports its pods and their labels.
       case 'port-add':
         state.stalePorts?.delete(stanza.port.id);
         this.network.addPort(name, stanza.port);
@@ -333,7 +395,7 @@ export class ControlNode {
       case 'port-delete':
         state.stalePorts?.delete(stanza.portId);
         this.network.removePort(name, stanza.portId);
-        channel.pushedPorts.delete(stanza.portId);
+        channel.pushedRefusals.delete(stanza.portId);
         return this.refresh(channel);
       case 'ignored-items':
         this.ignoredItemCount += stanza.items;
@@ -341,6 +403,36 @@ export class ControlNode {
       default:
         throw new StanzaError(`a vrouter does not send ${stanza.kind}`);
     }
+  }
+
+  /**
+   * IF-MAP (un)subscribe: the vrouter's own virtual-router, or a VM. A
+   * virtual-router other than the session's is refused (logged, the
+   * session kept), as is an identifier type not served.
+   */
+  private configSubscribe(channel: VrouterChannel, stanza: ConfigSubscribeStanza): void {
+    const interest = channel.ifmapInterest;
+    if (stanza.node === virtualRouterSubscription(channel.name!)) {
+      interest.virtualRouter = stanza.subscribe;
+    } else if (stanza.node.startsWith(VIRTUAL_MACHINE_PREFIX) && stanza.node.length > VIRTUAL_MACHINE_PREFIX.length) {
+      const vm = stanza.node.slice(VIRTUAL_MACHINE_PREFIX.length);
+      if (stanza.subscribe) interest.vms.add(vm);
+      else interest.vms.delete(vm);
+    } else {
+      return this.logger.warn(`vrouter ${channel.name}: config subscribe of ${stanza.node} refused: not its virtual-router or a virtual-machine`);
+    }
+    this.publishConfig(channel);
+  }
+
+  /** Sends the vrouter what changed in its part of the IF-MAP graph since the last send (deletes for what it no longer subscribes). */
+  private publishConfig(channel: VrouterChannel): void {
+    this.configGraph ??= buildConfigGraph(this.config, this.network.configuredPorts(), this.network.policyRules);
+    const wanted = vrouterGraph(this.configGraph, channel.name!, channel.ifmapInterest);
+    const changes = wanted.diffFrom(channel.ifmapSent);
+    channel.ifmapSent = wanted;
+    if (changes.length === 0) return;
+    const address = { from: CONTROL_NODE_JID, to: `${virtualRouterName(channel.name!)}/${CONFIG_RESOURCE}` };
+    channel.queueStanza(encodeStanza({ kind: 'config-update', ...address, changes }));
   }
 
   private subscribe(channel: VrouterChannel, view: string, instanceId: number): void {
@@ -435,7 +527,7 @@ export class ControlNode {
     for (const { instance, prefix } of this.routes.publishedBy(state.name)) {
       this.distribute(this.routes.withdraw(state.name, instance, prefix));
     }
-    for (const portId of this.network.portIds(state.name)) this.network.removePort(state.name, portId);
+    for (const portId of this.network.portIds(state.name, 'vrouter')) this.network.removePort(state.name, portId);
     this.logger.info(`vrouter ${state.name} ${why}: its routes and ports are removed`);
     this.refresh();
   }
@@ -448,36 +540,38 @@ export class ControlNode {
   }
 
   /**
-   * After a change of ports or configuration: new leaks to the views,
-   * changed port configurations to their vrouters. When only `changedOn`'s
-   * ports changed and the rules did not, only its ports can have changed.
+   * After a change of ports or configuration: new leaks to the views, the
+   * changed IF-MAP graph and refusals to their vrouters. When only
+   * `changedOn`'s ports changed and the rules did not, only its part of the
+   * graph can have changed.
    */
   private refresh(changedOn?: VrouterChannel): void {
+    this.configGraph = null;
     if (changedOn && this.network.rulesVersion === this.appliedRulesVersion) {
-      this.pushPortConfigs(changedOn.name!, changedOn);
+      this.pushPortChanges(changedOn.name!, changedOn);
       return;
     }
     this.appliedRulesVersion = this.network.rulesVersion;
-    this.distribute(this.routes.setSources(this.network.viewSources()));
-    for (const state of this.vrouters.values()) if (state.channel) this.pushPortConfigs(state.name, state.channel);
+    this.distribute(this.routes.setSources(routingInstanceViews(this.network.viewSources())));
+    for (const state of this.vrouters.values()) if (state.channel) this.pushPortChanges(state.name, state.channel);
   }
 
-  private pushPortConfigs(name: string, channel: VrouterChannel): void {
-    const updates: WirePortConfig[] = [];
+  private pushPortChanges(name: string, channel: VrouterChannel): void {
+    this.publishConfig(channel);
+    // Interim, until pods are registered on the control node's own API: a refusal is told the vrouter that reported the port.
     const removals: Array<{ portId: string; reason: string }> = [];
     for (const portId of this.network.portIds(name)) {
       const outcome: PortOutcome = this.network.outcomeOf(name, portId)!;
-      const signature = JSON.stringify(outcome);
-      if (channel.pushedPorts.get(portId) === signature) continue;
-      channel.pushedPorts.set(portId, signature);
-      if ('config' in outcome) updates.push(outcome.config);
-      else {
-        removals.push({ portId, reason: outcome.refused });
-        this.logger.warn(`vrouter ${name} port ${portId} not configured: ${outcome.refused}`);
+      if ('config' in outcome) {
+        channel.pushedRefusals.delete(portId);
+        continue;
       }
+      if (channel.pushedRefusals.get(portId) === outcome.refused) continue;
+      channel.pushedRefusals.set(portId, outcome.refused);
+      removals.push({ portId, reason: outcome.refused });
+      this.logger.warn(`vrouter ${name} port ${portId} not configured: ${outcome.refused}`);
     }
     const address = controlToVrouter(name, CONFIG_RESOURCE);
-    if (updates.length > 0) channel.queueStanza(encodeStanza({ kind: 'port-config', ...address, id: channel.stanzaId('config'), ports: updates }));
     if (removals.length > 0) channel.queueStanza(encodeStanza({ kind: 'port-remove', ...address, id: channel.stanzaId('config'), ports: removals }));
   }
 
@@ -493,4 +587,10 @@ export class ControlNode {
 
 function routeKey(instance: string, prefix: string): string {
   return `${instance}\0${prefix}`;
+}
+
+/** The NetworkManager's views with each VN named by its routing instance, the name vrouters subscribe and publish in. */
+function routingInstanceViews(views: Map<string, ViewSources>): Map<string, ViewSources> {
+  const instance = (vn: string) => networkFqns(vn).routingInstance;
+  return new Map([...views].map(([view, sources]) => [instance(view), new Map([...sources].map(([source, what]) => [instance(source), what]))]));
 }

@@ -17,20 +17,35 @@
  *   the ClusterIP routes of services it uses; all routes of the VNs that use
  *   services it backs.
  */
-import type { LocalPort, PortPolicy } from '../agent/agent-interface';
+import type { LocalPort, PortConfig, PortPolicy } from '../agent/agent-interface';
 import { ipFromString, ipToString } from '../../dataplane/protocols/ipv4';
 import { NetworkConfig, VnConfig, inSubnet } from './network-config';
-import { WirePortConfig } from '../xmpp/stanza';
+
+/**
+ * What the manager decided for a port, VNs by their network.yaml names (the
+ * IF-MAP publisher gives them their FQNs and routing instances).
+ */
+export interface PortDecision extends Omit<PortConfig, 'vrf'> {
+  portId: string;
+}
 
 /** What a port gets: its configuration, or why it gets none. */
-export type PortOutcome = { config: WirePortConfig } | { refused: string };
+export type PortOutcome = { config: PortDecision } | { refused: string };
 
 /** Per routing instance, the instances whose routes it sees: all of them, or only these prefixes. */
 export type ViewSources = Map<string, 'all' | Set<string>>;
 
+/**
+ * Who told the manager of a port: its vrouter (interim: the port-add it
+ * sends, gone with the vrouter) or the control node's pod API (kept until
+ * deleted there; a vrouter's report of it changes nothing).
+ */
+export type PortSource = 'vrouter' | 'api';
+
 interface PortRecord {
   vrouter: string;
   port: LocalPort;
+  source: PortSource;
   vn: string;
   /** Null when refused. */
   ip: string | null;
@@ -59,21 +74,23 @@ export class NetworkManager {
     this.config = config;
   }
 
-  /** Adds or re-reports a port; returns what it gets. */
-  addPort(vrouter: string, port: LocalPort): PortOutcome {
+  /** Adds or re-reports a port; returns what it gets. A vrouter's report of a port registered on the API keeps the registration. */
+  addPort(vrouter: string, port: LocalPort, source: PortSource = 'vrouter'): PortOutcome {
     const key = portKey(vrouter, port.id);
     const previous = this.ports.get(key);
-    const record: PortRecord = { vrouter, port, vn: this.vnFor(port), ip: previous?.ip ?? null, refusal: null };
+    if (previous?.source === 'api' && source === 'vrouter') return this.outcome(previous);
+    const record: PortRecord = { vrouter, port, source, vn: this.vnFor(port), ip: previous?.ip ?? null, refusal: null };
     this.ports.set(key, record);
     this.assignAddress(key, record, port.ip ?? record.ip);
     this.updateRules();
     return this.outcome(record);
   }
 
-  removePort(vrouter: string, portId: string): void {
+  /** Removes a port; a vrouter's removal of a port registered on the API changes nothing. */
+  removePort(vrouter: string, portId: string, source: PortSource = 'vrouter'): void {
     const key = portKey(vrouter, portId);
     const record = this.ports.get(key);
-    if (!record) return;
+    if (!record || (record.source === 'api' && source === 'vrouter')) return;
     this.releaseAddress(key, record);
     this.ports.delete(key);
     this.updateRules();
@@ -93,10 +110,31 @@ export class NetworkManager {
     return this.config;
   }
 
-  portIds(vrouter: string): string[] {
+  /** The ports of a vrouter, all or only those of one source. */
+  portIds(vrouter: string, source?: PortSource): string[] {
     const ids: string[] = [];
-    for (const record of this.ports.values()) if (record.vrouter === vrouter) ids.push(record.port.id);
+    for (const record of this.ports.values()) {
+      if (record.vrouter === vrouter && (source === undefined || record.source === source)) ids.push(record.port.id);
+    }
     return ids;
+  }
+
+  /** The ports registered on the API, with what they got. */
+  *registeredPorts(): IterableIterator<{ vrouter: string; port: LocalPort; outcome: PortOutcome }> {
+    for (const record of this.ports.values()) if (record.source === 'api') yield { vrouter: record.vrouter, port: record.port, outcome: this.outcome(record) };
+  }
+
+  /** Every port with a configuration, and where it is. */
+  *configuredPorts(): IterableIterator<{ vrouter: string; port: LocalPort; config: PortDecision }> {
+    for (const record of this.ports.values()) {
+      const outcome = this.outcome(record);
+      if ('config' in outcome) yield { vrouter: record.vrouter, port: record.port, config: outcome.config };
+    }
+  }
+
+  /** The rules in force, in order (the union of what outcomes list per VN). */
+  get policyRules(): readonly PortPolicy[] {
+    return this.rules;
   }
 
   outcomeOf(vrouter: string, portId: string): PortOutcome | null {

@@ -28,31 +28,26 @@
  *   other        items (and publishes) of families other than 1/1, e.g. <items node="25/242/vn1">: counted, dropped
  *
  * (line breaks above are for reading only: the wire has none). Port
- * configuration, which OpenContrail's control node pushed as IF-MAP items over
- * the same channel, is carried here by IQs in the urn:vrouter-ts:port-config
- * namespace, to and from the `/config` resource:
+ * configuration travels as IF-MAP (ifmap/codec.ts): the vrouter's config
+ * subscribes and the control node's `<config>` IQs. Until pods are
+ * registered on the control node's own API, the vrouter still reports them
+ * (with their labels) in IQs of the urn:vrouter-ts:port-config namespace, to
+ * and from the `/config` resource (interim, this project's own):
  *
- *   vrouter -> control node, a pod port appeared (ip and vn only when known):
+ *   vrouter -> control node, a pod port appeared (ip, vn and vm-uuid only when known):
  *     <iq type="set" from="node-a" to="network-control@contrailsystems.com/config" id="port-add7">
  *     <config xmlns="urn:vrouter-ts:port-config"><add-port id="uid-1" name="web-1" namespace="default"
  *     mac="02:00:0a:01:01:03" label="25" ip="10.1.1.3"><pod-label key="name" value="web"/>
  *     <pod-label key="uses" value="db"/></add-port></config></iq>
  *   vrouter -> control node, the port went:
  *     <iq ... id="port-delete8"><config xmlns="urn:vrouter-ts:port-config"><delete-port id="uid-1"/></config></iq>
- *   control node -> vrouter, the full configuration of one or more ports:
- *     <iq type="set" from="network-control@contrailsystems.com/config" to="node-a/config" id="config3">
- *     <config xmlns="urn:vrouter-ts:port-config"><update><port id="uid-1" vn="web" ip="10.1.1.3"
- *     subnet="10.1.1.0/24" gateway="10.1.1.1"><floating-ip ip="10.96.0.10"><port-map protocol="tcp" port="80"
- *     target-port="8080"/></floating-ip><policy name="web uses db tcp/5432" order="1" source-vn="web"
- *     destination-vn="db" protocol="tcp" port-from="5432" port-to="5432" destination-prefix="10.96.0.20/32"
- *     action="allow"/></port></update></config></iq>
- *   control node -> vrouter, ports it does not configure (any more), with the reason:
+ *   control node -> vrouter, ports it refuses (or no longer configures), with the reason:
  *     <iq ... id="config4"><config xmlns="urn:vrouter-ts:port-config"><delete><port id="uid-1"
  *     reason="no free address in 10.1.1.0/29"/></delete></config></iq>
  *
  * No IQ is answered: as in OpenContrail, both sides act on a set and move on.
  */
-import type { FloatingIpConfig, LocalPort, PortPolicy } from '../agent/agent-interface';
+import type { LocalPort } from '../agent/agent-interface';
 import { decodeConfig, encodeConfigSubscribe, encodeConfigUpdate } from '../ifmap/codec';
 import { XmlElement } from './stream-parser';
 import {
@@ -72,7 +67,6 @@ import {
   StanzaError,
   StreamHeader,
   WireNexthop,
-  WirePortConfig,
 } from './stanza';
 
 export const STREAM_CLOSE = '</stream:stream>';
@@ -175,33 +169,10 @@ function encodePortAdd(port: LocalPort): string {
     `mac="${escapeXml(port.mac)}" label="${port.label}"`;
   if (port.ip !== undefined) attributes += ` ip="${port.ip}"`;
   if (port.vn !== undefined) attributes += ` vn="${escapeXml(port.vn)}"`;
+  if (port.vmUuid !== undefined) attributes += ` vm-uuid="${escapeXml(port.vmUuid)}"`;
   let labels = '';
   for (const [key, value] of Object.entries(port.labels)) labels += `<pod-label key="${escapeXml(key)}" value="${escapeXml(value)}"/>`;
   return labels === '' ? `<add-port ${attributes}/>` : `<add-port ${attributes}>${labels}</add-port>`;
-}
-
-function encodeFloatingIp(floatingIp: FloatingIpConfig): string {
-  let maps = '';
-  for (const map of floatingIp.portMap) maps += `<port-map protocol="${map.protocol}" port="${map.port}" target-port="${map.targetPort}"/>`;
-  return maps === '' ? `<floating-ip ip="${floatingIp.ip}"/>` : `<floating-ip ip="${floatingIp.ip}">${maps}</floating-ip>`;
-}
-
-function encodePolicy(policy: PortPolicy): string {
-  return (
-    `<policy name="${escapeXml(policy.name)}" order="${policy.order}" source-vn="${escapeXml(policy.sourceVn)}" ` +
-    `destination-vn="${escapeXml(policy.destinationVn)}" protocol="${policy.protocol}" port-from="${policy.portFrom}" ` +
-    `port-to="${policy.portTo}"` +
-    (policy.destinationPrefix === undefined ? '' : ` destination-prefix="${policy.destinationPrefix}"`) +
-    ` action="${policy.action}"/>`
-  );
-}
-
-function encodePortConfig(config: WirePortConfig): string {
-  const attributes =
-    `id="${escapeXml(config.portId)}" vn="${escapeXml(config.vn)}" ip="${config.ip}" ` +
-    `subnet="${config.subnet}" gateway="${config.gateway}"`;
-  const children = config.floatingIps.map(encodeFloatingIp).join('') + config.policies.map(encodePolicy).join('');
-  return children === '' ? `<port ${attributes}/>` : `<port ${attributes}>${children}</port>`;
 }
 
 export function encodeStanza(stanza: SentStanza): string {
@@ -244,8 +215,6 @@ export function encodeStanza(stanza: SentStanza): string {
       return configIq(stanza, stanza.id, encodePortAdd(stanza.port));
     case 'port-delete':
       return configIq(stanza, stanza.id, `<delete-port id="${escapeXml(stanza.portId)}"/>`);
-    case 'port-config':
-      return configIq(stanza, stanza.id, `<update>${stanza.ports.map(encodePortConfig).join('')}</update>`);
     case 'port-remove': {
       const ports = stanza.ports.map((port) => `<port id="${escapeXml(port.portId)}" reason="${escapeXml(port.reason)}"/>`);
       return configIq(stanza, stanza.id, `<delete>${ports.join('')}</delete>`);
@@ -480,66 +449,6 @@ function decodeLabels(element: XmlElement): Record<string, string> {
   return labels;
 }
 
-function decodePortMapProtocol(text: string): 'tcp' | 'udp' {
-  if (text !== 'tcp' && text !== 'udp') fail(`port-map protocol ${JSON.stringify(text)} is not tcp or udp`);
-  return text;
-}
-
-function decodeFloatingIp(element: XmlElement): FloatingIpConfig {
-  return {
-    ip: ipv4(attribute(element, 'ip'), 'floating-ip'),
-    portMap: element.children.map((map) => {
-      if (map.name !== 'port-map') fail(`<floating-ip> holds <${map.name}>`);
-      return {
-        protocol: decodePortMapProtocol(attribute(map, 'protocol')),
-        port: integer(attribute(map, 'port'), 'port-map port', 65535),
-        targetPort: integer(attribute(map, 'target-port'), 'port-map target-port', 65535),
-      };
-    }),
-  };
-}
-
-const POLICY_PROTOCOLS = ['any', 'tcp', 'udp', 'icmp'] as const;
-
-function decodePolicy(element: XmlElement): PortPolicy {
-  const protocol = attribute(element, 'protocol') as PortPolicy['protocol'];
-  if (!POLICY_PROTOCOLS.includes(protocol)) fail(`policy protocol ${JSON.stringify(protocol)} is not one of ${POLICY_PROTOCOLS.join(', ')}`);
-  const action = attribute(element, 'action');
-  if (action !== 'allow' && action !== 'deny') fail(`policy action ${JSON.stringify(action)} is not allow or deny`);
-  const destinationPrefix = optionalAttribute(element, 'destination-prefix');
-  const policy: PortPolicy = {
-    name: attribute(element, 'name'),
-    order: integer(attribute(element, 'order'), 'policy order', MAX_U32),
-    sourceVn: attribute(element, 'source-vn'),
-    destinationVn: attribute(element, 'destination-vn'),
-    protocol,
-    portFrom: integer(attribute(element, 'port-from'), 'policy port-from', 65535),
-    portTo: integer(attribute(element, 'port-to'), 'policy port-to', 65535),
-    action,
-  };
-  if (destinationPrefix !== undefined) policy.destinationPrefix = ipv4Prefix(destinationPrefix, 'policy destination-prefix');
-  return policy;
-}
-
-function decodePortConfig(element: XmlElement): WirePortConfig {
-  if (element.name !== 'port') fail(`<update> holds <${element.name}>`);
-  const config: WirePortConfig = {
-    portId: attribute(element, 'id'),
-    vn: attribute(element, 'vn'),
-    ip: ipv4(attribute(element, 'ip'), 'port ip'),
-    subnet: ipv4Prefix(attribute(element, 'subnet'), 'port subnet'),
-    gateway: ipv4(attribute(element, 'gateway'), 'port gateway'),
-    floatingIps: [],
-    policies: [],
-  };
-  for (const item of element.children) {
-    if (item.name === 'floating-ip') config.floatingIps.push(decodeFloatingIp(item));
-    else if (item.name === 'policy') config.policies.push(decodePolicy(item));
-    else fail(`<port> holds <${item.name}>`);
-  }
-  return config;
-}
-
 function decodeConfigIq(iq: XmlElement, address: StanzaAddress, id: string): Stanza {
   const config = onlyChild(iq, 'config');
   requireNamespace(config, PORT_CONFIG_NS);
@@ -558,12 +467,12 @@ function decodeConfigIq(iq: XmlElement, address: StanzaAddress, id: string): Sta
       if (ip !== undefined) port.ip = ipv4(ip, 'port ip');
       const vn = optionalAttribute(request, 'vn');
       if (vn !== undefined) port.vn = vn;
+      const vmUuid = optionalAttribute(request, 'vm-uuid');
+      if (vmUuid !== undefined) port.vmUuid = vmUuid;
       return { kind: 'port-add', ...address, id, port };
     }
     case 'delete-port':
       return { kind: 'port-delete', ...address, id, portId: attribute(request, 'id') };
-    case 'update':
-      return { kind: 'port-config', ...address, id, ports: request.children.map(decodePortConfig) };
     case 'delete':
       return {
         kind: 'port-remove',

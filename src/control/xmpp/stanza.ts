@@ -1,11 +1,13 @@
 /**
  * The stanzas of the vrouter <-> control node XMPP channel, as typed values.
- * Route stanzas follow OpenContrail's agent/control-node XMPP exactly (see
- * codec.ts for the wire forms); the port stanzas are this project's own, for
- * the per-port configuration the control node computes from pod labels.
+ * Route and IF-MAP stanzas follow OpenContrail's agent/control-node XMPP
+ * exactly (see codec.ts and ifmap/codec.ts for the wire forms); the port
+ * stanzas are this project's own and interim: until pods are registered on
+ * the control node's API, the vrouter reports them (with their labels) and
+ * the control node says which it refuses.
  */
 import type { IfmapChange } from '../ifmap/types';
-import type { LocalPort, PortConfig } from '../agent/agent-interface';
+import type { LocalPort } from '../agent/agent-interface';
 
 /** The control node's bare address; route stanzas go to its `/bgp-peer`, port stanzas to its `/config`. */
 export const CONTROL_NODE_JID = 'network-control@contrailsystems.com';
@@ -111,17 +113,6 @@ export interface PortDeleteStanza extends StanzaAddress {
   portId: string;
 }
 
-/** control node -> vrouter: the whole configuration of one port. */
-export interface WirePortConfig extends PortConfig {
-  portId: string;
-}
-
-export interface PortConfigStanza extends StanzaAddress {
-  kind: 'port-config';
-  id: string;
-  ports: WirePortConfig[];
-}
-
 /** control node -> vrouter: ports it will not (or no longer) configure, with the reason. */
 export interface PortRemoveStanza extends StanzaAddress {
   kind: 'port-remove';
@@ -172,7 +163,6 @@ export type Stanza =
   | EndOfRibStanza
   | PortAddStanza
   | PortDeleteStanza
-  | PortConfigStanza
   | PortRemoveStanza;
 
 /**

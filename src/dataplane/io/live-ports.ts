@@ -6,19 +6,14 @@
  *   XskPort     a veth's host end read and written through AF_XDP (xsk-port.ts)
  *   PacketRingPort  the same through AF_PACKET, where AF_XDP is refused
  *               (packet-ring-port.ts); interface-port.ts picks one of the two.
- *   FabricPort  the underlay: the pipeline's tunnel frames lose their
- *               Ethernet header and leave as complete IPv4 packets through a
- *               raw IP socket, so the outer header is exactly ours (the RFC
- *               7510 entropy source port, the GRE header) while the kernel
- *               routes and resolves the underlay neighbour.
+ *   FabricPort  the underlay (fabric-port.ts): tunnel frames through a raw
+ *               IP socket, or MPLS over UDP in runs with UDP_SEGMENT.
  *
  * All queue references into the packet pool, not copies: the pipeline
  * flushes its ports at the end of every batch, before the slots are reused.
  */
 import type { NativeIo } from './native';
 import type { PacketPort } from '../vif';
-import { ETH_HEADER_LEN } from '../protocols/ethernet';
-import { readU32 } from '../protocols/ipv4';
 
 const QUEUE = 256;
 
@@ -71,38 +66,5 @@ export class TapPort extends QueuedPort {
 
   protected transmit(data: Buffer, offsets: Int32Array, lengths: Int32Array, count: number): number {
     return this.io.writeBatch(this.fd, data, offsets, lengths, count);
-  }
-}
-
-export class FabricPort implements PacketPort {
-  dropped = 0;
-  private readonly io: NativeIo;
-  private readonly rawFd: number;
-  private readonly offsets = new Int32Array(QUEUE);
-  private readonly lengths = new Int32Array(QUEUE);
-  private readonly destinations = new Uint32Array(QUEUE);
-  private count = 0;
-  private data: Buffer | null = null;
-
-  constructor(io: NativeIo, rawFd: number) {
-    this.io = io;
-    this.rawFd = rawFd;
-  }
-
-  send(data: Buffer, offset: number, length: number): void {
-    if (this.count === QUEUE) this.flush();
-    const ip = offset + ETH_HEADER_LEN;
-    this.data = data;
-    this.offsets[this.count] = ip;
-    this.lengths[this.count] = length - ETH_HEADER_LEN;
-    this.destinations[this.count] = readU32(data, ip + 16);
-    this.count++;
-  }
-
-  flush(): void {
-    if (this.count === 0 || this.data === null) return;
-    const sent = this.io.sendBatch(this.rawFd, this.data, this.offsets, this.lengths, this.destinations, null, this.count);
-    this.dropped += this.count - sent;
-    this.count = 0;
   }
 }

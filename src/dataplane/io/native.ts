@@ -87,6 +87,12 @@ export interface IoStats {
    * plus the read that finds the queue empty).
    */
   batchSyscalls: number;
+  /** udpSendRuns messages that carried UDP_SEGMENT (runs of two datagrams or more), and the datagrams in them. */
+  gsoSends: number;
+  gsoSegments: number;
+  /** Coalesced buffers udpGroReceive received, and the frames it split them into. */
+  groBuffers: number;
+  groSegments: number;
   /**
    * Whether this thread's readBatch/writeBatch use io_uring. Set up on the
    * thread's first batch call (or by this one); false when the kernel or
@@ -121,6 +127,12 @@ export interface NativeIo {
    * A failure names the step; the pair is gone then.
    */
   podVethOpen(pod: PodVethConfig): { name: string; index: number };
+  /**
+   * Turns off a device's tx checksum and segmentation offloads over ethtool
+   * netlink (as podVethOpen does for a pod's veth), in the calling thread's
+   * namespace: what leaves it is then segmented and checksummed in software.
+   */
+  disableTxOffloads(name: string): void;
   /** Deletes an interface of the calling thread's namespace (a veth's host end takes its pod end along). */
   linkDelete(name: string): void;
 
@@ -236,6 +248,48 @@ export interface NativeIo {
     destinations: Uint32Array,
     ports: Uint16Array | null,
     count: number,
+  ): number;
+
+  /**
+   * A send-only UDP socket bound to `bindIp:port`, so that `port` is the
+   * source port of all it sends (a flow's RFC 7510 entropy port), with the
+   * outer fields the raw path writes: IP_TTL `ttl`, IP_TOS `tos`, DF clear
+   * (IP_PMTUDISC_DONT). Datagrams arriving at it are discarded by a socket
+   * filter. No SO_REUSEADDR: a port another socket holds throws EADDRINUSE.
+   */
+  udpSenderOpen(bindIp: string, port: number, ttl: number, tos: number): number;
+  /** Turns on UDP_GRO (coalesced receives, for udpGroReceive); false where the kernel lacks it. */
+  udpGroEnable(fd: number): boolean;
+  /**
+   * Sends runs of UDP payloads with UDP_SEGMENT. Run r is
+   * `runs[4r .. 4r+3]` = [fd, destination (IPv4 host order, as int32 bits),
+   * first, count]: frames `order[first .. first+count)` (each frame i at
+   * `offsets[i]`, `lengths[i]`) leave as one send from socket `fd` to
+   * `destination:dstPort`, every one but the last of the first one's length,
+   * at most 64 and 65507 bytes together. Consecutive runs of one fd share a
+   * sendmmsg. Returns the runs done (sent, or dropped and counted per frame
+   * in ioStats().txDropped); fewer than runCount only when a socket buffer
+   * is full.
+   */
+  udpSendRuns(buffer: Uint8Array, offsets: Int32Array, lengths: Int32Array, order: Int32Array, runs: Int32Array, runCount: number, dstPort: number): number;
+  /**
+   * recvBatch for a UDP_GRO socket: datagrams are received into `stage`
+   * (64 KiB per datagram, stage.length / 65536 of them per recvmmsg) and
+   * handed out as frames, a coalesced one split into its segments. Segments
+   * that do not fit in `max` stay staged, described by `state` (an
+   * Int32Array of 3 + 3 per stage slot, zeroed before the first call), for
+   * the next call.
+   */
+  udpGroReceive(
+    fd: number,
+    stage: Uint8Array,
+    state: Int32Array,
+    buffer: Uint8Array,
+    offsets: Int32Array,
+    lengths: Int32Array,
+    sources: Uint32Array,
+    max: number,
+    capacity: number,
   ): number;
 
   /** This thread's cumulative error counters. */
