@@ -17,6 +17,8 @@ export const VECTORS_DIR = path.resolve(__dirname, '..', '..', '..', 'test', 've
 
 /** The seed of every property: fixed, or HOSTILE_SEED to explore others; fast-check prints it with a counterexample. */
 export const SEED = Number(process.env.HOSTILE_SEED ?? 20261204);
+/** HOSTILE_RUNS=<n> runs every property n times as often (to explore, not in `npm test`). */
+export const RUNS_FACTOR = Number(process.env.HOSTILE_RUNS ?? 1);
 
 export interface Exchange {
   /** What the server sent back. */
