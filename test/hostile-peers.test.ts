@@ -576,6 +576,7 @@ vns:
     console.log(`# control node: ${published} routes published during the fuzzing, all received; latency max ${Math.max(...latencies)} ms, median ${latencies.sort((a, b) => a - b)[latencies.length >> 1]} ms`);
     sessionsIntact();
     console.log(`# control node: sessions closed by reason: ${[...closeReasons].sort((a, b) => b[1] - a[1]).map(([reason, count]) => `${reason} ${count}`).join('; ')}`);
+    assert.equal(closeReasons.get('internal error handling a stanza'), undefined, 'a stanza made the control node throw');
     // The fuzz vrouter's state is gone after its grace period; the heap is back.
     await new Promise((resolve) => setTimeout(resolve, 2500));
     heapReport('control node', heapBefore, await heapAfterGc());
