@@ -113,6 +113,17 @@ function statusOf(received: Buffer): number | null {
   return match ? Number(match[1]) : null;
 }
 
+/**
+ * Something over a limit: refused with one of `statuses`, or the connection
+ * reset while we still sent (the server answered and closed with our bytes
+ * unread; the reset can discard the answer before it is read).
+ */
+function assertRefusedAsTooLarge(exchanged: Exchange, statuses = [413]): void {
+  const status = statusOf(exchanged.received);
+  const refused = status === null ? exchanged.closedByServer : statuses.includes(status);
+  assert.ok(refused, `an oversized request: ${exchanged.received.toString('latin1').slice(0, 100)}`);
+}
+
 /** Messages of exceptions thrown by JavaScript itself: in an answer, a bug let through. */
 const JS_EXCEPTION = /URI malformed|Cannot read propert|Cannot set propert|is not a function|is not defined|is not iterable|Maximum call stack|Invalid (array|string) length|Invalid URL/;
 
@@ -201,7 +212,11 @@ describe('introspect API under hostile peers', { timeout: 120_000 }, () => {
     server = new IntrospectServer({ host: '127.0.0.1', port: 0, dataplane, log, node: 'n' });
     port = (await server.listen()).port;
   });
-  after(() => server?.close());
+  after(async () => {
+    // Keep-alive connections (fetch's) would hold the close back.
+    server?.server.closeAllConnections();
+    await server?.close();
+  });
 
   test('a stream client that drops before it is attached leaves no session attached (drop monitor, capture)', async () => {
     for (const request of [httpRequest('GET', '/api/monitor/drops'), httpRequest('GET', '/api/capture/eth0?format=pcap'), httpRequest('GET', '/api/capture/*?format=ndjson')]) {
@@ -251,11 +266,10 @@ describe('introspect API under hostile peers', { timeout: 120_000 }, () => {
     const slow = await exchange(port, bytewise(VALID[1]), { delayMs: 1, then: 'wait', timeoutMs: 1000, until: httpAnswerComplete });
     assert.equal(statusOf(slow.received), 200);
     // Oversized: headers beyond Node's limit, a POST body beyond 64 KiB, a URL of a megabyte.
-    assert.equal(statusOf((await probe(httpRequest('GET', '/api/summary', '', { 'X-Big': 'a'.repeat(64 * 1024) }))).received), 431);
+    assertRefusedAsTooLarge(await probe(httpRequest('GET', '/api/summary', '', { 'X-Big': 'a'.repeat(64 * 1024) }), { timeoutMs: 3000 }), [431]);
     const bigBody = JSON.stringify({ vif: 0, pad: 'x'.repeat(MiB) });
-    assert.equal(statusOf((await probe(httpRequest('POST', '/api/trace', bigBody, { 'Content-Type': 'application/json' }))).received), 413);
-    const bigUrl = await probe(httpRequest('GET', `/api/routes?vrf=${'v'.repeat(MiB)}`));
-    assert.ok([400, 431].includes(statusOf(bigUrl.received) ?? 0), `a 1 MiB URL: ${bigUrl.received.toString('latin1').slice(0, 80)}`);
+    assertRefusedAsTooLarge(await probe(httpRequest('POST', '/api/trace', bigBody, { 'Content-Type': 'application/json' }), { timeoutMs: 3000 }));
+    assertRefusedAsTooLarge(await probe(httpRequest('GET', `/api/routes?vrf=${'v'.repeat(MiB)}`), { timeoutMs: 3000 }), [400, 431]);
 
     const prefixes = [Buffer.alloc(0), Buffer.from('GET /api/monitor/drops HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'), Buffer.from('GET /api/capture/eth0 HTTP/1.1\r\nHo'), Buffer.from('POST /api/trace HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"vif"')];
     const churnStart = Date.now();
@@ -342,8 +356,8 @@ describe('port API under hostile peers', { timeout: 120_000 }, () => {
   });
   after(async () => {
     agentPorts?.stop();
-    await new Promise((resolve) => api?.close(resolve));
     api?.closeAllConnections();
+    await new Promise((resolve) => api?.close(resolve));
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   });
 
@@ -385,8 +399,8 @@ describe('port API under hostile peers', { timeout: 120_000 }, () => {
     }
     const slow = await exchange(port, bytewise(VALID[0]), { delayMs: 1, then: 'wait', timeoutMs: 1000, until: httpAnswerComplete });
     assert.equal(statusOf(slow.received), 200);
-    assert.equal(statusOf((await probe(httpRequest('POST', '/port', `[${'{},'.repeat(400_000)}{}]`, json))).received), 413);
-    assert.equal(statusOf((await probe(httpRequest('GET', '/port', '', { 'X-Big': 'a'.repeat(64 * 1024) }))).received), 431);
+    assertRefusedAsTooLarge(await probe(httpRequest('POST', '/port', `[${'{},'.repeat(400_000)}{}]`, json), { timeoutMs: 3000 }));
+    assertRefusedAsTooLarge(await probe(httpRequest('GET', '/port', '', { 'X-Big': 'a'.repeat(64 * 1024) }), { timeoutMs: 3000 }), [431]);
     // A body that says it is longer than it is: the server waits, the client leaves; nothing stays.
     await probe(Buffer.from(`POST /port HTTP/1.1\r\nHost: x\r\nContent-Length: ${MiB}\r\n\r\n{"id":`), { then: 'destroy' });
 
@@ -552,7 +566,9 @@ vns:
     const oversized = [OPEN, Buffer.from('<iq type="set" from="node-a" to="network-control@contrailsystems.com/bgp-peer" id="x"><pubsub>')];
     for (let sent = 0; sent <= MAX_STANZA_BYTES; sent += text.length) oversized.push(text);
     const refused = await exchange(port, oversized, { then: 'wait', timeoutMs: 5000 });
-    assert.ok(refused.closedByServer && refused.received.includes('stanza larger than'), `an oversized stanza: ${refused.received.toString().slice(-300)}`);
+    // Closed before its end; the reason is read unless the reset (our bytes unread) discarded it.
+    assert.ok(refused.closedByServer, 'an oversized stanza was not refused');
+    if (refused.received.includes('<stream:error>')) assert.ok(refused.received.includes('stanza larger than'), refused.received.toString().slice(-300));
     // Nested deeper than the limit, an attribute of a megabyte, a name of 100 KB.
     await probe(Buffer.concat([OPEN, Buffer.from('<iq>'.repeat(10_000))]));
     await probe(Buffer.concat([OPEN, Buffer.from(`<iq type="set" from="node-a" id="${'i'.repeat(MiB)}"/>`)]));
