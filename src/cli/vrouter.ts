@@ -221,6 +221,8 @@ interface RunOptions {
   controlKey?: string;
   portsDir?: string;
   stalePortTimeout?: number;
+  cleanExit?: boolean;
+  snapshot?: string;
 }
 
 function controlOptions(options: RunOptions) {
@@ -253,10 +255,12 @@ function runCommand(): Command {
       if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`--stale-port-timeout ${value}: a whole number of seconds, at least 1`);
       return Number(value);
     }, 60)
+    .option('--clean-exit', "on SIGTERM/SIGINT remove the pods' devices and the restart snapshot (default: keep them, so a restarted daemon re-attaches the pods without losing a connection)")
+    .option('--snapshot <file>', 'the restart snapshot: ports, routes and flows, saved every 500 ms and on SIGTERM, restored at start (default: <state file>.snapshot.json)')
     .action(async (options: RunOptions) => {
       const { host, port } = parseHostPort(options.api, '--api');
       const introspect = options.introspect === false ? undefined : parseHostPort(options.introspect, '--introspect');
-      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port, introspect, control: controlOptions(options), portsDir: options.portsDir, stalePortTimeout: options.stalePortTimeout });
+      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port, introspect, control: controlOptions(options), portsDir: options.portsDir, stalePortTimeout: options.stalePortTimeout, cleanExit: options.cleanExit === true, snapshotFile: options.snapshot });
     });
 }
 

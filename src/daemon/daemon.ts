@@ -3,13 +3,16 @@
  * packet path (the port API, the control client, logs, signals); the
  * dataplane worker owns the tables, the TAP devices (made and configured
  * inside the pod namespaces) and the underlay sockets. On SIGINT/SIGTERM
- * the worker closes its TAP devices (which removes them, also from pod
- * namespaces) and sockets, and the API stops.
+ * the daemon saves its snapshot (snapshot.ts) and leaves the pods' veth
+ * pairs in place for the next start to re-attach, so a restart loses no
+ * connection; with `cleanExit` (`vrouter run --clean-exit`) the worker
+ * deletes them instead, closes its TAP devices (which removes them, also
+ * from pod namespaces) and the snapshot goes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { loadStateFile, parseStateText } from '../control/config/state-file';
+import { StateFileError, buildDataplane, parseStateText } from '../control/config/state-file';
 import type { StateDocument } from '../control/config/state-schema';
 import type { PodTapConfig } from '../dataplane/io/native';
 import type { PodPortConfig, PortRequest, PortResult } from './worker';
@@ -27,6 +30,18 @@ import type { AgentPort } from '../control/agent/agent-port';
 import { PortStore } from '../control/agent/port-store';
 import { AgentPorts, AttachedInterface } from './agent-ports';
 import { IntrospectPort, startIntrospectServer } from './introspect-server';
+import type { SnapshotFlowPair } from './snapshot';
+import {
+  DaemonSnapshot,
+  RouteJournal,
+  SNAPSHOT_INTERVAL_MS,
+  SNAPSHOT_VERSION,
+  SnapshotPort,
+  defaultSnapshotFile,
+  loadSnapshot,
+  saveSnapshot,
+  stateDigest,
+} from './snapshot';
 
 export interface DaemonOptions {
   stateFile: string;
@@ -44,6 +59,10 @@ export interface DaemonOptions {
   portsDir?: string;
   /** Seconds after POST /syncports until the ports not posted again are deleted (`--stale-port-timeout`, the agent's stale_interface_cleanup_timeout). */
   stalePortTimeout?: number;
+  /** On SIGINT/SIGTERM remove the pods' devices and the snapshot (`--clean-exit`) instead of keeping them for a restart. */
+  cleanExit?: boolean;
+  /** Where the restart snapshot is kept (`--snapshot`); default defaultSnapshotFile(stateFile). */
+  snapshotFile?: string;
 }
 
 /** One directory per daemon: next to its state file, named after it (node0.json -> node0.ports). */
@@ -153,26 +172,52 @@ export class Daemon {
   private readonly controlledAttachments = new Map<string, CapAttachment>();
   private agentPorts: AgentPorts | undefined;
   private tapCounter = 0;
+  /** What a restart needs to make each port again on its devices, by port id. */
+  private readonly restorable = new Map<string, SnapshotPort>();
+  /** Routes set through the API, and those the control client programmed: what a restart programs again. */
+  private readonly apiRoutes = new RouteJournal();
+  private readonly controlRoutes = new RouteJournal();
+  private saving: Promise<void> = Promise.resolve();
+  private savesWaiting = 0;
 
   private constructor(
     private readonly state: StateDocument,
     readonly dataplane: DataplaneHandle,
     private readonly log: Logger,
+    private readonly snapshotFile: string,
+    private readonly stateDigest: string,
   ) {}
 
   static async start(options: DaemonOptions, log = createLogger()): Promise<{ daemon: Daemon; apiAddress: AddressInfo }> {
     if (process.getuid?.() !== 0) throw new Error('vrouter run needs root: TAP devices and raw sockets need CAP_NET_ADMIN and CAP_NET_RAW');
-    loadStateFile(options.stateFile); // fails here, naming file, field and value, before anything is created
-    const state = parseStateText(fs.readFileSync(options.stateFile, 'utf8'), options.stateFile) as StateDocument;
+    const stateText = readStateText(options.stateFile);
+    const state = parseStateText(stateText, options.stateFile) as StateDocument;
+    // The worker starts (its own isolate, modules and tables: most of a restart's outage) while this thread validates.
+    const starting = DataplaneHandle.start(state, options.stateFile);
+    try {
+      buildDataplane(state, options.stateFile); // fails here, naming file, field and value, before the worker is used
+    } catch (error) {
+      await starting.then((handle) => handle.stop(), () => undefined);
+      throw error;
+    }
     let dataplane: DataplaneHandle;
     try {
-      dataplane = await DataplaneHandle.start(state, options.stateFile);
+      dataplane = await starting;
     } catch (error) {
       throw new Error(explainStartFailure(error as Error, state));
     }
-    const daemon = new Daemon(state, dataplane, log);
+    const snapshotFile = options.snapshotFile ?? defaultSnapshotFile(options.stateFile);
+    const daemon = new Daemon(state, dataplane, log, snapshotFile, stateDigest(stateText));
     for (const entry of state.labels ?? []) daemon.usedLabels.add(entry.label);
-    if (options.control) daemon.startControlClient(options.control);
+    const loaded = loadSnapshot(snapshotFile, state.node.name);
+    if (loaded.snapshot === null && loaded.reason !== null) log.warn({ component: 'snapshot', file: snapshotFile, reason: loaded.reason }, 'snapshot ignored: starting without it');
+    // Forwarding comes back before the API listens and before the control channel is up.
+    if (loaded.snapshot) await daemon.restore(loaded.snapshot, options.control !== undefined);
+    await daemon.removeLeftoverDevices();
+    if (options.control) {
+      const client = daemon.startControlClient(options.control);
+      if (loaded.snapshot) daemon.rejoin(loaded.snapshot, client);
+    }
     const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
     const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log, options.stalePortTimeout);
     daemon.agentPorts = agentPorts;
@@ -197,13 +242,12 @@ export class Daemon {
         return true;
       },
       listPorts: () => [...daemon.ports.values(), ...daemon.agentPortList()],
-      setRoute: (route) =>
-        dataplane.request({
-          op: 'set-route',
-          vrf: route.vrf,
-          prefix: route.prefix,
-          nexthops: (route.nexthops ?? []).map((nexthop) => ({ ...nexthop, encaps: nexthop.encaps ?? ['udp'] })),
-        }),
+      setRoute: async (route) => {
+        const nexthops = (route.nexthops ?? []).map((nexthop) => ({ ...nexthop, encaps: nexthop.encaps ?? ['udp'] }));
+        const answer = await dataplane.request({ op: 'set-route', vrf: route.vrf, prefix: route.prefix, nexthops });
+        daemon.apiRoutes.set(route.vrf, route.prefix, nexthops);
+        return answer;
+      },
       stats: () => dataplane.request({ op: 'stats' }),
     });
     await new Promise<void>((resolve, reject) => {
@@ -224,13 +268,23 @@ export class Daemon {
     }
     await agentPorts.restore();
     log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}` }, 'vrouter running');
+    const snapshotTimer = setInterval(() => void daemon.saveSnapshot({ unlessBusy: true }), SNAPSHOT_INTERVAL_MS);
+    snapshotTimer.unref();
     const stop = async (signal: string) => {
-      log.info({ component: 'daemon', signal }, 'stopping');
+      log.info({ component: 'daemon', signal, cleanExit: options.cleanExit === true }, 'stopping');
+      clearInterval(snapshotTimer);
       api.close();
       agentPorts.stop();
-      // Leaving for good: the control node withdraws this node's routes now.
-      await daemon.client?.close();
-      await dataplane.stop();
+      if (options.cleanExit) {
+        // Leaving for good: the control node withdraws this node's routes now.
+        await daemon.client?.close();
+        await dataplane.stop();
+        fs.rmSync(snapshotFile, { force: true });
+      } else {
+        // A restart: the session just drops (the control node keeps this node's routes as stale), the pods keep their devices.
+        await daemon.saveSnapshot();
+        await dataplane.stop({ keepDevices: true });
+      }
       process.exit(0);
     };
     process.once('SIGINT', () => void stop('SIGINT'));
@@ -238,24 +292,46 @@ export class Daemon {
     return { daemon, apiAddress };
   }
 
-  private startControlClient(control: NonNullable<DaemonOptions['control']>): void {
+  private startControlClient(control: NonNullable<DaemonOptions['control']>): ControlClient {
     const componentLog = this.log.child({ component: 'control' });
-    this.client = new ControlClient({
+    const client = new ControlClient({
       nodeName: control.nodeName ?? this.state.node.name,
       underlayIp: this.state.node.underlayIp,
       encaps: [...(this.state.node.encapPriority ?? ['udp', 'gre'])],
       servers: control.servers,
       holdTime: control.holdTime,
       access: new WorkerAccess(this.dataplane, (port, config) => {
+        // The control node's latest configuration of the port is what a restart forwards with until it answers again.
+        const restorable = this.restorable.get(port.id);
+        if (restorable?.control) restorable.control = { port, config };
         const attachment = this.controlledAttachments.get(port.id);
         if (attachment) return { tapName: attachment.device, attach: attachment.request };
         const pending = this.pending.get(port.id);
         if (!pending) return { tapName: `vtap${this.tapCounter++}` };
         const mtu = pending.request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
         return { tapName: pending.tapName, pod: podTap(pending.request, pending.netnsPath, { mac: port.mac, mtu, ip: config.ip, gateway: config.gateway }) };
+      }, (updates) => {
+        for (const update of updates) this.controlRoutes.set(update.vrf, update.prefix, update.nexthops);
       }),
       logger: { info: (message) => componentLog.info(message), warn: (message) => componentLog.warn(message) },
     });
+    this.client = client;
+    return client;
+  }
+
+  /**
+   * The control client takes over what the snapshot restored: its routes as
+   * stale from every control node, its ports reported again (the control
+   * nodes' answers reconfigure them; a refusal removes one).
+   */
+  private rejoin(snapshot: DaemonSnapshot, client: ControlClient): void {
+    client.restoreStaleRoutes(snapshot.controlRoutes);
+    for (const port of snapshot.ports) {
+      if (!port.control || !this.restorable.has(port.request.id)) continue;
+      this.addControlledPort(port.request, client, port).catch((error: Error) =>
+        this.log.warn({ component: 'snapshot', id: port.request.id, reason: error.message }, 'restored port refused by the control nodes: removed'),
+      );
+    }
   }
 
   /** The XMPP sessions, for the introspect API. */
@@ -273,15 +349,22 @@ export class Daemon {
   }
 
   /** A port whose VN and address the control node decides (or checks). */
-  private async addControlledPort(request: PortAddRequest, client: ControlClient): Promise<PortRecord> {
+  /**
+   * `restored`: a port of the snapshot, already forwarding on its devices
+   * (restoreControlledPort): reported again with its label and device, and
+   * waited for as long as the control nodes take.
+   */
+  private async addControlledPort(request: PortAddRequest, client: ControlClient, restored?: SnapshotPort): Promise<PortRecord> {
     if (request.attach !== undefined) throw new ApiError(400, 'field /attach: attached interfaces need a VN and an address, not a control node');
     const netnsPath = podNamespaceFile(request);
-    let label = request.label ?? 16;
-    if (request.label === undefined) while (this.usedLabels.has(label)) label++;
-    else if (this.usedLabels.has(label)) throw new ApiError(409, `field /label: label ${label} is in use`);
+    let label = restored?.label ?? request.label ?? 16;
+    if (restored === undefined) {
+      if (request.label === undefined) while (this.usedLabels.has(label)) label++;
+      else if (this.usedLabels.has(label)) throw new ApiError(409, `field /label: label ${label} is in use`);
+    }
     this.usedLabels.add(label);
     const mac = request.mac ?? macForLabel(label);
-    const tapName = `vtap${this.tapCounter++}`;
+    const tapName = restored?.tapName ?? `vtap${this.tapCounter++}`;
     this.pending.set(request.id, { tapName, netnsPath, request });
     const local: LocalPort = {
       id: request.id,
@@ -295,10 +378,11 @@ export class Daemon {
     };
     let config: PortConfig;
     try {
-      config = await withTimeout(client.addPort(local), CONTROL_ANSWER_TIMEOUT_MS, 'no control node configured the port in time');
+      config = await (restored ? client.addPort(local) : withTimeout(client.addPort(local), CONTROL_ANSWER_TIMEOUT_MS, 'no control node configured the port in time'));
     } catch (error) {
       this.pending.delete(request.id);
       this.usedLabels.delete(label);
+      this.restorable.delete(request.id);
       await client.removePort(request.id).catch(() => undefined);
       throw new ApiError(503, (error as Error).message);
     }
@@ -307,11 +391,14 @@ export class Daemon {
     const vif = stats.find((candidate) => candidate.name === request.id)?.id ?? -1;
     const record = portRecord(request, { vif, label, tapName }, { vn: config.vn, ip: config.ip, mac, mtu: request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD });
     this.ports.set(request.id, record);
-    this.log.info({ component: 'ports', id: record.id, vif, label, vn: record.vn, ip: record.ip, netns: record.netns }, 'port added (configured by the control node)');
+    this.restorable.set(request.id, { request, vif, label, tapName, control: { port: local, config } });
+    await this.saveSnapshot();
+    this.log.info({ component: 'ports', id: record.id, vif, label, vn: record.vn, ip: record.ip, netns: record.netns, restored: restored !== undefined }, 'port added (configured by the control node)');
     return record;
   }
 
-  async addPort(request: PortAddRequest): Promise<PortRecord> {
+  /** `restored`: a port of the snapshot, made again on its devices with its vif and name. */
+  async addPort(request: PortAddRequest, restored?: Pick<SnapshotPort, 'vif' | 'tapName'>): Promise<PortRecord> {
     if (this.ports.has(request.id) || this.pending.has(request.id)) throw new ApiError(409, `field /id: port ${request.id} exists already`);
     if (this.client) return this.addControlledPort(request, this.client);
     if (request.vn === undefined) throw new ApiError(400, 'field /vn is required (no control node assigns one)');
@@ -324,11 +411,12 @@ export class Daemon {
     const netnsPath = podNamespaceFile(request);
     const mac = request.mac ?? macForIp(request.ip);
     const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
-    const tapName = request.attach ?? `vtap${this.tapCounter++}`;
+    const tapName = request.attach ?? restored?.tapName ?? `vtap${this.tapCounter++}`;
+    const pod = podTap(request, netnsPath, { mac, mtu, ip: request.ip, gateway });
     let made: { result: PortResult; attachment?: CapAttachment };
     try {
       made = await this.makePort(
-        { tapName, pod: podTap(request, netnsPath, { mac, mtu, ip: request.ip, gateway }), mac, ip: request.ip, vrf: request.vn, subnet, gateway, mtu, label: request.label, floatingIps: floatingIps(request),
+        { tapName, pod: pod && restored ? { ...pod, existing: true } : pod, vif: restored?.vif, mac, ip: request.ip, vrf: request.vn, subnet, gateway, mtu, label: request.label, floatingIps: floatingIps(request),
           ip6: request.ip6,
           floatingIps6: (request.floatingIps ?? []).filter((fip) => fip.ip.includes(':')).map((fip) => ({
             ip: fip.ip,
@@ -344,7 +432,9 @@ export class Daemon {
     if (attachment) this.attachments.set(request.id, attachment);
     const record = portRecord(request, result, { vn: request.vn, ip: request.ip, mac, mtu });
     this.ports.set(request.id, record);
-    this.log.info({ component: 'ports', id: record.id, vif: record.vif, label: record.label, vn: record.vn, ip: record.ip, netns: record.netns }, 'port added');
+    this.restorable.set(request.id, { request, vif: result.vif, label: result.label, tapName: result.tapName });
+    if (!restored) await this.saveSnapshot();
+    this.log.info({ component: 'ports', id: record.id, vif: record.vif, label: record.label, vn: record.vn, ip: record.ip, netns: record.netns, restored: restored !== undefined }, 'port added');
     return record;
   }
 
@@ -503,6 +593,8 @@ export class Daemon {
       await this.client.removePort(id);
       this.usedLabels.delete(record.label);
       this.ports.delete(id);
+      this.restorable.delete(id);
+      await this.saveSnapshot();
       this.log.info({ component: 'ports', id, vif: record.vif }, 'port deleted');
       return;
     }
@@ -510,11 +602,132 @@ export class Daemon {
     this.attachments.get(id)?.close();
     this.attachments.delete(id);
     this.ports.delete(id);
+    this.restorable.delete(id);
+    await this.saveSnapshot();
     this.log.info({ component: 'ports', id, vif: record.vif }, 'port deleted');
+  }
+
+  /**
+   * Makes the snapshot's ports again on their devices, programs its routes
+   * and (under the same state file) its flows. A port that cannot come back
+   * (its VN left the state file, its namespace is gone) has its veth
+   * deleted: a restart leaks no device.
+   */
+  private async restore(snapshot: DaemonSnapshot, controlled: boolean): Promise<void> {
+    const started = Date.now();
+    let ports = 0;
+    for (const port of snapshot.ports) {
+      const match = /^vtap(\d+)$/.exec(port.tapName);
+      if (match) this.tapCounter = Math.max(this.tapCounter, Number(match[1]) + 1);
+      try {
+        if (controlled !== (port.control !== undefined)) throw new Error(controlled ? 'the port was not configured by a control node' : 'the port was configured by a control node, and there is none now');
+        if (port.control) await this.restoreControlledPort(port, port.control);
+        else await this.addPort({ ...port.request, label: port.label }, port);
+        ports++;
+      } catch (error) {
+        this.log.warn({ component: 'snapshot', id: port.request.id, tapName: port.tapName, reason: (error as Error).message }, 'port not restored: its device is removed');
+        if (port.request.netns !== undefined && port.request.attach === undefined && port.request.configure !== false) {
+          await this.dataplane.request({ op: 'delete-device', name: port.tapName }).catch(() => undefined);
+        }
+      }
+    }
+    let routes = 0;
+    for (const route of snapshot.routes) {
+      try {
+        await this.dataplane.request({ op: 'set-route', vrf: route.vrf, prefix: route.prefix, nexthops: route.nexthops });
+        this.apiRoutes.set(route.vrf, route.prefix, route.nexthops);
+        routes++;
+      } catch (error) {
+        this.log.warn({ component: 'snapshot', vrf: route.vrf, prefix: route.prefix, reason: (error as Error).message }, 'route not restored');
+      }
+    }
+    const sameState = snapshot.stateDigest === this.stateDigest;
+    const flows = sameState ? await this.dataplane.request<number>({ op: 'import-flows', pairs: snapshot.flows }) : 0;
+    this.log.info(
+      { component: 'snapshot', savedAt: snapshot.savedAt, ports, routes, flows, flowsDropped: sameState ? snapshot.flows.length - flows : snapshot.flows.length, stateChanged: !sameState, ms: Date.now() - started },
+      'restored from the snapshot',
+    );
+  }
+
+  /**
+   * Deletes the veths named as this daemon names them (vtap<n>) that no
+   * restored port uses: a previous daemon killed while making a port, or
+   * started again without its snapshot, leaves them behind. Read from
+   * /proc/self/net/dev, which lists this process's namespace whatever
+   * /sys shows.
+   */
+  private async removeLeftoverDevices(): Promise<void> {
+    let text: string;
+    try {
+      text = fs.readFileSync('/proc/self/net/dev', 'utf8');
+    } catch {
+      return;
+    }
+    const inUse = new Set([...this.restorable.values()].map((port) => port.tapName));
+    for (const line of text.split('\n').slice(2)) {
+      const name = line.split(':')[0].trim();
+      if (!/^vtap\d+$/.test(name) || inUse.has(name)) continue;
+      try {
+        await this.dataplane.request({ op: 'delete-device', name });
+        this.log.warn({ component: 'snapshot', device: name }, 'left-over device of a previous run removed');
+      } catch (error) {
+        this.log.warn({ component: 'snapshot', device: name, reason: (error as Error).message }, 'left-over device not removed');
+      }
+    }
+  }
+
+  /** A control-configured port forwarding again on its devices with its last configuration, before any control node answers. */
+  private async restoreControlledPort(port: SnapshotPort, control: NonNullable<SnapshotPort['control']>): Promise<void> {
+    const { request, tapName } = port;
+    const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
+    const pod = podTap(request, podNamespaceFile(request), { mac: control.port.mac, mtu, ip: control.config.ip, gateway: control.config.gateway });
+    await this.dataplane.request({ op: 'control-configure-port', port: control.port, config: control.config, tapName, pod: pod && { ...pod, existing: true } });
+    this.usedLabels.add(port.label);
+    this.restorable.set(request.id, port);
+  }
+
+  /**
+   * Saves the snapshot after any save under way (a port just added or
+   * deleted must be in the next one); the periodic save skips a turn
+   * while one is waiting.
+   */
+  saveSnapshot(options: { unlessBusy?: boolean } = {}): Promise<void> {
+    if (options.unlessBusy && this.savesWaiting > 0) return this.saving;
+    this.savesWaiting++;
+    this.saving = this.saving.then(async () => {
+      try {
+        const flows = await this.dataplane.request<SnapshotFlowPair[]>({ op: 'export-flows' });
+        const snapshot: DaemonSnapshot = {
+          version: SNAPSHOT_VERSION,
+          node: this.state.node.name,
+          savedAt: new Date().toISOString(),
+          stateDigest: this.stateDigest,
+          ports: [...this.restorable.values()],
+          routes: this.apiRoutes.list(),
+          controlRoutes: this.controlRoutes.list(),
+          flows,
+        };
+        saveSnapshot(this.snapshotFile, snapshot);
+      } catch (error) {
+        this.log.warn({ component: 'snapshot', file: this.snapshotFile, reason: (error as Error).message }, 'snapshot not saved');
+      } finally {
+        this.savesWaiting--;
+      }
+    });
+    return this.saving;
   }
 
   private underlayMtu(): number {
     return (this.state.vifs ?? []).find((vif) => vif.kind === 'fabric')?.mtu ?? 1500;
+  }
+}
+
+/** The state file's text; an unreadable one fails as loadStateFile fails (a StateFileError: exit 2). */
+function readStateText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new StateFileError(`${file}: cannot read: ${(error as Error).message}`);
   }
 }
 

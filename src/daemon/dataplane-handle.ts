@@ -90,9 +90,13 @@ export class DataplaneHandle {
     this.io.eventfdSignal(this.wakeFd);
   }
 
-  /** Stops the worker: it closes its TAP devices (which removes them) and sockets. */
-  async stop(): Promise<void> {
-    await this.request({ op: 'shutdown' }).catch(() => undefined);
+  /**
+   * Stops the worker: it closes its TAP devices (which removes them) and
+   * sockets, and deletes the veth pairs it made unless keepDevices (a
+   * restart: the next daemon re-attaches them).
+   */
+  async stop(options: { keepDevices?: boolean } = {}): Promise<void> {
+    await this.request({ op: 'shutdown', keepDevices: options.keepDevices }).catch(() => undefined);
     await Promise.race([this.stopped, new Promise((resolve) => setTimeout(resolve, 2000))]);
     await this.worker.terminate();
     this.port.close();

@@ -917,17 +917,21 @@ export class IntrospectServer {
 
   /**
    * Adds a stream client; it leaves when its connection closes, also while
-   * it was being attached. False when it is gone already.
+   * it was being attached. False when it is gone already: its 'close' may
+   * have come while the request waited for the worker, before this listens.
    */
   private async attachWhileConnected(session: RingSession<StreamClient>, client: StreamClient): Promise<boolean> {
+    const response = client.response;
     let closed = false;
-    client.response.on('close', () => {
+    const gone = () => closed || response.destroyed || response.socket === null || response.socket.destroyed;
+    if (gone()) return false;
+    response.on('close', () => {
       closed = true;
       void session.detach(client);
     });
     await session.attach(client);
-    if (closed) await session.detach(client);
-    return !closed;
+    if (gone()) await session.detach(client);
+    return !gone();
   }
 
   private async streamCapture(vifText: string, params: URLSearchParams, response: http.ServerResponse): Promise<void> {
@@ -980,8 +984,8 @@ export class IntrospectServer {
       const host = (request.headers.host ?? '').replace(/:\d+$/, '');
       if (!this.allowedHosts.has(host)) throw new HttpError(421, `Host ${request.headers.host ?? '(none)'} is not this server`);
     }
-    const url = new URL(request.url ?? '/', 'http://introspect');
-    const parts = url.pathname.split('/').filter(Boolean).map((part) => decodeURIComponent(part));
+    const url = parseRequestUrl(request.url);
+    const parts = url.pathname.split('/').filter(Boolean).map(decodePathPart);
     const method = request.method ?? 'GET';
     if (method === 'POST') {
       if (!/^application\/json\b/.test(request.headers['content-type'] ?? '')) throw new HttpError(415, 'POST needs content-type: application/json');
@@ -1078,6 +1082,24 @@ export class IntrospectServer {
       'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
     });
     response.end(body);
+  }
+}
+
+/** The request's URL; one that does not parse (a path of "//%20/") is the client's mistake. */
+function parseRequestUrl(text = '/'): URL {
+  try {
+    return new URL(text, 'http://introspect');
+  } catch {
+    throw new HttpError(400, `not a URL: ${JSON.stringify(text.slice(0, 200))}`);
+  }
+}
+
+/** A path segment decoded; a malformed escape (%zz) is the client's mistake, not a server error. */
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HttpError(400, `malformed percent-escape in ${JSON.stringify(part)}`);
   }
 }
 

@@ -29,6 +29,8 @@ export class WorkerAccess implements DataplaneAccess {
   constructor(
     private readonly dataplane: DataplaneHandle,
     private readonly tapFor: (port: LocalPort, config: PortConfig) => { tapName: string; pod?: PodTapConfig; attach?: { interface: string } },
+    /** Told every batch of route changes sent (the daemon's snapshot keeps them). */
+    private readonly onRoutes: (updates: RouteUpdate[]) => void = () => {},
   ) {}
 
   setRoute(vrf: string, prefix: string, nexthops: RouteNexthop[]): void {
@@ -54,6 +56,7 @@ export class WorkerAccess implements DataplaneAccess {
     if (this.queued.length === 0) return;
     const updates = this.queued;
     this.queued = [];
+    this.onRoutes(updates);
     void this.dataplane.request({ op: 'control-routes', updates });
   }
 

@@ -47,6 +47,7 @@ import { TapPort } from '../dataplane/io/live-ports';
 import { FabricPort } from '../dataplane/io/fabric-port';
 import { NativeIo, PodTapConfig, loadNativeIo } from '../dataplane/io/native';
 import { DROP_REASONS } from '../dataplane/drop-reasons';
+import { SnapshotFlowPair, exportFlows, importFlows } from './snapshot';
 
 /** What the main thread hands the worker at start. */
 export interface WorkerStart {
@@ -68,8 +69,12 @@ export interface WorkerStart {
 export type PodPortKind = 'veth' | 'tap';
 export const POD_PORT_KINDS: readonly PodPortKind[] = ['veth', 'tap'];
 
-/** A pod interface made and configured inside the pod's namespace. */
-export type PodPortConfig = PodTapConfig & { kind?: PodPortKind };
+/**
+ * A pod interface made and configured inside the pod's namespace.
+ * `existing`: a restarted daemon's port whose veth pair survived the
+ * restart: its host end is re-attached as it is (made anew when gone).
+ */
+export type PodPortConfig = PodTapConfig & { kind?: PodPortKind; existing?: boolean };
 
 /** The I/O a vif's port uses, as `vrouter vif` shows it. */
 export type PortIo = 'tap' | 'af_xdp' | 'af_packet';
@@ -96,6 +101,8 @@ export interface PortRequest {
   gateway?: string;
   mtu: number;
   label?: number;
+  /** The vif id wanted (a restarted daemon's port keeps its own unless the state file took it); else the first free one. */
+  vif?: number;
   floatingIps?: FloatingIp[];
   /** The pod's IPv6 address and IPv6 ClusterIPs (text; the VN's IPv6 subnet and gateway come from the state file). */
   ip6?: string;
@@ -119,7 +126,11 @@ export type WorkerRequest =
   | { op: 'control-routes'; updates: RouteUpdate[] }
   | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodPortConfig; attach?: { interface: string } }
   | { op: 'control-unconfigure-port'; port: LocalPort }
-  | { op: 'shutdown' };
+  | { op: 'export-flows' }
+  | { op: 'import-flows'; pairs: SnapshotFlowPair[] }
+  | { op: 'delete-device'; name: string }
+  /** keepDevices: the daemon restarts; the pods' veth pairs stay for the next one to re-attach. */
+  | { op: 'shutdown'; keepDevices?: boolean };
 
 export interface WorkerResponse {
   id: number;
@@ -221,10 +232,11 @@ class DataplaneWorker {
   private readonly fabricVif: number;
   private fabricPort: FabricPort | null = null;
   private running = true;
+  private keepDevices = false;
 
   constructor(private readonly start: WorkerStart) {
     this.io = loadNativeIo();
-    this.dp = buildDataplane(start.stateDocument, start.stateFile);
+    this.dp = buildDataplane(start.stateDocument, start.stateFile, { validated: true });
     this.programmer = new RouteProgrammer(this.dp);
     this.controlled = new InProcessDataplaneAccess(this.dp, this.programmer);
     this.pipeline = new Pipeline(this.dp, this.pool);
@@ -361,13 +373,7 @@ class DataplaneWorker {
     if (attach !== undefined) {
       open = openInterfacePort(this.io, attach);
     } else if (pod && (pod.kind ?? this.defaultKind) === 'veth') {
-      this.io.podVethOpen({ ...pod, hostName: name });
-      try {
-        open = { ...openInterfacePort(this.io, name), createdVeth: name };
-      } catch (error) {
-        this.io.linkDelete(name);
-        throw error;
-      }
+      open = (pod.existing ? this.reattachVeth(name) : undefined) ?? this.createVeth(pod, name);
     } else {
       const tap = pod ? this.io.podTapOpen(pod) : this.io.tapOpen(name);
       open = { port: new TapPort(this.io, tap.fd) };
@@ -379,13 +385,32 @@ class DataplaneWorker {
     return actualName;
   }
 
+  /** The host end of a veth pair a previous daemon made (its XDP link went with that process), or undefined when it is gone. */
+  private reattachVeth(name: string): Omit<OpenPort, 'tag'> | undefined {
+    try {
+      return { ...openInterfacePort(this.io, name), createdVeth: name };
+    } catch {
+      return undefined;
+    }
+  }
+
+  private createVeth(pod: PodPortConfig, name: string): Omit<OpenPort, 'tag'> {
+    this.io.podVethOpen({ ...pod, hostName: name });
+    try {
+      return { ...openInterfacePort(this.io, name), createdVeth: name };
+    } catch (error) {
+      this.io.linkDelete(name);
+      throw error;
+    }
+  }
+
   /** Closes the vif's port and releases what it holds (BPF links, sockets, the veth it made). */
   private closePort(vif: number): void {
     const open = this.portOf.get(vif);
     if (!open) return;
     this.io.epollDel(this.epoll, open.port.fd);
     open.port.close();
-    if (open.createdVeth !== undefined) this.io.linkDelete(open.createdVeth);
+    if (open.createdVeth !== undefined && !this.keepDevices) this.io.linkDelete(open.createdVeth);
     this.sources[open.tag] = null;
     this.portOf.delete(vif);
   }
@@ -472,8 +497,16 @@ class DataplaneWorker {
         this.controlled.unconfigurePort(request.port);
         return null;
       }
+      case 'export-flows':
+        return exportFlows(this.dp);
+      case 'import-flows':
+        return importFlows(this.dp, request.pairs, this.pipeline.now);
+      case 'delete-device':
+        this.io.linkDelete(request.name);
+        return null;
       case 'shutdown':
         this.running = false;
+        this.keepDevices = request.keepDevices === true;
         return null;
     }
   }
@@ -534,7 +567,7 @@ class DataplaneWorker {
     if (port.gateway !== undefined) vrf.gateway = ipFromString(port.gateway);
     const ip = ipFromString(port.ip);
     if (vrf.routes.get(ip, 32) >= 0) throw new Error(`${port.ip} already has a route in ${port.vrf}`);
-    let vif = 1;
+    let vif = port.vif !== undefined && !this.dp.vifs.get(port.vif) ? port.vif : 1;
     while (this.dp.vifs.get(vif)) vif++;
     let nexthop = 1;
     while (this.dp.nexthops.exists(nexthop)) nexthop++;

@@ -42,6 +42,8 @@
  *   ...traffic...; const rows = await capture.stop();            // tshark -T fields rows ({ pod: 'a' } for a pod's eth0)
  *   await cluster.withLogs(async () => { ...assertions... });   // a failure carries every daemon's log
  *   await cluster.stopNode(1);           // SIGTERM one daemon; throws (with its log) unless it exits 0
+ *   await cluster.restartNode(1, { signal: 'SIGKILL' });  // with restartable: kill, start again on the same
+ *     // state file (the daemon re-attaches its pods from its snapshot); { downMs, upMs } as for the outage
  *   await cluster.stop();                // SIGTERM the others, check they exit, remove the temp dir
  *   await topology.destroy();            // the Topology deletes the namespaces (and anything left in them)
  *
@@ -156,6 +158,11 @@ export interface ClusterOptions {
   tag?: string;
   /** Control mode: control nodes configure the ports and distribute the routes (see the header). */
   control?: ControlOptions;
+  /**
+   * Run the daemons without `--clean-exit`: a stopped daemon leaves its pods'
+   * devices and its snapshot for restartNode (default false: SIGTERM removes them).
+   */
+  restartable?: boolean;
 }
 
 export interface FloatingIpSpec {
@@ -1084,6 +1091,40 @@ export class VrouterCluster {
   }
 
   /**
+   * Stops a daemon with signal (SIGTERM: it must exit 0) and starts it again
+   * in its namespace on the same state file and options (its log goes on);
+   * resolves once the new one answers its API. downMs: from the signal to
+   * the old process's exit; upMs: from then to the new one logging that it
+   * runs (its ports restored).
+   */
+  async restartNode(nodeIndex: number, options: { signal: 'SIGTERM' | 'SIGKILL' }): Promise<{ downMs: number; upMs: number }> {
+    const node = this.node(nodeIndex);
+    if (node.exit) throw new Error(`${node.name}: the daemon has exited (${describeExit(node.exit)})${this.logSection([node])}`);
+    const started = Date.now();
+    const exited = once(node.process, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    this.expectExit.add(node.index);
+    node.process.kill(options.signal);
+    const result = await within(exited, STOP_TIMEOUT_MS);
+    if (result === null) throw new Error(`${node.name}: the daemon (pid ${node.pid}) did not exit within ${STOP_TIMEOUT_MS} ms of ${options.signal}${this.logSection([node])}`);
+    if (options.signal === 'SIGTERM' && result[0] !== 0) throw new Error(`${node.name}: the daemon exited with ${describeExit({ code: result[0], signal: result[1] })} on SIGTERM${this.logSection([node])}`);
+    const down = Date.now();
+    this.expectExit.delete(node.index);
+    node.exit = undefined;
+    const logged = fs.statSync(node.logFile).size;
+    this.spawnDaemon(node);
+    // Watching the log costs the starting daemon no CPU, as polling its API with CLI processes would.
+    const deadline = down + (this.options.startTimeoutMs ?? 20_000);
+    while (!readFrom(node.logFile, logged).includes('"msg":"vrouter running"')) {
+      if (node.exit) throw new Error(`${node.name}: the daemon exited at start (${describeExit(node.exit)})${this.logSection([node])}`);
+      if (Date.now() > deadline) throw new Error(`${node.name}: the restarted daemon did not log "vrouter running" in time${this.logSection([node])}`);
+      await sleep(20);
+    }
+    const upMs = Date.now() - down;
+    await this.waitUntilAnswering(node);
+    return { downMs: down - started, upMs };
+  }
+
+  /**
    * Stops every running daemon, then every control node (SIGTERM, checked)
    * and removes the temp directory; safe to call again.
    */
@@ -1190,7 +1231,6 @@ export class VrouterCluster {
     await this.topology.exec(ns, ['ip', 'address', 'add', `${underlayIp}/24`, 'dev', 'underlay']);
     const underlayMac = await this.topology.macOf(ns, 'underlay');
     const name = `node${index}`;
-    const control = this.options.control;
     const state: StateDocument = {
       node: { name, underlayIp, encapPriority: this.options.encapPriority },
       ...(this.options.flows ? { flows: this.options.flows } : {}),
@@ -1210,21 +1250,7 @@ export class VrouterCluster {
     const stateFile = path.join(this.directory, `${name}.json`);
     const logFile = path.join(this.directory, `${name}.log`);
     fs.writeFileSync(stateFile, JSON.stringify(state, null, 2) + '\n');
-    const logFd = fs.openSync(logFile, 'a');
-    let child: ChildProcess;
-    try {
-      const controlArgs = control
-        ? [...this.controlNodes.flatMap((controlNode) => ['--control', controlNode.endpoint]), ...(control.holdTime !== undefined ? ['--hold-time', String(control.holdTime)] : [])]
-        : [];
-      child = this.topology.spawn(ns, [process.execPath, VROUTER_BIN, 'run', '--state', stateFile, '--api', this.options.api, ...controlArgs], {
-        stdio: ['ignore', logFd, logFd],
-        env: { ...process.env, VROUTER_LOG_LEVEL: this.options.logLevel ?? process.env.VROUTER_LOG_LEVEL ?? 'info' },
-      });
-    } finally {
-      fs.closeSync(logFd);
-    }
-    if (child.pid === undefined) throw new Error(`${name}: could not start the daemon`);
-    const node: ClusterNode = {
+    const node = {
       index,
       name,
       ns,
@@ -1235,14 +1261,36 @@ export class VrouterCluster {
       introspect: DEFAULT_INTROSPECT,
       stateFile,
       logFile,
-      pid: child.pid,
-      process: child,
-    };
+    } as ClusterNode;
     this.nodes[index] = node;
-    child.once('exit', (code, signal) => {
-      node.exit = { code, signal, expected: this.expectExit.has(index) };
-    });
+    this.spawnDaemon(node);
     await this.waitUntilAnswering(node);
+  }
+
+  /** Starts the node's daemon (`vrouter run` on its state file, logging to its log file); sets pid and process. */
+  private spawnDaemon(node: ClusterNode): void {
+    const control = this.options.control;
+    const logFd = fs.openSync(node.logFile, 'a');
+    let child: ChildProcess;
+    try {
+      const controlArgs = control
+        ? [...this.controlNodes.flatMap((controlNode) => ['--control', controlNode.endpoint]), ...(control.holdTime !== undefined ? ['--hold-time', String(control.holdTime)] : [])]
+        : [];
+      const exitArgs = this.options.restartable ? [] : ['--clean-exit'];
+      child = this.topology.spawn(node.ns, [process.execPath, VROUTER_BIN, 'run', '--state', node.stateFile, '--api', this.options.api, ...controlArgs, ...exitArgs], {
+        stdio: ['ignore', logFd, logFd],
+        env: { ...process.env, VROUTER_LOG_LEVEL: this.options.logLevel ?? process.env.VROUTER_LOG_LEVEL ?? 'info' },
+      });
+    } finally {
+      fs.closeSync(logFd);
+    }
+    if (child.pid === undefined) throw new Error(`${node.name}: could not start the daemon`);
+    node.pid = child.pid;
+    node.process = child;
+    child.once('exit', (code, signal) => {
+      // A restarted node's old process must not mark the new one as exited.
+      if (node.process === child) node.exit = { code, signal, expected: this.expectExit.has(node.index) };
+    });
   }
 
   private async waitUntilAnswering(node: ClusterNode): Promise<void> {

@@ -187,6 +187,16 @@ export class ControlClient {
     }));
   }
 
+  /**
+   * A restarted daemon's routes (its snapshot), programmed now as stale from
+   * every control node: each one's End-of-RIB sweeps what it no longer has.
+   */
+  restoreStaleRoutes(routes: Array<{ vrf: string; prefix: string; nexthops: RouteNexthop[] }>): void {
+    for (const connection of this.connections) {
+      for (const route of routes) this.routes.restoreStale(connection.index, route.vrf, route.prefix, route.nexthops);
+    }
+  }
+
   /** Routes in the dataplane learned or owned by this client, and how many are stale. */
   routeCounts(): { routes: number; stale: number } {
     return this.routes.counts();

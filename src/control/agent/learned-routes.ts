@@ -18,6 +18,9 @@
  */
 import type { DataplaneAccess, RouteNexthop } from './agent-interface';
 
+/** The local next hops of a route without any: one array for the 100,000 routes of a dump, never changed (setLocal replaces it). */
+const NO_LOCAL_NEXTHOPS: readonly RouteNexthop[] = [];
+
 interface SessionRoute {
   nexthops: RouteNexthop[];
   stale: boolean;
@@ -26,7 +29,7 @@ interface SessionRoute {
 interface RouteState {
   /** Indexed by session (control node) number. */
   learned: Array<SessionRoute | undefined>;
-  local: RouteNexthop[];
+  local: readonly RouteNexthop[];
   /** Next hops last programmed, as a canonical string; null when not in the dataplane. */
   programmed: string | null;
 }
@@ -80,6 +83,14 @@ export class LearnedRoutes {
     }
   }
 
+  /** A route a restarted daemon had before (its snapshot), held as stale from the session until it re-sends it. */
+  restoreStale(session: number, vrf: string, prefix: string, nexthops: RouteNexthop[]): void {
+    const state = this.state(vrf, prefix);
+    if (state.learned[session] !== undefined) return;
+    state.learned[session] = { nexthops, stale: true };
+    this.program(vrf, prefix, state);
+  }
+
   /** Removes the session's routes that were not re-sent since it came back; returns how many. */
   sweepStale(session: number): number {
     let swept = 0;
@@ -112,7 +123,7 @@ export class LearnedRoutes {
     let prefixes = this.vrfs.get(vrf);
     if (!prefixes) this.vrfs.set(vrf, (prefixes = new Map()));
     let state = prefixes.get(prefix);
-    if (!state) prefixes.set(prefix, (state = { learned: [], local: [], programmed: null }));
+    if (!state) prefixes.set(prefix, (state = { learned: [], local: NO_LOCAL_NEXTHOPS, programmed: null }));
     return state;
   }
 

@@ -239,6 +239,15 @@ function parseJson(text: string): unknown {
   }
 }
 
+/** A percent-encoded path segment decoded, null when an escape is malformed (%zz). */
+function decodeSegment(text: string): string | null {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null;
+  }
+}
+
 /** The fields only the agent's port body has: a body with any of them is the agent's. */
 const AGENT_FIELDS = ['instance-id', 'vn-id', 'vm-project-id', 'display-name', 'ip-address', 'ip6-address', 'type', 'system-name', 'mac-address', 'rx-vlan-id', 'tx-vlan-id'];
 
@@ -276,7 +285,13 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
     /** Whether the request is one of the agent's, whose failures are written as the agent writes them. */
     let agentRequest = true;
     const route = async (): Promise<void> => {
-      const url = new URL(request.url ?? '/', 'http://localhost');
+      let url: URL;
+      try {
+        url = new URL(request.url ?? '/', 'http://localhost');
+      } catch {
+        // A path that is not a URL ("//%20/") routes nowhere, as in the agent.
+        return sendAgentError(response, 'Unknown Request', 404);
+      }
       const where = url.pathname;
       const method = request.method;
       let match: RegExpExecArray | null;
@@ -313,7 +328,9 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
       }
       if (method === 'DELETE' && where.startsWith('/port/')) {
         agentRequest = false;
-        const id = decodeURIComponent(where.slice('/port/'.length));
+        const text = where.slice('/port/'.length);
+        const id = decodeSegment(text);
+        if (id === null) throw new ApiError(400, `malformed percent-escape in port id ${text}`);
         if (!(await handlers.deleteLocalPort(id))) throw new ApiError(404, `no port ${id}`);
         return reply(200, { deleted: true });
       }
@@ -326,7 +343,9 @@ export function createPortApi(handlers: PortApiHandlers): http.Server {
         return sendAgent(response, 200, '{}');
       }
       if (method === 'GET' && where.startsWith('/vm-cfg/')) {
-        const documents = handlers.vmConfig(decodeURIComponent(where.slice('/vm-cfg/'.length)));
+        // A name that does not decode names no VM (the agent looks the text up as it is).
+        const vmName = decodeSegment(where.slice('/vm-cfg/'.length));
+        const documents = vmName === null ? undefined : handlers.vmConfig(vmName);
         return documents === undefined ? sendAgentError(response, '{ Not Found }', 404) : sendAgent(response, 200, jsonList(documents));
       }
       if (method === 'POST' && where === '/vm') {

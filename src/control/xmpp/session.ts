@@ -100,12 +100,19 @@ export class XmppSession {
     this.send(encodeStanza(stanza));
   }
 
-  /** Resolves once queued bytes are handed to the kernel, so a long dump does not pile up in memory. */
+  /**
+   * Resolves once queued bytes are handed to the kernel, so a long dump does
+   * not pile up in memory. A peer that reads nothing for the hold time is
+   * dead even if it sends keepalives: what waits for it would grow for ever.
+   */
   async drained(): Promise<void> {
     this.flush();
     if (this.closedReason !== null || !this.socket.writableNeedDrain) return;
+    const holdTime = this.options.holdTime;
     await new Promise<void>((resolve) => {
+      const stalled = setTimeout(() => this.close(`peer read nothing for ${holdTime} s`, 'connection-timeout'), holdTime * 1000);
       const done = () => {
+        clearTimeout(stalled);
         this.socket.off('drain', done);
         this.socket.off('close', done);
         resolve();

@@ -1,0 +1,161 @@
+/**
+ * Traffic that measures a daemon restart (bench/restart.bench.ts,
+ * test/restart.test.ts), run with node inside the pods' namespaces:
+ *
+ * - UDP at a fixed rate with a sequence number in each datagram; the
+ *   receiver counts what arrived and the longest gap between two arrivals
+ *   (the outage, at 10k pps resolution 0.1 ms).
+ * - Long TCP connections (direct, and through a ClusterIP): the client
+ *   writes numbered 1 KiB chunks every 5 ms, the server echoes, the client
+ *   checks every echoed byte and notes the longest stall and any error
+ *   (ECONNRESET is what a lost connection looks like).
+ *
+ * Each script prints one JSON line when done.
+ */
+import { ProcessOutput, VrouterCluster } from './vrouter-cluster';
+
+export interface UdpResult {
+  received: number;
+  /** Distinct sequence numbers seen (duplicates do not count). */
+  distinct: number;
+  longestGapMs: number;
+}
+
+export interface UdpSent {
+  sent: number;
+}
+
+export interface TcpResult {
+  sent: number;
+  verified: number;
+  longestStallMs: number;
+  error: string | null;
+  closedCleanly: boolean;
+}
+
+/** argv: port seconds. Counts sequence numbers until `seconds` pass after the first datagram. */
+const UDP_RECEIVER = `
+const [port, seconds] = process.argv.slice(1).map(Number);
+const socket = require('dgram').createSocket('udp4');
+const seen = new Uint8Array(1 << 24);
+let received = 0, distinct = 0, last = 0, longest = 0, first = 0;
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+socket.on('message', (message) => {
+  const t = now();
+  if (received === 0) { first = t; setTimeout(finish, seconds * 1000); }
+  else if (t - last > longest) longest = t - last;
+  last = t;
+  received++;
+  const sequence = message.readUInt32BE(0) & 0xffffff;
+  if (!seen[sequence]) { seen[sequence] = 1; distinct++; }
+});
+socket.bind(port, () => console.log('listening'));
+function finish() { console.log(JSON.stringify({ received, distinct, longestGapMs: longest })); process.exit(0); }`;
+
+/** argv: host port pps seconds. Sends pps datagrams a second (catching up each millisecond tick), then prints how many. */
+const UDP_SENDER = `
+const [host, port, pps, seconds] = process.argv.slice(1);
+const socket = require('dgram').createSocket('udp4');
+const total = Number(pps) * Number(seconds);
+let sent = 0;
+const start = process.hrtime.bigint();
+function tick() {
+  const due = Math.min(total, Math.floor(Number(process.hrtime.bigint() - start) / 1e9 * Number(pps)));
+  // A buffer per datagram: send() reads it later, after the loop.
+  while (sent < due) { const payload = Buffer.alloc(64); payload.writeUInt32BE(sent, 0); socket.send(payload, Number(port), host); sent++; }
+  if (sent < total) setTimeout(tick, 1);
+  else setTimeout(() => { console.log(JSON.stringify({ sent })); process.exit(0); }, 200);
+}
+tick();`;
+
+/** argv: port. Echoes every connection. */
+const TCP_ECHO = `
+const [port] = process.argv.slice(1).map(Number);
+require('net').createServer((socket) => { socket.pipe(socket); socket.on('error', () => {}); }).listen(port, '0.0.0.0', () => console.log('listening'));`;
+
+/** argv: host port seconds. Streams numbered chunks, checks the echo, ends cleanly after seconds. */
+const TCP_CLIENT = `
+const [host, port, seconds] = process.argv.slice(1);
+const CHUNK = 1024;
+const socket = require('net').connect({ host, port: Number(port) });
+let sent = 0, verified = 0, error = null, longest = 0, lastData = 0, writer, done = false;
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+const byteAt = (offset) => (offset * 7 + (offset >>> 10)) & 0xff;
+socket.on('connect', () => {
+  console.log('connected');
+  lastData = now();
+  writer = setInterval(() => {
+    const chunk = Buffer.alloc(CHUNK);
+    for (let i = 0; i < CHUNK; i++) chunk[i] = byteAt(sent + i);
+    socket.write(chunk);
+    sent += CHUNK;
+  }, 5);
+  setTimeout(() => { clearInterval(writer); socket.end(); }, Number(seconds) * 1000);
+});
+socket.on('data', (data) => {
+  const t = now();
+  if (t - lastData > longest) longest = t - lastData;
+  lastData = t;
+  for (let i = 0; i < data.length; i++, verified++) {
+    if (data[i] !== byteAt(verified)) { error = 'echo differs at byte ' + verified; socket.destroy(); return; }
+  }
+});
+socket.on('error', (failure) => { error = failure.code || failure.message; });
+socket.on('close', () => {
+  if (done) return;
+  done = true;
+  clearInterval(writer);
+  console.log(JSON.stringify({ sent, verified, longestStallMs: longest, error, closedCleanly: error === null && verified === sent }));
+  process.exit(0);
+});`;
+
+function lastJson<T>(output: ProcessOutput, what: string): T {
+  const line = output.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as T;
+  } catch {
+    throw new Error(`${what} printed no result: stdout ${output.stdout.slice(-500)} stderr ${output.stderr.slice(-500)}`);
+  }
+}
+
+/** A running measurement; finish() waits for every script's result. */
+export interface RestartTraffic {
+  finish(): Promise<{ udp: UdpResult; udpSent: UdpSent; tcp: Record<string, TcpResult> }>;
+}
+
+/**
+ * Starts the receiver and echo servers in `server`'s pod, then UDP at pps
+ * and one TCP client per target from `client`'s pod, for `seconds`.
+ * targets: name -> host:port of an echo server (the server pod's own
+ * address, or a ClusterIP mapped to it); echoPorts: ports to serve on.
+ */
+export async function startRestartTraffic(
+  cluster: VrouterCluster,
+  options: { client: string; server: string; udpPort: number; pps: number; seconds: number; echoPorts: number[]; targets: Record<string, { host: string; port: number }> },
+): Promise<RestartTraffic> {
+  const node = process.execPath;
+  const server = cluster.pod(options.server);
+  const receiver = new ProcessOutput(cluster.spawn(options.server, [node, '-e', UDP_RECEIVER, String(options.udpPort), String(options.seconds + 1)]));
+  const echoes = options.echoPorts.map((port) => new ProcessOutput(cluster.spawn(options.server, [node, '-e', TCP_ECHO, String(port)])));
+  await receiver.waitFor(/listening/, 10_000, 'the UDP receiver listening');
+  for (const echo of echoes) await echo.waitFor(/listening/, 10_000, 'a TCP echo server listening');
+  const clients = Object.entries(options.targets).map(
+    ([name, target]) => [name, new ProcessOutput(cluster.spawn(options.client, [node, '-e', TCP_CLIENT, target.host, String(target.port), String(options.seconds)]))] as const,
+  );
+  for (const [name, client] of clients) await client.waitFor(/connected/, 10_000, `TCP client ${name} connected`);
+  const sender = new ProcessOutput(cluster.spawn(options.client, [node, '-e', UDP_SENDER, server.ip, String(options.udpPort), String(options.pps), String(options.seconds)]));
+  return {
+    async finish() {
+      const waitMs = (options.seconds + 30) * 1000;
+      await sender.waitFor(/"sent"/, waitMs, 'the UDP sender finishing');
+      await receiver.waitFor(/"received"/, waitMs, 'the UDP receiver finishing');
+      const tcp: Record<string, TcpResult> = {};
+      for (const [name, client] of clients) {
+        await client.waitFor(/"verified"/, waitMs, `TCP client ${name} finishing`);
+        tcp[name] = lastJson<TcpResult>(client, `TCP client ${name}`);
+      }
+      for (const echo of echoes) echo.child.kill();
+      return { udp: lastJson<UdpResult>(receiver, 'the UDP receiver'), udpSent: lastJson<UdpSent>(sender, 'the UDP sender'), tcp };
+    },
+  };
+}
