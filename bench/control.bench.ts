@@ -5,19 +5,20 @@
  *     the control channel over loopback TCP, the control node in a child
  *     process (its own core), a control client in this process with a real
  *     Dataplane: a route source has published 100,000 routes in VN vn1; from
- *     the client's addPort in vn1 (port report, configuration push,
- *     subscribe) until all 100,000 are in its vn1 VRF table. Floor 2,000 ms.
+ *     the client's addPort in vn1 (VM subscribe, configuration push, VRF
+ *     subscribe; the pod was registered on the control node's pod API
+ *     before) until all 100,000 are in its vn1 VRF table. Floor 2,000 ms.
  *     Also printed: the CPU time the receiving process used meanwhile.
  *   port-add-to-remote-table: N ms
- *     (in-process, no floor) median over rounds of: addPort on client A until
- *     the pod's route is programmed in client B's dataplane: the control
- *     plane's share of the next case.
+ *     (in-process, no floor) median over rounds of: addPort on client A (the
+ *     pod registered before) until the pod's route is programmed in client
+ *     B's dataplane: the control plane's share of the next case.
  *   port-add-to-remote-forwarding: N ms
  *     real processes in network namespaces (needs root): a `vrouter-control`
  *     and two `vrouter run --control` daemons (test/support/vrouter-cluster.ts).
  *     A pod on node1 pings an address every 2 ms; the median over rounds of
  *     the time from the POST /port that adds a pod with that address (labels
- *     only otherwise) on node0 to the first echo reply: port add, control
+ *     only otherwise; registered on the pod API before) on node0 to the first echo reply: port add, control
  *     node round trip, TAP moved into the pod's namespace and configured,
  *     route published, pushed and programmed on node1, packet forwarded both
  *     ways. Floor 50 ms.
@@ -33,6 +34,7 @@ import type { LocalPort, RouteNexthop } from '../src/control/agent/agent-interfa
 import { ControlClient } from '../src/control/agent/control-client';
 import { InProcessDataplaneAccess } from '../src/control/agent/dataplane-access';
 import { ControlNode } from '../src/control/node/control-node';
+import { createPodApi } from '../src/control/node/pod-api';
 import { parseNetworkConfig } from '../src/control/node/network-config';
 import { vrouterToControl } from '../src/control/xmpp/codec';
 import { silentLogger } from '../src/control/xmpp/logger';
@@ -110,8 +112,10 @@ async function publishRoutes(port: number): Promise<void> {
 async function runChild(): Promise<void> {
   const node = new ControlNode({ config: parseNetworkConfig(CONFIG, 'bench.yaml') });
   const { port } = await node.listen(0, '127.0.0.1');
+  const api = createPodApi(node);
+  await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
   await publishRoutes(port);
-  process.send!({ port });
+  process.send!({ port, podApiPort: (api.address() as net.AddressInfo).port });
 }
 
 // ------------------------------------------------------------------ parent: the measured vrouters
@@ -148,8 +152,17 @@ function pod(id: string, label: number, vn: string): LocalPort {
   return { id, name: id, namespace: 'bench', labels: { name: vn }, mac: `02:00:00:00:${(label >> 8).toString(16).padStart(2, '0')}:${(label & 255).toString(16).padStart(2, '0')}`, label };
 }
 
-async function measureRoutesToDataplane(controlPort: number): Promise<number> {
+/** Registers the pod of a vrouter on the control node's pod API (POST /pods), as the configuration side does before the port exists. */
+async function register(podApiPort: number, vrouter: string, port: LocalPort): Promise<void> {
+  const registration = { vrouter, vmUuid: port.id, vmiUuid: port.id, name: port.name, namespace: port.namespace, labels: port.labels, mac: port.mac };
+  const response = await fetch(`http://127.0.0.1:${podApiPort}/pods`, { method: 'POST', body: JSON.stringify(registration), headers: { 'content-type': 'application/json' } });
+  if (!response.ok) throw new Error(`POST /pods ${port.id}: ${response.status} ${await response.text()}`);
+}
+
+async function measureRoutesToDataplane(controlPort: number, podApiPort: number): Promise<number> {
   const node = vrouter('bench-receiver', '198.19.0.1', controlPort);
+  const receiver = pod('receiver', 16, 'vn1');
+  await register(podApiPort, 'bench-receiver', receiver);
   await established(node.client);
   let remaining = ROUTES;
   const done = new Promise<void>((resolve) => {
@@ -160,7 +173,7 @@ async function measureRoutesToDataplane(controlPort: number): Promise<number> {
   });
   const start = performance.now();
   const cpuStart = process.cpuUsage();
-  await node.client.addPort(pod('receiver', 16, 'vn1'));
+  await node.client.addPort(receiver);
   await done;
   const elapsed = performance.now() - start;
   const cpu = process.cpuUsage(cpuStart);
@@ -172,20 +185,24 @@ async function measureRoutesToDataplane(controlPort: number): Promise<number> {
   return elapsed;
 }
 
-async function measurePortAddToRemote(controlPort: number): Promise<number> {
+async function measurePortAddToRemote(controlPort: number, podApiPort: number): Promise<number> {
   const a = vrouter('bench-a', '198.19.0.2', controlPort);
   const b = vrouter('bench-b', '198.19.0.3', controlPort);
   await Promise.all([established(a.client), established(b.client)]);
-  await b.client.addPort(pod('b-anchor', 16, 'web'));
+  const anchor = pod('b-anchor', 16, 'web');
+  await register(podApiPort, 'bench-b', anchor);
+  await b.client.addPort(anchor);
   const samples: number[] = [];
   for (let round = 0; round < PORT_ADD_ROUNDS; round++) {
+    const added = pod(`a-${round}`, 100 + round, 'web');
+    await register(podApiPort, 'bench-a', added);
     const start = performance.now();
     const programmed = new Promise<void>((resolve) => {
       b.access.onRoute = (vrf) => {
         if (vrf === networkFqns('web').routingInstance) resolve();
       };
     });
-    await a.client.addPort(pod(`a-${round}`, 100 + round, 'web'));
+    await a.client.addPort(added);
     await programmed;
     samples.push(performance.now() - start);
   }
@@ -235,14 +252,14 @@ async function main(): Promise<void> {
   const child = fork(__filename, [CHILD_FLAG], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   let routesMs: number;
   try {
-    const { port } = await new Promise<{ port: number }>((resolve, reject) => {
-      child.once('message', (message) => resolve(message as { port: number }));
+    const { port, podApiPort } = await new Promise<{ port: number; podApiPort: number }>((resolve, reject) => {
+      child.once('message', (message) => resolve(message as { port: number; podApiPort: number }));
       child.once('exit', (code) => reject(new Error(`control node process exited with ${code}`)));
     });
-    routesMs = await measureRoutesToDataplane(port);
+    routesMs = await measureRoutesToDataplane(port, podApiPort);
     console.log(`routes-100k-to-dataplane: ${Math.round(routesMs)} ms`);
     // The control plane's share: up to the remote forwarding table, in process.
-    const tableMs = await measurePortAddToRemote(port);
+    const tableMs = await measurePortAddToRemote(port, podApiPort);
     console.log(`port-add-to-remote-table: ${tableMs.toFixed(1)} ms`);
   } finally {
     child.kill();

@@ -9,8 +9,9 @@
  *                                      ├─ fe-2  frontend
  *                                      └─ be-1  backend  :8080
  *
- * The pods are added with labels only (`vrouter port add --label ...`):
- * frontend pods `name=frontend, uses=web`, backend pods `name=backend,
+ * The pods are added with labels only (`vrouter port add --label ...
+ * --control-api http://198.18.0.2:8082`: registered on the control node's
+ * pod API, then their port added on the node): frontend pods `name=frontend, uses=web`, backend pods `name=backend,
  * app=web`. The control node's configuration (below) has the VNs, and the
  * service web: ClusterIP 10.96.0.10 tcp 80 -> 8080, selector app=web. From
  * the labels it picks each pod's VN, allocates its address, gives the
@@ -254,12 +255,12 @@ async function main(): Promise<void> {
     section('Setup');
     cluster = await VrouterCluster.start(topology, { nodes: 2, control: { config: NETWORK }, logLevel: 'warn' });
     const control = cluster.controlNode(0);
-    check(true, `control node ${control.name}: vrouter-control --listen ${control.endpoint} (VNs ${NETWORK.vns.map((vn) => `${vn.name} ${vn.subnet}`).join(', ')}; service ${SERVICE} ${CLUSTER_IP}:${SERVICE_PORT} -> ${TARGET_PORT}, selector app=web)`);
+    check(true, `control node ${control.name}: vrouter-control --listen ${control.endpoint} --api ${new URL(control.podApi).host} (VNs ${NETWORK.vns.map((vn) => `${vn.name} ${vn.subnet}`).join(', ')}; service ${SERVICE} ${CLUSTER_IP}:${SERVICE_PORT} -> ${TARGET_PORT}, selector app=web)`);
     check(true, `underlay and 2 vrouter daemons with --control ${control.endpoint}: ${cluster.nodes.map((node) => `node${node.index} ${node.underlayIp}`).join(', ')}`);
     await cluster.waitForSessions();
     for (const spec of PODS) {
       const pod = await cluster.addPod(spec.node, { name: spec.name, labels: spec.labels });
-      check(true, `node${spec.node}: vrouter port add --id ${spec.name} ${labelArguments(spec.labels)} -> ${pod.ip} in ${pod.vn} (label ${pod.label})`);
+      check(true, `node${spec.node}: vrouter port add --id ${spec.name} ${labelArguments(spec.labels)} --control-api ${control.podApi} -> ${pod.ip} in ${pod.vn} (label ${pod.label})`);
     }
     // The last pieces travel over XMPP after the port adds: the ClusterIP's ECMP route and the way back.
     const running = cluster;

@@ -14,8 +14,8 @@ import { Dataplane } from '../src/dataplane/dataplane';
 import { NH_COMPOSITE, NH_ENCAP, NH_TUNNEL } from '../src/dataplane/nexthop';
 import { parseMac } from '../src/dataplane/protocols/ethernet';
 import { ipFromString, ipToString } from '../src/dataplane/protocols/ipv4';
-import { LocalPort, vmUuidOf } from '../src/control/agent/agent-interface';
-import { ControlClient, ControlClientOptions, PortRefusedError } from '../src/control/agent/control-client';
+import { LocalPort, PortConfig, vmUuidOf } from '../src/control/agent/agent-interface';
+import { ControlClient, ControlClientOptions } from '../src/control/agent/control-client';
 import { InProcessDataplaneAccess } from '../src/control/agent/dataplane-access';
 import { ControlServerTls } from '../src/control/agent/control-session';
 import { ControlNode } from '../src/control/node/control-node';
@@ -67,9 +67,13 @@ function config(text = CONFIG): NetworkConfig {
   return parseNetworkConfig(text, 'test.yaml');
 }
 
-async function startControlNode(networkConfig = config(), port = 0, logger = new RecordingLogger()) {
-  const node = new ControlNode({ config: networkConfig, logger });
+/** The control nodes started, by port: where TestVrouter.addPod registers its pods. */
+const controlNodes = new Map<number, ControlNode>();
+
+async function startControlNode(networkConfig = config(), port = 0, logger = new RecordingLogger(), podStateFile?: string) {
+  const node = new ControlNode({ config: networkConfig, logger, ...(podStateFile === undefined ? {} : { podStateFile }) });
   const address = await node.listen(port, '127.0.0.1');
+  controlNodes.set(address.port, node);
   return { node, port: address.port, logger };
 }
 
@@ -83,7 +87,7 @@ class TestVrouter {
   constructor(
     readonly name: string,
     readonly underlayIp: string,
-    controlPorts: number[],
+    private readonly controlPorts: number[],
     extra: Partial<ControlClientOptions> = {},
     serverTls?: ControlServerTls,
   ) {
@@ -100,6 +104,32 @@ class TestVrouter {
       logger: this.logger,
       ...extra,
     });
+  }
+
+  /**
+   * Registers the pod at each of this vrouter's control nodes that is up
+   * (the first decides the address, the next gets the pod with it), as
+   * `vrouter port add --control-api` does, then adds its port.
+   */
+  addPod(port: LocalPort): Promise<PortConfig> {
+    let registration = port;
+    for (const controlPort of this.controlPorts) {
+      const node = controlNodes.get(controlPort);
+      if (node === undefined || node.address() === null) continue; // closed
+      const outcome = node.registerPod(this.name, registration);
+      if ('refused' in outcome) throw new Error(`pod ${port.id} refused: ${outcome.refused}`);
+      registration = { ...registration, ip: outcome.config.ip };
+    }
+    return this.client.addPort(port);
+  }
+
+  /** Removes the port, and the pod's registration at the control nodes that are up. */
+  async removePod(portId: string): Promise<void> {
+    await this.client.removePort(portId);
+    for (const controlPort of this.controlPorts) {
+      const node = controlNodes.get(controlPort);
+      if (node !== undefined && node.address() !== null) node.unregisterPods(portId);
+    }
   }
 
   /** What the route for a prefix in a VN's VRF leads to: "local vif N", "tunnel <ip>/<label>", ["<member>" | null per slot], or null. */
@@ -184,12 +214,12 @@ test('a pod added on node A becomes a route in node B; removing it withdraws the
   const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
   const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
   try {
-    const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    const configA = await a.addPod(pod('a1', 20, { name: 'web' }));
     assert.deepEqual(
       { vn: configA.vn, ip: configA.ip, subnet: configA.subnet, gateway: configA.gateway },
       { vn: VN('web'), ip: '10.1.1.2', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
     );
-    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    const configB = await b.addPod(pod('b1', 21, { name: 'web' }));
     assert.equal(configB.ip, '10.1.1.3');
 
     // A's port is programmed: vif in the web VRF with its address, label 20 to it, local route.
@@ -205,7 +235,7 @@ test('a pod added on node A becomes a route in node B; removing it withdraws the
       assert.equal(a.route('web', '10.1.1.3/32'), 'tunnel 192.168.0.12/21');
     });
 
-    await a.client.removePort('a1');
+    await a.removePod('a1');
     assert.equal(a.route('web', '10.1.1.2/32'), null);
     assert.equal(a.dataplane.vifs.get(vif.id), null);
     assert.equal(a.dataplane.labels.lookup(20), -1);
@@ -213,7 +243,7 @@ test('a pod added on node A becomes a route in node B; removing it withdraws the
     // A is no longer in web: it unsubscribed, and forgot B's route.
     await eventually(() => assert.equal(a.route('web', '10.1.1.3/32'), null));
 
-    const again = await a.client.addPort(pod('a2', 22, { name: 'web' }));
+    const again = await a.addPod(pod('a2', 22, { name: 'web' }));
     assert.equal(again.ip, '10.1.1.2', 'the freed address is allocated again');
   } finally {
     await Promise.all([a.close(), b.close()]);
@@ -226,7 +256,7 @@ test('labels pick the VN, a selected pod gets the ClusterIP with its port map, u
   const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
   const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
   try {
-    const backend = await a.client.addPort(pod('db1', 30, { name: 'db', app: 'db' }));
+    const backend = await a.addPod(pod('db1', 30, { name: 'db', app: 'db' }));
     assert.equal(backend.vn, VN('db'));
     assert.equal(backend.vrf, VRF('db'));
     assert.equal(backend.ip, '10.2.0.1');
@@ -235,9 +265,9 @@ test('labels pick the VN, a selected pod gets the ClusterIP with its port map, u
     assert.deepEqual(backendVif.floatingIps, [{ ip: ipFromString('10.96.0.20'), portMap: [{ protocol: 6, port: 5432, targetPort: 15432 }] }]);
     assert.equal(a.route('db', '10.96.0.20/32'), `local vif ${backendVif.id}`);
 
-    const client = await b.client.addPort(pod('web1', 31, { name: 'web', uses: 'db' }));
+    const client = await b.addPod(pod('web1', 31, { name: 'web', uses: 'db' }));
     assert.equal(client.vn, VN('web'));
-    const stranger = await b.client.addPort(pod('x1', 32, { name: 'unconfigured-vn' }));
+    const stranger = await b.addPod(pod('x1', 32, { name: 'unconfigured-vn' }));
     assert.equal(stranger.vn, VN('default'), 'a VN name that is not configured falls back to the default VN');
     assert.equal(stranger.ip, '10.32.0.2');
 
@@ -268,10 +298,10 @@ test('backends on two nodes make an ECMP ClusterIP route on a third; removing on
   const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
   const c = new TestVrouter('node-c', '192.168.0.13', [control.port]);
   try {
-    await a.client.addPort(pod('db1', 30, { name: 'db', app: 'db' }));
-    await a.client.addPort(pod('db2', 34, { name: 'db', app: 'db' }));
-    await b.client.addPort(pod('db3', 33, { name: 'db', app: 'db' }));
-    await c.client.addPort(pod('web1', 40, { name: 'web', uses: 'db' }));
+    await a.addPod(pod('db1', 30, { name: 'db', app: 'db' }));
+    await a.addPod(pod('db2', 34, { name: 'db', app: 'db' }));
+    await b.addPod(pod('db3', 33, { name: 'db', app: 'db' }));
+    await c.addPod(pod('web1', 40, { name: 'web', uses: 'db' }));
     await eventually(() => {
       const route = c.route('web', '10.96.0.20/32');
       assert.ok(Array.isArray(route) && route.length === 3, JSON.stringify(route));
@@ -282,7 +312,7 @@ test('backends on two nodes make an ECMP ClusterIP route on a third; removing on
     // A has two local backends and one remote: an ECMP route of its own, local members included.
     await eventually(() => assert.equal((a.route('db', '10.96.0.20/32') as unknown[]).length, 3));
 
-    await a.client.removePort('db1');
+    await a.removePod('db1');
     await eventually(() => {
       const after = c.route('web', '10.96.0.20/32') as Array<string | null>;
       assert.deepEqual(
@@ -297,17 +327,19 @@ test('backends on two nodes make an ECMP ClusterIP route on a third; removing on
   }
 });
 
-test('graceful restart: routes stay (stale) while the control node is down and stale ones go at End-of-RIB', async () => {
+test('graceful restart: routes stay (stale) while the control node is down and stale ones go at End-of-RIB; the registrations come back from the state file', async () => {
   // The restarted node holds End-of-RIB back until both vrouters are back, so neither sweeps the other's routes.
   const restartConfig = () => config(`${CONFIG}vrouters: [node-a, node-b]\n`);
-  const first = await startControlNode(restartConfig());
+  const stateDir = mkdtempSync(join(tmpdir(), 'vrouter-control-state-'));
+  const stateFile = join(stateDir, 'pods.json');
+  const first = await startControlNode(restartConfig(), 0, new RecordingLogger(), stateFile);
   const port = first.port;
   const a = new TestVrouter('node-a', '192.168.0.11', [port], { staleTimeout: 60 });
   const b = new TestVrouter('node-b', '192.168.0.12', [port], { staleTimeout: 60 });
   try {
-    const kept = await a.client.addPort(pod('a1', 20, { name: 'web' }));
-    const gone = await a.client.addPort(pod('a2', 21, { name: 'web' }));
-    await b.client.addPort(pod('b1', 22, { name: 'web' }));
+    const kept = await a.addPod(pod('a1', 20, { name: 'web' }));
+    const gone = await a.addPod(pod('a2', 21, { name: 'web' }));
+    await b.addPod(pod('b1', 22, { name: 'web' }));
     await eventually(() => {
       assert.equal(b.route('web', `${kept.ip}/32`), 'tunnel 192.168.0.11/20');
       assert.equal(b.route('web', `${gone.ip}/32`), 'tunnel 192.168.0.11/21');
@@ -318,13 +350,18 @@ test('graceful restart: routes stay (stale) while the control node is down and s
     await eventually(() => assert.deepEqual(b.client.status().map((s) => s.established), [false]));
     assert.equal(b.route('web', `${kept.ip}/32`), 'tunnel 192.168.0.11/20', 'still forwarding while the control node is away');
     assert.equal(b.client.routeCounts().stale, 2);
-    // Meanwhile A loses a pod; nobody can be told.
-    await a.client.removePort('a2');
+    // Meanwhile A loses a pod; nobody can be told (its registration stays until deleted on the pod API).
+    await a.removePod('a2');
     await sleep(100);
     assert.equal(b.route('web', `${gone.ip}/32`), 'tunnel 192.168.0.11/21');
 
-    const second = await startControlNode(restartConfig(), port);
+    const second = await startControlNode(restartConfig(), port, new RecordingLogger(), stateFile);
     try {
+      assert.deepEqual(
+        second.node.registeredPods().map(({ vrouter, port: registered, outcome }) => [vrouter, registered.id, 'config' in outcome ? outcome.config.ip : outcome.refused]),
+        [['node-a', 'a1', kept.ip], ['node-a', 'a2', gone.ip], ['node-b', 'b1', '10.1.1.4']],
+        'every registration and its address read back',
+      );
       await eventually(() => {
         assert.equal(b.route('web', `${gone.ip}/32`), null, 'swept at End-of-RIB');
         assert.equal(b.client.routeCounts().stale, 0);
@@ -332,14 +369,44 @@ test('graceful restart: routes stay (stale) while the control node is down and s
       assert.equal(b.routeNexthop('web', `${kept.ip}/32`), keptNexthop, 're-sent route refreshed in place');
       assert.ok(b.logger.has(/End-of-RIB; removed 1 stale routes/), b.logger.lines.join('\n'));
       // The restarted control node has A's port with the address it had.
-      const third = await a.client.addPort(pod('a3', 23, { name: 'web' }));
-      assert.notEqual(third.ip, kept.ip);
+      const third = await a.addPod(pod('a3', 23, { name: 'web' }));
+      assert.ok(![kept.ip, gone.ip].includes(third.ip), third.ip);
     } finally {
       await Promise.all([a.close(), b.close()]);
       await second.node.close();
     }
   } finally {
     await Promise.all([a.close(), b.close()]);
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+});
+
+test('a state file that does not read back fails the start naming file, field and value, before vrouter-control listens', async () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'vrouter-control-state-'));
+  const stateFile = join(stateDir, 'pods.json');
+  const configFile = join(stateDir, 'network.yaml');
+  writeFileSync(configFile, CONFIG);
+  try {
+    const stored = { vrouter: 'node-a', vmUuid: 'a1', vmiUuid: 'a1', name: 'a1', namespace: 'default', labels: {}, mac: '02:00:00:00:00:14', address: '10.1.1.300' };
+    writeFileSync(stateFile, JSON.stringify({ pods: [stored] }));
+    assert.throws(() => new ControlNode({ config: config(), podStateFile: stateFile }), (error: Error) => {
+      assert.equal(error.name, 'PodStateError');
+      assert.ok(error.message.startsWith(`${stateFile}: /pods/0/address: must match pattern `), error.message);
+      assert.ok(error.message.endsWith('(value: "10.1.1.300")'), error.message);
+      return true;
+    });
+    const twice = { ...stored, address: '10.1.1.3' };
+    writeFileSync(stateFile, JSON.stringify({ pods: [twice, twice] }));
+    assert.throws(() => new ControlNode({ config: config(), podStateFile: stateFile }), {
+      message: `${stateFile}: /pods/1/vmiUuid: registered twice on node-a (first at /pods/0) (value: "a1")`,
+    });
+    writeFileSync(stateFile, '{"pods": [');
+    assert.throws(() => new ControlNode({ config: config(), podStateFile: stateFile }), new RegExp(`^PodStateError: ${stateFile}: not JSON`));
+    const logger = new RecordingLogger();
+    await assert.rejects(runControlNode(['--config', configFile, '--listen', '127.0.0.1:0', '--state', stateFile], logger), { name: 'PodStateError' });
+    assert.ok(!logger.has(/listening/), logger.lines.join('\n'));
+  } finally {
+    rmSync(stateDir, { recursive: true, force: true });
   }
 });
 
@@ -351,11 +418,11 @@ test('with two control nodes, losing one changes nothing in the dataplane', asyn
   const b = new TestVrouter('node-b', '192.168.0.12', [one.port, two.port], options);
   try {
     await eventually(() => assert.deepEqual(a.client.status().map((s) => s.established), [true, true]));
-    const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
-    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    const configA = await a.addPod(pod('a1', 20, { name: 'web' }));
+    const configB = await b.addPod(pod('b1', 21, { name: 'web' }));
     assert.notEqual(configA.ip, configB.ip);
-    await b.client.addPort(pod('b2', 22, { name: 'db', app: 'db' }));
-    await a.client.addPort(pod('a2', 23, { name: 'db', app: 'db' }));
+    await b.addPod(pod('b2', 22, { name: 'db', app: 'db' }));
+    await a.addPod(pod('a2', 23, { name: 'db', app: 'db' }));
     await eventually(() => {
       assert.equal(b.route('web', `${configA.ip}/32`), 'tunnel 192.168.0.11/20');
       assert.equal((b.route('db', '10.96.0.20/32') as unknown[]).length, 2);
@@ -375,7 +442,7 @@ test('with two control nodes, losing one changes nothing in the dataplane', asyn
     assert.equal(JSON.stringify(snapshot()), before);
     assert.equal(b.client.routeCounts().stale, 0);
     // Still working through the second: a new pod reaches B.
-    const configA3 = await a.client.addPort(pod('a3', 24, { name: 'web' }));
+    const configA3 = await a.addPod(pod('a3', 24, { name: 'web' }));
     await eventually(() => assert.equal(b.route('web', `${configA3.ip}/32`), 'tunnel 192.168.0.11/24'));
   } finally {
     await Promise.all([a.close(), b.close()]);
@@ -395,7 +462,7 @@ test('garbage or unexpected stanzas close that session only, with a logged reaso
       socket.on('close', () => resolve(received));
     });
   try {
-    await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    await a.addPod(pod('a1', 20, { name: 'web' }));
     await rawSession(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0xff, 0xfe]));
     assert.ok(control.logger.has(/session closed: malformed or unexpected stanza: disallowed character/), control.logger.lines.join('\n'));
     const open = encodeStreamOpen({ from: 'intruder', to: CONTROL_NODE_JID });
@@ -413,7 +480,7 @@ test('garbage or unexpected stanzas close that session only, with a logged reaso
     await rawSession(`${open}<iq type="set" from="intruder" to="x" id="1"><pubsub xmlns="http://jabber.org/protocol/pubsub"></iq>`);
 
     // The control node still serves the others.
-    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    const configB = await b.addPod(pod('b1', 21, { name: 'web' }));
     await eventually(() => assert.equal(a.route('web', `${configB.ip}/32`), 'tunnel 192.168.0.12/21'));
     assert.deepEqual(control.node.connectedVrouters().sort(), ['node-a', 'node-b']);
   } finally {
@@ -446,7 +513,7 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
   const port = (fakeControl.address() as net.AddressInfo).port;
   const a = new TestVrouter('node-a', '192.168.0.11', [port], { reconnectDelay: { initial: 5, max: 5 } });
   try {
-    await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    await a.addPod(pod('a1', 20, { name: 'web' }));
     await eventually(() => assert.equal(a.route('web', '10.1.1.50/32'), 'tunnel 192.168.0.66/100'));
     await eventually(() => assert.ok(a.logger.has(/session closed: malformed or unexpected stanza/), a.logger.lines.join('\n')));
     assert.equal(a.dataplane.vrfs.find('secret'), null, 'routes of a VRF it did not subscribe to are not programmed');
@@ -482,7 +549,7 @@ test("a control node's pushes of other families (test/vectors/xmpp) are counted 
   const control = await startControlNode();
   const agent = net.connect(control.port, '127.0.0.1');
   try {
-    await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    await a.addPod(pod('a1', 20, { name: 'web' }));
     await eventually(() => assert.deepEqual(a.route('web', '10.1.1.3/32'), ['tunnel 192.168.0.11/25', 'tunnel 192.168.0.12/31']));
     assert.deepEqual(a.client.status().map((session) => [session.established, session.ignoredItems]), [[true, 6]]);
     assert.ok(!a.logger.has(/session (closed|down)/), a.logger.lines.join('\n'));
@@ -532,7 +599,7 @@ test('IF-MAP from a control node: subscribes as the agent does; a port follows i
     assert.equal(a.route('web', '10.1.1.6/32'), null);
     assert.ok(a.logger.has(/port a1: its configuration went \(no virtual-machine-interface yet\)/), a.logger.lines.join('\n'));
 
-    await a.client.removePort('a1');
+    await a.removePod('a1');
     await eventually(() => assert.ok(received.includes(subscribe('virtual-machine:2d308482-c7b3-4e05-af14-e732b7b50117', false))));
   } finally {
     await a.close();
@@ -559,17 +626,24 @@ test('hold timer: keepalives keep an idle session up; a silent peer is dropped w
   }
 });
 
-test('a port whose address is taken is refused with the reason', async () => {
+test('a pod whose address is taken is refused at its registration, with the reason; its port waits unconfigured', async () => {
   const control = await startControlNode();
   const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
   try {
-    await a.client.addPort(pod('a1', 20, { name: 'web' }, { ip: '10.1.1.7' }));
-    await assert.rejects(a.client.addPort(pod('a2', 21, { name: 'web' }, { ip: '10.1.1.7' })), (error: unknown) => {
-      assert.ok(error instanceof PortRefusedError);
-      assert.match(error.message, /address 10.1.1.7 is already used by port node-a a1/);
-      return true;
-    });
+    await a.addPod(pod('a1', 20, { name: 'web' }, { ip: '10.1.1.7' }));
+    const taken = pod('a2', 21, { name: 'web' }, { ip: '10.1.1.7' });
+    assert.deepEqual(control.node.registerPod('node-a', taken), { refused: 'address 10.1.1.7 is already used by port node-a a1' });
+    assert.deepEqual(control.node.registeredPods().map(({ port }) => port.id), ['a1'], 'a refused pod is not kept');
+    let settled = false;
+    const waiting = a.client.addPort(taken).then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    await sleep(200);
+    assert.equal(settled, false, 'no configuration, no answer');
     assert.equal(a.access.vifOf('a2'), -1);
+    await a.client.removePort('a2');
+    await waiting;
   } finally {
     await a.close();
     await control.node.close();
@@ -582,11 +656,12 @@ test('a change to the configuration file is applied without restart and reaches 
   writeFileSync(file, CONFIG);
   const logger = new RecordingLogger();
   const running = await runControlNode(['--config', file, '--listen', '127.0.0.1:0'], logger);
+  controlNodes.set(running.address.port, running.node);
   const a = new TestVrouter('node-a', '192.168.0.11', [running.address.port]);
   const b = new TestVrouter('node-b', '192.168.0.12', [running.address.port]);
   try {
-    const cache = await a.client.addPort(pod('cache1', 20, { name: 'web', app: 'cache' }));
-    await b.client.addPort(pod('web2', 21, { name: 'web', uses: 'cache' }));
+    const cache = await a.addPod(pod('cache1', 20, { name: 'web', app: 'cache' }));
+    await b.addPod(pod('web2', 21, { name: 'web', uses: 'cache' }));
     assert.deepEqual(cache.floatingIps, []);
 
     writeFileSync(
@@ -686,14 +761,15 @@ const xmppVector = (name: string) => readFileSync(join(__dirname, '..', '..', 't
 test('TLS by STARTTLS as contrail: the plain-text exchange byte for byte, routes over TLS; unknown names and certificates for another name are refused', { skip: !haveOpenssl && 'openssl not found' }, async () => {
   const control = await startTlsControlNode();
   const relay = await startRelay(control.port);
+  controlNodes.set(relay.port, control.node); // node-a reaches the control node through the relay
   const slow = { reconnectDelay: { initial: 5, max: 5 } };
   const a = new TestVrouter('node-a', '192.168.0.11', [relay.port], {}, control.tlsFor('node-a'));
   const b = new TestVrouter('node-b', '192.168.0.12', [control.port], {}, control.tlsFor('node-b'));
   const unknown = new TestVrouter('node-x', '192.168.0.13', [control.port], slow, control.tlsFor('node-x'));
   const impostor = new TestVrouter('node-b', '192.168.0.14', [control.port], slow, control.tlsFor('node-x'));
   try {
-    const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
-    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    const configA = await a.addPod(pod('a1', 20, { name: 'web' }));
+    const configB = await b.addPod(pod('b1', 21, { name: 'web' }));
     await eventually(() => {
       assert.equal(b.route('web', `${configA.ip}/32`), 'tunnel 192.168.0.11/20');
       assert.equal(a.route('web', `${configB.ip}/32`), 'tunnel 192.168.0.12/21');
@@ -763,7 +839,7 @@ test('STARTTLS refused or failed closes that connection only, with a logged reas
   const plainControl = await startControlNode();
   const noFeatures = new TestVrouter('node-a', '192.168.0.25', [plainControl.port], { holdTime: 0.3, ...backoff }, control.tlsFor('node-a'));
   try {
-    await a.client.addPort(pod('a1', 20, { name: 'web' }));
+    await a.addPod(pod('a1', 20, { name: 'web' }));
 
     // Stanzas before STARTTLS: the answer and the features, then a stream error.
     const reply = await rawSession(`${open}<iq type="set" from="intruder" to="${CONTROL_NODE_JID}/bgp-peer" id="subscribe1"/>`);
@@ -796,7 +872,7 @@ test('STARTTLS refused or failed closes that connection only, with a logged reas
     }
 
     // The listener and the sessions over TLS are untouched.
-    const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
+    const configB = await b.addPod(pod('b1', 21, { name: 'web' }));
     await eventually(() => assert.equal(a.route('web', `${configB.ip}/32`), 'tunnel 192.168.0.12/21'));
     assert.deepEqual(control.node.connectedVrouters().sort(), ['node-a', 'node-b']);
   } finally {

@@ -85,12 +85,17 @@ test('addresses come from the VN subnet, skip the gateway and broadcast, are fre
   network.removePort('node-a', 'p1');
   const third = network.addPort('node-b', port('p3', { name: 'db' }));
   assert.ok('config' in third && third.config.ip === '10.2.0.2');
-  // A reported address is kept (re-reports after a reconnect keep theirs); one outside the subnet is refused.
+  // An address asked for is kept; one outside the subnet is refused.
   const kept = network.addPort('node-a', port('p4', { name: 'web' }, '10.1.1.77'));
   assert.ok('config' in kept && kept.config.ip === '10.1.1.77');
   assert.deepEqual(network.addPort('node-a', port('p5', { name: 'web' }, '10.9.9.9')), {
     refused: 'address 10.9.9.9 is not a pod address of the subnet 10.1.1.0/24 of VN web',
   });
+  // An address read back from the state file is kept while free; one another pod holds is replaced, not refused.
+  const restored = network.addPort('node-a', port('p6', { name: 'web' }), '10.1.1.88');
+  assert.ok('config' in restored && restored.config.ip === '10.1.1.88');
+  const moved = network.addPort('node-b', port('p7', { name: 'web' }), '10.1.1.88');
+  assert.ok('config' in moved && moved.config.ip !== '10.1.1.88', JSON.stringify(moved));
 });
 
 test('rules: explicit policies first, then one per service port for each VN using a service, relevant to both ends', () => {

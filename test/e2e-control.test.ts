@@ -444,6 +444,7 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
       await stopPingsAfter(pings, 'during the control node restart', 50, async () => {
         await sleep(1_000);
         const killedAt = Date.now();
+        const registeredAtKill = cluster.podList.length;
         await cluster.killControlNode(0, 'SIGKILL');
         await cluster.waitUntil(
           async () => (await Promise.all(cluster.nodes.map((node) => cluster.controlSessions(node.index)))).every((sessions) => sessions[0].state !== 'Established'),
@@ -457,8 +458,12 @@ describe('control node A: labels, reachability, services, ECMP, garbage, gracefu
         const down = await cluster.controlSessions(2);
         assert.ok(down[0].staleRoutes > 0, `node2 should count stale routes: ${JSON.stringify(down)}`);
         await sleep(1_000);
+        const controlLogOffset = fs.statSync(cluster.controlNode(0).logFile).size;
         await cluster.startControlNode(0);
         const restartedAt = Date.now();
+        // Every pod registered before the kill came back from --state, doomed included (its deletion came after).
+        const readBack = /(\d+) registered pods read back from /.exec(fs.readFileSync(cluster.controlNode(0).logFile, 'utf8').slice(controlLogOffset));
+        assert.equal(Number(readBack?.[1]), registeredAtKill, 'the restarted control node read its pods back');
         await cluster.waitForSessions(20_000);
         const established = Date.now();
         await cluster.waitForRoute(2, VRF('web'), `${doomed.ip}/32`, (route) => route === undefined, 30_000);
@@ -521,6 +526,11 @@ describe('two control nodes: one killed at a time, nothing lost', { timeout: 120
       const [p0, p1] = [cluster.pod('p0'), cluster.pod('p1')];
       assert.ok(inSubnet(p0.ip, '10.1.1.0/24') && inSubnet(p1.ip, '10.1.1.0/24'));
       assert.notEqual(p0.ip, p1.ip);
+      // Registered at both (`vrouter port add --control-api <control0> --control-api <control1>`), with one address.
+      for (const control of cluster.controlNodes) {
+        const pods = (await cluster.apiRequest(0, 'GET', '/pods', undefined, new URL(control.podApi).host)).body as Array<{ vmUuid: string; ip: string }>;
+        assert.deepEqual(pods.map(({ vmUuid, ip }) => [vmUuid, ip]).sort(), [['p0', p0.ip], ['p1', p1.ip]], control.name);
+      }
     }));
 
   test('killing control0, then (after its restart) control1, loses no ping', () =>

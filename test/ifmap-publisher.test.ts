@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { derivePortView, portConfigOf } from '../src/control/agent/ifmap-port-config';
+import { derivePortView, portConfigOf } from '../src/control/agent/ifmap-port-view';
 import type { LocalPort, PortConfig, PortPolicy } from '../src/control/agent/agent-interface';
 import { encodeConfigSubscribe, virtualMachineSubscription, virtualRouterSubscription } from '../src/control/ifmap/codec';
 import { IfmapGraph } from '../src/control/ifmap/graph';
@@ -18,7 +18,7 @@ import { ControlNode } from '../src/control/node/control-node';
 import { interfaceName } from '../src/control/node/ifmap-publisher';
 import { NetworkManager, PortDecision } from '../src/control/node/network-manager';
 import { NetworkConfig, parseNetworkConfig } from '../src/control/node/network-config';
-import { decodeStanza, encodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
+import { decodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
 import { CONTROL_NODE_JID, Stanza } from '../src/control/xmpp/stanza';
 import { XmppStreamParser } from '../src/control/xmpp/stream-parser';
 
@@ -87,15 +87,6 @@ class IfmapAgent {
 
   subscribe(node: string, subscribe = true): void {
     this.socket.write(encodeConfigSubscribe(this.name, `${CONTROL_NODE_JID}/config`, node, subscribe));
-  }
-
-  /** Interim: the pod is reported on the session, as the agent does until pods are registered on the control node. */
-  addPort(port: LocalPort): void {
-    this.socket.write(encodeStanza({ kind: 'port-add', from: this.name, to: `${CONTROL_NODE_JID}/config`, id: `add-${port.id}`, port }));
-  }
-
-  removePort(portId: string): void {
-    this.socket.write(encodeStanza({ kind: 'port-delete', from: this.name, to: `${CONTROL_NODE_JID}/config`, id: `del-${portId}`, portId }));
   }
 
   close(): void {
@@ -171,7 +162,7 @@ test('the IF-MAP graph the control node sends gives each port what the NetworkMa
     a.subscribe(virtualRouterSubscription('node-a'));
     b.subscribe(virtualRouterSubscription('node-b'));
     for (const [agent, local] of ports) {
-      agent.addPort(local);
+      node.registerPod(agent.name, local);
       agent.subscribe(virtualMachineSubscription(local.vmUuid ?? local.id));
       reference.addPort(agent.name, local);
     }
@@ -185,7 +176,7 @@ test('the IF-MAP graph the control node sends gives each port what the NetworkMa
 
     // A removed port's VM, VMI and instance-ip are deleted on its vrouter; the others follow the new rules.
     const updatesBefore = b.received.length;
-    b.removePort('cache-1');
+    node.unregisterPods('cache-1');
     b.subscribe(virtualMachineSubscription('cache-1'), false);
     reference.removePort('node-b', 'cache-1');
     ports.splice(3, 1);
@@ -217,7 +208,7 @@ test('only the own virtual-router is served; a VM subscribed before its port arr
     assert.equal(a.graph.nodeCount, 1);
     const web = pod('web-1', 21, { name: 'web' });
     a.subscribe(virtualMachineSubscription('web-1'));
-    a.addPort(web);
+    node.registerPod('node-a', web);
     await eventually(() => assert.equal(typeof derived(a.graph, web), 'object'));
     assert.deepEqual(node.connectedVrouters(), ['node-a'], 'the refused subscribes kept the session');
   } finally {

@@ -1,8 +1,8 @@
 /**
  * vrouter-control's pod registration API: a pod registered there (labels,
- * VN, address) is configured on its vrouter through IF-MAP, whatever the
- * vrouter itself reports of it; refusals and bad bodies are answered with
- * the field; a delete there undoes the port on its vrouter.
+ * VN, address) is configured on its vrouter through IF-MAP; refusals and
+ * bad bodies are answered with the field; a delete there undoes the port on
+ * its vrouter.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

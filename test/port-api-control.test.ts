@@ -1,8 +1,10 @@
 /**
  * The agent's port API on a node run by a control node (`vrouter run
- * --control`): a port posted with the agent's body on the host end of a
- * veth (as the kubelet plugin and the CNI make it) is reported to the
- * control node, which gives it its VN and address; GET /port answers them
+ * --control`): a pod registered on the control node's pod API (as the
+ * plugins create the VM and its interface on the configuration side), then
+ * its port posted with the agent's body on the host end of a veth (as the
+ * kubelet plugin and the CNI make it): the control node gives it its VN and
+ * address over IF-MAP; GET /port answers them
  * as the agent does, the pod is addressed from that answer (as the CNI does
  * from GET /vm), and it reaches a pod of another node over MPLS over UDP.
  *
@@ -50,6 +52,10 @@ test('an agent port on an existing veth is configured by the control node and re
   await topology.exec(ns, ['ip', 'link', 'add', C.host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', podNs]);
   await topology.exec(ns, ['ip', 'link', 'set', C.host, 'up']);
   await topology.exec(podNs, ['ip', 'link', 'set', 'eth0', 'address', C.mac, 'mtu', '1468', 'up']);
+  // The configuration side first: the VM and its interface (id = the VMI uuid, instance-id = the VM uuid).
+  const podApi = new URL(cluster.controlNodes[0].podApi).host;
+  const registration = { vrouter: 'node0', vmUuid: C.vm, vmiUuid: C.id, name: 'pod-c', namespace: 'default', labels: {}, mac: C.mac };
+  await cluster.apiRequest(0, 'POST', '/pods', registration, podApi);
   // The kubelet plugin's body: no address (0.0.0.0), the configuration decides.
   const body = {
     id: C.id,
@@ -91,14 +97,17 @@ test('an agent port on an existing veth is configured by the control node and re
   assertAgentAnswer(await raw('DELETE', `/port/${C.id}`), 200, '{}');
   await cluster.waitForRoute(1, VRF('default'), `${String(configured['ip-address'])}/32`, (route) => route === undefined);
   assertAgentAnswer(await raw('GET', `/port/${C.id}`), 404, '{"error":"{ Not Found }"}');
+  await cluster.apiRequest(0, 'DELETE', `/pods/${C.vm}`, undefined, podApi);
 });
 
 test('`vrouter port add --control-api` registers the pod on the control node first; `port delete --control-api` removes it there', async () => {
   const ns = cluster.nodes[0].ns;
   const podApi = cluster.controlNodes[0].podApi;
   const registered = async () =>
-    JSON.parse(await topology.exec(ns, [process.execPath, '-e', `fetch('${podApi}/pods').then((r) => r.text()).then((t) => process.stdout.write(t))`])) as Array<Record<string, unknown>>;
-  const pod = await cluster.addPod(0, { name: 'reg', labels: { app: 'x' }, register: true });
+    (JSON.parse(await topology.exec(ns, [process.execPath, '-e', `fetch('${podApi}/pods').then((r) => r.text()).then((t) => process.stdout.write(t))`])) as Array<Record<string, unknown>>).filter(
+      ({ vrouter }) => vrouter === 'node0',
+    );
+  const pod = await cluster.addPod(0, { name: 'reg', labels: { app: 'x' } });
   assert.equal(pod.vn, networkFqns('default').vn);
   assert.deepEqual(
     (await registered()).map(({ vrouter, vmiUuid, vn, ip, labels }) => ({ vrouter, vmiUuid, vn, ip, labels })),

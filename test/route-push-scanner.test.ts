@@ -219,7 +219,7 @@ function pushXml(p: Push, references: boolean): string {
 /** Stanzas of other kinds between the pushes: the saxes path's. */
 const OTHER_STANZAS = [
   encodeStanza({ kind: 'end-of-rib', from: CONTROL_NODE_JID, to: 'node-a/bgp-peer' }),
-  encodeStanza({ kind: 'port-remove', from: `${CONTROL_NODE_JID}/config`, to: 'node-a/config', id: 'config1', ports: [{ portId: 'p</iq>', reason: 'a > b' }] }),
+  encodeStanza({ kind: 'subscribe', from: 'node-a', to: `${CONTROL_NODE_JID}/bgp-peer`, id: 'subscribe1', vrf: 'p</iq> a > b', instanceId: 1 }),
   vector('evpn-push.xml').toString(),
   vector('ifmap-config.xml').toString(),
 ];
@@ -361,9 +361,9 @@ test('a stanza the framing cannot delimit exactly leaves the rest of the stream 
   );
   const inputs = [
     // A root closed with whitespace in its end tag, then a push.
-    `<iq type="set" from="a" to="b/config" id="c"><config xmlns="urn:vrouter-ts:port-config"><delete-port id="x"/></config></iq >${push}`,
+    `<iq type="set" from="a" to="b/config" id="c"><pubsub xmlns="http://jabber.org/protocol/pubsub"><unsubscribe node="x"/></pubsub></iq >${push}`,
     // "</iq>" in a comment inside the stanza.
-    `<iq type="set" from="a" to="b/config" id="c"><!-- </iq> --><config xmlns="urn:vrouter-ts:port-config"><delete-port id="x"/></config></iq>${push}`,
+    `<iq type="set" from="a" to="b/config" id="c"><!-- </iq> --><pubsub xmlns="http://jabber.org/protocol/pubsub"><unsubscribe node="x"/></pubsub></iq>${push}`,
     // A comment between stanzas, holding what looks like a push.
     `<!-- ${push} -->${push}`,
     // The end of the stream, then bytes after it.

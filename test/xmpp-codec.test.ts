@@ -28,7 +28,7 @@ const VRF = 'default-domain:demo:vn1:vn1';
 const TO_PEER = 'to="network-control@contrailsystems.com/bgp-peer"';
 const PUSH = '<message from="network-control@contrailsystems.com" to="node-a/bgp-peer"><event xmlns="http://jabber.org/protocol/pubsub">';
 
-/** Reference examples (and this project's port stanzas), each with the kind it must decode to. */
+/** Reference examples, each with the kind it must decode to. */
 const EXAMPLES: Array<[Stanza['kind'], string]> = [
   [
     'subscribe',
@@ -67,24 +67,6 @@ const EXAMPLES: Array<[Stanza['kind'], string]> = [
     'end-of-rib',
     '<message from="node-a" to="network-control@contrailsystems.com/bgp-peer"><event xmlns="http://jabber.org/protocol/pubsub">' +
       '<items node="0/0/EndOfRib"/></event></message>',
-  ],
-  [
-    'port-add',
-    '<iq type="set" from="node-a" to="network-control@contrailsystems.com/config" id="port-add7">' +
-      '<config xmlns="urn:vrouter-ts:port-config"><add-port id="uid-1" name="web-1" namespace="default" ' +
-      'mac="02:00:0a:01:01:03" label="25" ip="10.1.1.3"><pod-label key="name" value="web"/>' +
-      '<pod-label key="uses" value="db"/></add-port></config></iq>',
-  ],
-  [
-    'port-delete',
-    '<iq type="set" from="node-a" to="network-control@contrailsystems.com/config" id="port-delete8">' +
-      '<config xmlns="urn:vrouter-ts:port-config"><delete-port id="uid-1"/></config></iq>',
-  ],
-  [
-    'port-remove',
-    '<iq type="set" from="network-control@contrailsystems.com/config" to="node-a/config" id="config4">' +
-      '<config xmlns="urn:vrouter-ts:port-config"><delete><port id="uid-1" reason="no free address in 10.1.1.0/29"/>' +
-      '</delete></config></iq>',
   ],
 ];
 

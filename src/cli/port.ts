@@ -4,7 +4,10 @@
  * `--control-api <url>` the pod is first registered on vrouter-control's
  * pod API (its labels, VN and address request), as OpenContrail's plugins
  * create the VM and its interface on the configuration side before binding
- * the interface through the agent.
+ * the interface through the agent. A second `--control-api` (the second
+ * control node) gets the pod with the VN and address the first decided, so
+ * both agree; a refusal of either is the command's error, and what was
+ * registered is deleted again.
  */
 import * as http from 'node:http';
 import { Command, Option } from 'commander';
@@ -87,25 +90,31 @@ export function portCommand(): Command {
     .option('--gateway <address>', "the VN's gateway, when the state file does not define the VN")
     .option('--mpls-label <label>', 'the MPLS label for the pod (default: the next free one)', (value: string) => Number(value))
     .option('--floating-ip <ip[,proto:port:target...]>', 'a ClusterIP the pod backs, e.g. 10.96.0.10,tcp:80:8080; repeatable', (value: string, all: string[]) => all.concat([value]), [])
-    .option('--control-api <url>', "vrouter-control's pod API (e.g. http://198.18.0.2:8082): the pod is registered there first")
+    .option('--control-api <url>', "vrouter-control's pod API (e.g. http://198.18.0.2:8082): the pod is registered there first; once per control node", (value: string, all: string[]) => all.concat([value]), [])
     .option('--vrouter <name>', 'the node the pod is on, as the control node knows it (required with --control-api)')
     .addOption(api())
-    .action(async (options: Record<string, unknown> & { label: string[]; api: string; mplsLabel?: number; floatingIp: string[]; controlApi?: string; vrouter?: string }) => {
+    .action(async (options: Record<string, unknown> & { label: string[]; api: string; mplsLabel?: number; floatingIp: string[]; controlApi: string[]; vrouter?: string }) => {
       const { api: address, label, mplsLabel, floatingIp, controlApi, vrouter, ...fields } = options;
       const body = Object.fromEntries(
         Object.entries({ ...fields, labels: labels(label), label: mplsLabel, floatingIps: floatingIp.length ? floatingIp.map(parseFloatingIp) : undefined }).filter(
           ([, value]) => value !== undefined,
         ),
       );
-      if (controlApi !== undefined) {
+      if (controlApi.length > 2) throw new Error('--control-api: at most two control nodes');
+      if (controlApi.length > 0) {
         if (vrouter === undefined) throw new Error('--control-api needs --vrouter <name>');
         const id = String(fields.id);
-        const registration = { vrouter, vmUuid: id, vmiUuid: id, name: fields.name ?? id, namespace: fields.namespace ?? 'default', labels: body.labels, vn: fields.vn, ip: fields.ip, mac: fields.mac };
-        await callControl(controlApi, 'POST', '/pods', Object.fromEntries(Object.entries(registration).filter(([, value]) => value !== undefined)));
+        let registration: Record<string, unknown> = { vrouter, vmUuid: id, vmiUuid: id, name: fields.name ?? id, namespace: fields.namespace ?? 'default', labels: body.labels, vn: fields.vn, ip: fields.ip, mac: fields.mac };
+        const registered: string[] = [];
         try {
+          for (const url of controlApi) {
+            const decided = (await callControl(url, 'POST', '/pods', Object.fromEntries(Object.entries(registration).filter(([, value]) => value !== undefined)))) as { vn: string; ip: string; mac: string };
+            registered.push(url);
+            registration = { ...registration, vn: decided.vn, ip: decided.ip, mac: decided.mac };
+          }
           process.stdout.write(JSON.stringify(await call(address, 'POST', '/port', body)) + '\n');
         } catch (error) {
-          await callControl(controlApi, 'DELETE', `/pods/${encodeURIComponent(id)}`).catch(() => undefined);
+          await Promise.all(registered.map((url) => callControl(url, 'DELETE', `/pods/${encodeURIComponent(id)}`).catch(() => undefined)));
           throw error;
         }
         return;
@@ -115,11 +124,14 @@ export function portCommand(): Command {
   port
     .command('delete <id>')
     .description('remove a pod interface')
-    .option('--control-api <url>', "vrouter-control's pod API: the pod's registration is removed there too")
+    .option('--control-api <url>', "vrouter-control's pod API: the pod's registration is removed there too; once per control node", (value: string, all: string[]) => all.concat([value]), [])
     .addOption(api())
-    .action(async (id: string, options: { api: string; controlApi?: string }) => {
+    .action(async (id: string, options: { api: string; controlApi: string[] }) => {
       await call(options.api, 'DELETE', `/port/${encodeURIComponent(id)}`);
-      if (options.controlApi !== undefined) await callControl(options.controlApi, 'DELETE', `/pods/${encodeURIComponent(id)}`);
+      // Every control node is asked, even when one fails; the first failure is the command's error.
+      const outcomes = await Promise.allSettled(options.controlApi.map((url) => callControl(url, 'DELETE', `/pods/${encodeURIComponent(id)}`)));
+      const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
     });
   port
     .command('list')

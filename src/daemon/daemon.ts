@@ -20,7 +20,7 @@ import type { SandeshInterface } from './sandesh-itf';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
-import { ControlClient, ControlServer, PortRefusedError } from '../control/agent/control-client';
+import { ControlClient, ControlServer } from '../control/agent/control-client';
 import { CapAttachment } from './cap-attachment';
 import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
@@ -150,19 +150,17 @@ export function macForIp(ip: string): string {
 
 /**
  * The control client's LocalPort of an agent port: { id (the VMI), vmUuid
- * (instance-id), name (display-name), mac, label }; namespace, labels, vn
- * and ip are what today's control protocol still reads (vrouter-ts's `vn`,
- * the posted address when there is one).
+ * (instance-id), name (display-name), mac, label }; VN, address and labels
+ * are the pod registration's, not the agent port's.
  */
 function agentLocalPort(port: AgentPort, label: number): LocalPort {
-  const identity = { id: port.id, vmUuid: port.instanceId, name: port.displayName, mac: port.mac, label };
-  return { ...identity, namespace: 'default', labels: {}, vn: port.vn, ip: port.ip === '0.0.0.0' ? undefined : port.ip };
+  return { id: port.id, vmUuid: port.instanceId, name: port.displayName, mac: port.mac, label, namespace: 'default', labels: {} };
 }
 
 export class Daemon {
   private readonly ports = new Map<string, PortRecord>();
   private client: ControlClient | null = null;
-  /** Ports reported to the control node, waiting for their configuration: where their TAP goes. */
+  /** Ports given to the control client, waiting for their configuration: where their TAP goes. */
   private readonly pending = new Map<string, { tapName: string; netnsPath?: string; request: PortAddRequest }>();
   /** Labels in use on this node (the state file's and those given to control-configured ports). */
   private readonly usedLabels = new Set<number>();
@@ -386,7 +384,7 @@ export class Daemon {
       this.usedLabels.delete(label);
       this.restorable.delete(request.id);
       await client.removePort(request.id).catch(() => undefined);
-      throw new ApiError(error instanceof PortRefusedError ? 400 : 503, (error as Error).message);
+      throw new ApiError(503, (error as Error).message);
     }
     this.pending.delete(request.id);
     const stats = (await this.dataplane.request({ op: 'introspect', query: { what: 'vifs' } })) as Array<{ id: number; name: string }>;

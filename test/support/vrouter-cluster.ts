@@ -51,10 +51,16 @@
  * state and log file and daemon pid (for CPU measurements); cluster.pod(name)
  * a pod's namespace, IP, label, vif, TAP name and MTU.
  *
- * Control mode: with `control`, one or two control nodes (`vrouter-control`)
- * run in their own namespaces on the underlay bridge and the harness programs
- * no route at all: the daemons run with `--control` and learn everything
- * over XMPP.
+ * Control mode: with `control`, one or two control nodes (`vrouter-control
+ * --api <address>:8082 --state <tmp>/control<i>/pods.json`) run in their own
+ * namespaces on the underlay bridge and the harness programs no route at
+ * all: the daemons run with `--control` and learn everything over XMPP.
+ * Every pod is registered on the pod API of each running control node first
+ * (the first decides VN and address, the second gets the pod with them), as
+ * `vrouter port add --control-api <url> [--control-api <url2>]` does; a
+ * control node started again reads its pods back from its state file, and
+ * the harness then registers there the pods added and deletes those deleted
+ * while it was down, as a configuration database both read would have it.
  *
  *   <p>-underlay: br0 -- c0 --veth-- underlay 198.18.0.2/24 in <p>-control0 -- vrouter-control --listen 198.18.0.2:5269
  *                     -- c1 --veth-- underlay 198.18.0.3/24 in <p>-control1   (controlNodes: 2)
@@ -71,10 +77,10 @@
  *     },
  *   });
  *   const web = await cluster.addPod(0, { name: 'web', labels: { name: 'web', uses: 'db' } });
- *     // `vrouter port add --label name=web --label uses=db` (vn and ip optional: the control node decides);
+ *     // `vrouter port add --label name=web --label uses=db --control-api ...` (vn and ip optional: the control node decides);
  *     // web.vn and web.ip are what it chose (the port add's answer)
- *   await cluster.addPod(1, spec, { via: 'api' });   // POST /port from inside the node namespace instead of the CLI:
- *     // pod.portAdd = { sentAt, answeredAt } (epoch ms, taken around the request itself)
+ *   await cluster.addPod(1, spec, { via: 'api' });   // POST /pods, then POST /port, from inside the node namespace instead of the CLI:
+ *     // pod.portAdd = { sentAt, answeredAt } (epoch ms, taken around the POST /port itself)
  *   const { ms } = await cluster.timePortAddToReply(0, { name: 'new', labels: {...}, ip: '10.1.1.50' }, 'web');
  *     // pings ip from pod web (every 2 ms) while the port is added: ms from the port add request to the first reply
  *   await cluster.routes(2, 'default-domain:default-project:web:web'); // GET /api/routes?vrf=<that> of node 2 (null: no such VRF)
@@ -181,8 +187,6 @@ export interface PodSpec {
   floatingIps?: FloatingIpSpec[];
   mac?: string;
   mtu?: number;
-  /** Control mode: register the pod on control node 0's pod API first (`vrouter port add --control-api`). */
-  register?: boolean;
 }
 
 export interface ClusterPod {
@@ -201,14 +205,15 @@ export interface ClusterPod {
   ifname: string;
   mac: string;
   mtu: number;
-  /** With addPod(..., { via: 'api' }): when the POST /port was sent and answered (epoch ms, fractional). */
+  /** With addPod(..., { via: 'api' }): when the POST /port (after the registration) was sent and answered (epoch ms, fractional). */
   portAdd?: { sentAt: number; answeredAt: number };
 }
 
 export interface AddPodOptions {
   /**
    * 'cli' (default): `vrouter port add` in the node namespace; 'api': a POST
-   * /port from a small script in the node namespace, timed around the request.
+   * /port from a small script in the node namespace, timed around the request
+   * (in control mode after the POST /pods that registers the pod).
    */
   via?: 'cli' | 'api';
 }
@@ -301,8 +306,8 @@ const DEFAULT_API = '127.0.0.1:9091';
 const DEFAULT_INTROSPECT = '127.0.0.1:8085';
 const VROUTER_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'vrouter.js');
 const CONTROL_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'vrouter-control.js');
-/** What vrouter-control logs once it accepts vrouters. */
-const CONTROL_LISTENING = /control node listening on/;
+/** What vrouter-control logs last at start: its pod API listens (after the XMPP port). */
+const CONTROL_LISTENING = /pod API listening on/;
 const STOP_TIMEOUT_MS = 10_000;
 const LOG_TAIL = 200;
 const LOG_MARKER = '\n=== vrouter daemon logs ===\n';
@@ -337,6 +342,11 @@ function nexthopArgument(nexthop: RouteNexthop): string {
  * { status, sentAt, answeredAt, body } (epoch ms, taken just before the
  * request and when its answer is complete). argv: host port method path [json body].
  */
+/** A control node's pod API as apiRequest takes it: address:port. */
+function podApiAddress(control: ClusterControlNode): string {
+  return `${control.address}:${POD_API_PORT}`;
+}
+
 const HTTP_REQUEST_SCRIPT = `
 const [host, port, method, path, body] = process.argv.slice(1);
 const { performance } = require('perf_hooks');
@@ -445,6 +455,8 @@ export class VrouterCluster {
   readonly underlayNs: string;
   readonly podMtu: number;
   private readonly pods = new Map<string, ClusterPod>();
+  /** Control mode: each pod's registration (with its address), to bring a restarted control node up to date. */
+  private readonly registrations = new Map<string, Record<string, unknown>>();
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -560,10 +572,19 @@ export class VrouterCluster {
     type PortAnswer = { vif: number; label: number; tapName: string; ifname: string; mac: string; mtu: number; vn: string; ip: string };
     let record: PortAnswer;
     let portAdd: ClusterPod['portAdd'];
+    // As `vrouter port add --control-api` sends it (its id is the VM's and the VMI's).
+    const registration: Record<string, unknown> = { vrouter: node.name, vmUuid: spec.name, vmiUuid: spec.name, name: spec.name, namespace: 'default', labels: spec.labels ?? {} };
+    for (const field of ['vn', 'ip', 'mac'] as const) if (spec[field] !== undefined) registration[field] = spec[field];
     if (options.via === 'api') {
-      const answer = await this.apiRequest(nodeIndex, 'POST', '/port', request);
-      record = answer.body as PortAnswer;
-      portAdd = { sentAt: answer.sentAt, answeredAt: answer.answeredAt };
+      const registered = control ? await this.registerPod(nodeIndex, registration) : [];
+      try {
+        const answer = await this.apiRequest(nodeIndex, 'POST', '/port', request);
+        record = answer.body as PortAnswer;
+        portAdd = { sentAt: answer.sentAt, answeredAt: answer.answeredAt };
+      } catch (error) {
+        for (const api of registered) await this.apiRequest(nodeIndex, 'DELETE', `/pods/${encodeURIComponent(spec.name)}`, undefined, api).catch(() => undefined);
+        throw error;
+      }
     } else {
       const args = ['port', 'add', '--id', spec.name, '--name', spec.name, '--netns', ns];
       if (spec.vn !== undefined) args.push('--vn', spec.vn);
@@ -574,7 +595,7 @@ export class VrouterCluster {
       if (spec.mac !== undefined) args.push('--mac', spec.mac);
       if (spec.mtu !== undefined) args.push('--mtu', String(spec.mtu));
       for (const fip of spec.floatingIps ?? []) args.push('--floating-ip', floatingIpArgument(fip));
-      if (spec.register) args.push('--control-api', this.controlNodes[0].podApi, '--vrouter', node.name);
+      if (control) args.push(...this.runningControlNodes().flatMap((controlNode) => ['--control-api', controlNode.podApi]), '--vrouter', node.name);
       record = JSON.parse(await this.vrouter(nodeIndex, args)) as PortAnswer;
     }
     const pod: ClusterPod = {
@@ -594,6 +615,7 @@ export class VrouterCluster {
       ...(portAdd ? { portAdd } : {}),
     };
     this.pods.set(spec.name, pod);
+    if (control) this.registrations.set(spec.name, { ...registration, ip: pod.ip });
     // The pod's own IPv6 address (no DAD: the vrouter answers no probe anyway); its default route comes by router advertisement.
     if (spec.ip6 !== undefined) await this.topology.exec(ns, ['ip', '-6', 'addr', 'add', `${spec.ip6}/128`, 'dev', record.ifname, 'nodad']);
     if (control) return pod;
@@ -609,13 +631,15 @@ export class VrouterCluster {
   }
 
   /**
-   * `vrouter port delete` on the pod's node and (without a control node) the
-   * /32 route withdrawn on the others; the namespace stays.
+   * `vrouter port delete` on the pod's node (in control mode with
+   * `--control-api` for each running control node) and (without a control
+   * node) the /32 route withdrawn on the others; the namespace stays.
    */
   async deletePod(name: string): Promise<void> {
     const pod = this.pod(name);
-    await this.vrouter(pod.node, ['port', 'delete', pod.name]);
+    await this.vrouter(pod.node, ['port', 'delete', pod.name, ...this.runningControlNodes().flatMap((control) => ['--control-api', control.podApi])]);
     this.pods.delete(name);
+    this.registrations.delete(name);
     if (this.options.control) return;
     await Promise.all(
       this.runningNodes()
@@ -631,7 +655,7 @@ export class VrouterCluster {
    * Pings spec.ip from an existing pod every 2 ms, adds the pod (spec.ip is
    * required: the ping starts first) with a timed POST /port, and resolves
    * with the time from that request to the first echo reply (ping -D's
-   * timestamp): port add, control node round trip, pod namespace set up,
+   * timestamp; the pod is registered on the pod API before): port add, control node round trip, pod namespace set up,
    * route published and programmed on the pinging node, first packet
    * forwarded both ways. answerMs: until the port add was answered.
    */
@@ -844,11 +868,48 @@ export class VrouterCluster {
     return { code, signal: exitSignal, ms: Date.now() - started };
   }
 
-  /** Starts a control node (again: same namespace, address and configuration); resolves once it listens. */
+  /**
+   * Starts a control node (again: same namespace, address, configuration and
+   * state file); resolves once it listens and has the pods added since it
+   * went down, and no longer those deleted meanwhile.
+   */
   async startControlNode(index: number): Promise<void> {
     const control = this.controlNode(index);
     if (!control.exit) throw new Error(`${control.name} is running (pid ${control.pid})`);
     await this.launchControlNode(control);
+    const from = this.runningNodes()[0];
+    if (from === undefined) return;
+    const api = podApiAddress(control);
+    const known = new Set(((await this.apiRequest(from.index, 'GET', '/pods', undefined, api)).body as Array<{ vmUuid: string }>).map((pod) => pod.vmUuid));
+    for (const vm of known) if (!this.registrations.has(vm)) await this.apiRequest(from.index, 'DELETE', `/pods/${encodeURIComponent(vm)}`, undefined, api);
+    for (const [vm, registration] of this.registrations) if (!known.has(vm)) await this.apiRequest(from.index, 'POST', '/pods', registration, api);
+  }
+
+  /** Control mode: the control nodes running now. */
+  private runningControlNodes(): ClusterControlNode[] {
+    return this.controlNodes.filter((control) => !control.exit);
+  }
+
+  /**
+   * POST /pods at each running control node from the node's namespace, the
+   * first deciding VN and address, the next getting the pod with them;
+   * resolves to the pod APIs that registered it.
+   */
+  private async registerPod(nodeIndex: number, registration: Record<string, unknown>): Promise<string[]> {
+    const registered: string[] = [];
+    let body = registration;
+    try {
+      for (const control of this.runningControlNodes()) {
+        const api = podApiAddress(control);
+        const decided = (await this.apiRequest(nodeIndex, 'POST', '/pods', body, api)).body as { vn: string; ip: string; mac: string };
+        registered.push(api);
+        body = { ...body, vn: decided.vn, ip: decided.ip, mac: decided.mac };
+      }
+    } catch (error) {
+      for (const api of registered) await this.apiRequest(nodeIndex, 'DELETE', `/pods/${encodeURIComponent(String(registration.vmUuid))}`, undefined, api).catch(() => undefined);
+      throw error;
+    }
+    return registered;
   }
 
   /** killControlNode, downMs later startControlNode; resolves once it listens again. */
@@ -1140,7 +1201,8 @@ export class VrouterCluster {
     const logFd = fs.openSync(control.logFile, 'a');
     let child: ChildProcess;
     try {
-      child = this.topology.spawn(control.ns, [process.execPath, CONTROL_BIN, '--config', control.configFile, '--listen', control.endpoint, '--api', `${control.address}:${POD_API_PORT}`], {
+      const stateFile = path.join(path.dirname(control.configFile), 'pods.json');
+      child = this.topology.spawn(control.ns, [process.execPath, CONTROL_BIN, '--config', control.configFile, '--listen', control.endpoint, '--api', podApiAddress(control), '--state', stateFile], {
         stdio: ['ignore', logFd, logFd],
       });
     } finally {

@@ -5,11 +5,11 @@
  * Configuration comes as IF-MAP, as to contrail's agent: at session start
  * it subscribes its virtual-router, and for every local port the port's
  * virtual-machine; the `<config>` updates and deletes go into one IfmapGraph
- * per session, from which each port's view is derived (ifmap-port-config.ts)
+ * per session, from which each port's view is derived (ifmap-port-view.ts)
  * and programmed once complete, again when it changes, and undone when its
- * interface goes. (Interim, until pods are registered on the control node's
- * API: it also reports each port with its pod's labels, and a control node
- * that refuses one says so in a port-remove.) A configured port's addresses
+ * interface goes. A port whose VM has no configuration yet waits, as the
+ * agent keeps it inactive: pods are registered (and refused, when they are)
+ * on the configuration side, the control node's pod API. A configured port's addresses
  * (its IP and its floating IPs) are published in its routing instance with
  * this node's underlay address, the port's label, the encapsulations this
  * node accepts and its VN; the routing instance is subscribed while a port
@@ -17,9 +17,8 @@
  * (LearnedRoutes merges sessions and keeps stale routes through a control
  * node restart).
  *
- * With two control nodes each gets the same reports and publications. A
- * port without an address is reported to one control node first, and to
- * the other with the address it was given, so both agree on it; a port
+ * With two control nodes each gets the same subscriptions and
+ * publications (the pod is registered at both with one address); a port
  * follows the configuration of one session and switches to the other's only
  * when that session drops.
  *
@@ -29,7 +28,7 @@
  */
 import type { TunnelEncap } from '../../dataplane/nexthop';
 import { vmUuidOf, type DataplaneAccess, type LocalPort, type PortConfig, type RouteNexthop } from './agent-interface';
-import { derivePortView, portConfigOf, type IfmapPortView } from './ifmap-port-config';
+import { derivePortView, portConfigOf, type IfmapPortView } from './ifmap-port-view';
 import { LearnedRoutes } from './learned-routes';
 import { ControlServer, ServerConnection } from './control-session';
 import { virtualMachineSubscription, virtualRouterSubscription } from '../ifmap/codec';
@@ -66,8 +65,8 @@ const MAX_LABEL = 0xfffff;
 const LOCAL_PREFERENCE = 200;
 const KNOWN_ENCAPS: readonly string[] = ['udp', 'gre'];
 
-/** What a session says of a port: its configuration, a refusal (interim port-remove), or that its interface went. */
-type Outcome = { config: PortConfig } | { refused: string } | { unconfigured: string };
+/** What a session says of a port: its configuration, or that it went (its interface, or a piece of it). */
+type Outcome = { config: PortConfig } | { unconfigured: string };
 
 interface PortState {
   port: LocalPort;
@@ -76,8 +75,6 @@ interface PortState {
   configSession: number | null;
   /** The latest outcome of each session. */
   outcomes: Map<number, Outcome>;
-  /** Sessions (in their current incarnation) that know the port. */
-  reportedTo: Set<number>;
   removed: boolean;
   /** Configuration changes of one port are applied one after the other. */
   chain: Promise<void>;
@@ -89,13 +86,6 @@ interface LocalRoute {
   vrf: string;
   prefix: string;
   byPort: Map<string, WireNexthop>;
-}
-
-export class PortRefusedError extends Error {
-  constructor(portId: string, reason: string) {
-    super(`port ${portId} refused by the control node: ${reason}`);
-    this.name = 'PortRefusedError';
-  }
 }
 
 export class ControlClient {
@@ -139,10 +129,9 @@ export class ControlClient {
   }
 
   /**
-   * Reports a local port; resolves with its configuration once programmed
-   * (the address is there when the control node allocated one), rejects with
-   * PortRefusedError when the control node refuses it. Later changes are
-   * programmed without a call.
+   * Subscribes a local port's VM; resolves with the port's configuration once
+   * a control node sent it and it is programmed (until then the port waits).
+   * Later changes are programmed without a call.
    */
   addPort(port: LocalPort): Promise<PortConfig> {
     if (this.ports.has(port.id)) return Promise.reject(new Error(`port ${port.id} was already added`));
@@ -151,14 +140,12 @@ export class ControlClient {
       config: null,
       configSession: null,
       outcomes: new Map(),
-      reportedTo: new Set(),
       removed: false,
       chain: Promise.resolve(),
       waiters: [],
     };
     this.ports.set(port.id, state);
     const configured = new Promise<PortConfig>((resolve, reject) => state.waiters.push({ resolve, reject }));
-    this.reportPorts();
     const vm = vmUuidOf(port);
     const vmPorts = this.vmPorts.get(vm) ?? 0;
     this.vmPorts.set(vm, vmPorts + 1);
@@ -167,7 +154,7 @@ export class ControlClient {
     return configured;
   }
 
-  /** Withdraws the port's routes, undoes its configuration and tells the control nodes. */
+  /** Withdraws the port's routes, undoes its configuration and unsubscribes its VM when it was the VM's last port. */
   async removePort(portId: string): Promise<void> {
     const state = this.ports.get(portId);
     if (!state) return;
@@ -178,18 +165,12 @@ export class ControlClient {
     const vmPorts = (this.vmPorts.get(vm) ?? 1) - 1;
     if (vmPorts > 0) this.vmPorts.set(vm, vmPorts);
     else this.vmPorts.delete(vm);
-    for (const connection of this.connections) {
-      if (vmPorts === 0 && connection.isEstablished) this.subscribeConfig(connection, virtualMachineSubscription(vm), false);
-      // Interim, until pods are registered on the control node's API.
-      if (state.reportedTo.has(connection.index)) {
-        connection.send({ kind: 'port-delete', ...vrouterToControl(this.options.nodeName, CONFIG_RESOURCE), id: this.stanzaId('port-delete'), portId });
-      }
-    }
+    if (vmPorts === 0) for (const connection of this.connections) if (connection.isEstablished) this.subscribeConfig(connection, virtualMachineSubscription(vm), false);
     state.chain = state.chain.then(() => this.unconfigure(state));
     await state.chain;
   }
 
-  /** Closes the sessions (the control nodes forget this node's routes and ports); the dataplane is left as it is. */
+  /** Closes the sessions (the control nodes forget this node's routes); the dataplane is left as it is. */
   async close(): Promise<void> {
     this.closed = true;
     for (const timer of this.staleTimers.values()) clearTimeout(timer);
@@ -227,7 +208,6 @@ export class ControlClient {
     const bgp = vrouterToControl(this.options.nodeName, BGP_PEER_RESOURCE);
     this.graphs.set(connection.index, new IfmapGraph());
     this.subscribeConfig(connection, virtualRouterSubscription(this.options.nodeName), true);
-    this.reportPorts();
     for (const vm of this.vmPorts.keys()) this.subscribeConfig(connection, virtualMachineSubscription(vm), true);
     for (const vrf of this.vrfPorts.keys()) connection.send({ kind: 'subscribe', ...bgp, id: this.stanzaId('subscribe'), vrf, instanceId: this.instanceIds.get(vrf)! });
     for (const route of this.localRoutes.values()) this.sendRoute(connection, route);
@@ -249,7 +229,6 @@ export class ControlClient {
     }
     this.logger.warn(`${connection.name}: session down (${reason}); learned routes kept as stale`);
     for (const state of this.ports.values()) {
-      state.reportedTo.delete(index);
       state.outcomes.delete(index);
       if (state.configSession === index) {
         state.configSession = null;
@@ -257,7 +236,6 @@ export class ControlClient {
         for (const [session, outcome] of state.outcomes) this.applyOutcome(state, session, outcome);
       }
     }
-    this.reportPorts();
   }
 
   private handle(connection: ServerConnection, stanza: Stanza): void {
@@ -277,10 +255,6 @@ export class ControlClient {
         for (const change of stanza.changes) graph.apply(change);
         return this.deriveConfigs(connection.index);
       }
-      // Interim, until pods are registered on the control node's API: the control node refuses a reported port.
-      case 'port-remove':
-        for (const { portId, reason } of stanza.ports) this.receiveOutcome(connection.index, portId, { refused: reason });
-        return;
       case 'ignored-items':
         // contrail-control pushes every family of a subscribed instance; only inet unicast is programmed.
         this.ignoredItems.set(connection.index, (this.ignoredItems.get(connection.index) ?? 0) + stanza.items);
@@ -326,26 +300,6 @@ export class ControlClient {
 
   // ------------------------------------------------------------ ports
 
-  /**
-   * Sends each port to the sessions that do not know it yet. A port still
-   * without an address goes to one session only, so that one control node
-   * allocates it; the others learn the port with that address.
-   */
-  private reportPorts(): void {
-    const established = this.connections.filter((connection) => connection.isEstablished);
-    for (const state of this.ports.values()) {
-      const ip = state.config?.ip ?? state.port.ip;
-      for (const connection of established) {
-        if (state.reportedTo.has(connection.index)) continue;
-        if (ip === undefined && state.reportedTo.size > 0) break;
-        const port: LocalPort = { ...state.port, labels: { ...state.port.labels } };
-        if (ip !== undefined) port.ip = ip;
-        connection.send({ kind: 'port-add', ...vrouterToControl(this.options.nodeName, CONFIG_RESOURCE), id: this.stanzaId('port-add'), port });
-        state.reportedTo.add(connection.index);
-      }
-    }
-  }
-
   private subscribeConfig(connection: ServerConnection, node: string, subscribe: boolean): void {
     connection.send({ kind: 'config-subscribe', ...vrouterToControl(this.options.nodeName, CONFIG_RESOURCE), node, subscribe });
   }
@@ -383,13 +337,9 @@ export class ControlClient {
       try {
         if ('config' in outcome) {
           await this.configure(state, outcome.config);
-        } else if ('unconfigured' in outcome) {
+        } else {
           this.logger.warn(`port ${state.port.id}: its configuration went (${outcome.unconfigured})`);
           await this.unconfigure(state);
-        } else {
-          this.logger.warn(`port ${state.port.id}: refused by the control node: ${outcome.refused}`);
-          await this.unconfigure(state);
-          for (const waiter of state.waiters.splice(0)) waiter.reject(new PortRefusedError(state.port.id, outcome.refused));
         }
       } catch (error) {
         this.logger.warn(`port ${state.port.id}: programming failed: ${(error as Error).message}`);
@@ -415,7 +365,6 @@ export class ControlClient {
       const nexthop: WireNexthop = { address: this.options.underlayIp, label: port.label, encaps: [...this.options.encaps], virtualNetwork: config.vn };
       for (const prefix of wanted) this.setLocalNexthop(config.vrf, prefix, port.id, nexthop);
       this.logger.info(`port ${port.id} (${port.namespace}/${port.name}): ${config.ip} in ${config.vrf}, ${config.floatingIps.length} floating IPs, ${config.policies.length} policies`);
-      if (previous === null) this.reportPorts();
     }
     for (const waiter of state.waiters.splice(0)) waiter.resolve(config);
   }

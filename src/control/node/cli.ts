@@ -1,7 +1,9 @@
 /**
- * `vrouter-control --config <file> [--listen <host:port>] [--api <host:port>]`:
+ * `vrouter-control --config <file> [--listen <host:port>] [--api <host:port>] [--state <file>]`:
  * runs a control node, with the pod registration API (pod-api.ts) when
- * `--api` is given. The configuration file is applied again, without a restart, when it
+ * `--api` is given; with `--state` the registered pods and their addresses
+ * are kept in that file (pod-store.ts), read back at start before the node
+ * listens, so a restart loses none. The configuration file is applied again, without a restart, when it
  * changes on disk or on SIGHUP; a file that does not validate is reported
  * and the running configuration kept. SIGTERM and SIGINT close the sessions
  * (vrouters keep their routes as stale) and exit.
@@ -12,6 +14,7 @@ import { basename, dirname } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ControlNode } from './control-node';
 import { createPodApi } from './pod-api';
+import { PodStateError } from './pod-store';
 import { NetworkConfigError, loadNetworkConfig } from './network-config';
 import { Logger, stderrLogger } from '../xmpp/logger';
 import { CONTROL_NODE_JID } from '../xmpp/stanza';
@@ -53,13 +56,14 @@ export async function runControlNode(argv: string[], logger: Logger = stderrLogg
     .exitOverride()
     .requiredOption('--config <file>', 'network configuration (YAML or JSON), applied again when it changes or on SIGHUP')
     .option('--listen <host:port>', 'address to accept vrouters on', DEFAULT_LISTEN)
-    .option('--api <host:port>', 'address of the pod registration API (POST/GET /pods, DELETE /pods/<vm uuid>)');
+    .option('--api <host:port>', 'address of the pod registration API (POST/GET /pods, DELETE /pods/<vm uuid>)')
+    .option('--state <file>', 'where the registered pods and their addresses are kept across restarts');
   program.parse(argv, { from: 'user' });
-  const options = program.opts<{ config: string; listen: string; api?: string }>();
+  const options = program.opts<{ config: string; listen: string; api?: string; state?: string }>();
   const listen = parseListen(options.listen);
   const apiListen = options.api === undefined ? null : parseListen(options.api, '--api');
   const file = options.config;
-  const node = new ControlNode({ config: loadNetworkConfig(file), logger });
+  const node = new ControlNode({ config: loadNetworkConfig(file), logger, ...(options.state === undefined ? {} : { podStateFile: options.state }) });
   const address = await node.listen(listen.port, listen.host);
   const api = apiListen === null ? null : createPodApi(node);
   const apiAddress =
@@ -110,7 +114,7 @@ export async function runControlNode(argv: string[], logger: Logger = stderrLogg
 export function main(argv: string[]): void {
   runControlNode(argv.slice(2)).catch((error: unknown) => {
     if (error instanceof CommanderError) process.exit(error.exitCode);
-    const known = error instanceof UsageError || error instanceof NetworkConfigError;
+    const known = error instanceof UsageError || error instanceof NetworkConfigError || error instanceof PodStateError;
     process.stderr.write(`vrouter-control: ${error instanceof Error ? (known ? error.message : error.stack) : String(error)}\n`);
     process.exit(known ? 2 : 1);
   });

@@ -3,8 +3,9 @@
  * as contrail-control's xmpp_auth_enable, see xmpp/starttls.ts) for many
  * vrouters. It
  *
- * - configures their ports (NetworkManager decides VN, address, floating
- *   IPs, policies) and serves that configuration as IF-MAP
+ * - configures the pods registered on its pod API (NetworkManager decides
+ *   VN, address, floating IPs, policies; `podStateFile` keeps them across a
+ *   restart, pod-store.ts) and serves that configuration as IF-MAP
  *   (ifmap-publisher.ts): each vrouter gets, after it subscribes its
  *   virtual-router and each port's virtual-machine, that part of the graph,
  *   then only what changes in it;
@@ -18,7 +19,7 @@
  *   vrouters reconnect one by one, and one that swept its stale routes at
  *   once would drop those of vrouters not back yet;
  * - helps a vrouter through graceful restart: when its session drops without
- *   a stream close, its routes and ports stay for `gracefulRestartTime`;
+ *   a stream close, its routes stay for `gracefulRestartTime`;
  *   when it reconnects they are stale until re-sent, and those not re-sent
  *   by its End-of-RIB are removed;
  * - applies a new configuration (reload) to every port and view, pushing
@@ -34,6 +35,7 @@ import { buildConfigGraph, IfmapInterest, vrouterGraph } from './ifmap-publisher
 import { virtualRouterName, virtualRouterSubscription } from '../ifmap/codec';
 import { IfmapGraph } from '../ifmap/graph';
 import { networkFqns } from '../ifmap/names';
+import { loadPods, savePods } from './pod-store';
 import { RouteTables, ViewChange } from './route-tables';
 import { NetworkConfig } from './network-config';
 import { controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
@@ -45,6 +47,8 @@ import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STRE
 export interface ControlNodeOptions {
   config: NetworkConfig;
   logger?: Logger;
+  /** Where the registered pods are kept (pod-store.ts): read back here, written on every change. */
+  podStateFile?: string;
 }
 
 const VIRTUAL_MACHINE_PREFIX = 'virtual-machine:';
@@ -60,9 +64,8 @@ const DRAIN_EVERY_BYTES = 1 << 20;
 interface VrouterState {
   name: string;
   channel: VrouterChannel | null;
-  /** After a reconnect: "instance\0prefix" routes and port ids not yet re-sent. */
+  /** After a reconnect: "instance\0prefix" routes not yet re-sent. */
   staleRoutes: Set<string> | null;
-  stalePorts: Set<string> | null;
   graceTimer: NodeJS.Timeout | null;
   endOfRibTimer: NodeJS.Timeout | null;
 }
@@ -74,8 +77,6 @@ class VrouterChannel {
   readonly subscriptions = new Map<string, number>();
   /** Published but not yet associated routes, "instance\0prefix" -> entry. */
   readonly pendingPublish = new Map<string, RouteEntry>();
-  /** Port id -> the refusal last pushed, so a refusal is pushed once. */
-  readonly pushedRefusals = new Map<string, string>();
   /** What the vrouter subscribed to over IF-MAP, and the graph sent to it so far. */
   readonly ifmapInterest: IfmapInterest = { virtualRouter: false, vms: new Set() };
   ifmapSent = new IfmapGraph();
@@ -85,13 +86,8 @@ class VrouterChannel {
   /** Items of a view, a whole view's dump (expanded as it is sent, so the first bytes leave at once), or a stanza. */
   private outbox: Array<{ view: string; xml: string } | { view: string; dump: Iterator<[string, string]> } | { view: null; xml: string }> = [];
   private draining = false;
-  private nextId = 1;
 
   constructor(readonly session: XmppSession) {}
-
-  stanzaId(prefix: string): string {
-    return `${prefix}${this.nextId++}`;
-  }
 
   /** Queues an item or retract for a view; consecutive ones for one view share a message. */
   queueRoute(view: string, itemXml: string): void {
@@ -183,11 +179,19 @@ export class ControlNode {
   private ignoredItemCount = 0;
   /** The whole configuration as IF-MAP; null when a change made it out of date. */
   private configGraph: IfmapGraph | null = null;
+  private readonly podStateFile: string | null;
 
+  /** Reads the pods of `podStateFile` back (a PodStateError names file, field and value). */
   constructor(options: ControlNodeOptions) {
     this.config = options.config;
     this.logger = options.logger ?? silentLogger;
     this.network = new NetworkManager(this.config);
+    this.podStateFile = options.podStateFile ?? null;
+    if (this.podStateFile !== null) {
+      const pods = loadPods(this.podStateFile);
+      for (const { vrouter, port, address } of pods) this.network.addPort(vrouter, port, address);
+      if (pods.length > 0) this.logger.info(`${pods.length} registered pods read back from ${this.podStateFile}`);
+    }
     this.routes = new RouteTables(routingInstanceViews(this.network.viewSources()));
     this.server = net.createServer((socket) => this.accept(socket));
   }
@@ -233,6 +237,7 @@ export class ControlNode {
       }
     }
     this.refresh();
+    this.savePods();
     this.logger.info(`configuration ${config.file} applied`);
   }
 
@@ -241,22 +246,32 @@ export class ControlNode {
    * served to its vrouter. A refused pod is not kept.
    */
   registerPod(vrouter: string, port: LocalPort): PortOutcome {
-    const outcome = this.network.addPort(vrouter, port, 'api');
-    if ('refused' in outcome) this.network.removePort(vrouter, port.id, 'api');
+    const outcome = this.network.addPort(vrouter, port);
+    if ('refused' in outcome) this.network.removePort(vrouter, port.id);
     this.refresh();
+    this.savePods();
     return outcome;
   }
 
   /** Removes the registered pods of a VM; false when none was. */
   unregisterPods(vmUuid: string): boolean {
     const gone = [...this.network.registeredPorts()].filter(({ port }) => vmUuidOf(port) === vmUuid);
-    for (const { vrouter, port } of gone) this.network.removePort(vrouter, port.id, 'api');
-    if (gone.length > 0) this.refresh();
-    return gone.length > 0;
+    for (const { vrouter, port } of gone) this.network.removePort(vrouter, port.id);
+    if (gone.length === 0) return false;
+    this.refresh();
+    this.savePods();
+    return true;
   }
 
   registeredPods(): Array<{ vrouter: string; port: LocalPort; outcome: PortOutcome }> {
     return [...this.network.registeredPorts()];
+  }
+
+  /** Writes the registered pods and their addresses to `podStateFile`, when there is one. */
+  private savePods(): void {
+    if (this.podStateFile === null) return;
+    const pods = [...this.network.registeredPorts()].map(({ vrouter, port, outcome }) => ({ vrouter, port, address: 'config' in outcome ? outcome.config.ip : null }));
+    savePods(this.podStateFile, pods);
   }
 
   /** Whether a vrouter of this name may connect (the configuration's `vrouters`, when it has one). */
@@ -324,13 +339,12 @@ export class ControlNode {
     channel.name = name;
     let state = this.vrouters.get(name);
     if (!state) {
-      state = { name, channel: null, staleRoutes: null, stalePorts: null, graceTimer: null, endOfRibTimer: null };
+      state = { name, channel: null, staleRoutes: null, graceTimer: null, endOfRibTimer: null };
       this.vrouters.set(name, state);
     } else {
       // Back within the grace period (or a second session): what it had is stale until re-sent.
       this.clearTimers(state);
       state.staleRoutes = new Set(this.routes.publishedBy(name).map(({ instance, prefix }) => routeKey(instance, prefix)));
-      state.stalePorts = new Set(this.network.portIds(name, 'vrouter'));
     }
     const previous = state.channel;
     state.channel = channel;
@@ -387,16 +401,6 @@ export class ControlNode {
         return this.endOfInitialBurst(state);
       case 'config-subscribe':
         return this.configSubscribe(channel, stanza);
-      // Interim, until pods are registered on the control node's own API: the vrouter reports its pods and their labels.
-      case 'port-add':
-        state.stalePorts?.delete(stanza.port.id);
-        this.network.addPort(name, stanza.port);
-        return this.refresh(channel);
-      case 'port-delete':
-        state.stalePorts?.delete(stanza.portId);
-        this.network.removePort(name, stanza.portId);
-        channel.pushedRefusals.delete(stanza.portId);
-        return this.refresh(channel);
       case 'ignored-items':
         this.ignoredItemCount += stanza.items;
         return;
@@ -492,18 +496,12 @@ export class ControlNode {
 
   private sweepStale(state: VrouterState): void {
     const staleRoutes = state.staleRoutes;
-    const stalePorts = state.stalePorts;
     state.staleRoutes = null;
-    state.stalePorts = null;
     for (const key of staleRoutes ?? []) {
       const [instance, prefix] = key.split('\0');
       this.distribute(this.routes.withdraw(state.name, instance, prefix));
     }
-    for (const portId of stalePorts ?? []) this.network.removePort(state.name, portId);
-    if ((staleRoutes?.size ?? 0) + (stalePorts?.size ?? 0) > 0) {
-      this.logger.info(`vrouter ${state.name}: removed ${staleRoutes?.size ?? 0} stale routes and ${stalePorts?.size ?? 0} stale ports`);
-      this.refresh();
-    }
+    if ((staleRoutes?.size ?? 0) > 0) this.logger.info(`vrouter ${state.name}: removed ${staleRoutes!.size} stale routes`);
   }
 
   private channelClosed(channel: VrouterChannel, reason: string): void {
@@ -516,20 +514,18 @@ export class ControlNode {
     state.endOfRibTimer = null;
     if (reason === 'peer closed the stream') return this.forget(state, 'closed its session');
     const graceSeconds = this.config.gracefulRestartTime;
-    this.logger.warn(`vrouter ${state.name} lost (${reason}); keeping its routes and ports for ${graceSeconds} s`);
+    this.logger.warn(`vrouter ${state.name} lost (${reason}); keeping its routes for ${graceSeconds} s`);
     state.graceTimer = setTimeout(() => this.forget(state, `did not come back within ${graceSeconds} s`), graceSeconds * 1000);
   }
 
-  /** Removes everything a vrouter had. */
+  /** Removes the routes a vrouter published (its registered pods stay until deleted on the pod API). */
   private forget(state: VrouterState, why: string): void {
     this.clearTimers(state);
     this.vrouters.delete(state.name);
     for (const { instance, prefix } of this.routes.publishedBy(state.name)) {
       this.distribute(this.routes.withdraw(state.name, instance, prefix));
     }
-    for (const portId of this.network.portIds(state.name, 'vrouter')) this.network.removePort(state.name, portId);
-    this.logger.info(`vrouter ${state.name} ${why}: its routes and ports are removed`);
-    this.refresh();
+    this.logger.info(`vrouter ${state.name} ${why}: its routes are removed`);
   }
 
   private clearTimers(state: VrouterState): void {
@@ -540,39 +536,17 @@ export class ControlNode {
   }
 
   /**
-   * After a change of ports or configuration: new leaks to the views, the
-   * changed IF-MAP graph and refusals to their vrouters. When only
-   * `changedOn`'s ports changed and the rules did not, only its part of the
-   * graph can have changed.
+   * After a change of ports or configuration: new leaks to the views when
+   * the rules changed, and to every vrouter what changed in its part of the
+   * IF-MAP graph.
    */
-  private refresh(changedOn?: VrouterChannel): void {
+  private refresh(): void {
     this.configGraph = null;
-    if (changedOn && this.network.rulesVersion === this.appliedRulesVersion) {
-      this.pushPortChanges(changedOn.name!, changedOn);
-      return;
+    if (this.network.rulesVersion !== this.appliedRulesVersion) {
+      this.appliedRulesVersion = this.network.rulesVersion;
+      this.distribute(this.routes.setSources(routingInstanceViews(this.network.viewSources())));
     }
-    this.appliedRulesVersion = this.network.rulesVersion;
-    this.distribute(this.routes.setSources(routingInstanceViews(this.network.viewSources())));
-    for (const state of this.vrouters.values()) if (state.channel) this.pushPortChanges(state.name, state.channel);
-  }
-
-  private pushPortChanges(name: string, channel: VrouterChannel): void {
-    this.publishConfig(channel);
-    // Interim, until pods are registered on the control node's own API: a refusal is told the vrouter that reported the port.
-    const removals: Array<{ portId: string; reason: string }> = [];
-    for (const portId of this.network.portIds(name)) {
-      const outcome: PortOutcome = this.network.outcomeOf(name, portId)!;
-      if ('config' in outcome) {
-        channel.pushedRefusals.delete(portId);
-        continue;
-      }
-      if (channel.pushedRefusals.get(portId) === outcome.refused) continue;
-      channel.pushedRefusals.set(portId, outcome.refused);
-      removals.push({ portId, reason: outcome.refused });
-      this.logger.warn(`vrouter ${name} port ${portId} not configured: ${outcome.refused}`);
-    }
-    const address = controlToVrouter(name, CONFIG_RESOURCE);
-    if (removals.length > 0) channel.queueStanza(encodeStanza({ kind: 'port-remove', ...address, id: channel.stanzaId('config'), ports: removals }));
+    for (const state of this.vrouters.values()) if (state.channel) this.publishConfig(state.channel);
   }
 
   private distribute(changes: ViewChange[]): void {

@@ -1,10 +1,10 @@
 /**
  * The control node's network manager: from the configuration file and the
- * ports vrouters report (with their pods' labels) it decides
+ * pods registered on the pod API (with their labels) it decides
  *
  * - each port's VN: the one it asks for, else its `name` label, when that VN
  *   is configured; the default VN otherwise;
- * - its address: the one it reports when that is inside its VN's subnet and
+ * - its address: the one it asks for when that is inside its VN's subnet and
  *   free, else the first free address of the subnet (freed when the port goes);
  * - its floating IPs: the ClusterIP, with the port map, of every service
  *   whose selector its labels match;
@@ -35,17 +35,9 @@ export type PortOutcome = { config: PortDecision } | { refused: string };
 /** Per routing instance, the instances whose routes it sees: all of them, or only these prefixes. */
 export type ViewSources = Map<string, 'all' | Set<string>>;
 
-/**
- * Who told the manager of a port: its vrouter (interim: the port-add it
- * sends, gone with the vrouter) or the control node's pod API (kept until
- * deleted there; a vrouter's report of it changes nothing).
- */
-export type PortSource = 'vrouter' | 'api';
-
 interface PortRecord {
   vrouter: string;
   port: LocalPort;
-  source: PortSource;
   vn: string;
   /** Null when refused. */
   ip: string | null;
@@ -74,23 +66,25 @@ export class NetworkManager {
     this.config = config;
   }
 
-  /** Adds or re-reports a port; returns what it gets. A vrouter's report of a port registered on the API keeps the registration. */
-  addPort(vrouter: string, port: LocalPort, source: PortSource = 'vrouter'): PortOutcome {
+  /**
+   * Adds or registers a port again; returns what it gets. Without an
+   * address of its own it keeps the one it had, else `restoredIp` (the
+   * address a restarted control node read back) when that is still free.
+   */
+  addPort(vrouter: string, port: LocalPort, restoredIp: string | null = null): PortOutcome {
     const key = portKey(vrouter, port.id);
     const previous = this.ports.get(key);
-    if (previous?.source === 'api' && source === 'vrouter') return this.outcome(previous);
-    const record: PortRecord = { vrouter, port, source, vn: this.vnFor(port), ip: previous?.ip ?? null, refusal: null };
+    const record: PortRecord = { vrouter, port, vn: this.vnFor(port), ip: previous?.ip ?? null, refusal: null };
     this.ports.set(key, record);
-    this.assignAddress(key, record, port.ip ?? record.ip);
+    this.assignAddress(key, record, port.ip ?? record.ip ?? restoredIp);
     this.updateRules();
     return this.outcome(record);
   }
 
-  /** Removes a port; a vrouter's removal of a port registered on the API changes nothing. */
-  removePort(vrouter: string, portId: string, source: PortSource = 'vrouter'): void {
+  removePort(vrouter: string, portId: string): void {
     const key = portKey(vrouter, portId);
     const record = this.ports.get(key);
-    if (!record || (record.source === 'api' && source === 'vrouter')) return;
+    if (!record) return;
     this.releaseAddress(key, record);
     this.ports.delete(key);
     this.updateRules();
@@ -110,18 +104,9 @@ export class NetworkManager {
     return this.config;
   }
 
-  /** The ports of a vrouter, all or only those of one source. */
-  portIds(vrouter: string, source?: PortSource): string[] {
-    const ids: string[] = [];
-    for (const record of this.ports.values()) {
-      if (record.vrouter === vrouter && (source === undefined || record.source === source)) ids.push(record.port.id);
-    }
-    return ids;
-  }
-
-  /** The ports registered on the API, with what they got. */
+  /** Every port, with what it got. */
   *registeredPorts(): IterableIterator<{ vrouter: string; port: LocalPort; outcome: PortOutcome }> {
-    for (const record of this.ports.values()) if (record.source === 'api') yield { vrouter: record.vrouter, port: record.port, outcome: this.outcome(record) };
+    for (const record of this.ports.values()) yield { vrouter: record.vrouter, port: record.port, outcome: this.outcome(record) };
   }
 
   /** Every port with a configuration, and where it is. */

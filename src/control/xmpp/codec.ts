@@ -29,25 +29,10 @@
  *
  * (line breaks above are for reading only: the wire has none). Port
  * configuration travels as IF-MAP (ifmap/codec.ts): the vrouter's config
- * subscribes and the control node's `<config>` IQs. Until pods are
- * registered on the control node's own API, the vrouter still reports them
- * (with their labels) in IQs of the urn:vrouter-ts:port-config namespace, to
- * and from the `/config` resource (interim, this project's own):
- *
- *   vrouter -> control node, a pod port appeared (ip, vn and vm-uuid only when known):
- *     <iq type="set" from="node-a" to="network-control@contrailsystems.com/config" id="port-add7">
- *     <config xmlns="urn:vrouter-ts:port-config"><add-port id="uid-1" name="web-1" namespace="default"
- *     mac="02:00:0a:01:01:03" label="25" ip="10.1.1.3"><pod-label key="name" value="web"/>
- *     <pod-label key="uses" value="db"/></add-port></config></iq>
- *   vrouter -> control node, the port went:
- *     <iq ... id="port-delete8"><config xmlns="urn:vrouter-ts:port-config"><delete-port id="uid-1"/></config></iq>
- *   control node -> vrouter, ports it refuses (or no longer configures), with the reason:
- *     <iq ... id="config4"><config xmlns="urn:vrouter-ts:port-config"><delete><port id="uid-1"
- *     reason="no free address in 10.1.1.0/29"/></delete></config></iq>
+ * subscribes and the control node's `<config>` IQs.
  *
  * No IQ is answered: as in OpenContrail, both sides act on a set and move on.
  */
-import type { LocalPort } from '../agent/agent-interface';
 import { decodeConfig, encodeConfigSubscribe, encodeConfigUpdate } from '../ifmap/codec';
 import { XmlElement } from './stream-parser';
 import {
@@ -56,7 +41,6 @@ import {
   CONTROL_NODE_JID,
   END_OF_RIB_NODE,
   IgnoredItemsStanza,
-  PORT_CONFIG_NS,
   PUBSUB_NS,
   RouteChange,
   RouteEntry,
@@ -119,10 +103,6 @@ function pubsubIq(address: StanzaAddress, id: string, body: string): string {
   return `${iqOpen(address, id)}<pubsub xmlns="${PUBSUB_NS}">${body}</pubsub></iq>`;
 }
 
-function configIq(address: StanzaAddress, id: string, body: string): string {
-  return `${iqOpen(address, id)}<config xmlns="${PORT_CONFIG_NS}">${body}</config></iq>`;
-}
-
 function eventMessage(address: StanzaAddress, body: string): string {
   return `<message from="${escapeXml(address.from)}" to="${escapeXml(address.to)}"><event xmlns="${PUBSUB_NS}">${body}</event></message>`;
 }
@@ -163,18 +143,6 @@ export function encodeRouteUpdateItems(address: StanzaAddress, vrf: string, item
   return eventMessage(address, `<items node="1/1/${escapeXml(vrf)}">${itemsXml}</items>`);
 }
 
-function encodePortAdd(port: LocalPort): string {
-  let attributes =
-    `id="${escapeXml(port.id)}" name="${escapeXml(port.name)}" namespace="${escapeXml(port.namespace)}" ` +
-    `mac="${escapeXml(port.mac)}" label="${port.label}"`;
-  if (port.ip !== undefined) attributes += ` ip="${port.ip}"`;
-  if (port.vn !== undefined) attributes += ` vn="${escapeXml(port.vn)}"`;
-  if (port.vmUuid !== undefined) attributes += ` vm-uuid="${escapeXml(port.vmUuid)}"`;
-  let labels = '';
-  for (const [key, value] of Object.entries(port.labels)) labels += `<pod-label key="${escapeXml(key)}" value="${escapeXml(value)}"/>`;
-  return labels === '' ? `<add-port ${attributes}/>` : `<add-port ${attributes}>${labels}</add-port>`;
-}
-
 export function encodeStanza(stanza: SentStanza): string {
   switch (stanza.kind) {
     case 'subscribe':
@@ -211,14 +179,6 @@ export function encodeStanza(stanza: SentStanza): string {
       return encodeConfigSubscribe(stanza.from, stanza.to, stanza.node, stanza.subscribe);
     case 'config-update':
       return encodeConfigUpdate(stanza.from, stanza.to, stanza.changes);
-    case 'port-add':
-      return configIq(stanza, stanza.id, encodePortAdd(stanza.port));
-    case 'port-delete':
-      return configIq(stanza, stanza.id, `<delete-port id="${escapeXml(stanza.portId)}"/>`);
-    case 'port-remove': {
-      const ports = stanza.ports.map((port) => `<port id="${escapeXml(port.portId)}" reason="${escapeXml(port.reason)}"/>`);
-      return configIq(stanza, stanza.id, `<delete>${ports.join('')}</delete>`);
-    }
   }
 }
 
@@ -241,10 +201,6 @@ function attribute(element: XmlElement, name: string): string {
   const value = element.attributes[name];
   if (value === undefined) fail(`<${element.name}> has no "${name}" attribute`);
   return value;
-}
-
-function optionalAttribute(element: XmlElement, name: string): string | undefined {
-  return element.attributes[name];
 }
 
 /** The one child an element must have, checked by name. */
@@ -440,54 +396,6 @@ function decodeConfigSubscribe(pubsub: XmlElement, address: StanzaAddress): Stan
   return { kind: 'config-subscribe', ...address, node: attribute(request, 'node'), subscribe: request.name === 'subscribe' };
 }
 
-function decodeLabels(element: XmlElement): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const label of element.children) {
-    if (label.name !== 'pod-label') fail(`<add-port> holds <${label.name}>`);
-    labels[attribute(label, 'key')] = attribute(label, 'value');
-  }
-  return labels;
-}
-
-function decodeConfigIq(iq: XmlElement, address: StanzaAddress, id: string): Stanza {
-  const config = onlyChild(iq, 'config');
-  requireNamespace(config, PORT_CONFIG_NS);
-  const request = onlyChild(config);
-  switch (request.name) {
-    case 'add-port': {
-      const port: LocalPort = {
-        id: attribute(request, 'id'),
-        name: attribute(request, 'name'),
-        namespace: attribute(request, 'namespace'),
-        mac: attribute(request, 'mac'),
-        label: integer(attribute(request, 'label'), 'port label', MAX_LABEL),
-        labels: decodeLabels(request),
-      };
-      const ip = optionalAttribute(request, 'ip');
-      if (ip !== undefined) port.ip = ipv4(ip, 'port ip');
-      const vn = optionalAttribute(request, 'vn');
-      if (vn !== undefined) port.vn = vn;
-      const vmUuid = optionalAttribute(request, 'vm-uuid');
-      if (vmUuid !== undefined) port.vmUuid = vmUuid;
-      return { kind: 'port-add', ...address, id, port };
-    }
-    case 'delete-port':
-      return { kind: 'port-delete', ...address, id, portId: attribute(request, 'id') };
-    case 'delete':
-      return {
-        kind: 'port-remove',
-        ...address,
-        id,
-        ports: request.children.map((port) => {
-          if (port.name !== 'port') fail(`<delete> holds <${port.name}>`);
-          return { portId: attribute(port, 'id'), reason: attribute(port, 'reason') };
-        }),
-      };
-    default:
-      return fail(`unexpected config request <${request.name}>`);
-  }
-}
-
 function decodeMessage(message: XmlElement): Stanza {
   const address = addressOf(message);
   const event = onlyChild(message, 'event');
@@ -526,11 +434,10 @@ export function decodeStanza(element: XmlElement): Stanza | StreamErrorInfo {
       const address = addressOf(element);
       const payload = onlyChild(element);
       // IF-MAP IQs carry no id (controller_peer.cc, ifmap_encoder.cc); <config> has no namespace.
-      if (payload.name === 'config' && payload.attributes.xmlns !== PORT_CONFIG_NS) return { kind: 'config-update', ...address, changes: decodeConfig(payload) };
+      if (payload.name === 'config') return { kind: 'config-update', ...address, changes: decodeConfig(payload) };
       if (payload.name === 'pubsub' && address.to.endsWith(`/${CONFIG_RESOURCE}`)) return decodeConfigSubscribe(payload, address);
       const id = element.attributes.id ?? '';
       if (payload.name === 'pubsub') return decodePubsubIq(element, address, id);
-      if (payload.name === 'config') return decodeConfigIq(element, address, id);
       return fail(`unexpected IQ payload <${payload.name}>`);
     }
     case 'message':

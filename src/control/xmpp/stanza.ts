@@ -1,22 +1,17 @@
 /**
  * The stanzas of the vrouter <-> control node XMPP channel, as typed values.
  * Route and IF-MAP stanzas follow OpenContrail's agent/control-node XMPP
- * exactly (see codec.ts and ifmap/codec.ts for the wire forms); the port
- * stanzas are this project's own and interim: until pods are registered on
- * the control node's API, the vrouter reports them (with their labels) and
- * the control node says which it refuses.
+ * exactly (see codec.ts and ifmap/codec.ts for the wire forms).
  */
 import type { IfmapChange } from '../ifmap/types';
-import type { LocalPort } from '../agent/agent-interface';
 
-/** The control node's bare address; route stanzas go to its `/bgp-peer`, port stanzas to its `/config`. */
+/** The control node's bare address; route stanzas go to its `/bgp-peer`, IF-MAP subscribes to its `/config`. */
 export const CONTROL_NODE_JID = 'network-control@contrailsystems.com';
 export const BGP_PEER_RESOURCE = 'bgp-peer';
 export const CONFIG_RESOURCE = 'config';
 /** What contrail-control's answering open adds to the addressing (xmpp_str.h sXMPP_STREAM_RESP). */
 export const CONTROL_NODE_STREAM = { id: '++123', xmlns: 'jabber:client' } as const;
 export const PUBSUB_NS = 'http://jabber.org/protocol/pubsub';
-export const PORT_CONFIG_NS = 'urn:vrouter-ts:port-config';
 export const STREAM_NS = 'http://etherx.jabber.org/streams';
 /** The pubsub node of the End-of-RIB marker. */
 export const END_OF_RIB_NODE = '0/0/EndOfRib';
@@ -100,26 +95,6 @@ export interface EndOfRibStanza extends StanzaAddress {
   kind: 'end-of-rib';
 }
 
-/** vrouter -> control node: a local pod port and what the control node needs to configure it. */
-export interface PortAddStanza extends StanzaAddress {
-  kind: 'port-add';
-  id: string;
-  port: LocalPort;
-}
-
-export interface PortDeleteStanza extends StanzaAddress {
-  kind: 'port-delete';
-  id: string;
-  portId: string;
-}
-
-/** control node -> vrouter: ports it will not (or no longer) configure, with the reason. */
-export interface PortRemoveStanza extends StanzaAddress {
-  kind: 'port-remove';
-  id: string;
-  ports: Array<{ portId: string; reason: string }>;
-}
-
 /** vrouter -> control node: IF-MAP (un)subscribe of its virtual-router or of a VM, to the `/config` resource; no id. */
 export interface ConfigSubscribeStanza extends StanzaAddress {
   kind: 'config-subscribe';
@@ -160,10 +135,7 @@ export type Stanza =
   | PublishStanza
   | CollectionStanza
   | RouteUpdateStanza
-  | EndOfRibStanza
-  | PortAddStanza
-  | PortDeleteStanza
-  | PortRemoveStanza;
+  | EndOfRibStanza;
 
 /**
  * The opening `<stream:stream>` tag's addressing. The agent's open carries

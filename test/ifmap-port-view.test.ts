@@ -15,7 +15,7 @@ import { SaxesParser } from 'saxes';
 import { decodeConfig } from '../src/control/ifmap/codec';
 import { IfmapGraph } from '../src/control/ifmap/graph';
 import type { IfmapElement, IfmapIdentity, IfmapNode } from '../src/control/ifmap/types';
-import { derivePortView, portConfigOf } from '../src/control/agent/ifmap-port-config';
+import { derivePortView, portConfigOf } from '../src/control/agent/ifmap-port-view';
 import type { XmlElement } from '../src/control/xmpp/stream-parser';
 
 const VECTORS = path.resolve(__dirname, '..', '..', 'test', 'vectors', 'ifmap');
