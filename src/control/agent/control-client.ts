@@ -37,7 +37,7 @@ import { IfmapGraph } from '../ifmap/graph';
 import { interfaceFqn, ownRoutingInstance } from '../ifmap/names';
 import { vrouterToControl } from '../xmpp/codec';
 import { Logger, silentLogger } from '../xmpp/logger';
-import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, DEFAULT_HOLD_TIME_SECONDS, RouteEntry, RouteUpdateStanza, Stanza, StanzaError, WireNexthop } from '../xmpp/stanza';
+import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, DEFAULT_HOLD_TIME_SECONDS, RefusedItem, RouteEntry, RouteUpdateStanza, Stanza, StanzaError, WireNexthop } from '../xmpp/stanza';
 
 export type { ControlServer };
 
@@ -115,6 +115,8 @@ export class ControlClient {
   private readonly staleTimers = new Map<number, NodeJS.Timeout>();
   /** Per session: items of families this node does not program (inet6, EVPN, multicast...), dropped. */
   private readonly ignoredItems = new Map<number, number>();
+  /** Per session: pushed items dropped for what they hold (RefusedItem), the rest of their push applied. */
+  private readonly refusedItems = new Map<number, number>();
   private nextStanzaId = 1;
   private closed = false;
 
@@ -197,12 +199,13 @@ export class ControlClient {
     await Promise.all([...this.ports.values()].map((state) => state.chain));
   }
 
-  /** Per control node: whether its session is up, and how many items of other families it pushed. */
-  status(): Array<{ server: string; established: boolean; ignoredItems: number }> {
+  /** Per control node: whether its session is up, how many items of other families it pushed and how many bad items it pushed. */
+  status(): Array<{ server: string; established: boolean; ignoredItems: number; refusedItems: number }> {
     return this.connections.map((connection) => ({
       server: connection.name,
       established: connection.isEstablished,
       ignoredItems: this.ignoredItems.get(connection.index) ?? 0,
+      refusedItems: this.refusedItems.get(connection.index) ?? 0,
     }));
   }
 
@@ -253,6 +256,7 @@ export class ControlClient {
   private handle(connection: ServerConnection, stanza: Stanza): void {
     switch (stanza.kind) {
       case 'route-update':
+        if (stanza.refused) this.countRefused(connection, stanza.vrf, stanza.refused);
         return this.learnRoutes(connection, stanza);
       case 'end-of-rib': {
         const timer = this.staleTimers.get(connection.index);
@@ -278,6 +282,11 @@ export class ControlClient {
       default:
         throw new StanzaError(`a control node does not send ${stanza.kind}`);
     }
+  }
+
+  private countRefused(connection: ServerConnection, vrf: string, refused: RefusedItem[]): void {
+    this.refusedItems.set(connection.index, (this.refusedItems.get(connection.index) ?? 0) + refused.length);
+    for (const { prefix, reason } of refused) this.logger.warn(`${connection.name}: pushed item ${prefix || '(no id)'} in ${vrf} dropped: ${reason}`);
   }
 
   private learnRoutes(connection: ServerConnection, stanza: RouteUpdateStanza): void {

@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { StreamErrorInfo, decodeStanza, decodeStreamHeader, isStreamError } from './codec';
-import { RouteChange, RouteUpdateStanza, Stanza, StanzaError, StreamHeader, WireNexthop } from './stanza';
+import { RefusedItem, RouteChange, RouteUpdateStanza, Stanza, StanzaError, StreamHeader, WireNexthop } from './stanza';
 import { XmppStreamParser } from './stream-parser';
 
 export type DecodedEvent =
@@ -43,6 +43,7 @@ interface PackedRouteUpdate {
   encapCounts: Int32Array;
   /** All next hops' encapsulations, in order. */
   encaps: string[];
+  refused?: RefusedItem[];
 }
 
 type TransferredEvent = DecodedEvent | { packedRoutes: PackedRouteUpdate };
@@ -64,6 +65,7 @@ function packRouteUpdate(stanza: RouteUpdateStanza): PackedRouteUpdate {
     encapCounts: new Int32Array(nexthopTotal),
     encaps: [],
   };
+  if (stanza.refused) packed.refused = stanza.refused;
   let nexthopIndex = 0;
   changes.forEach(({ prefix, entry }, index) => {
     packed.prefixes[index] = prefix;
@@ -119,7 +121,9 @@ function unpackRouteUpdate(packed: PackedRouteUpdate): RouteUpdateStanza {
       },
     };
   }
-  return { kind: 'route-update', from: packed.from, to: packed.to, vrf: packed.vrf, changes };
+  const update: RouteUpdateStanza = { kind: 'route-update', from: packed.from, to: packed.to, vrf: packed.vrf, changes };
+  if (packed.refused) update.refused = packed.refused;
+  return update;
 }
 
 export interface StreamDecoder {
