@@ -462,7 +462,7 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
   }
 });
 
-test("a control node's pushes of other families (test/vectors/xmpp) are counted and dropped, on both ends, the session kept", async () => {
+test("a control node's pushes of other families and contrail-control's bad inet items (test/vectors/xmpp) are counted and dropped, on both ends, the session kept", async () => {
   const vector = (name: string) => readFileSync(join(__dirname, '..', '..', 'test', 'vectors', 'xmpp', name)).toString();
   const toWeb = (xml: string) => xml.replaceAll('default-domain:demo:vn1:vn1', VRF('web'));
   let pushed = false;
@@ -473,7 +473,11 @@ test("a control node's pushes of other families (test/vectors/xmpp) are counted 
       if (pushed || !received.includes(`subscribe node="${VRF('web')}"`)) return;
       pushed = true;
       const others = ['evpn-push.xml', 'inet6-push.xml', 'mcast-push.xml', 'inet-mpls-push.xml'].map((name) => toWeb(vector(name)));
-      socket.write(others.join('') + toWeb(vector('inet-push.xml')) + vector('end-of-rib.xml'));
+      // contrail-control drops each of its bad_inet_item_1..6 and goes on (ProcessItem, bgp_xmpp_channel.cc): so does the agent.
+      const badItems = [1, 2, 3, 4, 5, 6].map((n) => vector(`bad_inet_item_${n}.xml`).replace('<item>', `<item id="10.1.1.${60 + n}/32">`));
+      const badPush = `<message from="${CONTROL_NODE_JID}" to="node-a/bgp-peer"><event xmlns="http://jabber.org/protocol/pubsub">` +
+        `<items node="1/1/${VRF('web')}">${badItems.join('')}</items></event></message>`;
+      socket.write(others.join('') + badPush + toWeb(vector('inet-push.xml')) + vector('end-of-rib.xml'));
     });
     socket.write(vector('control-open.xml') + ifmapConfigOf('node-a', pod('a1', 20, {}), '10.1.1.5'));
   });
@@ -484,8 +488,9 @@ test("a control node's pushes of other families (test/vectors/xmpp) are counted 
   try {
     await a.client.addPort(pod('a1', 20, { name: 'web' }));
     await eventually(() => assert.deepEqual(a.route('web', '10.1.1.3/32'), ['tunnel 192.168.0.11/25', 'tunnel 192.168.0.12/31']));
-    assert.deepEqual(a.client.status().map((session) => [session.established, session.ignoredItems]), [[true, 6]]);
+    assert.deepEqual(a.client.status().map((session) => [session.established, session.ignoredItems, session.refusedItems]), [[true, 6, 6]]);
     assert.ok(!a.logger.has(/session (closed|down)/), a.logger.lines.join('\n'));
+    assert.ok(a.logger.has(new RegExp(`pushed item 10.1.1.65/32 in ${VRF('web')} dropped: next-hop address is 0\\.0\\.0\\.0`)), a.logger.lines.join('\n'));
     // A real agent publishes EVPN routes too: the control node counts them and keeps the vrouter.
     const evpn = `<iq type="set" from="node-z" to="${CONTROL_NODE_JID}/bgp-peer" id="pubsub1"><pubsub xmlns="http://jabber.org/protocol/pubsub">` +
       '<publish node="25/242/web/aa:00:00:01:02:03,10.1.1.9/32"><item><entry/></item></publish></pubsub></iq>';
