@@ -14,7 +14,7 @@ import { Dataplane } from '../src/dataplane/dataplane';
 import { NH_COMPOSITE, NH_ENCAP, NH_TUNNEL } from '../src/dataplane/nexthop';
 import { parseMac } from '../src/dataplane/protocols/ethernet';
 import { ipFromString, ipToString } from '../src/dataplane/protocols/ipv4';
-import { LocalPort, vmUuidOf } from '../src/control/agent/agent-interface';
+import { LOCAL_COMPOSITE_LABELS, LocalPort, vmUuidOf } from '../src/control/agent/agent-interface';
 import { ControlClient, ControlClientOptions, PortRefusedError } from '../src/control/agent/control-client';
 import { InProcessDataplaneAccess } from '../src/control/agent/dataplane-access';
 import { ControlServerTls } from '../src/control/agent/control-session';
@@ -129,7 +129,7 @@ class TestVrouter {
     return this.client.close();
   }
 
-  private describe(nexthop: number): string | Array<string | null> {
+  describe(nexthop: number): string | Array<string | null> {
     const nexthops = this.dataplane.nexthops;
     switch (nexthops.kind[nexthop]) {
       case NH_ENCAP:
@@ -262,7 +262,7 @@ test('labels pick the VN, a selected pod gets the ClusterIP with its port map, u
   }
 });
 
-test('backends on two nodes make an ECMP ClusterIP route on a third; removing one empties its slot only', async () => {
+test('backends on two nodes make an ECMP ClusterIP route on a third; two on one node are one next hop, a local composite label', async () => {
   const control = await startControlNode();
   const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
   const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
@@ -272,25 +272,33 @@ test('backends on two nodes make an ECMP ClusterIP route on a third; removing on
     await a.client.addPort(pod('db2', 34, { name: 'db', app: 'db' }));
     await b.client.addPort(pod('db3', 33, { name: 'db', app: 'db' }));
     await c.client.addPort(pod('web1', 40, { name: 'web', uses: 'db' }));
+    // A publishes its two backends as one next hop (contrail-control takes one per agent item), with the label
+    // of a composite of its two pods.
+    const composite = LOCAL_COMPOSITE_LABELS.first;
     await eventually(() => {
       const route = c.route('web', '10.96.0.20/32');
-      assert.ok(Array.isArray(route) && route.length === 3, JSON.stringify(route));
-      assert.deepEqual([...route].sort(), ['tunnel 192.168.0.11/30', 'tunnel 192.168.0.11/34', 'tunnel 192.168.0.12/33']);
+      assert.ok(Array.isArray(route), JSON.stringify(route));
+      assert.deepEqual([...route].sort(), [`tunnel 192.168.0.11/${composite}`, 'tunnel 192.168.0.12/33']);
     });
+    const localPods = (vrouter: TestVrouter, label: number) => {
+      const nexthop = vrouter.dataplane.labels.lookup(label);
+      return nexthop < 0 ? null : vrouter.describe(nexthop);
+    };
+    assert.deepEqual(localPods(a, composite), [`local vif ${a.access.vifOf('db1')}`, `local vif ${a.access.vifOf('db2')}`]);
     const before = c.route('web', '10.96.0.20/32') as Array<string | null>;
-    const composite = c.routeNexthop('web', '10.96.0.20/32');
+    const ecmp = c.routeNexthop('web', '10.96.0.20/32');
     // A has two local backends and one remote: an ECMP route of its own, local members included.
     await eventually(() => assert.equal((a.route('db', '10.96.0.20/32') as unknown[]).length, 3));
 
+    // Back to one local backend: its own label is published again, in the composite's slot on C; the label goes.
     await a.client.removePort('db1');
     await eventually(() => {
       const after = c.route('web', '10.96.0.20/32') as Array<string | null>;
-      assert.deepEqual(
-        after,
-        before.map((member) => (member === 'tunnel 192.168.0.11/30' ? null : member)),
-      );
+      assert.deepEqual(after, before.map((member) => (member === `tunnel 192.168.0.11/${composite}` ? 'tunnel 192.168.0.11/34' : member)));
     });
-    assert.equal(c.routeNexthop('web', '10.96.0.20/32'), composite, 'the same composite, surviving members in their slots');
+    assert.equal(c.routeNexthop('web', '10.96.0.20/32'), ecmp, 'the same composite, surviving members in their slots');
+    assert.equal(localPods(a, composite), null);
+    assert.deepEqual(control.node.refusedPublishes(), { malformed: 0, 'not-given': 0, 'next-hops': 0 });
   } finally {
     await Promise.all([a.close(), b.close(), c.close()]);
     await control.node.close();

@@ -135,7 +135,7 @@ function ipOf(outcome: ReturnType<ControlNode['registerPod']>): string {
   return outcome.config.ip;
 }
 
-test("a vrouter may install only what its ports were given; refusals are counted and logged, the session kept, and what is no longer given is withdrawn", async () => {
+test("a vrouter may install only what its ports were given, with one next hop; refusals are counted and logged, the session kept, and what is no longer given is withdrawn", async () => {
   const logger = new RecordingLogger();
   const control = new ControlNode({ config: parseNetworkConfig(CONFIG, 'test.yaml'), logger });
   const { port } = await control.listen(0, '127.0.0.1');
@@ -162,6 +162,8 @@ test("a vrouter may install only what its ports were given; refusals are counted
     a.send(`<iq type="set" from="node-a" to="${TO_PEER}" id="bad1"><pubsub xmlns="http://jabber.org/protocol/pubsub">` +
       `<publish node="1/1/${VRF('web')}/${a1}/32">${badItem}</publish></pubsub></iq>`);
     a.associate('web', `${a1}/32`);
+    // Its own pod's address with two next hops: contrail-control's ProcessItem drops an agent's item with more than one.
+    a.publish('web', `${a1}/32`, [nexthop('192.168.0.11', 20, 'web'), nexthop('192.168.0.11', 24, 'web')]);
     b.publish('web', `${b1}/32`, [nexthop('192.168.0.12', 21, 'web')]);
     b.publish('db', '10.96.0.20/32', [nexthop('192.168.0.12', 22, 'db')]);
 
@@ -174,11 +176,12 @@ test("a vrouter may install only what its ports were given; refusals are counted
     assert.equal(observer.route('db', `${a1}/32`), undefined);
     assert.equal(a.closedReason, null);
     assert.ok(control.connectedVrouters().includes('node-a'));
-    assert.deepEqual(control.refusedPublishes(), { malformed: 1, 'not-given': 4, 'next-hops': 0 });
+    assert.deepEqual(control.refusedPublishes(), { malformed: 1, 'not-given': 4, 'next-hops': 1 });
     for (const [instance, prefix] of [[VRF('web'), `${b1}/32`], [VRF('web'), '10.1.1.200/32'], [VRF('db'), '10.96.0.20/32'], [VRF('db'), `${a1}/32`]]) {
       assert.ok(logger.has(new RegExp(`warn vrouter node-a: publish of ${prefix} in ${instance} refused \\(not-given\\)`)), logger.lines.join('\n'));
     }
     assert.ok(logger.has(new RegExp(`warn vrouter node-a: publish of ${a1}/32 in ${VRF('web')} refused \\(malformed\\): next-hop address is not an IPv4 address`)));
+    assert.ok(logger.has(new RegExp(`warn vrouter node-a: publish of ${a1}/32 in ${VRF('web')} refused \\(next-hops\\): 2 next hops, not one`)));
 
     // A legit FIP: node-a hosts a db backend now, and the ClusterIP from it joins node-b's.
     control.registerPod('node-a', pod('a2', 23, { name: 'db', app: 'db' }));

@@ -119,6 +119,7 @@ export type WorkerRequest =
   | { op: 'control-routes'; updates: RouteUpdate[] }
   | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodPortConfig; attach?: { interface: string } }
   | { op: 'control-unconfigure-port'; port: LocalPort }
+  | { op: 'control-local-composite'; label: number; portIds: string[] }
   | { op: 'shutdown' };
 
 export interface WorkerResponse {
@@ -472,6 +473,9 @@ class DataplaneWorker {
         this.controlled.unconfigurePort(request.port);
         return null;
       }
+      case 'control-local-composite':
+        this.controlled.setLocalComposite(request.label, request.portIds);
+        return null;
       case 'shutdown':
         this.running = false;
         return null;

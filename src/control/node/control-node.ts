@@ -458,7 +458,7 @@ export class ControlNode {
    */
   private publishRefusal(vrouter: string, key: string, entry: RouteEntry): { reason: PublishRefusal; detail: string } | null {
     if (!this.authorizedFor(vrouter).has(key)) return { reason: 'not-given', detail: 'not an address or floating IP of a port of this vrouter in this instance' };
-    if (entry.nexthops.length === 0) return { reason: 'next-hops', detail: 'no next hop' };
+    if (entry.nexthops.length !== 1) return { reason: 'next-hops', detail: `${entry.nexthops.length} next hops, not one` };
     return null;
   }
 
