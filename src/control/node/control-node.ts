@@ -401,7 +401,7 @@ export class ControlNode {
         return;
       }
       case 'refused-publish': {
-        if (!channel.subscriptions.has(stanza.vrf)) throw new StanzaError(`publish to ${stanza.vrf} without a subscription`);
+        // Before any subscription check, as contrail-control's ProcessItem refuses a bad item before VerifyMembership.
         const key = routeKey(stanza.vrf, stanza.item.prefix);
         channel.pendingPublish.delete(key);
         channel.refusedPublish.add(key);
