@@ -472,10 +472,17 @@ export class ControlClient {
     }
   }
 
+  /** A label of LOCAL_COMPOSITE_LABELS no local pod has (a pod's label may have been asked for in that range). */
   private takeCompositeLabel(): number | null {
-    const label = this.freeCompositeLabels.pop() ?? (this.nextCompositeLabel <= LOCAL_COMPOSITE_LABELS.last ? this.nextCompositeLabel++ : null);
-    if (label === null) this.logger.warn(`no local composite label left (${LOCAL_COMPOSITE_LABELS.first}..${LOCAL_COMPOSITE_LABELS.last}): publishing one pod's label only`);
-    return label;
+    const podLabels = new Set([...this.ports.values()].map((state) => state.port.label));
+    for (;;) {
+      const label = this.freeCompositeLabels.pop() ?? (this.nextCompositeLabel <= LOCAL_COMPOSITE_LABELS.last ? this.nextCompositeLabel++ : null);
+      if (label === null) {
+        this.logger.warn(`no local composite label left (${LOCAL_COMPOSITE_LABELS.first}..${LOCAL_COMPOSITE_LABELS.last}): publishing one pod's label only`);
+        return null;
+      }
+      if (!podLabels.has(label)) return label;
+    }
   }
 
   /** The one next hop published for a local route: its port's, or its local composite's. */
