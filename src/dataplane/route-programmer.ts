@@ -21,7 +21,7 @@
  */
 import { Dataplane } from './dataplane';
 import { prefixMask } from './lpm/prefix-table';
-import { NH_COMPOSITE, NH_TUNNEL, TunnelEncap } from './nexthop';
+import { ENCAP_MPLS_GRE, NH_COMPOSITE, NH_TUNNEL, TunnelEncap } from './nexthop';
 import { ipFromString, ipToString } from './protocols/ipv4';
 import { ip6FromString, ip6ToString, maskPrefix6 } from './protocols/ipv6';
 import type { Vrf } from './vrf';
@@ -50,9 +50,13 @@ const NO_MAC = new Uint8Array(6);
 export class RouteProgrammer {
   private readonly dp: Dataplane;
   private nextNexthopId = FIRST_DYNAMIC_NEXTHOP;
-  /** "dip/label/encap" -> tunnel nexthop id, and back. */
-  private readonly tunnels = new Map<string, number>();
-  private readonly tunnelKeys = new Map<number, string>();
+  /**
+   * dip -> tunnelKey(label, encap) -> the tunnel nexthop made for them; the
+   * nexthop table has them back from the id. Two levels of small number
+   * keys: a route dump makes a tunnel per route, and maps of 100,000 keys
+   * cost several times more.
+   */
+  private readonly tunnels = new Map<number, Map<number, number>>();
   /** "vrf prefix/len" -> the composite owned by that route. */
   private readonly composites = new Map<string, number>();
   /** A local pod's nexthop -> the routes (VRF id, prefix) that lead to it, so the pod can leave cleanly. */
@@ -80,7 +84,9 @@ export class RouteProgrammer {
   setRoute(vrfName: string, prefixText: string, nexthops: RouteNexthop[]): number {
     const vrf = this.vrf(vrfName);
     const route = parsePrefix(prefixText);
-    const key = `${vrf} ${formatPrefix(route)}`;
+    // Only routes with a composite, a previous nexthop or a local member need their key: not those of a route dump.
+    let key: string | undefined;
+    const routeKey = () => (key ??= `${vrf} ${formatPrefix(route)}`);
     const members: number[] = [];
     for (const nexthop of nexthops) {
       const id = this.resolve(nexthop);
@@ -95,10 +101,10 @@ export class RouteProgrammer {
     if (members.length === 1) {
       target = members[0];
     } else {
-      let composite = this.composites.get(key) ?? -1;
+      let composite = this.composites.get(routeKey()) ?? -1;
       if (composite < 0) {
         composite = this.nextNexthopId++;
-        this.composites.set(key, composite);
+        this.composites.set(routeKey(), composite);
         this.dp.setNexthop(composite, { kind: 'composite', members, vn: this.vnOf(nexthops[0]) });
       } else {
         this.updateMembers(composite, members);
@@ -107,13 +113,13 @@ export class RouteProgrammer {
     }
     if (route.prefix6) this.dp.addRoute6(vrf, route.prefix6, route.length, target);
     else this.dp.addRoute(vrf, route.prefix, route.length, target);
-    if (previous >= 0 && previous !== target) this.release(previous, key);
-    if (members.length === 1) this.dropComposite(key);
+    if (previous >= 0 && previous !== target) this.release(previous, routeKey());
+    if (members.length === 1 && this.composites.size > 0) this.dropComposite(routeKey());
     for (const member of members) {
       if (this.dp.nexthops.kind[member] === NH_TUNNEL) continue;
       let users = this.localUsers.get(member);
       if (!users) this.localUsers.set(member, (users = new Map()));
-      users.set(key, { vrf, ...route });
+      users.set(routeKey(), { vrf, ...route });
     }
     return members.length;
   }
@@ -175,10 +181,11 @@ export class RouteProgrammer {
   private resolve(nexthop: RouteNexthop): number {
     const dip = ipFromString(nexthop.address);
     if (dip === this.dp.node.underlayIp) return this.dp.labels.lookup(nexthop.label);
-    const encap = this.dp.node.encapPriority.find((candidate) => nexthop.encaps.includes(candidate));
+    const encap = this.preferredEncap(nexthop.encaps);
     if (encap === undefined) return -1;
-    const key = `${ipToString(dip)}/${nexthop.label}/${encap}`;
-    const existing = this.tunnels.get(key);
+    const key = tunnelKey(nexthop.label, encap);
+    let tunnels = this.tunnels.get(dip);
+    const existing = tunnels?.get(key);
     if (existing !== undefined) return existing;
     const fabric = this.dp.vifs.fabricVif;
     if (fabric < 0) return -1;
@@ -193,9 +200,15 @@ export class RouteProgrammer {
       mac: NO_MAC, // the daemon sends IP packets; the kernel resolves the underlay neighbour
       vn: this.vnOf(nexthop),
     });
-    this.tunnels.set(key, id);
-    this.tunnelKeys.set(id, key);
+    if (!tunnels) this.tunnels.set(dip, (tunnels = new Map()));
+    tunnels.set(key, id);
     return id;
+  }
+
+  /** This node's most preferred encapsulation of those a next hop accepts. */
+  private preferredEncap(accepted: TunnelEncap[]): TunnelEncap | undefined {
+    for (const candidate of this.dp.node.encapPriority) if (accepted.includes(candidate)) return candidate;
+    return undefined;
   }
 
   private vnOf(nexthop: RouteNexthop): number | undefined {
@@ -220,16 +233,30 @@ export class RouteProgrammer {
   }
 
   private releaseIfUnused(id: number): void {
-    const key = this.tunnelKeys.get(id);
-    if (key === undefined || this.dp.nexthops.kind[id] !== NH_TUNNEL || this.dp.nexthops.refCount[id] > 0) return;
+    const nexthops = this.dp.nexthops;
+    if (nexthops.kind[id] !== NH_TUNNEL || nexthops.refCount[id] > 0) return;
+    const dip = nexthops.dip[id];
+    const tunnels = this.tunnels.get(dip);
+    const key = tunnelKey(nexthops.label[id], nexthops.encap[id] === ENCAP_MPLS_GRE ? 'gre' : 'udp');
+    // A tunnel of a state file is not ours to delete.
+    if (tunnels?.get(key) !== id) return;
     this.dp.deleteNexthop(id);
-    this.tunnels.delete(key);
-    this.tunnelKeys.delete(id);
+    tunnels.delete(key);
+    if (tunnels.size === 0) this.tunnels.delete(dip);
   }
 }
 
+/** A tunnel's key among those to one dip. */
+function tunnelKey(label: number, encap: TunnelEncap): number {
+  return label * 2 + (encap === 'gre' ? 1 : 0);
+}
+
 function parsePrefix(text: string): RoutePrefix {
-  const [address, lengthText] = text.split('/');
+  // As text.split('/')'s first two parts, without the array (a dump parses one prefix per route).
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  const lengthEnd = slash < 0 ? -1 : text.indexOf('/', slash + 1);
+  const lengthText = slash < 0 ? undefined : text.slice(slash + 1, lengthEnd < 0 ? text.length : lengthEnd);
   if (address.includes(':')) {
     const length = lengthText === undefined ? 128 : Number(lengthText);
     if (!Number.isInteger(length) || length < 0 || length > 128) throw new Error(`not an IPv6 prefix: ${text}`);

@@ -18,6 +18,9 @@
  */
 import type { DataplaneAccess, RouteNexthop } from './agent-interface';
 
+/** The local next hops of a route without any: one array for the 100,000 routes of a dump, never changed (setLocal replaces it). */
+const NO_LOCAL_NEXTHOPS: readonly RouteNexthop[] = [];
+
 interface SessionRoute {
   nexthops: RouteNexthop[];
   stale: boolean;
@@ -26,7 +29,7 @@ interface SessionRoute {
 interface RouteState {
   /** Indexed by session (control node) number. */
   learned: Array<SessionRoute | undefined>;
-  local: RouteNexthop[];
+  local: readonly RouteNexthop[];
   /** Next hops last programmed, as a canonical string; null when not in the dataplane. */
   programmed: string | null;
 }
@@ -112,7 +115,7 @@ export class LearnedRoutes {
     let prefixes = this.vrfs.get(vrf);
     if (!prefixes) this.vrfs.set(vrf, (prefixes = new Map()));
     let state = prefixes.get(prefix);
-    if (!state) prefixes.set(prefix, (state = { learned: [], local: [], programmed: null }));
+    if (!state) prefixes.set(prefix, (state = { learned: [], local: NO_LOCAL_NEXTHOPS, programmed: null }));
     return state;
   }
 

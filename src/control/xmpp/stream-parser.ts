@@ -25,7 +25,7 @@ export interface StreamParserHandlers {
 
 /** Limits on what one peer can make this side hold in memory. */
 export const MAX_STANZA_BYTES = 16 * 1024 * 1024;
-const MAX_DEPTH = 16;
+export const MAX_DEPTH = 16;
 const STREAM_TAG = 'stream:stream';
 const XML_DECLARATION_NOT_AT_START = 'an XML declaration must be at the start of the document.';
 /**
