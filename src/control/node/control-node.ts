@@ -57,6 +57,12 @@ import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STRE
 export interface ControlNodeOptions {
   config: NetworkConfig;
   logger?: Logger;
+  /**
+   * Peers whose publishes are installed without checking what their ports
+   * were given: route sources that are no compute node (a gateway, a
+   * benchmark's). Never a vrouter hosting pods.
+   */
+  unrestrictedPublishers?: ReadonlySet<string>;
 }
 
 const VIRTUAL_MACHINE_PREFIX = 'virtual-machine:';
@@ -187,6 +193,7 @@ class VrouterChannel {
 export class ControlNode {
   private config: NetworkConfig;
   private readonly logger: Logger;
+  private readonly unrestrictedPublishers: ReadonlySet<string>;
   private readonly server: net.Server;
   private readonly network: NetworkManager;
   private readonly routes: RouteTables;
@@ -210,6 +217,7 @@ export class ControlNode {
   constructor(options: ControlNodeOptions) {
     this.config = options.config;
     this.logger = options.logger ?? silentLogger;
+    this.unrestrictedPublishers = options.unrestrictedPublishers ?? new Set();
     this.network = new NetworkManager(this.config);
     this.routes = new RouteTables(routingInstanceViews(this.network.viewSources()));
     this.server = net.createServer((socket) => this.accept(socket));
@@ -457,7 +465,7 @@ export class ControlNode {
    * send only one next-hop in the item", and it refuses an add without one).
    */
   private publishRefusal(vrouter: string, key: string, entry: RouteEntry): { reason: PublishRefusal; detail: string } | null {
-    if (!this.authorizedFor(vrouter).has(key)) return { reason: 'not-given', detail: 'not an address or floating IP of a port of this vrouter in this instance' };
+    if (!this.unrestrictedPublishers.has(vrouter) && !this.authorizedFor(vrouter).has(key)) return { reason: 'not-given', detail: 'not an address or floating IP of a port of this vrouter in this instance' };
     if (entry.nexthops.length !== 1) return { reason: 'next-hops', detail: `${entry.nexthops.length} next hops, not one` };
     return null;
   }
@@ -489,6 +497,7 @@ export class ControlNode {
    */
   private followGivenRoutes(): void {
     for (const state of this.vrouters.values()) {
+      if (this.unrestrictedPublishers.has(state.name)) continue;
       const authorized = this.authorizedFor(state.name);
       for (const { instance, prefix } of this.routes.publishedBy(state.name)) {
         if (authorized.has(routeKey(instance, prefix))) continue;
