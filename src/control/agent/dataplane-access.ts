@@ -41,8 +41,8 @@ interface ConfiguredPort {
 
 export class InProcessDataplaneAccess implements DataplaneAccess {
   private readonly ports = new Map<string, ConfiguredPort>();
-  /** Local composite label -> its composite nexthop and the ports it was asked for. */
-  private readonly composites = new Map<number, { nexthop: number; portIds: string[] }>();
+  /** Local composite label -> its composite nexthop. */
+  private readonly composites = new Map<number, number>();
 
   constructor(
     readonly dataplane: Dataplane,
@@ -92,28 +92,26 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
 
   setLocalComposite(label: number, portIds: string[]): void {
     const dp = this.dataplane;
-    const existing = this.composites.get(label);
+    const composite = this.composites.get(label);
     const wanted = portIds.map((id) => this.ports.get(id)?.encapNexthop ?? -1).filter((nexthop) => nexthop >= 0);
     if (wanted.length === 0) {
-      if (!existing) return;
+      if (composite === undefined) return;
       dp.deleteLabel(label);
-      dp.deleteNexthop(existing.nexthop);
+      dp.deleteNexthop(composite);
       this.composites.delete(label);
       return;
     }
-    if (!existing) {
+    if (composite === undefined) {
       const nexthop = this.freeNexthop();
       dp.setNexthop(nexthop, { kind: 'composite', members: wanted });
       dp.setLabel(label, nexthop);
-      this.composites.set(label, { nexthop, portIds: [...portIds] });
+      this.composites.set(label, nexthop);
       return;
     }
-    existing.portIds = [...portIds];
-    const members = dp.nexthops.members[existing.nexthop]!;
-    members.forEach((member, slot) => {
-      if (member >= 0 && !wanted.includes(member)) dp.nexthops.removeMember(existing.nexthop, slot);
+    dp.nexthops.members[composite]!.forEach((member, slot) => {
+      if (member >= 0 && !wanted.includes(member)) dp.nexthops.removeMember(composite, slot);
     });
-    for (const member of wanted) if (!dp.nexthops.members[existing.nexthop]!.includes(member)) dp.nexthops.addMember(existing.nexthop, member);
+    for (const member of wanted) if (!dp.nexthops.members[composite]!.includes(member)) dp.nexthops.addMember(composite, member);
   }
 
   unconfigurePort(port: LocalPort): void {
@@ -139,7 +137,7 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
     const dp = this.dataplane;
     // Routes still leading to the pod (leaked into other VNs) and local composites let go of it first.
     this.routes.releaseLocal(configured.encapNexthop);
-    for (const { nexthop } of this.composites.values()) {
+    for (const nexthop of this.composites.values()) {
       const slot = dp.nexthops.members[nexthop]!.indexOf(configured.encapNexthop);
       if (slot >= 0) dp.nexthops.removeMember(nexthop, slot);
     }
