@@ -362,8 +362,11 @@ test('with two control nodes, losing one changes nothing in the dataplane', asyn
     const configA = await a.client.addPort(pod('a1', 20, { name: 'web' }));
     const configB = await b.client.addPort(pod('b1', 21, { name: 'web' }));
     assert.notEqual(configA.ip, configB.ip);
-    await b.client.addPort(pod('b2', 22, { name: 'db', app: 'db' }));
-    await a.client.addPort(pod('a2', 23, { name: 'db', app: 'db' }));
+    // With addresses: each control node allocates from the interim port reports on its own, so two ports reported at
+    // once through different control nodes can get one address from each; each node then refuses the other's port and
+    // (checking publishes) its route, and losing one control node would change the routes.
+    await b.client.addPort(pod('b2', 22, { name: 'db', app: 'db' }, { ip: '10.2.0.5' }));
+    await a.client.addPort(pod('a2', 23, { name: 'db', app: 'db' }, { ip: '10.2.0.6' }));
     await eventually(() => {
       assert.equal(b.route('web', `${configA.ip}/32`), 'tunnel 192.168.0.11/20');
       assert.equal((b.route('db', '10.96.0.20/32') as unknown[]).length, 2);
