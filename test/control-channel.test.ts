@@ -14,7 +14,7 @@ import { Dataplane } from '../src/dataplane/dataplane';
 import { NH_COMPOSITE, NH_ENCAP, NH_TUNNEL } from '../src/dataplane/nexthop';
 import { parseMac } from '../src/dataplane/protocols/ethernet';
 import { ipFromString, ipToString } from '../src/dataplane/protocols/ipv4';
-import { LocalPort, PortConfig, vmUuidOf } from '../src/control/agent/agent-interface';
+import { LOCAL_COMPOSITE_LABELS, LocalPort, PortConfig, vmUuidOf } from '../src/control/agent/agent-interface';
 import { ControlClient, ControlClientOptions } from '../src/control/agent/control-client';
 import { InProcessDataplaneAccess } from '../src/control/agent/dataplane-access';
 import { ControlServerTls } from '../src/control/agent/control-session';
@@ -159,7 +159,7 @@ class TestVrouter {
     return this.client.close();
   }
 
-  private describe(nexthop: number): string | Array<string | null> {
+  describe(nexthop: number): string | Array<string | null> {
     const nexthops = this.dataplane.nexthops;
     switch (nexthops.kind[nexthop]) {
       case NH_ENCAP:
@@ -292,7 +292,7 @@ test('labels pick the VN, a selected pod gets the ClusterIP with its port map, u
   }
 });
 
-test('backends on two nodes make an ECMP ClusterIP route on a third; removing one empties its slot only', async () => {
+test('backends on two nodes make an ECMP ClusterIP route on a third; two on one node are one next hop, a local composite label', async () => {
   const control = await startControlNode();
   const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
   const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
@@ -302,25 +302,33 @@ test('backends on two nodes make an ECMP ClusterIP route on a third; removing on
     await a.addPod(pod('db2', 34, { name: 'db', app: 'db' }));
     await b.addPod(pod('db3', 33, { name: 'db', app: 'db' }));
     await c.addPod(pod('web1', 40, { name: 'web', uses: 'db' }));
+    // A publishes its two backends as one next hop (contrail-control takes one per agent item), with the label
+    // of a composite of its two pods.
+    const composite = LOCAL_COMPOSITE_LABELS.first;
     await eventually(() => {
       const route = c.route('web', '10.96.0.20/32');
-      assert.ok(Array.isArray(route) && route.length === 3, JSON.stringify(route));
-      assert.deepEqual([...route].sort(), ['tunnel 192.168.0.11/30', 'tunnel 192.168.0.11/34', 'tunnel 192.168.0.12/33']);
+      assert.ok(Array.isArray(route), JSON.stringify(route));
+      assert.deepEqual([...route].sort(), [`tunnel 192.168.0.11/${composite}`, 'tunnel 192.168.0.12/33']);
     });
+    const localPods = (vrouter: TestVrouter, label: number) => {
+      const nexthop = vrouter.dataplane.labels.lookup(label);
+      return nexthop < 0 ? null : vrouter.describe(nexthop);
+    };
+    assert.deepEqual(localPods(a, composite), [`local vif ${a.access.vifOf('db1')}`, `local vif ${a.access.vifOf('db2')}`]);
     const before = c.route('web', '10.96.0.20/32') as Array<string | null>;
-    const composite = c.routeNexthop('web', '10.96.0.20/32');
+    const ecmp = c.routeNexthop('web', '10.96.0.20/32');
     // A has two local backends and one remote: an ECMP route of its own, local members included.
     await eventually(() => assert.equal((a.route('db', '10.96.0.20/32') as unknown[]).length, 3));
 
+    // Back to one local backend: its own label is published again, in the composite's slot on C; the label goes.
     await a.removePod('db1');
     await eventually(() => {
       const after = c.route('web', '10.96.0.20/32') as Array<string | null>;
-      assert.deepEqual(
-        after,
-        before.map((member) => (member === 'tunnel 192.168.0.11/30' ? null : member)),
-      );
+      assert.deepEqual(after, before.map((member) => (member === `tunnel 192.168.0.11/${composite}` ? 'tunnel 192.168.0.11/34' : member)));
     });
-    assert.equal(c.routeNexthop('web', '10.96.0.20/32'), composite, 'the same composite, surviving members in their slots');
+    assert.equal(c.routeNexthop('web', '10.96.0.20/32'), ecmp, 'the same composite, surviving members in their slots');
+    assert.equal(localPods(a, composite), null);
+    assert.deepEqual(control.node.refusedPublishes(), { malformed: 0, 'not-given': 0, 'next-hops': 0 });
   } finally {
     await Promise.all([a.close(), b.close(), c.close()]);
     await control.node.close();
@@ -529,7 +537,7 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
   }
 });
 
-test("a control node's pushes of other families (test/vectors/xmpp) are counted and dropped, on both ends, the session kept", async () => {
+test("a control node's pushes of other families and contrail-control's bad inet items (test/vectors/xmpp) are counted and dropped, on both ends, the session kept", async () => {
   const vector = (name: string) => readFileSync(join(__dirname, '..', '..', 'test', 'vectors', 'xmpp', name)).toString();
   const toWeb = (xml: string) => xml.replaceAll('default-domain:demo:vn1:vn1', VRF('web'));
   let pushed = false;
@@ -540,7 +548,11 @@ test("a control node's pushes of other families (test/vectors/xmpp) are counted 
       if (pushed || !received.includes(`subscribe node="${VRF('web')}"`)) return;
       pushed = true;
       const others = ['evpn-push.xml', 'inet6-push.xml', 'mcast-push.xml', 'inet-mpls-push.xml'].map((name) => toWeb(vector(name)));
-      socket.write(others.join('') + toWeb(vector('inet-push.xml')) + vector('end-of-rib.xml'));
+      // contrail-control drops each of its bad_inet_item_1..6 and goes on (ProcessItem, bgp_xmpp_channel.cc): so does the agent.
+      const badItems = [1, 2, 3, 4, 5, 6].map((n) => vector(`bad_inet_item_${n}.xml`).replace('<item>', `<item id="10.1.1.${60 + n}/32">`));
+      const badPush = `<message from="${CONTROL_NODE_JID}" to="node-a/bgp-peer"><event xmlns="http://jabber.org/protocol/pubsub">` +
+        `<items node="1/1/${VRF('web')}">${badItems.join('')}</items></event></message>`;
+      socket.write(others.join('') + badPush + toWeb(vector('inet-push.xml')) + vector('end-of-rib.xml'));
     });
     socket.write(vector('control-open.xml') + ifmapConfigOf('node-a', pod('a1', 20, {}), '10.1.1.5'));
   });
@@ -551,8 +563,9 @@ test("a control node's pushes of other families (test/vectors/xmpp) are counted 
   try {
     await a.addPod(pod('a1', 20, { name: 'web' }));
     await eventually(() => assert.deepEqual(a.route('web', '10.1.1.3/32'), ['tunnel 192.168.0.11/25', 'tunnel 192.168.0.12/31']));
-    assert.deepEqual(a.client.status().map((session) => [session.established, session.ignoredItems]), [[true, 6]]);
+    assert.deepEqual(a.client.status().map((session) => [session.established, session.ignoredItems, session.refusedItems]), [[true, 6, 6]]);
     assert.ok(!a.logger.has(/session (closed|down)/), a.logger.lines.join('\n'));
+    assert.ok(a.logger.has(new RegExp(`pushed item 10.1.1.65/32 in ${VRF('web')} dropped: next-hop address is 0\\.0\\.0\\.0`)), a.logger.lines.join('\n'));
     // A real agent publishes EVPN routes too: the control node counts them and keeps the vrouter.
     const evpn = `<iq type="set" from="node-z" to="${CONTROL_NODE_JID}/bgp-peer" id="pubsub1"><pubsub xmlns="http://jabber.org/protocol/pubsub">` +
       '<publish node="25/242/web/aa:00:00:01:02:03,10.1.1.9/32"><item><entry/></item></publish></pubsub></iq>';

@@ -24,6 +24,7 @@ import { parseNetworkConfig } from '../src/control/node/network-config';
 import { encodeStanza, encodeStreamOpen, vrouterToControl } from '../src/control/xmpp/codec';
 import { BGP_PEER_RESOURCE, CONTROL_NODE_JID, KEEPALIVE } from '../src/control/xmpp/stanza';
 import { SimulatedVrouter, routeEntry } from './support/peer-sessions';
+import { networkFqns } from '../src/control/ifmap/names';
 
 const SESSIONS = 200;
 const FLAPS_PER_SECOND = 10;
@@ -38,6 +39,9 @@ vns:
   - { name: web, subnet: 10.1.0.0/16 }
 `;
 
+/** The routing instance of VN `web`, where the sessions subscribe and publish. */
+const WEB = networkFqns('web').routingInstance;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Resident set of a process, from /proc. */
@@ -47,13 +51,31 @@ function rssMiB(pid: number): number {
 }
 
 /** The pod route of stable vrouter `index`: its own /32, at its own underlay address and label. */
+function podAddress(index: number): string {
+  return `10.1.${(index + 2) >> 8}.${(index + 2) & 0xff}`;
+}
+
 function podRoute(index: number) {
-  return routeEntry(`10.1.${index >> 8}.${index & 0xff}/32`, `198.18.${index >> 8}.${index & 0xff}`, 100 + index);
+  return routeEntry(`${podAddress(index)}/32`, `198.18.${index >> 8}.${index & 0xff}`, 100 + index);
+}
+
+/**
+ * A control node installs only what it gave a vrouter's ports: each route the
+ * sessions publish is a pod registered for that vrouter on the pod API first.
+ */
+async function registerPod(vrouter: string, name: string, ip: string): Promise<void> {
+  const response = await fetch(`http://127.0.0.1:${apiPort}/pods`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ vrouter, vmUuid: name, name, namespace: 'default', labels: { name: 'web' }, ip }),
+  });
+  if (response.status !== 200) throw new Error(`registering ${name} (${ip}) on ${vrouter}: ${response.status} ${await response.text()}`);
 }
 
 let scratch: string;
 let control: ChildProcess;
 let port: number;
+let apiPort: number;
 let stderr = '';
 const vrouters: SimulatedVrouter[] = [];
 
@@ -61,12 +83,13 @@ before(async () => {
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vrouter-control-scale-'));
   const configFile = path.join(scratch, 'network.yaml');
   fs.writeFileSync(configFile, CONFIG);
-  control = spawn(process.execPath, [CONTROL_BIN, '--config', configFile, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  port = await new Promise<number>((resolve, reject) => {
+  control = spawn(process.execPath, [CONTROL_BIN, '--config', configFile, '--listen', '127.0.0.1:0', '--api', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  [port, apiPort] = await new Promise<[number, number]>((resolve, reject) => {
     control.stderr!.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
       const listening = /control node listening on 127\.0\.0\.1:(\d+)/.exec(stderr);
-      if (listening) resolve(Number(listening[1]));
+      const api = /pod API listening on 127\.0\.0\.1:(\d+)/.exec(stderr);
+      if (listening && api) resolve([Number(listening[1]), Number(api[1])]);
     });
     control.once('exit', (code) => reject(new Error(`vrouter-control exited (${code}):\n${stderr}`)));
   });
@@ -80,6 +103,9 @@ after(async () => {
 });
 
 test(`${SESSIONS} vrouter sessions converge; one flapping ${FLAPS_PER_SECOND} times a second disturbs none of them`, { timeout: 110_000 }, async () => {
+  for (let index = 0; index < SESSIONS; index++) await registerPod(`vrouter-${index}`, `pod-${index}`, podAddress(index));
+  await registerPod('flapper', 'flapper-pod', '10.1.250.1');
+  for (let index = 1; index <= FLAP_SECONDS * 10; index++) await registerPod('vrouter-0', `pod-0-${index}`, `10.1.240.${index}`);
   const rssIdle = rssMiB(control.pid!);
   const connectStart = Date.now();
   for (let index = 0; index < SESSIONS; index++) vrouters.push(new SimulatedVrouter(`vrouter-${index}`));
@@ -88,8 +114,8 @@ test(`${SESSIONS} vrouter sessions converge; one flapping ${FLAPS_PER_SECOND} ti
 
   const publishStart = Date.now();
   vrouters.forEach((vrouter, index) => {
-    vrouter.subscribe('web');
-    vrouter.publish('web', podRoute(index));
+    vrouter.subscribe(WEB);
+    vrouter.publish(WEB, podRoute(index));
     vrouter.endOfRib();
   });
   const allRoutes = (vrouter: SimulatedVrouter, count: number) => () => vrouter.access.routes.size === count;
@@ -109,8 +135,8 @@ test(`${SESSIONS} vrouter sessions converge; one flapping ${FLAPS_PER_SECOND} ti
     for (let flap = 0; flap < flaps; flap++) {
       const session = new SimulatedVrouter('flapper');
       await session.connect(port);
-      session.subscribe('web');
-      session.publish('web', routeEntry(flapPrefix, '198.18.250.1', 5000 + flap));
+      session.subscribe(WEB);
+      session.publish(WEB, routeEntry(flapPrefix, '198.18.250.1', 5000 + flap));
       // Every other flap, the last one too, crashes (no stream close: graceful restart keeps its route a second); the others leave cleanly.
       if (flap % 2 === 1) session.drop();
       else session.close();
@@ -130,8 +156,8 @@ test(`${SESSIONS} vrouter sessions converge; one flapping ${FLAPS_PER_SECOND} ti
       const prefix = `10.1.240.${index}/32`;
       duringPrefixes.push(prefix);
       const at = Date.now();
-      vrouters[0].publish('web', routeEntry(prefix, '198.18.0.0', 20_000 + index));
-      spreadMs.push(Promise.all(vrouters.map((vrouter) => vrouter.until(() => vrouter.access.routes.has(`web ${prefix}`), 30_000, prefix))).then(() => Date.now() - at));
+      vrouters[0].publish(WEB, routeEntry(prefix, '198.18.0.0', 20_000 + index));
+      spreadMs.push(Promise.all(vrouters.map((vrouter) => vrouter.until(() => vrouter.access.routes.has(`${WEB} ${prefix}`), 30_000, prefix))).then(() => Date.now() - at));
       await sleep(100);
     }
   })();
@@ -148,13 +174,13 @@ test(`${SESSIONS} vrouter sessions converge; one flapping ${FLAPS_PER_SECOND} ti
   const expected = SESSIONS + duringPrefixes.length;
   await Promise.all(
     vrouters.map((vrouter) =>
-      vrouter.until(() => vrouter.access.routes.size === expected && !vrouter.access.routes.has(`web ${flapPrefix}`), 30_000, `the ${expected} routes after the flapping`),
+      vrouter.until(() => vrouter.access.routes.size === expected && !vrouter.access.routes.has(`${WEB} ${flapPrefix}`), 30_000, `the ${expected} routes after the flapping`),
     ),
   );
   const reconvergeMs = Date.now() - lastDropAt;
   const spread = (await Promise.all(spreadMs)).sort((a, b) => a - b);
   const final = [...vrouters[0].access.routes].sort();
-  for (const prefix of duringPrefixes) assert.ok(vrouters[0].access.routes.has(`web ${prefix}`), prefix);
+  for (const prefix of duringPrefixes) assert.ok(vrouters[0].access.routes.has(`${WEB} ${prefix}`), prefix);
   for (const vrouter of vrouters) {
     assert.ok(vrouter.isEstablished, `${vrouter.name}: ${vrouter.closedReason}`);
     assert.deepEqual([...vrouter.access.routes].sort(), final, vrouter.name);
@@ -172,18 +198,19 @@ test(`${SESSIONS} vrouter sessions converge; one flapping ${FLAPS_PER_SECOND} ti
 
 test('a vrouter that keeps its session alive but reads nothing is dropped after the hold time, not buffered for ever', { timeout: 110_000 }, async () => {
   const holdTime = 3;
-  const node = new ControlNode({ config: parseNetworkConfig(CONFIG.replace('holdTime: 90', `holdTime: ${holdTime}`), 'stalled.yaml') });
+  // The publisher is a route source with no pods (publishes unchecked), as the control bench's.
+  const node = new ControlNode({ config: parseNetworkConfig(CONFIG.replace('holdTime: 90', `holdTime: ${holdTime}`), 'stalled.yaml'), unrestrictedPublishers: new Set(['publisher']) });
   const nodePort = (await node.listen(0, '127.0.0.1')).port;
   const publisher = new SimulatedVrouter('publisher');
   try {
     await publisher.connect(nodePort, holdTime);
-    publisher.subscribe('web');
+    publisher.subscribe(WEB);
     // The stalled vrouter: opens, subscribes, sends keepalives, and never reads again.
     const stalled = net.connect({ host: '127.0.0.1', port: nodePort });
     await new Promise((resolve) => stalled.once('connect', resolve));
     const bgp = vrouterToControl('stalled', BGP_PEER_RESOURCE);
     stalled.write(encodeStreamOpen({ from: 'stalled', to: CONTROL_NODE_JID }));
-    stalled.write(encodeStanza({ kind: 'subscribe', ...bgp, id: 's1', vrf: 'web', instanceId: 1 }));
+    stalled.write(encodeStanza({ kind: 'subscribe', ...bgp, id: 's1', vrf: WEB, instanceId: 1 }));
     stalled.pause();
     const keepalives = setInterval(() => stalled.write(KEEPALIVE), 500);
     stalled.on('error', () => undefined);
@@ -192,7 +219,7 @@ test('a vrouter that keeps its session alive but reads nothing is dropped after 
       assert.ok(node.connectedVrouters().includes('stalled'));
       // Far more than the kernel buffers of the stalled socket hold: the control node must wait for it to read.
       const routes = 40_000;
-      for (let index = 0; index < routes; index++) publisher.publish('web', routeEntry(`10.2.${index >> 8}.${index & 0xff}/32`, '198.18.0.2', 16 + index));
+      for (let index = 0; index < routes; index++) publisher.publish(WEB, routeEntry(`10.2.${index >> 8}.${index & 0xff}/32`, '198.18.0.2', 16 + index));
       await publisher.until(() => publisher.access.routes.size === routes, 60_000, `its ${routes} routes back`);
       const deadline = Date.now() + 3 * holdTime * 1000;
       while (node.connectedVrouters().includes('stalled') && Date.now() < deadline) await sleep(100);

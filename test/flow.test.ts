@@ -144,6 +144,32 @@ test('ClusterIP from the fabric: the backend node translates what the label deli
   assertChecksums(tunnelled, innerIp);
 });
 
+test('a local composite label from the fabric: each flow is given one of the pods behind it, by hash, and keeps it', () => {
+  // Two local pods behind the ClusterIP: the agent publishes one label, of a composite of both (control-client.ts).
+  const s = serviceScenario();
+  s.dp.vifs.get(1)!.floatingIps.push({ ip: ipFromString(CLUSTER_IP), portMap: [{ protocol: 17, port: 80, targetPort: 8080 }] });
+  s.dp.setNexthop(30, { kind: 'composite', members: [1, 2] });
+  s.dp.setLabel(40, 30);
+  const send = (srcPort: number) => {
+    const inner = f.ipv4({ src: '10.1.1.5', dst: CLUSTER_IP, protocol: 17, ttl: 63, payload: f.udp('10.1.1.5', CLUSTER_IP, srcPort, 80, Buffer.from('query')) });
+    const before = [s.out(1).length, s.out(2).length];
+    s.run([[0, f.mplsOverUdp({ dstMac: FABRIC_MAC, srcMac: UNDERLAY_GW_MAC, src: '192.168.0.12', dst: '192.168.0.11', label: 40, inner })]]);
+    const pods = [1, 2].filter((vif, index) => s.out(vif).length > before[index]);
+    assert.equal(pods.length, 1, `source port ${srcPort}: delivered to ${pods.length} pods`);
+    const delivered = s.out(pods[0]).at(-1)!;
+    assert.equal(ipText(delivered, 30), pods[0] === 1 ? '10.1.1.3' : '10.1.1.4', 'translated to the address of the pod it reached');
+    assert.equal(delivered.readUInt16BE(36), 8080);
+    assertChecksums(delivered);
+    return pods[0];
+  };
+  const chosen = new Map<number, number>();
+  for (let srcPort = 1000; srcPort < 1040; srcPort++) chosen.set(srcPort, send(srcPort));
+  for (let srcPort = 1000; srcPort < 1040; srcPort++) assert.equal(send(srcPort), chosen.get(srcPort), `the flow from port ${srcPort} changed pods`);
+  const perPod = [1, 2].map((vif) => [...chosen.values()].filter((pod) => pod === vif).length);
+  assert.ok(perPod[0] > 0 && perPod[1] > 0, `both pods should get flows: ${perPod.join(' / ')}`);
+  assert.deepEqual(s.dp.drops.toJSON(), {});
+});
+
 test('an ICMP error from the backend is translated with its flow, quoted header included', () => {
   const s = serviceScenario();
   s.run([[1, udpFrame('10.1.1.3', CLUSTER_IP, 33000, 80)]]);

@@ -116,6 +116,7 @@ test('routes restored from a snapshot are stale per control node: one it re-send
     deleteRoute: (vrf, prefix) => programmed.delete(`${vrf} ${prefix}`),
     configurePort: () => undefined,
     unconfigurePort: () => undefined,
+    setLocalComposite: () => undefined,
   };
   const routes = new LearnedRoutes(access, '198.18.0.12');
   const remote = (label: number) => [{ address: '198.18.0.11', label, encaps: ['udp' as const] }];

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeStanza, decodeStreamHeader, encodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
 import { XmlElement, XmppStreamParser } from '../src/control/xmpp/stream-parser';
-import { CONTROL_NODE_JID, CONTROL_NODE_STREAM, KEEPALIVE, SentStanza, Stanza, StanzaError } from '../src/control/xmpp/stanza';
+import { CONTROL_NODE_JID, CONTROL_NODE_STREAM, KEEPALIVE, RouteUpdateStanza, SentStanza, Stanza, StanzaError } from '../src/control/xmpp/stanza';
 
 /** The agent's open (see test/vectors/xmpp/README.md): xmlns is its subcluster, '' by default. */
 const STREAM_OPEN =
@@ -169,22 +169,36 @@ test('malformed input is rejected with a reason', () => {
   }
 });
 
-test('well-formed but wrong stanzas are rejected by the decoder', () => {
+test('well-formed but wrong stanzas are rejected by the decoder; a wrong route item is dropped with the reason', () => {
   const [, publish] = EXAMPLES[2];
-  const cases: Array<[string, RegExp]> = [
+  const stanzas: Array<[string, RegExp]> = [
     ['<presence from="a" to="b"/>', /unexpected stanza <presence>/],
+    [publish.replace('type="set"', 'type="get"'), /not expected/],
+  ];
+  for (const [xml, reason] of stanzas) {
+    assert.throws(() => decodeStanza(parseOne(xml)), (error: unknown) => error instanceof StanzaError && reason.test(error.message), xml);
+  }
+  const items: Array<[string, RegExp]> = [
     [publish.replace('<label>25</label>', '<label>2000000</label>'), /larger than/],
     [publish.replace('<label>25</label>', '<label>x</label>'), /not a decimal/],
     [publish.replace('<address>192.168.0.11</address>', '<address>192.168.0</address>'), /not an IPv4 address/],
     [publish.replace('1/1/default-domain:demo:vn1:vn1/10.1.1.3/32', '1/1/x/10.1.1.4/32'), /under node of/],
     [publish.replace('<safi>1</safi>', '<safi>128</safi>'), /unicast/],
     [publish.replace('<med>0</med>', ''), /has no <med>/],
-    [publish.replace('type="set"', 'type="get"'), /not expected/],
-    [`${PUSH}<items node="1/1/${VRF}"><item id="10.9.9.9/32">${REFERENCE_ENTRY}</item></items></event></message>`, /holds the entry/],
   ];
-  for (const [xml, reason] of cases) {
-    assert.throws(() => decodeStanza(parseOne(xml)), (error: unknown) => error instanceof StanzaError && reason.test(error.message), xml);
+  for (const [xml, reason] of items) {
+    const decoded = decodeStanza(parseOne(xml)) as Stanza;
+    assert.ok(decoded.kind === 'refused-publish' && reason.test(decoded.item.reason), xml);
   }
+  const push = decodeStanza(parseOne(`${PUSH}<items node="1/1/${VRF}"><item id="10.9.9.9/32">${REFERENCE_ENTRY}</item></items></event></message>`));
+  assert.deepEqual(push, {
+    kind: 'route-update',
+    from: CONTROL_NODE_JID,
+    to: 'node-a/bgp-peer',
+    vrf: VRF,
+    changes: [],
+    refused: [{ prefix: '10.9.9.9/32', reason: 'item 10.9.9.9/32 holds the entry of 10.1.1.3/32' }],
+  });
 });
 
 // ---------------------------------------------------------------- vectors of a real control node (test/vectors/xmpp)
@@ -290,9 +304,11 @@ test('End-of-RIB in the builder layout, and an IF-MAP IQ with a declaration, no 
   assert.equal(encodeStanza(subscribe), withoutId);
 });
 
-test("contrail-control's bad inet items are refused with the reason, as its ProcessItem refuses them", () => {
-  // Each file is an agent's <item>, pushed here as a control node's (an empty <next-hops> is refused in a push only:
-  // this project's agent publishes one to withdraw, with a dissociate).
+test("contrail-control's bad inet items are dropped with the reason and the rest of the stanza kept, as its ProcessItem drops them", () => {
+  // Each file is an agent's <item>; contrail-control's ProcessItem returns false for each (bgp_xmpp_parse_test.cc
+  // InetItemError1..6) and ReceiveUpdate goes on with the next item, the session kept (tungstenfabric/tf-controller
+  // 6a674397821187fedfffd9586942b906d3479dbc, src/bgp/bgp_xmpp_channel.cc). Pushed here as a control node's, next to a
+  // good item; published as an agent's, alone.
   const reasons: Array<[string, RegExp]> = [
     ['bad_inet_item_1.xml', /<version> is not a decimal number/],
     ['bad_inet_item_2.xml', /address family is not IPv4/],
@@ -301,9 +317,27 @@ test("contrail-control's bad inet items are refused with the reason, as its Proc
     ['bad_inet_item_5.xml', /next-hop address is 0\.0\.0\.0/],
     ['bad_inet_item_6.xml', /has no <next-hop>/],
   ];
+  const good = `<item id="10.1.1.3/32">${REFERENCE_ENTRY}</item>`;
   for (const [file, reason] of reasons) {
     const item = vector(file).toString();
-    const push = `${PUSH}<items node="1/1/${VRF}">${item.replace('<item>', '<item id="10.1.1.1/32">')}</items></event></message>`;
-    assert.throws(() => decodeStanza(parseOne(push)), (error: unknown) => error instanceof StanzaError && reason.test(error.message), file);
+    const push = `${PUSH}<items node="1/1/${VRF}">${item.replace('<item>', '<item id="10.1.1.1/32">')}${good}</items></event></message>`;
+    const update = decodeStanza(parseOne(push)) as RouteUpdateStanza;
+    assert.equal(update.kind, 'route-update', file);
+    assert.deepEqual(update.changes.map((change) => change.prefix), ['10.1.1.3/32'], file);
+    assert.equal(update.refused?.length, 1, file);
+    assert.equal(update.refused![0].prefix, '10.1.1.1/32', file);
+    assert.match(update.refused![0].reason, reason, file);
+
+    const publish = `<iq type="set" from="node-a" ${TO_PEER} id="pubsub5"><pubsub xmlns="http://jabber.org/protocol/pubsub">` +
+      `<publish node="1/1/${VRF}/10.1.1.1/32">${item}</publish></pubsub></iq>`;
+    const published = decodeStanza(parseOne(publish)) as Stanza;
+    assert.equal(published.kind, 'refused-publish', file);
+    if (published.kind !== 'refused-publish') continue;
+    assert.equal(published.vrf, VRF);
+    assert.equal(published.item.prefix, '10.1.1.1/32');
+    // None of the files has a <med>: item 6 (whose empty <next-hops> a publish may have) is refused for that.
+    assert.match(published.item.reason, file === 'bad_inet_item_6.xml' ? /has no <med>/ : reason, file);
   }
+  // A bad <items> child, unlike a bad item, is not a route item: the stanza is refused.
+  assert.throws(() => decodeStanza(parseOne(`${PUSH}<items node="1/1/${VRF}"><junk/></items></event></message>`)), StanzaError);
 });

@@ -51,6 +51,11 @@ export class WorkerAccess implements DataplaneAccess {
     await this.dataplane.request({ op: 'control-unconfigure-port', port });
   }
 
+  setLocalComposite(label: number, portIds: string[]): void {
+    this.flush();
+    void this.dataplane.request({ op: 'control-local-composite', label, portIds });
+  }
+
   /** Sends what is queued now (also what the next turn would have sent). */
   flush(): void {
     if (this.queued.length === 0) return;

@@ -126,6 +126,7 @@ export type WorkerRequest =
   | { op: 'control-routes'; updates: RouteUpdate[] }
   | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodPortConfig; attach?: { interface: string } }
   | { op: 'control-unconfigure-port'; port: LocalPort }
+  | { op: 'control-local-composite'; label: number; portIds: string[] }
   | { op: 'export-flows' }
   | { op: 'import-flows'; pairs: SnapshotFlowPair[] }
   | { op: 'delete-device'; name: string }
@@ -497,6 +498,9 @@ class DataplaneWorker {
         this.controlled.unconfigurePort(request.port);
         return null;
       }
+      case 'control-local-composite':
+        this.controlled.setLocalComposite(request.label, request.portIds);
+        return null;
       case 'export-flows':
         return exportFlows(this.dp);
       case 'import-flows':

@@ -38,6 +38,10 @@ export class RecordingAccess implements DataplaneAccess {
   unconfigurePort(): void {
     this.calls++;
   }
+
+  setLocalComposite(): void {
+    this.calls++;
+  }
 }
 
 export function routeEntry(prefix: string, address: string, label: number): RouteEntry {

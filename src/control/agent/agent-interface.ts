@@ -26,7 +26,21 @@ export interface DataplaneAccess {
   configurePort(port: LocalPort, config: PortConfig): void | Promise<void>;
   /** Undoes configurePort: the port is gone or the control node refused it. */
   unconfigurePort(port: LocalPort): void | Promise<void>;
+  /**
+   * Points `label` (of LOCAL_COMPOSITE_LABELS) at an ECMP composite of these
+   * configured ports' pods, each packet's pod chosen by its flow; an empty
+   * list removes the label. Two or more local pods behind one prefix are
+   * published as that one label, as the agent does.
+   */
+  setLocalComposite(label: number, portIds: string[]): void;
 }
+
+/**
+ * The labels the control client gives local composites: the top of the
+ * dataplane's 16-bit label table, above the pod labels the daemon gives
+ * from 16 up.
+ */
+export const LOCAL_COMPOSITE_LABELS = { first: 0xf000, last: 0xffff } as const;
 
 /** A pod's interface on this node, as the daemon reports it (from the CNI add). */
 export interface LocalPort {

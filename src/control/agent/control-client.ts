@@ -11,8 +11,9 @@
  * agent keeps it inactive: pods are registered (and refused, when they are)
  * on the configuration side, the control node's pod API. A configured port's addresses
  * (its IP and its floating IPs) are published in its routing instance with
- * this node's underlay address, the port's label, the encapsulations this
- * node accepts and its VN; the routing instance is subscribed while a port
+ * one next hop: this node's underlay address, the port's label (for a prefix
+ * of several local ports, the label of a local composite of them), the
+ * encapsulations this node accepts and its VN; the routing instance is subscribed while a port
  * is in it. Routes pushed by the control nodes go to the dataplane
  * (LearnedRoutes merges sessions and keeps stale routes through a control
  * node restart).
@@ -27,7 +28,7 @@
  * unicast range 16..1048575.
  */
 import type { TunnelEncap } from '../../dataplane/nexthop';
-import { vmUuidOf, type DataplaneAccess, type LocalPort, type PortConfig, type RouteNexthop } from './agent-interface';
+import { LOCAL_COMPOSITE_LABELS, vmUuidOf, type DataplaneAccess, type LocalPort, type PortConfig, type RouteNexthop } from './agent-interface';
 import { derivePortView, portConfigOf, type IfmapPortView } from './ifmap-port-view';
 import { LearnedRoutes } from './learned-routes';
 import { ControlServer, ServerConnection } from './control-session';
@@ -36,7 +37,7 @@ import { IfmapGraph } from '../ifmap/graph';
 import { interfaceFqn, ownRoutingInstance } from '../ifmap/names';
 import { vrouterToControl } from '../xmpp/codec';
 import { Logger, silentLogger } from '../xmpp/logger';
-import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, DEFAULT_HOLD_TIME_SECONDS, RouteEntry, RouteUpdateStanza, Stanza, StanzaError, WireNexthop } from '../xmpp/stanza';
+import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, DEFAULT_HOLD_TIME_SECONDS, RefusedItem, RouteEntry, RouteUpdateStanza, Stanza, StanzaError, WireNexthop } from '../xmpp/stanza';
 
 export type { ControlServer };
 
@@ -81,11 +82,20 @@ interface PortState {
   waiters: Array<{ resolve(config: PortConfig): void; reject(error: Error): void }>;
 }
 
-/** A route this node publishes: its own next hops for a prefix, from one or more local ports. */
+/**
+ * A route this node publishes: its own next hops for a prefix, from one or
+ * more local ports. Published with one next hop, as contrail-control takes
+ * only one from an agent (BgpXmppChannel::ProcessItem, "Agents should send
+ * only one next-hop in the item"; tungstenfabric/tf-controller
+ * 6a674397821187fedfffd9586942b906d3479dbc, src/bgp/bgp_xmpp_channel.cc):
+ * the port's own label, or with two or more ports the label of a local
+ * composite of their pods.
+ */
 interface LocalRoute {
   vrf: string;
   prefix: string;
   byPort: Map<string, WireNexthop>;
+  compositeLabel: number | null;
 }
 
 export class ControlClient {
@@ -105,6 +115,11 @@ export class ControlClient {
   private readonly staleTimers = new Map<number, NodeJS.Timeout>();
   /** Per session: items of families this node does not program (inet6, EVPN, multicast...), dropped. */
   private readonly ignoredItems = new Map<number, number>();
+  /** Per session: pushed items dropped for what they hold (RefusedItem), the rest of their push applied. */
+  private readonly refusedItems = new Map<number, number>();
+  /** Local composite labels given back, reused first; then the next never given. */
+  private readonly freeCompositeLabels: number[] = [];
+  private nextCompositeLabel: number = LOCAL_COMPOSITE_LABELS.first;
   private nextStanzaId = 1;
   private closed = false;
 
@@ -178,12 +193,13 @@ export class ControlClient {
     await Promise.all([...this.ports.values()].map((state) => state.chain));
   }
 
-  /** Per control node: whether its session is up, and how many items of other families it pushed. */
-  status(): Array<{ server: string; established: boolean; ignoredItems: number }> {
+  /** Per control node: whether its session is up, how many items of other families it pushed and how many bad items it pushed. */
+  status(): Array<{ server: string; established: boolean; ignoredItems: number; refusedItems: number }> {
     return this.connections.map((connection) => ({
       server: connection.name,
       established: connection.isEstablished,
       ignoredItems: this.ignoredItems.get(connection.index) ?? 0,
+      refusedItems: this.refusedItems.get(connection.index) ?? 0,
     }));
   }
 
@@ -241,6 +257,7 @@ export class ControlClient {
   private handle(connection: ServerConnection, stanza: Stanza): void {
     switch (stanza.kind) {
       case 'route-update':
+        if (stanza.refused) this.countRefused(connection, stanza.vrf, stanza.refused);
         return this.learnRoutes(connection, stanza);
       case 'end-of-rib': {
         const timer = this.staleTimers.get(connection.index);
@@ -262,6 +279,11 @@ export class ControlClient {
       default:
         throw new StanzaError(`a control node does not send ${stanza.kind}`);
     }
+  }
+
+  private countRefused(connection: ServerConnection, vrf: string, refused: RefusedItem[]): void {
+    this.refusedItems.set(connection.index, (this.refusedItems.get(connection.index) ?? 0) + refused.length);
+    for (const { prefix, reason } of refused) this.logger.warn(`${connection.name}: pushed item ${prefix || '(no id)'} in ${vrf} dropped: ${reason}`);
   }
 
   private learnRoutes(connection: ServerConnection, stanza: RouteUpdateStanza): void {
@@ -386,14 +408,48 @@ export class ControlClient {
     let route = this.localRoutes.get(key);
     if (!route) {
       if (nexthop === null) return;
-      this.localRoutes.set(key, (route = { vrf, prefix, byPort: new Map() }));
+      this.localRoutes.set(key, (route = { vrf, prefix, byPort: new Map(), compositeLabel: null }));
     }
     if (nexthop === null) route.byPort.delete(portId);
     else route.byPort.set(portId, nexthop);
     if (route.byPort.size === 0) this.localRoutes.delete(key);
     const encaps = this.options.encaps;
     this.routes.setLocal(vrf, prefix, [...route.byPort.values()].map((local) => ({ address: local.address, label: local.label, encaps, vn: policyVrfOf(local.virtualNetwork) })));
+    let retiredLabel: number | null = null;
+    if (route.byPort.size >= 2) {
+      route.compositeLabel ??= this.takeCompositeLabel();
+      if (route.compositeLabel !== null) this.options.access.setLocalComposite(route.compositeLabel, [...route.byPort.keys()]);
+    } else {
+      retiredLabel = route.compositeLabel;
+      route.compositeLabel = null;
+    }
     for (const connection of this.connections) this.sendRoute(connection, route);
+    // Back to one port (or none): its own label is published first, then the composite goes.
+    if (retiredLabel !== null) {
+      this.options.access.setLocalComposite(retiredLabel, []);
+      this.freeCompositeLabels.push(retiredLabel);
+    }
+  }
+
+  /** A label of LOCAL_COMPOSITE_LABELS no local pod has (a pod's label may have been asked for in that range). */
+  private takeCompositeLabel(): number | null {
+    const podLabels = new Set([...this.ports.values()].map((state) => state.port.label));
+    for (;;) {
+      const label = this.freeCompositeLabels.pop() ?? (this.nextCompositeLabel <= LOCAL_COMPOSITE_LABELS.last ? this.nextCompositeLabel++ : null);
+      if (label === null) {
+        this.logger.warn(`no local composite label left (${LOCAL_COMPOSITE_LABELS.first}..${LOCAL_COMPOSITE_LABELS.last}): publishing one pod's label only`);
+        return null;
+      }
+      if (!podLabels.has(label)) return label;
+    }
+  }
+
+  /** The one next hop published for a local route: its port's, or its local composite's. */
+  private publishedNexthops(route: LocalRoute): WireNexthop[] {
+    const own = [...route.byPort.values()];
+    if (own.length === 0) return [];
+    if (route.compositeLabel === null) return [own[0]];
+    return [{ ...own[0], label: route.compositeLabel }];
   }
 
   /** Publishes a local route (or withdraws it when no port has a next hop for it any more): publish + associate/dissociate. */
@@ -401,7 +457,7 @@ export class ControlClient {
     const bgp = vrouterToControl(this.options.nodeName, BGP_PEER_RESOURCE);
     const entry: RouteEntry = {
       prefix: route.prefix,
-      nexthops: [...route.byPort.values()],
+      nexthops: this.publishedNexthops(route),
       version: 1,
       sequenceNumber: 0,
       localPreference: LOCAL_PREFERENCE,

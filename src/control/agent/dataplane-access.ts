@@ -10,6 +10,10 @@
  * table is the union of the configured ports' policies, in the control
  * node's order.
  *
+ * A local composite is a label leading to an ECMP composite of configured
+ * ports' encap nexthops; a member keeps its slot while it stays, so flows
+ * on the other members keep their pod.
+ *
  * The dataplane tells VNs apart by VRF id (a packet's VN is its vif's VRF,
  * or its route's next hop's), so a policy's VN FQN is given the id of the
  * VN's own routing instance, as the control client does for next hops.
@@ -37,6 +41,8 @@ interface ConfiguredPort {
 
 export class InProcessDataplaneAccess implements DataplaneAccess {
   private readonly ports = new Map<string, ConfiguredPort>();
+  /** Local composite label -> its composite nexthop. */
+  private readonly composites = new Map<number, number>();
 
   constructor(
     readonly dataplane: Dataplane,
@@ -74,8 +80,7 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
       let vif = 0;
       while (dp.vifs.get(vif)) vif++;
       dp.addVif({ id: vif, kind: 'virtual', name: port.id, mac, ip, vrf, mtu: DEFAULT_MTU, floatingIps });
-      let encapNexthop = 1;
-      while (dp.nexthops.exists(encapNexthop)) encapNexthop++;
+      const encapNexthop = this.freeNexthop();
       dp.setNexthop(encapNexthop, { kind: 'encap', vif, mac });
       dp.setLabel(port.label, encapNexthop);
       configured = { vif, encapNexthop, label: port.label, vrf, ip, policies: [] };
@@ -83,6 +88,30 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
     }
     configured.policies = config.policies;
     this.refreshPolicies();
+  }
+
+  setLocalComposite(label: number, portIds: string[]): void {
+    const dp = this.dataplane;
+    const composite = this.composites.get(label);
+    const wanted = portIds.map((id) => this.ports.get(id)?.encapNexthop ?? -1).filter((nexthop) => nexthop >= 0);
+    if (wanted.length === 0) {
+      if (composite === undefined) return;
+      dp.deleteLabel(label);
+      dp.deleteNexthop(composite);
+      this.composites.delete(label);
+      return;
+    }
+    if (composite === undefined) {
+      const nexthop = this.freeNexthop();
+      dp.setNexthop(nexthop, { kind: 'composite', members: wanted });
+      dp.setLabel(label, nexthop);
+      this.composites.set(label, nexthop);
+      return;
+    }
+    dp.nexthops.members[composite]!.forEach((member, slot) => {
+      if (member >= 0 && !wanted.includes(member)) dp.nexthops.removeMember(composite, slot);
+    });
+    for (const member of wanted) if (!dp.nexthops.members[composite]!.includes(member)) dp.nexthops.addMember(composite, member);
   }
 
   unconfigurePort(port: LocalPort): void {
@@ -98,10 +127,20 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
     return this.ports.get(portId)?.vif ?? -1;
   }
 
+  private freeNexthop(): number {
+    let id = 1;
+    while (this.dataplane.nexthops.exists(id)) id++;
+    return id;
+  }
+
   private tearDown(configured: ConfiguredPort): void {
     const dp = this.dataplane;
-    // Routes still leading to the pod (leaked into other VNs) let go of it first.
+    // Routes still leading to the pod (leaked into other VNs) and local composites let go of it first.
     this.routes.releaseLocal(configured.encapNexthop);
+    for (const nexthop of this.composites.values()) {
+      const slot = dp.nexthops.members[nexthop]!.indexOf(configured.encapNexthop);
+      if (slot >= 0) dp.nexthops.removeMember(nexthop, slot);
+    }
     dp.deleteLabel(configured.label);
     dp.deleteNexthop(configured.encapNexthop);
     dp.removeVif(configured.vif);

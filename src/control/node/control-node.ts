@@ -25,7 +25,19 @@
  * - applies a new configuration (reload) to every port and view, pushing
  *   only what changed.
  *
- * A malformed or unexpected stanza closes that vrouter's session only.
+ * A vrouter may publish only what the control node gave its ports: each
+ * port's address and floating IPs, in the routing instance of the port's
+ * VN, with exactly one next hop (contrail-control drops an agent's item with
+ * more). Any other publish, and an item that does not decode, is refused:
+ * not installed, counted, logged, the session kept, as contrail-control
+ * keeps it (BgpXmppChannel::ReceiveUpdate ignores what ProcessItem returns;
+ * tungstenfabric/tf-controller 6a674397821187fedfffd9586942b906d3479dbc,
+ * src/bgp/bgp_xmpp_channel.cc). When a port's configuration changes, what
+ * its vrouter published and is no longer given is withdrawn.
+ *
+ * A malformed or unexpected stanza closes that vrouter's session only; so
+ * does a publish without a subscription, as contrail-control's
+ * VerifyMembership failing closes the channel.
  */
 import net, { AddressInfo, Socket } from 'node:net';
 import { TLSSocket, TlsOptions } from 'node:tls';
@@ -49,6 +61,12 @@ export interface ControlNodeOptions {
   logger?: Logger;
   /** Where the registered pods are kept (pod-store.ts): read back here, written on every change. */
   podStateFile?: string;
+  /**
+   * Peers whose publishes are installed without checking what their ports
+   * were given: route sources that are no compute node (a gateway, a
+   * benchmark's). Never a vrouter hosting pods.
+   */
+  unrestrictedPublishers?: ReadonlySet<string>;
 }
 
 const VIRTUAL_MACHINE_PREFIX = 'virtual-machine:';
@@ -77,6 +95,14 @@ class VrouterChannel {
   readonly subscriptions = new Map<string, number>();
   /** Published but not yet associated routes, "instance\0prefix" -> entry. */
   readonly pendingPublish = new Map<string, RouteEntry>();
+  /** Publishes refused (and counted) whose associate is to be dropped too, "instance\0prefix". */
+  readonly refusedPublish = new Set<string>();
+  /**
+   * Routes refused as not given to the vrouter's ports, "instance\0prefix" -> entry: installed if
+   * a port is given that prefix later (a publish can overtake the port's registration on this
+   * control node, as with two control nodes), until withdrawn or published again.
+   */
+  readonly heldPublish = new Map<string, RouteEntry>();
   /** What the vrouter subscribed to over IF-MAP, and the graph sent to it so far. */
   readonly ifmapInterest: IfmapInterest = { virtualRouter: false, vms: new Set() };
   ifmapSent = new IfmapGraph();
@@ -86,6 +112,8 @@ class VrouterChannel {
   /** Items of a view, a whole view's dump (expanded as it is sent, so the first bytes leave at once), or a stanza. */
   private outbox: Array<{ view: string; xml: string } | { view: string; dump: Iterator<[string, string]> } | { view: null; xml: string }> = [];
   private draining = false;
+  /** Bytes handed to the socket since it last drained, across drains: one route a turn adds up as much as a dump. */
+  private bytesSinceDrain = 0;
 
   constructor(readonly session: XmppSession) {}
 
@@ -115,7 +143,6 @@ class VrouterChannel {
 
   private async drain(): Promise<void> {
     const address = controlToVrouter(this.name!, BGP_PEER_RESOURCE);
-    let bytesSinceDrain = 0;
     while (this.outbox.length > 0 && !this.session.isClosed) {
       const batch = this.outbox;
       this.outbox = [];
@@ -149,9 +176,9 @@ class VrouterChannel {
           stanza = encodeRouteUpdateItems(address, view, items);
         }
         this.session.send(stanza);
-        bytesSinceDrain += stanza.length;
-        if (bytesSinceDrain >= DRAIN_EVERY_BYTES) {
-          bytesSinceDrain = 0;
+        this.bytesSinceDrain += stanza.length;
+        if (this.bytesSinceDrain >= DRAIN_EVERY_BYTES) {
+          this.bytesSinceDrain = 0;
           await this.session.drained();
         }
       }
@@ -163,6 +190,7 @@ class VrouterChannel {
 export class ControlNode {
   private config: NetworkConfig;
   private readonly logger: Logger;
+  private readonly unrestrictedPublishers: ReadonlySet<string>;
   private readonly server: net.Server;
   private readonly network: NetworkManager;
   private readonly routes: RouteTables;
@@ -180,11 +208,15 @@ export class ControlNode {
   /** The whole configuration as IF-MAP; null when a change made it out of date. */
   private configGraph: IfmapGraph | null = null;
   private readonly podStateFile: string | null;
+  /** Per vrouter, the "instance\0prefix" its ports were given; null when a change made it out of date. */
+  private authorizedRoutes: Map<string, Set<string>> | null = null;
+  private readonly refusedPublishCounts: Record<PublishRefusal, number> = { malformed: 0, 'not-given': 0, 'next-hops': 0 };
 
   /** Reads the pods of `podStateFile` back (a PodStateError names file, field and value). */
   constructor(options: ControlNodeOptions) {
     this.config = options.config;
     this.logger = options.logger ?? silentLogger;
+    this.unrestrictedPublishers = options.unrestrictedPublishers ?? new Set();
     this.network = new NetworkManager(this.config);
     this.podStateFile = options.podStateFile ?? null;
     if (this.podStateFile !== null) {
@@ -222,6 +254,11 @@ export class ControlNode {
   /** Items of families this control node does not carry that vrouters published, since start. */
   ignoredItems(): number {
     return this.ignoredItemCount;
+  }
+
+  /** Publishes refused since start, by reason (see PublishRefusal). */
+  refusedPublishes(): Record<PublishRefusal, number> {
+    return { ...this.refusedPublishCounts };
   }
 
   /**
@@ -379,21 +416,38 @@ export class ControlNode {
         return this.subscribe(channel, stanza.vrf, stanza.instanceId);
       case 'unsubscribe':
         return this.unsubscribe(channel, stanza.vrf);
-      case 'publish':
+      case 'publish': {
         if (!channel.subscriptions.has(stanza.vrf)) throw new StanzaError(`publish to ${stanza.vrf} without a subscription`);
-        channel.pendingPublish.set(routeKey(stanza.vrf, stanza.entry.prefix), stanza.entry);
+        const key = routeKey(stanza.vrf, stanza.entry.prefix);
+        channel.refusedPublish.delete(key);
+        channel.pendingPublish.set(key, stanza.entry);
         return;
+      }
+      case 'refused-publish': {
+        // Before any subscription check, as contrail-control's ProcessItem refuses a bad item before VerifyMembership.
+        const key = routeKey(stanza.vrf, stanza.item.prefix);
+        channel.pendingPublish.delete(key);
+        channel.refusedPublish.add(key);
+        return this.refusePublish(name, stanza.vrf, stanza.item.prefix, 'malformed', stanza.item.reason);
+      }
       case 'associate': {
         const key = routeKey(stanza.vrf, stanza.prefix);
         const entry = channel.pendingPublish.get(key);
+        if (!entry && channel.refusedPublish.delete(key)) return; // refused and counted at its publish
         if (!entry) throw new StanzaError(`associate of ${stanza.prefix} in ${stanza.vrf} without a publish`);
         channel.pendingPublish.delete(key);
+        channel.heldPublish.delete(key);
+        const refusal = this.publishRefusal(name, key, entry);
+        if (refusal?.reason === 'not-given' && entry.nexthops.length === 1) channel.heldPublish.set(key, entry);
+        if (refusal !== null) return this.refusePublish(name, stanza.vrf, stanza.prefix, refusal.reason, refusal.detail);
         state.staleRoutes?.delete(key);
         return this.distribute(this.routes.publish(name, stanza.vrf, entry));
       }
       case 'dissociate': {
         const key = routeKey(stanza.vrf, stanza.prefix);
         channel.pendingPublish.delete(key);
+        channel.refusedPublish.delete(key);
+        channel.heldPublish.delete(key);
         state.staleRoutes?.delete(key);
         return this.distribute(this.routes.withdraw(name, stanza.vrf, stanza.prefix));
       }
@@ -406,6 +460,64 @@ export class ControlNode {
         return;
       default:
         throw new StanzaError(`a vrouter does not send ${stanza.kind}`);
+    }
+  }
+
+  /**
+   * Why a vrouter may not install a published route, or null: the prefix
+   * was not given to any of its ports in that instance, or the route has
+   * other than one next hop (contrail-control's ProcessItem: "Agents should
+   * send only one next-hop in the item", and it refuses an add without one).
+   */
+  private publishRefusal(vrouter: string, key: string, entry: RouteEntry): { reason: PublishRefusal; detail: string } | null {
+    if (!this.unrestrictedPublishers.has(vrouter) && !this.authorizedFor(vrouter).has(key)) return { reason: 'not-given', detail: 'not an address or floating IP of a port of this vrouter in this instance' };
+    if (entry.nexthops.length !== 1) return { reason: 'next-hops', detail: `${entry.nexthops.length} next hops, not one` };
+    return null;
+  }
+
+  private refusePublish(vrouter: string, instance: string, prefix: string, reason: PublishRefusal, detail: string): void {
+    this.refusedPublishCounts[reason]++;
+    this.logger.warn(`vrouter ${vrouter}: publish of ${prefix} in ${instance} refused (${reason}): ${detail}`);
+  }
+
+  /** The "instance\0prefix" routes a vrouter's ports were given: their addresses and floating IPs in their VN's instance. */
+  private authorizedFor(vrouter: string): ReadonlySet<string> {
+    if (this.authorizedRoutes === null) {
+      const authorized = new Map<string, Set<string>>();
+      for (const { vrouter: owner, config } of this.network.configuredPorts()) {
+        let routes = authorized.get(owner);
+        if (!routes) authorized.set(owner, (routes = new Set()));
+        const instance = networkFqns(config.vn).routingInstance;
+        routes.add(routeKey(instance, `${config.ip}/32`));
+        for (const floatingIp of config.floatingIps) routes.add(routeKey(instance, `${floatingIp.ip}/32`));
+      }
+      this.authorizedRoutes = authorized;
+    }
+    return this.authorizedRoutes.get(vrouter) ?? NOTHING_GIVEN;
+  }
+
+  /**
+   * After a port change: withdraws what vrouters published and their ports
+   * are no longer given, installs held routes they now are.
+   */
+  private followGivenRoutes(): void {
+    for (const state of this.vrouters.values()) {
+      if (this.unrestrictedPublishers.has(state.name)) continue;
+      const authorized = this.authorizedFor(state.name);
+      for (const { instance, prefix } of this.routes.publishedBy(state.name)) {
+        if (authorized.has(routeKey(instance, prefix))) continue;
+        this.logger.info(`vrouter ${state.name}: ${prefix} in ${instance} withdrawn: no longer given to its ports`);
+        this.distribute(this.routes.withdraw(state.name, instance, prefix));
+      }
+      const held = state.channel?.heldPublish;
+      for (const [key, entry] of held ?? []) {
+        if (!authorized.has(key)) continue;
+        held!.delete(key);
+        state.staleRoutes?.delete(key);
+        const [instance] = key.split('\0');
+        this.logger.info(`vrouter ${state.name}: ${entry.prefix} in ${instance} installed: now given to its ports`);
+        this.distribute(this.routes.publish(state.name, instance, entry));
+      }
     }
   }
 
@@ -542,6 +654,8 @@ export class ControlNode {
    */
   private refresh(): void {
     this.configGraph = null;
+    this.authorizedRoutes = null;
+    this.followGivenRoutes();
     if (this.network.rulesVersion !== this.appliedRulesVersion) {
       this.appliedRulesVersion = this.network.rulesVersion;
       this.distribute(this.routes.setSources(routingInstanceViews(this.network.viewSources())));
@@ -558,6 +672,14 @@ export class ControlNode {
     }
   }
 }
+
+/**
+ * Why a publish was refused: its item did not decode, its prefix was not
+ * given to the vrouter's ports there, or it had other than one next hop.
+ */
+export type PublishRefusal = 'malformed' | 'not-given' | 'next-hops';
+
+const NOTHING_GIVEN: ReadonlySet<string> = new Set();
 
 function routeKey(instance: string, prefix: string): string {
   return `${instance}\0${prefix}`;

@@ -24,6 +24,8 @@ export interface ViewChange {
 export class RouteTables {
   /** instance -> prefix -> vrouter -> its route. */
   private readonly published = new Map<string, Map<string, Map<string, RouteEntry>>>();
+  /** vrouter -> instance -> the prefixes it published there (`published` by vrouter, for publishedBy). */
+  private readonly prefixesOf = new Map<string, Map<string, Set<string>>>();
   /** view -> the instances it sees. */
   private sources = new Map<string, ViewSources>();
   /** instance -> the views that see it (the inverse of `sources`), with their filter. */
@@ -42,6 +44,11 @@ export class RouteTables {
     let byVrouter = prefixes.get(entry.prefix);
     if (!byVrouter) prefixes.set(entry.prefix, (byVrouter = new Map()));
     byVrouter.set(vrouter, entry);
+    let instances = this.prefixesOf.get(vrouter);
+    if (!instances) this.prefixesOf.set(vrouter, (instances = new Map()));
+    let own = instances.get(instance);
+    if (!own) instances.set(instance, (own = new Set()));
+    own.add(entry.prefix);
     return this.refreshPrefix(instance, entry.prefix);
   }
 
@@ -49,6 +56,11 @@ export class RouteTables {
     const prefixes = this.published.get(instance);
     const byVrouter = prefixes?.get(prefix);
     if (!byVrouter || !byVrouter.delete(vrouter)) return [];
+    const instances = this.prefixesOf.get(vrouter)!;
+    const own = instances.get(instance)!;
+    own.delete(prefix);
+    if (own.size === 0) instances.delete(instance);
+    if (instances.size === 0) this.prefixesOf.delete(vrouter);
     if (byVrouter.size === 0) prefixes!.delete(prefix);
     if (prefixes!.size === 0) this.published.delete(instance);
     return this.refreshPrefix(instance, prefix);
@@ -93,9 +105,7 @@ export class RouteTables {
   /** Prefixes a vrouter has published in each instance. */
   publishedBy(vrouter: string): Array<{ instance: string; prefix: string }> {
     const routes: Array<{ instance: string; prefix: string }> = [];
-    for (const [instance, prefixes] of this.published) {
-      for (const [prefix, byVrouter] of prefixes) if (byVrouter.has(vrouter)) routes.push({ instance, prefix });
-    }
+    for (const [instance, prefixes] of this.prefixesOf.get(vrouter) ?? []) for (const prefix of prefixes) routes.push({ instance, prefix });
     return routes;
   }
 

@@ -42,8 +42,10 @@ import {
   END_OF_RIB_NODE,
   IgnoredItemsStanza,
   PUBSUB_NS,
+  RefusedItem,
   RouteChange,
   RouteEntry,
+  RouteUpdateStanza,
   STREAM_NS,
   SentStanza,
   Stanza,
@@ -369,9 +371,14 @@ function decodePubsubIq(iq: XmlElement, address: StanzaAddress, id: string): Sta
       const ignored = otherFamily(node, address, 1);
       if (ignored !== null) return ignored;
       const { vrf, prefix } = parseRouteNode(node);
-      const entry = decodeEntry(onlyChild(onlyChild(request, 'item'), 'entry'), false);
-      if (entry.prefix !== prefix) fail(`published entry ${entry.prefix} under node of ${prefix}`);
-      return { kind: 'publish', ...address, id, vrf, entry };
+      const decoded = refusal(() => {
+        const entry = decodeEntry(onlyChild(onlyChild(request, 'item'), 'entry'), false);
+        if (entry.prefix !== prefix) fail(`published entry ${entry.prefix} under node of ${prefix}`);
+        return entry;
+      });
+      // Dropped with the reason, the session kept, as contrail-control's ProcessItem (see RefusedItem).
+      if (typeof decoded === 'string') return { kind: 'refused-publish', ...address, id, vrf, item: { prefix, reason: decoded } };
+      return { kind: 'publish', ...address, id, vrf, entry: decoded.value };
     }
     case 'collection': {
       const vrf = attribute(request, 'node');
@@ -409,15 +416,34 @@ function decodeMessage(message: XmlElement): Stanza {
   const ignored = otherFamily(node, address, items.children.length);
   if (ignored !== null) return ignored;
   const vrf = vrfOfItems(node);
-  const changes: RouteChange[] = items.children.map((item) => {
-    if (item.name === 'retract') return { prefix: ipv4Prefix(attribute(item, 'id'), 'retract id'), entry: null };
-    if (item.name !== 'item') fail(`<items> holds <${item.name}>`);
-    const prefix = ipv4Prefix(attribute(item, 'id'), 'item id');
-    const entry = decodeEntry(onlyChild(item, 'entry'), true);
-    if (entry.prefix !== prefix) fail(`item ${prefix} holds the entry of ${entry.prefix}`);
-    return { prefix, entry };
-  });
-  return { kind: 'route-update', ...address, vrf, changes };
+  const changes: RouteChange[] = [];
+  const refused: RefusedItem[] = [];
+  for (const item of items.children) {
+    if (item.name !== 'item' && item.name !== 'retract') fail(`<items> holds <${item.name}>`);
+    // A bad item is dropped and the others applied, as contrail-control's ProcessItem drops one (see RefusedItem).
+    const change = refusal((): RouteChange => {
+      if (item.name === 'retract') return { prefix: ipv4Prefix(attribute(item, 'id'), 'retract id'), entry: null };
+      const prefix = ipv4Prefix(attribute(item, 'id'), 'item id');
+      const entry = decodeEntry(onlyChild(item, 'entry'), true);
+      if (entry.prefix !== prefix) fail(`item ${prefix} holds the entry of ${entry.prefix}`);
+      return { prefix, entry };
+    });
+    if (typeof change === 'string') refused.push({ prefix: item.attributes.id ?? '', reason: change });
+    else changes.push(change.value);
+  }
+  const update: RouteUpdateStanza = { kind: 'route-update', ...address, vrf, changes };
+  if (refused.length > 0) update.refused = refused;
+  return update;
+}
+
+/** `decode`'s value, or the reason of the StanzaError it threw. */
+function refusal<T>(decode: () => T): { value: T } | string {
+  try {
+    return { value: decode() };
+  } catch (error) {
+    if (error instanceof StanzaError) return error.message;
+    throw error;
+  }
 }
 
 /** A stream-level error the peer sent before closing: its condition and text. */

@@ -26,7 +26,7 @@
  * (and handed to saxes) as soon as they arrive, as saxes would notice them.
  */
 import { MAX_DEPTH } from './stream-parser';
-import { PUBSUB_NS } from './stanza';
+import { PUBSUB_NS, RefusedItem } from './stanza';
 
 /**
  * A route push as flat columns: the form it crosses threads in, since
@@ -51,6 +51,8 @@ export interface PackedRouteUpdate {
   encapCounts: Int32Array;
   /** All next hops' encapsulations, in order, as indexes into strings. */
   encaps: Int32Array;
+  /** Items decodeStanza dropped for what they hold (the scanner gives such a push up to it). */
+  refused?: RefusedItem[];
 }
 
 /** Builds a PackedRouteUpdate's string table. */

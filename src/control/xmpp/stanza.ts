@@ -89,6 +89,22 @@ export interface RouteUpdateStanza extends StanzaAddress {
   kind: 'route-update';
   vrf: string;
   changes: RouteChange[];
+  /** Items of the push that were dropped, the rest applied (absent when none was). */
+  refused?: RefusedItem[];
+}
+
+/**
+ * A route item dropped for what it holds, the session kept: contrail-control's
+ * BgpXmppChannel::ReceiveUpdate ignores what ProcessItem returns, and
+ * ProcessItem logs and returns false for each item of
+ * src/bgp/testdata/bad_inet_item_1..6.xml (bgp_xmpp_parse_test.cc
+ * InetItemError1..6; tungstenfabric/tf-controller
+ * 6a674397821187fedfffd9586942b906d3479dbc, src/bgp/bgp_xmpp_channel.cc).
+ */
+export interface RefusedItem {
+  /** The item's prefix as its node or id names it ('' when it names none). */
+  prefix: string;
+  reason: string;
 }
 
 export interface EndOfRibStanza extends StanzaAddress {
@@ -123,11 +139,20 @@ export interface IgnoredItemsStanza extends StanzaAddress {
   items: number;
 }
 
-/** Every stanza but IgnoredItemsStanza: the ones this project sends. */
-export type SentStanza = Exclude<Stanza, IgnoredItemsStanza>;
+/** vrouter -> control node: a publish whose item was dropped for what it holds (see RefusedItem). */
+export interface RefusedPublishStanza extends StanzaAddress {
+  kind: 'refused-publish';
+  id: string;
+  vrf: string;
+  item: RefusedItem;
+}
+
+/** Every stanza but the decoder's reports of what it dropped: the ones this project sends. */
+export type SentStanza = Exclude<Stanza, IgnoredItemsStanza | RefusedPublishStanza>;
 
 export type Stanza =
   | IgnoredItemsStanza
+  | RefusedPublishStanza
   | ConfigSubscribeStanza
   | ConfigUpdateStanza
   | SubscribeStanza

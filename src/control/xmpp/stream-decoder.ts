@@ -45,6 +45,7 @@ function packRouteUpdate(stanza: RouteUpdateStanza): PackedRouteUpdate {
     encapCounts: new Int32Array(nexthopTotal),
     encaps: new Int32Array(0),
   };
+  if (stanza.refused) packed.refused = stanza.refused;
   let nexthopIndex = 0;
   changes.forEach(({ prefix, entry }, index) => {
     packed.prefixes[index] = prefix;
@@ -102,7 +103,9 @@ export function unpackRouteUpdate(packed: PackedRouteUpdate): RouteUpdateStanza 
       },
     };
   }
-  return { kind: 'route-update', from: packed.from, to: packed.to, vrf: packed.vrf, changes };
+  const update: RouteUpdateStanza = { kind: 'route-update', from: packed.from, to: packed.to, vrf: packed.vrf, changes };
+  if (packed.refused) update.refused = packed.refused;
+  return update;
 }
 
 export interface StreamDecoder {

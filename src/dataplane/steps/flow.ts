@@ -100,9 +100,18 @@ export function flowSetup(c: Pipeline, p: number): number {
   const srcPort = ports >>> 16;
   const dstPort = ports & 0xffff;
   const fromFabric = c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC;
+  // From the fabric, the label's pod; a label of several local pods (a local composite) picks one by the
+  // flow's hash, kept in the flow as its ECMP slot so the flow stays with that pod.
+  let labelNexthop = fromFabric ? pool.nexthop[p] : -1;
+  let slot = -1;
+  if (fromFabric && nexthops.kind[labelNexthop] === NH_COMPOSITE) {
+    slot = nexthops.selectSlot(labelNexthop, pool.hash[p]);
+    if (slot < 0) return drop(Drop['ecmp-no-member']);
+    labelNexthop = nexthops.members[labelNexthop]![slot];
+  }
   // The pod a new flow counts against: its sender, or from the fabric its receiver (the label's). Checked
   // first, so a pod flooding new flows is refused at the least cost and cannot take others' room.
-  const owner = fromFabric ? nexthops.vif[pool.nexthop[p]] : pool.ingressVif[p];
+  const owner = fromFabric ? nexthops.vif[labelNexthop] : pool.ingressVif[p];
   const limit = c.vifs[owner]?.maxFlows ?? 0;
   if (limit > 0 && c.flows.vifPairs[owner] >= limit) return drop(Drop['vif-flow-limit']);
 
@@ -110,9 +119,8 @@ export function flowSetup(c: Pipeline, p: number): number {
   let sourceVn = vrfId;
   let destinationVn: number;
   let delivery = -1; // local encap nexthop, if the flow ends at a pod of this node
-  let slot = -1;
   if (fromFabric) {
-    delivery = pool.nexthop[p];
+    delivery = labelNexthop;
     const sourceRoute = vrf.routes.lookup(src);
     if (sourceRoute >= 0) sourceVn = nexthopVn(c, sourceRoute, vrfId);
     destinationVn = nexthopVn(c, delivery, vrfId);
@@ -167,7 +175,8 @@ export function flowSetup(c: Pipeline, p: number): number {
   setPairActions(flows, entry, allowed, translatedDst !== dst, translatedPort !== dstPort);
   flows.nexthop[entry] = fromFabric ? delivery : vrf.routes.lookup(dst);
   flows.ecmpSlot[entry] = slot;
-  flows.ecmpSlot[entry + 1] = slot;
+  // A local composite's slot is the forward direction's only: the reply is routed on its own.
+  flows.ecmpSlot[entry + 1] = fromFabric ? -1 : slot;
   pool.flowEntry[p] = entry;
   return FLOW_APPLY;
 }

@@ -11,7 +11,7 @@ import { GRE_HEADER_LEN } from '../protocols/gre';
 import { PROTO_GRE, PROTO_UDP, ipToString, readU32 } from '../protocols/ipv4';
 import { MPLS_HEADER_LEN } from '../protocols/mpls';
 import { MPLS_OVER_UDP_LEGACY_PORT, MPLS_OVER_UDP_PORT, UDP_HEADER_LEN } from '../protocols/udp';
-import { NH_ENCAP, NH_RECEIVE } from '../nexthop';
+import { NH_COMPOSITE, NH_ENCAP, NH_RECEIVE } from '../nexthop';
 import { INNER_IPV4_INPUT, INNER_IPV6_INPUT, MPLS_INPUT, drop } from './next';
 
 export function tunnelDecap(c: Pipeline, p: number): number {
@@ -64,14 +64,27 @@ export function mplsInput(c: Pipeline, p: number): number {
   // The label's nexthop decides where the packet goes; the version nibble what it is.
   const version = d[inner] >>> 4;
   if (version !== 4 && version !== 6) return drop(Drop['invalid-protocol']);
-  const kind = c.nexthops.kind[nexthop];
-  // A label leads to a local pod (or the vrouter itself), never back into the fabric.
-  const localVif = kind === NH_ENCAP || kind === NH_RECEIVE ? c.vifs[c.nexthops.vif[nexthop]] : null;
+  const nexthops = c.nexthops;
+  // A label leads to a local pod (or the vrouter itself), or to a composite of local pods (several behind
+  // one prefix, the pod picked by flow in flow-setup), never back into the fabric.
+  const local = nexthops.kind[nexthop] === NH_COMPOSITE ? firstLocalMember(c, nexthop) : nexthop;
+  const kind = local < 0 ? -1 : nexthops.kind[local];
+  const localVif = kind === NH_ENCAP || kind === NH_RECEIVE ? c.vifs[nexthops.vif[local]] : null;
   if (localVif === null || localVif === undefined) return drop(Drop['invalid-nexthop']);
   pool.nexthop[p] = nexthop;
   pool.vrf[p] = localVif.vrf;
   pool.l3[p] = inner;
   return version === 4 ? INNER_IPV4_INPUT : INNER_IPV6_INPUT;
+}
+
+/** A composite's first member when it is a local pod's encap nexthop, else -1. */
+function firstLocalMember(c: Pipeline, composite: number): number {
+  const nexthops = c.nexthops;
+  const members = nexthops.members[composite]!;
+  for (let slot = 0; slot < members.length; slot++) {
+    if (members[slot] >= 0) return nexthops.kind[members[slot]] === NH_ENCAP ? members[slot] : -1;
+  }
+  return -1;
 }
 
 export function describeTunnelDecap(c: Pipeline, p: number, next: number): string {
