@@ -183,8 +183,11 @@ export class K8sTestbed {
     if (kubepods.length > 0 && !this.options.controlPlaneOnly) {
       throw new Error(`${kubepods.map((r) => path.join(r, 'kubepods')).join(', ')} exist: another kubelet runs (or a run died): stop it first (scripts/k8s/stop.sh)`);
     }
-    for (const dir of SHARED_DIRS) this.before.set(dir, listDir(dir));
-    this.createdDirs.push(...CREATED_DIRS.filter((dir) => !fs.existsSync(dir)));
+    // Without a node nothing is written outside the run directory, and what appears there is another run's.
+    if (!this.options.controlPlaneOnly) {
+      for (const dir of SHARED_DIRS) this.before.set(dir, listDir(dir));
+      this.createdDirs.push(...CREATED_DIRS.filter((dir) => !fs.existsSync(dir)));
+    }
     process.once('exit', this.onExit);
 
     this.ns = await this.topology.addNamespace('k8s');
@@ -508,10 +511,13 @@ export class K8sTestbed {
       }
     }
     // After a graceful stop there is nothing left to kill; after a signal or a crash, the containers and shims.
-    this.killCgroupProcesses();
-    this.killShims();
+    if (!this.options.controlPlaneOnly) {
+      this.killCgroupProcesses();
+      this.killShims();
+    }
     // Mounts: ours are under the run directory and the netns files containerd made; deepest first.
-    const newNetns = [...listDir('/var/run/netns')].filter((name) => name.startsWith('cni-') && !this.before.get('/var/run/netns')?.has(name));
+    const netnsBefore = this.before.get('/var/run/netns');
+    const newNetns = netnsBefore === undefined ? [] : [...listDir('/var/run/netns')].filter((name) => name.startsWith('cni-') && !netnsBefore.has(name));
     const ours = mountPoints()
       .filter((mount) => mount.startsWith(this.dir + '/') || mount === this.dir || newNetns.some((name) => mount === `/run/netns/${name}` || mount === `/var/run/netns/${name}`))
       .sort((a, b) => b.split('/').length - a.split('/').length || b.length - a.length);

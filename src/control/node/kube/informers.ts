@@ -89,6 +89,8 @@ export class KubeWatcher {
       let entry: Watched | undefined = undefined;
       const list = async () => {
         const result = await lists[kind]();
+        // The informer lists only at start and after a 410 Gone (its resourceVersion too old to watch from).
+        if (entry!.listed) this.logger.info(`kubernetes: ${kind} listed again after 410 Gone (${result.items.length} objects)`);
         entry!.listed = true;
         entry!.retryMs = FIRST_RETRY_MS;
         // The informer applies the list after this returns.
