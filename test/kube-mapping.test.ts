@@ -11,6 +11,8 @@ import assert from 'node:assert/strict';
 import { ClusterObjects, KubePod, KubeService, POD_STATE_ANNOTATION, interfaceUuid, mapCluster, podStateAnnotation } from '../src/control/node/kube/mapping';
 import { NetworkManager } from '../src/control/node/network-manager';
 import { parseNetworkConfig } from '../src/control/node/network-config';
+import { runControlNode } from '../src/control/node/cli';
+import { silentLogger } from '../src/control/xmpp/logger';
 
 const OPTIONS = { podSubnet: '10.32.0.0/16', serviceSubnet: '10.96.0.0/16' };
 
@@ -146,3 +148,9 @@ function managerFor(network: ReturnType<typeof mapCluster>): NetworkManager {
   for (const plan of network.pods) manager.addPort(plan.vrouter, plan.port, 'api');
   return manager;
 }
+
+test('vrouter-control needs a configuration file or a cluster, and one way to reach the cluster', async () => {
+  await assert.rejects(runControlNode(['--listen', '127.0.0.1:0'], silentLogger), /--config <file> is required without --kubeconfig or --in-cluster/);
+  await assert.rejects(runControlNode(['--kubeconfig', '/nonexistent', '--in-cluster'], silentLogger), /exclude each other/);
+  await assert.rejects(runControlNode(['--kubeconfig', '/nonexistent', '--pod-subnet', '10.32.0.0'], silentLogger), /--pod-subnet 10\.32\.0\.0 is not an IPv4 prefix/);
+});
