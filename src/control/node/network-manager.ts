@@ -76,14 +76,26 @@ export class NetworkManager {
 
   /** Adds or re-reports a port; returns what it gets. A vrouter's report of a port registered on the API keeps the registration. */
   addPort(vrouter: string, port: LocalPort, source: PortSource = 'vrouter'): PortOutcome {
+    const record = this.putPort(vrouter, port, source);
+    this.updateRules();
+    return this.outcome(record);
+  }
+
+  /** addPort for many ports, the rules decided once (they depend on every port: once per port is quadratic). */
+  addPorts(entries: Array<{ vrouter: string; port: LocalPort }>, source: PortSource): PortOutcome[] {
+    const records = entries.map(({ vrouter, port }) => this.putPort(vrouter, port, source));
+    this.updateRules();
+    return records.map((record) => this.outcome(record));
+  }
+
+  private putPort(vrouter: string, port: LocalPort, source: PortSource): PortRecord {
     const key = portKey(vrouter, port.id);
     const previous = this.ports.get(key);
-    if (previous?.source === 'api' && source === 'vrouter') return this.outcome(previous);
+    if (previous?.source === 'api' && source === 'vrouter') return previous;
     const record: PortRecord = { vrouter, port, source, vn: this.vnFor(port), ip: previous?.ip ?? null, refusal: null };
     this.ports.set(key, record);
     this.assignAddress(key, record, port.ip ?? record.ip);
-    this.updateRules();
-    return this.outcome(record);
+    return record;
   }
 
   /** Removes a port; a vrouter's removal of a port registered on the API changes nothing. */

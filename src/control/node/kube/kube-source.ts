@@ -6,7 +6,7 @@
  *   1. pods gone are unregistered (their addresses freed);
  *   2. the configuration (the file's, plus the Kubernetes VNs and services)
  *      is applied when it changed;
- *   3. new or changed pods are registered, vrouter = the pod's node;
+ *   3. new or changed pods are registered (together), vrouter = the pod's node;
  *   4. each registered pod's `opencontrail.org/pod-state` annotation is
  *      written where it differs (retried on the next pass when it fails).
  *
@@ -16,14 +16,15 @@
  */
 import type { ControlNode } from '../control-node';
 import type { NetworkConfig } from '../network-config';
-import type { PortOutcome } from '../network-manager';
 import type { Logger } from '../../xmpp/logger';
 import type { KubeWatcher } from './informers';
-import { ClusterNetwork, MappingOptions, POD_STATE_ANNOTATION, mapCluster, podStateAnnotation } from './mapping';
+import { ClusterNetwork, MappingOptions, POD_STATE_ANNOTATION, PodRegistrationPlan, mapCluster, podStateAnnotation } from './mapping';
 
 /** Events arriving within this delay are applied together. */
 const BATCH_MS = 20;
 const ANNOTATION_RETRY_MS = 1_000;
+/** Annotation writes in flight at once: a big cluster's first pass must not open a connection per pod. */
+const MAX_ANNOTATIONS_IN_FLIGHT = 16;
 
 export interface KubeSourceStatus {
   synced: boolean;
@@ -33,9 +34,16 @@ export interface KubeSourceStatus {
   skipped: Record<string, number>;
 }
 
+interface Registered {
+  json: string;
+  vmUuid: string;
+  ip: string;
+  gateway: string;
+}
+
 export class KubeNetworkSource {
-  /** VMI uuid -> what was registered (JSON of vrouter and port). */
-  private readonly registered = new Map<string, string>();
+  /** VMI uuid -> what was registered (JSON of vrouter and port, but its address) and what it got. */
+  private readonly registered = new Map<string, Registered>();
   /** VMI uuid -> why its pod was last refused (tried again each pass: an address may have been freed). */
   private readonly refusals = new Map<string, string>();
   /** "namespace/name" -> the annotation being written. */
@@ -45,6 +53,8 @@ export class KubeNetworkSource {
   private retryTimer: NodeJS.Timeout | null = null;
   private last: ClusterNetwork | null = null;
   private passes = 0;
+  /** Annotations still to write (at most MAX_ANNOTATIONS_IN_FLIGHT at once), last first. */
+  private pendingAnnotations: Array<{ namespace: string; name: string; value: string }> = [];
   private closed = false;
 
   constructor(
@@ -104,8 +114,7 @@ export class KubeNetworkSource {
     const wanted = new Map(network.pods.map((plan) => [plan.port.id, plan]));
     const gone = [...this.registered.keys()].filter((vmi) => !wanted.has(vmi));
     for (const vmi of gone) {
-      const { port } = JSON.parse(this.registered.get(vmi)!) as { port: { vmUuid: string } };
-      this.node.unregisterPods(port.vmUuid);
+      this.node.unregisterPods(this.registered.get(vmi)!.vmUuid);
       this.registered.delete(vmi);
     }
     for (const vmi of this.refusals.keys()) if (!wanted.has(vmi)) this.refusals.delete(vmi);
@@ -115,25 +124,34 @@ export class KubeNetworkSource {
     if (configJson !== this.appliedConfig) {
       this.node.reload(config);
       this.appliedConfig = configJson;
+      // A new configuration may have moved addresses.
+      for (const { port, outcome } of this.node.registeredPods()) {
+        const entry = this.registered.get(port.id);
+        if (entry && 'config' in outcome) Object.assign(entry, { ip: outcome.config.ip, gateway: outcome.config.gateway });
+      }
     }
 
-    const outcomes = new Map<string, PortOutcome>();
+    const changed: Array<{ plan: PodRegistrationPlan; json: string }> = [];
     for (const plan of network.pods) {
-      const json = JSON.stringify({ vrouter: plan.vrouter, port: plan.port });
-      if (this.registered.get(plan.port.id) === json) continue;
-      const outcome = this.node.registerPod(plan.vrouter, plan.port);
-      outcomes.set(plan.port.id, outcome);
+      // The address a pod asks for is the one its annotation says it got: no new registration for that.
+      const { ip, ...rest } = plan.port;
+      const json = JSON.stringify({ vrouter: plan.vrouter, port: rest });
+      const entry = this.registered.get(plan.port.id);
+      if (entry?.json !== json || (ip !== undefined && ip !== entry.ip)) changed.push({ plan, json });
+    }
+    const outcomes = this.node.registerPods(changed.map(({ plan }) => ({ vrouter: plan.vrouter, port: plan.port })));
+    changed.forEach(({ plan, json }, index) => {
+      const outcome = outcomes[index];
       if ('refused' in outcome) {
         if (this.refusals.get(plan.port.id) !== outcome.refused) this.logger.warn(`kubernetes: pod ${plan.namespace}/${plan.name} refused: ${outcome.refused}`);
         this.refusals.set(plan.port.id, outcome.refused);
         this.registered.delete(plan.port.id);
       } else {
         this.refusals.delete(plan.port.id);
-        this.registered.set(plan.port.id, json);
+        this.registered.set(plan.port.id, { json, vmUuid: plan.port.vmUuid!, ip: outcome.config.ip, gateway: outcome.config.gateway });
       }
-    }
-    for (const { port, outcome } of this.node.registeredPods()) outcomes.set(port.id, outcome);
-    this.annotate(network, outcomes, watcher);
+    });
+    this.annotate(network, watcher);
   }
 
   /** The file's configuration with the Kubernetes VNs and services added. */
@@ -143,24 +161,39 @@ export class KubeNetworkSource {
     return { ...this.base, vns, services: [...this.base.services, ...network.services] };
   }
 
-  private annotate(network: ClusterNetwork, outcomes: Map<string, PortOutcome>, watcher: KubeWatcher): void {
+  /** Queues the annotations that differ from the pods' (replacing the previous pass's queue) and starts writing them. */
+  private annotate(network: ClusterNetwork, watcher: KubeWatcher): void {
     const current = new Map(watcher.objects().pods.map((pod) => [`${pod.metadata?.namespace}/${pod.metadata?.name}`, pod]));
+    this.pendingAnnotations = [];
     for (const plan of network.pods) {
-      const outcome = outcomes.get(plan.port.id);
-      if (!outcome || 'refused' in outcome) continue;
+      const decided = this.registered.get(plan.port.id);
+      if (!decided) continue;
       const key = `${plan.namespace}/${plan.name}`;
-      const value = podStateAnnotation({ uuid: plan.port.id, macAddress: plan.port.mac, ipAddress: outcome.config.ip, gateway: outcome.config.gateway });
+      const value = podStateAnnotation({ uuid: plan.port.id, macAddress: plan.port.mac, ipAddress: decided.ip, gateway: decided.gateway });
       if (current.get(key)?.metadata?.annotations?.[POD_STATE_ANNOTATION] === value || this.annotating.get(key) === value) continue;
+      this.pendingAnnotations.push({ namespace: plan.namespace, name: plan.name, value });
+    }
+    this.pendingAnnotations.reverse(); // taken from the end, in pass order
+    this.writeAnnotations(watcher);
+  }
+
+  private writeAnnotations(watcher: KubeWatcher): void {
+    while (this.annotating.size < MAX_ANNOTATIONS_IN_FLIGHT && this.pendingAnnotations.length > 0 && !this.closed) {
+      const { namespace, name, value } = this.pendingAnnotations.pop()!;
+      const key = `${namespace}/${name}`;
+      if (this.annotating.get(key) === value) continue;
       this.annotating.set(key, value);
-      watcher.annotatePod(plan.namespace, plan.name, { [POD_STATE_ANNOTATION]: value }).then(
+      watcher.annotatePod(namespace, name, { [POD_STATE_ANNOTATION]: value }).then(
         () => {
           // The pod's update event brings the annotation into the informer's objects.
           if (this.annotating.get(key) === value) this.annotating.delete(key);
+          this.writeAnnotations(watcher);
         },
         (error: Error) => {
           if (this.annotating.get(key) === value) this.annotating.delete(key);
           if (this.closed) return;
           this.logger.warn(`kubernetes: annotating pod ${key}: ${error.message}; trying again`);
+          // The retry's pass queues again what is still to write.
           this.retryTimer ??= setTimeout(() => {
             this.retryTimer = null;
             this.changed();
