@@ -154,3 +154,13 @@ test('vrouter-control needs a configuration file or a cluster, and one way to re
   await assert.rejects(runControlNode(['--kubeconfig', '/nonexistent', '--in-cluster'], silentLogger), /exclude each other/);
   await assert.rejects(runControlNode(['--kubeconfig', '/nonexistent', '--pod-subnet', '10.32.0.0'], silentLogger), /--pod-subnet 10\.32\.0\.0 is not an IPv4 prefix/);
 });
+
+test('registering the pods together decides what registering them one by one does', () => {
+  const network = mapCluster(cluster(), OPTIONS);
+  const oneByOne = managerFor(network);
+  const together = managerFor({ ...network, pods: [] });
+  const outcomes = together.addPorts(network.pods.map(({ vrouter, port }) => ({ vrouter, port })), 'api');
+  assert.deepEqual(outcomes, network.pods.map((plan) => oneByOne.outcomeOf(plan.vrouter, plan.port.id)));
+  assert.deepEqual(together.policyRules, oneByOne.policyRules);
+  assert.equal(outcomes.length, 4);
+});
