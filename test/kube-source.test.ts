@@ -3,7 +3,8 @@
  * ControlNode, its informers replaced by a plain list of objects: pods are
  * registered on their node's vrouter and unregistered when they go, the
  * configuration follows the services, each pod is annotated once with what
- * it got, and a failed annotation is written again.
+ * it got, a failed annotation is written again, and registrations kept
+ * from before a restart for pods that are gone are removed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,11 +52,14 @@ test('pods registered on their node, unregistered when gone; services applied; a
   listed.cluster.services.push({ metadata: { name: 'redis', namespace: 'shop' }, spec: { clusterIP: '10.96.0.30', selector: { app: 'redis' }, ports: [{ port: 6379 }] } });
   listed.failNext = 1;
   const source = new KubeNetworkSource(node, parseNetworkConfig(JSON.stringify({ defaultVn: 'fallback', vns: [{ name: 'fallback', subnet: '192.168.0.0/24' }] }), 'test'), OPTIONS, silentLogger);
+  // Kept from before a restart (a registration store): a pod deleted meanwhile, and a registration not of this source.
+  node.registerPod('node-a', { id: interfaceUuid('uid-deleted'), vmUuid: 'uid-deleted', name: 'deleted', namespace: 'shop', labels: {}, mac: '02:00:00:00:00:09', label: 0 });
+  node.registerPod('node-a', { id: 'cni-port', vmUuid: 'vm-cni', name: 'other', namespace: 'default', labels: {}, mac: '02:00:00:00:00:0a', label: 0 });
   try {
     source.attach(listed.watcher());
     await sleep(100);
     const registered = new Map(node.registeredPods().map((entry) => [entry.port.name, entry]));
-    assert.deepEqual([...registered.keys()].sort(), ['redis-1', 'web-1']);
+    assert.deepEqual([...registered.keys()].sort(), ['other', 'redis-1', 'web-1'], 'the deleted pod\u2019s registration is gone, the other kept');
     assert.equal(registered.get('redis-1')!.vrouter, 'node-b');
     assert.equal(registered.get('redis-1')!.port.id, interfaceUuid('uid-redis-1'));
     const redis = registered.get('redis-1')!.outcome;
@@ -78,7 +82,7 @@ test('pods registered on their node, unregistered when gone; services applied; a
     listed.cluster.services = [];
     source.changed();
     await sleep(100);
-    assert.deepEqual(node.registeredPods().map((entry) => entry.port.name), ['web-1']);
+    assert.deepEqual(node.registeredPods().map((entry) => entry.port.name).sort(), ['other', 'web-1']);
     assert.equal(source.status().pods, 1);
   } finally {
     await source.close();

@@ -3,7 +3,9 @@
  * report (batched), the whole mapping is derived again from the objects they
  * hold (mapping.ts) and the difference applied to the control node:
  *
- *   1. pods gone are unregistered (their addresses freed);
+ *   1. pods gone are unregistered (their addresses freed); on the first
+ *      pass also registrations of this source's form (VMI uuid derived from
+ *      the VM uuid) that the control node kept from before a restart;
  *   2. the configuration (the file's, plus the Kubernetes VNs and services)
  *      is applied when it changed;
  *   3. new or changed pods are registered (together), vrouter = the pod's node;
@@ -18,7 +20,7 @@ import type { ControlNode } from '../control-node';
 import type { NetworkConfig } from '../network-config';
 import type { Logger } from '../../xmpp/logger';
 import type { KubeWatcher } from './informers';
-import { ClusterNetwork, MappingOptions, POD_STATE_ANNOTATION, PodRegistrationPlan, mapCluster, podStateAnnotation } from './mapping';
+import { ClusterNetwork, MappingOptions, POD_STATE_ANNOTATION, PodRegistrationPlan, interfaceUuid, mapCluster, podStateAnnotation } from './mapping';
 
 /** Events arriving within this delay are applied together. */
 const BATCH_MS = 20;
@@ -118,6 +120,12 @@ export class KubeNetworkSource {
       this.registered.delete(vmi);
     }
     for (const vmi of this.refusals.keys()) if (!wanted.has(vmi)) this.refusals.delete(vmi);
+    if (this.passes === 1) {
+      // Registrations kept from before a restart (a registration store): those of pods deleted meanwhile go.
+      for (const { port } of this.node.registeredPods()) {
+        if (port.vmUuid !== undefined && port.id === interfaceUuid(port.vmUuid) && !wanted.has(port.id)) this.node.unregisterPods(port.vmUuid);
+      }
+    }
 
     const config = this.merged(network);
     const configJson = JSON.stringify({ vns: [...config.vns.values()], services: config.services });
