@@ -111,6 +111,8 @@ export class KubeNetworkSource {
     if (!watcher?.synced || this.closed) return;
     this.passes++;
     const network = mapCluster(watcher.objects(), this.options);
+    const skipped = describeSkipped(network.skipped);
+    if (skipped !== describeSkipped(this.last?.skipped)) this.logger.info(`kubernetes: given nothing: ${skipped || 'none'}`);
     this.last = network;
 
     const wanted = new Map(network.pods.map((plan) => [plan.port.id, plan]));
@@ -210,4 +212,8 @@ export class KubeNetworkSource {
       );
     }
   }
+}
+
+function describeSkipped(skipped: Map<string, number> | undefined): string {
+  return [...(skipped ?? [])].map(([reason, count]) => `${count} ${reason}`).sort().join(', ');
 }
