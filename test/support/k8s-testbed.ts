@@ -50,6 +50,12 @@ export interface TestbedOptions {
   beforeNode?: (testbed: K8sTestbed) => Promise<void>;
   /** Where the per-run directory goes (default /var/tmp). */
   workRoot?: string;
+  /**
+   * Only etcd and the apiserver (no controllers, runtime or kubelet): objects
+   * are what the test creates. Without the service account controller, pods
+   * are admitted without a service account.
+   */
+  controlPlaneOnly?: boolean;
 }
 
 export function testbedBinariesMissing(cacheDir = DEFAULT_CACHE): string[] {
@@ -57,6 +63,12 @@ export function testbedBinariesMissing(cacheDir = DEFAULT_CACHE): string[] {
   for (const image of ['pause.tar', 'busybox.tar']) if (!fs.existsSync(path.join(cacheDir, 'images', image))) missing.push(path.join(cacheDir, 'images', image));
   for (const tool of ['/usr/bin/etcd', '/usr/bin/containerd', '/usr/bin/ctr', '/usr/sbin/runc', '/usr/lib/cni/loopback']) if (!fs.existsSync(tool)) missing.push(tool);
   return missing;
+}
+
+/** What a controlPlaneOnly testbed needs. */
+export function controlPlaneBinariesMissing(cacheDir = DEFAULT_CACHE): string[] {
+  const needed = [path.join(cacheDir, 'bin', 'kube-apiserver'), path.join(cacheDir, 'bin', 'kubectl'), '/usr/bin/etcd'];
+  return needed.filter((file) => !fs.existsSync(file));
 }
 
 function run(file: string, args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<string> {
@@ -120,6 +132,8 @@ export class K8sTestbed {
   private readonly before = new Map<string, Set<string>>();
   private readonly createdDirs: string[] = [];
   private stopping: Promise<void> | undefined;
+  /** The component being restarted: its exit is expected. */
+  private restarting: string | null = null;
   private readonly onExit = () => this.cleanupSync();
 
   private constructor(private readonly options: TestbedOptions) {
@@ -152,7 +166,7 @@ export class K8sTestbed {
   }
 
   static async start(options: TestbedOptions): Promise<K8sTestbed> {
-    const missing = testbedBinariesMissing(options.cacheDir);
+    const missing = options.controlPlaneOnly ? controlPlaneBinariesMissing(options.cacheDir) : testbedBinariesMissing(options.cacheDir);
     if (missing.length > 0) throw new Error(`the Kubernetes testbed is not built (missing ${missing.join(', ')}): run bash scripts/k8s/build.sh`);
     const testbed = new K8sTestbed(options);
     try {
@@ -166,11 +180,14 @@ export class K8sTestbed {
 
   private async boot(): Promise<void> {
     const kubepods = cgroupRoots().filter((root) => fs.existsSync(path.join(root, 'kubepods')));
-    if (kubepods.length > 0) {
+    if (kubepods.length > 0 && !this.options.controlPlaneOnly) {
       throw new Error(`${kubepods.map((r) => path.join(r, 'kubepods')).join(', ')} exist: another kubelet runs (or a run died): stop it first (scripts/k8s/stop.sh)`);
     }
-    for (const dir of SHARED_DIRS) this.before.set(dir, listDir(dir));
-    this.createdDirs.push(...CREATED_DIRS.filter((dir) => !fs.existsSync(dir)));
+    // Without a node nothing is written outside the run directory, and what appears there is another run's.
+    if (!this.options.controlPlaneOnly) {
+      for (const dir of SHARED_DIRS) this.before.set(dir, listDir(dir));
+      this.createdDirs.push(...CREATED_DIRS.filter((dir) => !fs.existsSync(dir)));
+    }
     process.once('exit', this.onExit);
 
     this.ns = await this.topology.addNamespace('k8s');
@@ -189,22 +206,9 @@ export class K8sTestbed {
       '--initial-advertise-peer-urls=http://127.0.0.1:2380',
       '--initial-cluster=default=http://127.0.0.1:2380',
     ]);
+    await this.startApiserver();
+    if (this.options.controlPlaneOnly) return;
     const key = path.join(this.dir, 'sa.key');
-    this.launch('kube-apiserver', this.bin('kube-apiserver'), [
-      '--etcd-servers=http://127.0.0.1:2379',
-      '--secure-port=6443',
-      `--advertise-address=${NODE_ADDRESS}`,
-      `--cert-dir=${path.join(this.dir, 'apiserver-pki')}`,
-      `--token-auth-file=${path.join(this.dir, 'tokens.csv')}`,
-      '--authorization-mode=AlwaysAllow',
-      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-      `--service-account-signing-key-file=${key}`,
-      `--service-account-key-file=${key}`,
-      '--service-cluster-ip-range=10.96.0.0/16',
-      '--kubelet-preferred-address-types=InternalIP',
-      '--allow-privileged=true',
-    ]);
-    await this.waitFor('the apiserver to be ready', 90_000, async () => (await this.kubectl(['get', '--raw=/readyz'])).trim() === 'ok');
     this.launch('kube-controller-manager', this.bin('kube-controller-manager'), [
       `--kubeconfig=${this.kubeconfig}`,
       `--service-account-private-key-file=${key}`,
@@ -320,6 +324,34 @@ export class K8sTestbed {
     execFileSyncQuiet('openssl', ['genrsa', '-out', path.join(this.dir, 'sa.key'), '2048']);
   }
 
+  private async startApiserver(): Promise<void> {
+    const key = path.join(this.dir, 'sa.key');
+    this.launch('kube-apiserver', this.bin('kube-apiserver'), [
+      '--etcd-servers=http://127.0.0.1:2379',
+      '--secure-port=6443',
+      `--advertise-address=${NODE_ADDRESS}`,
+      `--cert-dir=${path.join(this.dir, 'apiserver-pki')}`,
+      `--token-auth-file=${path.join(this.dir, 'tokens.csv')}`,
+      '--authorization-mode=AlwaysAllow',
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-signing-key-file=${key}`,
+      `--service-account-key-file=${key}`,
+      '--service-cluster-ip-range=10.96.0.0/16',
+      '--kubelet-preferred-address-types=InternalIP',
+      '--allow-privileged=true',
+      ...(this.options.controlPlaneOnly ? ['--disable-admission-plugins=ServiceAccount'] : []),
+    ]);
+    await this.waitFor('the apiserver to be ready', 90_000, async () => (await this.kubectl(['get', '--raw=/readyz'])).trim() === 'ok');
+  }
+
+  /** Stops the apiserver (SIGTERM, as a restart does) and starts it again on the same etcd; resolves once it is ready. */
+  async restartApiserver(): Promise<void> {
+    this.restarting = 'kube-apiserver';
+    await this.terminate('kube-apiserver');
+    this.restarting = null;
+    await this.startApiserver();
+  }
+
   /** Starts a component in the namespace, as a process-group leader, its output in logs/<name>.log. */
   private launch(name: string, file: string, args: string[]): void {
     const log = fs.openSync(path.join(this.dir, 'logs', `${name}.log`), 'a');
@@ -327,7 +359,7 @@ export class K8sTestbed {
     fs.closeSync(log);
     this.processes.set(name, child);
     child.once('exit', (code, signal) => {
-      if (this.stopping === undefined) process.stderr.write(`k8s testbed: ${name} exited (${code ?? signal}); see ${path.join(this.dir, 'logs', `${name}.log`)}\n`);
+      if (this.stopping === undefined && this.restarting !== name) process.stderr.write(`k8s testbed: ${name} exited (${code ?? signal}); see ${path.join(this.dir, 'logs', `${name}.log`)}\n`);
     });
   }
 
@@ -479,10 +511,13 @@ export class K8sTestbed {
       }
     }
     // After a graceful stop there is nothing left to kill; after a signal or a crash, the containers and shims.
-    this.killCgroupProcesses();
-    this.killShims();
+    if (!this.options.controlPlaneOnly) {
+      this.killCgroupProcesses();
+      this.killShims();
+    }
     // Mounts: ours are under the run directory and the netns files containerd made; deepest first.
-    const newNetns = [...listDir('/var/run/netns')].filter((name) => name.startsWith('cni-') && !this.before.get('/var/run/netns')?.has(name));
+    const netnsBefore = this.before.get('/var/run/netns');
+    const newNetns = netnsBefore === undefined ? [] : [...listDir('/var/run/netns')].filter((name) => name.startsWith('cni-') && !netnsBefore.has(name));
     const ours = mountPoints()
       .filter((mount) => mount.startsWith(this.dir + '/') || mount === this.dir || newNetns.some((name) => mount === `/run/netns/${name}` || mount === `/var/run/netns/${name}`))
       .sort((a, b) => b.split('/').length - a.split('/').length || b.length - a.length);

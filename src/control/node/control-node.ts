@@ -290,6 +290,19 @@ export class ControlNode {
     return outcome;
   }
 
+  /** registerPod for many pods, with one recomputation of rules and views (the Kubernetes source's first pass). */
+  registerPods(entries: Array<{ vrouter: string; port: LocalPort }>): PortOutcome[] {
+    const outcomes = this.network.addPorts(entries);
+    outcomes.forEach((outcome, index) => {
+      if ('refused' in outcome) this.network.removePort(entries[index].vrouter, entries[index].port.id);
+    });
+    if (entries.length > 0) {
+      this.refresh();
+      this.savePods();
+    }
+    return outcomes;
+  }
+
   /** Removes the registered pods of a VM; false when none was. */
   unregisterPods(vmUuid: string): boolean {
     const gone = [...this.network.registeredPorts()].filter(({ port }) => vmUuidOf(port) === vmUuid);

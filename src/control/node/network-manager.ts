@@ -72,13 +72,25 @@ export class NetworkManager {
    * address a restarted control node read back) when that is still free.
    */
   addPort(vrouter: string, port: LocalPort, restoredIp: string | null = null): PortOutcome {
+    const record = this.putPort(vrouter, port, restoredIp);
+    this.updateRules();
+    return this.outcome(record);
+  }
+
+  /** addPort for many ports, the rules decided once (they depend on every port: once per port is quadratic). */
+  addPorts(entries: Array<{ vrouter: string; port: LocalPort }>): PortOutcome[] {
+    const records = entries.map(({ vrouter, port }) => this.putPort(vrouter, port, null));
+    this.updateRules();
+    return records.map((record) => this.outcome(record));
+  }
+
+  private putPort(vrouter: string, port: LocalPort, restoredIp: string | null): PortRecord {
     const key = portKey(vrouter, port.id);
     const previous = this.ports.get(key);
     const record: PortRecord = { vrouter, port, vn: this.vnFor(port), ip: previous?.ip ?? null, refusal: null };
     this.ports.set(key, record);
     this.assignAddress(key, record, port.ip ?? record.ip ?? restoredIp);
-    this.updateRules();
-    return this.outcome(record);
+    return record;
   }
 
   removePort(vrouter: string, portId: string): void {

@@ -10,7 +10,7 @@
  *                           200 the decision; 400 a body that does not validate, 409 a refusal,
  *                           each {"error": "field /<name>: <why>"}
  *   DELETE /pods/<vm uuid>  the VM's pods; 200 {}, 404 when none is registered
- *   GET    /pods            every registered pod and what it got
+ *   GET    /pods            every registered pod and what it got (VN, address, floating IPs)
  *
  * The pod's VMI (the port id its vrouter knows it by) is `vmiUuid`, else
  * `vmUuid`.
@@ -88,7 +88,7 @@ async function readBody(request: http.IncomingMessage): Promise<unknown> {
 }
 
 /** A locally administered MAC from the VMI id, for a pod that brings none (the vrouter's port has its own). */
-function macOf(vmiId: string): string {
+export function macOf(vmiId: string): string {
   const bytes = createHash('sha256').update(vmiId).digest().subarray(0, 5);
   return ['02', ...[...bytes].map((byte) => byte.toString(16).padStart(2, '0'))].join(':');
 }
@@ -143,7 +143,7 @@ export function createPodApi(node: ControlNode): http.Server {
           200,
           node.registeredPods().map(({ vrouter, port, outcome }) => ({
             vrouter, vmUuid: port.vmUuid, vmiUuid: port.id, name: port.name, namespace: port.namespace, labels: port.labels, mac: port.mac,
-            ...('config' in outcome ? { vn: outcome.config.vn, ip: outcome.config.ip } : { refused: outcome.refused }),
+            ...('config' in outcome ? { vn: outcome.config.vn, ip: outcome.config.ip, floatingIps: outcome.config.floatingIps } : { refused: outcome.refused }),
           })),
         );
       }
