@@ -13,6 +13,26 @@
 namespace vrio {
 namespace {
 
+// Binds a fresh socket to ip:port and returns its fd, or closes it and
+// throws naming the address.
+napi_value BindOrClose(napi_env env, int fd, struct in_addr ip, int64_t port) {
+  struct sockaddr_in address;
+  memset(&address, 0, sizeof address);
+  address.sin_family = AF_INET;
+  address.sin_addr = ip;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&address), sizeof address) != 0) {
+    const int err = errno;
+    CloseQuietly(fd);
+    char what[48], ip_text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &ip, ip_text, sizeof ip_text);
+    snprintf(what, sizeof what, "%s:%lld", ip_text, static_cast<long long>(port));
+    ThrowErrno(env, "bind", what, err);
+    return nullptr;
+  }
+  return Int(env, fd);
+}
+
 // A non-blocking UDP socket bound to bindIp:port (port 0: the kernel picks;
 // see localPort), SO_REUSEADDR so a restarted vrouter rebinds at once, and
 // 4 MiB socket buffers.
@@ -39,21 +59,7 @@ napi_value UdpOpen(napi_env env, napi_callback_info info) {
   }
   SetSocketBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF);
   SetSocketBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
-  struct sockaddr_in address;
-  memset(&address, 0, sizeof address);
-  address.sin_family = AF_INET;
-  address.sin_addr = ip;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  if (bind(fd, reinterpret_cast<struct sockaddr*>(&address), sizeof address) != 0) {
-    const int err = errno;
-    CloseQuietly(fd);
-    char what[48], ip_text[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &ip, ip_text, sizeof ip_text);
-    snprintf(what, sizeof what, "%s:%lld", ip_text, static_cast<long long>(port));
-    ThrowErrno(env, "bind", what, err);
-    return nullptr;
-  }
-  return Int(env, fd);
+  return BindOrClose(env, fd, ip, port);
 }
 
 // localPort(fd): number. The bound port of a socket (after udpOpen(ip, 0)).
@@ -327,21 +333,7 @@ napi_value UdpSenderOpen(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   SetSocketBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
-  struct sockaddr_in address;
-  memset(&address, 0, sizeof address);
-  address.sin_family = AF_INET;
-  address.sin_addr = ip;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  if (bind(fd, reinterpret_cast<struct sockaddr*>(&address), sizeof address) != 0) {
-    const int err = errno;
-    CloseQuietly(fd);
-    char what[48], ip_text[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &ip, ip_text, sizeof ip_text);
-    snprintf(what, sizeof what, "%s:%lld", ip_text, static_cast<long long>(port));
-    ThrowErrno(env, "bind", what, err);
-    return nullptr;
-  }
-  return Int(env, fd);
+  return BindOrClose(env, fd, ip, port);
 }
 
 // udpGroEnable(fd): boolean. Asks for coalesced receives (UDP_GRO); false
