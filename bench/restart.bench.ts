@@ -22,11 +22,7 @@
 import os from 'node:os';
 import { Topology } from '../test/support/netns';
 import { VrouterCluster } from '../test/support/vrouter-cluster';
-import { startRestartTraffic } from '../test/support/restart-workload';
-import { networkFqns } from '../src/control/ifmap/names';
-
-/** Control mode names VRFs by the VN's routing-instance FQN. */
-const WEB_VRF = networkFqns('web').routingInstance;
+import { RESTART_CLUSTER_IP as CLUSTER_IP, startControlledRestartCluster, startRestartTraffic } from '../test/support/restart-workload';
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => {
@@ -36,7 +32,6 @@ const option = (name: string, fallback: number) => {
 const PPS = option('pps', 10_000);
 const SECONDS = option('seconds', 8);
 const RESTART_AT_SECONDS = option('at', 3);
-const CLUSTER_IP = '10.96.0.10';
 const SIGNALS = ['SIGTERM', 'SIGKILL'] as const;
 
 interface CaseResult {
@@ -58,32 +53,8 @@ async function withoutControl(topology: Topology): Promise<VrouterCluster> {
   return cluster;
 }
 
-async function withControl(topology: Topology): Promise<VrouterCluster> {
-  const cluster = await VrouterCluster.start(topology, {
-    nodes: 2,
-    tag: 'control',
-    restartable: true,
-    control: {
-      config: {
-        holdTime: 30,
-        // A vrouter whose session drops without a stream close keeps its routes and ports this long.
-        gracefulRestartTime: 60,
-        vrouters: ['node0', 'node1'],
-        vns: [
-          { name: 'default', subnet: '10.32.0.0/24' },
-          { name: 'web', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
-        ],
-        services: [{ name: 'websvc', clusterIP: CLUSTER_IP, ports: [{ protocol: 'TCP', port: 80, targetPort: 8080 }], selector: { app: 'web' } }],
-      },
-    },
-  });
-  await cluster.waitForSessions();
-  await cluster.addPod(0, { name: 'a', labels: { name: 'web' } });
-  await cluster.addPod(1, { name: 'b', labels: { name: 'web', app: 'web' } });
-  await cluster.waitForRoute(0, WEB_VRF, `${cluster.pod('b').ip}/32`);
-  await cluster.waitForRoute(0, WEB_VRF, `${CLUSTER_IP}/32`);
-  await cluster.waitForRoute(1, WEB_VRF, `${cluster.pod('a').ip}/32`);
-  return cluster;
+function withControl(topology: Topology): Promise<VrouterCluster> {
+  return startControlledRestartCluster(topology, 'control');
 }
 
 async function measure(cluster: VrouterCluster, topologyName: string, signal: (typeof SIGNALS)[number]): Promise<CaseResult> {

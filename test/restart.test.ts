@@ -24,17 +24,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { Topology, requireCommands } from './support/netns';
 import { VrouterCluster } from './support/vrouter-cluster';
-import { startRestartTraffic } from './support/restart-workload';
+import { RESTART_CLUSTER_IP as CLUSTER_IP, WEB_VRF, startControlledRestartCluster, startRestartTraffic } from './support/restart-workload';
 import type { StateDocument } from '../src/control/config/state-schema';
-import { networkFqns } from '../src/control/ifmap/names';
-
-/** Control mode names VRFs by the VN's routing-instance FQN. */
-const WEB_VRF = networkFqns('web').routingInstance;
 
 if (process.getuid?.() !== 0) throw new Error('the e2e tests need root (network namespaces, veth pairs, raw sockets): run them as root, as .ci/run does');
 requireCommands({ ip: 'iproute2', sysctl: 'procps' });
 
-const CLUSTER_IP = '10.96.0.10';
 const A = { name: 'a', vn: 'vn1', ip: '10.1.1.3', label: 20 };
 const B = { name: 'b', vn: 'vn1', ip: '10.1.1.5', label: 21, floatingIps: [{ ip: CLUSTER_IP, portMap: [{ protocol: 'tcp' as const, port: 80, targetPort: 8080 }] }] };
 
@@ -143,28 +138,7 @@ describe('vrouter run restarted under traffic, with a control node', { timeout: 
 
   before(async () => {
     topology = new Topology();
-    cluster = await VrouterCluster.start(topology, {
-      nodes: 2,
-      restartable: true,
-      control: {
-        config: {
-          holdTime: 30,
-          gracefulRestartTime: 60,
-          vrouters: ['node0', 'node1'],
-          vns: [
-            { name: 'default', subnet: '10.32.0.0/24' },
-            { name: 'web', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
-          ],
-          services: [{ name: 'websvc', clusterIP: CLUSTER_IP, ports: [{ protocol: 'TCP', port: 80, targetPort: 8080 }], selector: { app: 'web' } }],
-        },
-      },
-    });
-    await cluster.waitForSessions();
-    await cluster.addPod(0, { name: 'a', labels: { name: 'web' } });
-    await cluster.addPod(1, { name: 'b', labels: { name: 'web', app: 'web' } });
-    await cluster.waitForRoute(0, WEB_VRF, `${cluster.pod('b').ip}/32`);
-    await cluster.waitForRoute(0, WEB_VRF, `${CLUSTER_IP}/32`);
-    await cluster.waitForRoute(1, WEB_VRF, `${cluster.pod('a').ip}/32`);
+    cluster = await startControlledRestartCluster(topology);
   });
 
   after(async () => {

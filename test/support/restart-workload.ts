@@ -13,6 +13,8 @@
  * Each script prints one JSON line when done.
  */
 import { ProcessOutput, VrouterCluster } from './vrouter-cluster';
+import type { Topology } from './netns';
+import { networkFqns } from '../../src/control/ifmap/names';
 
 export interface UdpResult {
   received: number;
@@ -158,4 +160,42 @@ export async function startRestartTraffic(
       return { udp: lastJson<UdpResult>(receiver, 'the UDP receiver'), udpSent: lastJson<UdpSent>(sender, 'the UDP sender'), tcp };
     },
   };
+}
+
+/** The ClusterIP of the restart cases (pod b behind it, port 80 -> 8080). */
+export const RESTART_CLUSTER_IP = '10.96.0.10';
+/** Control mode names VRFs by the VN's routing-instance FQN. */
+export const WEB_VRF = networkFqns('web').routingInstance;
+
+/**
+ * Two restartable nodes under one control node: pod a on node0, pod b (the
+ * backend of RESTART_CLUSTER_IP) on node1, both in VN web, with every route
+ * in place.
+ */
+export async function startControlledRestartCluster(topology: Topology, tag?: string): Promise<VrouterCluster> {
+  const cluster = await VrouterCluster.start(topology, {
+    nodes: 2,
+    ...(tag === undefined ? {} : { tag }),
+    restartable: true,
+    control: {
+      config: {
+        holdTime: 30,
+        // A vrouter whose session drops without a stream close keeps its routes and ports this long.
+        gracefulRestartTime: 60,
+        vrouters: ['node0', 'node1'],
+        vns: [
+          { name: 'default', subnet: '10.32.0.0/24' },
+          { name: 'web', subnet: '10.1.1.0/24', gateway: '10.1.1.1' },
+        ],
+        services: [{ name: 'websvc', clusterIP: RESTART_CLUSTER_IP, ports: [{ protocol: 'TCP', port: 80, targetPort: 8080 }], selector: { app: 'web' } }],
+      },
+    },
+  });
+  await cluster.waitForSessions();
+  await cluster.addPod(0, { name: 'a', labels: { name: 'web' } });
+  await cluster.addPod(1, { name: 'b', labels: { name: 'web', app: 'web' } });
+  await cluster.waitForRoute(0, WEB_VRF, `${cluster.pod('b').ip}/32`);
+  await cluster.waitForRoute(0, WEB_VRF, `${RESTART_CLUSTER_IP}/32`);
+  await cluster.waitForRoute(1, WEB_VRF, `${cluster.pod('a').ip}/32`);
+  return cluster;
 }
