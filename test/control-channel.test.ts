@@ -26,8 +26,8 @@ import { networkFqns } from '../src/control/ifmap/names';
 import { runControlNode } from '../src/control/node/cli';
 import { NetworkConfig, parseNetworkConfig } from '../src/control/node/network-config';
 import { encodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
-import { Logger } from '../src/control/xmpp/logger';
 import { CONTROL_NODE_JID } from '../src/control/xmpp/stanza';
+import { RecordingLogger } from './support/recording-logger';
 
 // ------------------------------------------------------------------ harness
 
@@ -46,18 +46,6 @@ services:
 `;
 
 /** Log lines, kept for assertions and printed when a test fails. */
-class RecordingLogger implements Logger {
-  readonly lines: string[] = [];
-  info(message: string): void {
-    this.lines.push(`info ${message}`);
-  }
-  warn(message: string): void {
-    this.lines.push(`warn ${message}`);
-  }
-  has(pattern: RegExp): boolean {
-    return this.lines.some((line) => pattern.test(line));
-  }
-}
 
 /** A network.yaml VN's virtual-network FQN, and its routing instance: the VRF's name on the vrouters. */
 const VN = (name: string) => networkFqns(name).vn;

@@ -13,9 +13,9 @@ import { LocalPort } from '../src/control/agent/agent-interface';
 import { ControlNode } from '../src/control/node/control-node';
 import { parseNetworkConfig } from '../src/control/node/network-config';
 import { networkFqns } from '../src/control/ifmap/names';
-import { Logger } from '../src/control/xmpp/logger';
 import { XmppSession } from '../src/control/xmpp/session';
 import { CONTROL_NODE_JID, RouteEntry, Stanza, WireNexthop } from '../src/control/xmpp/stanza';
+import { RecordingLogger } from './support/recording-logger';
 
 const CONFIG = `
 holdTime: 90
@@ -34,18 +34,6 @@ services:
 const VRF = (vn: string) => networkFqns(vn).routingInstance;
 const TO_PEER = `${CONTROL_NODE_JID}/bgp-peer`;
 
-class RecordingLogger implements Logger {
-  readonly lines: string[] = [];
-  info(message: string): void {
-    this.lines.push(`info ${message}`);
-  }
-  warn(message: string): void {
-    this.lines.push(`warn ${message}`);
-  }
-  has(pattern: RegExp): boolean {
-    return this.lines.some((line) => pattern.test(line));
-  }
-}
 
 /** A vrouter's session: the project's XmppSession over TCP, keeping the routes pushed to it per instance. */
 class FakeVrouter {
