@@ -189,7 +189,7 @@ test('hop limit 1 expires with a time exceeded from the IPv6 gateway, quoting th
   assertBalanced(s);
 });
 
-test('no route: destination unreachable (no route) from the gateway; none for multicast', () => {
+test('no route: destination unreachable (no route) from the gateway; multicast is not forwarded, without an error', () => {
   const s = buildScenario6();
   s.run([[1, udp6From(POD_A_MAC, POD_A6, 'fd00:9::1')], [1, udp6From(POD_A_MAC, POD_A6, 'ff02::fb')]]);
   const out = s.out(1);
@@ -197,7 +197,8 @@ test('no route: destination unreachable (no route) from the gateway; none for mu
   assert.equal(out[0][54], 1);
   assert.equal(out[0][55], 0);
   assertChecksum6(out[0], 14);
-  assert.equal(s.dp.drops.counts[Drop['no-route']], 2);
+  assert.equal(s.dp.drops.counts[Drop['no-route']], 1);
+  assert.equal(s.dp.drops.counts[Drop['multicast-not-forwarded']], 1);
   assertBalanced(s);
 });
 
@@ -286,12 +287,12 @@ test('IPv6 source checks and policy: a spoofed source is dropped, another VN is 
   assertBalanced(s);
 });
 
-test('IPv6 extension headers are dropped as ipv6-unsupported; truncated headers as truncated', () => {
+test('IPv6 headers cut short: the upper-layer header as truncated, an extension header as ipv6-chain-truncated', () => {
   const s = buildScenario6();
-  const hopByHop = f6.frame6(POD_A_MAC, VROUTER_MAC, f6.ipv6({ src: POD_A6, dst: 'ff02::16', nextHeader: 0, payload: Buffer.alloc(8) }));
+  const cutHopByHop = f6.frame6(POD_A_MAC, VROUTER_MAC, f6.ipv6({ src: POD_A6, dst: POD_B6, nextHeader: 0, payload: Buffer.alloc(4) }));
   const short = udp6From(POD_A_MAC, POD_A6, POD_B6).subarray(0, 50);
-  s.run([[1, hopByHop], [1, short]]);
-  assert.equal(s.dp.drops.counts[Drop['ipv6-unsupported']], 1);
+  s.run([[1, cutHopByHop], [1, short]]);
+  assert.equal(s.dp.drops.counts[Drop['ipv6-chain-truncated']], 1);
   assert.equal(s.dp.drops.counts[Drop.truncated], 1);
   assertBalanced(s);
 });

@@ -262,7 +262,7 @@ test('malformed frames are dropped under their named reason, never thrown', () =
     [1, badIhl],
     [1, badChecksum],
     [1, tooLong],
-    // IPv6 with a hop-by-hop extension header (version 6, payload 0, next header 0).
+    // IPv6 with a hop-by-hop extension header cut short (version 6, payload 0, next header 0).
     [1, f.ethernet(VROUTER_MAC, POD_A_MAC, 0x86dd, Buffer.concat([Buffer.from([0x60]), Buffer.alloc(39)]))],
     [1, f.ethernet(VROUTER_MAC, POD_A_MAC, 0x88cc, Buffer.alloc(40))],
     [1, udpFrom('10.1.1.3', '172.16.0.1')],
@@ -271,7 +271,7 @@ test('malformed frames are dropped under their named reason, never thrown', () =
   assert.deepEqual(s.dp.drops.toJSON(), {
     truncated: 3,
     'unknown-ethertype': 1,
-    'ipv6-unsupported': 1,
+    'ipv6-chain-truncated': 1,
     'bad-ip-header': 1,
     'bad-checksum': 1,
     'invalid-vif': 1,

@@ -487,6 +487,10 @@ export const DROP_LABELS: Array<Array<[string, string]>> = [
   [
     ['unknown-ethertype', 'Invalid Ethertype'],
     ['ipv6-unsupported', 'IPv6 Unsupported'],
+    ['ipv6-chain-truncated', 'IPv6 Header Chain Cut Short'],
+    ['ipv6-chain-too-long', 'IPv6 Header Chain Too Long'],
+    ['ipv6-bad-extension-header', 'IPv6 Bad Extension Header'],
+    ['multicast-not-forwarded', 'No L2 Route'],
     ['bad-ip-header', 'Invalid Packets'],
     ['bad-checksum', 'Checksum errors'],
     ['arp-not-proxied', 'ARP notme'],

@@ -5,7 +5,7 @@
 export const DROP_REASONS = [
   'truncated', // frame shorter than the headers it claims
   'unknown-ethertype',
-  'ipv6-unsupported', // IPv6 with extension headers (fragments, hop-by-hop), which the vrouter does not forward
+  'ipv6-unsupported', // IPv6 with an extension header the vrouter does not walk (ESP, AH, mobility, HIP, shim6, experimental)
   'bad-ip-header', // version not 4, IHL < 5, total length inconsistent
   'bad-checksum', // IPv4 header checksum wrong
   'invalid-vif', // arrived on or sent to an interface that does not exist
@@ -36,6 +36,10 @@ export const DROP_REASONS = [
   'fragment-vif-limit', // the fragment's vif already has its share of the fragment table's records
   'fragment-hold-vif-limit', // the fragment's vif already has its share of the held fragments
   'nd-not-proxied', // neighbour discovery the proxy does not answer (DAD probe, not in the VN, not from the link)
+  'ipv6-chain-truncated', // an IPv6 extension header past the packet's end, or a first fragment without the whole chain (RFC 7112)
+  'ipv6-chain-too-long', // more IPv6 extension headers than MAX_EXTENSION_HEADERS
+  'ipv6-bad-extension-header', // hop-by-hop not first, a second fragment header, a fragment of a bad size (RFC 8200 4.1, 4.5)
+  'multicast-not-forwarded', // IPv6 multicast from a pod that is not neighbour discovery (MLD reports, mDNS): nothing is flooded
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];

@@ -1,8 +1,11 @@
 /**
  * Fragments follow their first fragment: only the first carries the ports
  * the flow key needs, so its flow decision is remembered here, keyed by
- * (VRF, src, dst, protocol, IP id), and applied to the later fragments of
- * the same datagram. A later fragment that arrives before its first is held
+ * (VRF, src, dst, protocol, IP id) for IPv4 and (VRF, src, dst, fragment
+ * header identification) for IPv6 (RFC 8200 4.5; the reference's key too:
+ * tungstenfabric/tf-vrouter@432a8e0c dp-core/vr_fragment.c
+ * vr_v6_fragment_add), and applied to the later fragments of the same
+ * datagram. A later fragment that arrives before its first is held
  * (copied into a spare pool slot) until the first comes or the record times
  * out. A fragment overlapping one already seen is dropped (the classic
  * overlap attacks on filters rely on them).
@@ -15,6 +18,7 @@
 import type { Pipeline } from './pipeline';
 import { Drop } from './drop-reasons';
 import { readU32 } from './protocols/ipv4';
+import { IP6_HEADER_LEN, IP6_SRC } from './protocols/ipv6';
 import { FLOW_APPLY, HELD, drop } from './steps/next';
 
 export const FRAGMENT_RECORDS = 256;
@@ -40,7 +44,11 @@ export class FragmentTable {
   private readonly src = new Uint32Array(FRAGMENT_RECORDS);
   private readonly dst = new Uint32Array(FRAGMENT_RECORDS);
   private readonly protocol = new Uint8Array(FRAGMENT_RECORDS);
-  private readonly id = new Uint16Array(FRAGMENT_RECORDS);
+  /** IPv4's 16-bit IP id, or IPv6's 32-bit fragment identification. */
+  private readonly id = new Uint32Array(FRAGMENT_RECORDS);
+  /** 4 or 6; an IPv6 record keys its source and destination in `addresses6`. */
+  private readonly version = new Uint8Array(FRAGMENT_RECORDS);
+  private readonly addresses6 = new Uint8Array(FRAGMENT_RECORDS * 32);
   /** The flow entry of the datagram's first fragment, -1 until it is seen. */
   private readonly entry = new Int32Array(FRAGMENT_RECORDS);
   private readonly expires = new Uint32Array(FRAGMENT_RECORDS);
@@ -120,18 +128,20 @@ export class FragmentTable {
     const d = c.pool.data;
     const l3 = c.pool.l3[p];
     const vrf = c.pool.vrf[p];
-    const src = readU32(d, l3 + 12);
-    const dst = readU32(d, l3 + 16);
-    const protocol = d[l3 + 9];
-    const id = (d[l3 + 4] << 8) | d[l3 + 5];
+    const version = d[l3] >>> 4;
+    const ipv6 = version === 6;
+    const src = ipv6 ? 0 : readU32(d, l3 + 12);
+    const dst = ipv6 ? 0 : readU32(d, l3 + 16);
+    const protocol = ipv6 ? 0 : d[l3 + 9];
+    const id = ipv6 ? readU32(d, c.pool.fragmentHeader[p] + 4) : (d[l3 + 4] << 8) | d[l3 + 5];
     let free = -1;
     for (let record = 0; record < FRAGMENT_RECORDS; record++) {
       if (this.inUse[record] === 0 || c.now >= this.expires[record]) {
         if (free < 0 && this.heldCount[record] === 0) free = record;
         continue;
       }
-      if (this.id[record] === id && this.src[record] === src && this.dst[record] === dst && this.protocol[record] === protocol && this.vrf[record] === vrf)
-        return record;
+      if (this.id[record] !== id || this.vrf[record] !== vrf || this.version[record] !== version) continue;
+      if (ipv6 ? this.sameAddresses6(record, d, l3 + IP6_SRC) : this.src[record] === src && this.dst[record] === dst && this.protocol[record] === protocol) return record;
     }
     if (!create || free < 0) return TABLE_FULL;
     const vif = c.pool.ingressVif[p];
@@ -142,9 +152,11 @@ export class FragmentTable {
     this.recordVif[free] = vif;
     this.vifRecords[vif]++;
     this.vrf[free] = vrf;
+    this.version[free] = version;
     this.src[free] = src;
     this.dst[free] = dst;
     this.protocol[free] = protocol;
+    if (ipv6) for (let i = 0; i < 32; i++) this.addresses6[free * 32 + i] = d[l3 + IP6_SRC + i];
     this.id[free] = id;
     this.entry[free] = -1;
     this.expires[free] = c.now + FRAGMENT_TIMEOUT_SECONDS;
@@ -153,13 +165,29 @@ export class FragmentTable {
     return free;
   }
 
+  /** The record's IPv6 source and destination are the 32 bytes at d[at]. */
+  private sameAddresses6(record: number, d: Uint8Array, at: number): boolean {
+    const base = record * 32;
+    for (let i = 0; i < 32; i++) if (this.addresses6[base + i] !== d[at + i]) return false;
+    return true;
+  }
+
   /** Records the fragment's byte range; a drop result when it overlaps one seen. */
   private addRange(c: Pipeline, p: number, record: number): number {
     const d = c.pool.data;
     const l3 = c.pool.l3[p];
-    const headerLength = (d[l3] & 0x0f) << 2;
-    const start = (((d[l3 + 6] << 8) | d[l3 + 7]) & 0x1fff) * 8;
-    const end = start + ((d[l3 + 2] << 8) | d[l3 + 3]) - headerLength;
+    let start: number;
+    let end: number;
+    if (d[l3] >>> 4 === 6) {
+      // The fragment's bytes are those behind its fragment header (RFC 8200 4.5).
+      const fragment = c.pool.fragmentHeader[p];
+      start = ((d[fragment + 2] << 8) | d[fragment + 3]) & 0xfff8;
+      end = start + l3 + IP6_HEADER_LEN + ((d[l3 + 4] << 8) | d[l3 + 5]) - fragment - 8;
+    } else {
+      const headerLength = (d[l3] & 0x0f) << 2;
+      start = (((d[l3 + 6] << 8) | d[l3 + 7]) & 0x1fff) * 8;
+      end = start + ((d[l3 + 2] << 8) | d[l3 + 3]) - headerLength;
+    }
     const base = record * RANGES_PER_RECORD;
     const count = this.rangeCount[record];
     for (let i = 0; i < count; i++) {

@@ -46,6 +46,10 @@ export class PacketPool {
   readonly flowEntry: Int32Array;
   /** Outer source IPv4 of a decapsulated tunnel packet (the sending node). */
   readonly outerSrc: Uint32Array;
+  /** IPv6: the upper-layer protocol behind the extension headers (a later fragment: its fragment header's next header). */
+  readonly upperProtocol: Uint8Array;
+  /** IPv6: offset of the fragment header relative to `data`, -1 when there is none. */
+  readonly fragmentHeader: Int32Array;
 
   private readonly freeList: Int32Array;
   private freeCount: number;
@@ -66,6 +70,8 @@ export class PacketPool {
     this.egressVif = new Int32Array(slots);
     this.flowEntry = new Int32Array(slots);
     this.outerSrc = new Uint32Array(slots);
+    this.upperProtocol = new Uint8Array(slots);
+    this.fragmentHeader = new Int32Array(slots);
     this.freeList = new Int32Array(slots);
     for (let i = 0; i < slots; i++) this.freeList[i] = slots - 1 - i;
     this.freeCount = slots;
@@ -102,6 +108,8 @@ export class PacketPool {
     this.egressVif[slot] = -1;
     this.flowEntry[slot] = -1;
     this.outerSrc[slot] = 0;
+    this.upperProtocol[slot] = 0;
+    this.fragmentHeader[slot] = -1;
   }
 
   /** Copies a frame into a slot (for ports that cannot read into the pool directly). */

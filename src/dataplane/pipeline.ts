@@ -234,6 +234,8 @@ export class Pipeline {
     pool.ports[slot] = pool.ports[p];
     pool.nexthop[slot] = pool.nexthop[p];
     pool.outerSrc[slot] = pool.outerSrc[p];
+    pool.upperProtocol[slot] = pool.upperProtocol[p];
+    pool.fragmentHeader[slot] = pool.fragmentHeader[p] < 0 ? -1 : pool.fragmentHeader[p] - from + to;
     return slot;
   }
 

@@ -106,3 +106,40 @@ export function routerSolicitation(o: { srcMac: string; src: string }): Buffer {
   const message = icmp6(o.src, 'ff02::2', 133, 0, body);
   return ethernet('33:33:00:00:00:02', o.srcMac, 0x86dd, ipv6({ src: o.src, dst: 'ff02::2', nextHeader: 58, hopLimit: 255, payload: message }));
 }
+
+/**
+ * A hop-by-hop, routing or destination options header (RFC 8200 4.3-4.6) of
+ * 8 * (1 + lengthUnits) bytes: its options a PadN filling it (a routing
+ * header: type 0, segments left 0, which every node skips, RFC 5095 3).
+ */
+export function extensionHeader(nextHeader: number, lengthUnits = 0, routing = false): Buffer {
+  const header = Buffer.alloc(8 * (lengthUnits + 1));
+  header[0] = nextHeader;
+  header[1] = lengthUnits;
+  if (!routing) {
+    header[2] = 1;
+    header[3] = header.length - 4;
+  }
+  return header;
+}
+
+/**
+ * The fragments of an IPv6 packet's fragmentable part (RFC 8200 4.5), each
+ * `sizes[i]` bytes of it (multiples of 8 but the last) behind a fragment
+ * header with `id`, in order.
+ */
+export function fragments6(o: { src: string; dst: string; nextHeader: number; fragmentable: Buffer; id: number; sizes: number[]; hopLimit?: number }): Buffer[] {
+  const out: Buffer[] = [];
+  let offset = 0;
+  for (const size of o.sizes) {
+    const header = Buffer.alloc(8);
+    header[0] = o.nextHeader;
+    const more = offset + size < o.fragmentable.length;
+    header.writeUInt16BE(offset | (more ? 1 : 0), 2);
+    header.writeUInt32BE(o.id, 4);
+    out.push(ipv6({ src: o.src, dst: o.dst, nextHeader: 44, hopLimit: o.hopLimit, payload: Buffer.concat([header, o.fragmentable.subarray(offset, offset + size)]) }));
+    offset += size;
+  }
+  if (offset !== o.fragmentable.length) throw new Error(`fragment sizes cover ${offset} of ${o.fragmentable.length} bytes`);
+  return out;
+}

@@ -213,13 +213,15 @@ export function flowApply(c: Pipeline, p: number): number {
   // A traced synthetic packet reads the flow, and changes nothing in it.
   if (c.dryRun) return flows.action[entry] === FLOW_DROP ? drop(Drop['flow-action-drop']) : next;
   flows.hit(entry, pool.length[p], c.now);
-  // Later fragments follow the first one's verdict, a drop included.
-  if (!ipv6 && l4 >= 0 && ((d[l3 + 6] << 8) | d[l3 + 7]) & 0x2000) {
+  // Later fragments follow the first one's verdict, a drop included. (An IPv6 first fragment: M set,
+  // offset 0; an atomic fragment, M clear, stands alone: RFC 6946.)
+  const fragment6 = pool.fragmentHeader[p];
+  if (l4 >= 0 && (ipv6 ? fragment6 >= 0 && (d[fragment6 + 3] & 1) !== 0 : ((d[l3 + 6] << 8) | d[l3 + 7]) & 0x2000)) {
     const overlap = c.fragments.recordHead(c, p);
     if (overlap !== 0) return overlap;
   }
   if (flows.action[entry] === FLOW_DROP) return drop(Drop['flow-action-drop']);
-  if (d[ipv6 ? l3 + 6 : l3 + 9] === PROTO_TCP && l4 >= 0) {
+  if ((ipv6 ? pool.upperProtocol[p] : d[l3 + 9]) === PROTO_TCP && l4 >= 0) {
     const totalLength = ipv6 ? 40 + ((d[l3 + 4] << 8) | d[l3 + 5]) : (d[l3 + 2] << 8) | d[l3 + 3];
     const segmentLength = totalLength - (l4 - l3) - ((d[l4 + 12] >>> 4) << 2);
     if (flows.trackTcp(entry, d[l4 + 13], readU32(d, l4 + 4), readU32(d, l4 + 8), segmentLength)) c.closeFlowAfter(p);

@@ -4,8 +4,9 @@
  * The same decisions as for IPv4 on 128-bit keys: ICMPv6 echo keyed by its
  * identifier, an ICMPv6 error matched through the packet it quotes, the
  * destination from the route (ECMP member) or the MPLS label, an IPv6
- * floating IP translated to the pod's IPv6 address and port, policy. No
- * fragments: ipv6-input drops extension headers.
+ * floating IP translated to the pod's IPv6 address and port, policy. The
+ * protocol is the upper-layer one behind the extension headers; a later
+ * fragment follows its first fragment's flow through the fragment table.
  */
 import type { Pipeline } from '../pipeline';
 import { Drop } from '../drop-reasons';
@@ -26,13 +27,13 @@ import { nexthopVn, setPairActions } from './flow';
 import { icmp6ErrorInPlace } from './icmp6-error';
 import { FLOW_APPLY, FLOW_SETUP, drop } from './next';
 
-
 export function flowLookup6(c: Pipeline, p: number): number {
   const pool = c.pool;
   const d = pool.data;
   const l3 = pool.l3[p];
   const l4 = pool.l4[p];
-  const protocol = d[l3 + 6];
+  if (l4 < 0) return c.fragments.follow(c, p);
+  const protocol = pool.upperProtocol[p];
   if (protocol === PROTO_ICMPV6 && isIcmpv6Error(d[l4])) return lookupIcmp6Error(c, p, l4);
   const entry = c.flows.lookup6(pool.vrf[p], protocol, d, l3 + IP6_SRC, l3 + IP6_DST, pool.ports[p], pool.hash[p]);
   if (entry < 0) return FLOW_SETUP;
@@ -74,7 +75,7 @@ export function flowSetup6(c: Pipeline, p: number): number {
   const vrfId = pool.vrf[p];
   const vrf = c.vrfs[vrfId];
   if (vrf === null || vrf === undefined) return drop(Drop['no-route']);
-  const protocol = d[l3 + 6];
+  const protocol = pool.upperProtocol[p];
   const src = l3 + IP6_SRC;
   const dst = l3 + IP6_DST;
   const ports = pool.ports[p];

@@ -29,9 +29,10 @@ export function icmp6ErrorInPlace(c: Pipeline, p: number, type: number, code: nu
   const vrf = c.vrfs[pool.vrf[p]];
   if (vrf === null || vrf === undefined || vrf.gateway6 === null) return drop(reason);
   if (isMulticast6(d, l3 + IP6_DST) || isMulticast6(d, l3 + IP6_SRC) || isUnspecified6(d, l3 + IP6_SRC)) return drop(reason);
-  const l4 = l3 + IP6_HEADER_LEN;
+  const l4 = pool.l4[p];
   const packetLength = pool.start[p] + pool.length[p] - l3;
-  if (d[l3 + 6] === PROTO_ICMPV6 && (packetLength <= IP6_HEADER_LEN || isIcmpv6Error(d[l4]))) return drop(reason);
+  // ipv6-input found the upper-layer header (l4 -1: a later fragment, whose type is not known).
+  if (pool.upperProtocol[p] === PROTO_ICMPV6 && l4 >= 0 && isIcmpv6Error(d[l4])) return drop(reason);
   const ip = l3 - ERROR_HEADERS;
   const frameStart = ip - ETH_HEADER_LEN;
   if (frameStart < p * SLOT_SIZE) return drop(reason);
@@ -57,6 +58,8 @@ export function icmp6ErrorInPlace(c: Pipeline, p: number, type: number, code: nu
   pool.start[p] = frameStart;
   pool.l3[p] = ip;
   pool.l4[p] = icmp;
+  pool.upperProtocol[p] = PROTO_ICMPV6;
+  pool.fragmentHeader[p] = -1;
   pool.length[p] = ETH_HEADER_LEN + ERROR_HEADERS + quoted;
   pool.egressVif[p] = pool.ingressVif[p];
   c.countGenerated(reason);

@@ -43,18 +43,20 @@ export function natRewrite6(c: Pipeline, p: number, entry: number, flags: number
   const flows = c.flows;
   const l3 = pool.l3[p];
   const l4 = pool.l4[p];
-  const protocol = d[l3 + 6];
-  if (protocol === PROTO_ICMPV6 && isIcmpv6Error(d[l4])) {
+  const protocol = pool.upperProtocol[p];
+  if (protocol === PROTO_ICMPV6 && l4 >= 0 && isIcmpv6Error(d[l4])) {
     translateIcmp6Error(c, p, entry, flags);
     return;
   }
   const partner = flows.address6Offset(entry ^ 1);
   const ports = flows.keyPorts[entry ^ 1];
-  const offset = checksumOffset6(protocol);
+  // A later fragment has no upper-layer header: only its addresses change (the first fragment's checksum
+  // update covers the pseudo-header for the whole datagram).
+  const offset = l4 >= 0 ? checksumOffset6(protocol) : -1;
   const l4Checksum = offset >= 0 ? l4 + offset : -1;
   if (flags & NAT_SNAT) rewriteAddress6(d, l3 + IP6_SRC, l4Checksum, flows.keyAddress6, partner + 16);
   if (flags & NAT_DNAT) rewriteAddress6(d, l3 + IP6_DST, l4Checksum, flows.keyAddress6, partner);
-  if (protocol === PROTO_TCP || protocol === PROTO_UDP) {
+  if (l4 >= 0 && (protocol === PROTO_TCP || protocol === PROTO_UDP)) {
     if (flags & NAT_SPAT) rewritePort(d, l4, l4Checksum, protocol, ports & 0xffff);
     if (flags & NAT_DPAT) rewritePort(d, l4 + 2, l4Checksum, protocol, ports >>> 16);
   }
@@ -105,15 +107,15 @@ export function restoreReceivedHeader6(c: Pipeline, p: number): void {
   const l3 = pool.l3[p];
   const l4 = pool.l4[p];
   const entry = pool.flowEntry[p];
-  const protocol = d[l3 + 6];
+  const protocol = pool.upperProtocol[p];
   if (entry >= 0 && c.flows.natFlags[entry] !== 0) {
     const flows = c.flows;
     const own = flows.address6Offset(entry);
-    const offset = checksumOffset6(protocol);
+    const offset = l4 >= 0 ? checksumOffset6(protocol) : -1;
     const l4Checksum = offset >= 0 ? l4 + offset : -1;
     rewriteAddress6(d, l3 + IP6_SRC, l4Checksum, flows.keyAddress6, own);
     rewriteAddress6(d, l3 + IP6_DST, l4Checksum, flows.keyAddress6, own + 16);
-    if (protocol === PROTO_TCP || protocol === PROTO_UDP) {
+    if (l4 >= 0 && (protocol === PROTO_TCP || protocol === PROTO_UDP)) {
       rewritePort(d, l4, l4Checksum, protocol, flows.keyPorts[entry] >>> 16);
       rewritePort(d, l4 + 2, l4Checksum, protocol, flows.keyPorts[entry] & 0xffff);
     }
