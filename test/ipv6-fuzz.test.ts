@@ -2,7 +2,9 @@
  * Fuzzing the IPv6 paths (fast-check, fixed seed): valid dual-stack frames of
  * every IPv6 kind the node handles (neighbour and router solicitations, UDP,
  * TCP and ICMPv6 echo locally, to tunnels and to the ClusterIP, ICMPv6
- * errors quoting a flow, MPLS over UDP and GRE carrying IPv6) with bytes
+ * errors quoting a flow, MPLS over UDP and GRE carrying IPv6, UDP behind
+ * extension headers, fragments of a datagram to a pod, a tunnel and the
+ * ClusterIP and through the floating IP) with bytes
  * flipped or overwritten, cut short or extended, and the payload length and
  * next header set to edge values, in batches from every vif. After every
  * batch: nothing threw and the counters balance (received + generated =
@@ -15,6 +17,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import * as f from './support/frames';
 import * as f6 from './support/frames6';
+import { Drop } from '../src/dataplane/drop-reasons';
+import { MAX_EXTENSION_HEADERS } from '../src/dataplane/steps/ipv6-input';
 import { FABRIC_MAC, POD_A_MAC, POD_B_MAC, UNDERLAY_GW_MAC, VROUTER_MAC } from './support/scenario';
 import { CLUSTER6, GATEWAY6, POD_A6, POD_B6, REMOTE6, REMOTE_GRE6, SERVICE6, buildScenario6 } from './support/scenario6';
 
@@ -32,6 +36,14 @@ function tunnelled(inner: Buffer, label: number, gre: boolean): Buffer {
 
 const inner = (src: string, dst: string, sport: number, dport: number) =>
   f6.ipv6({ src, dst, nextHeader: 17, hopLimit: 63, payload: f6.udp6(src, dst, sport, dport, Buffer.from('from afar')) });
+
+const chain = (nextHeader: number, headers: number[], segment: Buffer) =>
+  Buffer.concat([...headers.map((_, i) => f6.extensionHeader(headers[i + 1] ?? nextHeader, i % 2)), segment]);
+const destinationOptions = (count: number) => new Array<number>(count).fill(60);
+const fragmentsOf = (src: string, dst: string, sport: number, dport: number, id: number) =>
+  f6.fragments6({ src, dst, nextHeader: 17, fragmentable: f6.udp6(src, dst, sport, dport, Buffer.alloc(60, id)), id, sizes: [32, 24, 12], hopLimit: 63 });
+const fragmentTemplates = (vif: number, srcMac: string, src: string, dst: string, sport: number, dport: number, id: number): Array<[number, Buffer]> =>
+  fragmentsOf(src, dst, sport, dport, id).map((packet) => [vif, f6.frame6(srcMac, VROUTER_MAC, packet)]);
 
 /** [ingress vif, frame] templates. */
 const TEMPLATES: Array<[number, Buffer]> = [
@@ -51,6 +63,13 @@ const TEMPLATES: Array<[number, Buffer]> = [
   [0, tunnelled(inner(REMOTE6, SERVICE6, 4000, 5001), 18, false)],
   [2, udp6(POD_B_MAC, POD_B6, REMOTE6, 8080, 4000)],
   [1, udp6(POD_A_MAC, POD_A6, GATEWAY6, 1005, 80)],
+  [1, f6.frame6(POD_A_MAC, VROUTER_MAC, f6.ipv6({ src: POD_A6, dst: POD_B6, nextHeader: 0, payload: chain(17, [0, 60, 43], f6.udp6(POD_A6, POD_B6, 1006, 80, Buffer.from('chained'))) }))],
+  [1, f6.frame6(POD_A_MAC, VROUTER_MAC, f6.ipv6({ src: POD_A6, dst: REMOTE6, nextHeader: 60, payload: chain(17, destinationOptions(MAX_EXTENSION_HEADERS), f6.udp6(POD_A6, REMOTE6, 1007, 80, Buffer.from('longest'))) }))],
+  [1, f6.frame6(POD_A_MAC, VROUTER_MAC, f6.ipv6({ src: POD_A6, dst: REMOTE6, nextHeader: 60, payload: chain(17, destinationOptions(MAX_EXTENSION_HEADERS + 1), f6.udp6(POD_A6, REMOTE6, 1007, 80, Buffer.from('too long'))) }))],
+  ...fragmentTemplates(1, POD_A_MAC, POD_A6, POD_B6, 1008, 80, 0x1008),
+  ...fragmentTemplates(1, POD_A_MAC, POD_A6, CLUSTER6, 1009, 80, 0x1009),
+  ...fragmentTemplates(2, POD_B_MAC, POD_B6, REMOTE6, 8080, 4000, 0x100a),
+  ...fragmentsOf(REMOTE6, SERVICE6, 4000, 5001, 0x100b).map((packet): [number, Buffer] => [0, tunnelled(packet, 18, false)]),
 ];
 
 const mutation = fc.oneof(
@@ -59,7 +78,7 @@ const mutation = fc.oneof(
   fc.record({ kind: fc.constant('cut' as const), at: fc.nat() }),
   fc.record({ kind: fc.constant('extend' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 64 }) }),
   fc.record({ kind: fc.constant('payload-length' as const), value: fc.constantFrom(0, 1, 7, 8, 23, 24, 0xffff) }),
-  fc.record({ kind: fc.constant('next-header' as const), value: fc.constantFrom(0, 6, 17, 43, 44, 58, 59, 60, 255) }),
+  fc.record({ kind: fc.constant('next-header' as const), value: fc.constantFrom(0, 6, 17, 43, 44, 50, 51, 58, 59, 60, 255) }),
 );
 
 function mutate(template: Buffer, changes: Array<typeof mutation extends fc.Arbitrary<infer T> ? T : never>): Buffer {
@@ -113,6 +132,9 @@ test(`IPv6 frames mutated, in batches from every vif: nothing throws, counters b
     { seed: SEED, numRuns: BATCHES },
   );
   t.diagnostic(`${frames} frames, ${s.pipeline.transmitted} transmitted, ${s.dp.generated} generated, drops ${JSON.stringify(s.dp.drops.toJSON())}`);
+  for (const reason of ['ipv6-unsupported', 'ipv6-chain-truncated', 'ipv6-chain-too-long', 'ipv6-bad-extension-header', 'fragment-overlap'] as const) {
+    assert.ok(s.dp.drops.counts[Drop[reason]] > 0, `never dropped as ${reason}`);
+  }
   assert.ok(frames > 20_000, `${frames} frames`);
   assert.ok(s.pipeline.transmitted > 1_000, `${s.pipeline.transmitted} forwarded: the mutations must leave many frames valid`);
 });
