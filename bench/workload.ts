@@ -6,6 +6,8 @@
  * copyWithin inside one buffer: no allocation, like a NIC filling its ring.
  * The *-ipv6 cases are the same on the dual-stack side of the same node:
  * 100,000 remote /128 routes beside the IPv4 ones, IPv6 pods and service.
+ * fragments-ipv6: pod-a sends datagrams to the local service (DNAT) in four
+ * IPv6 fragments each, a later one before its head (held, then released).
  */
 import { Dataplane } from '../src/dataplane/dataplane';
 import { CountingPort } from '../src/dataplane/io/memory-port';
@@ -17,6 +19,7 @@ import { checksumUpdate16 } from '../src/dataplane/protocols/checksum';
 import { ipFromString, writeU16, writeU32 } from '../src/dataplane/protocols/ipv4';
 import { upperLayerChecksum6 } from '../src/dataplane/protocols/icmpv6';
 import { ip6FromString } from '../src/dataplane/protocols/ipv6';
+import { FRAGMENT_TIMEOUT_SECONDS } from '../src/dataplane/fragment-table';
 
 export const BATCH = 256;
 export const FRAME_BYTES = 64;
@@ -28,8 +31,11 @@ const REMOTE_NODES = 64;
  * (a flow-table hit per packet); flow-setup makes every packet a new flow pair
  * to a ClusterIP: route, ECMP member, floating-IP DNAT and policy evaluated.
  */
-export type WorkloadCase = 'local-forward' | 'encap' | 'decap' | 'ecmp-encap' | 'decap-dnat' | 'flow-setup' | 'encap-ipv6' | 'decap-dnat-ipv6' | 'flow-setup-ipv6';
-export const WORKLOAD_CASES: WorkloadCase[] = ['local-forward', 'encap', 'decap', 'ecmp-encap', 'decap-dnat', 'flow-setup', 'encap-ipv6', 'decap-dnat-ipv6', 'flow-setup-ipv6'];
+export type WorkloadCase =
+  'local-forward' | 'encap' | 'decap' | 'ecmp-encap' | 'decap-dnat' | 'flow-setup' | 'encap-ipv6' | 'decap-dnat-ipv6' | 'flow-setup-ipv6' | 'fragments-ipv6';
+export const WORKLOAD_CASES: WorkloadCase[] = [
+  'local-forward', 'encap', 'decap', 'ecmp-encap', 'decap-dnat', 'flow-setup', 'encap-ipv6', 'decap-dnat-ipv6', 'flow-setup-ipv6', 'fragments-ipv6',
+];
 
 export interface Workload {
   pipeline: Pipeline;
@@ -164,6 +170,33 @@ function writeInnerFrame6(d: Buffer, at: number, src: Uint8Array, dst: Uint8Arra
   return FRAME_BYTES;
 }
 
+/** fragments-ipv6: each datagram's UDP segment in fragments of these sizes, sent in this order (index 0: the head). */
+const FRAGMENT_SIZES = [16, 8, 8, 8];
+const FRAGMENT_ORDER = [1, 0, 2, 3];
+const SEGMENT_LENGTH = FRAGMENT_SIZES.reduce((sum, size) => sum + size, 0);
+
+/** Writes fragment `index` of datagram `datagram` (pod-a to the local service, UDP checksum over the whole) at `at`; returns the frame length. */
+function writeFragmentFrame6(d: Buffer, at: number, datagram: number, index: number): number {
+  const whole = Buffer.alloc(14 + 40 + SEGMENT_LENGTH);
+  writeInnerFrame6(whole, 0, POD_A6, LOCAL_SERVICE_IP6, 10000 + datagram);
+  writeU16(whole, 14 + 4, SEGMENT_LENGTH);
+  writeU16(whole, 14 + 44, SEGMENT_LENGTH);
+  writeU16(whole, 14 + 46, 0);
+  writeU16(whole, 14 + 46, upperLayerChecksum6(whole, 14, 14 + 40, SEGMENT_LENGTH, 17));
+  const offset = FRAGMENT_SIZES.slice(0, index).reduce((sum, size) => sum + size, 0);
+  const size = FRAGMENT_SIZES[index];
+  const ip = at + 14;
+  whole.copy(d, at, 0, 14 + 40);
+  writeU16(d, ip + 4, 8 + size);
+  d[ip + 6] = 44;
+  d[ip + 40] = 17;
+  d[ip + 41] = 0;
+  writeU16(d, ip + 42, offset | (offset + size < SEGMENT_LENGTH ? 1 : 0));
+  writeU32(d, ip + 44, 0x5000 + datagram);
+  whole.copy(d, ip + 48, 14 + 40 + offset, 14 + 40 + offset + size);
+  return 14 + 48 + size;
+}
+
 /** Fabric MPLS over UDP (label 18, from node 192.168.1.7) around `inner`, an IP packet; returns the frame length. */
 function writeTunnelAround(d: Buffer, at: number, srcPort: number, inner: Uint8Array): number {
   const outer = 14 + 20 + 8 + 4;
@@ -227,7 +260,9 @@ function writeTunnelFrame(d: Buffer, at: number, srcPort: number, innerDst: numb
 
 export function buildWorkload(kind: WorkloadCase): Workload {
   const dp = buildDataplane();
-  const pool = new PacketPool(BATCH * 2);
+  const pool = new PacketPool(BATCH * 3);
+  // The batch's slots and the templates' are taken, so what the pipeline allocates (a held fragment) gets a spare one.
+  for (let i = 0; i < BATCH * 2; i++) pool.alloc();
   const pipeline = new Pipeline(dp, pool);
   const sink = new CountingPort();
   for (const vif of dp.vifs) vif.port = sink;
@@ -250,6 +285,7 @@ export function buildWorkload(kind: WorkloadCase): Workload {
     else if (kind === 'encap-ipv6') length = writeInnerFrame6(pool.data, at, POD_A6, remotePod6((i * 389) % REMOTE_ROUTES), srcPort);
     else if (kind === 'decap-dnat-ipv6') length = writeTunnelFrame6(pool.data, at, srcPort, LOCAL_SERVICE_IP6);
     else if (kind === 'flow-setup-ipv6') length = writeInnerFrame6(pool.data, at, clientPod6(i % CLIENT_PODS), LOCAL_SERVICE_IP6, srcPort);
+    else if (kind === 'fragments-ipv6') length = writeFragmentFrame6(pool.data, at, Math.floor(i / FRAGMENT_ORDER.length), FRAGMENT_ORDER[i % FRAGMENT_ORDER.length]);
     else length = writeInnerFrame(pool.data, at, CLIENT_POD_BASE + (i % CLIENT_PODS), LOCAL_SERVICE_IP, srcPort);
     templateStart[i] = at;
     templateLength[i] = length;
@@ -285,6 +321,8 @@ export function buildWorkload(kind: WorkloadCase): Workload {
         }
       }
       batches++;
+      // The last batch's fragment records expire, as the driver's clock moves on between bursts of the same datagrams.
+      if (kind === 'fragments-ipv6') pipeline.advanceClock(pipeline.now + FRAGMENT_TIMEOUT_SECONDS);
       pipeline.processBatch(slots, BATCH);
     },
   };
