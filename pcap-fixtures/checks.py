@@ -645,7 +645,7 @@ def check_10(fx):
         "invalid-mpls-stack": 1,  # label without the S bit
         "invalid-label": 2,  # unknown label 999, reserved label 3
         "bad-gre-header": 1,  # GRE with the key flag
-        "ipv6-unsupported": 1,
+        "ipv6-unsupported": 1,  # an IPv6 ESP packet (next header 50)
         "unknown-ethertype": 1,
         "not-for-vrouter": 2,  # UDP to this node on port 9999, MPLS over UDP to another node's IP
     }})
@@ -1304,6 +1304,7 @@ CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": 
           "18": check_18, "19": check_19, "20": check_20, "21": check_21, "22": check_22}
 CHECKS.update(__import__("exact_cases").fixture_checks(sys.modules[__name__]))  # 23-29
 CHECKS.update(__import__("ipv6_cases").checks(sys.modules[__name__]))
+CHECKS.update(__import__("ipv6_fragment_cases").checks(sys.modules[__name__]))  # 35
 
 
 def main(argv):

@@ -20,7 +20,7 @@ checked by checks.py against what each scenario means.
 import os
 import sys
 
-from scapy.all import ARP, DNS, DNSQR, DNSRR, GRE, ICMP, IP, IPv6, IPv6ExtHdrHopByHop, TCP, UDP, Dot1Q, Ether, IPOption_Router_Alert, IPOption_RR, Raw, bind_layers
+from scapy.all import ARP, DNS, DNSQR, DNSRR, GRE, ICMP, IP, IPv6, TCP, UDP, Dot1Q, Ether, IPOption_Router_Alert, IPOption_RR, Raw, bind_layers
 from scapy.contrib.mpls import MPLS
 from scapy.utils import PcapWriter
 
@@ -250,7 +250,7 @@ def f10():
     f.add("eth0", mpls_over_udp(NODE2, NODE1, 0x4002, 51011, 999, 63, inner))  # unknown label
     f.add("eth0", mpls_over_udp(NODE2, NODE1, 0x4003, 51012, 3, 63, inner))  # reserved label 3 (implicit null)
     f.add("eth0", mpls_over_gre(NODE3, NODE1, 0x4004, 17, 63, inner, key_present=1, key=0x1234))  # GRE with a key
-    f.add("pod-a", Ether(dst=VROUTER_MAC, src=POD_A_MAC) / IPv6(src="fd00::3", dst="fd00::4", hlim=64) / IPv6ExtHdrHopByHop() / udp(33010, 9, b"10 ipv6"))
+    f.add("pod-a", Ether(dst=VROUTER_MAC, src=POD_A_MAC) / IPv6(src="fd00::3", dst="fd00::4", hlim=64, nh=50) / Raw(b"\x00\x00\x10\x10\x00\x00\x00\x01" + b"10 ipv6 esp"))
     f.add("eth0", Ether(dst=FABRIC_MAC, src=UNDERLAY_GW_MAC, type=0x88B5) / Raw(b"10 local experimental ethertype"))
     other_port = Ether(dst=FABRIC_MAC, src=UNDERLAY_GW_MAC) / ip(NODE2, NODE1, 0x4005) / udp(51013, 9999, b"10 udp to another port")
     f.add("eth0", other_port)
@@ -591,6 +591,7 @@ def f22():
 FIXTURES = [f01, f02, f03, f04, f05, f06, f07, f08, f09, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22]
 FIXTURES += __import__("exact_cases").input_fixtures(sys.modules[__name__])  # 23-29
 FIXTURES += __import__("ipv6_cases").fixtures(sys.modules[__name__])
+FIXTURES += __import__("ipv6_fragment_cases").fixtures(sys.modules[__name__])  # 35
 
 
 def main(argv):
