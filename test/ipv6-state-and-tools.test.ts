@@ -11,7 +11,8 @@ import { PacketPool } from '../src/dataplane/packet-pool';
 import { Pipeline } from '../src/dataplane/pipeline';
 import { MemoryPort } from '../src/dataplane/io/memory-port';
 import { ip6FromString, ip6ToString } from '../src/dataplane/protocols/ipv6';
-import { formatFlow, formatRoutes, formatVif, parseFlowMatch, parseTraceSpec } from '../src/cli/tools';
+import { formatDropstats, formatFlow, formatRoutes, formatVif, parseFlowMatch, parseTraceSpec } from '../src/cli/tools';
+import { DROP_REASONS } from '../src/dataplane/drop-reasons';
 import { writeSyntheticPacket } from '../src/dataplane/synthetic-packet';
 import { ETHERNET_INPUT } from '../src/dataplane/steps/next';
 import * as f6 from './support/frames6';
@@ -154,4 +155,15 @@ test('trace: an IPv6 packet through the real steps, described step by step, noth
   assert.match(text, /hop-limit-decrement: hop limit now 63/);
   assert.match(text, /tunnel-encap: mpls-over-udp 192\.168\.0\.11 > 192\.168\.0\.12 label 25/);
   assert.equal(dp.flows.activePairs, 0, 'the traced flow is removed again');
+});
+
+test('dropstats gives every drop reason a label of its own, the IPv6 extension-header reasons included', () => {
+  const text = formatDropstats(Object.fromEntries(DROP_REASONS.map((reason, i) => [reason, i + 1])));
+  const lines = text.split('\n').filter((line) => line.trim() !== '');
+  assert.equal(lines.length, DROP_REASONS.length);
+  const labels = lines.map((line) => line.replace(/ +\d+$/, ''));
+  for (const reason of DROP_REASONS) assert.ok(!labels.includes(reason), `${reason} is printed without a label`);
+  assert.equal(new Set(labels).size, DROP_REASONS.length, 'labels are distinct');
+  assert.match(text, /^IPv6 Header Chain Cut Short +\d+$/m);
+  assert.match(text, /^No L2 Route +\d+$/m);
 });
