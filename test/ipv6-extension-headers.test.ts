@@ -16,6 +16,7 @@ import { Drop } from '../src/dataplane/drop-reasons';
 import { flowHash6 } from '../src/dataplane/flow-hash';
 import { ip6FromString } from '../src/dataplane/protocols/ipv6';
 import { MAX_EXTENSION_HEADERS } from '../src/dataplane/steps/ipv6-input';
+import { FRAGMENT_RECORDS_PER_VIF, HELD_FRAGMENTS_PER_VIF } from '../src/dataplane/fragment-table';
 import { CLUSTER6, POD_A6, POD_B6, POD_C6, REMOTE6, SERVICE6, buildScenario6 } from './support/scenario6';
 
 const HOP_BY_HOP = 0;
@@ -266,5 +267,23 @@ test('a later fragment whose head never comes is held, counted against its vif, 
   assert.equal(s.pipeline.held, 0);
   assert.equal(s.dp.drops.counts[Drop['fragment-timeout']], 1);
   assert.equal(s.out(2).length, 0);
+  assertBalanced(s);
+});
+
+test('IPv6 fragments share the per-vif bounds of the fragment table: held fragments and records', () => {
+  const s = buildScenario6();
+  // Later fragments of 17 datagrams from pod-a whose heads never come: its 16 are held, the 17th dropped.
+  const laterOf = (src: string, dst: string, mac: string, id: number) => fromPod(mac, datagram(src, dst, 2000, 80, id, [32, 8])[1]);
+  s.run(Array.from({ length: HELD_FRAGMENTS_PER_VIF + 1 }, (_, i) => [1, laterOf(POD_A6, POD_B6, POD_A_MAC, 0x7000 + i)] as [number, Buffer]));
+  assert.equal(s.pipeline.fragments.heldOf(1), HELD_FRAGMENTS_PER_VIF);
+  assert.equal(s.dp.drops.counts[Drop['fragment-hold-vif-limit']], 1);
+  // pod-b still has its own share.
+  s.run([[2, laterOf(POD_B6, POD_A6, POD_B_MAC, 0x7100)]]);
+  assert.equal(s.pipeline.fragments.heldOf(2), 1);
+  // Heads of datagrams whose later fragments never come: pod-b's records stop at its share (one is its held fragment's).
+  const headOf = (id: number) => fromPod(POD_B_MAC, datagram(POD_B6, POD_A6, 3000 + id, 80, id, [32, 8])[0]);
+  s.run(Array.from({ length: FRAGMENT_RECORDS_PER_VIF + 1 }, (_, i) => [2, headOf(0x7200 + i)] as [number, Buffer]));
+  assert.equal(s.pipeline.fragments.recordsOf(2), FRAGMENT_RECORDS_PER_VIF);
+  assert.equal(s.dp.drops.counts[Drop['fragment-vif-limit']], 2, 'the two heads beyond the share');
   assertBalanced(s);
 });
