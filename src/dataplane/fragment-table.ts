@@ -30,6 +30,7 @@ export const MAX_HELD_FRAGMENTS = 64;
 /** Records, and held fragments, one ingress vif may have at once. */
 export const FRAGMENT_RECORDS_PER_VIF = 64;
 export const HELD_FRAGMENTS_PER_VIF = 16;
+const IP6_FRAGMENT_HEADER_LEN = 8;
 /** find(): no record, because the table is full or because the vif holds its share. */
 const TABLE_FULL = -1;
 const VIF_FULL = -2;
@@ -181,8 +182,9 @@ export class FragmentTable {
     if (d[l3] >>> 4 === 6) {
       // The fragment's bytes are those behind its fragment header (RFC 8200 4.5).
       const fragment = c.pool.fragmentHeader[p];
+      const packetEnd = l3 + IP6_HEADER_LEN + ((d[l3 + 4] << 8) | d[l3 + 5]);
       start = ((d[fragment + 2] << 8) | d[fragment + 3]) & 0xfff8;
-      end = start + l3 + IP6_HEADER_LEN + ((d[l3 + 4] << 8) | d[l3 + 5]) - fragment - 8;
+      end = start + packetEnd - (fragment + IP6_FRAGMENT_HEADER_LEN);
     } else {
       const headerLength = (d[l3] & 0x0f) << 2;
       start = (((d[l3 + 6] << 8) | d[l3 + 7]) & 0x1fff) * 8;

@@ -40,6 +40,8 @@ const HOP_BY_HOP = 0;
 const ROUTING = 43;
 const FRAGMENT = 44;
 const DESTINATION_OPTIONS = 60;
+/** Every extension header is a multiple of 8 bytes; the fragment header is exactly 8. */
+const MIN_EXTENSION_HEADER_LEN = 8;
 const FRAGMENT_HEADER_LEN = 8;
 /** Fragment header: offset (in 8-byte units) in the top 13 bits of bytes 2-3, M in the lowest bit. */
 const FRAGMENT_OFFSET_MASK = 0xfff8;
@@ -92,7 +94,7 @@ function classify(c: Pipeline, p: number, vrf: number): number {
   while (protocol === HOP_BY_HOP || protocol === ROUTING || protocol === DESTINATION_OPTIONS || protocol === FRAGMENT) {
     if (headers === MAX_EXTENSION_HEADERS) return drop(Drop['ipv6-chain-too-long']);
     if (protocol === HOP_BY_HOP && headers !== 0) return drop(Drop['ipv6-bad-extension-header']);
-    if (end - at < 8) return drop(Drop['ipv6-chain-truncated']);
+    if (end - at < MIN_EXTENSION_HEADER_LEN) return drop(Drop['ipv6-chain-truncated']);
     let length = (d[at + 1] + 1) * 8;
     if (protocol === FRAGMENT) {
       if (fragment >= 0) return drop(Drop['ipv6-bad-extension-header']);
