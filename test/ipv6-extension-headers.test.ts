@@ -287,3 +287,31 @@ test('IPv6 fragments share the per-vif bounds of the fragment table: held fragme
   assert.equal(s.dp.drops.counts[Drop['fragment-vif-limit']], 2, 'the two heads beyond the share');
   assertBalanced(s);
 });
+
+test('an ICMPv6 error quoting a first fragment belongs to its flow (through NAT too); quoting a later one, to none', () => {
+  const s = buildScenario6();
+  // pod-a's fragments to node2; node2 reports reassembly time exceeded (3/1), quoting the first fragment.
+  const pieces = datagram(POD_A6, REMOTE6, 6001, 53, 41, [32, 16]);
+  s.run(pieces.map((packet) => [1, fromPod(POD_A_MAC, packet)] as [number, Buffer]));
+  const quote = (packet: Buffer) => Buffer.concat([Buffer.alloc(4), afterHop(fromPod(POD_A_MAC, packet))]);
+  const error = (quoted: Buffer) => {
+    const packet = f6.ipv6({ src: REMOTE6, dst: POD_A6, nextHeader: ICMPV6, hopLimit: 63, payload: f6.icmp6(REMOTE6, POD_A6, 3, 1, quoted) });
+    return f.mplsOverUdp({ dstMac: FABRIC_MAC, srcMac: UNDERLAY_GW_MAC, src: '192.168.0.12', dst: '192.168.0.11', label: 17, inner: packet });
+  };
+  s.run([[0, error(quote(pieces[0]))], [0, error(quote(pieces[1]))]]);
+  assert.equal(s.out(1).length, 1, 'the error about the first fragment reaches pod-a');
+  assert.equal(s.dp.flows.entries()[1].packets, 1, "the flow's reverse entry counted it");
+  assert.equal(s.dp.drops.counts[Drop['icmp-error-no-flow']], 1, 'a later fragment quotes no ports');
+
+  // Through the floating IP: pod-b's error about a DNAT'd first fragment leaves as the service, its quote translated back.
+  const query = datagram(REMOTE6, SERVICE6, 4001, 5001, 42, [32, 16], 63);
+  s.run(query.map((inner) => [0, fromNode2(inner)] as [number, Buffer]));
+  const delivered = s.out(2).at(-2)!.subarray(14);
+  s.run([[2, fromPod(POD_B_MAC, f6.ipv6({ src: POD_B6, dst: REMOTE6, nextHeader: ICMPV6, payload: f6.icmp6(POD_B6, REMOTE6, 3, 1, Buffer.concat([Buffer.alloc(4), delivered])) }))]]);
+  const out = tunnelled(s.out(0).at(-1)!);
+  assert.equal(f6.ip6Text(out.inner, 8), f6.ip6Text(f6.ip6(SERVICE6), 0), 'from the service');
+  const quoted = out.inner.subarray(48);
+  assert.deepEqual(quoted, query[0], 'the quote is the first fragment as node2 sent it (address, port and checksum back)');
+  assert.equal(f6.upperChecksum6(out.inner.subarray(8, 24), out.inner.subarray(24, 40), ICMPV6, Buffer.from(out.inner.subarray(40))), 0, 'ICMPv6 checksum');
+  assertBalanced(s);
+});

@@ -6,7 +6,8 @@
  * destination from the route (ECMP member) or the MPLS label, an IPv6
  * floating IP translated to the pod's IPv6 address and port, policy. The
  * protocol is the upper-layer one behind the extension headers; a later
- * fragment follows its first fragment's flow through the fragment table.
+ * fragment follows its first fragment's flow through the fragment table, and
+ * an error quoting a first fragment belongs to that fragment's flow.
  */
 import type { Pipeline } from '../pipeline';
 import { Drop } from '../drop-reasons';
@@ -41,15 +42,36 @@ export function flowLookup6(c: Pipeline, p: number): number {
   return FLOW_APPLY;
 }
 
+const FRAGMENT = 44;
+
+/**
+ * The upper-layer header of the packet an ICMPv6 error quotes at `quoted`:
+ * behind its fixed header, or behind its fragment header when it is a first
+ * fragment (as the reference reads a quoted packet: tungstenfabric/tf-vrouter@432a8e0c
+ * dp-core/vr_proto_ip6.c vr_inet6_proto_flow); -1 for a later fragment, which
+ * quotes no ports.
+ */
+export function quotedUpperLayer6(d: Uint8Array, quoted: number): number {
+  if (d[quoted + 6] !== FRAGMENT) return quoted + IP6_HEADER_LEN;
+  return (((d[quoted + 42] << 8) | d[quoted + 43]) & 0xfff8) === 0 ? quoted + IP6_HEADER_LEN + 8 : -1;
+}
+
+/** The upper-layer protocol of the quoted packet (a fragment's: its fragment header's next header). */
+export function quotedProtocol6(d: Uint8Array, quoted: number): number {
+  return d[quoted + 6] === FRAGMENT ? d[quoted + IP6_HEADER_LEN] : d[quoted + 6];
+}
+
 /** The entry whose key is the quoted packet's with the ends swapped; errors create no flow. */
 function lookupIcmp6Error(c: Pipeline, p: number, l4: number): number {
   const pool = c.pool;
   const d = pool.data;
   const end = pool.start[p] + pool.length[p];
   const quoted = l4 + ICMPV6_HEADER_LEN;
-  const quotedL4 = quoted + IP6_HEADER_LEN;
+  if (end - quoted < IP6_HEADER_LEN + 8) return drop(Drop.truncated);
+  const quotedL4 = quotedUpperLayer6(d, quoted);
+  if (quotedL4 < 0) return drop(Drop['icmp-error-no-flow']);
   if (end - quotedL4 < 8) return drop(Drop.truncated);
-  const protocol = d[quoted + 6];
+  const protocol = quotedProtocol6(d, quoted);
   let srcPort = 0;
   let dstPort = 0;
   if (protocol === PROTO_TCP || protocol === PROTO_UDP) {

@@ -10,8 +10,9 @@ import type { Pipeline } from '../pipeline';
 import { NAT_DNAT, NAT_DPAT, NAT_SNAT, NAT_SPAT } from '../flow-table';
 import { readU16, writeU16, PROTO_TCP, PROTO_UDP } from '../protocols/ipv4';
 import { ICMPV6_HEADER_LEN, isIcmpv6Error, upperLayerChecksum6 } from '../protocols/icmpv6';
-import { IP6_DST, IP6_HEADER_LEN, IP6_HOP_LIMIT, IP6_SRC, PROTO_ICMPV6 } from '../protocols/ipv6';
+import { IP6_DST, IP6_HOP_LIMIT, IP6_SRC, PROTO_ICMPV6 } from '../protocols/ipv6';
 import { VIF_FABRIC } from '../vif';
+import { quotedProtocol6, quotedUpperLayer6 } from './flow6';
 import { rewritePort } from './nat-rewrite';
 
 /** Offset of the upper-layer checksum from its header, -1 when there is none. */
@@ -73,8 +74,9 @@ function translateIcmp6Error(c: Pipeline, p: number, entry: number, flags: numbe
   const partner = flows.address6Offset(entry ^ 1);
   const ports = flows.keyPorts[entry ^ 1];
   const quoted = icmp + ICMPV6_HEADER_LEN;
-  const quotedProtocol = d[quoted + 6];
-  const quotedL4 = quoted + IP6_HEADER_LEN;
+  // The flow matched through the quote (flow-lookup), so its upper-layer header is there.
+  const quotedProtocol = quotedProtocol6(d, quoted);
+  const quotedL4 = quotedUpperLayer6(d, quoted);
   const offset = checksumOffset6(quotedProtocol);
   const quotedChecksum = offset >= 0 && quotedL4 + offset + 2 <= end ? quotedL4 + offset : -1;
   if (flags & NAT_SNAT) {
