@@ -50,7 +50,7 @@ import { networkFqns } from '../ifmap/names';
 import { loadPods, savePods } from './pod-store';
 import { RouteTables, ViewChange } from './route-tables';
 import { NetworkConfig } from './network-config';
-import { controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
+import { appendItem, controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
 import { Logger, silentLogger } from '../xmpp/logger';
 import { XmppSession } from '../xmpp/session';
 import { startTlsAsServer } from '../xmpp/starttls';
@@ -148,7 +148,7 @@ class VrouterChannel {
       this.outbox = [];
       for (let index = 0; index < batch.length && !this.session.isClosed; ) {
         const next = batch[index];
-        let stanza: string;
+        let stanza: string | Buffer;
         if (next.view !== null && !this.subscriptions.has(next.view)) {
           index++; // unsubscribed since it was queued
           continue;
@@ -157,11 +157,11 @@ class VrouterChannel {
           stanza = next.xml;
           index++;
         } else if ('dump' in next) {
-          let items = '';
+          const items: string[] = [];
           let count = 0;
           let route = next.dump.next();
           while (!route.done) {
-            items += encodeItem(route.value[0], route.value[1]);
+            appendItem(items, route.value[0], route.value[1]);
             if (++count === ITEMS_PER_MESSAGE) break;
             route = next.dump.next();
           }
@@ -170,9 +170,9 @@ class VrouterChannel {
           stanza = encodeRouteUpdateItems(address, next.view, items);
         } else {
           const view = next.view;
-          let items = '';
+          const items: string[] = [];
           const end = Math.min(batch.length, index + ITEMS_PER_MESSAGE);
-          for (let item = batch[index]; index < end && item.view === view && 'xml' in item; item = batch[++index]) items += item.xml;
+          for (let item = batch[index]; index < end && item.view === view && 'xml' in item; item = batch[++index]) items.push(item.xml);
           stanza = encodeRouteUpdateItems(address, view, items);
         }
         this.session.send(stanza);

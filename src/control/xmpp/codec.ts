@@ -109,26 +109,27 @@ function eventMessage(address: StanzaAddress, body: string): string {
   return `<message from="${escapeXml(address.from)}" to="${escapeXml(address.to)}"><event xmlns="${PUBSUB_NS}">${body}</event></message>`;
 }
 
-function encodeNexthop(nexthop: WireNexthop): string {
-  let encaps = '';
-  for (const encap of nexthop.encaps) encaps += `<tunnel-encapsulation>${escapeXml(encap)}</tunnel-encapsulation>`;
-  const vn = nexthop.virtualNetwork === '' ? '' : `<virtual-network>${escapeXml(nexthop.virtualNetwork)}</virtual-network>`;
-  return (
-    `<next-hop><af>1</af><address>${nexthop.address}</address><label>${nexthop.label}</label>` +
-    `<tunnel-encapsulation-list>${encaps}</tunnel-encapsulation-list>${vn}</next-hop>`
-  );
+function appendNexthop(parts: string[], nexthop: WireNexthop): void {
+  parts.push('<next-hop><af>1</af><address>', nexthop.address, '</address><label>', String(nexthop.label), '</label><tunnel-encapsulation-list>');
+  for (const encap of nexthop.encaps) parts.push('<tunnel-encapsulation>', escapeXml(encap), '</tunnel-encapsulation>');
+  parts.push('</tunnel-encapsulation-list>');
+  if (nexthop.virtualNetwork !== '') parts.push('<virtual-network>', escapeXml(nexthop.virtualNetwork), '</virtual-network>');
+  parts.push('</next-hop>');
 }
 
-/** The `<entry>` element of a route. */
+/**
+ * The `<entry>` element of a route. Joined from its pieces, so the string
+ * is flat: the control node keeps one per route and copies it into every
+ * push, where a string of concatenations would be flattened each time.
+ */
 export function encodeEntry(entry: RouteEntry): string {
-  let nexthops = '';
-  for (const nexthop of entry.nexthops) nexthops += encodeNexthop(nexthop);
-  return (
-    `<entry><nlri><af>1</af><safi>1</safi><address>${entry.prefix}</address></nlri>` +
-    `<next-hops>${nexthops}</next-hops><version>${entry.version}</version>` +
-    `<sequence-number>${entry.sequenceNumber}</sequence-number>` +
-    `<local-preference>${entry.localPreference}</local-preference><med>${entry.med}</med></entry>`
+  const parts = ['<entry><nlri><af>1</af><safi>1</safi><address>', entry.prefix, '</address></nlri><next-hops>'];
+  for (const nexthop of entry.nexthops) appendNexthop(parts, nexthop);
+  parts.push(
+    '</next-hops><version>', String(entry.version), '</version><sequence-number>', String(entry.sequenceNumber),
+    '</sequence-number><local-preference>', String(entry.localPreference), '</local-preference><med>', String(entry.med), '</med></entry>',
   );
+  return parts.join('');
 }
 
 /** One `<item>` of a route push around an already encoded entry (the control node encodes each entry once). */
@@ -136,13 +137,24 @@ export function encodeItem(prefix: string, entryXml: string): string {
   return `<item id="${prefix}">${entryXml}</item>`;
 }
 
+/** encodeItem as pieces added to a push's item pieces (encodeRouteUpdateItems joins them once). */
+export function appendItem(itemParts: string[], prefix: string, entryXml: string): void {
+  itemParts.push('<item id="', prefix, '">', entryXml, '</item>');
+}
+
 export function encodeRetract(prefix: string): string {
   return `<retract id="${prefix}"/>`;
 }
 
-/** A route push around already encoded items and retracts. */
-export function encodeRouteUpdateItems(address: StanzaAddress, vrf: string, itemsXml: string): string {
-  return eventMessage(address, `<items node="1/1/${escapeXml(vrf)}">${itemsXml}</items>`);
+/**
+ * A route push around already encoded items and retracts, as the bytes to
+ * send. The items are joined once into a flat string and encoded once: a
+ * string built by appending each item would be flattened again when written,
+ * most of a big dump's cost on the control node.
+ */
+export function encodeRouteUpdateItems(address: StanzaAddress, vrf: string, itemParts: string[]): Buffer {
+  const [head, tail] = eventMessage(address, `<items node="1/1/${escapeXml(vrf)}">\0</items>`).split('\0');
+  return Buffer.concat([Buffer.from(head), Buffer.from(itemParts.join('')), Buffer.from(tail)]);
 }
 
 export function encodeStanza(stanza: SentStanza): string {
@@ -173,7 +185,7 @@ export function encodeStanza(stanza: SentStanza): string {
       for (const change of stanza.changes) {
         items += change.entry === null ? encodeRetract(change.prefix) : encodeItem(change.prefix, encodeEntry(change.entry));
       }
-      return encodeRouteUpdateItems(stanza, stanza.vrf, items);
+      return eventMessage(stanza, `<items node="1/1/${escapeXml(stanza.vrf)}">${items}</items>`);
     }
     case 'end-of-rib':
       return eventMessage(stanza, `<items node="${END_OF_RIB_NODE}"/>`);
