@@ -109,37 +109,31 @@ function eventMessage(address: StanzaAddress, body: string): string {
   return `<message from="${escapeXml(address.from)}" to="${escapeXml(address.to)}"><event xmlns="${PUBSUB_NS}">${body}</event></message>`;
 }
 
-function appendNexthop(parts: string[], nexthop: WireNexthop): void {
-  parts.push('<next-hop><af>1</af><address>', nexthop.address, '</address><label>', String(nexthop.label), '</label><tunnel-encapsulation-list>');
-  for (const encap of nexthop.encaps) parts.push('<tunnel-encapsulation>', escapeXml(encap), '</tunnel-encapsulation>');
-  parts.push('</tunnel-encapsulation-list>');
-  if (nexthop.virtualNetwork !== '') parts.push('<virtual-network>', escapeXml(nexthop.virtualNetwork), '</virtual-network>');
-  parts.push('</next-hop>');
+function encodeNexthop(nexthop: WireNexthop): string {
+  let encaps = '';
+  for (const encap of nexthop.encaps) encaps += `<tunnel-encapsulation>${escapeXml(encap)}</tunnel-encapsulation>`;
+  const vn = nexthop.virtualNetwork === '' ? '' : `<virtual-network>${escapeXml(nexthop.virtualNetwork)}</virtual-network>`;
+  return (
+    `<next-hop><af>1</af><address>${nexthop.address}</address><label>${nexthop.label}</label>` +
+    `<tunnel-encapsulation-list>${encaps}</tunnel-encapsulation-list>${vn}</next-hop>`
+  );
 }
 
-/**
- * The `<entry>` element of a route. Joined from its pieces, so the string
- * is flat: the control node keeps one per route and copies it into every
- * push, where a string of concatenations would be flattened each time.
- */
+/** The `<entry>` element of a route. */
 export function encodeEntry(entry: RouteEntry): string {
-  const parts = ['<entry><nlri><af>1</af><safi>1</safi><address>', entry.prefix, '</address></nlri><next-hops>'];
-  for (const nexthop of entry.nexthops) appendNexthop(parts, nexthop);
-  parts.push(
-    '</next-hops><version>', String(entry.version), '</version><sequence-number>', String(entry.sequenceNumber),
-    '</sequence-number><local-preference>', String(entry.localPreference), '</local-preference><med>', String(entry.med), '</med></entry>',
+  let nexthops = '';
+  for (const nexthop of entry.nexthops) nexthops += encodeNexthop(nexthop);
+  return (
+    `<entry><nlri><af>1</af><safi>1</safi><address>${entry.prefix}</address></nlri>` +
+    `<next-hops>${nexthops}</next-hops><version>${entry.version}</version>` +
+    `<sequence-number>${entry.sequenceNumber}</sequence-number>` +
+    `<local-preference>${entry.localPreference}</local-preference><med>${entry.med}</med></entry>`
   );
-  return parts.join('');
 }
 
 /** One `<item>` of a route push around an already encoded entry (the control node encodes each entry once). */
 export function encodeItem(prefix: string, entryXml: string): string {
   return `<item id="${prefix}">${entryXml}</item>`;
-}
-
-/** encodeItem as pieces added to a push's item pieces (encodeRouteUpdateItems joins them once). */
-export function appendItem(itemParts: string[], prefix: string, entryXml: string): void {
-  itemParts.push('<item id="', prefix, '">', entryXml, '</item>');
 }
 
 export function encodeRetract(prefix: string): string {
@@ -148,13 +142,13 @@ export function encodeRetract(prefix: string): string {
 
 /**
  * A route push around already encoded items and retracts, as the bytes to
- * send. The items are joined once into a flat string and encoded once: a
- * string built by appending each item would be flattened again when written,
- * most of a big dump's cost on the control node.
+ * send: the control node keeps each route's item encoded (route-tables.ts),
+ * so a dump is copies of them, where building and writing one string per
+ * push was most of its cost.
  */
-export function encodeRouteUpdateItems(address: StanzaAddress, vrf: string, itemParts: string[]): Buffer {
+export function encodeRouteUpdateItems(address: StanzaAddress, vrf: string, items: Buffer[]): Buffer {
   const [head, tail] = eventMessage(address, `<items node="1/1/${escapeXml(vrf)}">\0</items>`).split('\0');
-  return Buffer.concat([Buffer.from(head), Buffer.from(itemParts.join('')), Buffer.from(tail)]);
+  return Buffer.concat([Buffer.from(head), ...items, Buffer.from(tail)]);
 }
 
 export function encodeStanza(stanza: SentStanza): string {
