@@ -52,6 +52,8 @@ const FORWARDING_ROUNDS = 11;
 const ROUTES_FLOOR_MS = 2000;
 const PORT_ADD_FLOOR_MS = 50;
 const CHILD_FLAG = '--control-node';
+/** `node dist/bench/control.bench.js --routes-only` (e.g. under --cpu-prof): the first case alone. */
+const ROUTES_ONLY_FLAG = '--routes-only';
 
 const CONFIG = `
 vns:
@@ -259,12 +261,14 @@ async function main(): Promise<void> {
     });
     routesMs = await measureRoutesToDataplane(port, podApiPort);
     console.log(`routes-100k-to-dataplane: ${Math.round(routesMs)} ms`);
+    if (process.argv.includes(ROUTES_ONLY_FLAG)) return;
     // The control plane's share: up to the remote forwarding table, in process.
     const tableMs = await measurePortAddToRemote(port, podApiPort);
     console.log(`port-add-to-remote-table: ${tableMs.toFixed(1)} ms`);
   } finally {
     child.kill();
   }
+  if (process.argv.includes(ROUTES_ONLY_FLAG)) return;
   const forwardingMs = await measurePortAddToForwarding();
   console.log(`port-add-to-remote-forwarding: ${forwardingMs.toFixed(1)} ms`);
   if (routesMs > ROUTES_FLOOR_MS || forwardingMs > PORT_ADD_FLOOR_MS) {
@@ -274,6 +278,8 @@ async function main(): Promise<void> {
 }
 
 if (process.argv.includes(CHILD_FLAG)) {
+  // Killed by the parent: exit normally, so that --cpu-prof writes this process's profile too.
+  process.on('SIGTERM', () => process.exit(0));
   runChild().catch((error: unknown) => {
     console.error(error);
     process.exit(1);

@@ -139,17 +139,17 @@ test('route tables: next hops of equal preference merge into one ECMP entry, a b
   tables.publish('node-a', 'db', entry('10.96.0.20/32', '192.168.0.11', 30));
   const changes = tables.publish('node-b', 'db', entry('10.96.0.20/32', '192.168.0.12', 31));
   assert.equal(changes.length, 1);
-  assert.match(web.get('10.96.0.20/32')!, /192\.168\.0\.11.*192\.168\.0\.12/);
+  assert.match(web.get('10.96.0.20/32')!.toString(), /192\.168\.0\.11.*192\.168\.0\.12/);
   tables.publish('node-a', 'db', entry('10.2.0.5/32', '192.168.0.11', 32));
   assert.equal(web.has('10.2.0.5/32'), false, 'only the ClusterIP leaks');
   tables.publish('node-c', 'db', entry('10.96.0.20/32', '192.168.0.13', 33, 300));
-  assert.doesNotMatch(web.get('10.96.0.20/32')!, /192\.168\.0\.11/);
+  assert.doesNotMatch(web.get('10.96.0.20/32')!.toString(), /192\.168\.0\.11/);
   tables.withdraw('node-c', 'db', '10.96.0.20/32');
   tables.withdraw('node-a', 'db', '10.96.0.20/32');
-  assert.doesNotMatch(web.get('10.96.0.20/32')!, /192\.168\.0\.11/);
-  assert.deepEqual(tables.withdraw('node-b', 'db', '10.96.0.20/32'), [{ view: 'web', prefix: '10.96.0.20/32', entryXml: null }]);
+  assert.doesNotMatch(web.get('10.96.0.20/32')!.toString(), /192\.168\.0\.11/);
+  assert.deepEqual(tables.withdraw('node-b', 'db', '10.96.0.20/32'), [{ view: 'web', prefix: '10.96.0.20/32', item: null }]);
   assert.equal(web.size, 0);
   // The leak goes away with the sources.
   tables.publish('node-b', 'db', entry('10.96.0.20/32', '192.168.0.12', 31));
-  assert.deepEqual(tables.setSources(new Map([['web', new Map([['web', 'all' as const]])]])), [{ view: 'web', prefix: '10.96.0.20/32', entryXml: null }]);
+  assert.deepEqual(tables.setSources(new Map([['web', new Map([['web', 'all' as const]])]])), [{ view: 'web', prefix: '10.96.0.20/32', item: null }]);
 });

@@ -22,6 +22,11 @@ const VECTORS = path.resolve(__dirname, '..', '..', 'test', 'vectors', 'ifmap');
 
 /** The graph the IQs of a .master_output build, applied in order. */
 function graphOf(file: string): IfmapGraph {
+  return graphOfXml(fs.readFileSync(path.join(VECTORS, file), 'utf8'));
+}
+
+/** The graph IQs (or bare `<config>` elements under one IQ) build, applied in order onto `graph`. */
+function graphOfXml(xml: string, graph = new IfmapGraph()): IfmapGraph {
   const parser = new SaxesParser({ xmlns: false });
   const open: XmlElement[] = [];
   const stanzas: XmlElement[] = [];
@@ -37,8 +42,7 @@ function graphOf(file: string): IfmapGraph {
     const element = open.pop()!;
     if (open.length === 1) stanzas.push(element);
   });
-  parser.write(`<root>${fs.readFileSync(path.join(VECTORS, file), 'utf8')}</root>`).close();
-  const graph = new IfmapGraph();
+  parser.write(`<root>${xml}</root>`).close();
   for (const iq of stanzas) for (const change of decodeConfig(iq.children[0])) graph.apply(change);
   return graph;
 }
@@ -231,4 +235,53 @@ test('the VMI\'s own routing-instance link, when its attribute names a plain VRF
   assert.equal(derivePortView(graph, VMI.name).routingInstance, RI.name, 'a service VLAN is not the port\'s VRF');
   graph.apply({ op: 'update', nodes: [rule([el('direction', 'both'), el('vlan-tag', '0')])], links: [] });
   assert.equal(derivePortView(graph, VMI.name).routingInstance, vrf.name);
+});
+
+/**
+ * An ACL with what the schema transformer adds to what the testdata shows:
+ * protocol numbers, a `<>` rule and the two implicit closing rules
+ * (tungstenfabric/tf-controller 6a674397821187fedfffd9586942b906d3479dbc,
+ * src/config/schema-transformer/schema_transformer/resources/virtual_network.py
+ * evaluate; rule-uuids from src/config/common/cfgm_common/__init__.py). The
+ * acl-rule layout is the agent's own test helper's (src/vnsw/agent/test/test_util.cc
+ * AddAceEntry: src and dst port ranges, `&lt;&gt;` as AddFirewall writes a direction).
+ */
+const ACL_IQ = `<iq type="set" from="network-control@contrailsystems.com" to="node/config"><config><update>
+ <node type="access-control-list"><name>${VN.name}:vn1</name><access-control-list-entries>
+  <dynamic>false</dynamic>
+  <acl-rule><match-condition><protocol>6</protocol>
+   <src-address><virtual-network>${VN.name}</virtual-network></src-address><src-port><start-port>-1</start-port><end-port>-1</end-port></src-port>
+   <dst-address><virtual-network>${PUBLIC_VN.name}</virtual-network></dst-address><dst-port><start-port>80</start-port><end-port>443</end-port></dst-port>
+   <ethertype>IPv4</ethertype></match-condition>
+   <action-list><simple-action>pass</simple-action></action-list><rule-uuid>5f3e1b6c-1d1a-4d43-9a59-0c9b8a3b7a11</rule-uuid><direction>&lt;&gt;</direction></acl-rule>
+  <acl-rule><match-condition><protocol>17</protocol>
+   <src-address><virtual-network>any</virtual-network></src-address><src-port><start-port>-1</start-port><end-port>-1</end-port></src-port>
+   <dst-address><subnet><ip-prefix>10.2.0.0</ip-prefix><ip-prefix-len>16</ip-prefix-len></subnet><virtual-network>${VN.name}</virtual-network></dst-address>
+   <dst-port><start-port>53</start-port><end-port>53</end-port></dst-port><ethertype>IPv4</ethertype></match-condition>
+   <action-list><simple-action>deny</simple-action></action-list><direction>&gt;</direction></acl-rule>
+  <acl-rule><match-condition><protocol>any</protocol>
+   <src-address><virtual-network>${VN.name}</virtual-network></src-address><src-port><start-port>-1</start-port><end-port>-1</end-port></src-port>
+   <dst-address><virtual-network>${VN.name}</virtual-network></dst-address><dst-port><start-port>-1</start-port><end-port>-1</end-port></dst-port>
+   <ethertype>IPv4</ethertype></match-condition>
+   <action-list><simple-action>pass</simple-action></action-list><rule-uuid>00000000-0000-0000-0000-100000000001</rule-uuid></acl-rule>
+  <acl-rule><match-condition><protocol>any</protocol>
+   <src-address><virtual-network>any</virtual-network></src-address><src-port><start-port>-1</start-port><end-port>-1</end-port></src-port>
+   <dst-address><virtual-network>any</virtual-network></dst-address><dst-port><start-port>-1</start-port><end-port>-1</end-port></dst-port>
+   <ethertype>IPv4</ethertype></match-condition>
+   <action-list><simple-action>deny</simple-action></action-list><rule-uuid>00000000-0000-0000-0000-100000000002</rule-uuid></acl-rule>
+ </access-control-list-entries></node>
+ <link><node type="virtual-network"><name>${VN.name}</name></node><node type="access-control-list"><name>${VN.name}:vn1</name></node>
+  <metadata type="virtual-network-access-control-list"/></link>
+</update></config></iq>`;
+
+test('the VN\'s access-control-list, when present, gives the policy instead of its network-policies: a <> rule both ways, the implicit rules left to the dataplane\'s default', () => {
+  const graph = graphOfXml(ACL_IQ, handGraph());
+  const acl = `${VN.name}:vn1`;
+  assert.deepEqual(derivePortView(graph, VMI.name).policies, [
+    { name: `${acl}/0`, order: 0, sourceVn: VN.name, destinationVn: PUBLIC_VN.name, protocol: 'tcp', portFrom: 80, portTo: 443, action: 'allow' },
+    { name: `${acl}/0/reverse`, order: 1, sourceVn: PUBLIC_VN.name, destinationVn: VN.name, protocol: 'tcp', portFrom: 0, portTo: 65535, action: 'allow' },
+    { name: `${acl}/1`, order: 2, sourceVn: 'any', destinationVn: VN.name, protocol: 'udp', portFrom: 53, portTo: 53, destinationPrefix: '10.2.0.0/16', action: 'deny' },
+  ]);
+  graph.apply({ op: 'delete', nodes: [], links: [{ left: VN, right: { type: 'access-control-list', name: acl }, metadata: 'virtual-network-access-control-list' }] });
+  assert.deepEqual(derivePortView(graph, VMI.name).policies.map((policy) => policy.name), [`${NP.name}/0`, `${NP.name}/0/reverse`, `${NP.name}/1`], 'without it, the network-policies');
 });

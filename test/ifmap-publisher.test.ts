@@ -12,10 +12,11 @@ import net from 'node:net';
 import { derivePortView, portConfigOf } from '../src/control/agent/ifmap-port-view';
 import type { LocalPort, PortConfig, PortPolicy } from '../src/control/agent/agent-interface';
 import { encodeConfigSubscribe, virtualMachineSubscription, virtualRouterSubscription } from '../src/control/ifmap/codec';
-import { IfmapGraph } from '../src/control/ifmap/graph';
-import { DEFAULT_PROJECT, networkFqns } from '../src/control/ifmap/names';
+import { children, IfmapGraph, property } from '../src/control/ifmap/graph';
+import { networkFqns } from '../src/control/ifmap/names';
+import type { IfmapElement } from '../src/control/ifmap/types';
 import { ControlNode } from '../src/control/node/control-node';
-import { interfaceName } from '../src/control/node/ifmap-publisher';
+import { buildConfigGraph, interfaceName } from '../src/control/node/ifmap-publisher';
 import { NetworkManager, PortDecision } from '../src/control/node/network-manager';
 import { NetworkConfig, parseNetworkConfig } from '../src/control/node/network-config';
 import { decodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
@@ -107,12 +108,14 @@ async function eventually(check: () => void, timeoutMs = 3000): Promise<void> {
 }
 
 /**
- * The NetworkManager's decision in IF-MAP's words: VNs by FQN, each rule the
- * network-policy `<project>:<rule name>` with its one policy-rule; rules in
- * their order (the derived order numbers differ, their sequence does not).
+ * The NetworkManager's decision in IF-MAP's words: VNs by FQN, the rules of
+ * the port's VN as its access-control-list `<vn FQN>:<vn>` has them (the
+ * agent reads the ACL over the network-policies): `<acl>/<index>` in their
+ * order (the derived order numbers differ, their sequence does not).
  */
 function expected(decided: PortDecision): Omit<PortConfig, 'policies'> & { policies: Array<Omit<PortPolicy, 'order'>> } {
   const fqn = (vn: string) => networkFqns(vn).vn;
+  const acl = `${fqn(decided.vn)}:${decided.vn}`;
   return {
     vrf: networkFqns(decided.vn).routingInstance,
     vn: fqn(decided.vn),
@@ -122,7 +125,7 @@ function expected(decided: PortDecision): Omit<PortConfig, 'policies'> & { polic
     floatingIps: decided.floatingIps,
     policies: [...decided.policies]
       .sort((a, b) => a.order - b.order)
-      .map(({ order: _order, ...rule }) => ({ ...rule, name: `${DEFAULT_PROJECT}:${rule.name}/0`, sourceVn: fqn(rule.sourceVn), destinationVn: fqn(rule.destinationVn) })),
+      .map(({ order: _order, ...rule }, index) => ({ ...rule, name: `${acl}/${index}`, sourceVn: fqn(rule.sourceVn), destinationVn: fqn(rule.destinationVn) })),
   };
 }
 
@@ -189,6 +192,10 @@ test('the IF-MAP graph the control node sends gives each port what the NetworkMa
     reference.setConfig(config(RELOADED));
     await check();
     assert.equal([...a.graph.allNodes()].filter((n) => n.type === 'network-policy' && n.name.endsWith('web-to-db-admin 8080-8080')).length, 0, 'the old policy was deleted');
+    const dbAcl = a.graph.node('access-control-list', 'default-domain:default-project:db:db')!;
+    const dbRules = reference.policyRules.filter((rule) => rule.sourceVn === 'db' || rule.destinationVn === 'db');
+    assert.equal(children(property(dbAcl, 'access-control-list-entries'), 'acl-rule').length, dbRules.length + 2, 'the ACL was re-rendered: the new rules and the two implicit ones');
+    assert.equal(a.graph.node('access-control-list', 'default-domain:default-project:default:default'), undefined, 'a VN left without rules has no ACL');
   } finally {
     a.close();
     b.close();
@@ -215,4 +222,57 @@ test('only the own virtual-router is served; a VM subscribed before its port arr
     a.close();
     await node.close();
   }
+});
+
+/** An element as the codec decodes it, to compare with what the graph holds. */
+function el(name: string, content: string | IfmapElement[] = ''): IfmapElement {
+  return typeof content === 'string' ? { name, attributes: {}, text: content, children: [] } : { name, attributes: {}, text: '', children: content };
+}
+
+/**
+ * The shape of the schema transformer's static ACL of a VN: AclEntriesType,
+ * AclRuleType, MatchConditionType, AddressType, PortType, ActionListType in
+ * the element order of tungstenfabric/tf-api-client @ c0011de9
+ * schema/vnc_cfg.xsd; protocol numbers, the two closing implicit rules and
+ * their rule-uuids as tungstenfabric/tf-controller @
+ * 6a674397821187fedfffd9586942b906d3479dbc renders them
+ * (src/config/schema-transformer/schema_transformer/resources/virtual_network.py
+ * evaluate, policy_to_acl_rule, protocol_policy_to_acl;
+ * src/config/common/cfgm_common/__init__.py RULE_IMPLICIT_*_UUID); the name
+ * `<vn FQN>:<vn>` and the link as in src/ifmap/testdata/cli1_vn2_np1_add.master_output.
+ */
+test('each VN with rules has the access-control-list the schema transformer renders from them, next to the network-policies', () => {
+  const manager = new NetworkManager(config(CONFIG));
+  manager.addPort('node-a', pod('db-1', 20, { name: 'db', app: 'db' }));
+  const graph = buildConfigGraph(config(CONFIG), [], manager.policyRules);
+  const db = graph.node('virtual-network', 'default-domain:default-project:db')!;
+  const acls = graph.neighbours(db, 'access-control-list');
+  assert.deepEqual(acls.map((acl) => acl.name), ['default-domain:default-project:db:db']);
+  assert.ok(
+    [...graph.allLinks()].some((link) => link.metadata === 'virtual-network-access-control-list' && [link.left.name, link.right.name].includes(db.name)),
+    'linked with virtual-network-access-control-list',
+  );
+  assert.equal(graph.neighbours(db, 'virtual-network-network-policy').length, 3, 'the network-policies stay attached');
+  const address = (name: string, vn: string, subnet?: [string, string]) =>
+    el(name, [...(subnet ? [el('subnet', [el('ip-prefix', subnet[0]), el('ip-prefix-len', subnet[1])])] : []), el('virtual-network', vn)]);
+  const ports = (name: string, from: string, to: string) => el(name, [el('start-port', from), el('end-port', to)]);
+  const rule = (protocol: string, src: string, dst: string, dstPorts: [string, string], action: string, ruleUuid?: string) =>
+    el('acl-rule', [
+      el('match-condition', [
+        el('protocol', protocol), address('src-address', src), ports('src-port', '-1', '-1'), address('dst-address', dst), ports('dst-port', ...dstPorts), el('ethertype', 'IPv4'),
+      ]),
+      el('action-list', [el('simple-action', action)]),
+      ...(ruleUuid ? [el('rule-uuid', ruleUuid)] : []),
+      el('direction', '>'),
+    ]);
+  const web = 'default-domain:default-project:web';
+  const def = 'default-domain:default-project:default';
+  assert.deepEqual(property(acls[0], 'access-control-list-entries'), el('access-control-list-entries', [
+    el('dynamic', 'false'),
+    rule('6', web, db.name, ['8080', '8080'], 'pass'),
+    rule('6', web, db.name, ['9000', '9100'], 'pass'),
+    rule('any', def, db.name, ['0', '65535'], 'deny'),
+    rule('any', db.name, db.name, ['-1', '-1'], 'pass', '00000000-0000-0000-0000-100000000001'),
+    rule('any', 'any', 'any', ['-1', '-1'], 'deny', '00000000-0000-0000-0000-100000000002'),
+  ]));
 });

@@ -76,8 +76,7 @@ test('Dir1688Table agrees with the reference table over random inserts and remov
       for (const operation of operations) {
         const { prefix, length } = routes[operation.route % routes.length];
         if (operation.insert) {
-          fast.insert(prefix, length, operation.value);
-          reference.insert(prefix, length, operation.value);
+          assert.equal(fast.insert(prefix, length, operation.value), reference.insert(prefix, length, operation.value), 'insert() returns the value replaced');
         } else {
           assert.equal(fast.remove(prefix, length), reference.remove(prefix, length), 'remove()');
         }

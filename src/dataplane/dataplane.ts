@@ -91,13 +91,14 @@ export class Dataplane {
   }
 
   /** Adds or replaces a route; the nexthop must exist. */
-  addRoute(vrf: number, prefix: number, length: number, nexthop: number): void {
+  /** Returns the nexthop the route had, -1 when it is new. */
+  addRoute(vrf: number, prefix: number, length: number, nexthop: number): number {
     const table = this.vrfTable(vrf);
     if (!this.nexthops.exists(nexthop)) throw new Error(`route in vrf ${vrf}: nexthop ${nexthop} does not exist`);
-    const previous = table.get(prefix, length);
+    const previous = table.insert(prefix, length, nexthop);
     if (previous >= 0) this.nexthops.refCount[previous]--;
-    table.insert(prefix, length, nexthop);
     this.nexthops.refCount[nexthop]++;
+    return previous;
   }
 
   deleteRoute(vrf: number, prefix: number, length: number): boolean {

@@ -45,9 +45,9 @@ export class NexthopTable {
   label: Int32Array;
   encap: Uint8Array;
   /** Composite member nexthop per slot, -1 for an empty slot. */
-  members: (Int32Array | null)[] = [];
+  members: (Int32Array | null)[];
   /** Composite: slot numbers of the non-empty slots, for hashing onto active members. */
-  activeSlots: (Int32Array | null)[] = [];
+  activeSlots: (Int32Array | null)[];
   /** Routes and labels that point at each nexthop, so a nexthop in use is not deleted. */
   refCount: Int32Array;
   /**
@@ -67,6 +67,9 @@ export class NexthopTable {
     this.encap = new Uint8Array(capacity);
     this.refCount = new Int32Array(capacity);
     this.vn = new Int32Array(capacity).fill(-1);
+    // Filled to capacity: an array written first at a high id (dynamic nexthops start at 100,000) would be a slow sparse one.
+    this.members = new Array<Int32Array | null>(capacity).fill(null);
+    this.activeSlots = new Array<Int32Array | null>(capacity).fill(null);
   }
 
   exists(id: number): boolean {
@@ -217,6 +220,10 @@ export class NexthopTable {
     const mac = new Uint8Array(capacity * 6);
     mac.set(this.mac);
     this.mac = mac;
+    for (let id = this.capacity; id < capacity; id++) {
+      this.members.push(null);
+      this.activeSlots.push(null);
+    }
     this.capacity = capacity;
   }
 }

@@ -121,6 +121,7 @@ export class ControlClient {
   private readonly freeCompositeLabels: number[] = [];
   private nextCompositeLabel: number = LOCAL_COMPOSITE_LABELS.first;
   private nextStanzaId = 1;
+  private lastPolicyVrf: { vnFqn: string; vrf: string | undefined } = { vnFqn: '', vrf: undefined };
   private closed = false;
 
   constructor(options: ControlClientOptions) {
@@ -309,7 +310,7 @@ export class ControlClient {
           address: nexthop.address,
           label: nexthop.label,
           encaps: (known ? nexthop.encaps : nexthop.encaps.filter((encap) => KNOWN_ENCAPS.includes(encap))) as TunnelEncap[],
-          vn: policyVrfOf(nexthop.virtualNetwork),
+          vn: this.policyVrfOf(nexthop.virtualNetwork),
         });
       }
       if (nexthops.length === 0) this.routes.forget(index, stanza.vrf, prefix);
@@ -414,7 +415,7 @@ export class ControlClient {
     else route.byPort.set(portId, nexthop);
     if (route.byPort.size === 0) this.localRoutes.delete(key);
     const encaps = this.options.encaps;
-    this.routes.setLocal(vrf, prefix, [...route.byPort.values()].map((local) => ({ address: local.address, label: local.label, encaps, vn: policyVrfOf(local.virtualNetwork) })));
+    this.routes.setLocal(vrf, prefix, [...route.byPort.values()].map((local) => ({ address: local.address, label: local.label, encaps, vn: this.policyVrfOf(local.virtualNetwork) })));
     let retiredLabel: number | null = null;
     if (route.byPort.size >= 2) {
       route.compositeLabel ??= this.takeCompositeLabel();
@@ -489,6 +490,12 @@ export class ControlClient {
     const bgp = vrouterToControl(this.options.nodeName, BGP_PEER_RESOURCE);
     for (const connection of this.connections) connection.send({ kind: 'unsubscribe', ...bgp, id: this.stanzaId('unsubscribe'), vrf });
     this.routes.forgetVrf(vrf);
+  }
+
+  /** policyVrfOf, remembering the last answer: a dump names one VN for thousands of next hops. */
+  private policyVrfOf(vnFqn: string): string | undefined {
+    if (vnFqn !== this.lastPolicyVrf.vnFqn) this.lastPolicyVrf = { vnFqn, vrf: policyVrfOf(vnFqn) };
+    return this.lastPolicyVrf.vrf;
   }
 
   private stanzaId(prefix: string): string {

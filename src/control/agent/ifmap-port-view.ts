@@ -203,7 +203,21 @@ function sequenceNumber(element: IfmapElement | undefined): number {
   return Number.isSafeInteger(value) && value > 0 ? value : 0;
 }
 
-/** The schema transformer's ACL of the VN (access-control-list-entries), the one vn.cc reads. */
+/**
+ * rule-uuid of the two rules the schema transformer ends a static ACL with
+ * ("this VN to this VN: pass", "any to any: deny"; tungstenfabric/tf-controller
+ * 6a674397821187fedfffd9586942b906d3479dbc, src/config/common/cfgm_common/__init__.py,
+ * schema_transformer/resources/virtual_network.py evaluate). They restate the
+ * dataplane's default, and kept in the node's table, the union of its VNs'
+ * rules, one VN's "deny all" would shadow the next VN's rules.
+ */
+const IMPLICIT_RULE_UUIDS: ReadonlySet<string> = new Set(['00000000-0000-0000-0000-100000000001', '00000000-0000-0000-0000-100000000002']);
+
+/**
+ * The schema transformer's ACL of the VN (access-control-list-entries), the
+ * one vn.cc reads. A `<>` rule is followed by its reverse, addresses and
+ * ports swapped, as AclTable::IFNodeToReq adds it (src/vnsw/agent/filter/acl.cc).
+ */
 function aclPolicies(graph: IfmapGraph, vn: IfmapNode): PortPolicy[] {
   const policies: PortPolicy[] = [];
   for (const acl of graph.neighbours(vn, 'access-control-list')) {
@@ -211,20 +225,25 @@ function aclPolicies(graph: IfmapGraph, vn: IfmapNode): PortPolicy[] {
     // A dynamic ACL is the mirror ACL (vn.cc mirror_cfg_acl_uuid), not a filter.
     if (child(entries, 'dynamic')?.text === 'true') continue;
     children(entries, 'acl-rule').forEach((rule, index) => {
+      if (IMPLICIT_RULE_UUIDS.has(child(rule, 'rule-uuid')?.text.trim() ?? '')) return;
       const match = child(rule, 'match-condition');
       const protocol = protocolOf(child(match, 'protocol')?.text);
       const action = actionOf(child(rule, 'action-list'));
       if (protocol === undefined || action === undefined) return;
-      const [portFrom, portTo] = portsOf(child(match, 'dst-port'));
-      const destinationPrefix = prefixOf(child(match, 'dst-address'));
-      policies.push({
-        name: `${acl.name}/${index}`,
-        order: policies.length,
-        sourceVn: child(match, 'src-address', 'virtual-network')?.text ?? '',
-        destinationVn: child(match, 'dst-address', 'virtual-network')?.text ?? '',
-        protocol, portFrom, portTo, action,
-        ...(destinationPrefix === undefined ? {} : { destinationPrefix }),
-      });
+      const oneWay = (name: string, source: string, destination: string, destinationPort: string) => {
+        const [portFrom, portTo] = portsOf(child(match, destinationPort));
+        const destinationPrefix = prefixOf(child(match, destination));
+        policies.push({
+          name,
+          order: policies.length,
+          sourceVn: child(match, source, 'virtual-network')?.text ?? '',
+          destinationVn: child(match, destination, 'virtual-network')?.text ?? '',
+          protocol, portFrom, portTo, action,
+          ...(destinationPrefix === undefined ? {} : { destinationPrefix }),
+        });
+      };
+      oneWay(`${acl.name}/${index}`, 'src-address', 'dst-address', 'dst-port');
+      if (child(rule, 'direction')?.text === '<>') oneWay(`${acl.name}/${index}/reverse`, 'dst-address', 'src-address', 'src-port');
     });
   }
   return policies;

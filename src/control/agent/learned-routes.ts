@@ -30,8 +30,8 @@ interface RouteState {
   /** Indexed by session (control node) number. */
   learned: Array<SessionRoute | undefined>;
   local: readonly RouteNexthop[];
-  /** Next hops last programmed, as a canonical string; null when not in the dataplane. */
-  programmed: string | null;
+  /** Next hops last programmed (no two equal); null when not in the dataplane. */
+  programmed: readonly RouteNexthop[] | null;
 }
 
 export class LearnedRoutes {
@@ -129,33 +129,27 @@ export class LearnedRoutes {
 
   private program(vrf: string, prefix: string, state: RouteState): void {
     let nexthops: RouteNexthop[];
-    let signature: string | null;
     const only = state.local.length === 0 && state.learned.length === 1 ? state.learned[0] : undefined;
     if (only && only.nexthops.length === 1 && only.nexthops[0].address !== this.underlayIp) {
       // The common case, one control node and one remote next hop, without the merging below.
       nexthops = only.nexthops;
-      signature = nexthopKey(nexthops[0]);
     } else {
       nexthops = [...state.local];
-      const keys: string[] = state.local.map(nexthopKey);
       for (const learned of state.learned) {
         if (!learned) continue;
         for (const nexthop of learned.nexthops) {
           if (nexthop.address === this.underlayIp && (nexthop.vn === undefined || nexthop.vn === vrf)) continue;
-          const key = nexthopKey(nexthop);
-          if (keys.includes(key)) continue;
-          keys.push(key);
-          nexthops.push(nexthop);
+          if (!nexthops.some((kept) => sameNexthop(kept, nexthop))) nexthops.push(nexthop);
         }
       }
-      signature = nexthops.length === 0 ? null : keys.length === 1 ? keys[0] : keys.sort().join(' ');
     }
-    if (signature !== state.programmed) {
-      if (signature === null) this.access.deleteRoute(vrf, prefix);
+    const programmed = nexthops.length === 0 ? null : nexthops;
+    if (!sameNexthopSets(programmed, state.programmed)) {
+      if (programmed === null) this.access.deleteRoute(vrf, prefix);
       else this.access.setRoute(vrf, prefix, nexthops);
-      state.programmed = signature;
+      state.programmed = programmed;
     }
-    if (signature === null && state.local.length === 0 && state.learned.every((learned) => learned === undefined)) {
+    if (programmed === null && state.local.length === 0 && state.learned.every((learned) => learned === undefined)) {
       const prefixes = this.vrfs.get(vrf)!;
       prefixes.delete(prefix);
       if (prefixes.size === 0) this.vrfs.delete(vrf);
@@ -163,6 +157,15 @@ export class LearnedRoutes {
   }
 }
 
-function nexthopKey(nexthop: RouteNexthop): string {
-  return `${nexthop.address}/${nexthop.label}/${nexthop.encaps.join(',')}/${nexthop.vn ?? ''}`;
+/** Compared field by field: a dump would otherwise keep a key string per route. */
+function sameNexthop(a: RouteNexthop, b: RouteNexthop): boolean {
+  if (a.address !== b.address || a.label !== b.label || a.vn !== b.vn || a.encaps.length !== b.encaps.length) return false;
+  for (let index = 0; index < a.encaps.length; index++) if (a.encaps[index] !== b.encaps[index]) return false;
+  return true;
+}
+
+/** Whether two lists without duplicates hold the same next hops, in any order. */
+function sameNexthopSets(a: readonly RouteNexthop[] | null, b: readonly RouteNexthop[] | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && a.every((nexthop) => b.some((other) => sameNexthop(nexthop, other)));
 }

@@ -50,7 +50,7 @@ import { networkFqns } from '../ifmap/names';
 import { loadPods, savePods } from './pod-store';
 import { RouteTables, ViewChange } from './route-tables';
 import { NetworkConfig } from './network-config';
-import { controlToVrouter, encodeItem, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
+import { controlToVrouter, encodeRetract, encodeRouteUpdateItems, encodeStanza } from '../xmpp/codec';
 import { Logger, silentLogger } from '../xmpp/logger';
 import { XmppSession } from '../xmpp/session';
 import { startTlsAsServer } from '../xmpp/starttls';
@@ -110,7 +110,7 @@ class VrouterChannel {
   initialBurstDone = false;
   endOfRibSent = false;
   /** Items of a view, a whole view's dump (expanded as it is sent, so the first bytes leave at once), or a stanza. */
-  private outbox: Array<{ view: string; xml: string } | { view: string; dump: Iterator<[string, string]> } | { view: null; xml: string }> = [];
+  private outbox: Array<{ view: string; item: Buffer } | { view: string; dump: Iterator<[string, Buffer]> } | { view: null; xml: string }> = [];
   private draining = false;
   /** Bytes handed to the socket since it last drained, across drains: one route a turn adds up as much as a dump. */
   private bytesSinceDrain = 0;
@@ -118,13 +118,13 @@ class VrouterChannel {
   constructor(readonly session: XmppSession) {}
 
   /** Queues an item or retract for a view; consecutive ones for one view share a message. */
-  queueRoute(view: string, itemXml: string): void {
-    this.outbox.push({ view, xml: itemXml });
+  queueRoute(view: string, item: Buffer): void {
+    this.outbox.push({ view, item });
     this.scheduleDrain();
   }
 
   /** Queues every route of a view as it is when sent; changes queued later follow it. */
-  queueDump(view: string, routes: Map<string, string>): void {
+  queueDump(view: string, routes: Map<string, Buffer>): void {
     this.outbox.push({ view, dump: routes.entries() });
     this.scheduleDrain();
   }
@@ -148,7 +148,7 @@ class VrouterChannel {
       this.outbox = [];
       for (let index = 0; index < batch.length && !this.session.isClosed; ) {
         const next = batch[index];
-        let stanza: string;
+        let stanza: string | Buffer;
         if (next.view !== null && !this.subscriptions.has(next.view)) {
           index++; // unsubscribed since it was queued
           continue;
@@ -157,11 +157,11 @@ class VrouterChannel {
           stanza = next.xml;
           index++;
         } else if ('dump' in next) {
-          let items = '';
+          const items: Buffer[] = [];
           let count = 0;
           let route = next.dump.next();
           while (!route.done) {
-            items += encodeItem(route.value[0], route.value[1]);
+            items.push(route.value[1]);
             if (++count === ITEMS_PER_MESSAGE) break;
             route = next.dump.next();
           }
@@ -170,9 +170,9 @@ class VrouterChannel {
           stanza = encodeRouteUpdateItems(address, next.view, items);
         } else {
           const view = next.view;
-          let items = '';
+          const items: Buffer[] = [];
           const end = Math.min(batch.length, index + ITEMS_PER_MESSAGE);
-          for (let item = batch[index]; index < end && item.view === view && 'xml' in item; item = batch[++index]) items += item.xml;
+          for (let item = batch[index]; index < end && item.view === view && 'item' in item; item = batch[++index]) items.push(item.item);
           stanza = encodeRouteUpdateItems(address, view, items);
         }
         this.session.send(stanza);
@@ -677,11 +677,11 @@ export class ControlNode {
   }
 
   private distribute(changes: ViewChange[]): void {
-    for (const { view, prefix, entryXml } of changes) {
+    for (const { view, prefix, item } of changes) {
       const subscribers = this.subscribers.get(view);
       if (!subscribers) continue;
-      const itemXml = entryXml === null ? encodeRetract(prefix) : encodeItem(prefix, entryXml);
-      for (const channel of subscribers) channel.queueRoute(view, itemXml);
+      const bytes = item ?? Buffer.from(encodeRetract(prefix));
+      for (const channel of subscribers) channel.queueRoute(view, bytes);
     }
   }
 }

@@ -18,13 +18,15 @@
  *   virtual-network -- virtual-network-routing-instance -- its routing-instance
  *                   -- attr virtual-network-network-ipam (ipam-subnets) -- network-ipam
  *                   -- attr virtual-network-network-policy (sequence) -- network-policy (network-policy-entries)
+ *                   -- virtual-network-access-control-list -- access-control-list <vn FQN>:<vn> (access-control-list-entries)
  *
  * Each rule of the NetworkManager is one network-policy with one
  * policy-rule, attached to its source and destination VN with the rule's
  * position as the attachment's sequence, so both VNs give it one name and
- * one order. (contrail-control sends an agent the schema transformer's
- * access-control-list instead, src/ifmap/ifmap_graph_walker.cc; the agent
- * here reads either.)
+ * one order. A VN with rules also gets the access-control-list the schema
+ * transformer renders from them, which is what contrail-control's graph
+ * gives an agent (both are in its graph; ifmap_graph_walker.cc follows
+ * virtual-network-access-control-list) and what the agent filters on.
  */
 import { virtualRouterName } from '../ifmap/codec';
 import { IfmapGraph } from '../ifmap/graph';
@@ -71,7 +73,13 @@ const FOLLOWED: Record<string, ReadonlySet<string>> = {
   ]),
   'virtual-machine-interface-routing-instance': new Set(['virtual-machine-interface-routing-instance']),
   'instance-ip': new Set(['instance-ip-virtual-network']),
-  'virtual-network': new Set(['virtual-network-floating-ip-pool', 'virtual-network-network-ipam', 'virtual-network-routing-instance', 'virtual-network-network-policy']),
+  'virtual-network': new Set([
+    'virtual-network-floating-ip-pool',
+    'virtual-network-network-ipam',
+    'virtual-network-routing-instance',
+    'virtual-network-network-policy',
+    'virtual-network-access-control-list',
+  ]),
   'virtual-network-network-ipam': new Set(['virtual-network-network-ipam']),
   'virtual-network-network-policy': new Set(['virtual-network-network-policy']),
   'floating-ip': new Set(['floating-ip-pool-floating-ip']),
@@ -118,6 +126,58 @@ function policyRule(rule: PortPolicy): IfmapElement {
   ]);
 }
 
+/**
+ * The schema transformer's IP protocol in an ACL: a number, or `any`
+ * (VirtualNetworkST.protocol_policy_to_acl, tungstenfabric/tf-controller
+ * 6a674397821187fedfffd9586942b906d3479dbc,
+ * src/config/schema-transformer/schema_transformer/resources/virtual_network.py).
+ */
+const ACL_PROTOCOLS: Record<PortPolicy['protocol'], string> = { any: 'any', icmp: '1', tcp: '6', udp: '17' };
+/** rule-uuid of the rules the schema transformer appends to a static ACL (cfgm_common/__init__.py, same commit). */
+const RULE_IMPLICIT_ALLOW_UUID = '00000000-0000-0000-0000-100000000001';
+const RULE_IMPLICIT_DENY_UUID = '00000000-0000-0000-0000-100000000002';
+
+/** AddressType in an ACL: an optional subnet, then the VN FQN (or `any`). */
+function aclAddress(name: string, vnFqn: string, prefix: string | undefined): IfmapElement {
+  return el(name, [...(prefix === undefined ? [] : [subnetElement(prefix)]), el('virtual-network', vnFqn)]);
+}
+
+/** AclRuleType: match-condition (MatchConditionType's order), action-list, rule-uuid, direction. */
+function aclRule(protocol: string, sourceVn: string, destinationVn: string, ports: [number, number], destinationPrefix: string | undefined, action: 'pass' | 'deny', ruleUuid?: string): IfmapElement {
+  return el('acl-rule', [
+    el('match-condition', [
+      el('protocol', protocol),
+      aclAddress('src-address', sourceVn, undefined),
+      el('src-port', [el('start-port', '-1'), el('end-port', '-1')]),
+      aclAddress('dst-address', destinationVn, destinationPrefix),
+      el('dst-port', [el('start-port', String(ports[0])), el('end-port', String(ports[1]))]),
+      el('ethertype', 'IPv4'),
+    ]),
+    el('action-list', [el('simple-action', action)]),
+    ...(ruleUuid === undefined ? [] : [el('rule-uuid', ruleUuid)]),
+    el('direction', '>'),
+  ]);
+}
+
+/**
+ * The VN's static ACL as the schema transformer renders the policies
+ * attached to it (VirtualNetworkST.evaluate and policy_to_acl_rule, file
+ * above): in sequence order the rules whose source or destination is the
+ * VN, then "this VN to this VN: pass" and "any to any: deny".
+ */
+function accessControlListEntries(vnFqn: string, rules: readonly PortPolicy[]): IfmapElement {
+  const fqn = (vn: string) => networkFqns(vn).vn;
+  const entries = rules.map((rule) =>
+    aclRule(ACL_PROTOCOLS[rule.protocol], fqn(rule.sourceVn), fqn(rule.destinationVn), [rule.portFrom, rule.portTo], rule.destinationPrefix, rule.action === 'allow' ? 'pass' : 'deny'),
+  );
+  return el('access-control-list-entries', [
+    el('dynamic', 'false'),
+    ...entries,
+    aclRule('any', vnFqn, vnFqn, [-1, -1], undefined, 'pass', RULE_IMPLICIT_ALLOW_UUID),
+    aclRule('any', 'any', 'any', [-1, -1], undefined, 'deny', RULE_IMPLICIT_DENY_UUID),
+  ]);
+}
+
 class GraphBuilder {
   readonly graph = new IfmapGraph();
 
@@ -157,6 +217,12 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
       const vnNode = vns.get(vn);
       if (vnNode) b.attrLink(vnNode, policy, 'virtual-network-network-policy', sequence);
     }
+  }
+  for (const [vn, vnNode] of vns) {
+    const attached = rules.filter((rule) => rule.sourceVn === vn || rule.destinationVn === vn);
+    if (attached.length === 0) continue;
+    const shortName = vnNode.name.slice(vnNode.name.lastIndexOf(':') + 1);
+    b.link(vnNode, b.node('access-control-list', `${vnNode.name}:${shortName}`, [accessControlListEntries(vnNode.name, attached)]));
   }
   const poolVn = vns.get(config.defaultVn)!;
   const pool: IfmapIdentity = { type: 'floating-ip-pool', name: `${poolVn.name}:${SERVICE_POOL_NAME}` };

@@ -11,14 +11,14 @@
  * one ECMP route (a ClusterIP backed by pods on several nodes).
  */
 import { ViewSources } from './network-manager';
-import { encodeEntry } from '../xmpp/codec';
+import { encodeEntry, encodeItem } from '../xmpp/codec';
 import { RouteEntry, WireNexthop } from '../xmpp/stanza';
 
-/** A view's route for a prefix changed: the new encoded entry, or null when it is gone. */
+/** A view's route for a prefix changed: its new encoded `<item>`, or null when it is gone. */
 export interface ViewChange {
   view: string;
   prefix: string;
-  entryXml: string | null;
+  item: Buffer | null;
 }
 
 export class RouteTables {
@@ -30,8 +30,12 @@ export class RouteTables {
   private sources = new Map<string, ViewSources>();
   /** instance -> the views that see it (the inverse of `sources`), with their filter. */
   private feeds = new Map<string, Array<{ view: string; filter: 'all' | Set<string> }>>();
-  /** Materialized views: view -> prefix -> encoded best entry. */
-  private readonly views = new Map<string, Map<string, string>>();
+  /**
+   * Materialized views: view -> prefix -> its best route as the bytes of
+   * its `<item>`, encoded once for every subscriber and every dump (a dump
+   * is then copies of these).
+   */
+  private readonly views = new Map<string, Map<string, Buffer>>();
 
   constructor(sources: Map<string, ViewSources> = new Map()) {
     this.setSources(sources);
@@ -87,7 +91,7 @@ export class RouteTables {
   }
 
   /** Starts keeping a view (its first subscriber); returns its routes. */
-  materialize(view: string): Map<string, string> {
+  materialize(view: string): Map<string, Buffer> {
     let table = this.views.get(view);
     if (!table) {
       table = new Map();
@@ -144,14 +148,14 @@ export class RouteTables {
     return changes;
   }
 
-  private updateEntry(view: string, table: Map<string, string>, prefix: string): ViewChange | null {
+  private updateEntry(view: string, table: Map<string, Buffer>, prefix: string): ViewChange | null {
     const best = this.bestEntry(view, prefix);
-    const entryXml = best === null ? null : encodeEntry(best);
+    const item = best === null ? null : Buffer.from(encodeItem(prefix, encodeEntry(best)));
     const previous = table.get(prefix) ?? null;
-    if (entryXml === previous) return null;
-    if (entryXml === null) table.delete(prefix);
-    else table.set(prefix, entryXml);
-    return { view, prefix, entryXml };
+    if (item === null ? previous === null : previous !== null && item.equals(previous)) return null;
+    if (item === null) table.delete(prefix);
+    else table.set(prefix, item);
+    return { view, prefix, item };
   }
 
   /** The highest-preference routes of the prefix among the view's sources, next hops merged. */

@@ -140,9 +140,15 @@ export function encodeRetract(prefix: string): string {
   return `<retract id="${prefix}"/>`;
 }
 
-/** A route push around already encoded items and retracts. */
-export function encodeRouteUpdateItems(address: StanzaAddress, vrf: string, itemsXml: string): string {
-  return eventMessage(address, `<items node="1/1/${escapeXml(vrf)}">${itemsXml}</items>`);
+/**
+ * A route push around already encoded items and retracts, as the bytes to
+ * send: the control node keeps each route's item encoded (route-tables.ts),
+ * so a dump is copies of them, where building and writing one string per
+ * push was most of its cost.
+ */
+export function encodeRouteUpdateItems(address: StanzaAddress, vrf: string, items: Buffer[]): Buffer {
+  const [head, tail] = eventMessage(address, `<items node="1/1/${escapeXml(vrf)}">\0</items>`).split('\0');
+  return Buffer.concat([Buffer.from(head), ...items, Buffer.from(tail)]);
 }
 
 export function encodeStanza(stanza: SentStanza): string {
@@ -173,7 +179,7 @@ export function encodeStanza(stanza: SentStanza): string {
       for (const change of stanza.changes) {
         items += change.entry === null ? encodeRetract(change.prefix) : encodeItem(change.prefix, encodeEntry(change.entry));
       }
-      return encodeRouteUpdateItems(stanza, stanza.vrf, items);
+      return eventMessage(stanza, `<items node="1/1/${escapeXml(stanza.vrf)}">${items}</items>`);
     }
     case 'end-of-rib':
       return eventMessage(stanza, `<items node="${END_OF_RIB_NODE}"/>`);

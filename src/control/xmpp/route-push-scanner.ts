@@ -411,7 +411,7 @@ export class RoutePushScanner {
         this.noAttributes();
         const valueStart = this.pos;
         const valueEnd = this.textEnd();
-        if (this.prefixValue(valueStart, valueEnd) !== prefix) throw UNRECOGNISED;
+        if (!this.textIs(valueStart, valueEnd, prefix)) throw UNRECOGNISED;
         this.pos = valueEnd;
         this.expectClose(ADDRESS);
         address = true;
@@ -535,7 +535,7 @@ export class RoutePushScanner {
   /** An IPv4 address as decodeStanza's IPV4 takes it, and not 0.0.0.0 (which it refuses). */
   private addressValue(start: number, end: number): string {
     if (this.dottedQuad(start, end) !== end) throw UNRECOGNISED;
-    const text = this.latin1(start, end);
+    const text = this.interned(start, end);
     if (text === '0.0.0.0') throw UNRECOGNISED;
     return text;
   }
@@ -694,6 +694,14 @@ export class RoutePushScanner {
     return true;
   }
 
+  /** Whether bytes [start, end) are the ASCII text `text` (a prefix already checked). */
+  private textIs(start: number, end: number, text: string): boolean {
+    if (end - start !== text.length) return false;
+    const buf = this.buf;
+    for (let k = 0; k < text.length; k++) if (buf[start + k] !== text.charCodeAt(k)) return false;
+    return true;
+  }
+
   private rangeIs(start: number, end: number, name: Uint8Array): boolean {
     if (end - start !== name.length) return false;
     const buf = this.buf;
@@ -713,9 +721,18 @@ export class RoutePushScanner {
     return this.stringValue(this.attributeValues[index], this.attributeValues[index + 1]);
   }
 
+  /** The name at pos is `name`: its bytes, then no further name character (what name() would read, compared as it goes). */
   private expectName(name: Uint8Array): void {
+    const buf = this.buf;
     const start = this.pos;
-    if (!this.rangeIs(start, this.name(), name)) throw UNRECOGNISED;
+    const length = name.length;
+    if (start + length < this.end) {
+      for (let k = 0; k < length; k++) if (buf[start + k] !== name[k]) throw UNRECOGNISED;
+    } else {
+      for (let k = 0; k < length; k++) if (this.byte(start + k) !== name[k]) throw UNRECOGNISED;
+    }
+    if (isNameChar(this.byte(start + length))) throw UNRECOGNISED;
+    this.pos = start + length;
   }
 
   /** `<name`, the attributes left to read. */

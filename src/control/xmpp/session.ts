@@ -42,7 +42,7 @@ export class XmppSession {
   private readonly decoder: StreamDecoder;
   private readonly keepaliveTimer: NodeJS.Timeout;
   private readonly holdTimer: NodeJS.Timeout;
-  private pending: string[] = [];
+  private pending: Array<string | Buffer> = [];
   private pendingBytes = 0;
   private flushScheduled = false;
   private closedReason: string | null = null;
@@ -85,7 +85,7 @@ export class XmppSession {
   }
 
   /** Queues bytes for the peer; they leave together at the end of this tick (or sooner when many). */
-  send(xml: string): void {
+  send(xml: string | Buffer): void {
     if (this.closedReason !== null) return;
     this.pending.push(xml);
     this.pendingBytes += xml.length;
@@ -153,7 +153,14 @@ export class XmppSession {
       this.pendingBytes = 0;
       return;
     }
-    this.socket.write(this.pending.length === 1 ? this.pending[0] : this.pending.join(''));
+    if (this.pending.length === 1) this.socket.write(this.pending[0]);
+    else if (this.pending.every((piece) => typeof piece === 'string')) this.socket.write(this.pending.join(''));
+    else {
+      // Encoded pushes go as they are, in one writev.
+      this.socket.cork();
+      for (const piece of this.pending) this.socket.write(piece);
+      this.socket.uncork();
+    }
     this.pending = [];
     this.pendingBytes = 0;
   }

@@ -73,6 +73,8 @@ export function unpackRouteUpdate(packed: PackedRouteUpdate): RouteUpdateStanza 
   const changes: RouteChange[] = new Array(packed.prefixes.length);
   let nexthopIndex = 0;
   let encapIndex = 0;
+  /** One array per encapsulation for the next hops with only that one: a dump's next hops share them. */
+  const singleEncaps: Array<string[] | undefined> = [];
   for (let index = 0; index < changes.length; index++) {
     const prefix = packed.prefixes[index];
     const count = packed.nexthopCounts[index];
@@ -82,8 +84,15 @@ export function unpackRouteUpdate(packed: PackedRouteUpdate): RouteUpdateStanza 
     }
     const nexthops: WireNexthop[] = new Array(count);
     for (let n = 0; n < count; n++, nexthopIndex++) {
-      const encaps: string[] = new Array(packed.encapCounts[nexthopIndex]);
-      for (let e = 0; e < encaps.length; e++) encaps[e] = strings[packed.encaps[encapIndex++]];
+      const encapCount = packed.encapCounts[nexthopIndex];
+      let encaps: string[];
+      if (encapCount === 1) {
+        const only = packed.encaps[encapIndex++];
+        encaps = singleEncaps[only] ??= [strings[only]];
+      } else {
+        encaps = new Array(encapCount);
+        for (let e = 0; e < encapCount; e++) encaps[e] = strings[packed.encaps[encapIndex++]];
+      }
       nexthops[n] = {
         address: strings[packed.addresses[nexthopIndex]],
         label: packed.labels[nexthopIndex],

@@ -80,17 +80,19 @@ export class Dir1688Table implements PrefixTable {
     return slots[-2 - second + (address & 0xff)];
   }
 
-  insert(prefix: number, length: number, value: number): void {
+  insert(prefix: number, length: number, value: number): number {
     checkLength(length);
     if (!Number.isInteger(value) || value < 0 || value > MAX_VALUE) {
       throw new RangeError(`route value must be an integer in [0, 2^31): ${value}`);
     }
     const network = (prefix & prefixMask(length)) >>> 0;
     const routes = this.routesByLength[length];
-    if (!routes.has(network)) this.routeCount++;
+    const previous = routes.get(network);
+    if (previous === undefined) this.routeCount++;
     routes.set(network, value);
     // Slots owned by a length <= this one belong to a covering prefix or to this one: take them.
     this.paint(network, length, value, length);
+    return previous ?? NO_ROUTE;
   }
 
   remove(prefix: number, length: number): boolean {

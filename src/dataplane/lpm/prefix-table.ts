@@ -4,8 +4,8 @@
  * unsigned 32-bit numbers; values are route ids, integers in [0, 2^31).
  */
 export interface PrefixTable {
-  /** Adds the route for prefix/length, or replaces its value. Host bits of prefix are ignored. */
-  insert(prefix: number, length: number, value: number): void;
+  /** Adds the route for prefix/length, or replaces its value; returns the value replaced, -1 for a new route. Host bits of prefix are ignored. */
+  insert(prefix: number, length: number, value: number): number;
   /** Removes prefix/length; false when it was not there. */
   remove(prefix: number, length: number): boolean;
   /** Value of the longest prefix that contains address, or -1. */

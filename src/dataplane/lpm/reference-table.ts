@@ -14,15 +14,17 @@ export class ReferencePrefixTable implements PrefixTable {
     return this.routeCount;
   }
 
-  insert(prefix: number, length: number, value: number): void {
+  insert(prefix: number, length: number, value: number): number {
     checkLength(length);
     if (!Number.isInteger(value) || value < 0 || value > 0x7fffffff) {
       throw new RangeError(`route value must be an integer in [0, 2^31): ${value}`);
     }
     const routes = this.routesByLength[length];
     const network = (prefix & prefixMask(length)) >>> 0;
-    if (!routes.has(network)) this.routeCount++;
+    const previous = routes.get(network);
+    if (previous === undefined) this.routeCount++;
     routes.set(network, value);
+    return previous ?? -1;
   }
 
   remove(prefix: number, length: number): boolean {
