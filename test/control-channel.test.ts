@@ -14,7 +14,7 @@ import { Dataplane } from '../src/dataplane/dataplane';
 import { NH_COMPOSITE, NH_ENCAP, NH_TUNNEL } from '../src/dataplane/nexthop';
 import { parseMac } from '../src/dataplane/protocols/ethernet';
 import { ipFromString, ipToString } from '../src/dataplane/protocols/ipv4';
-import { ip6FromString } from '../src/dataplane/protocols/ipv6';
+import { ip6FromString, ip6ToString } from '../src/dataplane/protocols/ipv6';
 import { LOCAL_COMPOSITE_LABELS, LocalPort, PortConfig, vmUuidOf } from '../src/control/agent/agent-interface';
 import { ControlClient, ControlClientOptions } from '../src/control/agent/control-client';
 import { InProcessDataplaneAccess } from '../src/control/agent/dataplane-access';
@@ -234,6 +234,35 @@ test('a pod added on node A becomes a route in node B; removing it withdraws the
 
     const again = await a.addPod(pod('a2', 22, { name: 'web' }));
     assert.equal(again.ip, '10.1.1.2', 'the freed address is allocated again');
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await control.node.close();
+  }
+});
+
+test('dual stack: a pod of a VN with an IPv6 subnet gets a vif with both addresses; its /128 (inet6) and the IPv6 ClusterIP reach the other node', async () => {
+  const dual = CONFIG.replace('  - { name: web, subnet: 10.1.1.0/24 }', "  - { name: web, subnet: 10.1.1.0/24, subnet6: 'fd00:1:1::/64' }") +
+    "  - name: web6\n    clusterIP: 10.96.0.30\n    clusterIPs: [10.96.0.30, 'fd00:96::30']\n    ports: [{ protocol: TCP, port: 80, targetPort: 8080 }]\n    selector: { app: web6 }\n";
+  const control = await startControlNode(config(dual));
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
+  try {
+    const configA = await a.addPod(pod('a1', 20, { name: 'web', app: 'web6' }));
+    assert.deepEqual([configA.ip6, configA.subnet6, configA.gateway6], ['fd00:1:1::2', 'fd00:1:1::/64', 'fd00:1:1::1']);
+    const vif = a.dataplane.vifs.get(a.access.vifOf('a1'))!;
+    assert.equal(ip6ToString(vif.ip6!), 'fd00:1:1::2');
+    assert.deepEqual(vif.floatingIps6.map((floatingIp) => [ip6ToString(floatingIp.ip), floatingIp.portMap]), [['fd00:96::30', [{ protocol: 6, port: 80, targetPort: 8080 }]]]);
+    const web = a.dataplane.vrfs.find(VRF('web'))!;
+    assert.deepEqual([web.subnets6.map((subnet) => `${ip6ToString(subnet.prefix)}/${subnet.length}`), ip6ToString(web.gateway6!)], [['fd00:1:1::/64'], 'fd00:1:1::1']);
+    assert.equal(a.route('web', 'fd00:1:1::2/128'), `local vif ${vif.id}`);
+    await b.addPod(pod('b1', 21, { name: 'web' }));
+    await eventually(() => {
+      assert.equal(b.route('web', 'fd00:1:1::2/128'), 'tunnel 192.168.0.11/20');
+      assert.equal(b.route('web', 'fd00:96::30/128'), 'tunnel 192.168.0.11/20');
+      assert.equal(a.route('web', 'fd00:1:1::3/128'), 'tunnel 192.168.0.12/21');
+    });
+    await a.removePod('a1');
+    await eventually(() => assert.deepEqual([b.route('web', 'fd00:1:1::2/128'), b.route('web', 'fd00:96::30/128')], [null, null]));
   } finally {
     await Promise.all([a.close(), b.close()]);
     await control.node.close();
