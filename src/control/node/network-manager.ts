@@ -20,10 +20,10 @@
  *   the ClusterIP routes of services it uses; all routes of the VNs that use
  *   services it backs.
  */
+import ipaddr from 'ipaddr.js';
 import type { LocalPort, PortConfig, PortPolicy } from '../agent/agent-interface';
 import { ipFromString, ipToString } from '../../dataplane/protocols/ipv4';
 import { NetworkConfig, VnConfig, inSubnet, ipv6Number, ipv6Text } from './network-config';
-import ipaddr from 'ipaddr.js';
 
 /**
  * What the manager decided for a port, VNs by their network.yaml names (the
