@@ -14,6 +14,7 @@ import { Dataplane } from '../src/dataplane/dataplane';
 import { NH_COMPOSITE, NH_ENCAP, NH_TUNNEL } from '../src/dataplane/nexthop';
 import { parseMac } from '../src/dataplane/protocols/ethernet';
 import { ipFromString, ipToString } from '../src/dataplane/protocols/ipv4';
+import { ip6FromString, ip6ToString } from '../src/dataplane/protocols/ipv6';
 import { LOCAL_COMPOSITE_LABELS, LocalPort, PortConfig, vmUuidOf } from '../src/control/agent/agent-interface';
 import { ControlClient, ControlClientOptions } from '../src/control/agent/control-client';
 import { InProcessDataplaneAccess } from '../src/control/agent/dataplane-access';
@@ -126,7 +127,7 @@ class TestVrouter {
     const vrf = this.dataplane.vrfs.find(vrfName);
     if (!vrf || vrf.name !== vrfName) return null;
     const [address, length] = prefix.split('/');
-    const nexthop = vrf.routes.get(ipFromString(address), Number(length));
+    const nexthop = address.includes(':') ? vrf.routes6.get(ip6FromString(address), Number(length)) : vrf.routes.get(ipFromString(address), Number(length));
     if (nexthop < 0) return null;
     return this.describe(nexthop);
   }
@@ -233,6 +234,35 @@ test('a pod added on node A becomes a route in node B; removing it withdraws the
 
     const again = await a.addPod(pod('a2', 22, { name: 'web' }));
     assert.equal(again.ip, '10.1.1.2', 'the freed address is allocated again');
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await control.node.close();
+  }
+});
+
+test('dual stack: a pod of a VN with an IPv6 subnet gets a vif with both addresses; its /128 (inet6) and the IPv6 ClusterIP reach the other node', async () => {
+  const dual = CONFIG.replace('  - { name: web, subnet: 10.1.1.0/24 }', "  - { name: web, subnet: 10.1.1.0/24, subnet6: 'fd00:1:1::/64' }") +
+    "  - name: web6\n    clusterIP: 10.96.0.30\n    clusterIPs: [10.96.0.30, 'fd00:96::30']\n    ports: [{ protocol: TCP, port: 80, targetPort: 8080 }]\n    selector: { app: web6 }\n";
+  const control = await startControlNode(config(dual));
+  const a = new TestVrouter('node-a', '192.168.0.11', [control.port]);
+  const b = new TestVrouter('node-b', '192.168.0.12', [control.port]);
+  try {
+    const configA = await a.addPod(pod('a1', 20, { name: 'web', app: 'web6' }));
+    assert.deepEqual([configA.ip6, configA.subnet6, configA.gateway6], ['fd00:1:1::2', 'fd00:1:1::/64', 'fd00:1:1::1']);
+    const vif = a.dataplane.vifs.get(a.access.vifOf('a1'))!;
+    assert.equal(ip6ToString(vif.ip6!), 'fd00:1:1::2');
+    assert.deepEqual(vif.floatingIps6.map((floatingIp) => [ip6ToString(floatingIp.ip), floatingIp.portMap]), [['fd00:96::30', [{ protocol: 6, port: 80, targetPort: 8080 }]]]);
+    const web = a.dataplane.vrfs.find(VRF('web'))!;
+    assert.deepEqual([web.subnets6.map((subnet) => `${ip6ToString(subnet.prefix)}/${subnet.length}`), ip6ToString(web.gateway6!)], [['fd00:1:1::/64'], 'fd00:1:1::1']);
+    assert.equal(a.route('web', 'fd00:1:1::2/128'), `local vif ${vif.id}`);
+    await b.addPod(pod('b1', 21, { name: 'web' }));
+    await eventually(() => {
+      assert.equal(b.route('web', 'fd00:1:1::2/128'), 'tunnel 192.168.0.11/20');
+      assert.equal(b.route('web', 'fd00:96::30/128'), 'tunnel 192.168.0.11/20');
+      assert.equal(a.route('web', 'fd00:1:1::3/128'), 'tunnel 192.168.0.12/21');
+    });
+    await a.removePod('a1');
+    await eventually(() => assert.deepEqual([b.route('web', 'fd00:1:1::2/128'), b.route('web', 'fd00:96::30/128')], [null, null]));
   } finally {
     await Promise.all([a.close(), b.close()]);
     await control.node.close();
@@ -526,7 +556,7 @@ test('a vrouter ignores routes for VRFs it did not subscribe to and labels outsi
   }
 });
 
-test("a control node's pushes of other families and contrail-control's bad inet items (test/vectors/xmpp) are counted and dropped, on both ends, the session kept", async () => {
+test("a control node's pushes of other families and contrail-control's bad inet items (test/vectors/xmpp) are counted and dropped, on both ends, the session kept; its inet6 push is programmed", async () => {
   const vector = (name: string) => readFileSync(join(__dirname, '..', '..', 'test', 'vectors', 'xmpp', name)).toString();
   const toWeb = (xml: string) => xml.replaceAll('default-domain:demo:vn1:vn1', VRF('web'));
   let pushed = false;
@@ -536,12 +566,12 @@ test("a control node's pushes of other families and contrail-control's bad inet 
       received += chunk.toString();
       if (pushed || !received.includes(`subscribe node="${VRF('web')}"`)) return;
       pushed = true;
-      const others = ['evpn-push.xml', 'inet6-push.xml', 'mcast-push.xml', 'inet-mpls-push.xml'].map((name) => toWeb(vector(name)));
+      const others = ['evpn-push.xml', 'mcast-push.xml', 'inet-mpls-push.xml'].map((name) => toWeb(vector(name)));
       // contrail-control drops each of its bad_inet_item_1..6 and goes on (ProcessItem, bgp_xmpp_channel.cc): so does the agent.
       const badItems = [1, 2, 3, 4, 5, 6].map((n) => vector(`bad_inet_item_${n}.xml`).replace('<item>', `<item id="10.1.1.${60 + n}/32">`));
       const badPush = `<message from="${CONTROL_NODE_JID}" to="node-a/bgp-peer"><event xmlns="http://jabber.org/protocol/pubsub">` +
         `<items node="1/1/${VRF('web')}">${badItems.join('')}</items></event></message>`;
-      socket.write(others.join('') + badPush + toWeb(vector('inet-push.xml')) + vector('end-of-rib.xml'));
+      socket.write(others.join('') + badPush + toWeb(vector('inet6-push.xml')) + toWeb(vector('inet-push.xml')) + vector('end-of-rib.xml'));
     });
     socket.write(vector('control-open.xml') + ifmapConfigOf('node-a', pod('a1', 20, {}), '10.1.1.5'));
   });
@@ -552,7 +582,10 @@ test("a control node's pushes of other families and contrail-control's bad inet 
   try {
     await a.addPod(pod('a1', 20, { name: 'web' }));
     await eventually(() => assert.deepEqual(a.route('web', '10.1.1.3/32'), ['tunnel 192.168.0.11/25', 'tunnel 192.168.0.12/31']));
-    assert.deepEqual(a.client.status().map((session) => [session.established, session.ignoredItems, session.refusedItems]), [[true, 6, 6]]);
+    assert.deepEqual(a.client.status().map((session) => [session.established, session.ignoredItems, session.refusedItems]), [[true, 5, 6]]);
+    // The inet6 push goes to the VRF's IPv6 table as inet's to its IPv4 one (ECMP), decoded on the saxes path.
+    assert.deepEqual(a.route('web', 'fd00:1:1::3/128'), ['tunnel 192.168.0.11/25', 'tunnel 192.168.0.12/31']);
+    assert.equal(a.route('web', 'fd00:1:1::4/128'), null);
     assert.ok(!a.logger.has(/session (closed|down)/), a.logger.lines.join('\n'));
     assert.ok(a.logger.has(new RegExp(`pushed item 10.1.1.65/32 in ${VRF('web')} dropped: next-hop address is 0\\.0\\.0\\.0`)), a.logger.lines.join('\n'));
     // A real agent publishes EVPN routes too: the control node counts them and keeps the vrouter.

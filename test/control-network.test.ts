@@ -46,7 +46,7 @@ test('the example configuration parses with defaults filled in', () => {
 
 test('configuration errors name the file, the path and the value', () => {
   const cases: Array<[string, string]> = [
-    ['vns: [{ name: web, subnet: 10.1.1.0/24, color: red }]', 'f.yaml: /vns/0/color: unknown field, expected one of: name, subnet, gateway (value: "red")'],
+    ['vns: [{ name: web, subnet: 10.1.1.0/24, color: red }]', 'f.yaml: /vns/0/color: unknown field, expected one of: name, subnet, gateway, subnet6, gateway6 (value: "red")'],
     ['vns: [{ name: default, subnet: 10.1.1.1/24 }]', 'f.yaml: /vns/0/subnet: host bits set: the prefix is 10.1.1.0/24 (value: "10.1.1.1/24")'],
     ['vns: [{ name: default, subnet: 10.1.1.0/24, gateway: 10.1.2.1 }]', 'f.yaml: /vns/0/gateway: not inside the subnet 10.1.1.0/24 (value: "10.1.2.1")'],
     [

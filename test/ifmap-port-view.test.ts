@@ -195,6 +195,8 @@ test('a hand-built graph: the VN\'s own routing instance, v4 and v6 subnets, flo
   });
   assert.deepEqual(portConfigOf(view), {
     vrf: RI.name, vn: VN.name, ip: '10.1.1.3', subnet: '10.1.1.0/24', gateway: '10.1.1.1',
+    // Dual stack: the second instance-ip and the VN's IPv6 ipam subnet.
+    ip6: view.ip6, subnet6: view.subnet6, gateway6: view.gateway6,
     floatingIps: [{ ip: '192.0.2.10', portMap: view.floatingIps[0].portMap }], policies: view.policies,
   });
 });

@@ -273,7 +273,6 @@ test("an older control node's push: a declaration before <message>, next hops wi
 test('pushes of families this channel does not carry decode to ignored-items with their family, instance and item count', () => {
   const cases: Array<[string, string, number]> = [
     ['evpn-push.xml', '25/242', 2],
-    ['inet6-push.xml', '2/1', 1],
     ['mcast-push.xml', '1/241', 1],
     ['inet-mpls-push.xml', '1/5', 2],
   ];
@@ -340,4 +339,82 @@ test("contrail-control's bad inet items are dropped with the reason and the rest
   }
   // A bad <items> child, unlike a bad item, is not a route item: the stanza is refused.
   assert.throws(() => decodeStanza(parseOne(`${PUSH}<items node="1/1/${VRF}"><junk/></items></event></message>`)), StanzaError);
+});
+
+test("an agent's inet6 publish: node 2/1/<instance>/<address>/128, nlri af 2, an IPv4 next hop (af 1); our encoder writes the vector's bytes", () => {
+  // tungstenfabric/tf-controller 6a674397821187fedfffd9586942b906d3479dbc, src/vnsw/agent/controller/controller_peer.cc
+  // ControllerSendV4V6UnicastRouteCommon (see test/vectors/xmpp/README.md, inet6-publish.xml).
+  const bytes = vector('inet6-publish.xml').toString();
+  const address = { from: 'node-a', to: `${CONTROL_NODE_JID}/bgp-peer` };
+  const entry = {
+    prefix: 'fd00:1:1::3/128',
+    nexthops: [{ address: '192.168.0.11', label: 25, encaps: ['gre', 'udp'], virtualNetwork: 'default-domain:demo:vn1' }],
+    version: 1,
+    sequenceNumber: 0,
+    localPreference: 200,
+    med: 0,
+  };
+  const publish: SentStanza = { kind: 'publish', ...address, id: 'pubsub7', vrf: VRF, entry };
+  const associate: SentStanza = { kind: 'associate', ...address, id: 'collection7', vrf: VRF, prefix: entry.prefix };
+  assert.equal(encodeStanza(publish) + encodeStanza(associate), bytes);
+  const decoded = parseStream(Buffer.from(STREAM_OPEN + bytes)).stanzas.map((element) => decodeStanza(element));
+  assert.deepEqual(decoded, [publish, associate]);
+  // An inet entry under an inet6 node is refused, the session kept; an IPv6 prefix in an inet node is no route node.
+  const publishXml = bytes.slice(0, bytes.indexOf('</iq>') + 5);
+  assert.equal((decodeStanza(parseOne(publishXml.replace('<af>2</af>', '<af>1</af>'))) as Stanza).kind, 'refused-publish');
+  assert.throws(() => decodeStanza(parseOne(publishXml.replace('node="2/1/', 'node="1/1/'))), StanzaError);
+});
+
+test("contrail-control's inet6 push decodes to an inet6 route update (ECMP, a retract) and re-encodes under 2/1", () => {
+  const [update, ...rest] = decodeFromControl(vector('inet6-push.xml'));
+  assert.equal(rest.length, 0);
+  const expected: RouteUpdateStanza = {
+    kind: 'route-update',
+    from: CONTROL_NODE_JID,
+    to: 'node-a/bgp-peer',
+    vrf: VRF,
+    family: 'inet6',
+    changes: [
+      {
+        prefix: 'fd00:1:1::3/128',
+        entry: {
+          prefix: 'fd00:1:1::3/128',
+          nexthops: [
+            { address: '192.168.0.11', label: 25, encaps: ['gre', 'udp'], virtualNetwork: 'default-domain:demo:vn1' },
+            { address: '192.168.0.12', label: 31, encaps: ['udp'], virtualNetwork: 'default-domain:demo:vn1' },
+          ],
+          version: 1,
+          sequenceNumber: 0,
+          localPreference: 200,
+          med: 0,
+        },
+      },
+      { prefix: 'fd00:1:1::4/128', entry: null },
+    ],
+  };
+  assert.deepEqual(update, expected);
+  const encoded = encodeStanza(expected);
+  assert.match(encoded, /<items node="2\/1\/default-domain:demo:vn1:vn1"><item id="fd00:1:1::3\/128"><entry><nlri><af>2<\/af>/);
+  assert.deepEqual(decodeStanza(parseOne(encoded)), { ...expected, from: CONTROL_NODE_JID });
+});
+
+test("contrail-control's bad inet6 items are dropped with the reason, the rest of the push kept", () => {
+  // src/bgp/testdata/bad_inet6_item_1..6.xml (bgp_xmpp_parse_test.cc Inet6ItemError1..6 expect ProcessInet6Item to refuse each).
+  const reasons: Array<[string, RegExp]> = [
+    ['bad_inet6_item_1.xml', /<version> is not a decimal number/],
+    ['bad_inet6_item_2.xml', /address family is not IPv4 \(af 1\) nor IPv6/],
+    ['bad_inet6_item_3.xml', /nlri address is not an IPv6 prefix/],
+    ['bad_inet6_item_4.xml', /next-hop address is not an IPv4 address/],
+    ['bad_inet6_item_5.xml', /next-hop address is 0\.0\.0\.0/],
+    ['bad_inet6_item_6.xml', /has no <next-hop>/],
+  ];
+  const good = `<item id="fd00::3/128">${REFERENCE_ENTRY.replace('<af>1</af><safi>', '<af>2</af><safi>').replace('10.1.1.3/32', 'fd00::3/128')}</item>`;
+  for (const [file, reason] of reasons) {
+    const item = vector(file).toString().replace('<item>', '<item id="abcd::1/128">');
+    const update = decodeStanza(parseOne(`${PUSH}<items node="2/1/${VRF}">${item}${good}</items></event></message>`)) as RouteUpdateStanza;
+    assert.equal(update.kind, 'route-update', file);
+    assert.deepEqual(update.changes.map((change) => change.prefix), ['fd00::3/128'], file);
+    assert.equal(update.refused?.length, 1, file);
+    assert.match(update.refused![0].reason, reason, file);
+  }
 });

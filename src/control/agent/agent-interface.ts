@@ -71,6 +71,7 @@ export interface PortMapping {
 
 /** A service ClusterIP this pod backs: packets to it are DNATed to the pod, ports mapped. */
 export interface FloatingIpConfig {
+  /** IPv4, or IPv6 (a dual-stack service's second ClusterIP, NATed to the pod's IPv6 address). */
   ip: string;
   portMap: PortMapping[];
 }
@@ -104,6 +105,10 @@ export interface PortConfig {
   /** The VN's subnet "a.b.c.d/len" and gateway address. */
   subnet: string;
   gateway: string;
+  /** A dual-stack port's IPv6 address, its VN's IPv6 subnet "x:x::/len" and gateway; all three or none. */
+  ip6?: string;
+  subnet6?: string;
+  gateway6?: string;
   floatingIps: FloatingIpConfig[];
   /** Policies naming this VN as source or destination (VNs by FQN, or `any`). */
   policies: PortPolicy[];

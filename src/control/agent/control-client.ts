@@ -10,7 +10,8 @@
  * interface goes. A port whose VM has no configuration yet waits, as the
  * agent keeps it inactive: pods are registered (and refused, when they are)
  * on the configuration side, the control node's pod API. A configured port's addresses
- * (its IP and its floating IPs) are published in its routing instance with
+ * (its IP, its IPv6 address when dual stack, and its floating IPs; IPv4 as inet
+ * "1/1", IPv6 as inet6 "2/1") are published in its routing instance with
  * one next hop: this node's underlay address, the port's label (for a prefix
  * of several local ports, the label of a local composite of them), the
  * encapsulations this node accepts and its VN; the routing instance is subscribed while a port
@@ -113,7 +114,7 @@ export class ControlClient {
   private readonly graphs = new Map<number, IfmapGraph>();
   private readonly instanceIds = new Map<string, number>();
   private readonly staleTimers = new Map<number, NodeJS.Timeout>();
-  /** Per session: items of families this node does not program (inet6, EVPN, multicast...), dropped. */
+  /** Per session: items of families this node does not program (EVPN, multicast...), dropped. */
   private readonly ignoredItems = new Map<number, number>();
   /** Per session: pushed items dropped for what they hold (RefusedItem), the rest of their push applied. */
   private readonly refusedItems = new Map<number, number>();
@@ -274,7 +275,7 @@ export class ControlClient {
         return this.deriveConfigs(connection.index);
       }
       case 'ignored-items':
-        // contrail-control pushes every family of a subscribed instance; only inet unicast is programmed.
+        // contrail-control pushes every family of a subscribed instance; only inet and inet6 unicast are programmed.
         this.ignoredItems.set(connection.index, (this.ignoredItems.get(connection.index) ?? 0) + stanza.items);
         return;
       default:
@@ -387,7 +388,8 @@ export class ControlClient {
       if (previous === null || moved) this.retainVrf(config.vrf);
       const nexthop: WireNexthop = { address: this.options.underlayIp, label: port.label, encaps: [...this.options.encaps], virtualNetwork: config.vn };
       for (const prefix of wanted) this.setLocalNexthop(config.vrf, prefix, port.id, nexthop);
-      this.logger.info(`port ${port.id} (${port.namespace}/${port.name}): ${config.ip} in ${config.vrf}, ${config.floatingIps.length} floating IPs, ${config.policies.length} policies`);
+      const ip6 = config.ip6 === undefined ? '' : ` and ${config.ip6}`;
+      this.logger.info(`port ${port.id} (${port.namespace}/${port.name}): ${config.ip}${ip6} in ${config.vrf}, ${config.floatingIps.length} floating IPs, ${config.policies.length} policies`);
     }
     for (const waiter of state.waiters.splice(0)) waiter.resolve(config);
   }
@@ -503,9 +505,13 @@ export class ControlClient {
   }
 }
 
-/** The prefixes a port's configuration makes this node publish: its address and floating IPs. */
+/**
+ * The prefixes a port's configuration makes this node publish: its addresses and floating IPs, IPv4
+ * as /32 (inet, 1/1) and IPv6 as /128 (inet6, 2/1), as the agent's AddIpv6Route host routes.
+ */
 function publishedPrefixes(config: PortConfig): string[] {
-  return [`${config.ip}/32`, ...config.floatingIps.map((floatingIp) => `${floatingIp.ip}/32`)];
+  const host = (address: string) => `${address}/${address.includes(':') ? 128 : 32}`;
+  return [host(config.ip), ...(config.ip6 === undefined ? [] : [host(config.ip6)]), ...config.floatingIps.map((floatingIp) => host(floatingIp.ip))];
 }
 
 /**

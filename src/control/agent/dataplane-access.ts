@@ -22,8 +22,9 @@ import { Dataplane } from '../../dataplane/dataplane';
 import { ANY_PROTOCOL, ANY_VN, PolicyRule } from '../../dataplane/policy';
 import { parseMac } from '../../dataplane/protocols/ethernet';
 import { ipFromString } from '../../dataplane/protocols/ipv4';
+import { ip6FromString, maskPrefix6 } from '../../dataplane/protocols/ipv6';
 import { RouteProgrammer } from '../../dataplane/route-programmer';
-import { FloatingIp } from '../../dataplane/vif';
+import { FloatingIp, FloatingIp6 } from '../../dataplane/vif';
 import { ownRoutingInstance } from '../ifmap/names';
 import type { DataplaneAccess, LocalPort, PortConfig, PortPolicy, RouteNexthop } from './agent-interface';
 
@@ -36,6 +37,8 @@ interface ConfiguredPort {
   label: number;
   vrf: number;
   ip: number;
+  /** The IPv6 address as configured ('' when single stack). */
+  ip6: string;
   policies: PortPolicy[];
 }
 
@@ -63,27 +66,32 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
     const table = dp.vrfs.get(vrf)!;
     table.subnets = [parsePrefix(config.subnet)];
     table.gateway = ipFromString(config.gateway);
+    // A dual-stack VN: the neighbour discovery proxy answers for its IPv6 subnet, router advertisements give the gateway.
+    if (config.subnet6 !== undefined && config.gateway6 !== undefined) dp.setVrfIpv6(vrf, [parsePrefix6(config.subnet6)], ip6FromString(config.gateway6));
     const ip = ipFromString(config.ip);
-    const floatingIps: FloatingIp[] = config.floatingIps.map((floatingIp) => ({
-      ip: ipFromString(floatingIp.ip),
-      portMap: floatingIp.portMap.map((entry) => ({ protocol: PROTOCOL_NUMBERS[entry.protocol], port: entry.port, targetPort: entry.targetPort })),
-    }));
+    const ip6 = config.ip6 ?? '';
+    const portMapOf = (floatingIp: PortConfig['floatingIps'][number]) =>
+      floatingIp.portMap.map((entry) => ({ protocol: PROTOCOL_NUMBERS[entry.protocol], port: entry.port, targetPort: entry.targetPort }));
+    const floatingIps: FloatingIp[] = config.floatingIps.filter((floatingIp) => !floatingIp.ip.includes(':')).map((floatingIp) => ({ ip: ipFromString(floatingIp.ip), portMap: portMapOf(floatingIp) }));
+    const floatingIps6: FloatingIp6[] = config.floatingIps.filter((floatingIp) => floatingIp.ip.includes(':')).map((floatingIp) => ({ ip: ip6FromString(floatingIp.ip), portMap: portMapOf(floatingIp) }));
     let configured = this.ports.get(port.id);
-    if (configured && (configured.vrf !== vrf || configured.ip !== ip)) {
+    if (configured && (configured.vrf !== vrf || configured.ip !== ip || configured.ip6 !== ip6)) {
       this.tearDown(configured);
       configured = undefined;
     }
     if (configured) {
-      dp.vifs.get(configured.vif)!.floatingIps = floatingIps;
+      const vif = dp.vifs.get(configured.vif)!;
+      vif.floatingIps = floatingIps;
+      vif.floatingIps6 = floatingIps6;
     } else {
       const mac = parseMac(port.mac);
       let vif = 0;
       while (dp.vifs.get(vif)) vif++;
-      dp.addVif({ id: vif, kind: 'virtual', name: port.id, mac, ip, vrf, mtu: DEFAULT_MTU, floatingIps });
+      dp.addVif({ id: vif, kind: 'virtual', name: port.id, mac, ip, vrf, mtu: DEFAULT_MTU, floatingIps, ip6: ip6 === '' ? null : ip6FromString(ip6), floatingIps6 });
       const encapNexthop = this.freeNexthop();
       dp.setNexthop(encapNexthop, { kind: 'encap', vif, mac });
       dp.setLabel(port.label, encapNexthop);
-      configured = { vif, encapNexthop, label: port.label, vrf, ip, policies: [] };
+      configured = { vif, encapNexthop, label: port.label, vrf, ip, ip6, policies: [] };
       this.ports.set(port.id, configured);
     }
     configured.policies = config.policies;
@@ -157,7 +165,8 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
     this.dataplane.policy.rules = [...byName.values()]
       .sort((a, b) => a.order - b.order)
       .map((policy): PolicyRule => {
-        const destination = policy.destinationPrefix === undefined ? { prefix: 0, length: 0 } : parsePrefix(policy.destinationPrefix);
+        const v6 = policy.destinationPrefix?.includes(':') === true;
+        const destination = policy.destinationPrefix === undefined ? { prefix: 0, length: 0 } : v6 ? { prefix: 0, length: parsePrefix6(policy.destinationPrefix).length } : parsePrefix(policy.destinationPrefix);
         return {
           name: policy.name,
           sourceVn: this.policyVn(policy.sourceVn),
@@ -167,6 +176,8 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
           portTo: policy.portTo,
           destinationPrefix: destination.prefix,
           destinationLength: destination.length,
+          // An IPv6 destination makes the rule one for IPv6 flows (the dataplane's Policy.match6).
+          ...(v6 ? { destinationPrefix6: parsePrefix6(policy.destinationPrefix!).prefix } : {}),
           allow: policy.action === 'allow',
         };
       });
@@ -176,4 +187,9 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
 function parsePrefix(text: string): { prefix: number; length: number } {
   const [address, length] = text.split('/');
   return { prefix: ipFromString(address), length: Number(length) };
+}
+
+function parsePrefix6(text: string): { prefix: Uint8Array; length: number } {
+  const [address, length] = text.split('/');
+  return { prefix: maskPrefix6(ip6FromString(address), Number(length)), length: Number(length) };
 }

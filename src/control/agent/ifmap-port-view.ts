@@ -346,8 +346,10 @@ export function derivePortView(graph: IfmapGraph, fqnOrUuid: string): IfmapPortV
 /** The view as the PortConfig configurePort takes, once it is complete. */
 export function portConfigOf(view: IfmapPortView): PortConfig | undefined {
   if (view.reason !== undefined || view.ip === '') return undefined;
+  // Dual stack once the IPv6 address, its subnet and that subnet's gateway are all known.
+  const ipv6 = view.ip6 !== '' && view.subnet6 !== '' && view.gateway6 !== '' ? { ip6: view.ip6, subnet6: view.subnet6, gateway6: view.gateway6 } : {};
   return {
-    vrf: view.routingInstance, vn: view.vn, ip: view.ip, subnet: view.subnet, gateway: view.gateway,
+    vrf: view.routingInstance, vn: view.vn, ip: view.ip, subnet: view.subnet, gateway: view.gateway, ...ipv6,
     floatingIps: view.floatingIps.map(({ ip, portMap }) => ({ ip, portMap })),
     policies: view.policies,
   };

@@ -26,7 +26,7 @@
  *   only what changed.
  *
  * A vrouter may publish only what the control node gave its ports: each
- * port's address and floating IPs, in the routing instance of the port's
+ * port's addresses (IPv4 /32, IPv6 /128) and floating IPs, in the routing instance of the port's
  * VN, with exactly one next hop (contrail-control drops an agent's item with
  * more). Any other publish, and an item that does not decode, is refused:
  * not installed, counted, logged, the session kept, as contrail-control
@@ -54,7 +54,19 @@ import { controlToVrouter, encodeRetract, encodeRouteUpdateItems, encodeStanza }
 import { Logger, silentLogger } from '../xmpp/logger';
 import { XmppSession } from '../xmpp/session';
 import { startTlsAsServer } from '../xmpp/starttls';
-import { BGP_PEER_RESOURCE, CONFIG_RESOURCE, CONTROL_NODE_JID, CONTROL_NODE_STREAM, ConfigSubscribeStanza, RouteEntry, Stanza, StanzaError, StreamHeader } from '../xmpp/stanza';
+import {
+  BGP_PEER_RESOURCE,
+  CONFIG_RESOURCE,
+  CONTROL_NODE_JID,
+  CONTROL_NODE_STREAM,
+  ConfigSubscribeStanza,
+  RouteEntry,
+  Stanza,
+  StanzaError,
+  StreamHeader,
+  familyOf,
+  type RouteFamily,
+} from '../xmpp/stanza';
 
 export interface ControlNodeOptions {
   config: NetworkConfig;
@@ -73,6 +85,13 @@ const VIRTUAL_MACHINE_PREFIX = 'virtual-machine:';
 
 /** How long to wait for a vrouter's End-of-RIB before treating its initial burst as complete. */
 const END_OF_RIB_FALLBACK_SECONDS = 30;
+const ROUTE_FAMILIES: readonly RouteFamily[] = ['inet', 'inet6'];
+
+/** The routes of one family of a view's table, read as the iteration reaches them (changes meanwhile included). */
+function* routesOfFamily(routes: Map<string, Buffer>, family: RouteFamily): Iterator<[string, Buffer]> {
+  for (const route of routes) if (familyOf(route[0]) === family) yield route;
+}
+
 /** Items per pushed `<message>`; bounds one stanza's size for the receiving parser. */
 const ITEMS_PER_MESSAGE = 500;
 /** Bytes handed to a socket before waiting for it to drain, so a big dump does not pile up in memory. */
@@ -109,23 +128,28 @@ class VrouterChannel {
   /** The vrouter has re-sent what it has (its End-of-RIB, or the fallback delay passed). */
   initialBurstDone = false;
   endOfRibSent = false;
-  /** Items of a view, a whole view's dump (expanded as it is sent, so the first bytes leave at once), or a stanza. */
-  private outbox: Array<{ view: string; item: Buffer } | { view: string; dump: Iterator<[string, Buffer]> } | { view: null; xml: string }> = [];
+  /**
+   * Items of a view in one family, a whole view's dump of one family (expanded as it is sent, so the
+   * first bytes leave at once), or a stanza. A push carries one family: inet "1/1/" or inet6 "2/1/".
+   */
+  private outbox: Array<
+    { view: string; family: RouteFamily; item: Buffer } | { view: string; family: RouteFamily; dump: Iterator<[string, Buffer]> } | { view: null; xml: string }
+  > = [];
   private draining = false;
   /** Bytes handed to the socket since it last drained, across drains: one route a turn adds up as much as a dump. */
   private bytesSinceDrain = 0;
 
   constructor(readonly session: XmppSession) {}
 
-  /** Queues an item or retract for a view; consecutive ones for one view share a message. */
-  queueRoute(view: string, item: Buffer): void {
-    this.outbox.push({ view, item });
+  /** Queues an item or retract for a view; consecutive ones for one view and family share a message. */
+  queueRoute(view: string, family: RouteFamily, item: Buffer): void {
+    this.outbox.push({ view, family, item });
     this.scheduleDrain();
   }
 
-  /** Queues every route of a view as it is when sent; changes queued later follow it. */
+  /** Queues every route of a view as it is when sent, inet then inet6; changes queued later follow it. */
   queueDump(view: string, routes: Map<string, Buffer>): void {
-    this.outbox.push({ view, dump: routes.entries() });
+    for (const family of ROUTE_FAMILIES) this.outbox.push({ view, family, dump: routesOfFamily(routes, family) });
     this.scheduleDrain();
   }
 
@@ -167,13 +191,15 @@ class VrouterChannel {
           }
           if (route.done) index++;
           if (count === 0) continue;
-          stanza = encodeRouteUpdateItems(address, next.view, items);
+          stanza = encodeRouteUpdateItems(address, next.view, items, next.family);
         } else {
-          const view = next.view;
+          const { view, family } = next;
           const items: Buffer[] = [];
           const end = Math.min(batch.length, index + ITEMS_PER_MESSAGE);
-          for (let item = batch[index]; index < end && item.view === view && 'item' in item; item = batch[++index]) items.push(item.item);
-          stanza = encodeRouteUpdateItems(address, view, items);
+          for (let item = batch[index]; index < end && item.view === view && 'item' in item && item.family === family; item = batch[++index]) {
+            items.push(item.item);
+          }
+          stanza = encodeRouteUpdateItems(address, view, items, family);
         }
         this.session.send(stanza);
         this.bytesSinceDrain += stanza.length;
@@ -221,7 +247,7 @@ export class ControlNode {
     this.podStateFile = options.podStateFile ?? null;
     if (this.podStateFile !== null) {
       const pods = loadPods(this.podStateFile);
-      for (const { vrouter, port, address } of pods) this.network.addPort(vrouter, port, address);
+      for (const { vrouter, port, address, address6 } of pods) this.network.addPort(vrouter, port, address, address6 ?? null);
       if (pods.length > 0) this.logger.info(`${pods.length} registered pods read back from ${this.podStateFile}`);
     }
     this.routes = new RouteTables(routingInstanceViews(this.network.viewSources()));
@@ -320,7 +346,12 @@ export class ControlNode {
   /** Writes the registered pods and their addresses to `podStateFile`, when there is one. */
   private savePods(): void {
     if (this.podStateFile === null) return;
-    const pods = [...this.network.registeredPorts()].map(({ vrouter, port, outcome }) => ({ vrouter, port, address: 'config' in outcome ? outcome.config.ip : null }));
+    const pods = [...this.network.registeredPorts()].map(({ vrouter, port, outcome }) => ({
+      vrouter,
+      port,
+      address: 'config' in outcome ? outcome.config.ip : null,
+      address6: 'config' in outcome ? (outcome.config.ip6 ?? null) : null,
+    }));
     savePods(this.podStateFile, pods);
   }
 
@@ -501,8 +532,9 @@ export class ControlNode {
         let routes = authorized.get(owner);
         if (!routes) authorized.set(owner, (routes = new Set()));
         const instance = networkFqns(config.vn).routingInstance;
-        routes.add(routeKey(instance, `${config.ip}/32`));
-        for (const floatingIp of config.floatingIps) routes.add(routeKey(instance, `${floatingIp.ip}/32`));
+        routes.add(routeKey(instance, hostPrefix(config.ip)));
+        if (config.ip6 !== undefined) routes.add(routeKey(instance, hostPrefix(config.ip6)));
+        for (const floatingIp of config.floatingIps) routes.add(routeKey(instance, hostPrefix(floatingIp.ip)));
       }
       this.authorizedRoutes = authorized;
     }
@@ -681,7 +713,8 @@ export class ControlNode {
       const subscribers = this.subscribers.get(view);
       if (!subscribers) continue;
       const bytes = item ?? Buffer.from(encodeRetract(prefix));
-      for (const channel of subscribers) channel.queueRoute(view, bytes);
+      const family = familyOf(prefix);
+      for (const channel of subscribers) channel.queueRoute(view, family, bytes);
     }
   }
 }
@@ -693,6 +726,11 @@ export class ControlNode {
 export type PublishRefusal = 'malformed' | 'not-given' | 'next-hops';
 
 const NOTHING_GIVEN: ReadonlySet<string> = new Set();
+
+/** The host route of an address: "/32" for IPv4, "/128" for IPv6 (the agent's items, e.g. "fd00::3/128"). */
+function hostPrefix(address: string): string {
+  return `${address}/${familyOf(address) === 'inet6' ? 128 : 32}`;
+}
 
 function routeKey(instance: string, prefix: string): string {
   return `${instance}\0${prefix}`;

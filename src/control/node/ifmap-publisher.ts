@@ -11,12 +11,13 @@
  *     -- virtual-machine-interface-virtual-machine -- virtual-machine-interface <vm uuid>:<port id>
  *          (virtual-machine-interface-mac-addresses)
  *        -- instance-ip (instance-ip-address) -- virtual-network
+ *        -- instance-ip <vmi>:<IPv6> (instance-ip-address, instance-ip-family v6) -- virtual-network   (dual stack)
  *        -- virtual-machine-interface-virtual-network -- virtual-network default-domain:default-project:<vn>
  *        -- attr virtual-machine-interface-routing-instance (direction both) -- routing-instance <vn FQN>:<vn>
  *        -- floating-ip-virtual-machine-interface -- floating-ip (address, port mappings)
  *             -- floating-ip-pool-floating-ip -- floating-ip-pool -- virtual-network-floating-ip-pool -- the default VN
  *   virtual-network -- virtual-network-routing-instance -- its routing-instance
- *                   -- attr virtual-network-network-ipam (ipam-subnets) -- network-ipam
+ *                   -- attr virtual-network-network-ipam (ipam-subnets; a second one with the IPv6 subnet) -- network-ipam
  *                   -- attr virtual-network-network-policy (sequence) -- network-policy (network-policy-entries)
  *                   -- virtual-network-access-control-list -- access-control-list <vn FQN>:<vn> (access-control-list-entries)
  *
@@ -122,7 +123,7 @@ function policyRule(rule: PortPolicy): IfmapElement {
     address('dst-addresses', rule.destinationVn, rule.destinationPrefix),
     el('dst-ports', [el('start-port', String(rule.portFrom)), el('end-port', String(rule.portTo))]),
     el('action-list', [el('simple-action', rule.action === 'allow' ? 'pass' : 'deny')]),
-    el('ethertype', 'IPv4'),
+    el('ethertype', rule.destinationPrefix?.includes(':') ? 'IPv6' : 'IPv4'),
   ]);
 }
 
@@ -208,7 +209,10 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
     const vnNode = b.node('virtual-network', names.vn);
     vns.set(vn.name, vnNode);
     b.link(vnNode, b.node('routing-instance', names.routingInstance));
-    b.attrLink(vnNode, ipam, 'virtual-network-network-ipam', [el('ipam-subnets', [subnetElement(vn.subnet), el('default-gateway', vn.gateway)])]);
+    // VnSubnetsType: one ipam-subnets (IpamSubnetType) per subnet, the IPv6 one beside the IPv4 one (vnc_cfg.xsd).
+    const subnets = [el('ipam-subnets', [subnetElement(vn.subnet), el('default-gateway', vn.gateway)])];
+    if (vn.ipv6) subnets.push(el('ipam-subnets', [subnetElement(vn.ipv6.subnet), el('default-gateway', vn.ipv6.gateway)]));
+    b.attrLink(vnNode, ipam, 'virtual-network-network-ipam', subnets);
   }
   for (const rule of rules) {
     const policy = b.node('network-policy', `${DEFAULT_PROJECT}:${rule.name}`, [el('network-policy-entries', [policyRule(rule)])]);
@@ -226,7 +230,10 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
   }
   const poolVn = vns.get(config.defaultVn)!;
   const pool: IfmapIdentity = { type: 'floating-ip-pool', name: `${poolVn.name}:${SERVICE_POOL_NAME}` };
-  const serviceNames = new Map(config.services.map((service) => [service.clusterIp, service.name]));
+  const serviceNames = new Map(config.services.flatMap((service) => [
+    [service.clusterIp, service.name],
+    ...(service.clusterIp6 === undefined ? [] : [[service.clusterIp6, `${service.name}-v6`] as [string, string]]),
+  ]));
   for (const { vrouter, port, config: decided } of ports) {
     const names = networkFqns(decided.vn);
     const router = b.node('virtual-router', virtualRouterName(vrouter));
@@ -240,6 +247,12 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
     const instanceIp = b.node('instance-ip', `${vmiName}:${decided.ip}`, [el('instance-ip-address', decided.ip)]);
     b.link(instanceIp, vmi);
     b.link(instanceIp, vnNode);
+    if (decided.ip6 !== undefined) {
+      // contrail's second instance-ip of a dual-stack port (instance-ip-family, IpAddressFamilyType of vnc_cfg.xsd).
+      const instanceIp6 = b.node('instance-ip', `${vmiName}:${decided.ip6}`, [el('instance-ip-address', decided.ip6), el('instance-ip-family', 'v6')]);
+      b.link(instanceIp6, vmi);
+      b.link(instanceIp6, vnNode);
+    }
     b.attrLink(vmi, { type: 'routing-instance', name: names.routingInstance }, 'virtual-machine-interface-routing-instance', [el('direction', 'both')]);
     for (const floatingIp of decided.floatingIps) {
       if (b.graph.node(pool.type, pool.name) === undefined) b.link(poolVn, b.node(pool.type, pool.name));
@@ -248,6 +261,7 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
       );
       const fip = b.node('floating-ip', `${pool.name}:${serviceNames.get(floatingIp.ip) ?? floatingIp.ip}`, [
         el('floating-ip-address', floatingIp.ip),
+        ...(floatingIp.ip.includes(':') ? [el('floating-ip-address-family', 'v6')] : []),
         el('floating-ip-port-mappings-enable', mappings.length > 0 ? 'true' : 'false'),
         ...(mappings.length > 0 ? [el('floating-ip-port-mappings', mappings)] : []),
       ]);

@@ -15,6 +15,7 @@
  *     - { name: default, subnet: 10.32.0.0/24 }
  *     - { name: web, subnet: 10.1.1.0/24, gateway: 10.1.1.1 }
  *     - { name: db, subnet: 10.2.0.0/24 }
+ *     - { name: dual, subnet: 10.3.0.0/24, subnet6: 'fd00:3::/64' }   # dual stack: pods get an IPv6 address too
  *   services:
  *     - name: db
  *       clusterIP: 10.96.0.20
@@ -41,6 +42,10 @@ export interface VnEntry {
   subnet: string;
   /** Defaults to the subnet's first address. */
   gateway?: string;
+  /** "x:x::/len" (64-120): the VN is dual stack, each pod also gets an IPv6 address from it. */
+  subnet6?: string;
+  /** Defaults to subnet6's first address. */
+  gateway6?: string;
 }
 
 export interface ServicePortEntry {
@@ -55,6 +60,8 @@ export interface ServicePortEntry {
 export interface ServiceEntry {
   name: string;
   clusterIP: string;
+  /** Kubernetes' dual-stack spelling: [clusterIP, its IPv6 ClusterIP]. */
+  clusterIPs?: string[];
   ports: ServicePortEntry[];
   /** Pods whose labels include all of these back the service. */
   selector: Record<string, string>;
@@ -97,11 +104,25 @@ export interface VnConfig {
   network: number;
   length: number;
   gateway: string;
+  /** Present for a dual-stack VN. */
+  ipv6?: VnIpv6Config;
+}
+
+/** A VN's IPv6 subnet, its prefix as a 128-bit number. */
+export interface VnIpv6Config {
+  /** Canonical "x:x::/len". */
+  subnet: string;
+  network: bigint;
+  length: number;
+  /** Canonical (RFC 5952) text. */
+  gateway: string;
 }
 
 export interface ServiceConfig {
   name: string;
   clusterIp: string;
+  /** The service's IPv6 ClusterIP (canonical text), for a dual-stack service. */
+  clusterIp6?: string;
   ports: PortMapping[];
   selector: Record<string, string>;
 }
@@ -168,7 +189,13 @@ export const networkConfigSchema: SchemaObject = {
       minItems: 1,
       items: {
         type: 'object',
-        properties: { name, subnet: { type: 'string', description: 'IPv4 prefix a.b.c.d/len' }, gateway: ipv4 },
+        properties: {
+          name,
+          subnet: { type: 'string', description: 'IPv4 prefix a.b.c.d/len' },
+          gateway: ipv4,
+          subnet6: { type: 'string', description: 'IPv6 prefix x:x::/len' },
+          gateway6: { type: 'string', description: 'IPv6 address' },
+        },
         required: ['name', 'subnet'],
         additionalProperties: false,
       },
@@ -180,6 +207,7 @@ export const networkConfigSchema: SchemaObject = {
         properties: {
           name,
           clusterIP: ipv4,
+          clusterIPs: { type: 'array', minItems: 1, maxItems: 2, items: { type: 'string' }, description: '[clusterIP, IPv6 ClusterIP]' },
           ports: {
             type: 'array',
             minItems: 1,
@@ -303,11 +331,39 @@ class ConfigChecker {
       const gateway = vn.gateway ?? ipToString(network + 1);
       const gatewayNumber = this.ipv4(gateway, `${path}/gateway`);
       if (!inSubnet(gatewayNumber, network, length)) this.fail(`${path}/gateway`, `not inside the subnet ${vn.subnet}`, gateway);
-      vns.set(vn.name, { name: vn.name, subnet: vn.subnet, network, length, gateway });
+      const config: VnConfig = { name: vn.name, subnet: vn.subnet, network, length, gateway };
+      if (vn.subnet6 !== undefined) config.ipv6 = this.checkSubnet6(vn, path, vns);
+      else if (vn.gateway6 !== undefined) this.fail(`${path}/gateway6`, 'a gateway6 needs a subnet6', vn.gateway6);
+      vns.set(vn.name, config);
     });
     return vns;
   }
 
+  /** A VN's IPv6 subnet: a prefix without host bits, /64 to /120, overlapping no other VN's, its gateway inside. */
+  private checkSubnet6(vn: VnEntry, path: string, vns: Map<string, VnConfig>): VnIpv6Config {
+    const text = vn.subnet6!;
+    let parsed: [ipaddr.IPv6, number];
+    try {
+      parsed = ipaddr.IPv6.parseCIDR(text);
+    } catch {
+      return this.fail(`${path}/subnet6`, 'not an IPv6 prefix (x:x::/length)', text);
+    }
+    const [address, length] = parsed;
+    if (address.zoneId !== undefined) this.fail(`${path}/subnet6`, 'not an IPv6 prefix (x:x::/length)', text);
+    if (length < 64 || length > 120) this.fail(`${path}/subnet6`, 'use a prefix length from 64 to 120', text);
+    const network = ipv6Number(address);
+    const hostMask = (1n << BigInt(128 - length)) - 1n;
+    if ((network & hostMask) !== 0n) this.fail(`${path}/subnet6`, `host bits set: the prefix is ${ipv6Text(network & ~hostMask)}/${length}`, text);
+    for (const other of vns.values()) {
+      if (other.ipv6 === undefined) continue;
+      const shorter = BigInt(128 - Math.min(length, other.ipv6.length));
+      if (network >> shorter === other.ipv6.network >> shorter) this.fail(`${path}/subnet6`, `overlaps the subnet6 ${other.ipv6.subnet} of VN ${other.name}`, text);
+    }
+    const gatewayText = vn.gateway6 ?? ipv6Text(network + 1n);
+    const gateway = this.ipv6(gatewayText, `${path}/gateway6`);
+    if (gateway >> BigInt(128 - length) !== network >> BigInt(128 - length)) this.fail(`${path}/gateway6`, `not inside the subnet6 ${text}`, gatewayText);
+    return { subnet: `${ipv6Text(network)}/${length}`, network, length, gateway: ipv6Text(gateway) };
+  }
   private checkServices(vns: Map<string, VnConfig>): ServiceConfig[] {
     const seenNames = new Set<string>();
     const seenIps = new Map<string, string>();
@@ -322,6 +378,7 @@ class ConfigChecker {
       for (const vn of vns.values()) {
         if (inSubnet(clusterIp, vn.network, vn.length)) this.fail(`${path}/clusterIP`, `inside the subnet ${vn.subnet} of VN ${vn.name}, where pods get addresses`, service.clusterIP);
       }
+      const clusterIp6 = this.checkClusterIp6(service, path, vns, seenIps);
       const ports = service.ports.map((entry) => ({
         protocol: (entry.protocol ?? 'TCP').toLowerCase() as PortMapping['protocol'],
         port: entry.port,
@@ -332,10 +389,29 @@ class ConfigChecker {
           this.fail(`${path}/ports/${portIndex}`, `duplicate ${entry.protocol} port ${entry.port}`, service.ports[portIndex]);
         }
       });
-      return { name: service.name, clusterIp: service.clusterIP, ports, selector: service.selector };
+      return { name: service.name, clusterIp: service.clusterIP, ...(clusterIp6 === undefined ? {} : { clusterIp6 }), ports, selector: service.selector };
     });
   }
 
+  /** Kubernetes' clusterIPs: the clusterIP first, then (dual stack) one IPv6 address outside every VN's subnet6. */
+  private checkClusterIp6(service: ServiceEntry, path: string, vns: Map<string, VnConfig>, seenIps: Map<string, string>): string | undefined {
+    const clusterIps = service.clusterIPs;
+    if (clusterIps === undefined) return undefined;
+    if (clusterIps[0] !== service.clusterIP) this.fail(`${path}/clusterIPs/0`, 'must be the clusterIP, as in Kubernetes', clusterIps[0]);
+    if (clusterIps.length < 2) return undefined;
+    const number = this.ipv6(clusterIps[1], `${path}/clusterIPs/1`);
+    const text = ipv6Text(number);
+    const owner = seenIps.get(text);
+    if (owner !== undefined) this.fail(`${path}/clusterIPs/1`, `already the ClusterIP of service ${owner}`, clusterIps[1]);
+    seenIps.set(text, service.name);
+    for (const vn of vns.values()) {
+      const ipv6 = vn.ipv6;
+      if (ipv6 !== undefined && number >> BigInt(128 - ipv6.length) === ipv6.network >> BigInt(128 - ipv6.length)) {
+        this.fail(`${path}/clusterIPs/1`, `inside the subnet6 ${ipv6.subnet} of VN ${vn.name}, where pods get addresses`, clusterIps[1]);
+      }
+    }
+    return text;
+  }
   private checkPolicies(vns: Map<string, VnConfig>): PolicyConfig[] {
     return (this.document.policies ?? []).map((policy, index) => {
       const path = `/policies/${index}`;
@@ -376,7 +452,27 @@ class ConfigChecker {
     return ipFromString(text);
   }
 
+  /** An IPv6 address as a number; no zone, no IPv4 dotted form. */
+  private ipv6(text: string, path: string): bigint {
+    if (!ipaddr.IPv6.isValid(text) || text.includes('%') || text.includes('.')) this.fail(path, 'not an IPv6 address', text);
+    return ipv6Number(ipaddr.IPv6.parse(text));
+  }
+
   private fail(path: string, problem: string, value: unknown): never {
     throw new NetworkConfigError(formatConfigError(this.file, path, problem, value));
   }
+}
+
+/** An IPv6 address as a 128-bit number. */
+export function ipv6Number(address: ipaddr.IPv6): bigint {
+  let value = 0n;
+  for (const part of address.parts) value = (value << 16n) | BigInt(part);
+  return value;
+}
+
+/** A 128-bit number as canonical IPv6 text (RFC 5952, as the dataplane and contrail print it). */
+export function ipv6Text(value: bigint): string {
+  const parts: number[] = [];
+  for (let shift = 112n; shift >= 0n; shift -= 16n) parts.push(Number((value >> shift) & 0xffffn));
+  return new ipaddr.IPv6(parts).toRFC5952String();
 }

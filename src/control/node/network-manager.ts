@@ -6,8 +6,11 @@
  *   is configured; the default VN otherwise;
  * - its address: the one it asks for when that is inside its VN's subnet and
  *   free, else the first free address of the subnet (freed when the port goes);
+ *   in a dual-stack VN (subnet6) also the first free IPv6 address of it, or
+ *   the one it had (or a restarted control node read back);
  * - its floating IPs: the ClusterIP, with the port map, of every service
- *   whose selector its labels match;
+ *   whose selector its labels match (and a dual-stack service's IPv6
+ *   ClusterIP too when the port has an IPv6 address);
  * - the policy rules, in order: the file's explicit policies, then for each
  *   VN X with a pod labelled `uses: S` and each VN B holding a backend of S,
  *   "X may reach S's ClusterIP on its ports in B". Policy is per VN in the
@@ -17,9 +20,10 @@
  *   the ClusterIP routes of services it uses; all routes of the VNs that use
  *   services it backs.
  */
+import ipaddr from 'ipaddr.js';
 import type { LocalPort, PortConfig, PortPolicy } from '../agent/agent-interface';
 import { ipFromString, ipToString } from '../../dataplane/protocols/ipv4';
-import { NetworkConfig, VnConfig, inSubnet } from './network-config';
+import { NetworkConfig, VnConfig, inSubnet, ipv6Number, ipv6Text } from './network-config';
 
 /**
  * What the manager decided for a port, VNs by their network.yaml names (the
@@ -41,6 +45,8 @@ interface PortRecord {
   vn: string;
   /** Null when refused. */
   ip: string | null;
+  /** The IPv6 address in a dual-stack VN, else null. */
+  ip6: string | null;
   refusal: string | null;
 }
 
@@ -71,25 +77,26 @@ export class NetworkManager {
    * address of its own it keeps the one it had, else `restoredIp` (the
    * address a restarted control node read back) when that is still free.
    */
-  addPort(vrouter: string, port: LocalPort, restoredIp: string | null = null): PortOutcome {
-    const record = this.putPort(vrouter, port, restoredIp);
+  addPort(vrouter: string, port: LocalPort, restoredIp: string | null = null, restoredIp6: string | null = null): PortOutcome {
+    const record = this.putPort(vrouter, port, restoredIp, restoredIp6);
     this.updateRules();
     return this.outcome(record);
   }
 
   /** addPort for many ports, the rules decided once (they depend on every port: once per port is quadratic). */
   addPorts(entries: Array<{ vrouter: string; port: LocalPort }>): PortOutcome[] {
-    const records = entries.map(({ vrouter, port }) => this.putPort(vrouter, port, null));
+    const records = entries.map(({ vrouter, port }) => this.putPort(vrouter, port, null, null));
     this.updateRules();
     return records.map((record) => this.outcome(record));
   }
 
-  private putPort(vrouter: string, port: LocalPort, restoredIp: string | null): PortRecord {
+  private putPort(vrouter: string, port: LocalPort, restoredIp: string | null, restoredIp6: string | null): PortRecord {
     const key = portKey(vrouter, port.id);
     const previous = this.ports.get(key);
-    const record: PortRecord = { vrouter, port, vn: this.vnFor(port), ip: previous?.ip ?? null, refusal: null };
+    const record: PortRecord = { vrouter, port, vn: this.vnFor(port), ip: previous?.ip ?? null, ip6: previous?.ip6 ?? null, refusal: null };
     this.ports.set(key, record);
     this.assignAddress(key, record, port.ip ?? record.ip ?? restoredIp);
+    this.assignAddress6(key, record, record.ip6 ?? restoredIp6);
     return record;
   }
 
@@ -98,6 +105,7 @@ export class NetworkManager {
     const record = this.ports.get(key);
     if (!record) return;
     this.releaseAddress(key, record);
+    this.releaseAddress6(key, record);
     this.ports.delete(key);
     this.updateRules();
   }
@@ -108,6 +116,7 @@ export class NetworkManager {
     for (const [key, record] of this.ports) {
       record.vn = this.vnFor(record.port);
       this.assignAddress(key, record, record.ip ?? record.port.ip);
+      this.assignAddress6(key, record, record.ip6);
     }
     this.updateRules();
   }
@@ -164,6 +173,7 @@ export class NetworkManager {
     for (const { user, service, backendVns } of this.serviceUses()) {
       for (const backendVn of backendVns) {
         addPrefix(user, backendVn, `${service.clusterIp}/32`);
+        if (service.clusterIp6 !== undefined) addPrefix(user, backendVn, `${service.clusterIp6}/128`);
         if (backendVn !== user) addAll(backendVn, user);
       }
     }
@@ -176,7 +186,12 @@ export class NetworkManager {
     const labels = record.port.labels;
     const floatingIps = this.config.services
       .filter((service) => selects(service.selector, labels))
-      .map((service) => ({ ip: service.clusterIp, portMap: service.ports.map((entry) => ({ ...entry })) }));
+      .flatMap((service) => {
+        const portMap = () => service.ports.map((entry) => ({ ...entry }));
+        const v4 = { ip: service.clusterIp, portMap: portMap() };
+        return service.clusterIp6 === undefined || record.ip6 === null ? [v4] : [v4, { ip: service.clusterIp6, portMap: portMap() }];
+      });
+    const ipv6 = record.ip6 === null || vn.ipv6 === undefined ? {} : { ip6: record.ip6, subnet6: vn.ipv6.subnet, gateway6: vn.ipv6.gateway };
     return {
       config: {
         portId: record.port.id,
@@ -184,6 +199,7 @@ export class NetworkManager {
         ip: record.ip!,
         subnet: vn.subnet,
         gateway: vn.gateway,
+        ...ipv6,
         floatingIps,
         policies: this.rules.filter((rule) => rule.sourceVn === vn.name || rule.destinationVn === vn.name),
       },
@@ -235,6 +251,42 @@ export class NetworkManager {
       return address;
     }
     return null;
+  }
+
+  /**
+   * In a dual-stack VN: keeps `wanted` when it is a free pod address of the
+   * subnet6, else allocates its first free one; outside one, holds none.
+   */
+  private assignAddress6(key: string, record: PortRecord, wanted: string | null): void {
+    const ipv6 = record.refusal === null ? this.config.vns.get(record.vn)!.ipv6 : undefined;
+    if (ipv6 === undefined) return this.releaseAddress6(key, record);
+    const inSubnet6 = (address: bigint) => address >> BigInt(128 - ipv6.length) === ipv6.network >> BigInt(128 - ipv6.length);
+    if (wanted !== null && ipaddr.IPv6.isValid(wanted)) {
+      const number = ipv6Number(ipaddr.IPv6.parse(wanted));
+      const canonical = ipv6Text(number);
+      const owner = this.addressOwners.get(canonical);
+      if (inSubnet6(number) && number !== ipv6.network && canonical !== ipv6.gateway && (owner === undefined || owner === key)) {
+        if (record.ip6 !== canonical) this.releaseAddress6(key, record);
+        this.addressOwners.set(canonical, key);
+        record.ip6 = canonical;
+        return;
+      }
+    }
+    this.releaseAddress6(key, record);
+    // The subnet is at least 256 addresses (/120): the first free one after the network address.
+    const size = 1n << BigInt(128 - ipv6.length);
+    for (let candidate = ipv6.network + 1n; candidate < ipv6.network + size; candidate++) {
+      const address = ipv6Text(candidate);
+      if (address === ipv6.gateway || this.addressOwners.has(address)) continue;
+      this.addressOwners.set(address, key);
+      record.ip6 = address;
+      return;
+    }
+  }
+
+  private releaseAddress6(key: string, record: PortRecord): void {
+    if (record.ip6 !== null && this.addressOwners.get(record.ip6) === key) this.addressOwners.delete(record.ip6);
+    record.ip6 = null;
   }
 
   private releaseAddress(key: string, record: PortRecord): void {
@@ -290,16 +342,17 @@ export class NetworkManager {
     }
     for (const { user, service, backendVns } of this.serviceUses()) {
       for (const backendVn of backendVns) {
-        for (const entry of service.ports) {
+        const clusterIps = [`${service.clusterIp}/32`, ...(service.clusterIp6 === undefined ? [] : [`${service.clusterIp6}/128`])];
+        for (const [family, destinationPrefix] of clusterIps.entries()) for (const entry of service.ports) {
           rules.push({
-            name: `${user} uses ${service.name} in ${backendVn} ${entry.protocol}/${entry.port}`,
+            name: `${user} uses ${service.name}${family === 0 ? '' : ' (IPv6)'} in ${backendVn} ${entry.protocol}/${entry.port}`,
             order: rules.length,
             sourceVn: user,
             destinationVn: backendVn,
             protocol: entry.protocol,
             portFrom: entry.port,
             portTo: entry.port,
-            destinationPrefix: `${service.clusterIp}/32`,
+            destinationPrefix,
             action: 'allow',
           });
         }

@@ -10,7 +10,7 @@
  *                           200 the decision; 400 a body that does not validate, 409 a refusal,
  *                           each {"error": "field /<name>: <why>"}
  *   DELETE /pods/<vm uuid>  the VM's pods; 200 {}, 404 when none is registered
- *   GET    /pods            every registered pod and what it got (VN, address, floating IPs)
+ *   GET    /pods            every registered pod and what it got (VN, address, IPv6 address in a dual-stack VN, floating IPs)
  *
  * The pod's VMI (the port id its vrouter knows it by) is `vmiUuid`, else
  * `vmUuid`.
@@ -143,7 +143,9 @@ export function createPodApi(node: ControlNode): http.Server {
           200,
           node.registeredPods().map(({ vrouter, port, outcome }) => ({
             vrouter, vmUuid: port.vmUuid, vmiUuid: port.id, name: port.name, namespace: port.namespace, labels: port.labels, mac: port.mac,
-            ...('config' in outcome ? { vn: outcome.config.vn, ip: outcome.config.ip, floatingIps: outcome.config.floatingIps } : { refused: outcome.refused }),
+            ...('config' in outcome
+              ? { vn: outcome.config.vn, ip: outcome.config.ip, ...(outcome.config.ip6 === undefined ? {} : { ip6: outcome.config.ip6 }), floatingIps: outcome.config.floatingIps }
+              : { refused: outcome.refused }),
           })),
         );
       }

@@ -23,6 +23,8 @@ export interface StoredPod {
   vrouter: string;
   port: LocalPort;
   address: string | null;
+  /** The IPv6 address it holds in a dual-stack VN. */
+  address6?: string | null;
 }
 
 interface StoredPodJson {
@@ -36,6 +38,7 @@ interface StoredPodJson {
   ip?: string;
   mac: string;
   address?: string;
+  address6?: string;
 }
 
 export class PodStateError extends Error {
@@ -65,6 +68,7 @@ const stateSchema = {
           ip: { type: 'string', pattern: IPV4 },
           mac: { type: 'string', pattern: '^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$' },
           address: { type: 'string', pattern: IPV4 },
+          address6: { type: 'string', pattern: '^[0-9a-fA-F:]{2,39}$' },
         },
         required: ['vrouter', 'vmUuid', 'vmiUuid', 'name', 'namespace', 'labels', 'mac'],
         additionalProperties: false,
@@ -111,14 +115,14 @@ export function loadPods(file: string): StoredPod[] {
       // The MPLS label is the vrouter's to give; the control node never reads it.
       label: 0,
     };
-    return { vrouter: pod.vrouter, port, address: pod.address ?? null };
+    return { vrouter: pod.vrouter, port, address: pod.address ?? null, address6: pod.address6 ?? null };
   });
 }
 
 /** Writes the pods atomically (temporary file, fsync, rename). */
 export function savePods(file: string, pods: Iterable<StoredPod>): void {
   const json: StoredPodJson[] = [];
-  for (const { vrouter, port, address } of pods) {
+  for (const { vrouter, port, address, address6 } of pods) {
     json.push({
       vrouter,
       vmUuid: port.vmUuid ?? port.id,
@@ -130,6 +134,7 @@ export function savePods(file: string, pods: Iterable<StoredPod>): void {
       ...(port.ip === undefined ? {} : { ip: port.ip }),
       mac: port.mac,
       ...(address === null ? {} : { address }),
+      ...(address6 === undefined || address6 === null ? {} : { address6 }),
     });
   }
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);

@@ -25,7 +25,9 @@
  *                xmlns="http://jabber.org/protocol/pubsub"><items node="1/1/vn1"><item id="10.1.1.3/32"><entry>ENTRY
  *                </entry></item><retract id="10.1.1.4/32"/></items></event></message>
  *   End-of-RIB   the same message with <items node="0/0/EndOfRib"/>, in both directions
- *   other        items (and publishes) of families other than 1/1, e.g. <items node="25/242/vn1">: counted, dropped
+ *   inet6        the same with "2/1/" nodes, <nlri><af>2</af> and IPv6 prefixes ("2/1/vn1/fd00::3/128"); next hops
+ *                stay <af>1</af> (IPv4 underlay)
+ *   other        items (and publishes) of families other than 1/1 and 2/1, e.g. <items node="25/242/vn1">: counted, dropped
  *
  * (line breaks above are for reading only: the wire has none). Port
  * configuration travels as IF-MAP (ifmap/codec.ts): the vrouter's config
@@ -33,6 +35,7 @@
  *
  * No IQ is answered: as in OpenContrail, both sides act on a set and move on.
  */
+import ipaddr from 'ipaddr.js';
 import { decodeConfig, encodeConfigSubscribe, encodeConfigUpdate } from '../ifmap/codec';
 import { XmlElement } from './stream-parser';
 import {
@@ -53,6 +56,9 @@ import {
   StanzaError,
   StreamHeader,
   WireNexthop,
+  afiOf,
+  familyOf,
+  type RouteFamily,
 } from './stanza';
 
 export const STREAM_CLOSE = '</stream:stream>';
@@ -90,9 +96,9 @@ export function encodeStreamError(condition: string, text: string): string {
   );
 }
 
-/** The pubsub node of a route: "1/1/<vrf>/<prefix>" (AFI 1 IPv4, SAFI 1 unicast). */
+/** The pubsub node of a route: "1/1/<vrf>/<prefix>" (AFI 1 IPv4, SAFI 1 unicast), "2/1/<vrf>/<prefix>" for IPv6. */
 export function routeNode(vrf: string, prefix: string): string {
-  return `1/1/${vrf}/${prefix}`;
+  return `${afiOf(familyOf(prefix))}/1/${vrf}/${prefix}`;
 }
 
 /** An id of '' is an IQ that came without one (contrail-control's IF-MAP IQs have none). */
@@ -124,7 +130,7 @@ export function encodeEntry(entry: RouteEntry): string {
   let nexthops = '';
   for (const nexthop of entry.nexthops) nexthops += encodeNexthop(nexthop);
   return (
-    `<entry><nlri><af>1</af><safi>1</safi><address>${entry.prefix}</address></nlri>` +
+    `<entry><nlri><af>${afiOf(familyOf(entry.prefix))}</af><safi>1</safi><address>${entry.prefix}</address></nlri>` +
     `<next-hops>${nexthops}</next-hops><version>${entry.version}</version>` +
     `<sequence-number>${entry.sequenceNumber}</sequence-number>` +
     `<local-preference>${entry.localPreference}</local-preference><med>${entry.med}</med></entry>`
@@ -141,13 +147,13 @@ export function encodeRetract(prefix: string): string {
 }
 
 /**
- * A route push around already encoded items and retracts, as the bytes to
- * send: the control node keeps each route's item encoded (route-tables.ts),
- * so a dump is copies of them, where building and writing one string per
- * push was most of its cost.
+ * A route push around already encoded items and retracts, all of one family
+ * (inet when not given), as the bytes to send: the control node keeps each
+ * route's item encoded (route-tables.ts), so a dump is copies of them, where
+ * building and writing one string per push was most of its cost.
  */
-export function encodeRouteUpdateItems(address: StanzaAddress, vrf: string, items: Buffer[]): Buffer {
-  const [head, tail] = eventMessage(address, `<items node="1/1/${escapeXml(vrf)}">\0</items>`).split('\0');
+export function encodeRouteUpdateItems(address: StanzaAddress, vrf: string, items: Buffer[], family: RouteFamily = 'inet'): Buffer {
+  const [head, tail] = eventMessage(address, `<items node="${afiOf(family)}/1/${escapeXml(vrf)}">\0</items>`).split('\0');
   return Buffer.concat([Buffer.from(head), ...items, Buffer.from(tail)]);
 }
 
@@ -179,7 +185,7 @@ export function encodeStanza(stanza: SentStanza): string {
       for (const change of stanza.changes) {
         items += change.entry === null ? encodeRetract(change.prefix) : encodeItem(change.prefix, encodeEntry(change.entry));
       }
-      return eventMessage(stanza, `<items node="1/1/${escapeXml(stanza.vrf)}">${items}</items>`);
+      return eventMessage(stanza, `<items node="${afiOf(stanza.family ?? 'inet')}/1/${escapeXml(stanza.vrf)}">${items}</items>`);
     }
     case 'end-of-rib':
       return eventMessage(stanza, `<items node="${END_OF_RIB_NODE}"/>`);
@@ -283,15 +289,35 @@ function ipv4Prefix(text: string, what: string): string {
   return trimmed;
 }
 
-function requireAfSafi(element: XmlElement, withSafi: boolean): void {
-  if (childInteger(element, 'af', 0) !== 1) fail(`<${element.name}> address family is not IPv4 (af 1)`);
-  if (withSafi && childInteger(element, 'safi', 1) !== 1) fail(`<${element.name}> is not unicast (safi 1)`);
+/** "x:x::x/len" as ipaddr.js reads IPv6 (which Inet6Prefix::FromString of contrail-control also takes), length 0-128. */
+function ipv6Prefix(text: string, what: string): string {
+  const trimmed = text.trim();
+  const slash = trimmed.indexOf('/');
+  const length = slash < 0 ? '' : trimmed.slice(slash + 1);
+  const valid = slash > 0 && /^(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])$/.test(length) && ipaddr.IPv6.isValid(trimmed.slice(0, slash));
+  if (!valid || trimmed.slice(0, slash).includes('%')) fail(`${what} is not an IPv6 prefix: ${JSON.stringify(text.slice(0, 60))}`);
+  return trimmed;
+}
+
+/** A prefix of the family: IPv4 or IPv6. */
+function familyPrefix(text: string, family: RouteFamily, what: string): string {
+  return family === 'inet6' ? ipv6Prefix(text, what) : ipv4Prefix(text, what);
+}
+
+
+/** The family an nlri's af names (1 IPv4, 2 IPv6), SAFI 1 required. */
+function nlriFamily(nlri: XmlElement): RouteFamily {
+  const af = childInteger(nlri, 'af', 0);
+  if (af !== 1 && af !== 2) fail(`<nlri> address family is not IPv4 (af 1) nor IPv6 (af 2): ${af}`);
+  if (childInteger(nlri, 'safi', 1) !== 1) fail('<nlri> is not unicast (safi 1)');
+  return af === 2 ? 'inet6' : 'inet';
 }
 
 /** `entryVn`: the entry's own <virtual-network>, which older control nodes sent instead of the next hop's. */
 function decodeNexthop(element: XmlElement, entryVn: string): WireNexthop {
   if (element.name !== 'next-hop') fail(`<next-hops> holds <${element.name}>`);
-  requireAfSafi(element, false);
+  // Next hops are the nodes' IPv4 underlay addresses in both families.
+  if (childInteger(element, 'af', 0) !== 1) fail('<next-hop> address family is not IPv4 (af 1)');
   const encaps = child(element, 'tunnel-encapsulation-list', 3).children.map((encap) => {
     if (encap.name !== 'tunnel-encapsulation') fail(`<tunnel-encapsulation-list> holds <${encap.name}>`);
     return encap.text.trim();
@@ -312,11 +338,11 @@ function decodeNexthop(element: XmlElement, entryVn: string): WireNexthop {
  * A pushed route without next hops is refused, as contrail-control's ProcessItem refuses one; a publish
  * may have none: this project's agent withdraws with an empty publish and a dissociate.
  */
-export function decodeEntry(element: XmlElement, pushed: boolean): RouteEntry {
+export function decodeEntry(element: XmlElement, pushed: boolean, family: RouteFamily = 'inet'): RouteEntry {
   if (element.name !== 'entry') fail(`expected <entry>, got <${element.name}>`);
   const nlri = child(element, 'nlri', 0);
-  requireAfSafi(nlri, true);
-  const prefix = ipv4Prefix(child(nlri, 'address', 2).text, 'nlri address');
+  if (nlriFamily(nlri) !== family) fail(`<nlri> is not of the ${family} family of its node`);
+  const prefix = familyPrefix(child(nlri, 'address', 2).text, family, 'nlri address');
   const entryVn = optionalChild(element, 'virtual-network', 3)?.text.trim() ?? '';
   const nexthops = child(element, 'next-hops', 1).children.map((nexthop) => decodeNexthop(nexthop, entryVn));
   if (pushed && nexthops.length === 0) fail(`pushed route ${prefix} has no <next-hop>`);
@@ -330,26 +356,35 @@ export function decodeEntry(element: XmlElement, pushed: boolean): RouteEntry {
   };
 }
 
-/** Splits "1/1/<vrf>/<a.b.c.d>/<len>" into VRF and prefix; VRF names may hold ':' but no '/'. */
-function parseRouteNode(node: string): { vrf: string; prefix: string } {
-  const parts = node.split('/');
-  if (parts.length !== 5 || parts[0] !== '1' || parts[1] !== '1' || parts[2] === '') {
-    fail(`route node ${JSON.stringify(node)} is not 1/1/<vrf>/<prefix>`);
-  }
-  return { vrf: parts[2], prefix: ipv4Prefix(`${parts[3]}/${parts[4]}`, `route node ${JSON.stringify(node)}`) };
+/** The family of a node beginning "1/1/" (inet) or "2/1/" (inet6), else null. */
+function nodeFamily(node: string): RouteFamily | null {
+  if (node.startsWith('1/1/')) return 'inet';
+  if (node.startsWith('2/1/')) return 'inet6';
+  return null;
 }
 
-function vrfOfItems(node: string): string {
-  if (!node.startsWith('1/1/') || node.length === 4 || node.indexOf('/', 4) >= 0) fail(`items node ${JSON.stringify(node)} is not 1/1/<vrf>`);
-  return node.slice(4);
+/** Splits "1/1/<vrf>/<a.b.c.d>/<len>" (or "2/1/<vrf>/<x:x::x>/<len>") into family, VRF and prefix; VRF names may hold ':' but no '/'. */
+function parseRouteNode(node: string): { family: RouteFamily; vrf: string; prefix: string } {
+  const parts = node.split('/');
+  const family = nodeFamily(node);
+  if (parts.length !== 5 || family === null || parts[2] === '') {
+    fail(`route node ${JSON.stringify(node)} is not 1/1/<vrf>/<prefix> or 2/1/<vrf>/<prefix>`);
+  }
+  return { family, vrf: parts[2], prefix: familyPrefix(`${parts[3]}/${parts[4]}`, family, `route node ${JSON.stringify(node)}`) };
+}
+
+function itemsOf(node: string): { family: RouteFamily; vrf: string } {
+  const family = nodeFamily(node);
+  if (family === null || node.length === 4 || node.indexOf('/', 4) >= 0) fail(`items node ${JSON.stringify(node)} is not 1/1/<vrf> or 2/1/<vrf>`);
+  return { family, vrf: node.slice(4) };
 }
 
 const OTHER_FAMILY = /^([0-9]{1,3})\/([0-9]{1,3})\/([^/]+)(?:\/|$)/;
 
-/** A node "<afi>/<safi>/<instance>[/...]" of a family other than 1/1 as IgnoredItems, else null. */
+/** A node "<afi>/<safi>/<instance>[/...]" of a family other than 1/1 and 2/1 as IgnoredItems, else null. */
 function otherFamily(node: string, address: StanzaAddress, items: number): IgnoredItemsStanza | null {
   const match = OTHER_FAMILY.exec(node);
-  if (match === null || (match[1] === '1' && match[2] === '1')) return null;
+  if (match === null || (match[2] === '1' && (match[1] === '1' || match[1] === '2'))) return null;
   return { kind: 'ignored-items', ...address, family: `${match[1]}/${match[2]}`, instance: match[3], items };
 }
 
@@ -376,9 +411,9 @@ function decodePubsubIq(iq: XmlElement, address: StanzaAddress, id: string): Sta
       const node = attribute(request, 'node');
       const ignored = otherFamily(node, address, 1);
       if (ignored !== null) return ignored;
-      const { vrf, prefix } = parseRouteNode(node);
+      const { family, vrf, prefix } = parseRouteNode(node);
       const decoded = refusal(() => {
-        const entry = decodeEntry(onlyChild(onlyChild(request, 'item'), 'entry'), false);
+        const entry = decodeEntry(onlyChild(onlyChild(request, 'item'), 'entry'), false, family);
         if (entry.prefix !== prefix) fail(`published entry ${entry.prefix} under node of ${prefix}`);
         return entry;
       });
@@ -421,16 +456,16 @@ function decodeMessage(message: XmlElement): Stanza {
   }
   const ignored = otherFamily(node, address, items.children.length);
   if (ignored !== null) return ignored;
-  const vrf = vrfOfItems(node);
+  const { family, vrf } = itemsOf(node);
   const changes: RouteChange[] = [];
   const refused: RefusedItem[] = [];
   for (const item of items.children) {
     if (item.name !== 'item' && item.name !== 'retract') fail(`<items> holds <${item.name}>`);
     // A bad item is dropped and the others applied, as contrail-control's ProcessItem drops one (see RefusedItem).
     const change = refusal((): RouteChange => {
-      if (item.name === 'retract') return { prefix: ipv4Prefix(attribute(item, 'id'), 'retract id'), entry: null };
-      const prefix = ipv4Prefix(attribute(item, 'id'), 'item id');
-      const entry = decodeEntry(onlyChild(item, 'entry'), true);
+      if (item.name === 'retract') return { prefix: familyPrefix(attribute(item, 'id'), family, 'retract id'), entry: null };
+      const prefix = familyPrefix(attribute(item, 'id'), family, 'item id');
+      const entry = decodeEntry(onlyChild(item, 'entry'), true, family);
       if (entry.prefix !== prefix) fail(`item ${prefix} holds the entry of ${entry.prefix}`);
       return { prefix, entry };
     });
@@ -438,6 +473,7 @@ function decodeMessage(message: XmlElement): Stanza {
     else changes.push(change.value);
   }
   const update: RouteUpdateStanza = { kind: 'route-update', ...address, vrf, changes };
+  if (family === 'inet6') update.family = family;
   if (refused.length > 0) update.refused = refused;
   return update;
 }

@@ -37,6 +37,8 @@ export interface PackedRouteUpdate {
   from: string;
   to: string;
   vrf: string;
+  /** Set for an inet6 push, which only the saxes path decodes (the scanner reads "1/1/" pushes). */
+  family?: 'inet6';
   prefixes: string[];
   /** Per change: its number of next hops, -1 for a retract. */
   nexthopCounts: Int32Array;

@@ -32,9 +32,30 @@ export interface WireNexthop {
   virtualNetwork: string;
 }
 
-/** The `<entry>` of an IPv4 unicast route (address family 1, SAFI 1). */
+/**
+ * The unicast families this channel carries: inet (AFI 1, SAFI 1) and
+ * inet6 (AFI 2, SAFI 1). A route's prefix says which: an IPv6 prefix has a
+ * ':'. Both are published and pushed alike (tungstenfabric/tf-controller
+ * 6a674397821187fedfffd9586942b906d3479dbc, src/vnsw/agent/controller/
+ * controller_peer.cc ControllerSendV4V6UnicastRouteCommon; src/bgp/
+ * bgp_xmpp_channel.cc ProcessInet6Item): node "2/1/<instance>/<prefix>",
+ * nlri af 2, next hops still af 1 (the node's IPv4 underlay address).
+ */
+export type RouteFamily = 'inet' | 'inet6';
+
+/** The family of a prefix ("a.b.c.d/len" or "x:x::/len"). */
+export function familyOf(prefix: string): RouteFamily {
+  return prefix.includes(':') ? 'inet6' : 'inet';
+}
+
+/** The AFI of a family on the wire: 1 IPv4, 2 IPv6 (BgpAf::IPv4, BgpAf::IPv6). */
+export function afiOf(family: RouteFamily): 1 | 2 {
+  return family === 'inet6' ? 2 : 1;
+}
+
+/** The `<entry>` of a unicast route: IPv4 (af 1) or IPv6 (af 2), SAFI 1. */
 export interface RouteEntry {
-  /** The nlri address, "a.b.c.d/len". */
+  /** The nlri address, "a.b.c.d/len" or "x:x::x/len". */
   prefix: string;
   nexthops: WireNexthop[];
   version: number;
@@ -62,7 +83,7 @@ export interface UnsubscribeStanza extends StanzaAddress {
   vrf: string;
 }
 
-/** First half of a route publication or withdrawal: the route under pubsub node "1/1/<vrf>/<prefix>". */
+/** First half of a route publication or withdrawal: the route under pubsub node "1/1/<vrf>/<prefix>" ("2/1/..." for IPv6). */
 export interface PublishStanza extends StanzaAddress {
   kind: 'publish';
   id: string;
@@ -84,10 +105,12 @@ export interface RouteChange {
   entry: RouteEntry | null;
 }
 
-/** The control node's route push: `<message><event><items node="1/1/<vrf>">` with items and retracts. */
+/** The control node's route push: `<message><event><items node="1/1/<vrf>">` (inet6: "2/1/<vrf>") with items and retracts. */
 export interface RouteUpdateStanza extends StanzaAddress {
   kind: 'route-update';
   vrf: string;
+  /** Set for an inet6 push (every change of it is IPv6); absent for inet. */
+  family?: 'inet6';
   changes: RouteChange[];
   /** Items of the push that were dropped, the rest applied (absent when none was). */
   refused?: RefusedItem[];
@@ -127,8 +150,8 @@ export interface ConfigUpdateStanza extends StanzaAddress {
 
 /**
  * A push (or publish) of an address family this channel does not carry:
- * contrail-control sends every family of a subscribed instance (inet6 2/1,
- * EVPN 25/242, multicast 1/241, 1/5, ...). Counted and dropped, never sent.
+ * contrail-control sends every family of a subscribed instance (EVPN
+ * 25/242, multicast 1/241, 1/5, ...). Counted and dropped, never sent.
  */
 export interface IgnoredItemsStanza extends StanzaAddress {
   kind: 'ignored-items';

@@ -45,6 +45,7 @@ function packRouteUpdate(stanza: RouteUpdateStanza): PackedRouteUpdate {
     encapCounts: new Int32Array(nexthopTotal),
     encaps: new Int32Array(0),
   };
+  if (stanza.family) packed.family = stanza.family;
   if (stanza.refused) packed.refused = stanza.refused;
   let nexthopIndex = 0;
   changes.forEach(({ prefix, entry }, index) => {
@@ -113,6 +114,7 @@ export function unpackRouteUpdate(packed: PackedRouteUpdate): RouteUpdateStanza 
     };
   }
   const update: RouteUpdateStanza = { kind: 'route-update', from: packed.from, to: packed.to, vrf: packed.vrf, changes };
+  if (packed.family) update.family = packed.family;
   if (packed.refused) update.refused = packed.refused;
   return update;
 }
