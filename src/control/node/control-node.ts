@@ -493,7 +493,7 @@ export class ControlNode {
     this.logger.warn(`vrouter ${vrouter}: publish of ${prefix} in ${instance} refused (${reason}): ${detail}`);
   }
 
-  /** The "instance\0prefix" routes a vrouter's ports were given: their addresses and floating IPs in their VN's instance. */
+  /** The "instance\0prefix" routes a vrouter's ports were given (their addresses and floating IPs in their VN's instance, an external one in the external VN's), and a gateway's routes. */
   private authorizedFor(vrouter: string): ReadonlySet<string> {
     if (this.authorizedRoutes === null) {
       const authorized = new Map<string, Set<string>>();
@@ -502,7 +502,14 @@ export class ControlNode {
         if (!routes) authorized.set(owner, (routes = new Set()));
         const instance = networkFqns(config.vn).routingInstance;
         routes.add(routeKey(instance, `${config.ip}/32`));
-        for (const floatingIp of config.floatingIps) routes.add(routeKey(instance, `${floatingIp.ip}/32`));
+        for (const floatingIp of config.floatingIps) routes.add(routeKey(floatingIp.vn === undefined ? instance : networkFqns(floatingIp.vn).routingInstance, `${floatingIp.ip}/32`));
+      }
+      // A gateway of the external VN (network.yaml external.gateways) publishes its routes there.
+      const external = this.config.external;
+      for (const [gateway, prefixes] of external?.gateways ?? []) {
+        let routes = authorized.get(gateway);
+        if (!routes) authorized.set(gateway, (routes = new Set()));
+        for (const prefix of prefixes) routes.add(routeKey(networkFqns(external!.name).routingInstance, prefix));
       }
       this.authorizedRoutes = authorized;
     }

@@ -15,6 +15,7 @@
  *        -- attr virtual-machine-interface-routing-instance (direction both) -- routing-instance <vn FQN>:<vn>
  *        -- floating-ip-virtual-machine-interface -- floating-ip (address, port mappings)
  *             -- floating-ip-pool-floating-ip -- floating-ip-pool -- virtual-network-floating-ip-pool -- the default VN
+ *                (an external address: the pool of the external VN, which has router-external true)
  *   virtual-network -- virtual-network-routing-instance -- its routing-instance
  *                   -- attr virtual-network-network-ipam (ipam-subnets) -- network-ipam
  *                   -- attr virtual-network-network-policy (sequence) -- network-policy (network-policy-entries)
@@ -50,6 +51,8 @@ export interface IfmapInterest {
 const NETWORK_IPAM = `${DEFAULT_PROJECT}:default-network-ipam`;
 /** The pool of services' ClusterIPs, under the default VN. */
 const SERVICE_POOL_NAME = 'service-cluster-ips';
+/** The pool of services' external addresses, under the external VN. */
+const EXTERNAL_POOL_NAME = 'external-ips';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -150,6 +153,15 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
     b.link(vnNode, b.node('routing-instance', names.routingInstance));
     b.attrLink(vnNode, ipam, 'virtual-network-network-ipam', [el('ipam-subnets', [subnetElement(vn.subnet), el('default-gateway', vn.gateway)])]);
   }
+  const external = config.external;
+  if (external) {
+    const names = networkFqns(external.name);
+    // router-external: tungstenfabric/tf-api-client c0011de96de769774283b5167aa0ecdd216dbe92 schema/vnc_cfg.xsd, a virtual-network property.
+    const vnNode = b.node('virtual-network', names.vn, [el('router-external', 'true')]);
+    vns.set(external.name, vnNode);
+    b.link(vnNode, b.node('routing-instance', names.routingInstance));
+    b.attrLink(vnNode, ipam, 'virtual-network-network-ipam', [el('ipam-subnets', [subnetElement(external.subnet)])]);
+  }
   for (const rule of rules) {
     const policy = b.node('network-policy', `${DEFAULT_PROJECT}:${rule.name}`, [el('network-policy-entries', [policyRule(rule)])]);
     const sequence = [el('sequence', [el('major', String(rule.order)), el('minor', '0')])];
@@ -159,7 +171,7 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
     }
   }
   const poolVn = vns.get(config.defaultVn)!;
-  const pool: IfmapIdentity = { type: 'floating-ip-pool', name: `${poolVn.name}:${SERVICE_POOL_NAME}` };
+  const servicePool: IfmapIdentity = { type: 'floating-ip-pool', name: `${poolVn.name}:${SERVICE_POOL_NAME}` };
   const serviceNames = new Map(config.services.map((service) => [service.clusterIp, service.name]));
   for (const { vrouter, port, config: decided } of ports) {
     const names = networkFqns(decided.vn);
@@ -176,7 +188,9 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
     b.link(instanceIp, vnNode);
     b.attrLink(vmi, { type: 'routing-instance', name: names.routingInstance }, 'virtual-machine-interface-routing-instance', [el('direction', 'both')]);
     for (const floatingIp of decided.floatingIps) {
-      if (b.graph.node(pool.type, pool.name) === undefined) b.link(poolVn, b.node(pool.type, pool.name));
+      const fipVn = floatingIp.vn === undefined ? undefined : vns.get(floatingIp.vn);
+      const pool: IfmapIdentity = fipVn === undefined ? servicePool : { type: 'floating-ip-pool', name: `${fipVn.name}:${EXTERNAL_POOL_NAME}` };
+      if (b.graph.node(pool.type, pool.name) === undefined) b.link(fipVn ?? poolVn, b.node(pool.type, pool.name));
       const mappings = floatingIp.portMap.map((entry) =>
         el('port-mappings', [el('protocol', entry.protocol), el('src-port', String(entry.port)), el('dst-port', String(entry.targetPort))]),
       );
