@@ -76,10 +76,17 @@ export class NetworkManager {
     this.assignLoadBalancerIps();
   }
 
-  /** A service's addresses in the external VN: its externalIPs, then its LoadBalancer address. */
+  /**
+   * A service's addresses in the external VN: its externalIPs inside the
+   * external subnet (a Kubernetes service's are not checked as network.yaml's
+   * are), then its LoadBalancer address; none without an external network.
+   */
   externalAddresses(service: NetworkConfig['services'][number]): string[] {
+    const external = this.config.external;
+    if (!external) return [];
     const assigned = this.loadBalancerIps.get(service.name);
-    return [...(service.externalIps ?? []), ...(assigned === undefined ? [] : [assigned])];
+    const inside = (service.externalIps ?? []).filter((address) => inSubnet(ipFromString(address), external.network, external.length));
+    return [...inside, ...(assigned === undefined ? [] : [assigned])];
   }
 
   /** The LoadBalancer address given to a service, or undefined (none configured, or the pool is exhausted). */
@@ -93,7 +100,10 @@ export class NetworkManager {
     const wanted = new Set(this.config.services.filter((service) => service.loadBalancer).map((service) => service.name));
     for (const name of [...this.loadBalancerIps.keys()]) if (!wanted.has(name) || pool === null || !inSubnet(ipFromString(this.loadBalancerIps.get(name)!), pool.network, pool.length)) this.loadBalancerIps.delete(name);
     if (pool === null) return;
-    const taken = new Set([...this.loadBalancerIps.values(), ...this.config.services.flatMap((service) => service.externalIps ?? [])]);
+    const external = this.config.external!;
+    // Neither the external subnet's network nor its broadcast address, should the pool reach them.
+    const ends = [external.network, external.network + 2 ** (32 - external.length) - 1].map(ipToString);
+    const taken = new Set([...ends, ...this.loadBalancerIps.values(), ...this.config.services.flatMap((service) => service.externalIps ?? [])]);
     const last = pool.network + 2 ** (32 - pool.length) - 1;
     let candidate = pool.network;
     for (const name of wanted) {
