@@ -313,6 +313,11 @@ export class ControlNode {
     return true;
   }
 
+  /** The external pool's address given to a LoadBalancer service, if any. */
+  loadBalancerIp(service: string): string | undefined {
+    return this.network.loadBalancerIp(service);
+  }
+
   registeredPods(): Array<{ vrouter: string; port: LocalPort; outcome: PortOutcome }> {
     return [...this.network.registeredPorts()];
   }

@@ -73,6 +73,7 @@ export interface KubeServicePort {
 export interface KubeService {
   metadata?: KubeMeta;
   spec?: { clusterIP?: string; selector?: Record<string, string>; ports?: KubeServicePort[]; externalIPs?: string[]; type?: string };
+  status?: { loadBalancer?: { ingress?: Array<{ ip?: string }> } };
 }
 export interface KubeEndpoints {
   metadata?: KubeMeta;
