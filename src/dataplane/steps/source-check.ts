@@ -41,6 +41,7 @@ function sourceText(c: Pipeline, p: number): string {
 }
 
 export function describeSourceCheck(c: Pipeline, p: number, next: number): string {
+  if (c.vifs[c.pool.ingressVif[p]]?.gateway) return next === FLOW_LOOKUP ? "to the gateway's ip_blocks, from its MAC" : "not to the gateway's ip_blocks, or not from its MAC";
   return next === FLOW_LOOKUP ? 'source address and MAC belong to the vif' : `${sourceText(c, p)} is not this vif's`;
 }
 
