@@ -96,11 +96,13 @@ export class NetworkManager {
 
   /** Keeps the addresses of services still LoadBalancer, gives the others the first free pool addresses in order. */
   private assignLoadBalancerIps(): void {
-    const pool = this.config.external?.pool ?? null;
+    const external = this.config.external;
+    const pool = external?.pool ?? null;
     const wanted = new Set(this.config.services.filter((service) => service.loadBalancer).map((service) => service.name));
-    for (const name of [...this.loadBalancerIps.keys()]) if (!wanted.has(name) || pool === null || !inSubnet(ipFromString(this.loadBalancerIps.get(name)!), pool.network, pool.length)) this.loadBalancerIps.delete(name);
-    if (pool === null) return;
-    const external = this.config.external!;
+    for (const [name, address] of [...this.loadBalancerIps]) {
+      if (!wanted.has(name) || pool === null || !inSubnet(ipFromString(address), pool.network, pool.length)) this.loadBalancerIps.delete(name);
+    }
+    if (!external || pool === null) return;
     // Neither the external subnet's network nor its broadcast address, should the pool reach them.
     const ends = [external.network, external.network + 2 ** (32 - external.length) - 1].map(ipToString);
     const taken = new Set([...ends, ...this.loadBalancerIps.values(), ...this.config.services.flatMap((service) => service.externalIps ?? [])]);
