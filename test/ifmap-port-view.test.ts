@@ -185,7 +185,7 @@ test('a hand-built graph: the VN\'s own routing instance, v4 and v6 subnets, flo
     vn: VN.name, routingInstance: RI.name,
     ip: '10.1.1.3', ip6: 'fd00:1::3',
     subnet: '10.1.1.0/24', gateway: '10.1.1.1', subnet6: 'fd00:1::/64', gateway6: 'fd00:1::1',
-    floatingIps: [{ ip: '192.0.2.10', vn: PUBLIC_VN.name, portMap: [{ protocol: 'tcp', port: 80, targetPort: 8080 }, { protocol: 'udp', port: 53, targetPort: 5353 }] }],
+    floatingIps: [{ ip: '192.0.2.10', vn: PUBLIC_VN.name, external: false, portMap: [{ protocol: 'tcp', port: 80, targetPort: 8080 }, { protocol: 'udp', port: 53, targetPort: 5353 }] }],
     staticRoutes: [{ prefix: '172.16.0.0/24', nextHop: '10.1.1.3' }, { prefix: '172.17.0.0/16', nextHop: '' }],
     policies: [
       { ...policy, order: 0, name: `${NP.name}/0`, sourceVn: VN.name, destinationVn: PUBLIC_VN.name },
@@ -199,6 +199,17 @@ test('a hand-built graph: the VN\'s own routing instance, v4 and v6 subnets, flo
     ip6: view.ip6, subnet6: view.subnet6, gateway6: view.gateway6,
     floatingIps: [{ ip: '192.0.2.10', portMap: view.floatingIps[0].portMap }], policies: view.policies,
   });
+});
+
+test('a floating IP of a router-external VN\'s pool is published in that VN (a gateway\'s external address)', () => {
+  const graph = handGraph();
+  // router-external: tungstenfabric/tf-api-client c0011de96de769774283b5167aa0ecdd216dbe92 schema/vnc_cfg.xsd, a virtual-network property.
+  graph.apply({ op: 'update', nodes: [node('virtual-network', PUBLIC_VN.name, [el('router-external', 'true')])], links: [] });
+  const view = derivePortView(graph, '00000000-0000-0001-0000-000000000002');
+  assert.equal(view.floatingIps[0].external, true);
+  assert.deepEqual(portConfigOf(view)?.floatingIps, [{ ip: '192.0.2.10', portMap: view.floatingIps[0].portMap, vn: PUBLIC_VN.name }]);
+  graph.apply({ op: 'update', nodes: [node('virtual-network', PUBLIC_VN.name, [el('router-external', 'false')])], links: [] });
+  assert.equal(portConfigOf(derivePortView(graph, '00000000-0000-0001-0000-000000000002'))?.floatingIps[0].vn, undefined);
 });
 
 test('after a delete of the instance-ips the view says it is incomplete', () => {

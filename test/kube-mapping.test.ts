@@ -140,8 +140,36 @@ test('the mapping is a function of the objects: any listing order gives the same
   assert.equal(podStateAnnotation(state), '{"uuid":"' + state.uuid + '","macAddress":"02:00:00:00:00:01","ipAddress":"10.32.7.7","gateway":"10.32.0.1"}');
 });
 
-function managerFor(network: ReturnType<typeof mapCluster>): NetworkManager {
-  const config = parseNetworkConfig(JSON.stringify({ defaultVn: 'fallback', vns: [{ name: 'fallback', subnet: '192.168.0.0/24' }] }), 'test');
+test('spec.externalIPs and type LoadBalancer become floating IPs in the external VN on the backends', () => {
+  const objects = cluster();
+  const [redis, web] = objects.services;
+  redis.spec = { ...redis.spec, externalIPs: ['203.0.113.10', '2001:db8::10', '198.51.100.1'] };
+  web.spec = { ...web.spec, type: 'LoadBalancer' };
+  const network = mapCluster(objects, OPTIONS);
+  const byName = new Map(network.services.map((entry) => [entry.name, entry]));
+  assert.deepEqual(byName.get('shop/redis')!.externalIps, ['203.0.113.10', '198.51.100.1']);
+  assert.equal(byName.get('shop/redis')!.loadBalancer, false);
+  assert.equal(byName.get('shop/web')!.loadBalancer, true);
+  assert.equal(network.skipped.get('service externalIP that is not IPv4'), 1);
+
+  // With network.yaml's external network: an address outside its subnet gives nothing, the LoadBalancer the pool's first.
+  const external = { name: 'public', subnet: '203.0.113.0/24', loadBalancerPool: '203.0.113.128/25', gateways: [{ vrouter: 'gw' }] };
+  const manager = managerFor(network, external);
+  const floating = (name: string) => {
+    const plan = network.pods.find((entry) => entry.name === name)!;
+    const outcome = manager.outcomeOf(plan.vrouter, plan.port.id)!;
+    assert.ok('config' in outcome, name);
+    return outcome.config.floatingIps.filter((fip) => fip.vn !== undefined).map(({ ip, vn }) => ({ ip, vn }));
+  };
+  assert.deepEqual(floating('redis-1'), [{ ip: '203.0.113.10', vn: 'public' }]);
+  assert.deepEqual(floating('web-1'), [{ ip: '203.0.113.128', vn: 'public' }]);
+  assert.equal(manager.loadBalancerIp('shop/web'), '203.0.113.128');
+  // Without one, none.
+  assert.deepEqual(managerFor(network).policyRules.filter((rule) => rule.sourceVn === 'public'), []);
+});
+
+function managerFor(network: ReturnType<typeof mapCluster>, external?: object): NetworkManager {
+  const config = parseNetworkConfig(JSON.stringify({ defaultVn: 'fallback', vns: [{ name: 'fallback', subnet: '192.168.0.0/24' }], ...(external ? { external } : {}) }), 'test');
   for (const vn of network.vns) config.vns.set(vn.name, vn);
   config.services.push(...network.services);
   const manager = new NetworkManager(config);

@@ -40,6 +40,13 @@ class ListedObjects {
     const pod = this.cluster.pods.find((entry) => entry.metadata?.namespace === namespace && entry.metadata?.name === name)!;
     pod.metadata!.annotations = { ...pod.metadata!.annotations, ...annotations };
   }
+  readonly ingress: Array<{ service: string; ip: string | null }> = [];
+  async setLoadBalancerIngress(namespace: string, name: string, ip: string | null): Promise<void> {
+    this.ingress.push({ service: `${namespace}/${name}`, ip });
+    // What the service's update event brings back.
+    const service = this.cluster.services.find((entry) => entry.metadata?.namespace === namespace && entry.metadata?.name === name)!;
+    service.status = { loadBalancer: { ingress: ip === null ? [] : [{ ip }] } };
+  }
   async stop(): Promise<void> {}
 }
 
@@ -84,6 +91,36 @@ test('pods registered on their node, unregistered when gone; services applied; a
     await sleep(100);
     assert.deepEqual(node.registeredPods().map((entry) => entry.port.name).sort(), ['other', 'web-1']);
     assert.equal(source.status().pods, 1);
+  } finally {
+    await source.close();
+    await node.close();
+  }
+});
+
+test('a LoadBalancer service gets an address of the external pool on its backends, written once to its status.loadBalancer.ingress', async () => {
+  const base = parseNetworkConfig(JSON.stringify({
+    defaultVn: 'fallback',
+    vns: [{ name: 'fallback', subnet: '192.168.0.0/24' }],
+    external: { name: 'public', subnet: '203.0.113.0/24', loadBalancerPool: '203.0.113.128/25', gateways: [{ vrouter: 'gw' }] },
+  }), 'test');
+  const node = new ControlNode({ config: base });
+  const listed = new ListedObjects();
+  listed.cluster.pods.push(pod('web-1', 'node-a', { app: 'web' }));
+  listed.cluster.services.push(
+    { metadata: { name: 'web', namespace: 'shop' }, spec: { clusterIP: '10.96.0.31', type: 'LoadBalancer', selector: { app: 'web' }, ports: [{ port: 80 }] } },
+    { metadata: { name: 'plain', namespace: 'shop' }, spec: { clusterIP: '10.96.0.32', selector: { app: 'web' }, ports: [{ port: 81 }], externalIPs: ['203.0.113.10'] } },
+  );
+  const source = new KubeNetworkSource(node, base, OPTIONS, silentLogger);
+  try {
+    source.attach(listed.watcher());
+    await sleep(100);
+    const [web] = node.registeredPods();
+    assert.ok('config' in web.outcome);
+    assert.deepEqual(web.outcome.config.floatingIps.filter((fip) => fip.vn === 'public').map((fip) => fip.ip), ['203.0.113.10', '203.0.113.128']);
+    assert.deepEqual(listed.ingress, [{ service: 'shop/web', ip: '203.0.113.128' }], 'only the LoadBalancer service has its status written');
+    source.changed();
+    await sleep(100);
+    assert.equal(listed.ingress.length, 1, 'a status that is already right is not written again');
   } finally {
     await source.close();
     await node.close();

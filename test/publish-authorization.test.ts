@@ -213,3 +213,31 @@ test('a publish that overtakes its port is held, and installed once the port is 
     await control.close();
   }
 });
+
+test("the external VN: a listed gateway may publish its routes there, a backend its external floating IP, nobody else", async () => {
+  const config = parseNetworkConfig(`${CONFIG}
+  - { name: websvc, clusterIP: 10.96.0.10, ports: [{ port: 80, targetPort: 8080 }], selector: { app: web }, externalIPs: [203.0.113.10] }
+external: { name: public, subnet: 203.0.113.0/24, gateways: [{ vrouter: gw }] }
+`, 'test.yaml');
+  const control = new ControlNode({ config, logger: new RecordingLogger() });
+  const { port } = await control.listen(0, '127.0.0.1');
+  const gw = await FakeVrouter.connect('gw', port);
+  const a = await FakeVrouter.connect('node-a', port);
+  const observer = await FakeVrouter.connect('node-c', port);
+  try {
+    control.registerPod('node-a', pod('a1', 20, { name: 'web', app: 'web' }));
+    for (const vrouter of [gw, a, observer]) vrouter.subscribe('public');
+    await eventually(() => assert.deepEqual(control.connectedVrouters().sort(), ['gw', 'node-a', 'node-c']));
+    gw.publish('public', '0.0.0.0/0', [nexthop('192.168.0.10', 16, 'public')]);
+    gw.publish('public', '198.51.100.0/24', [nexthop('192.168.0.10', 16, 'public')]); // not among its routes
+    a.publish('public', '0.0.0.0/0', [nexthop('192.168.0.11', 20, 'public')]); // not a gateway
+    a.publish('public', '203.0.113.10/32', [nexthop('192.168.0.11', 20, 'public')]);
+    await eventually(() => assert.deepEqual(observer.route('public', '203.0.113.10/32')?.nexthops, [nexthop('192.168.0.11', 20, 'public')]));
+    assert.deepEqual(observer.route('public', '0.0.0.0/0')?.nexthops, [nexthop('192.168.0.10', 16, 'public')]);
+    assert.equal(observer.route('public', '198.51.100.0/24'), undefined);
+    assert.deepEqual(control.refusedPublishes(), { malformed: 0, 'not-given': 2, 'next-hops': 0 });
+  } finally {
+    for (const vrouter of [gw, a, observer]) vrouter.close();
+    await control.close();
+  }
+});

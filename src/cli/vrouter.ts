@@ -21,6 +21,7 @@ import { captureScenario, parseDuration } from '../replay/capture';
 import { exportState } from '../replay/state-export';
 import { findScenarios, formatResult, jsonReport, junitXml, runSuite, summaryLine, SuiteScenario } from '../replay/suite';
 import { Daemon } from '../daemon/daemon';
+import { GatewaySpec, parseGatewayFlag } from '../daemon/gateway';
 import { cniCommand } from './cni';
 import { portCommand } from './port';
 import { routeCommand, statsCommand } from './route';
@@ -223,6 +224,7 @@ interface RunOptions {
   stalePortTimeout?: number;
   cleanExit?: boolean;
   snapshot?: string;
+  gateway: GatewaySpec[];
 }
 
 function controlOptions(options: RunOptions) {
@@ -256,11 +258,19 @@ function runCommand(): Command {
       return Number(value);
     }, 60)
     .option('--clean-exit', "on SIGTERM/SIGINT remove the pods' devices and the restart snapshot (default: keep them, so a restarted daemon re-attaches the pods without losing a connection)")
+    .option('--gateway <keys>', 'a software gateway (the agent\'s [GATEWAY-n]): routing_instance=<fqn>,interface=<ifname>,ip_blocks=<prefix ...>[,routes=<prefix ...>],mac=<external side MAC>; repeatable; needs --control', (value: string, previous: GatewaySpec[]) => {
+      try {
+        return [...previous, parseGatewayFlag(value)];
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+    }, [])
     .option('--snapshot <file>', 'the restart snapshot: ports, routes and flows, saved every 500 ms and on SIGTERM, restored at start (default: <state file>.snapshot.json)')
     .action(async (options: RunOptions) => {
       const { host, port } = parseHostPort(options.api, '--api');
       const introspect = options.introspect === false ? undefined : parseHostPort(options.introspect, '--introspect');
-      await Daemon.start({ stateFile: options.state, apiHost: host, apiPort: port, introspect, control: controlOptions(options), portsDir: options.portsDir, stalePortTimeout: options.stalePortTimeout, cleanExit: options.cleanExit === true, snapshotFile: options.snapshot });
+      if (options.gateway.length > 0 && options.control.length === 0) throw new UsageError('--gateway needs --control: its routes reach the other nodes through the control node');
+      await Daemon.start({ gateways: options.gateway, stateFile: options.state, apiHost: host, apiPort: port, introspect, control: controlOptions(options), portsDir: options.portsDir, stalePortTimeout: options.stalePortTimeout, cleanExit: options.cleanExit === true, snapshotFile: options.snapshot });
     });
 }
 

@@ -22,6 +22,7 @@ import type { FloatingIp } from '../dataplane/vif';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
 import { ControlClient, ControlServer } from '../control/agent/control-client';
 import { CapAttachment } from './cap-attachment';
+import { GatewaySpec, gatewayConfig, gatewayPort } from './gateway';
 import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
@@ -63,6 +64,8 @@ export interface DaemonOptions {
   cleanExit?: boolean;
   /** Where the restart snapshot is kept (`--snapshot`); default defaultSnapshotFile(stateFile). */
   snapshotFile?: string;
+  /** Software gateways (`--gateway`, gateway.ts); they need `control`. */
+  gateways?: GatewaySpec[];
 }
 
 /** One directory per daemon: next to its state file, named after it (node0.json -> node0.ports). */
@@ -217,6 +220,7 @@ export class Daemon {
     if (options.control) {
       const client = daemon.startControlClient(options.control);
       if (loaded.snapshot) daemon.rejoin(loaded.snapshot, client);
+      for (const gateway of options.gateways ?? []) await daemon.addGateway(gateway, client);
     }
     const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
     const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log, options.stalePortTimeout);
@@ -332,6 +336,21 @@ export class Daemon {
         this.log.warn({ component: 'snapshot', id: port.request.id, reason: error.message }, 'restored port refused by the control nodes: removed'),
       );
     }
+  }
+
+  /** A gateway's interface attached as a port in its routing instance (the worker opens it when the client configures it). */
+  private async addGateway(gateway: GatewaySpec, client: ControlClient): Promise<void> {
+    let label = 16;
+    while (this.usedLabels.has(label)) label++;
+    this.usedLabels.add(label);
+    const port = gatewayPort(gateway, label);
+    try {
+      this.controlledAttachments.set(port.id, new CapAttachment(gateway.interface));
+    } catch (error) {
+      throw new Error(`--gateway interface ${gateway.interface}: ${(error as Error).message}`);
+    }
+    await client.addGateway(port, gatewayConfig(gateway), gateway.routes);
+    this.log.info({ component: 'gateway', interface: gateway.interface, vrf: gateway.routingInstance, label, ipBlocks: gateway.ipBlocks, routes: gateway.routes }, 'gateway interface attached');
   }
 
   /** The XMPP sessions, for the introspect API. */

@@ -58,6 +58,8 @@ export interface VifConfig {
   /** IPv6 address (16 bytes), absent or null when none. */
   ip6?: Uint8Array | null;
   floatingIps6?: FloatingIp6[];
+  /** A software gateway's interface (vgw): it sends from any address, to its VRF's subnets only. */
+  gateway?: boolean;
 }
 
 export class Vif {
@@ -75,6 +77,7 @@ export class Vif {
   /** The pod's IPv6 address; it may arrive after the port (the agent learns it with the VMI's instance IPs). */
   ip6: Uint8Array | null;
   floatingIps6: FloatingIp6[];
+  readonly gateway: boolean;
   port: PacketPort = NULL_PORT;
   rxPackets = 0;
   rxBytes = 0;
@@ -94,6 +97,7 @@ export class Vif {
     this.maxFlows = config.maxFlows ?? 0;
     this.ip6 = config.ip6 ? Uint8Array.from(config.ip6) : null;
     this.floatingIps6 = config.floatingIps6 ?? [];
+    this.gateway = config.gateway === true;
   }
 
   /** The floating IP entry for an address this vif answers for, or null. */

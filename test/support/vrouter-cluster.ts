@@ -98,6 +98,14 @@
  *
  * Each control node logs to <tmp>/control<i>.log (in logs() and withLogs()).
  *
+ * A software gateway (control mode): with `gateway`, node `gateway.node`
+ * runs `vrouter run --gateway` on vgw0, the host end of a veth whose other
+ * end, ext0, is in the namespace `<p>-external` (cluster.externalNs), outside
+ * the overlay; the test gives ext0 its address and routes.
+ *
+ *   <p>-external: ext0 --veth-- vgw0 in <p>-node<gateway.node>
+ *   gateway: { node: 0, routingInstance: 'default-domain:default-project:public:public', ipBlocks: ['203.0.113.0/24'] }
+ *
  * Each daemon's stdout/stderr (JSON log lines) go to <tmp>/node<i>.log. A
  * daemon that does not answer its API within startTimeoutMs, exits on its
  * own or does not exit on SIGTERM makes the call fail with its log.
@@ -112,6 +120,7 @@ import type { NetworkConfigDocument } from '../../src/control/node/network-confi
 import type { RouteJson, RouteTableJson } from '../../src/daemon/introspect-server';
 import type { FlowsEntry, PolicyEntry, ServiceEntry, StateDocument } from '../../src/control/config/state-schema';
 import { ExecOptions, Topology, requireCommands } from './netns';
+import { nativeIoPath } from '../../src/dataplane/io/native';
 
 export type Encap = 'udp' | 'gre';
 
@@ -163,6 +172,8 @@ export interface ClusterOptions {
    * devices and its snapshot for restartNode (default false: SIGTERM removes them).
    */
   restartable?: boolean;
+  /** A software gateway on one node (see the header); needs `control`. */
+  gateway?: { node: number; routingInstance: string; ipBlocks: string[]; routes?: string[] };
 }
 
 export interface FloatingIpSpec {
@@ -283,6 +294,8 @@ export interface RouteNexthop {
 export interface CaptureTarget {
   node?: number;
   pod?: string;
+  /** Any namespace of the topology (cluster.externalNs); give the interface. */
+  ns?: string;
 }
 
 export interface Capture {
@@ -458,6 +471,9 @@ export class VrouterCluster {
   /** Control mode: each pod's registration (with its address), to bring a restarted control node up to date. */
   private readonly registrations = new Map<string, Record<string, unknown>>();
   private stopping: Promise<void> | undefined;
+  /** With `gateway`: the external namespace, and the --gateway value of the gateway node. */
+  externalNs: string | undefined;
+  private gatewayFlag: string | undefined;
 
   private constructor(
     readonly topology: Topology,
@@ -519,6 +535,7 @@ export class VrouterCluster {
         bridgePorts.push(`n${index}`);
       }
       await topology.addBridge(underlayNs, 'br0', bridgePorts);
+      if (options.gateway) await cluster.setUpExternal(options.gateway, nodeNamespaces[options.gateway.node], role('external'));
       // The control nodes listen before the daemons start, so the first connection succeeds.
       await Promise.all(controlNamespaces.map((ns, index) => cluster.setUpControlNode(index, ns)));
       await Promise.all(nodeNamespaces.map((ns, index) => cluster.startNode(index, ns)));
@@ -978,7 +995,7 @@ export class VrouterCluster {
    */
   async capture(target: CaptureTarget, iface: string | undefined, filter: string, fields: string[]): Promise<Capture> {
     requireCommands({ tshark: 'tshark' });
-    const ns = target.pod !== undefined ? this.pod(target.pod).ns : this.node(target.node ?? 0).ns;
+    const ns = target.ns ?? (target.pod !== undefined ? this.pod(target.pod).ns : this.node(target.node ?? 0).ns);
     const device = iface ?? (target.pod !== undefined ? 'eth0' : 'underlay');
     const child = this.topology.spawn(ns, ['tshark', '-l', '-n', '-i', device, '-f', filter, '-T', 'fields', ...fields.flatMap((field) => ['-e', field])]);
     const output = new ProcessOutput(child);
@@ -1169,6 +1186,20 @@ export class VrouterCluster {
     return `${LOG_MARKER}${this.logs(nodes, controlNodes)}`;
   }
 
+  /** The external namespace and its veth to the gateway node, and the gateway node's --gateway. */
+  private async setUpExternal(gateway: NonNullable<ClusterOptions['gateway']>, nodeNs: string | undefined, role: string): Promise<void> {
+    if (!this.options.control || nodeNs === undefined) throw new Error(`gateway: needs control mode and node ${gateway.node} among the nodes`);
+    const externalNs = await this.topology.addNamespace(role);
+    // Pod-sized, so what the external side sends fits the tunnel as a pod's does.
+    await this.topology.addVethPair(externalNs, 'ext0', nodeNs, 'vgw0', { mtu: this.podMtu });
+    // Full checksums from the external side, as from a router on a real link: a veth's tx offload leaves them partial, which NAT cannot update.
+    await this.topology.exec(externalNs, [process.execPath, '-e', `require(${JSON.stringify(nativeIoPath())}).disableTxOffloads('ext0')`]);
+    this.externalNs = externalNs;
+    const keys = [`routing_instance=${gateway.routingInstance}`, 'interface=vgw0', `ip_blocks=${gateway.ipBlocks.join(' ')}`, `mac=${await this.topology.macOf(externalNs, 'ext0')}`];
+    if (gateway.routes) keys.push(`routes=${gateway.routes.join(' ')}`);
+    this.gatewayFlag = keys.join(',');
+  }
+
   /** Creates a control node's address, configuration file and record, and starts it. */
   private async setUpControlNode(index: number, ns: string): Promise<void> {
     const address = `${UNDERLAY_PREFIX}${FIRST_CONTROL_HOST + index}`;
@@ -1277,7 +1308,8 @@ export class VrouterCluster {
         ? [...this.controlNodes.flatMap((controlNode) => ['--control', controlNode.endpoint]), ...(control.holdTime !== undefined ? ['--hold-time', String(control.holdTime)] : [])]
         : [];
       const exitArgs = this.options.restartable ? [] : ['--clean-exit'];
-      child = this.topology.spawn(node.ns, [process.execPath, VROUTER_BIN, 'run', '--state', node.stateFile, '--api', this.options.api, ...controlArgs, ...exitArgs], {
+      const gatewayArgs = this.gatewayFlag !== undefined && node.index === this.options.gateway?.node ? ['--gateway', this.gatewayFlag] : [];
+      child = this.topology.spawn(node.ns, [process.execPath, VROUTER_BIN, 'run', '--state', node.stateFile, '--api', this.options.api, ...controlArgs, ...exitArgs, ...gatewayArgs], {
         stdio: ['ignore', logFd, logFd],
         env: { ...process.env, VROUTER_LOG_LEVEL: this.options.logLevel ?? process.env.VROUTER_LOG_LEVEL ?? 'info' },
       });

@@ -74,6 +74,13 @@ export interface FloatingIpConfig {
   /** IPv4, or IPv6 (a dual-stack service's second ClusterIP, NATed to the pod's IPv6 address). */
   ip: string;
   portMap: PortMapping[];
+  /**
+   * The VN of an external (router-external) floating IP pool: the address is
+   * published in that VN's routing instance, as the agent publishes a
+   * floating IP in its pool's VN. Absent: in the port's own (a ClusterIP).
+   * By FQN in a PortConfig, by network.yaml name in the control node's decisions.
+   */
+  vn?: string;
 }
 
 /**
@@ -112,6 +119,12 @@ export interface PortConfig {
   floatingIps: FloatingIpConfig[];
   /** Policies naming this VN as source or destination (VNs by FQN, or `any`). */
   policies: PortPolicy[];
+  /**
+   * A software gateway interface (the agent's vgw, `vrouter run --gateway`),
+   * configured on its node and not by the control node: it sends from any
+   * address, only to its ip_blocks (the VRF's subnets, ARP answered for them).
+   */
+  vgw?: { ipBlocks: string[] };
 }
 
 /** The virtual-machine a port belongs to: its vmUuid, else its id. */

@@ -377,17 +377,18 @@ export class ControlClient {
     const previous = state.config;
     if (previous === null || JSON.stringify(previous) !== JSON.stringify(config)) {
       const port = state.port;
-      const wanted = new Set(publishedPrefixes(config));
-      const moved = previous !== null && (previous.vrf !== config.vrf || previous.vn !== config.vn);
+      const wanted = publishedRoutes(config);
+      const wantedKeys = new Set(wanted.map(publishedKey));
+      const vrfs = routeVrfs(config);
+      const previousVrfs = previous === null ? new Set<string>() : routeVrfs(previous);
       if (previous) {
-        for (const prefix of publishedPrefixes(previous)) if (moved || !wanted.has(prefix)) this.setLocalNexthop(previous.vrf, prefix, port.id, null);
-        if (moved) this.releaseVrf(previous.vrf);
+        for (const route of publishedRoutes(previous)) if (!wantedKeys.has(publishedKey(route))) this.setLocalNexthop(route.vrf, route.prefix, port.id, null);
+        for (const vrf of previousVrfs) if (!vrfs.has(vrf)) this.releaseVrf(vrf);
       }
       await this.options.access.configurePort(port, config);
       state.config = config;
-      if (previous === null || moved) this.retainVrf(config.vrf);
-      const nexthop: WireNexthop = { address: this.options.underlayIp, label: port.label, encaps: [...this.options.encaps], virtualNetwork: config.vn };
-      for (const prefix of wanted) this.setLocalNexthop(config.vrf, prefix, port.id, nexthop);
+      for (const vrf of vrfs) if (!previousVrfs.has(vrf)) this.retainVrf(vrf);
+      for (const route of wanted) this.setLocalNexthop(route.vrf, route.prefix, port.id, this.ownNexthop(port.label, route.vn));
       const ip6 = config.ip6 === undefined ? '' : ` and ${config.ip6}`;
       this.logger.info(`port ${port.id} (${port.namespace}/${port.name}): ${config.ip}${ip6} in ${config.vrf}, ${config.floatingIps.length} floating IPs, ${config.policies.length} policies`);
     }
@@ -397,10 +398,29 @@ export class ControlClient {
   private async unconfigure(state: PortState): Promise<void> {
     const config = state.config;
     if (config === null) return;
-    for (const prefix of publishedPrefixes(config)) this.setLocalNexthop(config.vrf, prefix, state.port.id, null);
-    this.releaseVrf(config.vrf);
+    for (const route of publishedRoutes(config)) this.setLocalNexthop(route.vrf, route.prefix, state.port.id, null);
+    for (const vrf of routeVrfs(config)) this.releaseVrf(vrf);
     state.config = null;
     await this.options.access.unconfigurePort(state.port);
+  }
+
+  private ownNexthop(label: number, virtualNetwork: string): WireNexthop {
+    return { address: this.options.underlayIp, label, encaps: [...this.options.encaps], virtualNetwork };
+  }
+
+  /**
+   * A software gateway interface (the agent's vgw: a [GATEWAY-n] section,
+   * tungstenfabric/tf-controller 6a674397821187fedfffd9586942b906d3479dbc
+   * src/vnsw/agent/vgw/cfg_vgw.cc, vgw.cc): configured from this node's own
+   * settings, not IF-MAP; its routes are published in its routing instance
+   * with its label, so other nodes send what they route there to it, and
+   * what it is sent in that instance is learned as for a port.
+   */
+  async addGateway(port: LocalPort, config: PortConfig, routes: string[]): Promise<void> {
+    await this.options.access.configurePort(port, config);
+    this.retainVrf(config.vrf);
+    for (const prefix of routes) this.setLocalNexthop(config.vrf, prefix, port.id, this.ownNexthop(port.label, config.vn));
+    this.logger.info(`gateway ${port.name}: in ${config.vrf} for ${config.vgw?.ipBlocks.join(' ')}, publishing ${routes.join(' ')}`);
   }
 
   // ------------------------------------------------------------ publications and subscriptions
@@ -505,13 +525,43 @@ export class ControlClient {
   }
 }
 
+interface PublishedRoute {
+  vrf: string;
+  prefix: string;
+  /** The VN FQN the route's next hop names. */
+  vn: string;
+}
+
+/** A host prefix: IPv4 as /32 (inet, 1/1), IPv6 as /128 (inet6, 2/1), as the agent's AddIpv6Route host routes. */
+function hostPrefix(address: string): string {
+  return `${address}/${address.includes(':') ? 128 : 32}`;
+}
+
 /**
- * The prefixes a port's configuration makes this node publish: its addresses and floating IPs, IPv4
- * as /32 (inet, 1/1) and IPv6 as /128 (inet6, 2/1), as the agent's AddIpv6Route host routes.
+ * What a port's configuration makes this node publish: its addresses and
+ * floating IPs in its routing instance, an external floating IP in its
+ * pool VN's.
  */
-function publishedPrefixes(config: PortConfig): string[] {
-  const host = (address: string) => `${address}/${address.includes(':') ? 128 : 32}`;
-  return [host(config.ip), ...(config.ip6 === undefined ? [] : [host(config.ip6)]), ...config.floatingIps.map((floatingIp) => host(floatingIp.ip))];
+function publishedRoutes(config: PortConfig): PublishedRoute[] {
+  const own = (address: string) => ({ vrf: config.vrf, prefix: hostPrefix(address), vn: config.vn });
+  return [
+    own(config.ip),
+    ...(config.ip6 === undefined ? [] : [own(config.ip6)]),
+    ...config.floatingIps.map((floatingIp) =>
+      floatingIp.vn === undefined
+        ? own(floatingIp.ip)
+        : { vrf: ownRoutingInstance(floatingIp.vn), prefix: hostPrefix(floatingIp.ip), vn: floatingIp.vn },
+    ),
+  ];
+}
+
+function publishedKey(route: PublishedRoute): string {
+  return `${route.vrf}\0${route.prefix}\0${route.vn}`;
+}
+
+/** The routing instances a port's configuration subscribes. */
+function routeVrfs(config: PortConfig): Set<string> {
+  return new Set(publishedRoutes(config).map((route) => route.vrf));
 }
 
 /**

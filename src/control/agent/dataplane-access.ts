@@ -5,7 +5,8 @@
  *
  * A configured port is a virtual vif (named by the port id) in its routing
  * instance's VRF with its address and floating IPs, an encap nexthop to it,
- * and its MPLS label leading to that nexthop. A change of VRF or address
+ * and its MPLS label leading to that nexthop (a gateway's vif, PortConfig
+ * vgw, has its ip_blocks as the VRF's subnets). A change of VRF or address
  * re-creates the vif; other changes are made in place. The node's policy
  * table is the union of the configured ports' policies, in the control
  * node's order.
@@ -64,7 +65,7 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
     const dp = this.dataplane;
     const vrf = this.routes.vrf(config.vrf);
     const table = dp.vrfs.get(vrf)!;
-    table.subnets = [parsePrefix(config.subnet)];
+    table.subnets = (config.vgw?.ipBlocks ?? [config.subnet]).map(parsePrefix);
     table.gateway = ipFromString(config.gateway);
     // A dual-stack VN: the neighbour discovery proxy answers for its IPv6 subnet, router advertisements give the gateway.
     if (config.subnet6 !== undefined && config.gateway6 !== undefined) dp.setVrfIpv6(vrf, [parsePrefix6(config.subnet6)], ip6FromString(config.gateway6));
@@ -87,7 +88,7 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
       const mac = parseMac(port.mac);
       let vif = 0;
       while (dp.vifs.get(vif)) vif++;
-      dp.addVif({ id: vif, kind: 'virtual', name: port.id, mac, ip, vrf, mtu: DEFAULT_MTU, floatingIps, ip6: ip6 === '' ? null : ip6FromString(ip6), floatingIps6 });
+      dp.addVif({ id: vif, kind: 'virtual', name: port.id, mac, ip, vrf, mtu: DEFAULT_MTU, floatingIps, ip6: ip6 === '' ? null : ip6FromString(ip6), floatingIps6, gateway: config.vgw !== undefined });
       const encapNexthop = this.freeNexthop();
       dp.setNexthop(encapNexthop, { kind: 'encap', vif, mac });
       dp.setLabel(port.label, encapNexthop);

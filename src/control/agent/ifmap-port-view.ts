@@ -21,6 +21,8 @@ export interface StaticRoute {
 export interface IfmapFloatingIp extends FloatingIpConfig {
   /** The VN of the floating-ip-pool, '' until the pool and its VN arrive. */
   vn: string;
+  /** That VN has `router-external` true (tungstenfabric/tf-api-client c0011de9 schema/vnc_cfg.xsd): an external address. */
+  external: boolean;
 }
 
 /** The port as the graph describes it; fields are '' or empty until their node arrives. */
@@ -153,8 +155,8 @@ function floatingIps(graph: IfmapGraph, vmi: IfmapNode): IfmapFloatingIp[] {
       portMap.push({ protocol: name, port, targetPort });
     }
     const pool = graph.neighbours(fip, 'floating-ip-pool')[0];
-    const vn = pool === undefined ? '' : (graph.neighbours(pool, 'virtual-network')[0]?.name ?? '');
-    return [{ ip, portMap, vn }];
+    const vnNode = pool === undefined ? undefined : graph.neighbours(pool, 'virtual-network')[0];
+    return [{ ip, portMap, vn: vnNode?.name ?? '', external: vnNode !== undefined && property(vnNode, 'router-external')?.text === 'true' }];
   });
 }
 
@@ -350,7 +352,7 @@ export function portConfigOf(view: IfmapPortView): PortConfig | undefined {
   const ipv6 = view.ip6 !== '' && view.subnet6 !== '' && view.gateway6 !== '' ? { ip6: view.ip6, subnet6: view.subnet6, gateway6: view.gateway6 } : {};
   return {
     vrf: view.routingInstance, vn: view.vn, ip: view.ip, subnet: view.subnet, gateway: view.gateway, ...ipv6,
-    floatingIps: view.floatingIps.map(({ ip, portMap }) => ({ ip, portMap })),
+    floatingIps: view.floatingIps.map(({ ip, portMap, vn, external }) => (external ? { ip, portMap, vn } : { ip, portMap })),
     policies: view.policies,
   };
 }

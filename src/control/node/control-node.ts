@@ -339,6 +339,11 @@ export class ControlNode {
     return true;
   }
 
+  /** The external pool's address given to a LoadBalancer service, if any. */
+  loadBalancerIp(service: string): string | undefined {
+    return this.network.loadBalancerIp(service);
+  }
+
   registeredPods(): Array<{ vrouter: string; port: LocalPort; outcome: PortOutcome }> {
     return [...this.network.registeredPorts()];
   }
@@ -524,7 +529,7 @@ export class ControlNode {
     this.logger.warn(`vrouter ${vrouter}: publish of ${prefix} in ${instance} refused (${reason}): ${detail}`);
   }
 
-  /** The "instance\0prefix" routes a vrouter's ports were given: their addresses and floating IPs in their VN's instance. */
+  /** The "instance\0prefix" routes a vrouter's ports were given (their addresses and floating IPs in their VN's instance, an external one in the external VN's), and a gateway's routes. */
   private authorizedFor(vrouter: string): ReadonlySet<string> {
     if (this.authorizedRoutes === null) {
       const authorized = new Map<string, Set<string>>();
@@ -534,7 +539,14 @@ export class ControlNode {
         const instance = networkFqns(config.vn).routingInstance;
         routes.add(routeKey(instance, hostPrefix(config.ip)));
         if (config.ip6 !== undefined) routes.add(routeKey(instance, hostPrefix(config.ip6)));
-        for (const floatingIp of config.floatingIps) routes.add(routeKey(instance, hostPrefix(floatingIp.ip)));
+        for (const floatingIp of config.floatingIps) routes.add(routeKey(floatingIp.vn === undefined ? instance : networkFqns(floatingIp.vn).routingInstance, hostPrefix(floatingIp.ip)));
+      }
+      // A gateway of the external VN (network.yaml external.gateways) publishes its routes there.
+      const external = this.config.external;
+      for (const [gateway, prefixes] of external?.gateways ?? []) {
+        let routes = authorized.get(gateway);
+        if (!routes) authorized.set(gateway, (routes = new Set()));
+        for (const prefix of prefixes) routes.add(routeKey(networkFqns(external!.name).routingInstance, prefix));
       }
       this.authorizedRoutes = authorized;
     }

@@ -16,6 +16,7 @@
  *        -- attr virtual-machine-interface-routing-instance (direction both) -- routing-instance <vn FQN>:<vn>
  *        -- floating-ip-virtual-machine-interface -- floating-ip (address, port mappings)
  *             -- floating-ip-pool-floating-ip -- floating-ip-pool -- virtual-network-floating-ip-pool -- the default VN
+ *                (an external address: the pool of the external VN, which has router-external true)
  *   virtual-network -- virtual-network-routing-instance -- its routing-instance
  *                   -- attr virtual-network-network-ipam (ipam-subnets; a second one with the IPv6 subnet) -- network-ipam
  *                   -- attr virtual-network-network-policy (sequence) -- network-policy (network-policy-entries)
@@ -53,6 +54,8 @@ export interface IfmapInterest {
 const NETWORK_IPAM = `${DEFAULT_PROJECT}:default-network-ipam`;
 /** The pool of services' ClusterIPs, under the default VN. */
 const SERVICE_POOL_NAME = 'service-cluster-ips';
+/** The pool of services' external addresses, under the external VN. */
+const EXTERNAL_POOL_NAME = 'external-ips';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -214,6 +217,15 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
     if (vn.ipv6) subnets.push(el('ipam-subnets', [subnetElement(vn.ipv6.subnet), el('default-gateway', vn.ipv6.gateway)]));
     b.attrLink(vnNode, ipam, 'virtual-network-network-ipam', subnets);
   }
+  const external = config.external;
+  if (external) {
+    const names = networkFqns(external.name);
+    // router-external: tungstenfabric/tf-api-client c0011de96de769774283b5167aa0ecdd216dbe92 schema/vnc_cfg.xsd, a virtual-network property.
+    const vnNode = b.node('virtual-network', names.vn, [el('router-external', 'true')]);
+    vns.set(external.name, vnNode);
+    b.link(vnNode, b.node('routing-instance', names.routingInstance));
+    b.attrLink(vnNode, ipam, 'virtual-network-network-ipam', [el('ipam-subnets', [subnetElement(external.subnet)])]);
+  }
   for (const rule of rules) {
     const policy = b.node('network-policy', `${DEFAULT_PROJECT}:${rule.name}`, [el('network-policy-entries', [policyRule(rule)])]);
     const sequence = [el('sequence', [el('major', String(rule.order)), el('minor', '0')])];
@@ -229,7 +241,7 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
     b.link(vnNode, b.node('access-control-list', `${vnNode.name}:${shortName}`, [accessControlListEntries(vnNode.name, attached)]));
   }
   const poolVn = vns.get(config.defaultVn)!;
-  const pool: IfmapIdentity = { type: 'floating-ip-pool', name: `${poolVn.name}:${SERVICE_POOL_NAME}` };
+  const servicePool: IfmapIdentity = { type: 'floating-ip-pool', name: `${poolVn.name}:${SERVICE_POOL_NAME}` };
   const serviceNames = new Map(config.services.flatMap((service) => [
     [service.clusterIp, service.name],
     ...(service.clusterIp6 === undefined ? [] : [[service.clusterIp6, `${service.name}-v6`] as [string, string]]),
@@ -255,7 +267,9 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
     }
     b.attrLink(vmi, { type: 'routing-instance', name: names.routingInstance }, 'virtual-machine-interface-routing-instance', [el('direction', 'both')]);
     for (const floatingIp of decided.floatingIps) {
-      if (b.graph.node(pool.type, pool.name) === undefined) b.link(poolVn, b.node(pool.type, pool.name));
+      const fipVn = floatingIp.vn === undefined ? undefined : vns.get(floatingIp.vn);
+      const pool: IfmapIdentity = fipVn === undefined ? servicePool : { type: 'floating-ip-pool', name: `${fipVn.name}:${EXTERNAL_POOL_NAME}` };
+      if (b.graph.node(pool.type, pool.name) === undefined) b.link(fipVn ?? poolVn, b.node(pool.type, pool.name));
       const mappings = floatingIp.portMap.map((entry) =>
         el('port-mappings', [el('protocol', entry.protocol), el('src-port', String(entry.port)), el('dst-port', String(entry.targetPort))]),
       );

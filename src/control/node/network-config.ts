@@ -23,6 +23,11 @@
  *       selector: { name: db }
  *   policies:
  *     - { name: web-to-db-admin, from: web, to: db, protocol: tcp, ports: [8080], action: allow }
+ *   external:                              # the external VN a software gateway (vrouter run --gateway) serves
+ *     name: public
+ *     subnet: 203.0.113.0/24               # services' externalIPs are in it (the gateway's ip_blocks)
+ *     loadBalancerPool: 203.0.113.128/25   # type: LoadBalancer services get an address from it
+ *     gateways: [{ vrouter: gw, routes: [0.0.0.0/0] }]
  *   vrouters: [node-a, node-b]
  *   tls: { cert: control.crt, key: control.key, ca: ca.crt }
  */
@@ -65,6 +70,24 @@ export interface ServiceEntry {
   ports: ServicePortEntry[];
   /** Pods whose labels include all of these back the service. */
   selector: Record<string, string>;
+  /** Addresses of the external network the service is reached at from outside (Kubernetes spec.externalIPs). */
+  externalIPs?: string[];
+  /** LoadBalancer: the service also gets an address of the external network's loadBalancerPool. */
+  type?: 'ClusterIP' | 'LoadBalancer';
+}
+
+export interface ExternalGatewayEntry {
+  /** The gateway's vrouter name (vrouter run --gateway ... --node-name). */
+  vrouter: string;
+  /** What it may publish in the external VN (its --gateway routes); default 0.0.0.0/0, as the agent's vgw without routes. */
+  routes?: string[];
+}
+
+export interface ExternalEntry {
+  name: string;
+  subnet: string;
+  loadBalancerPool?: string;
+  gateways: ExternalGatewayEntry[];
 }
 
 export interface PolicyEntry {
@@ -95,6 +118,7 @@ export interface NetworkConfigDocument {
   policies?: PolicyEntry[];
   vrouters?: string[];
   tls?: TlsEntry;
+  external?: ExternalEntry;
 }
 
 export interface VnConfig {
@@ -125,6 +149,21 @@ export interface ServiceConfig {
   clusterIp6?: string;
   ports: PortMapping[];
   selector: Record<string, string>;
+  /** Absent: none (kept so, configurations made in code need not name them). */
+  externalIps?: string[];
+  loadBalancer?: boolean;
+}
+
+/** The external VN: floating IPs in it are reached through its gateways. */
+export interface ExternalConfig {
+  name: string;
+  subnet: string;
+  network: number;
+  length: number;
+  /** Network and length of the LoadBalancer pool; null without one. */
+  pool: { network: number; length: number } | null;
+  /** Gateway vrouter -> the prefixes it may publish in the external VN. */
+  gateways: Map<string, string[]>;
 }
 
 export interface PolicyConfig {
@@ -157,6 +196,7 @@ export interface NetworkConfig {
   /** Names of the vrouters allowed to connect; null lets any connect. */
   vrouters: Set<string> | null;
   tls: { cert: Buffer; key: Buffer; ca: Buffer | null } | null;
+  external?: ExternalConfig | null;
 }
 
 export const DEFAULT_GRACEFUL_RESTART_SECONDS = 300;
@@ -219,6 +259,8 @@ export const networkConfigSchema: SchemaObject = {
             },
           },
           selector: { type: 'object', minProperties: 1, additionalProperties: { type: 'string' } },
+          externalIPs: { type: 'array', items: ipv4, uniqueItems: true },
+          type: { enum: ['ClusterIP', 'LoadBalancer'] },
         },
         required: ['name', 'clusterIP', 'ports', 'selector'],
         additionalProperties: false,
@@ -250,6 +292,26 @@ export const networkConfigSchema: SchemaObject = {
       },
     },
     vrouters: { type: 'array', items: name, uniqueItems: true },
+    external: {
+      type: 'object',
+      properties: {
+        name,
+        subnet: { type: 'string', description: 'IPv4 prefix a.b.c.d/len' },
+        loadBalancerPool: { type: 'string', description: 'IPv4 prefix a.b.c.d/len inside subnet' },
+        gateways: {
+          type: 'array',
+          minItems: 1,
+          items: {
+            type: 'object',
+            properties: { vrouter: name, routes: { type: 'array', minItems: 1, items: { type: 'string', description: 'IPv4 prefix a.b.c.d/len' } } },
+            required: ['vrouter'],
+            additionalProperties: false,
+          },
+        },
+      },
+      required: ['name', 'subnet', 'gateways'],
+      additionalProperties: false,
+    },
     tls: {
       type: 'object',
       properties: { cert: { type: 'string', minLength: 1 }, key: { type: 'string', minLength: 1 }, ca: { type: 'string', minLength: 1 } },
@@ -299,6 +361,7 @@ class ConfigChecker {
     if (!vns.has(defaultVn)) {
       this.fail(document.defaultVn === undefined ? '/vns' : '/defaultVn', `the default VN "${defaultVn}" is not among vns`, defaultVn);
     }
+    const external = this.checkExternal(vns);
     return {
       file: this.file,
       holdTime: document.holdTime ?? DEFAULT_HOLD_TIME_SECONDS,
@@ -306,11 +369,45 @@ class ConfigChecker {
       restartConvergenceTime: document.restartConvergenceTime ?? DEFAULT_RESTART_CONVERGENCE_SECONDS,
       defaultVn,
       vns,
-      services: this.checkServices(vns),
+      services: this.checkServices(vns, external),
       policies: this.checkPolicies(vns),
       vrouters: document.vrouters === undefined ? null : new Set(document.vrouters),
       tls: this.readTls(),
+      external,
     };
+  }
+
+  private prefix(text: string, path: string): { network: number; length: number } {
+    if (!ipaddr.IPv4.isValidCIDRFourPartDecimal(text)) this.fail(path, 'not an IPv4 prefix (a.b.c.d/length)', text);
+    const [address, length] = ipaddr.IPv4.parseCIDR(text);
+    const network = ipFromString(address.toString());
+    if (!inSubnet(network, network, length)) this.fail(path, `host bits set: the prefix is ${ipToString((network & prefixMask(length)) >>> 0)}/${length}`, text);
+    return { network, length };
+  }
+
+  private checkExternal(vns: Map<string, VnConfig>): ExternalConfig | null {
+    const external = this.document.external;
+    if (external === undefined) return null;
+    if (vns.has(external.name)) this.fail('/external/name', 'already the name of a VN of vns', external.name);
+    const { network, length } = this.prefix(external.subnet, '/external/subnet');
+    for (const vn of vns.values()) {
+      if (inSubnet(network, vn.network, Math.min(length, vn.length)) || inSubnet(vn.network, network, Math.min(length, vn.length))) {
+        this.fail('/external/subnet', `overlaps the subnet ${vn.subnet} of VN ${vn.name}`, external.subnet);
+      }
+    }
+    let pool: ExternalConfig['pool'] = null;
+    if (external.loadBalancerPool !== undefined) {
+      pool = this.prefix(external.loadBalancerPool, '/external/loadBalancerPool');
+      if (pool.length < length || !inSubnet(pool.network, network, length)) this.fail('/external/loadBalancerPool', `not inside the subnet ${external.subnet}`, external.loadBalancerPool);
+    }
+    const gateways = new Map<string, string[]>();
+    external.gateways.forEach((gateway, index) => {
+      if (gateways.has(gateway.vrouter)) this.fail(`/external/gateways/${index}/vrouter`, 'duplicate gateway', gateway.vrouter);
+      const routes = gateway.routes ?? ['0.0.0.0/0'];
+      routes.forEach((route, routeIndex) => this.prefix(route, `/external/gateways/${index}/routes/${routeIndex}`));
+      gateways.set(gateway.vrouter, routes);
+    });
+    return { name: external.name, subnet: external.subnet, network, length, pool, gateways };
   }
 
   private checkVns(): Map<string, VnConfig> {
@@ -364,7 +461,8 @@ class ConfigChecker {
     if (gateway >> BigInt(128 - length) !== network >> BigInt(128 - length)) this.fail(`${path}/gateway6`, `not inside the subnet6 ${text}`, gatewayText);
     return { subnet: `${ipv6Text(network)}/${length}`, network, length, gateway: ipv6Text(gateway) };
   }
-  private checkServices(vns: Map<string, VnConfig>): ServiceConfig[] {
+
+  private checkServices(vns: Map<string, VnConfig>, external: ExternalConfig | null): ServiceConfig[] {
     const seenNames = new Set<string>();
     const seenIps = new Map<string, string>();
     return (this.document.services ?? []).map((service, index) => {
@@ -389,7 +487,20 @@ class ConfigChecker {
           this.fail(`${path}/ports/${portIndex}`, `duplicate ${entry.protocol} port ${entry.port}`, service.ports[portIndex]);
         }
       });
-      return { name: service.name, clusterIp: service.clusterIP, ...(clusterIp6 === undefined ? {} : { clusterIp6 }), ports, selector: service.selector };
+      const externalIps = service.externalIPs ?? [];
+      externalIps.forEach((address, addressIndex) => {
+        const path = `/services/${index}/externalIPs/${addressIndex}`;
+        if (external === null) this.fail(path, 'no external network is configured (external)', address);
+        const number = this.ipv4(address, path);
+        if (!inSubnet(number, external.network, external.length)) this.fail(path, `not inside the external subnet ${external.subnet}`, address);
+        if (external.pool !== null && inSubnet(number, external.pool.network, external.pool.length)) this.fail(path, 'inside the loadBalancerPool, whose addresses are given to LoadBalancer services', address);
+        const owner = seenIps.get(address);
+        if (owner !== undefined) this.fail(path, `already an address of service ${owner}`, address);
+        seenIps.set(address, service.name);
+      });
+      const loadBalancer = service.type === 'LoadBalancer';
+      if (loadBalancer && external?.pool == null) this.fail(`${path}/type`, 'LoadBalancer needs external.loadBalancerPool', service.type);
+      return { name: service.name, clusterIp: service.clusterIP, ...(clusterIp6 === undefined ? {} : { clusterIp6 }), ports, selector: service.selector, externalIps, loadBalancer };
     });
   }
 

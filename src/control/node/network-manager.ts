@@ -18,7 +18,14 @@
  * - which routes each routing instance (VN) sees: its own; all of a VN that
  *   an allow policy joins it to (either way: replies need the route back);
  *   the ClusterIP routes of services it uses; all routes of the VNs that use
- *   services it backs.
+ *   services it backs;
+ * - with an external network (network.yaml `external`): a service's
+ *   externalIPs and, for type LoadBalancer, an address of the pool (the
+ *   first free, kept while the service stays LoadBalancer) are floating IPs
+ *   in the external VN on every backend, as the ClusterIP is in the
+ *   backend's own; the external VN may reach them on the service's ports in
+ *   each backend VN, and each backend VN sees the gateways' routes of the
+ *   external VN (the way back to external clients).
  */
 import ipaddr from 'ipaddr.js';
 import type { LocalPort, PortConfig, PortPolicy } from '../agent/agent-interface';
@@ -67,9 +74,54 @@ export class NetworkManager {
    * a port changes no other port's configuration.
    */
   rulesVersion = 0;
+  /** LoadBalancer service name -> its address of the external pool. */
+  private readonly loadBalancerIps = new Map<string, string>();
 
   constructor(config: NetworkConfig) {
     this.config = config;
+    this.assignLoadBalancerIps();
+  }
+
+  /**
+   * A service's addresses in the external VN: its externalIPs inside the
+   * external subnet (a Kubernetes service's are not checked as network.yaml's
+   * are), then its LoadBalancer address; none without an external network.
+   */
+  externalAddresses(service: NetworkConfig['services'][number]): string[] {
+    const external = this.config.external;
+    if (!external) return [];
+    const assigned = this.loadBalancerIps.get(service.name);
+    const inside = (service.externalIps ?? []).filter((address) => inSubnet(ipFromString(address), external.network, external.length));
+    return [...inside, ...(assigned === undefined ? [] : [assigned])];
+  }
+
+  /** The LoadBalancer address given to a service, or undefined (none configured, or the pool is exhausted). */
+  loadBalancerIp(serviceName: string): string | undefined {
+    return this.loadBalancerIps.get(serviceName);
+  }
+
+  /** Keeps the addresses of services still LoadBalancer, gives the others the first free pool addresses in order. */
+  private assignLoadBalancerIps(): void {
+    const external = this.config.external;
+    const pool = external?.pool ?? null;
+    const wanted = new Set(this.config.services.filter((service) => service.loadBalancer).map((service) => service.name));
+    for (const [name, address] of [...this.loadBalancerIps]) {
+      if (!wanted.has(name) || pool === null || !inSubnet(ipFromString(address), pool.network, pool.length)) this.loadBalancerIps.delete(name);
+    }
+    if (!external || pool === null) return;
+    // Neither the external subnet's network nor its broadcast address, should the pool reach them.
+    const ends = [external.network, external.network + 2 ** (32 - external.length) - 1].map(ipToString);
+    const taken = new Set([...ends, ...this.loadBalancerIps.values(), ...this.config.services.flatMap((service) => service.externalIps ?? [])]);
+    const last = pool.network + 2 ** (32 - pool.length) - 1;
+    let candidate = pool.network;
+    for (const name of wanted) {
+      if (this.loadBalancerIps.has(name)) continue;
+      while (candidate <= last && taken.has(ipToString(candidate))) candidate++;
+      if (candidate > last) return;
+      const address = ipToString(candidate++);
+      taken.add(address);
+      this.loadBalancerIps.set(name, address);
+    }
   }
 
   /**
@@ -113,6 +165,7 @@ export class NetworkManager {
   /** Applies a new configuration: every port's VN and address are decided again, keeping addresses that still fit. */
   setConfig(config: NetworkConfig): void {
     this.config = config;
+    this.assignLoadBalancerIps();
     for (const [key, record] of this.ports) {
       record.vn = this.vnFor(record.port);
       this.assignAddress(key, record, record.ip ?? record.port.ip);
@@ -177,6 +230,14 @@ export class NetworkManager {
         if (backendVn !== user) addAll(backendVn, user);
       }
     }
+    const external = this.config.external;
+    if (external) {
+      sourcesOf(external.name);
+      const gatewayRoutes = new Set([...external.gateways.values()].flat());
+      for (const { backendVns } of this.externalServices()) {
+        for (const backendVn of backendVns) for (const route of gatewayRoutes) addPrefix(backendVn, external.name, route);
+      }
+    }
     return views;
   }
 
@@ -184,12 +245,14 @@ export class NetworkManager {
     if (record.refusal !== null) return { refused: record.refusal };
     const vn = this.config.vns.get(record.vn)!;
     const labels = record.port.labels;
+    const external = this.config.external?.name;
     const floatingIps = this.config.services
       .filter((service) => selects(service.selector, labels))
       .flatMap((service) => {
         const portMap = () => service.ports.map((entry) => ({ ...entry }));
         const v4 = { ip: service.clusterIp, portMap: portMap() };
-        return service.clusterIp6 === undefined || record.ip6 === null ? [v4] : [v4, { ip: service.clusterIp6, portMap: portMap() }];
+        const v6 = service.clusterIp6 === undefined || record.ip6 === null ? [] : [{ ip: service.clusterIp6, portMap: portMap() }];
+        return [v4, ...v6, ...this.externalAddresses(service).map((ip) => ({ ip, portMap: portMap(), vn: external }))];
       });
     const ipv6 = record.ip6 === null || vn.ipv6 === undefined ? {} : { ip6: record.ip6, subnet6: vn.ipv6.subnet, gateway6: vn.ipv6.gateway };
     return {
@@ -314,6 +377,20 @@ export class NetworkManager {
     return uses;
   }
 
+  /** The services with addresses in the external VN, and the VNs of their backends (sorted). */
+  private externalServices(): Array<{ service: NetworkConfig['services'][number]; addresses: string[]; backendVns: string[] }> {
+    if (!this.config.external) return [];
+    const found: Array<{ service: NetworkConfig['services'][number]; addresses: string[]; backendVns: string[] }> = [];
+    for (const service of this.config.services) {
+      const addresses = this.externalAddresses(service);
+      if (addresses.length === 0) continue;
+      const backendVns = new Set<string>();
+      for (const record of this.ports.values()) if (record.refusal === null && selects(service.selector, record.port.labels)) backendVns.add(record.vn);
+      if (backendVns.size > 0) found.push({ service, addresses, backendVns: [...backendVns].sort() });
+    }
+    return found;
+  }
+
   private updateRules(): void {
     const rules = this.computeRules();
     const json = JSON.stringify(rules);
@@ -355,6 +432,26 @@ export class NetworkManager {
             destinationPrefix,
             action: 'allow',
           });
+        }
+      }
+    }
+    const external = this.config.external?.name;
+    for (const { service, addresses, backendVns } of this.externalServices()) {
+      for (const backendVn of backendVns) {
+        for (const address of addresses) {
+          for (const entry of service.ports) {
+            rules.push({
+              name: `${external} reaches ${service.name} at ${address} in ${backendVn} ${entry.protocol}/${entry.port}`,
+              order: rules.length,
+              sourceVn: external!,
+              destinationVn: backendVn,
+              protocol: entry.protocol,
+              portFrom: entry.port,
+              portTo: entry.port,
+              destinationPrefix: `${address}/32`,
+              action: 'allow',
+            });
+          }
         }
       }
     }

@@ -1,6 +1,7 @@
 /**
  * source-check: a pod may only send from its own IP (or a floating IP it
- * owns) and its own MAC.
+ * owns) and its own MAC. A gateway's vif (vgw) sends from anywhere outside,
+ * but only to its VRF's subnets (its ip_blocks): nothing else is routed in.
  * tunnel-source-check: a tunnel is accepted only from a node that the
  * receiving VRF routes the inner source to (any member of an ECMP route),
  * so one node cannot inject traffic on behalf of another's pods.
@@ -20,6 +21,8 @@ export function sourceCheck(c: Pipeline, p: number): number {
   if (d[l3] >>> 4 === 6) {
     const ip6 = vif.ip6;
     if ((ip6 === null || !sameAddress6(ip6, 0, d, l3 + IP6_SRC)) && vif.floatingIp6(d, l3 + IP6_SRC) === null) return drop(Drop['spoofed-source']);
+  } else if (vif.gateway) {
+    if (!c.vrfs[vif.vrf]?.inSubnets(readU32(d, l3 + 16))) return drop(Drop['no-route']);
   } else {
     const src = readU32(d, l3 + 12);
     if (src !== vif.ip && vif.floatingIp(src) === null) return drop(Drop['spoofed-source']);
@@ -38,6 +41,7 @@ function sourceText(c: Pipeline, p: number): string {
 }
 
 export function describeSourceCheck(c: Pipeline, p: number, next: number): string {
+  if (c.vifs[c.pool.ingressVif[p]]?.gateway) return next === FLOW_LOOKUP ? "to the gateway's ip_blocks, from its MAC" : "not to the gateway's ip_blocks, or not from its MAC";
   return next === FLOW_LOOKUP ? 'source address and MAC belong to the vif' : `${sourceText(c, p)} is not this vif's`;
 }
 

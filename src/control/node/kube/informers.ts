@@ -70,6 +70,14 @@ export class KubeWatcher {
     );
   }
 
+  /** Writes a LoadBalancer service's status.loadBalancer.ingress: its one address, or none. */
+  async setLoadBalancerIngress(namespace: string, name: string, ip: string | null): Promise<void> {
+    await this.core.patchNamespacedServiceStatus(
+      { name, namespace, body: { status: { loadBalancer: { ingress: ip === null ? [] : [{ ip }] } } } },
+      this.k8s.setHeaderOptions('Content-Type', this.k8s.PatchStrategy.MergePatch),
+    );
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     for (const entry of this.watched.values()) {

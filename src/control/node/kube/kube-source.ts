@@ -10,7 +10,9 @@
  *      is applied when it changed;
  *   3. new or changed pods are registered (together), vrouter = the pod's node;
  *   4. each registered pod's `opencontrail.org/pod-state` annotation is
- *      written where it differs (retried on the next pass when it fails).
+ *      written where it differs (retried on the next pass when it fails);
+ *   5. each LoadBalancer service's status.loadBalancer.ingress is set to the
+ *      address the control node gave it, where it differs (retried so too).
  *
  * Nothing is derived from the order or history of events, so a re-list
  * after an apiserver restart, or a restart of vrouter-control, converges to
@@ -58,6 +60,8 @@ export class KubeNetworkSource {
   /** Annotations still to write (at most MAX_ANNOTATIONS_IN_FLIGHT at once), last first. */
   private pendingAnnotations: Array<{ namespace: string; name: string; value: string }> = [];
   private closed = false;
+  /** "namespace/name" -> the ingress address being written (null: none). */
+  private readonly ingressing = new Map<string, string | null>();
 
   constructor(
     private readonly node: ControlNode,
@@ -162,6 +166,33 @@ export class KubeNetworkSource {
       }
     });
     this.annotate(network, watcher);
+    this.writeIngress(watcher);
+  }
+
+  /** Sets each LoadBalancer service's ingress to its address where the apiserver's differs. */
+  private writeIngress(watcher: KubeWatcher): void {
+    for (const service of watcher.objects().services) {
+      const { namespace, name } = service.metadata ?? {};
+      if (service.spec?.type !== 'LoadBalancer' || !namespace || !name) continue;
+      const key = `${namespace}/${name}`;
+      const wanted = this.node.loadBalancerIp(key) ?? null;
+      const current = service.status?.loadBalancer?.ingress?.[0]?.ip ?? null;
+      if (current === wanted || (this.ingressing.has(key) && this.ingressing.get(key) === wanted)) continue;
+      this.ingressing.set(key, wanted);
+      watcher.setLoadBalancerIngress(namespace, name, wanted).then(
+        // The service's update event brings the status into the informer's objects.
+        () => this.ingressing.delete(key),
+        (error: Error) => {
+          this.ingressing.delete(key);
+          if (this.closed) return;
+          this.logger.warn(`kubernetes: writing the LoadBalancer ingress of service ${key}: ${error.message}; trying again`);
+          this.retryTimer ??= setTimeout(() => {
+            this.retryTimer = null;
+            this.changed();
+          }, ANNOTATION_RETRY_MS);
+        },
+      );
+    }
   }
 
   /** The file's configuration with the Kubernetes VNs and services added. */

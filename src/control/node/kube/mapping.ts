@@ -17,6 +17,10 @@
  *   floating IP on each backend pod, with the service ports mapped to the
  *   target ports;
  * - a pod labelled `uses: <service>` may reach that service of its namespace;
+ * - a service's `spec.externalIPs`, and for `type: LoadBalancer` an address
+ *   of the external network's pool, are floating IPs in the external VN
+ *   (network.yaml `external`) on its backends, reached through the gateway
+ *   (the control node's NetworkManager gives them; what is not IPv4 is skipped);
  * - the pod is annotated `opencontrail.org/pod-state` with
  *   {uuid, macAddress, ipAddress, gateway} of its interface (InstanceMetadata).
  *
@@ -68,7 +72,8 @@ export interface KubeServicePort {
 }
 export interface KubeService {
   metadata?: KubeMeta;
-  spec?: { clusterIP?: string; selector?: Record<string, string>; ports?: KubeServicePort[] };
+  spec?: { clusterIP?: string; selector?: Record<string, string>; ports?: KubeServicePort[]; externalIPs?: string[]; type?: string };
+  status?: { loadBalancer?: { ingress?: Array<{ ip?: string }> } };
 }
 export interface KubeEndpoints {
   metadata?: KubeMeta;
@@ -234,7 +239,12 @@ export function mapCluster(objects: ClusterObjects, options: MappingOptions): Cl
     }
     const serviceVn = `${namespace}:service-${service.metadata?.labels?.[LABEL_NETWORK] ?? DEFAULT_SERVICE_NETWORK}`;
     vns.set(serviceVn, vnOn(serviceVn, options.serviceSubnet));
-    services.push({ name: serviceName, clusterIp, ports, selector: { [backendKey]: 'true' } });
+    const externalIps = (service.spec?.externalIPs ?? []).filter((address) => {
+      const valid = ipaddr.IPv4.isValidFourPartDecimal(address);
+      if (!valid) skip('service externalIP that is not IPv4');
+      return valid;
+    });
+    services.push({ name: serviceName, clusterIp, ports, selector: { [backendKey]: 'true' }, externalIps, loadBalancer: service.spec?.type === 'LoadBalancer' });
   }
 
   const registrations: PodRegistrationPlan[] = [];
