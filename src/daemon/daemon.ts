@@ -15,24 +15,25 @@ import type { AddressInfo } from 'node:net';
 import { StateFileError, buildDataplane, parseStateText } from '../control/config/state-file';
 import type { StateDocument } from '../control/config/state-schema';
 import type { PodTapConfig } from '../dataplane/io/native';
-import type { PodPortConfig, PortRequest, PortResult } from './worker';
+import type { PodPortConfig, PortRequest, PortResult, WorkerTimeline } from './worker';
 import type { SandeshInterface } from './sandesh-itf';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
-import { ControlClient, ControlServer } from '../control/agent/control-client';
+import type { ControlClient, ControlServer } from '../control/agent/control-client';
 import { CapAttachment } from './cap-attachment';
 import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
-import { ApiError, createPortApi, PortAddRequest } from '../control/agent/port-api';
+import { ApiError } from '../control/agent/api-error';
+import type { PortAddRequest } from '../control/agent/port-api';
 import type { AgentPort } from '../control/agent/agent-port';
-import { PortStore } from '../control/agent/port-store';
-import { AgentPorts, AttachedInterface } from './agent-ports';
-import { IntrospectPort, startIntrospectServer } from './introspect-server';
+import type { AgentPorts, AttachedInterface } from './agent-ports';
+import type { IntrospectPort } from './introspect-server';
 import type { SnapshotFlowPair } from './snapshot';
 import {
   DaemonSnapshot,
+  LoadedSnapshot,
   RouteJournal,
   SNAPSHOT_INTERVAL_MS,
   SNAPSHOT_VERSION,
@@ -188,14 +189,30 @@ export class Daemon {
     private readonly stateDigest: string,
   ) {}
 
+  /**
+   * Forwarding first: the worker is started before anything else is read or
+   * loaded, the snapshot restored as soon as it runs; only then the
+   * modules and services the packet path does not need (serve()).
+   */
   static async start(options: DaemonOptions, log = createLogger()): Promise<{ daemon: Daemon; apiAddress: AddressInfo }> {
     if (process.getuid?.() !== 0) throw new Error('vrouter run needs root: TAP devices and raw sockets need CAP_NET_ADMIN and CAP_NET_RAW');
+    const startup = new StartupTimeline();
     const stateText = readStateText(options.stateFile);
-    const state = parseStateText(stateText, options.stateFile) as StateDocument;
-    // The worker starts (its own isolate, modules and tables: most of a restart's outage) while this thread validates.
-    const starting = DataplaneHandle.start(state, options.stateFile);
+    // The worker's isolate, modules and tables are most of a restart's outage: they load while this thread reads and validates.
+    const starting = DataplaneHandle.start(stateText, options.stateFile);
+    startup.mark('workerSpawned');
+    const snapshotFile = options.snapshotFile ?? defaultSnapshotFile(options.stateFile);
+    const digest = stateDigest(stateText);
+    let state: StateDocument;
+    let loaded: LoadedSnapshot = { snapshot: null, reason: null };
+    let validateAfterRestore = false;
     try {
-      buildDataplane(state, options.stateFile); // fails here, naming file, field and value, before the worker is used
+      state = parseStateText(stateText, options.stateFile) as StateDocument;
+      const node = (state as Partial<StateDocument> | null)?.node?.name;
+      if (typeof node === 'string') loaded = loadSnapshot(snapshotFile, node);
+      // The very text the snapshot's daemon validated at its start: validated again once forwarding is back.
+      validateAfterRestore = loaded.snapshot?.stateDigest === digest;
+      if (!validateAfterRestore) buildDataplane(state, options.stateFile); // fails here, naming file, field and value, before the worker is used
     } catch (error) {
       await starting.then((handle) => handle.stop(), () => undefined);
       throw error;
@@ -204,29 +221,57 @@ export class Daemon {
     try {
       dataplane = await starting;
     } catch (error) {
+      if (validateAfterRestore) buildDataplane(state, options.stateFile); // a schema error explains it better
       throw new Error(explainStartFailure(error as Error, state));
     }
-    const snapshotFile = options.snapshotFile ?? defaultSnapshotFile(options.stateFile);
-    const daemon = new Daemon(state, dataplane, log, snapshotFile, stateDigest(stateText));
+    startup.worker(dataplane.timeline);
+    const daemon = new Daemon(state, dataplane, log, snapshotFile, digest);
     for (const entry of state.labels ?? []) daemon.usedLabels.add(entry.label);
-    const loaded = loadSnapshot(snapshotFile, state.node.name);
     if (loaded.snapshot === null && loaded.reason !== null) log.warn({ component: 'snapshot', file: snapshotFile, reason: loaded.reason }, 'snapshot ignored: starting without it');
     // Forwarding comes back before the API listens and before the control channel is up.
     if (loaded.snapshot) await daemon.restore(loaded.snapshot, options.control !== undefined);
+    startup.mark('snapshotRestored');
+    if (validateAfterRestore) {
+      try {
+        buildDataplane(state, options.stateFile);
+      } catch (error) {
+        // This daemon's schema refuses what the last one ran (an upgrade): the pods keep their devices for a fixed file.
+        await dataplane.stop({ keepDevices: true });
+        throw error;
+      }
+      startup.mark('stateValidated');
+    }
     await daemon.removeLeftoverDevices();
+    const apiAddress = await daemon.serve(options, loaded.snapshot, startup);
+    return { daemon, apiAddress };
+  }
+
+  /**
+   * What the packet path does not need, loaded and started once it
+   * forwards: the control channel, the port API, the introspect API, the
+   * agent's ports, the periodic snapshot and the signal handlers.
+   */
+  private async serve(options: DaemonOptions, snapshot: DaemonSnapshot | null, startup: StartupTimeline): Promise<AddressInfo> {
+    const { createPortApi } = require('../control/agent/port-api') as typeof import('../control/agent/port-api');
+    const { AgentPorts } = require('./agent-ports') as typeof import('./agent-ports');
+    const { PortStore } = require('../control/agent/port-store') as typeof import('../control/agent/port-store');
+    const { startIntrospectServer } = require('./introspect-server') as typeof import('./introspect-server');
+    startup.mark('servicesLoaded');
+    const { dataplane, log, state, snapshotFile } = this;
     if (options.control) {
-      const client = daemon.startControlClient(options.control);
-      if (loaded.snapshot) daemon.rejoin(loaded.snapshot, client);
+      const client = this.startControlClient(options.control);
+      if (snapshot) this.rejoin(snapshot, client);
+      startup.mark('controlStarted');
     }
     const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
-    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log, options.stalePortTimeout);
-    daemon.agentPorts = agentPorts;
+    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), this.interfaceAttacher(), log, options.stalePortTimeout);
+    this.agentPorts = agentPorts;
     const api = createPortApi({
       addPorts: (ports) => agentPorts.addPorts(ports),
       deletePort: async (id) => {
         await agentPorts.deletePort(id);
         // A vrouter-ts port of that id goes too (the agent's DELETE answers 200 for an unknown port).
-        if (daemon.ports.has(id)) await daemon.deletePort(id);
+        if (this.ports.has(id)) await this.deletePort(id);
       },
       portInfo: (id) => agentPorts.portInfo(id),
       syncPorts: () => agentPorts.sync(),
@@ -235,17 +280,17 @@ export class Daemon {
       addVmVnPort: (port) => agentPorts.addVmVnPort(port),
       vmInterfaces: (vm, vmi) => agentPorts.vmInterfaces(vm, vmi),
       deleteVm: (vm) => agentPorts.deleteVm(vm),
-      addLocalPort: (request) => daemon.addPort(request),
+      addLocalPort: (request) => this.addPort(request),
       deleteLocalPort: async (id) => {
-        if (!daemon.ports.has(id)) return false;
-        await daemon.deletePort(id);
+        if (!this.ports.has(id)) return false;
+        await this.deletePort(id);
         return true;
       },
-      listPorts: () => [...daemon.ports.values(), ...daemon.agentPortList()],
+      listPorts: () => [...this.ports.values(), ...this.agentPortList()],
       setRoute: async (route) => {
         const nexthops = (route.nexthops ?? []).map((nexthop) => ({ ...nexthop, encaps: nexthop.encaps ?? ['udp'] }));
         const answer = await dataplane.request({ op: 'set-route', vrf: route.vrf, prefix: route.prefix, nexthops });
-        daemon.apiRoutes.set(route.vrf, route.prefix, nexthops);
+        this.apiRoutes.set(route.vrf, route.prefix, nexthops);
         return answer;
       },
       stats: () => dataplane.request({ op: 'stats' }),
@@ -255,20 +300,23 @@ export class Daemon {
       api.listen(options.apiPort, options.apiHost, resolve);
     });
     const apiAddress = api.address() as AddressInfo;
+    startup.mark('apiListening');
     if (options.introspect) {
       await startIntrospectServer({
         ...options.introspect,
         dataplane,
         log,
         node: state.node.name,
-        ports: () => [...daemon.ports.values(), ...daemon.activeAgentPorts()],
-        controlSessions: () => daemon.controlSessions(),
-        sandeshInterfaces: () => daemon.sandeshInterfaces(),
+        ports: () => [...this.ports.values(), ...this.activeAgentPorts()],
+        controlSessions: () => this.controlSessions(),
+        sandeshInterfaces: () => this.sandeshInterfaces(),
       });
     }
     await agentPorts.restore();
-    log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}` }, 'vrouter running');
-    const snapshotTimer = setInterval(() => void daemon.saveSnapshot({ unlessBusy: true }), SNAPSHOT_INTERVAL_MS);
+    startup.mark('running');
+    log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}`, startup: startup.marks }, 'vrouter running');
+    void dataplane.firstForward.then((at) => log.info({ component: 'daemon', ms: startup.sinceStart(at) }, 'first packet forwarded'));
+    const snapshotTimer = setInterval(() => void this.saveSnapshot({ unlessBusy: true }), SNAPSHOT_INTERVAL_MS);
     snapshotTimer.unref();
     const stop = async (signal: string) => {
       log.info({ component: 'daemon', signal, cleanExit: options.cleanExit === true }, 'stopping');
@@ -277,22 +325,23 @@ export class Daemon {
       agentPorts.stop();
       if (options.cleanExit) {
         // Leaving for good: the control node withdraws this node's routes now.
-        await daemon.client?.close();
+        await this.client?.close();
         await dataplane.stop();
         fs.rmSync(snapshotFile, { force: true });
       } else {
         // A restart: the session just drops (the control node keeps this node's routes as stale), the pods keep their devices.
-        await daemon.saveSnapshot();
+        await this.saveSnapshot();
         await dataplane.stop({ keepDevices: true });
       }
       process.exit(0);
     };
     process.once('SIGINT', () => void stop('SIGINT'));
     process.once('SIGTERM', () => void stop('SIGTERM'));
-    return { daemon, apiAddress };
+    return apiAddress;
   }
 
   private startControlClient(control: NonNullable<DaemonOptions['control']>): ControlClient {
+    const { ControlClient } = require('../control/agent/control-client') as typeof import('../control/agent/control-client');
     const componentLog = this.log.child({ component: 'control' });
     const client = new ControlClient({
       nodeName: control.nodeName ?? this.state.node.name,
@@ -719,6 +768,32 @@ export class Daemon {
 
   private underlayMtu(): number {
     return (this.state.vifs ?? []).find((vif) => vif.kind === 'fabric')?.mtu ?? 1500;
+  }
+}
+
+/**
+ * When each start phase ended, in ms since the process started (the
+ * restart's outage is the old process's exit plus these): logged with
+ * "vrouter running".
+ */
+class StartupTimeline {
+  readonly marks: Record<string, number> = {};
+
+  constructor() {
+    this.mark('modulesLoaded');
+  }
+
+  mark(phase: string): void {
+    this.marks[phase] = Math.round(performance.now());
+  }
+
+  sinceStart(epochMs: number): number {
+    return Math.round(epochMs - performance.timeOrigin);
+  }
+
+  worker(timeline: WorkerTimeline): void {
+    for (const [phase, at] of Object.entries(timeline)) this.marks[`worker.${phase}`] = this.sinceStart(at);
+    this.mark('workerReady');
   }
 }
 

@@ -8,15 +8,13 @@ import * as path from 'node:path';
 import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
 import { loadNativeIo, NativeIo } from '../dataplane/io/native';
 import { SharedRing } from '../dataplane/io/shared-ring';
-import {
-  CAPTURE_RECORD_SIZE,
-  CAPTURE_RING_RECORDS,
-  DROP_RECORD_SIZE,
-  DROP_RING_RECORDS,
-  type WorkerRequest,
-  type WorkerResponse,
-  type WorkerStart,
-} from './worker';
+import type { WorkerRequest, WorkerResponse, WorkerStart, WorkerTimeline } from './worker';
+
+/** Record sizes of the shared rings the worker fills (here, not in worker.ts: the main thread loads none of the worker's modules). */
+export const DROP_RECORD_SIZE = 32;
+export const CAPTURE_RECORD_SIZE = 2048;
+const DROP_RING_RECORDS = 1024;
+const CAPTURE_RING_RECORDS = 1024;
 
 export class DataplaneHandle {
   private readonly io: NativeIo;
@@ -36,6 +34,10 @@ export class DataplaneHandle {
     /** Drop events and captured frames the worker writes (drain them to read). */
     readonly dropRing: SharedRing,
     readonly captureRing: SharedRing,
+    /** Epoch ms of the worker's start phases. */
+    readonly timeline: WorkerTimeline,
+    /** Epoch ms of the first packet the worker transmitted. */
+    readonly firstForward: Promise<number>,
   ) {
     this.io = io;
     this.worker = worker;
@@ -51,22 +53,28 @@ export class DataplaneHandle {
     });
   }
 
-  /** Starts the worker on a validated state document; resolves once its sockets and TAPs are open. */
-  static async start(stateDocument: unknown, stateFile: string): Promise<DataplaneHandle> {
+  /**
+   * Starts the worker on a state file's text (validated by the caller, or
+   * to be); resolves once its sockets and TAPs are open.
+   */
+  static async start(stateText: string, stateFile: string): Promise<DataplaneHandle> {
     const io = loadNativeIo();
     const wakeFd = io.eventfdCreate();
     const channel = new MessageChannel();
     const dropRing = new SharedRing(DROP_RING_RECORDS, DROP_RECORD_SIZE);
     const captureRing = new SharedRing(CAPTURE_RING_RECORDS, CAPTURE_RECORD_SIZE);
-    const start: WorkerStart = { stateDocument, stateFile, wakeFd, requests: channel.port2, dropRing: dropRing.buffer, captureRing: captureRing.buffer };
+    const start: WorkerStart = { stateText, stateFile, wakeFd, requests: channel.port2, dropRing: dropRing.buffer, captureRing: captureRing.buffer };
     const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: start, transferList: [channel.port2] });
     let markStopped: () => void = () => {};
     const stopped = new Promise<void>((resolve) => (markStopped = resolve));
-    await new Promise<void>((resolve, reject) => {
-      worker.on('message', (message: { ready?: boolean; failed?: string; stopped?: boolean }) => {
-        if (message.ready) resolve();
+    let markFirstForward: (at: number) => void = () => {};
+    const firstForward = new Promise<number>((resolve) => (markFirstForward = resolve));
+    const timeline = await new Promise<WorkerTimeline>((resolve, reject) => {
+      worker.on('message', (message: { ready?: boolean; timeline?: WorkerTimeline; failed?: string; stopped?: boolean; firstForward?: number }) => {
+        if (message.ready) resolve(message.timeline!);
         if (message.failed) reject(new Error(message.failed));
         if (message.stopped) markStopped();
+        if (message.firstForward !== undefined) markFirstForward(message.firstForward);
       });
       worker.on('error', reject);
       worker.on('exit', () => {
@@ -74,7 +82,7 @@ export class DataplaneHandle {
         reject(new Error('the dataplane worker exited'));
       });
     });
-    return new DataplaneHandle(io, worker, channel.port1, wakeFd, stopped, dropRing, captureRing);
+    return new DataplaneHandle(io, worker, channel.port1, wakeFd, stopped, dropRing, captureRing, timeline, firstForward);
   }
 
   request<T = unknown>(request: WorkerRequest): Promise<T> {
