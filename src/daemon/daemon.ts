@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { StateFileError, buildDataplane, parseStateText } from '../control/config/state-file';
 import type { StateDocument } from '../control/config/state-schema';
 import type { PodTapConfig } from '../dataplane/io/native';
-import type { PodPortConfig, PortRequest, PortResult, WorkerTimeline } from './worker';
+import type { BatchAnswer, PodPortConfig, PortRequest, PortResult, WorkerRequest, WorkerTimeline } from './worker';
 import type { SandeshInterface } from './sandesh-itf';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
@@ -199,7 +199,7 @@ export class Daemon {
     const startup = new StartupTimeline();
     const stateText = readStateText(options.stateFile);
     // The worker's isolate, modules and tables are most of a restart's outage: they load while this thread reads and validates.
-    const starting = DataplaneHandle.start(stateText, options.stateFile);
+    const dataplane = new DataplaneHandle(stateText, options.stateFile);
     startup.mark('workerSpawned');
     const snapshotFile = options.snapshotFile ?? defaultSnapshotFile(options.stateFile);
     const digest = stateDigest(stateText);
@@ -214,22 +214,23 @@ export class Daemon {
       validateAfterRestore = loaded.snapshot?.stateDigest === digest;
       if (!validateAfterRestore) buildDataplane(state, options.stateFile); // fails here, naming file, field and value, before the worker is used
     } catch (error) {
-      await starting.then((handle) => handle.stop(), () => undefined);
+      await dataplane.stop();
       throw error;
     }
-    let dataplane: DataplaneHandle;
-    try {
-      dataplane = await starting;
-    } catch (error) {
-      if (validateAfterRestore) buildDataplane(state, options.stateFile); // a schema error explains it better
-      throw new Error(explainStartFailure(error as Error, state));
-    }
-    startup.worker(dataplane.timeline);
     const daemon = new Daemon(state, dataplane, log, snapshotFile, digest);
     for (const entry of state.labels ?? []) daemon.usedLabels.add(entry.label);
     if (loaded.snapshot === null && loaded.reason !== null) log.warn({ component: 'snapshot', file: snapshotFile, reason: loaded.reason }, 'snapshot ignored: starting without it');
-    // Forwarding comes back before the API listens and before the control channel is up.
-    if (loaded.snapshot) await daemon.restore(loaded.snapshot, options.control !== undefined);
+    // Forwarding comes back before the API listens and before the control channel is up: the restore is
+    // posted now, and the worker serves it as soon as it runs.
+    const restoring = loaded.snapshot ? daemon.restore(loaded.snapshot, options.control !== undefined) : Promise.resolve();
+    try {
+      startup.worker(await dataplane.ready);
+    } catch (error) {
+      await restoring.catch(() => undefined);
+      if (validateAfterRestore) buildDataplane(state, options.stateFile); // a schema error explains it better
+      throw new Error(explainStartFailure(error as Error, state));
+    }
+    await restoring;
     startup.mark('snapshotRestored');
     if (validateAfterRestore) {
       try {
@@ -446,10 +447,27 @@ export class Daemon {
     return record;
   }
 
-  /** `restored`: a port of the snapshot, made again on its devices with its vif and name. */
-  async addPort(request: PortAddRequest, restored?: Pick<SnapshotPort, 'vif' | 'tapName'>): Promise<PortRecord> {
+  async addPort(request: PortAddRequest): Promise<PortRecord> {
     if (this.ports.has(request.id) || this.pending.has(request.id)) throw new ApiError(409, `field /id: port ${request.id} exists already`);
     if (this.client) return this.addControlledPort(request, this.client);
+    const prepared = this.prepareLocalPort(request);
+    let result: PortResult;
+    try {
+      result = await this.dataplane.request<PortResult>(prepared.request);
+    } catch (error) {
+      throw new ApiError(400, (error as Error).message);
+    }
+    const record = prepared.finish(result);
+    await this.saveSnapshot();
+    return record;
+  }
+
+  /**
+   * A port of vrouter-ts's own: the worker's request making it, and what
+   * records it once made. `restored`: a port of the snapshot, made again on
+   * its devices with its vif and name.
+   */
+  private prepareLocalPort(request: PortAddRequest, restored?: Pick<SnapshotPort, 'vif' | 'tapName'>): { request: WorkerRequest; finish: (result: PortResult) => PortRecord } {
     if (request.vn === undefined) throw new ApiError(400, 'field /vn is required (no control node assigns one)');
     if (request.ip === undefined) throw new ApiError(400, 'field /ip is required (no control node assigns one)');
     const vrf = (this.state.vrfs ?? []).find((candidate) => candidate.name === request.vn);
@@ -462,29 +480,44 @@ export class Daemon {
     const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
     const tapName = request.attach ?? restored?.tapName ?? `vtap${this.tapCounter++}`;
     const pod = podTap(request, netnsPath, { mac, mtu, ip: request.ip, gateway });
-    let made: { result: PortResult; attachment?: CapAttachment };
-    try {
-      made = await this.makePort(
-        { tapName, pod: pod && restored ? { ...pod, existing: true } : pod, vif: restored?.vif, mac, ip: request.ip, vrf: request.vn, subnet, gateway, mtu, label: request.label, floatingIps: floatingIps(request),
-          ip6: request.ip6,
-          floatingIps6: (request.floatingIps ?? []).filter((fip) => fip.ip.includes(':')).map((fip) => ({
-            ip: fip.ip,
-            portMap: (fip.portMap ?? []).map((entry) => ({ protocol: PROTOCOLS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port })),
-          })),
-        },
-        request.attach,
-      );
-    } catch (error) {
-      throw new ApiError(400, (error as Error).message);
+    let attachment: CapAttachment | undefined;
+    if (request.attach !== undefined) {
+      try {
+        attachment = new CapAttachment(request.attach);
+      } catch (error) {
+        throw new ApiError(400, `field /attach: ${(error as Error).message} (value: ${JSON.stringify(request.attach)})`);
+      }
     }
-    const { result, attachment } = made;
-    if (attachment) this.attachments.set(request.id, attachment);
-    const record = portRecord(request, result, { vn: request.vn, ip: request.ip, mac, mtu });
-    this.ports.set(request.id, record);
-    this.restorable.set(request.id, { request, vif: result.vif, label: result.label, tapName: result.tapName });
-    if (!restored) await this.saveSnapshot();
-    this.log.info({ component: 'ports', id: record.id, vif: record.vif, label: record.label, vn: record.vn, ip: record.ip, netns: record.netns, restored: restored !== undefined }, 'port added');
-    return record;
+    const port: PortRequest = {
+      tapName,
+      pod: pod && restored ? { ...pod, existing: true } : pod,
+      vif: restored?.vif,
+      mac,
+      ip: request.ip,
+      vrf: request.vn,
+      subnet,
+      gateway,
+      mtu,
+      label: request.label,
+      floatingIps: floatingIps(request),
+      ip6: request.ip6,
+      floatingIps6: (request.floatingIps ?? []).filter((fip) => fip.ip.includes(':')).map((fip) => ({
+        ip: fip.ip,
+        portMap: (fip.portMap ?? []).map((entry) => ({ protocol: PROTOCOLS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port })),
+      })),
+      attach: attachment?.request,
+    };
+    const vn = request.vn;
+    const ip = request.ip;
+    const finish = (result: PortResult): PortRecord => {
+      if (attachment) this.attachments.set(request.id, attachment);
+      const record = portRecord(request, result, { vn, ip, mac, mtu });
+      this.ports.set(request.id, record);
+      this.restorable.set(request.id, { request, vif: result.vif, label: result.label, tapName: result.tapName });
+      this.log.info({ component: 'ports', id: record.id, vif: record.vif, label: record.label, vn: record.vn, ip: record.ip, netns: record.netns, restored: restored !== undefined }, 'port added');
+      return record;
+    };
+    return { request: { op: 'add-port', port }, finish };
   }
 
   /**
@@ -658,40 +691,61 @@ export class Daemon {
 
   /**
    * Makes the snapshot's ports again on their devices, programs its routes
-   * and (under the same state file) its flows. A port that cannot come back
-   * (its VN left the state file, its namespace is gone) has its veth
-   * deleted: a restart leaks no device.
+   * and (under the same state file) its flows, in one batch: the worker
+   * reads no packet of a restored port before its flows are back (a reply
+   * forwarded without its NAT would have the client reset the connection).
+   * A port that cannot come back (its VN left the state file, its
+   * namespace is gone) has its veth deleted: a restart leaks no device.
    */
   private async restore(snapshot: DaemonSnapshot, controlled: boolean): Promise<void> {
     const started = Date.now();
-    let ports = 0;
+    const made: Array<{ port: SnapshotPort; finish: (result: unknown) => void }> = [];
+    const refused: Array<{ port: SnapshotPort; reason: string }> = [];
+    const requests: WorkerRequest[] = [];
     for (const port of snapshot.ports) {
       const match = /^vtap(\d+)$/.exec(port.tapName);
       if (match) this.tapCounter = Math.max(this.tapCounter, Number(match[1]) + 1);
       try {
         if (controlled !== (port.control !== undefined)) throw new Error(controlled ? 'the port was not configured by a control node' : 'the port was configured by a control node, and there is none now');
-        if (port.control) await this.restoreControlledPort(port, port.control);
-        else await this.addPort({ ...port.request, label: port.label }, port);
-        ports++;
+        const prepared = port.control ? this.prepareControlledRestore(port, port.control) : this.prepareLocalPort({ ...port.request, label: port.label }, port);
+        requests.push(prepared.request);
+        made.push({ port, finish: prepared.finish as (result: unknown) => void });
       } catch (error) {
-        this.log.warn({ component: 'snapshot', id: port.request.id, tapName: port.tapName, reason: (error as Error).message }, 'port not restored: its device is removed');
-        if (port.request.netns !== undefined && port.request.attach === undefined && port.request.configure !== false) {
-          await this.dataplane.request({ op: 'delete-device', name: port.tapName }).catch(() => undefined);
-        }
+        refused.push({ port, reason: (error as Error).message });
       }
     }
+    for (const route of snapshot.routes) requests.push({ op: 'set-route', vrf: route.vrf, prefix: route.prefix, nexthops: route.nexthops });
+    const sameState = snapshot.stateDigest === this.stateDigest;
+    if (sameState) requests.push({ op: 'import-flows', pairs: snapshot.flows });
+    const answers = await this.dataplane.request<BatchAnswer[]>({ op: 'batch', requests });
+    let ports = 0;
+    made.forEach(({ port, finish }, index) => {
+      const answer = answers[index];
+      if (answer.ok) {
+        finish(answer.result);
+        ports++;
+      } else {
+        refused.push({ port, reason: answer.error });
+      }
+    });
     let routes = 0;
-    for (const route of snapshot.routes) {
-      try {
-        await this.dataplane.request({ op: 'set-route', vrf: route.vrf, prefix: route.prefix, nexthops: route.nexthops });
+    snapshot.routes.forEach((route, index) => {
+      const answer = answers[made.length + index];
+      if (answer.ok) {
         this.apiRoutes.set(route.vrf, route.prefix, route.nexthops);
         routes++;
-      } catch (error) {
-        this.log.warn({ component: 'snapshot', vrf: route.vrf, prefix: route.prefix, reason: (error as Error).message }, 'route not restored');
+      } else {
+        this.log.warn({ component: 'snapshot', vrf: route.vrf, prefix: route.prefix, reason: answer.error }, 'route not restored');
+      }
+    });
+    const flowAnswer = sameState ? answers[answers.length - 1] : undefined;
+    const flows = flowAnswer?.ok ? (flowAnswer.result as number) : 0;
+    for (const { port, reason } of refused) {
+      this.log.warn({ component: 'snapshot', id: port.request.id, tapName: port.tapName, reason }, 'port not restored: its device is removed');
+      if (port.request.netns !== undefined && port.request.attach === undefined && port.request.configure !== false) {
+        await this.dataplane.request({ op: 'delete-device', name: port.tapName }).catch(() => undefined);
       }
     }
-    const sameState = snapshot.stateDigest === this.stateDigest;
-    const flows = sameState ? await this.dataplane.request<number>({ op: 'import-flows', pairs: snapshot.flows }) : 0;
     this.log.info(
       { component: 'snapshot', savedAt: snapshot.savedAt, ports, routes, flows, flowsDropped: sameState ? snapshot.flows.length - flows : snapshot.flows.length, stateChanged: !sameState, ms: Date.now() - started },
       'restored from the snapshot',
@@ -726,13 +780,17 @@ export class Daemon {
   }
 
   /** A control-configured port forwarding again on its devices with its last configuration, before any control node answers. */
-  private async restoreControlledPort(port: SnapshotPort, control: NonNullable<SnapshotPort['control']>): Promise<void> {
+  private prepareControlledRestore(port: SnapshotPort, control: NonNullable<SnapshotPort['control']>): { request: WorkerRequest; finish: () => void } {
     const { request, tapName } = port;
     const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
     const pod = podTap(request, podNamespaceFile(request), { mac: control.port.mac, mtu, ip: control.config.ip, gateway: control.config.gateway });
-    await this.dataplane.request({ op: 'control-configure-port', port: control.port, config: control.config, tapName, pod: pod && { ...pod, existing: true } });
-    this.usedLabels.add(port.label);
-    this.restorable.set(request.id, port);
+    return {
+      request: { op: 'control-configure-port', port: control.port, config: control.config, tapName, pod: pod && { ...pod, existing: true } },
+      finish: () => {
+        this.usedLabels.add(port.label);
+        this.restorable.set(request.id, port);
+      },
+    };
   }
 
   /**

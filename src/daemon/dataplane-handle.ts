@@ -24,27 +24,54 @@ export class DataplaneHandle {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   private readonly stopped: Promise<void>;
+  /** Why the worker is gone, once it is: later requests fail with it. */
+  private failure: Error | null = null;
+  /** Drop events and captured frames the worker writes (drain them to read). */
+  readonly dropRing = new SharedRing(DROP_RING_RECORDS, DROP_RECORD_SIZE);
+  readonly captureRing = new SharedRing(CAPTURE_RING_RECORDS, CAPTURE_RECORD_SIZE);
+  /** Resolves with the epoch ms of the worker's start phases once its sockets and TAPs are open. */
+  readonly ready: Promise<WorkerTimeline>;
+  /** Epoch ms of the first packet the worker transmitted. */
+  readonly firstForward: Promise<number>;
 
-  private constructor(
-    io: NativeIo,
-    worker: Worker,
-    port: MessagePort,
-    wakeFd: number,
-    stopped: Promise<void>,
-    /** Drop events and captured frames the worker writes (drain them to read). */
-    readonly dropRing: SharedRing,
-    readonly captureRing: SharedRing,
-    /** Epoch ms of the worker's start phases. */
-    readonly timeline: WorkerTimeline,
-    /** Epoch ms of the first packet the worker transmitted. */
-    readonly firstForward: Promise<number>,
-  ) {
-    this.io = io;
-    this.worker = worker;
-    this.port = port;
-    this.wakeFd = wakeFd;
-    this.stopped = stopped;
-    port.on('message', (response: WorkerResponse) => {
+  /**
+   * Starts the worker on a state file's text (validated by the caller, or
+   * to be). Requests may be sent at once: the worker serves them when it
+   * runs; a worker that fails to start fails them.
+   */
+  constructor(stateText: string, stateFile: string) {
+    this.io = loadNativeIo();
+    this.wakeFd = this.io.eventfdCreate();
+    const channel = new MessageChannel();
+    this.port = channel.port1;
+    const start: WorkerStart = { stateText, stateFile, wakeFd: this.wakeFd, requests: channel.port2, dropRing: this.dropRing.buffer, captureRing: this.captureRing.buffer };
+    this.worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: start, transferList: [channel.port2] });
+    let markStopped: () => void = () => {};
+    this.stopped = new Promise<void>((resolve) => (markStopped = resolve));
+    let markFirstForward: (at: number) => void = () => {};
+    this.firstForward = new Promise<number>((resolve) => (markFirstForward = resolve));
+    this.ready = new Promise<WorkerTimeline>((resolve, reject) => {
+      const fail = (error: Error) => {
+        this.failure ??= error;
+        reject(error);
+        for (const waiting of this.pending.values()) waiting.reject(error);
+        this.pending.clear();
+      };
+      this.worker.on('message', (message: { ready?: boolean; timeline?: WorkerTimeline; failed?: string; stopped?: boolean; firstForward?: number }) => {
+        if (message.ready) resolve(message.timeline!);
+        if (message.failed) fail(new Error(message.failed));
+        if (message.stopped) markStopped();
+        if (message.firstForward !== undefined) markFirstForward(message.firstForward);
+      });
+      this.worker.on('error', fail);
+      this.worker.on('exit', () => {
+        markStopped();
+        fail(new Error('the dataplane worker exited'));
+      });
+    });
+    // Whoever awaits ready sees a failure; a request's own promise fails with it too.
+    this.ready.catch(() => undefined);
+    this.port.on('message', (response: WorkerResponse) => {
       const waiting = this.pending.get(response.id);
       if (!waiting) return;
       this.pending.delete(response.id);
@@ -53,39 +80,8 @@ export class DataplaneHandle {
     });
   }
 
-  /**
-   * Starts the worker on a state file's text (validated by the caller, or
-   * to be); resolves once its sockets and TAPs are open.
-   */
-  static async start(stateText: string, stateFile: string): Promise<DataplaneHandle> {
-    const io = loadNativeIo();
-    const wakeFd = io.eventfdCreate();
-    const channel = new MessageChannel();
-    const dropRing = new SharedRing(DROP_RING_RECORDS, DROP_RECORD_SIZE);
-    const captureRing = new SharedRing(CAPTURE_RING_RECORDS, CAPTURE_RECORD_SIZE);
-    const start: WorkerStart = { stateText, stateFile, wakeFd, requests: channel.port2, dropRing: dropRing.buffer, captureRing: captureRing.buffer };
-    const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: start, transferList: [channel.port2] });
-    let markStopped: () => void = () => {};
-    const stopped = new Promise<void>((resolve) => (markStopped = resolve));
-    let markFirstForward: (at: number) => void = () => {};
-    const firstForward = new Promise<number>((resolve) => (markFirstForward = resolve));
-    const timeline = await new Promise<WorkerTimeline>((resolve, reject) => {
-      worker.on('message', (message: { ready?: boolean; timeline?: WorkerTimeline; failed?: string; stopped?: boolean; firstForward?: number }) => {
-        if (message.ready) resolve(message.timeline!);
-        if (message.failed) reject(new Error(message.failed));
-        if (message.stopped) markStopped();
-        if (message.firstForward !== undefined) markFirstForward(message.firstForward);
-      });
-      worker.on('error', reject);
-      worker.on('exit', () => {
-        markStopped();
-        reject(new Error('the dataplane worker exited'));
-      });
-    });
-    return new DataplaneHandle(io, worker, channel.port1, wakeFd, stopped, dropRing, captureRing, timeline, firstForward);
-  }
-
   request<T = unknown>(request: WorkerRequest): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     const answer = new Promise<T>((resolve, reject) => this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject }));
     this.port.postMessage({ id, request });

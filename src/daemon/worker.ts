@@ -135,6 +135,12 @@ export type WorkerRequest =
   | { op: 'export-flows' }
   | { op: 'import-flows'; pairs: SnapshotFlowPair[] }
   | { op: 'delete-device'; name: string }
+  /**
+   * Requests served in order with no packet read between them (a restart's
+   * ports, routes and flows: no packet is forwarded on a port whose flows
+   * are not back yet); answers one BatchAnswer per request.
+   */
+  | { op: 'batch'; requests: WorkerRequest[] }
   /** keepDevices: the daemon restarts; the pods' veth pairs stay for the next one to re-attach. */
   | { op: 'shutdown'; keepDevices?: boolean };
 
@@ -156,6 +162,8 @@ export interface WorkerResponse {
   result?: unknown;
   error?: string;
 }
+
+export type BatchAnswer = { ok: true; result: unknown } | { ok: false; error: string };
 
 export interface PortResult {
   vif: number;
@@ -270,6 +278,8 @@ class DataplaneWorker {
     this.programmer = new RouteProgrammer(this.dp);
     this.controlled = new InProcessDataplaneAccess(this.dp, this.programmer);
     this.pipeline = new Pipeline(this.dp, this.pool);
+    // Set before any request: flows a restart imports are stamped with it, and a clock at 0 would age them out at its first tick.
+    this.pipeline.advanceClock(Math.floor(Date.now() / 1000));
     for (let i = 0; i < BATCH; i++) {
       this.rxSlots[i] = this.pool.alloc();
       this.rxOffsetsFrom.push(this.rxOffsets.subarray(i));
@@ -456,18 +466,24 @@ class DataplaneWorker {
       const message = receiveMessageOnPort(this.start.requests);
       if (message === undefined) return;
       const { id, request } = message.message as { id: number; request: WorkerRequest };
-      let response: WorkerResponse;
-      try {
-        response = { id, ok: true, result: this.handle(request) };
-      } catch (error) {
-        response = { id, ok: false, error: error instanceof Error ? error.message : String(error) };
-      }
+      const answer = this.answer(request);
+      const response: WorkerResponse = answer.ok ? { id, ok: true, result: answer.result } : { id, ok: false, error: answer.error };
       this.start.requests.postMessage(response);
+    }
+  }
+
+  private answer(request: WorkerRequest): BatchAnswer {
+    try {
+      return { ok: true, result: this.handle(request) };
+    } catch (error) {
+      return { ok: false, error: error instanceof Error ? error.message : String(error) };
     }
   }
 
   private handle(request: WorkerRequest): unknown {
     switch (request.op) {
+      case 'batch':
+        return request.requests.map((each) => this.answer(each));
       case 'add-port':
         return this.addPort(request.port);
       case 'delete-port':
