@@ -50,7 +50,7 @@ import { DROP_REASONS } from '../dataplane/drop-reasons';
 import { SnapshotFlowPair, exportFlows, importFlows } from './snapshot';
 import { CAPTURE_RECORD_SIZE, DROP_RECORD_SIZE } from './dataplane-handle';
 
-/** Epoch ms when this worker's modules were loaded (its thread started at performance.timeOrigin): the restart timeline's marks. */
+/** Epoch ms when this worker's modules were loaded: the first of its marks in the restart timeline. */
 const modulesLoadedAt = Date.now();
 
 /** What the main thread hands the worker at start. */
@@ -149,7 +149,6 @@ export type WorkerRequest =
  * timeline (logged as ms since the process started).
  */
 export interface WorkerTimeline {
-  threadStarted: number;
   modulesLoaded: number;
   tablesBuilt: number;
   underlayOpen: number;
@@ -267,7 +266,7 @@ class DataplaneWorker {
   private fabricPort: FabricPort | null = null;
   private running = true;
   private keepDevices = false;
-  readonly timeline: WorkerTimeline = { threadStarted: Math.round(performance.timeOrigin), modulesLoaded: modulesLoadedAt, tablesBuilt: 0, underlayOpen: 0, ready: 0 };
+  readonly timeline: WorkerTimeline = { modulesLoaded: modulesLoadedAt, tablesBuilt: 0, underlayOpen: 0, ready: 0 };
   /** Called once, at the first batch that transmitted a packet (the end of a restart's outage). */
   onFirstForward: ((at: number) => void) | null = null;
 

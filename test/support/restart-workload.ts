@@ -208,10 +208,16 @@ export async function startControlledRestartCluster(topology: Topology, tag?: st
  */
 const BULK_PODS = `
 const [controlApi, daemonApi, vrouter, first, count, concurrency] = process.argv.slice(1);
-const post = async (url, body) => {
-  const response = await fetch(url, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
-  if (!response.ok) throw new Error(url + ' ' + response.status + ' ' + (await response.text()));
-};
+// A connection per request (agent: false): a kept-alive one the server closes while idle fails the next request.
+const post = (url, body) => new Promise((resolve, reject) => {
+  const request = require('http').request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (response) => {
+    let text = '';
+    response.on('data', (chunk) => (text += chunk));
+    response.on('end', () => (response.statusCode < 300 ? resolve() : reject(new Error(url + ' ' + response.statusCode + ' ' + text))));
+  });
+  request.on('error', (error) => reject(new Error(url + ': ' + error.message)));
+  request.end(JSON.stringify(body));
+});
 const started = Date.now();
 let next = Number(first), registered = 0;
 const end = Number(first) + Number(count);
@@ -237,7 +243,13 @@ Promise.all(Array.from({ length: Number(concurrency) }, lane)).then(
  */
 const ROUTE_WATCH = `
 const [introspect, vrf, seconds] = process.argv.slice(1);
-const get = async (path) => (await fetch('http://' + introspect + path)).json();
+const get = (path) => new Promise((resolve, reject) => {
+  require('http').get('http://' + introspect + path, { agent: false }, (response) => {
+    let text = '';
+    response.on('data', (chunk) => (text += chunk));
+    response.on('end', () => { try { resolve(JSON.parse(text)); } catch (error) { reject(error); } });
+  }).on('error', reject);
+});
 const until = Date.now() + Number(seconds) * 1000;
 let baseline = null, mostMissing = 0, missingNow = 0, samples = 0, downAt = null, syncedAt = null, failures = 0;
 (async () => {
@@ -279,7 +291,7 @@ export async function registerManyPods(cluster: VrouterCluster, topology: Topolo
   const control = cluster.controlNodes[0];
   await Promise.all(
     cluster.nodes.map(async (node, index) => {
-      const output = await topology.exec(node.ns, [process.execPath, '-e', BULK_PODS, control.podApi, `http://${node.api}`, node.name, String(index * perNode), String(perNode), '8']);
+      const output = await topology.exec(node.ns, [process.execPath, '-e', BULK_PODS, control.podApi, `http://${node.api}`, node.name, String(index * perNode), String(perNode), '8'], { timeoutMs: 600_000 });
       const registered = (JSON.parse(output.trim().split('\n').pop()!) as { registered: number }).registered;
       if (registered !== perNode) throw new Error(`${node.name}: ${registered} of ${perNode} pods registered`);
     }),
@@ -304,7 +316,7 @@ export async function registerManyPods(cluster: VrouterCluster, topology: Topolo
 
 /** Starts a ROUTE_WATCH in each node's namespace for `seconds`; finish() waits for their results. */
 export function watchRoutes(cluster: VrouterCluster, topology: Topology, seconds: number): { finish(): Promise<RouteWatch[]> } {
-  const watches = cluster.nodes.map((node) => topology.exec(node.ns, [process.execPath, '-e', ROUTE_WATCH, node.introspect, WEB_VRF, String(seconds)]));
+  const watches = cluster.nodes.map((node) => topology.exec(node.ns, [process.execPath, '-e', ROUTE_WATCH, node.introspect, WEB_VRF, String(seconds)], { timeoutMs: (seconds + 60) * 1000 }));
   return {
     async finish() {
       return (await Promise.all(watches)).map((output) => JSON.parse(output.trim().split('\n').pop()!) as RouteWatch);
