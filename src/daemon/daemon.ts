@@ -317,9 +317,7 @@ export class Daemon {
     startup.mark('running');
     log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}`, startup: startup.marks }, 'vrouter running');
     void dataplane.firstForward.then((at) => {
-      // CPU of every thread so far: what the start costs whatever the load (ms since start follows the load).
-      const cpu = process.cpuUsage();
-      log.info({ component: 'daemon', ms: startup.sinceStart(at), cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, 'first packet forwarded');
+      log.info({ component: 'daemon', ms: startup.sinceStart(at.at), cpuMs: at.cpuMs }, 'first packet forwarded');
     });
     const snapshotTimer = setInterval(() => void this.saveSnapshot({ unlessBusy: true }), SNAPSHOT_INTERVAL_MS);
     snapshotTimer.unref();
@@ -695,7 +693,8 @@ export class Daemon {
 
   /**
    * Makes the snapshot's ports again on their devices, programs its routes
-   * and (under the same state file) its flows, in one batch: the worker
+   * (those of the control nodes too) and (under the same state file) its
+   * flows, in one batch: the worker
    * reads no packet of a restored port before its flows are back (a reply
    * forwarded without its NAT would have the client reset the connection).
    * A port that cannot come back (its VN left the state file, its
@@ -719,6 +718,8 @@ export class Daemon {
       }
     }
     for (const route of snapshot.routes) requests.push({ op: 'set-route', vrf: route.vrf, prefix: route.prefix, nexthops: route.nexthops });
+    // The control nodes' routes forward at once too; the control client takes them over as stale when it starts (rejoin).
+    if (controlled) requests.push({ op: 'control-routes', updates: snapshot.controlRoutes });
     const sameState = snapshot.stateDigest === this.stateDigest;
     if (sameState) requests.push({ op: 'import-flows', pairs: snapshot.flows });
     const answers = await this.dataplane.request<BatchAnswer[]>({ op: 'batch', requests });

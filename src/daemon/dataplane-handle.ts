@@ -31,8 +31,12 @@ export class DataplaneHandle {
   readonly captureRing = new SharedRing(CAPTURE_RING_RECORDS, CAPTURE_RECORD_SIZE);
   /** Resolves with the epoch ms of the worker's start phases once its sockets and TAPs are open. */
   readonly ready: Promise<WorkerTimeline>;
-  /** Epoch ms of the first packet the worker transmitted. */
-  readonly firstForward: Promise<number>;
+  /**
+   * When the worker transmitted its first packet (epoch ms) and the CPU the
+   * process had spent by then, every thread (ms since start follows the
+   * machine's load, this does not).
+   */
+  readonly firstForward: Promise<{ at: number; cpuMs: number }>;
 
   /**
    * Starts the worker on a state file's text (validated by the caller, or
@@ -48,8 +52,8 @@ export class DataplaneHandle {
     this.worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: start, transferList: [channel.port2] });
     let markStopped: () => void = () => {};
     this.stopped = new Promise<void>((resolve) => (markStopped = resolve));
-    let markFirstForward: (at: number) => void = () => {};
-    this.firstForward = new Promise<number>((resolve) => (markFirstForward = resolve));
+    let markFirstForward: (first: { at: number; cpuMs: number }) => void = () => {};
+    this.firstForward = new Promise((resolve) => (markFirstForward = resolve));
     this.ready = new Promise<WorkerTimeline>((resolve, reject) => {
       const fail = (error: Error) => {
         this.failure ??= error;
@@ -57,7 +61,7 @@ export class DataplaneHandle {
         for (const waiting of this.pending.values()) waiting.reject(error);
         this.pending.clear();
       };
-      this.worker.on('message', (message: { ready?: boolean; timeline?: WorkerTimeline; failed?: string; stopped?: boolean; firstForward?: number }) => {
+      this.worker.on('message', (message: { ready?: boolean; timeline?: WorkerTimeline; failed?: string; stopped?: boolean; firstForward?: { at: number; cpuMs: number } }) => {
         if (message.ready) resolve(message.timeline!);
         if (message.failed) fail(new Error(message.failed));
         if (message.stopped) markStopped();

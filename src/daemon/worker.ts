@@ -721,7 +721,10 @@ if (!isMainThread && parentPort) {
   try {
     const worker = new DataplaneWorker(start);
     const port = parentPort;
-    worker.onFirstForward = (at) => port.postMessage({ firstForward: at });
+    worker.onFirstForward = (at) => {
+      const cpu = process.cpuUsage();
+      port.postMessage({ firstForward: { at, cpuMs: Math.round((cpu.user + cpu.system) / 1000) } });
+    };
     parentPort.postMessage({ ready: true, timeline: worker.timeline });
     worker.run();
     parentPort.postMessage({ stopped: true });
