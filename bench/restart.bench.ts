@@ -1,6 +1,8 @@
 /**
  * npm run bench:restart [-- --pps 10000 --seconds 8 --at 3]: what a restart
- * of `vrouter run` (issue 15) costs the pods' traffic. Two nodes in network
+ * of `vrouter run` (issue 15) costs the pods' traffic; with --control-node
+ * [--pods 1000 --down-ms 1000 --watch 45], what a control node restart
+ * costs the vrouters' routes (controlNodeRestart below). Two nodes in network
  * namespaces (test/support/vrouter-cluster.ts), daemons run restartable
  * (without --clean-exit):
  *
@@ -22,7 +24,14 @@
 import os from 'node:os';
 import { Topology } from '../test/support/netns';
 import { VrouterCluster } from '../test/support/vrouter-cluster';
-import { RESTART_CLUSTER_IP as CLUSTER_IP, startControlledRestartCluster, startRestartTraffic } from '../test/support/restart-workload';
+import {
+  RESTART_CLUSTER_IP as CLUSTER_IP,
+  registerManyPods,
+  startControlRestartCluster,
+  startControlledRestartCluster,
+  startRestartTraffic,
+  watchRoutes,
+} from '../test/support/restart-workload';
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => {
@@ -33,6 +42,10 @@ const PPS = option('pps', 10_000);
 const SECONDS = option('seconds', 8);
 const RESTART_AT_SECONDS = option('at', 3);
 const SIGNALS = ['SIGTERM', 'SIGKILL'] as const;
+const CONTROL_NODE_CASE = args.includes('--control-node');
+const PODS = option('pods', 1000);
+const CONTROL_DOWN_MS = option('down-ms', 1000);
+const WATCH_SECONDS = option('watch', 45);
 
 interface CaseResult {
   topology: string;
@@ -87,8 +100,48 @@ async function measure(cluster: VrouterCluster, topologyName: string, signal: (t
   };
 }
 
+/**
+ * --control-node: the control node SIGKILLed under `--pods` pods (half on
+ * each of two vrouters, TAPs in the node namespaces, no traffic) and started
+ * again after `--down-ms`. Each vrouter's routes of VN web are sampled every
+ * 100 ms from before the kill until `--watch` seconds: withdrawn is the most
+ * prefixes of the first sample missing from any later one (graceful
+ * restart: 0); re-sync is from the control node listening again until the
+ * vrouter's session is Established with no stale route.
+ */
+async function controlNodeRestart(): Promise<void> {
+  const topology = new Topology();
+  try {
+    const cluster = await startControlRestartCluster(topology);
+    try {
+      const registration = await registerManyPods(cluster, topology, Math.ceil(PODS / cluster.nodes.length));
+      const watch = watchRoutes(cluster, topology, WATCH_SECONDS);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await cluster.killControlNode(0, 'SIGKILL');
+      await new Promise((resolve) => setTimeout(resolve, CONTROL_DOWN_MS));
+      await cluster.startControlNode(0);
+      const listening = Date.now();
+      const watched = await watch.finish();
+      console.log(
+        `\ncontrol node SIGKILLed under ${PODS} pods (registered in ${registration.ms} ms), down ${CONTROL_DOWN_MS} ms (${os.cpus().length} cores, load average ${os.loadavg().map((load) => load.toFixed(2)).join(' ')})`,
+      );
+      console.log('| vrouter | routes before | withdrawn (most missing) | missing at the end | re-sync ms | samples |');
+      console.log('|---|---:|---:|---:|---:|---:|');
+      watched.forEach((result, index) => {
+        const resync = result.syncedAt === null ? `not within ${WATCH_SECONDS} s` : String(result.syncedAt - listening);
+        console.log(`| node${index} | ${result.baseline} | ${result.mostMissing} | ${result.missingNow} | ${resync} | ${result.samples} |`);
+      });
+    } finally {
+      await cluster.stop().catch((error: Error) => console.error(error.message));
+    }
+  } finally {
+    await topology.destroy();
+  }
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench:restart needs root (network namespaces)');
+  if (CONTROL_NODE_CASE) return controlNodeRestart();
   const results: CaseResult[] = [];
   for (const [name, build] of [['no control node', withoutControl], ['control node', withControl]] as const) {
     const topology = new Topology();

@@ -1,7 +1,8 @@
 /**
  * The restart snapshot (src/daemon/snapshot.ts): written whole, read back,
  * refused with a reason when it is not one this daemon wrote; flow pairs
- * carried over with their NAT, ECMP and TCP state, by VRF name; its routes
+ * carried over with their NAT, ECMP and TCP state, by VRF name, IPv4 and
+ * IPv6; its routes
  * held as stale per control node (LearnedRoutes.restoreStale).
  */
 import { test } from 'node:test';
@@ -10,8 +11,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildDataplane } from '../src/control/config/state-file';
-import { NAT_DNAT, NAT_SNAT, FLOW_NAT } from '../src/dataplane/flow-table';
+import { NAT_DNAT, NAT_DPAT, NAT_SNAT, NAT_SPAT, FLOW_NAT } from '../src/dataplane/flow-table';
+import { flowHash6 } from '../src/dataplane/flow-hash';
 import { ipFromString } from '../src/dataplane/protocols/ipv4';
+import { ip6FromString, ip6ToString } from '../src/dataplane/protocols/ipv6';
 import type { DataplaneAccess } from '../src/control/agent/agent-interface';
 import { LearnedRoutes } from '../src/control/agent/learned-routes';
 import { DaemonSnapshot, SNAPSHOT_VERSION, exportFlows, importFlows, loadSnapshot, saveSnapshot } from '../src/daemon/snapshot';
@@ -107,6 +110,78 @@ test('flow pairs come back in another dataplane with their decisions, by VRF nam
   // A pair of a VRF that is gone is not restored.
   const without = buildDataplane(document([{ id: 1, name: 'other' }]), 'without.json');
   assert.equal(importFlows(without, pairs, 20), 0);
+});
+
+test('IPv6 flow pairs come back with their NAT, ECMP choice and TCP state, by VRF name, over a pair the first packets made', () => {
+  const document = (vrfs: Array<{ id: number; name: string }>) => ({ node: { name: 'node1', underlayIp: '198.18.0.12' }, vrfs, flows: { capacity: 1024 } });
+  const client = ip6FromString('fd00:1::3');
+  const clusterIp = ip6FromString('fd00:96::10');
+  const backend = ip6FromString('fd00:1::5');
+  const key = (vrf: number, src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number) => {
+    const addresses = new Uint8Array(32);
+    addresses.set(src, 0);
+    addresses.set(dst, 16);
+    return { vrf, protocol: 6, addresses, srcPort, dstPort };
+  };
+  const before = buildDataplane(document([{ id: 1, name: 'vn1' }]), 'before.json');
+  const entry = before.flows.create6(key(1, client, clusterIp, 40000, 80), key(1, backend, client, 8080, 40000), 10);
+  before.flows.action[entry] = FLOW_NAT;
+  before.flows.action[entry + 1] = FLOW_NAT;
+  before.flows.natFlags[entry] = NAT_DNAT | NAT_DPAT;
+  before.flows.natFlags[entry + 1] = NAT_SNAT | NAT_SPAT;
+  before.flows.ecmpSlot[entry] = 2;
+  before.flows.trackTcp(entry, 0x02, 1000, 0, 0);
+  before.flows.hit(entry + 1, 60, 10);
+  before.flows.trackTcp(entry + 1, 0x12, 5000, 1001, 0);
+  // An IPv4 pair beside it comes along as before.
+  before.flows.create({ vrf: 1, protocol: 17, src: ipFromString('10.1.1.3'), dst: ipFromString('10.1.1.5'), srcPort: 5000, dstPort: 53 }, { vrf: 1, protocol: 17, src: ipFromString('10.1.1.5'), dst: ipFromString('10.1.1.3'), srcPort: 53, dstPort: 5000 }, 10);
+  const pairs = exportFlows(before);
+  assert.equal(pairs.length, 2);
+  const [ipv6] = pairs.filter((pair) => pair.forward.src6 !== undefined);
+  assert.deepEqual([ipv6.forward.src6, ipv6.forward.dst6, ipv6.reverse.src6, ipv6.reverse.dst6], ['fd00:1::3', 'fd00:96::10', 'fd00:1::5', 'fd00:1::3']);
+
+  // Saved and read back as JSON, as a restart does.
+  const dir = directory();
+  let loaded: DaemonSnapshot;
+  try {
+    const file = path.join(dir, 's.json');
+    saveSnapshot(file, { ...SNAPSHOT, flows: pairs });
+    loaded = (loadSnapshot(file, 'node1') as { snapshot: DaemonSnapshot }).snapshot;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  // After the restart vn1 has another id, and the backend's first reply made a pair of its own, without the NAT.
+  const after = buildDataplane(document([{ id: 1, name: 'other' }, { id: 2, name: 'vn1' }]), 'after.json');
+  after.flows.create6(key(2, backend, client, 8080, 40000), key(2, client, backend, 40000, 8080), 20);
+  assert.equal(importFlows(after, loaded.flows, 20), 2);
+  const views = after.flows.entries().filter((view) => view.src6 !== null);
+  assert.equal(views.length, 2, JSON.stringify(views));
+  const [restoredForward, restoredReverse] = views;
+  assert.deepEqual(
+    [restoredForward.vrf, ip6ToString(restoredForward.src6!), ip6ToString(restoredForward.dst6!), restoredForward.srcPort, restoredForward.dstPort, restoredForward.nat, restoredForward.ecmpSlot],
+    [2, 'fd00:1::3', 'fd00:96::10', 40000, 80, ['dnat', 'dpat'], 2],
+  );
+  assert.deepEqual([ip6ToString(restoredReverse.src6!), restoredReverse.srcPort, restoredReverse.nat, restoredReverse.replied], ['fd00:1::5', 8080, ['snat', 'spat'], true]);
+  // Found by the dataplane's own IPv6 lookup, and its TCP state came along.
+  const forwardKey = key(2, client, clusterIp, 40000, 80);
+  assert.equal(after.flows.lookup6(2, 6, forwardKey.addresses, 0, 16, (40000 << 16) | 80, flowHash6(2, forwardKey.addresses, 0, 16, 6, 40000, 80)), restoredForward.index);
+  assert.equal(after.flows.trackTcp(restoredReverse.index, 0x04, 1001, 0, 0), false, 'no ACK from the client seen yet in this direction');
+  assert.equal(after.flows.trackTcp(restoredForward.index, 0x04, 1001, 0, 0), true);
+  // A side whose address does not parse is skipped, not thrown.
+  const broken = { ...ipv6, forward: { ...ipv6.forward, src6: 'fd00::zz' } };
+  assert.equal(importFlows(buildDataplane(document([{ id: 1, name: 'vn1' }]), 'broken.json'), [broken], 20), 0);
+});
+
+test('a snapshot with an IPv6 flow side lacking its addresses is refused with the reason', () => {
+  const dir = directory();
+  try {
+    const file = path.join(dir, 's.json');
+    const side = { src: 0, dst: 0, src6: 'fd00:1::3', ports: 0, action: 1, nat: 0, ecmpSlot: 0, tcpAck: 0, tcpSeq: 0 };
+    fs.writeFileSync(file, JSON.stringify({ ...SNAPSHOT, flows: [{ vrf: 'vn1', protocol: 6, state: 1, vif: -1, forward: side, reverse: side }] }));
+    assert.deepEqual(loadSnapshot(file, 'node1'), { snapshot: null, reason: 'field /flows/0: an IPv6 side needs src6 and dst6 as text' });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('routes restored from a snapshot are stale per control node: one it re-sends stays, the rest go at its End-of-RIB', () => {

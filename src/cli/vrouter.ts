@@ -12,16 +12,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { loadStateFile } from '../control/config/state-file';
-import { replay, ReplayInput, ReplayInputError } from '../dataplane/io/replay';
+import type { ReplayInput } from '../dataplane/io/replay';
 import { CaptureError } from '../dataplane/io/pcap';
 import { compareOutputs, MaskError, parseMasks, updateExpected } from '../replay/compare';
 import { FIELD_NAMES } from '../replay/packet-fields';
-import { captureScenario, parseDuration } from '../replay/capture';
-import { exportState } from '../replay/state-export';
-import { findScenarios, formatResult, jsonReport, junitXml, runSuite, summaryLine, SuiteScenario } from '../replay/suite';
-import { Daemon } from '../daemon/daemon';
-import { GatewaySpec, parseGatewayFlag } from '../daemon/gateway';
+import type { SuiteScenario } from '../replay/suite';
+import { type GatewaySpec, parseGatewayFlag } from '../daemon/gateway';
 import { cniCommand } from './cni';
 import { portCommand } from './port';
 import { routeCommand, statsCommand } from './route';
@@ -75,6 +71,8 @@ function replayCommand(): Command {
       if (options.out === undefined && options.expect === undefined) throw new UsageError('give --out <dir>, --expect <dir> or both');
       if (options.update && options.expect === undefined) throw new UsageError('--update rewrites the --expect directory: give --expect <dir>');
       if (options.map.length > 0 && options.inPcapng.length === 0) throw new UsageError('--map applies to --in-pcapng inputs: give --in-pcapng <file>');
+      const { loadStateFile } = require('../control/config/state-file') as typeof import('../control/config/state-file');
+      const { replay } = require('../dataplane/io/replay') as typeof import('../dataplane/io/replay');
       const masks = parseMasks(options.ignore);
       const dp = loadStateFile(options.state);
       const vifNamed = (option: string, spec: string, name: string): number => {
@@ -138,6 +136,7 @@ function testCommand(): Command {
     .option('--jobs <n>', 'scenarios run at once (default: the number of cores)', (value: string) => Number(value))
     .option('--update', "rewrite each scenario's expected/ directory from its replay instead of comparing")
     .action(async (dirs: string[], options: { junit?: string; json?: string; jobs?: number; update?: boolean }) => {
+      const { findScenarios, formatResult, jsonReport, junitXml, runSuite, summaryLine } = require('../replay/suite') as typeof import('../replay/suite');
       const jobs = options.jobs ?? os.availableParallelism();
       if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--jobs ${options.jobs}: expected a positive integer`);
       let scenarios: SuiteScenario[];
@@ -172,6 +171,7 @@ function stateCommand(): Command {
     .option('-o, --output <file>', 'the file to write (default: standard output)')
     .addOption(new Option('--introspect <host:port>', 'the daemon introspect API').default(DEFAULT_INTROSPECT))
     .action(async (options: { output?: string; introspect: string }) => {
+      const { exportState } = require('../replay/state-export') as typeof import('../replay/state-export');
       const { yaml } = await exportState(options.introspect);
       if (options.output === undefined) process.stdout.write(yaml);
       else fs.writeFileSync(options.output, yaml);
@@ -185,6 +185,7 @@ function captureCommand(): Command {
     .option('--duration <time>', 'how long to capture: 10s, 500ms, 2m (Ctrl-C stops earlier)', '10s')
     .addOption(new Option('--introspect <host:port>', 'the daemon introspect API').default(DEFAULT_INTROSPECT))
     .action(async (dir: string, options: { duration: string; introspect: string }) => {
+      const { captureScenario, parseDuration } = require('../replay/capture') as typeof import('../replay/capture');
       let durationMs: number;
       try {
         durationMs = parseDuration(options.duration);
@@ -267,6 +268,8 @@ function runCommand(): Command {
     }, [])
     .option('--snapshot <file>', 'the restart snapshot: ports, routes and flows, saved every 500 ms and on SIGTERM, restored at start (default: <state file>.snapshot.json)')
     .action(async (options: RunOptions) => {
+      // Loaded here, and the other subcommands' modules by them: a restarting daemon loads only its own.
+      const { Daemon } = require('../daemon/daemon') as typeof import('../daemon/daemon');
       const { host, port } = parseHostPort(options.api, '--api');
       const introspect = options.introspect === false ? undefined : parseHostPort(options.introspect, '--introspect');
       if (options.gateway.length > 0 && options.control.length === 0) throw new UsageError('--gateway needs --control: its routes reach the other nodes through the control node');
@@ -280,7 +283,7 @@ function isUsageOrInputError(error: unknown): boolean {
     error instanceof UsageError ||
     error instanceof MaskError ||
     error instanceof CaptureError ||
-    error instanceof ReplayInputError ||
+    error instanceof (require('../dataplane/io/replay') as typeof import('../dataplane/io/replay')).ReplayInputError ||
     (error instanceof Error && (error.name === 'StateFileError' || (error as NodeJS.ErrnoException).code === 'ENOENT'))
   );
 }

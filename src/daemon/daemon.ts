@@ -15,25 +15,26 @@ import type { AddressInfo } from 'node:net';
 import { StateFileError, buildDataplane, parseStateText } from '../control/config/state-file';
 import type { StateDocument } from '../control/config/state-schema';
 import type { PodTapConfig } from '../dataplane/io/native';
-import type { PodPortConfig, PortRequest, PortResult } from './worker';
+import type { BatchAnswer, PodPortConfig, PortRequest, PortResult, WorkerRequest, WorkerTimeline } from './worker';
 import type { SandeshInterface } from './sandesh-itf';
 import { ipFromString } from '../dataplane/protocols/ipv4';
 import type { FloatingIp } from '../dataplane/vif';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
-import { ControlClient, ControlServer } from '../control/agent/control-client';
+import type { ControlClient, ControlServer } from '../control/agent/control-client';
 import { CapAttachment } from './cap-attachment';
 import { GatewaySpec, gatewayConfig, gatewayPort } from './gateway';
 import { WorkerAccess } from './worker-access';
 import { DataplaneHandle } from './dataplane-handle';
 import { createLogger, Logger } from './log';
-import { ApiError, createPortApi, PortAddRequest } from '../control/agent/port-api';
+import { ApiError } from '../control/agent/api-error';
+import type { PortAddRequest } from '../control/agent/port-api';
 import type { AgentPort } from '../control/agent/agent-port';
-import { PortStore } from '../control/agent/port-store';
-import { AgentPorts, AttachedInterface } from './agent-ports';
-import { IntrospectPort, startIntrospectServer } from './introspect-server';
+import type { AgentPorts, AttachedInterface } from './agent-ports';
+import type { IntrospectPort } from './introspect-server';
 import type { SnapshotFlowPair } from './snapshot';
 import {
   DaemonSnapshot,
+  LoadedSnapshot,
   RouteJournal,
   SNAPSHOT_INTERVAL_MS,
   SNAPSHOT_VERSION,
@@ -191,46 +192,91 @@ export class Daemon {
     private readonly stateDigest: string,
   ) {}
 
+  /**
+   * Forwarding first: the worker is started before anything else is read or
+   * loaded, the snapshot restored as soon as it runs; only then the
+   * modules and services the packet path does not need (serve()).
+   */
   static async start(options: DaemonOptions, log = createLogger()): Promise<{ daemon: Daemon; apiAddress: AddressInfo }> {
     if (process.getuid?.() !== 0) throw new Error('vrouter run needs root: TAP devices and raw sockets need CAP_NET_ADMIN and CAP_NET_RAW');
+    const startup = new StartupTimeline();
     const stateText = readStateText(options.stateFile);
-    const state = parseStateText(stateText, options.stateFile) as StateDocument;
-    // The worker starts (its own isolate, modules and tables: most of a restart's outage) while this thread validates.
-    const starting = DataplaneHandle.start(state, options.stateFile);
+    // The worker's isolate, modules and tables are most of a restart's outage: they load while this thread reads and validates.
+    const dataplane = new DataplaneHandle(stateText, options.stateFile);
+    startup.mark('workerSpawned');
+    const snapshotFile = options.snapshotFile ?? defaultSnapshotFile(options.stateFile);
+    const digest = stateDigest(stateText);
+    let state: StateDocument;
+    let loaded: LoadedSnapshot = { snapshot: null, reason: null };
+    let validateAfterRestore = false;
     try {
-      buildDataplane(state, options.stateFile); // fails here, naming file, field and value, before the worker is used
+      state = parseStateText(stateText, options.stateFile) as StateDocument;
+      const node = (state as Partial<StateDocument> | null)?.node?.name;
+      if (typeof node === 'string') loaded = loadSnapshot(snapshotFile, node);
+      // The very text the snapshot's daemon validated at its start: validated again once forwarding is back.
+      validateAfterRestore = loaded.snapshot?.stateDigest === digest;
+      if (!validateAfterRestore) buildDataplane(state, options.stateFile); // fails here, naming file, field and value, before the worker is used
     } catch (error) {
-      await starting.then((handle) => handle.stop(), () => undefined);
+      await dataplane.stop();
       throw error;
     }
-    let dataplane: DataplaneHandle;
+    const daemon = new Daemon(state, dataplane, log, snapshotFile, digest);
+    for (const entry of state.labels ?? []) daemon.usedLabels.add(entry.label);
+    if (loaded.snapshot === null && loaded.reason !== null) log.warn({ component: 'snapshot', file: snapshotFile, reason: loaded.reason }, 'snapshot ignored: starting without it');
+    // Forwarding comes back before the API listens and before the control channel is up: the restore is
+    // posted now, and the worker serves it as soon as it runs.
+    const restoring = loaded.snapshot ? daemon.restore(loaded.snapshot, options.control !== undefined) : Promise.resolve();
     try {
-      dataplane = await starting;
+      startup.worker(await dataplane.ready);
     } catch (error) {
+      await restoring.catch(() => undefined);
+      if (validateAfterRestore) buildDataplane(state, options.stateFile); // a schema error explains it better
       throw new Error(explainStartFailure(error as Error, state));
     }
-    const snapshotFile = options.snapshotFile ?? defaultSnapshotFile(options.stateFile);
-    const daemon = new Daemon(state, dataplane, log, snapshotFile, stateDigest(stateText));
-    for (const entry of state.labels ?? []) daemon.usedLabels.add(entry.label);
-    const loaded = loadSnapshot(snapshotFile, state.node.name);
-    if (loaded.snapshot === null && loaded.reason !== null) log.warn({ component: 'snapshot', file: snapshotFile, reason: loaded.reason }, 'snapshot ignored: starting without it');
-    // Forwarding comes back before the API listens and before the control channel is up.
-    if (loaded.snapshot) await daemon.restore(loaded.snapshot, options.control !== undefined);
+    await restoring;
+    startup.mark('snapshotRestored');
+    if (validateAfterRestore) {
+      try {
+        buildDataplane(state, options.stateFile);
+      } catch (error) {
+        // This daemon's schema refuses what the last one ran (an upgrade): the pods keep their devices for a fixed file.
+        await dataplane.stop({ keepDevices: true });
+        throw error;
+      }
+      startup.mark('stateValidated');
+    }
     await daemon.removeLeftoverDevices();
+    const apiAddress = await daemon.serve(options, loaded.snapshot, startup);
+    return { daemon, apiAddress };
+  }
+
+  /**
+   * What the packet path does not need, loaded and started once it
+   * forwards: the control channel, the port API, the introspect API, the
+   * agent's ports, the periodic snapshot and the signal handlers.
+   */
+  private async serve(options: DaemonOptions, snapshot: DaemonSnapshot | null, startup: StartupTimeline): Promise<AddressInfo> {
+    const { createPortApi } = require('../control/agent/port-api') as typeof import('../control/agent/port-api');
+    const { AgentPorts } = require('./agent-ports') as typeof import('./agent-ports');
+    const { PortStore } = require('../control/agent/port-store') as typeof import('../control/agent/port-store');
+    const { startIntrospectServer } = require('./introspect-server') as typeof import('./introspect-server');
+    startup.mark('servicesLoaded');
+    const { dataplane, log, state, snapshotFile } = this;
     if (options.control) {
-      const client = daemon.startControlClient(options.control);
-      if (loaded.snapshot) daemon.rejoin(loaded.snapshot, client);
-      for (const gateway of options.gateways ?? []) await daemon.addGateway(gateway, client);
+      const client = this.startControlClient(options.control);
+      if (snapshot) this.rejoin(snapshot, client);
+      for (const gateway of options.gateways ?? []) await this.addGateway(gateway, client);
+      startup.mark('controlStarted');
     }
     const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
-    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log, options.stalePortTimeout);
-    daemon.agentPorts = agentPorts;
+    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), this.interfaceAttacher(), log, options.stalePortTimeout);
+    this.agentPorts = agentPorts;
     const api = createPortApi({
       addPorts: (ports) => agentPorts.addPorts(ports),
       deletePort: async (id) => {
         await agentPorts.deletePort(id);
         // A vrouter-ts port of that id goes too (the agent's DELETE answers 200 for an unknown port).
-        if (daemon.ports.has(id)) await daemon.deletePort(id);
+        if (this.ports.has(id)) await this.deletePort(id);
       },
       portInfo: (id) => agentPorts.portInfo(id),
       syncPorts: () => agentPorts.sync(),
@@ -239,17 +285,17 @@ export class Daemon {
       addVmVnPort: (port) => agentPorts.addVmVnPort(port),
       vmInterfaces: (vm, vmi) => agentPorts.vmInterfaces(vm, vmi),
       deleteVm: (vm) => agentPorts.deleteVm(vm),
-      addLocalPort: (request) => daemon.addPort(request),
+      addLocalPort: (request) => this.addPort(request),
       deleteLocalPort: async (id) => {
-        if (!daemon.ports.has(id)) return false;
-        await daemon.deletePort(id);
+        if (!this.ports.has(id)) return false;
+        await this.deletePort(id);
         return true;
       },
-      listPorts: () => [...daemon.ports.values(), ...daemon.agentPortList()],
+      listPorts: () => [...this.ports.values(), ...this.agentPortList()],
       setRoute: async (route) => {
         const nexthops = (route.nexthops ?? []).map((nexthop) => ({ ...nexthop, encaps: nexthop.encaps ?? ['udp'] }));
         const answer = await dataplane.request({ op: 'set-route', vrf: route.vrf, prefix: route.prefix, nexthops });
-        daemon.apiRoutes.set(route.vrf, route.prefix, nexthops);
+        this.apiRoutes.set(route.vrf, route.prefix, nexthops);
         return answer;
       },
       stats: () => dataplane.request({ op: 'stats' }),
@@ -259,20 +305,25 @@ export class Daemon {
       api.listen(options.apiPort, options.apiHost, resolve);
     });
     const apiAddress = api.address() as AddressInfo;
+    startup.mark('apiListening');
     if (options.introspect) {
       await startIntrospectServer({
         ...options.introspect,
         dataplane,
         log,
         node: state.node.name,
-        ports: () => [...daemon.ports.values(), ...daemon.activeAgentPorts()],
-        controlSessions: () => daemon.controlSessions(),
-        sandeshInterfaces: () => daemon.sandeshInterfaces(),
+        ports: () => [...this.ports.values(), ...this.activeAgentPorts()],
+        controlSessions: () => this.controlSessions(),
+        sandeshInterfaces: () => this.sandeshInterfaces(),
       });
     }
     await agentPorts.restore();
-    log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}` }, 'vrouter running');
-    const snapshotTimer = setInterval(() => void daemon.saveSnapshot({ unlessBusy: true }), SNAPSHOT_INTERVAL_MS);
+    startup.mark('running');
+    log.info({ component: 'daemon', node: state.node.name, underlay: state.node.underlayIp, api: `${apiAddress.address}:${apiAddress.port}`, startup: startup.marks }, 'vrouter running');
+    void dataplane.firstForward.then((at) => {
+      log.info({ component: 'daemon', ms: startup.sinceStart(at.at), cpuMs: at.cpuMs }, 'first packet forwarded');
+    });
+    const snapshotTimer = setInterval(() => void this.saveSnapshot({ unlessBusy: true }), SNAPSHOT_INTERVAL_MS);
     snapshotTimer.unref();
     const stop = async (signal: string) => {
       log.info({ component: 'daemon', signal, cleanExit: options.cleanExit === true }, 'stopping');
@@ -281,22 +332,23 @@ export class Daemon {
       agentPorts.stop();
       if (options.cleanExit) {
         // Leaving for good: the control node withdraws this node's routes now.
-        await daemon.client?.close();
+        await this.client?.close();
         await dataplane.stop();
         fs.rmSync(snapshotFile, { force: true });
       } else {
         // A restart: the session just drops (the control node keeps this node's routes as stale), the pods keep their devices.
-        await daemon.saveSnapshot();
+        await this.saveSnapshot();
         await dataplane.stop({ keepDevices: true });
       }
       process.exit(0);
     };
     process.once('SIGINT', () => void stop('SIGINT'));
     process.once('SIGTERM', () => void stop('SIGTERM'));
-    return { daemon, apiAddress };
+    return apiAddress;
   }
 
   private startControlClient(control: NonNullable<DaemonOptions['control']>): ControlClient {
+    const { ControlClient } = require('../control/agent/control-client') as typeof import('../control/agent/control-client');
     const componentLog = this.log.child({ component: 'control' });
     const client = new ControlClient({
       nodeName: control.nodeName ?? this.state.node.name,
@@ -416,10 +468,27 @@ export class Daemon {
     return record;
   }
 
-  /** `restored`: a port of the snapshot, made again on its devices with its vif and name. */
-  async addPort(request: PortAddRequest, restored?: Pick<SnapshotPort, 'vif' | 'tapName'>): Promise<PortRecord> {
+  async addPort(request: PortAddRequest): Promise<PortRecord> {
     if (this.ports.has(request.id) || this.pending.has(request.id)) throw new ApiError(409, `field /id: port ${request.id} exists already`);
     if (this.client) return this.addControlledPort(request, this.client);
+    const prepared = this.prepareLocalPort(request);
+    let result: PortResult;
+    try {
+      result = await this.dataplane.request<PortResult>(prepared.request);
+    } catch (error) {
+      throw new ApiError(400, (error as Error).message);
+    }
+    const record = prepared.finish(result);
+    await this.saveSnapshot();
+    return record;
+  }
+
+  /**
+   * A port of vrouter-ts's own: the worker's request making it, and what
+   * records it once made. `restored`: a port of the snapshot, made again on
+   * its devices with its vif and name.
+   */
+  private prepareLocalPort(request: PortAddRequest, restored?: Pick<SnapshotPort, 'vif' | 'tapName'>): { request: WorkerRequest; finish: (result: PortResult) => PortRecord } {
     if (request.vn === undefined) throw new ApiError(400, 'field /vn is required (no control node assigns one)');
     if (request.ip === undefined) throw new ApiError(400, 'field /ip is required (no control node assigns one)');
     const vrf = (this.state.vrfs ?? []).find((candidate) => candidate.name === request.vn);
@@ -432,29 +501,44 @@ export class Daemon {
     const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
     const tapName = request.attach ?? restored?.tapName ?? `vtap${this.tapCounter++}`;
     const pod = podTap(request, netnsPath, { mac, mtu, ip: request.ip, gateway });
-    let made: { result: PortResult; attachment?: CapAttachment };
-    try {
-      made = await this.makePort(
-        { tapName, pod: pod && restored ? { ...pod, existing: true } : pod, vif: restored?.vif, mac, ip: request.ip, vrf: request.vn, subnet, gateway, mtu, label: request.label, floatingIps: floatingIps(request),
-          ip6: request.ip6,
-          floatingIps6: (request.floatingIps ?? []).filter((fip) => fip.ip.includes(':')).map((fip) => ({
-            ip: fip.ip,
-            portMap: (fip.portMap ?? []).map((entry) => ({ protocol: PROTOCOLS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port })),
-          })),
-        },
-        request.attach,
-      );
-    } catch (error) {
-      throw new ApiError(400, (error as Error).message);
+    let attachment: CapAttachment | undefined;
+    if (request.attach !== undefined) {
+      try {
+        attachment = new CapAttachment(request.attach);
+      } catch (error) {
+        throw new ApiError(400, `field /attach: ${(error as Error).message} (value: ${JSON.stringify(request.attach)})`);
+      }
     }
-    const { result, attachment } = made;
-    if (attachment) this.attachments.set(request.id, attachment);
-    const record = portRecord(request, result, { vn: request.vn, ip: request.ip, mac, mtu });
-    this.ports.set(request.id, record);
-    this.restorable.set(request.id, { request, vif: result.vif, label: result.label, tapName: result.tapName });
-    if (!restored) await this.saveSnapshot();
-    this.log.info({ component: 'ports', id: record.id, vif: record.vif, label: record.label, vn: record.vn, ip: record.ip, netns: record.netns, restored: restored !== undefined }, 'port added');
-    return record;
+    const port: PortRequest = {
+      tapName,
+      pod: pod && restored ? { ...pod, existing: true } : pod,
+      vif: restored?.vif,
+      mac,
+      ip: request.ip,
+      vrf: request.vn,
+      subnet,
+      gateway,
+      mtu,
+      label: request.label,
+      floatingIps: floatingIps(request),
+      ip6: request.ip6,
+      floatingIps6: (request.floatingIps ?? []).filter((fip) => fip.ip.includes(':')).map((fip) => ({
+        ip: fip.ip,
+        portMap: (fip.portMap ?? []).map((entry) => ({ protocol: PROTOCOLS[entry.protocol], port: entry.port, targetPort: entry.targetPort ?? entry.port })),
+      })),
+      attach: attachment?.request,
+    };
+    const vn = request.vn;
+    const ip = request.ip;
+    const finish = (result: PortResult): PortRecord => {
+      if (attachment) this.attachments.set(request.id, attachment);
+      const record = portRecord(request, result, { vn, ip, mac, mtu });
+      this.ports.set(request.id, record);
+      this.restorable.set(request.id, { request, vif: result.vif, label: result.label, tapName: result.tapName });
+      this.log.info({ component: 'ports', id: record.id, vif: record.vif, label: record.label, vn: record.vn, ip: record.ip, netns: record.netns, restored: restored !== undefined }, 'port added');
+      return record;
+    };
+    return { request: { op: 'add-port', port }, finish };
   }
 
   /**
@@ -628,40 +712,64 @@ export class Daemon {
 
   /**
    * Makes the snapshot's ports again on their devices, programs its routes
-   * and (under the same state file) its flows. A port that cannot come back
-   * (its VN left the state file, its namespace is gone) has its veth
-   * deleted: a restart leaks no device.
+   * (those of the control nodes too) and (under the same state file) its
+   * flows, in one batch: the worker
+   * reads no packet of a restored port before its flows are back (a reply
+   * forwarded without its NAT would have the client reset the connection).
+   * A port that cannot come back (its VN left the state file, its
+   * namespace is gone) has its veth deleted: a restart leaks no device.
    */
   private async restore(snapshot: DaemonSnapshot, controlled: boolean): Promise<void> {
     const started = Date.now();
-    let ports = 0;
+    const made: Array<{ port: SnapshotPort; finish: (result: unknown) => void }> = [];
+    const refused: Array<{ port: SnapshotPort; reason: string }> = [];
+    const requests: WorkerRequest[] = [];
     for (const port of snapshot.ports) {
       const match = /^vtap(\d+)$/.exec(port.tapName);
       if (match) this.tapCounter = Math.max(this.tapCounter, Number(match[1]) + 1);
       try {
         if (controlled !== (port.control !== undefined)) throw new Error(controlled ? 'the port was not configured by a control node' : 'the port was configured by a control node, and there is none now');
-        if (port.control) await this.restoreControlledPort(port, port.control);
-        else await this.addPort({ ...port.request, label: port.label }, port);
-        ports++;
+        const prepared = port.control ? this.prepareControlledRestore(port, port.control) : this.prepareLocalPort({ ...port.request, label: port.label }, port);
+        requests.push(prepared.request);
+        made.push({ port, finish: prepared.finish as (result: unknown) => void });
       } catch (error) {
-        this.log.warn({ component: 'snapshot', id: port.request.id, tapName: port.tapName, reason: (error as Error).message }, 'port not restored: its device is removed');
-        if (port.request.netns !== undefined && port.request.attach === undefined && port.request.configure !== false) {
-          await this.dataplane.request({ op: 'delete-device', name: port.tapName }).catch(() => undefined);
-        }
+        refused.push({ port, reason: (error as Error).message });
       }
     }
+    for (const route of snapshot.routes) requests.push({ op: 'set-route', vrf: route.vrf, prefix: route.prefix, nexthops: route.nexthops });
+    // The control nodes' routes forward at once too; the control client takes them over as stale when it starts (rejoin).
+    if (controlled) requests.push({ op: 'control-routes', updates: snapshot.controlRoutes });
+    const sameState = snapshot.stateDigest === this.stateDigest;
+    if (sameState) requests.push({ op: 'import-flows', pairs: snapshot.flows });
+    const answers = await this.dataplane.request<BatchAnswer[]>({ op: 'batch', requests });
+    let ports = 0;
+    made.forEach(({ port, finish }, index) => {
+      const answer = answers[index];
+      if (answer.ok) {
+        finish(answer.result);
+        ports++;
+      } else {
+        refused.push({ port, reason: answer.error });
+      }
+    });
     let routes = 0;
-    for (const route of snapshot.routes) {
-      try {
-        await this.dataplane.request({ op: 'set-route', vrf: route.vrf, prefix: route.prefix, nexthops: route.nexthops });
+    snapshot.routes.forEach((route, index) => {
+      const answer = answers[made.length + index];
+      if (answer.ok) {
         this.apiRoutes.set(route.vrf, route.prefix, route.nexthops);
         routes++;
-      } catch (error) {
-        this.log.warn({ component: 'snapshot', vrf: route.vrf, prefix: route.prefix, reason: (error as Error).message }, 'route not restored');
+      } else {
+        this.log.warn({ component: 'snapshot', vrf: route.vrf, prefix: route.prefix, reason: answer.error }, 'route not restored');
+      }
+    });
+    const flowAnswer = sameState ? answers[answers.length - 1] : undefined;
+    const flows = flowAnswer?.ok ? (flowAnswer.result as number) : 0;
+    for (const { port, reason } of refused) {
+      this.log.warn({ component: 'snapshot', id: port.request.id, tapName: port.tapName, reason }, 'port not restored: its device is removed');
+      if (port.request.netns !== undefined && port.request.attach === undefined && port.request.configure !== false) {
+        await this.dataplane.request({ op: 'delete-device', name: port.tapName }).catch(() => undefined);
       }
     }
-    const sameState = snapshot.stateDigest === this.stateDigest;
-    const flows = sameState ? await this.dataplane.request<number>({ op: 'import-flows', pairs: snapshot.flows }) : 0;
     this.log.info(
       { component: 'snapshot', savedAt: snapshot.savedAt, ports, routes, flows, flowsDropped: sameState ? snapshot.flows.length - flows : snapshot.flows.length, stateChanged: !sameState, ms: Date.now() - started },
       'restored from the snapshot',
@@ -696,13 +804,17 @@ export class Daemon {
   }
 
   /** A control-configured port forwarding again on its devices with its last configuration, before any control node answers. */
-  private async restoreControlledPort(port: SnapshotPort, control: NonNullable<SnapshotPort['control']>): Promise<void> {
+  private prepareControlledRestore(port: SnapshotPort, control: NonNullable<SnapshotPort['control']>): { request: WorkerRequest; finish: () => void } {
     const { request, tapName } = port;
     const mtu = request.mtu ?? this.underlayMtu() - OVERLAY_OVERHEAD;
     const pod = podTap(request, podNamespaceFile(request), { mac: control.port.mac, mtu, ip: control.config.ip, gateway: control.config.gateway });
-    await this.dataplane.request({ op: 'control-configure-port', port: control.port, config: control.config, tapName, pod: pod && { ...pod, existing: true } });
-    this.usedLabels.add(port.label);
-    this.restorable.set(request.id, port);
+    return {
+      request: { op: 'control-configure-port', port: control.port, config: control.config, tapName, pod: pod && { ...pod, existing: true } },
+      finish: () => {
+        this.usedLabels.add(port.label);
+        this.restorable.set(request.id, port);
+      },
+    };
   }
 
   /**
@@ -738,6 +850,32 @@ export class Daemon {
 
   private underlayMtu(): number {
     return (this.state.vifs ?? []).find((vif) => vif.kind === 'fabric')?.mtu ?? 1500;
+  }
+}
+
+/**
+ * When each start phase ended, in ms since the process started (the
+ * restart's outage is the old process's exit plus these): logged with
+ * "vrouter running".
+ */
+class StartupTimeline {
+  readonly marks: Record<string, number> = {};
+
+  constructor() {
+    this.mark('modulesLoaded');
+  }
+
+  mark(phase: string): void {
+    this.marks[phase] = Math.round(performance.now());
+  }
+
+  sinceStart(epochMs: number): number {
+    return Math.round(epochMs - performance.timeOrigin);
+  }
+
+  worker(timeline: WorkerTimeline): void {
+    for (const [phase, at] of Object.entries(timeline)) this.marks[`worker.${phase}`] = this.sinceStart(at);
+    this.mark('workerReady');
   }
 }
 

@@ -8,15 +8,13 @@ import * as path from 'node:path';
 import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
 import { loadNativeIo, NativeIo } from '../dataplane/io/native';
 import { SharedRing } from '../dataplane/io/shared-ring';
-import {
-  CAPTURE_RECORD_SIZE,
-  CAPTURE_RING_RECORDS,
-  DROP_RECORD_SIZE,
-  DROP_RING_RECORDS,
-  type WorkerRequest,
-  type WorkerResponse,
-  type WorkerStart,
-} from './worker';
+import type { WorkerRequest, WorkerResponse, WorkerStart, WorkerTimeline } from './worker';
+
+/** Record sizes of the shared rings the worker fills (here, not in worker.ts: the main thread loads none of the worker's modules). */
+export const DROP_RECORD_SIZE = 32;
+export const CAPTURE_RECORD_SIZE = 2048;
+const DROP_RING_RECORDS = 1024;
+const CAPTURE_RING_RECORDS = 1024;
 
 export class DataplaneHandle {
   private readonly io: NativeIo;
@@ -26,23 +24,58 @@ export class DataplaneHandle {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   private readonly stopped: Promise<void>;
+  /** Why the worker is gone, once it is: later requests fail with it. */
+  private failure: Error | null = null;
+  /** Drop events and captured frames the worker writes (drain them to read). */
+  readonly dropRing = new SharedRing(DROP_RING_RECORDS, DROP_RECORD_SIZE);
+  readonly captureRing = new SharedRing(CAPTURE_RING_RECORDS, CAPTURE_RECORD_SIZE);
+  /** Resolves with the epoch ms of the worker's start phases once its sockets and TAPs are open. */
+  readonly ready: Promise<WorkerTimeline>;
+  /**
+   * When the worker transmitted its first packet (epoch ms) and the CPU the
+   * process had spent by then, every thread (ms since start follows the
+   * machine's load, this does not).
+   */
+  readonly firstForward: Promise<{ at: number; cpuMs: number }>;
 
-  private constructor(
-    io: NativeIo,
-    worker: Worker,
-    port: MessagePort,
-    wakeFd: number,
-    stopped: Promise<void>,
-    /** Drop events and captured frames the worker writes (drain them to read). */
-    readonly dropRing: SharedRing,
-    readonly captureRing: SharedRing,
-  ) {
-    this.io = io;
-    this.worker = worker;
-    this.port = port;
-    this.wakeFd = wakeFd;
-    this.stopped = stopped;
-    port.on('message', (response: WorkerResponse) => {
+  /**
+   * Starts the worker on a state file's text (validated by the caller, or
+   * to be). Requests may be sent at once: the worker serves them when it
+   * runs; a worker that fails to start fails them.
+   */
+  constructor(stateText: string, stateFile: string) {
+    this.io = loadNativeIo();
+    this.wakeFd = this.io.eventfdCreate();
+    const channel = new MessageChannel();
+    this.port = channel.port1;
+    const start: WorkerStart = { stateText, stateFile, wakeFd: this.wakeFd, requests: channel.port2, dropRing: this.dropRing.buffer, captureRing: this.captureRing.buffer };
+    this.worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: start, transferList: [channel.port2] });
+    let markStopped: () => void = () => {};
+    this.stopped = new Promise<void>((resolve) => (markStopped = resolve));
+    let markFirstForward: (first: { at: number; cpuMs: number }) => void = () => {};
+    this.firstForward = new Promise((resolve) => (markFirstForward = resolve));
+    this.ready = new Promise<WorkerTimeline>((resolve, reject) => {
+      const fail = (error: Error) => {
+        this.failure ??= error;
+        reject(error);
+        for (const waiting of this.pending.values()) waiting.reject(error);
+        this.pending.clear();
+      };
+      this.worker.on('message', (message: { ready?: boolean; timeline?: WorkerTimeline; failed?: string; stopped?: boolean; firstForward?: { at: number; cpuMs: number } }) => {
+        if (message.ready) resolve(message.timeline!);
+        if (message.failed) fail(new Error(message.failed));
+        if (message.stopped) markStopped();
+        if (message.firstForward !== undefined) markFirstForward(message.firstForward);
+      });
+      this.worker.on('error', fail);
+      this.worker.on('exit', () => {
+        markStopped();
+        fail(new Error('the dataplane worker exited'));
+      });
+    });
+    // Whoever awaits ready sees a failure; a request's own promise fails with it too.
+    this.ready.catch(() => undefined);
+    this.port.on('message', (response: WorkerResponse) => {
       const waiting = this.pending.get(response.id);
       if (!waiting) return;
       this.pending.delete(response.id);
@@ -51,33 +84,8 @@ export class DataplaneHandle {
     });
   }
 
-  /** Starts the worker on a validated state document; resolves once its sockets and TAPs are open. */
-  static async start(stateDocument: unknown, stateFile: string): Promise<DataplaneHandle> {
-    const io = loadNativeIo();
-    const wakeFd = io.eventfdCreate();
-    const channel = new MessageChannel();
-    const dropRing = new SharedRing(DROP_RING_RECORDS, DROP_RECORD_SIZE);
-    const captureRing = new SharedRing(CAPTURE_RING_RECORDS, CAPTURE_RECORD_SIZE);
-    const start: WorkerStart = { stateDocument, stateFile, wakeFd, requests: channel.port2, dropRing: dropRing.buffer, captureRing: captureRing.buffer };
-    const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: start, transferList: [channel.port2] });
-    let markStopped: () => void = () => {};
-    const stopped = new Promise<void>((resolve) => (markStopped = resolve));
-    await new Promise<void>((resolve, reject) => {
-      worker.on('message', (message: { ready?: boolean; failed?: string; stopped?: boolean }) => {
-        if (message.ready) resolve();
-        if (message.failed) reject(new Error(message.failed));
-        if (message.stopped) markStopped();
-      });
-      worker.on('error', reject);
-      worker.on('exit', () => {
-        markStopped();
-        reject(new Error('the dataplane worker exited'));
-      });
-    });
-    return new DataplaneHandle(io, worker, channel.port1, wakeFd, stopped, dropRing, captureRing);
-  }
-
   request<T = unknown>(request: WorkerRequest): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     const answer = new Promise<T>((resolve, reject) => this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject }));
     this.port.postMessage({ id, request });

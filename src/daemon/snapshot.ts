@@ -3,7 +3,7 @@
  * start) loses no connection: the ports it made (the pods' veth pairs stay
  * in place across the restart and are re-attached), the routes it was given
  * (PUT /route) or learned from the control nodes, and the flows with their
- * NAT and ECMP decisions and TCP state.
+ * NAT and ECMP decisions and TCP state (IPv4 and IPv6).
  *
  * When: every SNAPSHOT_INTERVAL_MS while running and once more on SIGTERM,
  * written atomically (a temporary file renamed over the old one), so a
@@ -23,8 +23,9 @@ import type { PortAddRequest } from '../control/agent/port-api';
 import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
 import type { RouteNexthop } from '../dataplane/route-programmer';
 import type { Dataplane } from '../dataplane/dataplane';
-import { FLOW_FAMILY_IPV6 } from '../dataplane/flow-table';
-import { flowHash } from '../dataplane/flow-hash';
+import { FLOW_FAMILY_IPV6, FlowKey6 } from '../dataplane/flow-table';
+import { flowHash, flowHash6 } from '../dataplane/flow-hash';
+import { ip6FromString, ip6ToString } from '../dataplane/protocols/ipv6';
 
 export const SNAPSHOT_VERSION = 1;
 /** How often the running daemon saves its snapshot (what a SIGKILL can lose: flows newer than this). */
@@ -46,10 +47,14 @@ export interface SnapshotRoute {
   nexthops: RouteNexthop[];
 }
 
-/** One side of an IPv4 flow pair (the table's columns for that entry). */
+/** One side of a flow pair (the table's columns for that entry). */
 export interface SnapshotFlowEntry {
+  /** IPv4: the addresses; 0 in an IPv6 pair, which has src6 and dst6. */
   src: number;
   dst: number;
+  /** IPv6 pairs: the addresses as text. */
+  src6?: string;
+  dst6?: string;
   /** src port << 16 | dst port. */
   ports: number;
   action: number;
@@ -152,6 +157,10 @@ function snapshotProblem(value: unknown, node: string): string | null {
     const entry = pair as Partial<SnapshotFlowPair> | null;
     if (typeof entry !== 'object' || entry === null || typeof entry.vrf !== 'string' || !Number.isInteger(entry.protocol) || typeof entry.forward !== 'object' || typeof entry.reverse !== 'object')
       return `field /flows/${index}: not a flow pair (vrf, protocol, forward, reverse)`;
+    for (const side of [entry.forward, entry.reverse]) {
+      const ipv6 = side?.src6 !== undefined || side?.dst6 !== undefined;
+      if (ipv6 && (typeof side?.src6 !== 'string' || typeof side.dst6 !== 'string')) return `field /flows/${index}: an IPv6 side needs src6 and dst6 as text`;
+    }
   }
   return null;
 }
@@ -177,23 +186,26 @@ export class RouteJournal {
   }
 }
 
-/** Worker side: the active IPv4 flow pairs (IPv6 pairs are decided again from their next packet). */
+/** Worker side: the active flow pairs, IPv4 and IPv6. */
 export function exportFlows(dp: Dataplane): SnapshotFlowPair[] {
   const flows = dp.flows;
   const pairs: SnapshotFlowPair[] = [];
-  const side = (entry: number): SnapshotFlowEntry => ({
-    src: flows.keySrc[entry],
-    dst: flows.keyDst[entry],
-    ports: flows.keyPorts[entry],
-    action: flows.action[entry],
-    nat: flows.natFlags[entry],
-    ecmpSlot: flows.ecmpSlot[entry],
-    tcpAck: flows.tcpAck[entry],
-    tcpSeq: flows.tcpSeq[entry],
-  });
+  const side = (entry: number): SnapshotFlowEntry => {
+    const decisions = {
+      ports: flows.keyPorts[entry],
+      action: flows.action[entry],
+      nat: flows.natFlags[entry],
+      ecmpSlot: flows.ecmpSlot[entry],
+      tcpAck: flows.tcpAck[entry],
+      tcpSeq: flows.tcpSeq[entry],
+    };
+    if (!flows.isIpv6(entry)) return { src: flows.keySrc[entry], dst: flows.keyDst[entry], ...decisions };
+    const at = flows.address6Offset(entry);
+    return { src: 0, dst: 0, src6: ip6ToString(flows.keyAddress6, at), dst6: ip6ToString(flows.keyAddress6, at + 16), ...decisions };
+  };
   for (let pair = 0; pair < flows.capacity / 2; pair++) {
     const entry = pair * 2;
-    if (!flows.isActive(entry) || flows.isIpv6(entry)) continue;
+    if (!flows.isActive(entry)) continue;
     const vrf = dp.vrfs.get(flows.keyVrf[entry] & ~FLOW_FAMILY_IPV6);
     if (!vrf) continue;
     pairs.push({ vrf: vrf.name, protocol: flows.keyProtocol[entry], state: flows.pairState[pair], vif: flows.pairVif[pair], forward: side(entry), reverse: side(entry + 1) });
@@ -203,11 +215,12 @@ export function exportFlows(dp: Dataplane): SnapshotFlowPair[] {
 
 /**
  * Worker side: creates the pairs again, decisions and TCP state as they
- * were; a pair whose VRF no longer exists is skipped. A pair the first
- * packets after the restart made already (the ports forward before the
- * flows are back) gives way to the snapshot's: a reply seen first would
- * have made a pair the wrong way round, without the NAT. Returns how many
- * were restored.
+ * were; a pair whose VRF no longer exists, or whose IPv6 address does not
+ * parse, is skipped. A pair the first packets after the restart made
+ * already (on a port the state file opens, which forwards before the
+ * snapshot is restored) gives way to the snapshot's: a reply seen first
+ * would have made a pair the wrong way round, without the NAT. Returns how
+ * many were restored.
  */
 export function importFlows(dp: Dataplane, pairs: SnapshotFlowPair[], now: number): number {
   const flows = dp.flows;
@@ -216,12 +229,9 @@ export function importFlows(dp: Dataplane, pairs: SnapshotFlowPair[], now: numbe
   for (const pair of pairs) {
     const vrf = vrfByName.get(pair.vrf);
     if (vrf === undefined) continue;
-    const key = (entry: SnapshotFlowEntry) => ({ vrf, protocol: pair.protocol, src: entry.src, dst: entry.dst, srcPort: entry.ports >>> 16, dstPort: entry.ports & 0xffff });
-    const forwardKey = key(pair.forward);
-    const reverseKey = key(pair.reverse);
-    for (const taken of [lookupKey(dp, forwardKey), lookupKey(dp, reverseKey)]) if (taken >= 0) flows.removePair(taken);
     const vif = pair.vif >= 0 && dp.vifs.get(pair.vif) ? pair.vif : -1;
-    const entry = flows.create(forwardKey, reverseKey, now, vif);
+    const entry = pair.forward.src6 === undefined ? createPair(dp, vrf, pair, now, vif) : createPair6(dp, vrf, pair, now, vif);
+    if (entry === null) continue;
     if (entry < 0) break;
     for (const [at, side] of [[entry, pair.forward], [entry + 1, pair.reverse]] as const) {
       flows.action[at] = side.action;
@@ -234,6 +244,38 @@ export function importFlows(dp: Dataplane, pairs: SnapshotFlowPair[], now: numbe
     restored++;
   }
   return restored;
+}
+
+/** The IPv4 pair made again (over any pair of the same keys); -1: the table is full. */
+function createPair(dp: Dataplane, vrf: number, pair: SnapshotFlowPair, now: number, vif: number): number {
+  const key = (entry: SnapshotFlowEntry) => ({ vrf, protocol: pair.protocol, src: entry.src, dst: entry.dst, srcPort: entry.ports >>> 16, dstPort: entry.ports & 0xffff });
+  const forwardKey = key(pair.forward);
+  const reverseKey = key(pair.reverse);
+  for (const taken of [lookupKey(dp, forwardKey), lookupKey(dp, reverseKey)]) if (taken >= 0) dp.flows.removePair(taken);
+  return dp.flows.create(forwardKey, reverseKey, now, vif);
+}
+
+/** The IPv6 pair made again (over any pair of the same keys); -1: the table is full; null: an address that does not parse. */
+function createPair6(dp: Dataplane, vrf: number, pair: SnapshotFlowPair, now: number, vif: number): number | null {
+  const key = (entry: SnapshotFlowEntry) => {
+    const addresses = new Uint8Array(32);
+    addresses.set(ip6FromString(entry.src6!), 0);
+    addresses.set(ip6FromString(entry.dst6!), 16);
+    return { vrf, protocol: pair.protocol, addresses, srcPort: entry.ports >>> 16, dstPort: entry.ports & 0xffff };
+  };
+  let forwardKey: FlowKey6;
+  let reverseKey: FlowKey6;
+  try {
+    forwardKey = key(pair.forward);
+    reverseKey = key(pair.reverse);
+  } catch {
+    return null;
+  }
+  for (const { addresses, protocol, srcPort, dstPort } of [forwardKey, reverseKey]) {
+    const taken = dp.flows.lookup6(vrf, protocol, addresses, 0, 16, (srcPort << 16) | dstPort, flowHash6(vrf, addresses, 0, 16, protocol, srcPort, dstPort));
+    if (taken >= 0) dp.flows.removePair(taken);
+  }
+  return dp.flows.create6(forwardKey, reverseKey, now, vif);
 }
 
 function lookupKey(dp: Dataplane, key: { vrf: number; protocol: number; src: number; dst: number; srcPort: number; dstPort: number }): number {

@@ -21,7 +21,7 @@
  * frames, so that the runs grow.
  */
 import { MessagePort, isMainThread, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { buildDataplane } from '../control/config/state-file';
+import { buildDataplane, parseStateText } from '../control/config/state-file';
 import { Dataplane } from '../dataplane/dataplane';
 import { describeFlows } from '../dataplane/flow-format';
 import { MAX_FRAME, PacketPool } from '../dataplane/packet-pool';
@@ -48,10 +48,15 @@ import { FabricPort } from '../dataplane/io/fabric-port';
 import { NativeIo, PodTapConfig, loadNativeIo } from '../dataplane/io/native';
 import { DROP_REASONS } from '../dataplane/drop-reasons';
 import { SnapshotFlowPair, exportFlows, importFlows } from './snapshot';
+import { CAPTURE_RECORD_SIZE, DROP_RECORD_SIZE } from './dataplane-handle';
+
+/** Epoch ms when this worker's modules were loaded: the first of its marks in the restart timeline. */
+const modulesLoadedAt = Date.now();
 
 /** What the main thread hands the worker at start. */
 export interface WorkerStart {
-  stateDocument: unknown;
+  /** The state file's text: parsed here too, so that the worker starts before the main thread has read it. */
+  stateText: string;
   stateFile: string;
   /** eventfd the main thread signals after posting a request. */
   wakeFd: number;
@@ -130,8 +135,25 @@ export type WorkerRequest =
   | { op: 'export-flows' }
   | { op: 'import-flows'; pairs: SnapshotFlowPair[] }
   | { op: 'delete-device'; name: string }
+  /**
+   * Requests served in order with no packet read between them (a restart's
+   * ports, routes and flows: no packet is forwarded on a port whose flows
+   * are not back yet); answers one BatchAnswer per request.
+   */
+  | { op: 'batch'; requests: WorkerRequest[] }
   /** keepDevices: the daemon restarts; the pods' veth pairs stay for the next one to re-attach. */
   | { op: 'shutdown'; keepDevices?: boolean };
+
+/**
+ * Epoch ms of the worker's start phases, for the daemon's restart
+ * timeline (logged as ms since the process started).
+ */
+export interface WorkerTimeline {
+  modulesLoaded: number;
+  tablesBuilt: number;
+  underlayOpen: number;
+  ready: number;
+}
 
 export interface WorkerResponse {
   id: number;
@@ -140,6 +162,8 @@ export interface WorkerResponse {
   error?: string;
 }
 
+export type BatchAnswer = { ok: true; result: unknown } | { ok: false; error: string };
+
 export interface PortResult {
   vif: number;
   label: number;
@@ -147,11 +171,6 @@ export interface PortResult {
 }
 
 const BATCH = 64;
-/** Record sizes of the shared rings (the main thread sizes the buffers with them). */
-export const DROP_RECORD_SIZE = 32;
-export const CAPTURE_RECORD_SIZE = 2048;
-export const DROP_RING_RECORDS = 1024;
-export const CAPTURE_RING_RECORDS = 1024;
 const WAKE_TAG = -1;
 const POLL_TIMEOUT_MS = 200;
 
@@ -197,6 +216,19 @@ interface OpenPort {
   fallback?: string;
 }
 
+/**
+ * The state document: a JSON file without loading the YAML parser (it is
+ * YAML's subset; the main thread's own parse reports any error), else as
+ * YAML.
+ */
+function parseStateQuickly(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return parseStateText(text, file);
+  }
+}
+
 function defaultPodPortKind(): PodPortKind {
   const chosen = process.env.VROUTER_POD_PORT;
   if (chosen === undefined || chosen === '') return 'veth';
@@ -234,13 +266,19 @@ class DataplaneWorker {
   private fabricPort: FabricPort | null = null;
   private running = true;
   private keepDevices = false;
+  readonly timeline: WorkerTimeline = { modulesLoaded: modulesLoadedAt, tablesBuilt: 0, underlayOpen: 0, ready: 0 };
+  /** Called once, at the first batch that transmitted a packet (the end of a restart's outage). */
+  onFirstForward: ((at: number) => void) | null = null;
 
   constructor(private readonly start: WorkerStart) {
     this.io = loadNativeIo();
-    this.dp = buildDataplane(start.stateDocument, start.stateFile, { validated: true });
+    this.dp = buildDataplane(parseStateQuickly(start.stateText, start.stateFile), start.stateFile, { validated: true });
+    this.timeline.tablesBuilt = Date.now();
     this.programmer = new RouteProgrammer(this.dp);
     this.controlled = new InProcessDataplaneAccess(this.dp, this.programmer);
     this.pipeline = new Pipeline(this.dp, this.pool);
+    // Set before any request: flows a restart imports are stamped with it, and a clock at 0 would age them out at its first tick.
+    this.pipeline.advanceClock(Math.floor(Date.now() / 1000));
     for (let i = 0; i < BATCH; i++) {
       this.rxSlots[i] = this.pool.alloc();
       this.rxOffsetsFrom.push(this.rxOffsets.subarray(i));
@@ -250,7 +288,9 @@ class DataplaneWorker {
     this.io.epollAdd(this.epoll, start.wakeFd, WAKE_TAG);
     this.fabricVif = this.dp.vifs.fabricVif;
     this.openUnderlay();
+    this.timeline.underlayOpen = Date.now();
     for (const vif of this.dp.vifs) if (vif.kind === VIF_VIRTUAL) this.openPort(vif.id, vif.name);
+    this.timeline.ready = Date.now();
   }
 
   run(): void {
@@ -320,6 +360,10 @@ class DataplaneWorker {
     const gsoBefore = fabric === null ? 0 : fabric.counters.gsoFrames;
     this.pipeline.processBatch(this.rxSlots, count, entry);
     if (source.kind === 'pod' && fabric !== null) source.feedsUnderlay = fabric.counters.gsoFrames !== gsoBefore;
+    if (this.onFirstForward !== null && this.pipeline.transmitted > 0) {
+      this.onFirstForward(Date.now());
+      this.onFirstForward = null;
+    }
   }
 
   /** The coalescing wait: reads the pod's port again until the batch is full or the wait is over. */
@@ -421,18 +465,24 @@ class DataplaneWorker {
       const message = receiveMessageOnPort(this.start.requests);
       if (message === undefined) return;
       const { id, request } = message.message as { id: number; request: WorkerRequest };
-      let response: WorkerResponse;
-      try {
-        response = { id, ok: true, result: this.handle(request) };
-      } catch (error) {
-        response = { id, ok: false, error: error instanceof Error ? error.message : String(error) };
-      }
+      const answer = this.answer(request);
+      const response: WorkerResponse = answer.ok ? { id, ok: true, result: answer.result } : { id, ok: false, error: answer.error };
       this.start.requests.postMessage(response);
+    }
+  }
+
+  private answer(request: WorkerRequest): BatchAnswer {
+    try {
+      return { ok: true, result: this.handle(request) };
+    } catch (error) {
+      return { ok: false, error: error instanceof Error ? error.message : String(error) };
     }
   }
 
   private handle(request: WorkerRequest): unknown {
     switch (request.op) {
+      case 'batch':
+        return request.requests.map((each) => this.answer(each));
       case 'add-port':
         return this.addPort(request.port);
       case 'delete-port':
@@ -670,7 +720,12 @@ if (!isMainThread && parentPort) {
   const start = workerData as WorkerStart;
   try {
     const worker = new DataplaneWorker(start);
-    parentPort.postMessage({ ready: true });
+    const port = parentPort;
+    worker.onFirstForward = (at) => {
+      const cpu = process.cpuUsage();
+      port.postMessage({ firstForward: { at, cpuMs: Math.round((cpu.user + cpu.system) / 1000) } });
+    };
+    parentPort.postMessage({ ready: true, timeline: worker.timeline });
     worker.run();
     parentPort.postMessage({ stopped: true });
   } catch (error) {

@@ -199,3 +199,153 @@ export async function startControlledRestartCluster(topology: Topology, tag?: st
   await cluster.waitForRoute(1, WEB_VRF, `${cluster.pod('a').ip}/32`);
   return cluster;
 }
+
+/**
+ * argv: control-api-url daemon-api-url vrouter first count concurrency. Registers
+ * pods p<first>..p<first+count-1> (label name=web) at the control node's pod
+ * API and adds each as a port (a TAP in the node's namespace) at the
+ * daemon's port API, `concurrency` at a time; prints { registered, ms }.
+ */
+const BULK_PODS = `
+const [controlApi, daemonApi, vrouter, first, count, concurrency] = process.argv.slice(1);
+// A connection per request (agent: false): a kept-alive one the server closes while idle fails the next request.
+const post = (url, body) => new Promise((resolve, reject) => {
+  const request = require('http').request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (response) => {
+    let text = '';
+    response.on('data', (chunk) => (text += chunk));
+    response.on('end', () => (response.statusCode < 300 ? resolve() : reject(new Error(url + ' ' + response.statusCode + ' ' + text))));
+  });
+  request.on('error', (error) => reject(new Error(url + ': ' + error.message)));
+  request.end(JSON.stringify(body));
+});
+const started = Date.now();
+let next = Number(first), registered = 0;
+const end = Number(first) + Number(count);
+async function lane() {
+  while (next < end) {
+    const id = 'p' + next++;
+    await post(controlApi + '/pods', { vrouter, vmUuid: id, vmiUuid: id, name: id, namespace: 'default', labels: { name: 'web' } });
+    await post(daemonApi + '/port', { id, name: id, labels: { name: 'web' } });
+    registered++;
+  }
+}
+Promise.all(Array.from({ length: Number(concurrency) }, lane)).then(
+  () => console.log(JSON.stringify({ registered, ms: Date.now() - started })),
+  (error) => { console.error(error.message); process.exit(1); },
+);`;
+
+/**
+ * argv: introspect vrf seconds. Polls the daemon's routes of vrf and its
+ * control sessions every 100 ms: the prefixes of the first sample are the
+ * baseline; prints the most of them missing from any later sample, those
+ * missing at the end, and when (epoch ms) the sessions were last seen down
+ * and then Established with no stale route.
+ */
+const ROUTE_WATCH = `
+const [introspect, vrf, seconds] = process.argv.slice(1);
+const get = (path) => new Promise((resolve, reject) => {
+  require('http').get('http://' + introspect + path, { agent: false }, (response) => {
+    let text = '';
+    response.on('data', (chunk) => (text += chunk));
+    response.on('end', () => { try { resolve(JSON.parse(text)); } catch (error) { reject(error); } });
+  }).on('error', reject);
+});
+const until = Date.now() + Number(seconds) * 1000;
+let baseline = null, mostMissing = 0, missingNow = 0, samples = 0, downAt = null, syncedAt = null, failures = 0;
+(async () => {
+  while (Date.now() < until) {
+    try {
+      const [table, sessions] = await Promise.all([get('/api/routes?vrf=' + encodeURIComponent(vrf)), get('/api/control-sessions')]);
+      const prefixes = new Set(table.routes.map((route) => route.prefix));
+      if (baseline === null) baseline = prefixes;
+      missingNow = 0;
+      for (const prefix of baseline) if (!prefixes.has(prefix)) missingNow++;
+      mostMissing = Math.max(mostMissing, missingNow);
+      const up = sessions.length > 0 && sessions.every((session) => session.state === 'Established');
+      if (!up) { downAt = Date.now(); syncedAt = null; }
+      else if (downAt !== null && syncedAt === null && sessions.every((session) => session.staleRoutes === 0)) syncedAt = Date.now();
+      samples++;
+    } catch { failures++; }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  console.log(JSON.stringify({ baseline: baseline ? baseline.size : 0, mostMissing, missingNow, samples, failures, downAt, syncedAt }));
+})();`;
+
+export interface RouteWatch {
+  baseline: number;
+  mostMissing: number;
+  missingNow: number;
+  samples: number;
+  failures: number;
+  downAt: number | null;
+  syncedAt: number | null;
+}
+
+/**
+ * Registers `perNode` pods on each node (through the first control node's
+ * pod API and each daemon's port API, from inside the node's namespace) and
+ * waits until every node has a route to every pod in WEB_VRF.
+ */
+export async function registerManyPods(cluster: VrouterCluster, topology: Topology, perNode: number): Promise<{ ms: number }> {
+  const started = Date.now();
+  const control = cluster.controlNodes[0];
+  await Promise.all(
+    cluster.nodes.map(async (node, index) => {
+      const output = await topology.exec(node.ns, [process.execPath, '-e', BULK_PODS, control.podApi, `http://${node.api}`, node.name, String(index * perNode), String(perNode), '8'], { timeoutMs: 600_000 });
+      const registered = (JSON.parse(output.trim().split('\n').pop()!) as { registered: number }).registered;
+      if (registered !== perNode) throw new Error(`${node.name}: ${registered} of ${perNode} pods registered`);
+    }),
+  );
+  const registrations = cluster.nodes.flatMap((node, index) =>
+    Array.from({ length: perNode }, (_, i) => {
+      const id = `p${index * perNode + i}`;
+      return { vrouter: node.name, vmUuid: id, vmiUuid: id, name: id, namespace: 'default', labels: { name: 'web' } };
+    }),
+  );
+  cluster.adoptRegistrations(registrations);
+  const total = perNode * cluster.nodes.length;
+  for (const node of cluster.nodes) {
+    const deadline = Date.now() + 120_000;
+    while (((await cluster.routes(node.index, WEB_VRF))?.routes.length ?? 0) < total) {
+      if (Date.now() > deadline) throw new Error(`${node.name}: not every pod's route arrived`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+  return { ms: Date.now() - started };
+}
+
+/** Starts a ROUTE_WATCH in each node's namespace for `seconds`; finish() waits for their results. */
+export function watchRoutes(cluster: VrouterCluster, topology: Topology, seconds: number): { finish(): Promise<RouteWatch[]> } {
+  const watches = cluster.nodes.map((node) => topology.exec(node.ns, [process.execPath, '-e', ROUTE_WATCH, node.introspect, WEB_VRF, String(seconds)], { timeoutMs: (seconds + 60) * 1000 }));
+  return {
+    async finish() {
+      return (await Promise.all(watches)).map((output) => JSON.parse(output.trim().split('\n').pop()!) as RouteWatch);
+    },
+  };
+}
+
+/**
+ * Two vrouters under one control node that knows both (it sends End-of-RIB
+ * as soon as both are back after its restart), VN web large enough for
+ * 1,000 pods.
+ */
+export async function startControlRestartCluster(topology: Topology): Promise<VrouterCluster> {
+  const cluster = await VrouterCluster.start(topology, {
+    nodes: 2,
+    tag: 'ctlrst',
+    restartable: true,
+    control: {
+      config: {
+        holdTime: 30,
+        gracefulRestartTime: 60,
+        vrouters: ['node0', 'node1'],
+        vns: [
+          { name: 'default', subnet: '10.32.0.0/24' },
+          { name: 'web', subnet: '10.1.0.0/20', gateway: '10.1.0.1' },
+        ],
+      },
+    },
+  });
+  await cluster.waitForSessions();
+  return cluster;
+}

@@ -902,6 +902,15 @@ export class VrouterCluster {
     for (const [vm, registration] of this.registrations) if (!known.has(vm)) await this.apiRequest(from.index, 'POST', '/pods', registration, api);
   }
 
+  /**
+   * Pods registered on the control nodes by other means (a bulk script, as
+   * the control-node restart bench does): a control node started again
+   * keeps them instead of deleting them as unknown.
+   */
+  adoptRegistrations(registrations: Array<Record<string, unknown> & { vmUuid: string }>): void {
+    for (const registration of registrations) this.registrations.set(registration.vmUuid, registration);
+  }
+
   /** Control mode: the control nodes running now. */
   private runningControlNodes(): ClusterControlNode[] {
     return this.controlNodes.filter((control) => !control.exit);

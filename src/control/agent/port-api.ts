@@ -37,6 +37,7 @@
  */
 import * as http from 'node:http';
 import Ajv, { ErrorObject } from 'ajv';
+import { ApiError } from './api-error';
 import { AgentJsonError, AgentPort, VmVnPort, jsonList, readAgentPorts, readVmVnPort } from './agent-port';
 
 export interface PortAddRequest {
@@ -162,15 +163,8 @@ const ajv = new Ajv({ allErrors: false });
 const validatePort = ajv.compile<PortAddRequest>(portSchema);
 const validateRoute = ajv.compile<RouteRequest>(routeSchema);
 
-/** A request the API refuses, with its HTTP status (vrouter-ts's own requests). */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+// In a module of its own: the restarting daemon throws it before it loads this API.
+export { ApiError };
 
 /**
  * A request of the agent's API refused with the agent's status and its

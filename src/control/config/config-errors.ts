@@ -8,7 +8,7 @@
  * operator finds the line to fix without reading code.
  */
 import type { ErrorObject } from 'ajv';
-import { LineCounter, parseDocument } from 'yaml';
+import type * as Yaml from 'yaml';
 
 /** Values longer than this are cut in messages: a whole section would drown the error. */
 const MAX_VALUE_TEXT = 120;
@@ -52,6 +52,8 @@ export function describeSchemaError(error: ErrorObject, file: string): string {
 
 /** Parses YAML (which includes JSON) into plain data; a syntax error becomes `fail(message)` naming the line. */
 export function parseYamlText(text: string, file: string, fail: (message: string) => Error): unknown {
+  // Loaded on first use: a restarting daemon starts its dataplane worker before it reads any file.
+  const { LineCounter, parseDocument } = require('yaml') as typeof Yaml;
   const lineCounter = new LineCounter();
   const document = parseDocument(text, { lineCounter, prettyErrors: false });
   const [error] = document.errors;

@@ -8,7 +8,8 @@
  * so an operator can find the line to fix without reading this code.
  */
 import { readFileSync } from 'node:fs';
-import Ajv, { ValidateFunction } from 'ajv';
+import type Ajv from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import ipaddr from 'ipaddr.js';
 import { Dataplane } from '../../dataplane/dataplane';
 import { describeSchemaError, formatConfigError, parseYamlText } from './config-errors';
@@ -55,10 +56,14 @@ export function parseStateText(text: string, file: string): unknown {
   return parseYamlText(text, file, (message) => new StateFileError(message));
 }
 
-// verbose: errors carry the offending value and the schema around it, for the messages.
-const ajv = new Ajv({ discriminator: true, verbose: true, allowUnionTypes: true });
-// Compiled on first use: a process that only builds from a validated document (the dataplane worker) starts faster.
+// Loaded and compiled on first use: a process that only builds from a validated document (the dataplane worker) starts faster.
 let validateDocument: ValidateFunction<StateDocument> | undefined;
+
+function compileValidator(): ValidateFunction<StateDocument> {
+  const AjvClass = (require('ajv') as { default: typeof Ajv }).default;
+  // verbose: errors carry the offending value and the schema around it, for the messages.
+  return new AjvClass({ discriminator: true, verbose: true, allowUnionTypes: true }).compile<StateDocument>(stateFileSchema);
+}
 
 /**
  * Validates a parsed document and programs a new Dataplane from it;
@@ -67,7 +72,7 @@ let validateDocument: ValidateFunction<StateDocument> | undefined;
  */
 export function buildDataplane(document: unknown, file: string, options: { validated?: boolean } = {}): Dataplane {
   if (!options.validated) {
-    validateDocument ??= ajv.compile<StateDocument>(stateFileSchema);
+    validateDocument ??= compileValidator();
     if (!validateDocument(document)) throw new StateFileError(describeSchemaError(validateDocument.errors![0], file));
   }
   return new StateBuilder(document as StateDocument, file).build();
