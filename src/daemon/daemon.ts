@@ -219,7 +219,9 @@ export class Daemon {
       if (loaded.snapshot) daemon.rejoin(loaded.snapshot, client);
     }
     const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
-    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log, options.stalePortTimeout);
+    // With a control node, the CNI's pods (POST /vm, no port posted) are configured from what it sent.
+    const configuration = options.control ? { vmConfig: (name: string) => daemon.client?.vmConfig(name) } : undefined;
+    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), daemon.interfaceAttacher(), log, options.stalePortTimeout, configuration);
     daemon.agentPorts = agentPorts;
     const api = createPortApi({
       addPorts: (ports) => agentPorts.addPorts(ports),
