@@ -142,6 +142,10 @@ export class K8sTestbed {
   /** vrouter-ts's processes (network manager, vrouters): stopped after the pods' DEL, before the rest. */
   private readonly vrouterProcesses: ChildProcess[] = [];
   private vrouterCount = 0;
+  /** Pods started by startCtrPod, and the containerd namespace (and cgroup parent) of their containers. */
+  private readonly ctrPods: CtrPod[] = [];
+  readonly ctrNamespace = `vrouter-ts-${this.runId}`;
+  private ctrImageImported = false;
   private readonly processes = new Map<string, ChildProcess>();
   private readonly before = new Map<string, Set<string>>();
   private readonly createdDirs: string[] = [];
@@ -490,6 +494,84 @@ export class K8sTestbed {
     return node;
   }
 
+  /**
+   * A pod of a node without kubelet (a second kubelet cannot share this
+   * machine: kubelet 1.20 binds /var/lib/kubelet/device-plugins/kubelet.sock
+   * and manages the one `kubepods` cgroup of every controller), started
+   * through the same CNI plugin and containerd: a sandbox namespace, vrouter-cni
+   * ADD in the node's namespace with the K8S_POD_* arguments the CRI plugin
+   * passes (`ctr run --cni` passes none, and reads only /etc/cni/net.d and
+   * /opt/cni/bin), then `ctr run --with-ns network:<sandbox>` of the busybox
+   * image running `script`. The pod object (spec.nodeName = the node) must
+   * exist: the network manager gives it its address from it.
+   */
+  async startCtrPod(node: VrouterOnNode, pod: { namespace: string; name: string; uid: string }, script: string): Promise<CtrPod> {
+    const sandbox = await this.topology.addNamespace(`pod-${pod.name}`.slice(0, 32));
+    const ctrPod: CtrPod = { ...pod, node, netns: `/run/netns/${sandbox}`, containerId: `${pod.name}-${this.runId}`, started: false };
+    this.ctrPods.push(ctrPod);
+    const add = await this.runCni(ctrPod, 'ADD');
+    if (add.code !== 0) throw new Error(`vrouter-cni ADD for ${pod.namespace}/${pod.name}: ${add.stdout}${add.stderr}`);
+    ctrPod.result = JSON.parse(add.stdout) as CtrPod['result'];
+    if (!this.ctrImageImported) {
+      await this.ctr(['-n', this.ctrNamespace, 'images', 'import', path.join(this.cacheDir, 'images', 'busybox.tar')]);
+      this.ctrImageImported = true;
+    }
+    await this.ctr(['-n', this.ctrNamespace, 'run', '-d', '--with-ns', `network:${ctrPod.netns}`, '--cgroup', `/${this.ctrNamespace}/${ctrPod.containerId}`, BUSYBOX_IMAGE, ctrPod.containerId, 'sh', '-c', script]);
+    ctrPod.started = true;
+    return ctrPod;
+  }
+
+  /** A command in a ctr pod's container (`ctr tasks exec`); stdout, rejects on a non-zero exit. */
+  ctrExec(pod: CtrPod, argv: string[]): Promise<string> {
+    return this.ctr(['-n', this.ctrNamespace, 'tasks', 'exec', '--exec-id', `x${randomBytes(4).toString('hex')}`, pod.containerId, ...argv]);
+  }
+
+  /** The container killed and deleted, then CNI DEL (as the CRI plugin's StopPodSandbox); idempotent. */
+  async stopCtrPod(pod: CtrPod): Promise<void> {
+    if (pod.started) {
+      await this.ctr(['-n', this.ctrNamespace, 'tasks', 'kill', '-s', 'SIGKILL', pod.containerId]).catch(() => undefined);
+      for (let attempt = 0; attempt < 20; attempt++) {
+        if (await this.ctr(['-n', this.ctrNamespace, 'tasks', 'delete', pod.containerId]).then(() => true, () => false)) break;
+        await sleep(100);
+      }
+      await this.ctr(['-n', this.ctrNamespace, 'containers', 'delete', pod.containerId]).catch(() => undefined);
+      pod.started = false;
+    }
+    const del = await this.runCni(pod, 'DEL');
+    if (del.code !== 0) throw new Error(`vrouter-cni DEL for ${pod.namespace}/${pod.name}: ${del.stdout}${del.stderr}`);
+    this.ctrPods.splice(this.ctrPods.indexOf(pod) >>> 0, 1);
+  }
+
+  /** vrouter-cni as the CRI plugin runs it, in the pod's node namespace. */
+  private runCni(pod: CtrPod, command: 'ADD' | 'DEL'): Promise<{ code: number; stdout: string; stderr: string }> {
+    const config = {
+      cniVersion: '1.0.0',
+      name: this.networkName,
+      type: 'vrouter-cni',
+      contrail: { 'state-dir': path.join(this.dir, 'cni', `state-${pod.node.nodeName}`), 'underlay-interface': 'fabric0', 'poll-timeout': 0.3, 'poll-retries': 100 },
+      ...(command === 'DEL' && pod.result ? { prevResult: pod.result } : {}),
+    };
+    const env = {
+      PATH: process.env.PATH,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: pod.containerId,
+      CNI_NETNS: pod.netns,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: this.cniBinDir,
+      CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId};K8S_POD_UID=${pod.uid}`,
+    };
+    return new Promise((resolve, reject) => {
+      const child = this.topology.spawn(pod.node.ns, [process.execPath, path.join(REPOSITORY, 'bin', 'vrouter-cni.js')], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      child.stdin!.end(JSON.stringify(config));
+    });
+  }
+
   private spawnVrouterProcess(ns: string, logName: string, args: string[]): ChildProcess {
     const log = fs.openSync(path.join(this.dir, 'logs', `${logName}.log`), 'a');
     const child = this.topology.spawn(ns, [process.execPath, ...args], { stdio: ['ignore', log, log] });
@@ -519,6 +601,7 @@ export class K8sTestbed {
         // The apiserver is gone: the tasks are removed below.
       }
     }
+    for (const pod of [...this.ctrPods]) await this.stopCtrPod(pod).catch((error: Error) => process.stderr.write(`k8s testbed: ${error.message}\n`));
     for (const name of ['kubelet', 'kube-scheduler', 'kube-controller-manager']) await this.terminate(name);
     for (const child of this.vrouterProcesses.splice(0)) await stopChild(child);
     await this.removeTasks();
@@ -644,6 +727,19 @@ export class K8sTestbed {
         }
       }
     }
+    // The cgroup parent of the ctr pods' containers (runc removed their own).
+    for (const root of cgroupRoots()) {
+      const parent = path.join(root, this.ctrNamespace);
+      if (!fs.existsSync(parent)) continue;
+      for (const dir of directoriesDeepestFirst(parent)) {
+        try {
+          for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+          fs.rmdirSync(dir);
+        } catch {
+          // still populated: leftovers() reports it
+        }
+      }
+    }
     // Files the components created outside the run directory during this run.
     for (const dir of SHARED_DIRS) {
       if (dir === '/var/run/netns') continue;
@@ -670,7 +766,7 @@ export class K8sTestbed {
     const found: string[] = [];
     if (fs.existsSync(this.dir)) found.push(this.dir);
     for (const mount of mountPoints()) if (mount.startsWith(this.dir)) found.push(`mount ${mount}`);
-    for (const root of cgroupRoots()) if (fs.existsSync(path.join(root, 'kubepods'))) found.push(path.join(root, 'kubepods'));
+    for (const root of cgroupRoots()) for (const dir of ['kubepods', this.ctrNamespace]) if (fs.existsSync(path.join(root, dir))) found.push(path.join(root, dir));
     for (const dir of SHARED_DIRS) {
       const before = this.before.get(dir) ?? new Set();
       // Other programs make namespaces too: only containerd's cni-* are ours to check.
@@ -690,6 +786,21 @@ export interface VrouterOnNode {
   fabricIp: string;
   process: ChildProcess;
   logFile: string;
+}
+
+/** A pod started by startCtrPod. */
+export interface CtrPod {
+  namespace: string;
+  name: string;
+  uid: string;
+  node: VrouterOnNode;
+  /** Its sandbox namespace (CNI_NETNS). */
+  netns: string;
+  /** CNI_CONTAINERID and the ctr container's id. */
+  containerId: string;
+  started: boolean;
+  /** The CNI ADD result. */
+  result?: { ips?: Array<{ address: string }> };
 }
 
 /** SIGTERM (a vrouter with --clean-exit removes its devices), SIGKILL after 10 s. */
