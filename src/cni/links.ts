@@ -10,6 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import { loadNativeIo } from '../dataplane/io/native';
 import { CniError, ErrorCode } from './spec';
 
 /** common/interface.go CNI_UUID_IFNAME_LEN (line 23). */
@@ -86,6 +87,10 @@ export async function createVethPair(link: PodInterface): Promise<void> {
   const mtu = String(link.mtu);
   try {
     await ip(undefined, ['link', 'add', link.hostIfname, 'mtu', mtu, 'type', 'veth', 'peer', 'name', link.temporaryIfname, 'mtu', mtu]);
+    // The vrouter reads the host end from userspace (AF_XDP, AF_PACKET) and forwards frames as they are:
+    // a TCP segment the pod left to checksum offload would arrive at its peer with a partial checksum and be
+    // dropped. The pod end checksums in software (the setting moves with it into the pod's namespace).
+    loadNativeIo().disableTxOffloads(link.temporaryIfname);
     // iproute2 opens a netns argument containing '/' as a path.
     await ip(undefined, ['link', 'set', link.temporaryIfname, 'netns', link.netns]);
     await ip(link.netns, ['-batch', '-'], `link set ${link.temporaryIfname} name ${link.ifname}\nlink set ${link.ifname} up\n`);

@@ -48,6 +48,11 @@ export interface InterfaceAttacher {
   detach(port: AgentPort, attached: AttachedInterface): Promise<void>;
 }
 
+/** Configuration a control node sent for VMs no port was posted for (the CNI's pods): GET /vm-cfg, and the MAC of a POST /vm port. */
+export interface VmConfigSource {
+  vmConfig(vmName: string): VmiConfig[] | undefined;
+}
+
 export type AgentPortState = 'waiting-for-interface' | 'waiting-for-configuration' | 'active' | 'remote';
 
 interface Entry {
@@ -92,6 +97,8 @@ export class AgentPorts {
     private readonly attacher: InterfaceAttacher,
     private readonly log: Logger,
     private readonly staleCleanupSeconds = DEFAULT_STALE_CLEANUP_SECONDS,
+    /** With a control node: POST /vm ports without a posted port are attached, the control node configures them. */
+    private readonly configuration?: VmConfigSource,
   ) {
     this.timer = setInterval(() => void this.serialize(() => this.poll()), POLL_MS);
     this.timer.unref();
@@ -183,7 +190,7 @@ export class AgentPorts {
   /** GetVmVnCfgPort: the VMIs of the VM named so, from the ports posted for it. */
   vmConfig(vmName: string): string[] | undefined {
     const vmis = [...this.entries.values()].filter((entry) => entry.posted && entry.port.displayName === vmName);
-    if (vmis.length === 0) return undefined;
+    if (vmis.length === 0) return this.configuration?.vmConfig(vmName)?.map(vmiConfigJson);
     return vmis.map(({ port }) => vmiConfigJson(vmiConfig(port)));
   }
 
@@ -284,7 +291,7 @@ export class AgentPorts {
         if (entry.state !== 'waiting-for-configuration') entry.state = 'waiting-for-interface';
         continue;
       }
-      if (!entry.posted || (entry.retryAt ?? 0) > Date.now()) continue;
+      if ((!entry.posted && !this.takeConfiguredMac(entry)) || (entry.retryAt ?? 0) > Date.now()) continue;
       try {
         const attached = await this.attacher.attach(entry.port);
         entry.lastError = undefined;
@@ -303,6 +310,19 @@ export class AgentPorts {
         entry.retryAt = Date.now() + RETRY_MS;
       }
     }
+  }
+
+  /**
+   * A POST /vm port has no MAC of its own: with a control node it takes its
+   * VMI's from the configuration (the CNI gives the pod's eth0 the one GET
+   * /vm answers). False while there is none, or without a control node.
+   */
+  private takeConfiguredMac(entry: Entry): boolean {
+    const vmVn = this.vmVnPorts.get(entry.port.id);
+    const mac = vmVn && this.configuration?.vmConfig(vmVn.vmName)?.find((vmi) => vmi.id === entry.port.id)?.mac;
+    if (!mac) return false;
+    entry.port = { ...entry.port, mac };
+    return true;
   }
 
   private async detach(entry: Entry): Promise<void> {

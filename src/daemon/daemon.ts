@@ -269,7 +269,9 @@ export class Daemon {
       startup.mark('controlStarted');
     }
     const portsDir = options.portsDir ?? defaultPortsDir(options.stateFile);
-    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), this.interfaceAttacher(), log, options.stalePortTimeout);
+    // With a control node, the CNI's pods (POST /vm, no port posted) are configured from what it sent.
+    const configuration = options.control ? { vmConfig: (name: string) => this.client?.vmConfig(name) } : undefined;
+    const agentPorts = new AgentPorts(new PortStore(portsDir, () => ({ author: 'vrouter run', now: new Date() })), this.interfaceAttacher(), log, options.stalePortTimeout, configuration);
     this.agentPorts = agentPorts;
     const api = createPortApi({
       addPorts: (ports) => agentPorts.addPorts(ports),

@@ -35,6 +35,16 @@ const PAUSE_IMAGE = 'vrouter-ts.local/pause:3.2';
 export const BUSYBOX_IMAGE = 'vrouter-ts.local/busybox:1.35';
 const NODE_ADDRESS = '10.213.0.2';
 const UNDERLAY_ADDRESS = '10.213.0.1';
+const MANAGEMENT_BRIDGE = 'mgmt';
+const FABRIC_BRIDGE = 'fabric';
+/** The vrouters' fabric addresses: 198.18.0.0/24 (RFC 2544 benchmarking range), node i at .11 + i. */
+const FABRIC_PREFIX = '198.18.0.';
+/** Where vrouter-control serves its pod API inside the node namespace (GET /pods: the manager's decisions). */
+export const POD_API = '127.0.0.1:18090';
+export const POD_SUBNET = '10.32.0.0/16';
+export const SERVICE_SUBNET = '10.96.0.0/16';
+const XMPP_PORT = 5269;
+const REPOSITORY = path.resolve(__dirname, '..', '..', '..');
 const TOKEN = randomBytes(16).toString('hex');
 /** Files other programs on this machine may also use: ours are those that appear during the run. */
 const SHARED_DIRS = ['/var/lib/cni/results', '/var/log/pods', '/var/log/containers', '/var/lib/kubelet/device-plugins', '/run/containerd', '/var/run/netns'];
@@ -128,6 +138,14 @@ export class K8sTestbed {
   readonly cacheDir: string;
   readonly networkName: string;
   ns = '';
+  underlayNs = '';
+  /** vrouter-ts's processes (network manager, vrouters): stopped after the pods' DEL, before the rest. */
+  private readonly vrouterProcesses: ChildProcess[] = [];
+  private vrouterCount = 0;
+  /** Pods started by startCtrPod, and the containerd namespace (and cgroup parent) of their containers. */
+  private readonly ctrPods: CtrPod[] = [];
+  readonly ctrNamespace = `vrouter-ts-${this.runId}`;
+  private ctrImageImported = false;
   private readonly processes = new Map<string, ChildProcess>();
   private readonly before = new Map<string, Set<string>>();
   private readonly createdDirs: string[] = [];
@@ -191,10 +209,18 @@ export class K8sTestbed {
     process.once('exit', this.onExit);
 
     this.ns = await this.topology.addNamespace('k8s');
-    const underlay = await this.topology.addNamespace('underlay');
+    const underlay = (this.underlayNs = await this.topology.addNamespace('underlay'));
+    // Two bridges there: the nodes' management network (the node address, what other nodes reach the
+    // control plane on) and the vrouters' fabric (MPLS over UDP between nodes), so a vrouter owning its
+    // fabric interface never takes the control plane's traffic.
+    for (const bridge of [MANAGEMENT_BRIDGE, FABRIC_BRIDGE]) {
+      await this.topology.exec(underlay, ['ip', 'link', 'add', bridge, 'type', 'bridge']);
+      await this.topology.exec(underlay, ['ip', 'link', 'set', bridge, 'up']);
+    }
     await this.topology.addVethPair(this.ns, 'k8s0', underlay, 'k8s0');
+    await this.topology.exec(underlay, ['ip', 'link', 'set', 'k8s0', 'master', MANAGEMENT_BRIDGE]);
     await this.topology.exec(this.ns, ['ip', 'address', 'add', `${NODE_ADDRESS}/24`, 'dev', 'k8s0']);
-    await this.topology.exec(underlay, ['ip', 'address', 'add', `${UNDERLAY_ADDRESS}/24`, 'dev', 'k8s0']);
+    await this.topology.exec(underlay, ['ip', 'address', 'add', `${UNDERLAY_ADDRESS}/24`, 'dev', MANAGEMENT_BRIDGE]);
     await this.topology.exec(this.ns, ['ip', 'route', 'add', 'default', 'via', UNDERLAY_ADDRESS]);
 
     this.writeFiles();
@@ -401,6 +427,160 @@ export class K8sTestbed {
   }
 
   /**
+   * vrouter-control as the network manager (`--kubeconfig`, the kube-manager
+   * role) in the node namespace: vrouters connect to <node address>:5269,
+   * its pod API is POD_API. Logs to logs/vrouter-control.log.
+   */
+  startNetworkManager(): ChildProcess {
+    return this.spawnVrouterProcess(this.ns, 'vrouter-control', [
+      path.join(REPOSITORY, 'bin', 'vrouter-control.js'),
+      `--kubeconfig=${this.kubeconfig}`,
+      `--listen=0.0.0.0:${XMPP_PORT}`,
+      `--api=${POD_API}`,
+      `--pod-subnet=${POD_SUBNET}`,
+      `--service-subnet=${SERVICE_SUBNET}`,
+    ]);
+  }
+
+  /**
+   * Another machine on the management network: a namespace with its address
+   * (10.213.0.<3 + i>) on the management bridge, the control plane reached
+   * at the node address. For a second node's vrouter and pods.
+   */
+  async addHost(role: string, index: number): Promise<{ ns: string; address: string }> {
+    const ns = await this.topology.addNamespace(role);
+    const address = `10.213.0.${3 + index}`;
+    await this.topology.addVethPair(ns, 'mgmt0', this.underlayNs, `m-${role}`.slice(0, 15));
+    await this.topology.exec(this.underlayNs, ['ip', 'link', 'set', `m-${role}`.slice(0, 15), 'master', MANAGEMENT_BRIDGE]);
+    await this.topology.exec(ns, ['ip', 'address', 'add', `${address}/24`, 'dev', 'mgmt0']);
+    return { ns, address };
+  }
+
+  /**
+   * `vrouter run --control <node address>:5269` in `ns` under the name
+   * `nodeName` (the kubelet's node name: the manager places pods on the
+   * vrouter of their spec.nodeName), its port API on that namespace's
+   * 127.0.0.1:9091 (where vrouter-cni talks to it), its fabric a veth on the
+   * fabric bridge. Resolves once the port API answers. Logs to logs/vrouter-<nodeName>.log.
+   */
+  async startVrouter(ns: string, nodeName: string): Promise<VrouterOnNode> {
+    const index = this.vrouterCount++;
+    const fabricIp = `${FABRIC_PREFIX}${11 + index}`;
+    const bridgePort = `f-${index}-${this.runId}`;
+    await this.topology.addVethPair(ns, 'fabric0', this.underlayNs, bridgePort);
+    await this.topology.exec(this.underlayNs, ['ip', 'link', 'set', bridgePort, 'master', FABRIC_BRIDGE]);
+    await this.topology.exec(ns, ['ip', 'address', 'add', `${fabricIp}/24`, 'dev', 'fabric0']);
+    const mac = await this.topology.macOf(ns, 'fabric0');
+    const stateFile = path.join(this.dir, `vrouter-${nodeName}.json`);
+    fs.writeFileSync(
+      stateFile,
+      JSON.stringify({ node: { name: nodeName, underlayIp: fabricIp }, vrfs: [], vifs: [{ id: 0, kind: 'fabric', name: 'fabric0', mac, ip: fabricIp, mtu: 1500 }] }, null, 2),
+    );
+    const child = this.spawnVrouterProcess(ns, `vrouter-${nodeName}`, [
+      path.join(REPOSITORY, 'bin', 'vrouter.js'),
+      'run',
+      '--state', stateFile,
+      '--api', `127.0.0.1:${AGENT_PORT_API_PORT}`,
+      '--control', `${NODE_ADDRESS}:${XMPP_PORT}`,
+      '--node-name', nodeName,
+      '--clean-exit',
+    ]);
+    const node: VrouterOnNode = { ns, nodeName, fabricIp, process: child, logFile: path.join(this.dir, 'logs', `vrouter-${nodeName}.log`) };
+    await this.waitFor(`vrouter ${nodeName} answering`, 30_000, async () => {
+      if (child.exitCode !== null) throw new Error(`vrouter ${nodeName} exited; see ${node.logFile}`);
+      await this.topology.exec(ns, ['curl', '-sf', `http://127.0.0.1:${AGENT_PORT_API_PORT}/stats`]);
+      return true;
+    });
+    return node;
+  }
+
+  /**
+   * A pod of a node without kubelet (a second kubelet cannot share this
+   * machine: kubelet 1.20 binds /var/lib/kubelet/device-plugins/kubelet.sock
+   * and manages the one `kubepods` cgroup of every controller), started
+   * through the same CNI plugin and containerd: a sandbox namespace, vrouter-cni
+   * ADD in the node's namespace with the K8S_POD_* arguments the CRI plugin
+   * passes (`ctr run --cni` passes none, and reads only /etc/cni/net.d and
+   * /opt/cni/bin), then `ctr run --with-ns network:<sandbox>` of the busybox
+   * image running `script`. The pod object (spec.nodeName = the node) must
+   * exist: the network manager gives it its address from it.
+   */
+  async startCtrPod(node: VrouterOnNode, pod: { namespace: string; name: string; uid: string }, script: string): Promise<CtrPod> {
+    const sandbox = await this.topology.addNamespace(`pod-${pod.name}`.slice(0, 32));
+    const ctrPod: CtrPod = { ...pod, node, netns: `/run/netns/${sandbox}`, containerId: `${pod.name}-${this.runId}`, started: false };
+    this.ctrPods.push(ctrPod);
+    const add = await this.runCni(ctrPod, 'ADD');
+    if (add.code !== 0) throw new Error(`vrouter-cni ADD for ${pod.namespace}/${pod.name}: ${add.stdout}${add.stderr}`);
+    ctrPod.result = JSON.parse(add.stdout) as CtrPod['result'];
+    if (!this.ctrImageImported) {
+      await this.ctr(['-n', this.ctrNamespace, 'images', 'import', path.join(this.cacheDir, 'images', 'busybox.tar')]);
+      this.ctrImageImported = true;
+    }
+    await this.ctr(['-n', this.ctrNamespace, 'run', '-d', '--with-ns', `network:${ctrPod.netns}`, '--cgroup', `/${this.ctrNamespace}/${ctrPod.containerId}`, BUSYBOX_IMAGE, ctrPod.containerId, 'sh', '-c', script]);
+    ctrPod.started = true;
+    return ctrPod;
+  }
+
+  /** A command in a ctr pod's container (`ctr tasks exec`); stdout, rejects on a non-zero exit. */
+  ctrExec(pod: CtrPod, argv: string[]): Promise<string> {
+    return this.ctr(['-n', this.ctrNamespace, 'tasks', 'exec', '--exec-id', `x${randomBytes(4).toString('hex')}`, pod.containerId, ...argv]);
+  }
+
+  /** The container killed and deleted, then CNI DEL (as the CRI plugin's StopPodSandbox); idempotent. */
+  async stopCtrPod(pod: CtrPod): Promise<void> {
+    if (pod.started) {
+      await this.ctr(['-n', this.ctrNamespace, 'tasks', 'kill', '-s', 'SIGKILL', pod.containerId]).catch(() => undefined);
+      for (let attempt = 0; attempt < 20; attempt++) {
+        if (await this.ctr(['-n', this.ctrNamespace, 'tasks', 'delete', pod.containerId]).then(() => true, () => false)) break;
+        await sleep(100);
+      }
+      await this.ctr(['-n', this.ctrNamespace, 'containers', 'delete', pod.containerId]).catch(() => undefined);
+      pod.started = false;
+    }
+    const del = await this.runCni(pod, 'DEL');
+    if (del.code !== 0) throw new Error(`vrouter-cni DEL for ${pod.namespace}/${pod.name}: ${del.stdout}${del.stderr}`);
+    this.ctrPods.splice(this.ctrPods.indexOf(pod) >>> 0, 1);
+  }
+
+  /** vrouter-cni as the CRI plugin runs it, in the pod's node namespace. */
+  private runCni(pod: CtrPod, command: 'ADD' | 'DEL'): Promise<{ code: number; stdout: string; stderr: string }> {
+    const config = {
+      cniVersion: '1.0.0',
+      name: this.networkName,
+      type: 'vrouter-cni',
+      contrail: { 'state-dir': path.join(this.dir, 'cni', `state-${pod.node.nodeName}`), 'underlay-interface': 'fabric0', 'poll-timeout': 0.3, 'poll-retries': 100 },
+      ...(command === 'DEL' && pod.result ? { prevResult: pod.result } : {}),
+    };
+    const env = {
+      PATH: process.env.PATH,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: pod.containerId,
+      CNI_NETNS: pod.netns,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: this.cniBinDir,
+      CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId};K8S_POD_UID=${pod.uid}`,
+    };
+    return new Promise((resolve, reject) => {
+      const child = this.topology.spawn(pod.node.ns, [process.execPath, path.join(REPOSITORY, 'bin', 'vrouter-cni.js')], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      child.stdin!.end(JSON.stringify(config));
+    });
+  }
+
+  private spawnVrouterProcess(ns: string, logName: string, args: string[]): ChildProcess {
+    const log = fs.openSync(path.join(this.dir, 'logs', `${logName}.log`), 'a');
+    const child = this.topology.spawn(ns, [process.execPath, ...args], { stdio: ['ignore', log, log] });
+    fs.closeSync(log);
+    this.vrouterProcesses.push(child);
+    return child;
+  }
+
+  /**
    * Deletes the pods (while kubelet runs, so their CNI DEL happens), then stops
    * kubelet, the control plane, containerd and its shims, and removes what
    * they left: mounts deepest first, cgroups, netns files, caches, the run
@@ -421,7 +601,9 @@ export class K8sTestbed {
         // The apiserver is gone: the tasks are removed below.
       }
     }
+    for (const pod of [...this.ctrPods]) await this.stopCtrPod(pod).catch((error: Error) => process.stderr.write(`k8s testbed: ${error.message}\n`));
     for (const name of ['kubelet', 'kube-scheduler', 'kube-controller-manager']) await this.terminate(name);
+    for (const child of this.vrouterProcesses.splice(0)) await stopChild(child);
     await this.removeTasks();
     await this.terminate('containerd');
     this.killCgroupProcesses();
@@ -545,6 +727,19 @@ export class K8sTestbed {
         }
       }
     }
+    // The cgroup parent of the ctr pods' containers (runc removed their own).
+    for (const root of cgroupRoots()) {
+      const parent = path.join(root, this.ctrNamespace);
+      if (!fs.existsSync(parent)) continue;
+      for (const dir of directoriesDeepestFirst(parent)) {
+        try {
+          for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+          fs.rmdirSync(dir);
+        } catch {
+          // still populated: leftovers() reports it
+        }
+      }
+    }
     // Files the components created outside the run directory during this run.
     for (const dir of SHARED_DIRS) {
       if (dir === '/var/run/netns') continue;
@@ -559,6 +754,9 @@ export class K8sTestbed {
         // not empty (leftovers() reports it) or never created
       }
     }
+    // VROUTER_K8S_LOGS=<dir>: the components' logs are kept there (the run directory goes).
+    const keepLogs = process.env.VROUTER_K8S_LOGS;
+    if (keepLogs) fs.cpSync(path.join(this.dir, 'logs'), path.join(keepLogs, `vrouter-k8s-${this.runId}`), { recursive: true });
     fs.rmSync(this.dir, { recursive: true, force: true });
     this.topology.destroySync();
   }
@@ -568,7 +766,7 @@ export class K8sTestbed {
     const found: string[] = [];
     if (fs.existsSync(this.dir)) found.push(this.dir);
     for (const mount of mountPoints()) if (mount.startsWith(this.dir)) found.push(`mount ${mount}`);
-    for (const root of cgroupRoots()) if (fs.existsSync(path.join(root, 'kubepods'))) found.push(path.join(root, 'kubepods'));
+    for (const root of cgroupRoots()) for (const dir of ['kubepods', this.ctrNamespace]) if (fs.existsSync(path.join(root, dir))) found.push(path.join(root, dir));
     for (const dir of SHARED_DIRS) {
       const before = this.before.get(dir) ?? new Set();
       // Other programs make namespaces too: only containerd's cni-* are ours to check.
@@ -579,6 +777,40 @@ export class K8sTestbed {
     for (const name of listDir('/run/netns')) if (name.startsWith(`${this.topology.prefix}-`)) found.push(`/run/netns/${name}`);
     return found;
   }
+}
+
+/** A vrouter started by startVrouter. */
+export interface VrouterOnNode {
+  ns: string;
+  nodeName: string;
+  fabricIp: string;
+  process: ChildProcess;
+  logFile: string;
+}
+
+/** A pod started by startCtrPod. */
+export interface CtrPod {
+  namespace: string;
+  name: string;
+  uid: string;
+  node: VrouterOnNode;
+  /** Its sandbox namespace (CNI_NETNS). */
+  netns: string;
+  /** CNI_CONTAINERID and the ctr container's id. */
+  containerId: string;
+  started: boolean;
+  /** The CNI ADD result. */
+  result?: { ips?: Array<{ address: string }> };
+}
+
+/** SIGTERM (a vrouter with --clean-exit removes its devices), SIGKILL after 10 s. */
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 function execFileSyncQuiet(file: string, args: string[]): void {

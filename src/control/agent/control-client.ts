@@ -30,7 +30,8 @@
  */
 import type { TunnelEncap } from '../../dataplane/nexthop';
 import { LOCAL_COMPOSITE_LABELS, vmUuidOf, type DataplaneAccess, type LocalPort, type PortConfig, type RouteNexthop } from './agent-interface';
-import { derivePortView, portConfigOf, type IfmapPortView } from './ifmap-port-view';
+import { derivePortView, deriveVmConfig, portConfigOf, type IfmapPortView } from './ifmap-port-view';
+import { NIL_UUID, type VmiConfig } from './agent-port';
 import { LearnedRoutes } from './learned-routes';
 import { ControlServer, ServerConnection } from './control-session';
 import { virtualMachineSubscription, virtualRouterSubscription } from '../ifmap/codec';
@@ -193,6 +194,29 @@ export class ControlClient {
     for (const timer of this.staleTimers.values()) clearTimeout(timer);
     for (const connection of this.connections) connection.stop();
     await Promise.all([...this.ports.values()].map((state) => state.chain));
+  }
+
+  /**
+   * The interfaces of the VM of this name as the control nodes configured it
+   * (the first session that has all of them): what the CNI's GET /vm-cfg
+   * asks before it makes the pod's veth. Undefined until one has.
+   */
+  vmConfig(vmName: string): VmiConfig[] | undefined {
+    for (const graph of this.graphs.values()) {
+      const config = deriveVmConfig(graph, vmName);
+      if (config === undefined) continue;
+      return config.vmis.map((vmi) => ({
+        id: vmi.uuid,
+        vmUuid: config.vmUuid,
+        vnId: vmi.vnUuid || NIL_UUID,
+        vnName: vmi.vn,
+        mac: vmi.mac,
+        subInterface: false,
+        vlanId: 0,
+        annotations: vmi.annotations,
+      }));
+    }
+    return undefined;
   }
 
   /** Per control node: whether its session is up, how many items of other families it pushed and how many bad items it pushed. */

@@ -356,3 +356,42 @@ export function portConfigOf(view: IfmapPortView): PortConfig | undefined {
     policies: view.policies,
   };
 }
+
+/** One VMI of a VM as configuration has it, before any port exists: what GET /vm-cfg answers. */
+export interface IfmapVmiConfig {
+  uuid: string;
+  mac: string;
+  vn: string;
+  /** The VN's uuid from its id-perms, '' when the control node sent none. */
+  vnUuid: string;
+  /** The VMI's `annotations` key-value pairs (KeyValuePairs), as kube-manager writes them. */
+  annotations: Record<string, string>;
+}
+
+/**
+ * The interfaces of the VM named `vmName` (its identifier, as kube-manager
+ * names pod VMs, or its `display-name`) in the graph, as the agent's
+ * GetVmVnCfgPort reads them (tungstenfabric/tf-controller @ 6a674397,
+ * src/vnsw/agent/port_ipc/port_ipc_handler.cc: VmTable::GetVmUuid by name,
+ * then MakeJsonFromVmiConfig for each VMI, failing while a VMI's VN is not
+ * known). Undefined: no such VM, or a VMI not complete yet.
+ */
+export function deriveVmConfig(graph: IfmapGraph, vmName: string): { vmUuid: string; vmis: IfmapVmiConfig[] } | undefined {
+  for (const vm of graph.allNodes()) {
+    if (vm.type !== 'virtual-machine' || (vm.name !== vmName && property(vm, 'display-name')?.text !== vmName)) continue;
+    const vmis: IfmapVmiConfig[] = [];
+    for (const vmi of graph.neighbours(vm, VMI)) {
+      const view = derivePortView(graph, vmi.name);
+      const vn = graph.node('virtual-network', view.vn);
+      if (view.uuid === '' || vn === undefined) return undefined;
+      const annotations: Record<string, string> = {};
+      for (const pair of children(property(vmi, 'annotations'), 'key-value-pair')) {
+        const key = child(pair, 'key')?.text;
+        if (key) annotations[key] = child(pair, 'value')?.text ?? '';
+      }
+      vmis.push({ uuid: view.uuid, mac: view.mac, vn: view.vn, vnUuid: uuidOf(vn), annotations });
+    }
+    return vmis.length === 0 ? undefined : { vmUuid: uuidOf(vm) || vm.name, vmis };
+  }
+  return undefined;
+}

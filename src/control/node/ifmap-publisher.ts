@@ -7,9 +7,9 @@
  * part of it that vrouter subscribed to.
  *
  *   virtual-router default-global-system-config:<node>
- *     -- virtual-router-virtual-machine -- virtual-machine <vm uuid>
+ *     -- virtual-router-virtual-machine -- virtual-machine <vm uuid> (display-name k8s__<namespace>__<pod>)
  *     -- virtual-machine-interface-virtual-machine -- virtual-machine-interface <vm uuid>:<port id>
- *          (virtual-machine-interface-mac-addresses)
+ *          (virtual-machine-interface-mac-addresses, annotations)
  *        -- instance-ip (instance-ip-address) -- virtual-network
  *        -- instance-ip <vmi>:<IPv6> (instance-ip-address, instance-ip-family v6) -- virtual-network   (dual stack)
  *        -- virtual-machine-interface-virtual-network -- virtual-network default-domain:default-project:<vn>
@@ -30,6 +30,7 @@
  * gives an agent (both are in its graph; ifmap_graph_walker.cc follows
  * virtual-network-access-control-list) and what the agent filters on.
  */
+import { createHash } from 'node:crypto';
 import { virtualRouterName } from '../ifmap/codec';
 import { IfmapGraph } from '../ifmap/graph';
 import { DEFAULT_PROJECT, interfaceFqn, linkAttrName, networkFqns } from '../ifmap/names';
@@ -52,6 +53,14 @@ export interface IfmapInterest {
 }
 
 const NETWORK_IPAM = `${DEFAULT_PROJECT}:default-network-ipam`;
+/**
+ * kube-manager's default cluster name: its pod VMs are named and displayed
+ * `<cluster>__<namespace>__<pod>` (tungstenfabric/tf-controller @
+ * 6a674397821187fedfffd9586942b906d3479dbc,
+ * src/container/kube-manager/kube_manager/vnc/vnc_pod.py _create_vm), the
+ * name the CNI asks the agent's GET /vm-cfg for.
+ */
+const CLUSTER_NAME = 'k8s';
 /** The pool of services' ClusterIPs, under the default VN. */
 const SERVICE_POOL_NAME = 'service-cluster-ips';
 /** The pool of services' external addresses, under the external VN. */
@@ -102,11 +111,35 @@ function idPerms(uuid: string): IfmapElement[] {
   return [el('id-perms', [el('uuid', [el('uuid-mslong', half(hex.slice(0, 16))), el('uuid-lslong', half(hex.slice(16)))]), el('enable', 'true')])];
 }
 
+/**
+ * A VN's uuid, name-based (RFC 4122 version 5 layout) so every control node
+ * and restart gives the same one: the agent's GET /vm-cfg answers it as
+ * `vn-id` and the CNI posts it back as POST /vm's `vn-uuid`, which must not be nil.
+ */
+export function networkUuid(vnFqn: string): string {
+  const bytes = createHash('sha1').update(`vrouter-ts vn ${vnFqn}`).digest().subarray(0, 16);
+  bytes[6] = (bytes[6] & 0x0f) | 0x50;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
 /** The VMI FQN of a port (interfaceFqn). */
 export function interfaceName(port: LocalPort): string {
   return interfaceFqn(vmUuidOf(port), port.id);
 }
 
+
+/**
+ * The VMI's annotations as kube-manager writes them (config_db.py
+ * add_annotations: the infra cluster/owner/project, namespace, name; and
+ * vnc_pod.py's `index` "<i>/<count>"): the CNI reads `index` from GET
+ * /vm-cfg to know it has every interface of the pod. One interface per pod here.
+ */
+function vmiAnnotations(port: LocalPort): IfmapElement {
+  const pairs = { cluster: CLUSTER_NAME, owner: CLUSTER_NAME, project: `${CLUSTER_NAME}-${port.namespace}`, namespace: port.namespace, name: port.name, index: '0/1' };
+  return el('annotations', Object.entries(pairs).map(([key, value]) => el('key-value-pair', [el('key', key), el('value', value)])));
+}
 
 function subnetElement(cidr: string): IfmapElement {
   const [prefix, length] = cidr.split('/');
@@ -209,7 +242,7 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
   const vns = new Map<string, IfmapIdentity>();
   for (const vn of config.vns.values()) {
     const names = networkFqns(vn.name);
-    const vnNode = b.node('virtual-network', names.vn);
+    const vnNode = b.node('virtual-network', names.vn, idPerms(networkUuid(names.vn)));
     vns.set(vn.name, vnNode);
     b.link(vnNode, b.node('routing-instance', names.routingInstance));
     // VnSubnetsType: one ipam-subnets (IpamSubnetType) per subnet, the IPv6 one beside the IPv4 one (vnc_cfg.xsd).
@@ -249,10 +282,10 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
   for (const { vrouter, port, config: decided } of ports) {
     const names = networkFqns(decided.vn);
     const router = b.node('virtual-router', virtualRouterName(vrouter));
-    const vm = b.node('virtual-machine', vmUuidOf(port), idPerms(vmUuidOf(port)));
+    const vm = b.node('virtual-machine', vmUuidOf(port), [...idPerms(vmUuidOf(port)), el('display-name', `${CLUSTER_NAME}__${port.namespace}__${port.name}`)]);
     b.link(router, vm);
     const vmiName = interfaceName(port);
-    const vmi = b.node('virtual-machine-interface', vmiName, [el('virtual-machine-interface-mac-addresses', [el('mac-address', port.mac)]), ...idPerms(port.id)]);
+    const vmi = b.node('virtual-machine-interface', vmiName, [el('virtual-machine-interface-mac-addresses', [el('mac-address', port.mac)]), ...idPerms(port.id), vmiAnnotations(port)]);
     b.link(vmi, vm);
     const vnNode = vns.get(decided.vn)!;
     b.link(vmi, vnNode);
@@ -294,8 +327,10 @@ function merge(into: IfmapGraph, part: IfmapGraph): void {
 
 /**
  * What a vrouter should have: with its virtual-router subscribed, that
- * node and its VMs (nodes and links); for each VM it subscribed, the VM's
- * subgraph.
+ * node and everything the walk reaches from it (its VMs and their
+ * interfaces, VNs, addresses: what contrail-control's graph walker sends,
+ * so the agent can answer the CNI's GET /vm-cfg before any port exists);
+ * for each VM it subscribed, the VM's subgraph.
  */
 export function vrouterGraph(global: IfmapGraph, vrouter: string, interest: IfmapInterest): IfmapGraph {
   const result = new IfmapGraph();
@@ -304,7 +339,7 @@ export function vrouterGraph(global: IfmapGraph, vrouter: string, interest: Ifma
     const router = { type: 'virtual-router', name: virtualRouterName(vrouter) };
     // A vrouter without ports is not in the global graph; its node is sent all the same.
     result.setNode(global.node(router.type, router.name) ?? { ...router, properties: [] });
-    merge(result, global.reachable(router, (from, to, metadata) => from.type === 'virtual-router' && followed(from, to, metadata)));
+    merge(result, global.reachable(router, followed));
   }
   for (const vm of interest.vms) merge(result, global.reachable({ type: 'virtual-machine', name: vm }, followed));
   return result;
