@@ -23,7 +23,6 @@
 
 #include <linux/if_packet.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <time.h>
 
@@ -37,6 +36,12 @@ constexpr int kGeneratorBatch = 64;
 // Pacing sleeps only when the next frame is due further away than this; closer
 // deadlines are waited for by spinning, as sleeps overshoot by tens of us.
 constexpr int64_t kMinSleepNs = 100 * 1000;
+
+// After a device refused a frame (ENOBUFS: with RPS, the remote CPU's backlog
+// is full), the pause before offering it again. Retrying at once keeps that
+// backlog full, and the path's later hops, queued on the same backlog, then
+// lose what the first hop let through.
+constexpr long kRefusedPauseNs = 20 * 1000;
 
 volatile sig_atomic_t g_stop_requested = 0;
 
@@ -193,7 +198,8 @@ napi_value GeneratorRun(napi_env env, napi_callback_info info) {
       refused += 1;
       // A full socket buffer clears as the device takes frames; a refusing device, as its peer's CPU catches up.
       if (errno == ENOBUFS) {
-        sched_yield();
+        const struct timespec pause = {0, kRefusedPauseNs};
+        nanosleep(&pause, nullptr);
       } else {
         struct pollfd writable = {frames.fd, POLLOUT, 0};
         poll(&writable, 1, 1);

@@ -147,6 +147,12 @@ function runJob(job: GeneratorJob): GeneratorResult {
 }
 
 if (require.main === module) {
-  const job = JSON.parse(fs.readFileSync(0, 'utf8')) as GeneratorJob;
-  process.stdout.write(`${JSON.stringify(runJob(job))}\n`);
+  try {
+    const job = JSON.parse(fs.readFileSync(0, 'utf8')) as GeneratorJob;
+    process.stdout.write(`${JSON.stringify(runJob(job))}\n`);
+  } catch (error) {
+    // One line, which bench:pps prints as the run's failure.
+    process.stderr.write(`${(error as Error).message}\n`);
+    process.exitCode = 1;
+  }
 }

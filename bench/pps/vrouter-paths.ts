@@ -73,8 +73,15 @@ async function pinProcess(pid: number, cpu: string): Promise<void> {
   setAutogroupNice(pid, FORWARDER_NICE);
 }
 
+/**
+ * The underlay's MTU: the harness gives pods 32 bytes less (MPLS over UDP's
+ * outer IPv4, UDP and label), so pods get 1500 as in the kernel paths, and
+ * IMIX's full-size frame fits.
+ */
+const UNDERLAY_MTU = 1532;
+
 async function startCluster(topology: Topology, nodes: number, cpus: readonly string[]): Promise<VrouterCluster> {
-  const cluster = await VrouterCluster.start(topology, { nodes, vns: [VN], logLevel: 'warn' });
+  const cluster = await VrouterCluster.start(topology, { nodes, vns: [VN], logLevel: 'warn', underlayMtu: UNDERLAY_MTU });
   for (const node of cluster.nodes) await pinProcess(node.pid, cpus[node.index]);
   return cluster;
 }
