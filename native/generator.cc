@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <time.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace vrio {
@@ -36,6 +37,7 @@ constexpr int kGeneratorBatch = 64;
 // Pacing sleeps only when the next frame is due further away than this; closer
 // deadlines are waited for by spinning, as sleeps overshoot by tens of us.
 constexpr int64_t kMinSleepNs = 100 * 1000;
+constexpr int64_t kMaxSleepNs = 10 * 1000 * 1000;
 
 // After a device refused a frame (ENOBUFS: with RPS, the remote CPU's backlog
 // is full), the pause before offering it again. Retrying at once keeps that
@@ -180,7 +182,8 @@ napi_value GeneratorRun(napi_env env, napi_callback_info info) {
       if (due < 1) {
         const int64_t wait = static_cast<int64_t>((1 - due) * 1e9 / static_cast<double>(rate));
         if (wait > kMinSleepNs) {
-          const struct timespec pause = {0, static_cast<long>(wait - kMinSleepNs / 2)};
+          // At most kMaxSleepNs at a time, so that a stop request is seen soon at any rate.
+          const struct timespec pause = {0, static_cast<long>(std::min(wait - kMinSleepNs / 2, kMaxSleepNs))};
           nanosleep(&pause, nullptr);
         }
         continue;
