@@ -7,6 +7,7 @@ import path from 'node:path';
 import { IMIX_SIZES, UdpFrameSpec, buildUdpFrame, frameSchedule, packSchedule } from '../bench/pps/generator';
 import { counterDeltas, median, parseIpLinkStats, parseSnmpUdp, parseSoftnetStat, percentile } from '../bench/pps/stats';
 import { cpuUsage, measureRate } from '../bench/pps/traffic';
+import { loadNativeIo } from '../src/dataplane/io/native';
 import { Topology, requireCommands } from './support/netns';
 
 requireCommands({ ip: 'iproute2', taskset: 'util-linux', tcpdump: 'tcpdump' });
@@ -166,6 +167,18 @@ test('loss counters: devices from ip -s -j link, UDP from /proc/net/snmp, backlo
   // The real files parse on this machine.
   assert.ok(parseSoftnetStat(fs.readFileSync('/proc/net/softnet_stat', 'utf8')).has('cpu0 dropped'));
   assert.ok(parseIpLinkStats(execFileSync('ip', ['-s', '-j', 'link', 'show', 'lo'], { encoding: 'utf8' })).has('lo rx_dropped'));
+});
+
+test('generatorRun checks its frames before any syscall', () => {
+  const io = loadNativeIo() as unknown as { generatorRun(...args: unknown[]): unknown };
+  const buffer = Buffer.alloc(64);
+  const one = (value: number): Int32Array => Int32Array.of(value);
+  assert.throws(() => io.generatorRun(-1, buffer, one(0), one(64), 0, 0, 1), /count must be at least 1/);
+  assert.throws(() => io.generatorRun(-1, buffer, one(8), one(64), 1, 0, 1), RangeError);
+  assert.throws(() => io.generatorRun(-1, buffer, one(0), one(64), 2, 0, 1), /exceeds offsets.length/);
+  assert.throws(() => io.generatorRun(-1, buffer, one(0), one(64), 1, 0, 0), /maxSeconds/);
+  // Well-formed but a bad fd: the first sendmmsg fails, and that is thrown, not retried.
+  assert.throws(() => io.generatorRun(-1, buffer, one(0), one(64), 1, 0, 1), /sendmmsg fd -1/);
 });
 
 /** Two namespaces joined by a veth pair; the receiver's MAC in the frames. */
