@@ -8,7 +8,7 @@
       "sources": [
         "native/addon.cc", "native/fds.cc", "native/tap.cc", "native/netlink.cc",
         "native/io_uring.cc", "native/sockets.cc", "native/veth.cc", "native/ethtool.cc",
-        "native/bpf.cc", "native/xsk.cc", "native/packet_ring.cc"
+        "native/bpf.cc", "native/xsk.cc", "native/packet_ring.cc", "native/generator.cc"
       ],
       "defines": ["NAPI_VERSION=8"],
       # common.gypi asks for gnu++17 and -O3; we want plain C++17 and -O2

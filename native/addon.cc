@@ -43,6 +43,7 @@
 //   xsk.cc      AF_XDP sockets: UMEM, fill/completion/RX/TX rings
 //   bpf.*       the XDP and tc programs (raw instructions), XSKMAP, BPF links
 //   packet_ring.cc  AF_PACKET TPACKET_V2 ring + sendmmsg, the AF_XDP fallback
+//   generator.cc    bench:pps's traffic generator (AF_PACKET or UDP, sendmmsg)
 #include "common.h"
 
 namespace vrio {
@@ -80,6 +81,7 @@ NAPI_MODULE_INIT() {
   vrio::RegisterVeth(env, exports);
   vrio::RegisterXsk(env, exports);
   vrio::RegisterPacketRing(env, exports);
+  vrio::RegisterGenerator(env, exports);
   static const vrio::Export functions[] = {{"ioStats", vrio::IoStats}};
   vrio::DefineFunctions(env, exports, functions);
   return exports;

@@ -435,6 +435,7 @@ void RegisterSockets(napi_env env, napi_value exports);
 void RegisterVeth(napi_env env, napi_value exports);
 void RegisterXsk(napi_env env, napi_value exports);
 void RegisterPacketRing(napi_env env, napi_value exports);
+void RegisterGenerator(napi_env env, napi_value exports);
 
 // Whether this thread's readBatch/writeBatch use io_uring (io_uring.cc).
 bool ThreadUsesIoUring();

@@ -1,26 +1,20 @@
 /**
- * Packets-per-second measurement between two namespaces: trafgen (netsniff-ng)
- * floods UDP/IPv4 frames out of the sender's interface from CPU 0 (at nice
- * -20, so that other processes on a shared machine take little of it), leaving
- * CPU 1 to the forwarder under test; the figure is the receiver's rx_packets
- * over the window, after a warm-up second.
+ * Packets-per-second measurement between two namespaces: the project's
+ * generator (generator.ts) sends UDP/IPv4 frames out of the sender's
+ * interface from CPU 0 (at nice -20, so that other processes on a shared
+ * machine take little of it), leaving CPU 1 to the forwarder under test; the
+ * figure is the receiver's rx_packets over the window, after a warm-up
+ * second. Around the run, with the path idle, every stage's loss counters
+ * are read: the generator's refusals, each device's drops in every
+ * namespace of the topology, the CPUs' backlog drops, UDP socket drops.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { once } from 'node:events';
+import path from 'node:path';
 import { Topology } from '../../test/support/netns';
-import { ethernet, ipv4 } from '../../test/support/frames';
-
-export interface UdpFrameSpec {
-  dstMac: string;
-  srcMac: string;
-  srcIp: string;
-  dstIp: string;
-  srcPort: number;
-  dstPort: number;
-  /** Ethernet frame length without the FCS: 64 is the classic minimum-size test frame. */
-  size: number;
-}
+import { GeneratorJob, GeneratorResult, TrafficMix, UdpFrameSpec } from './generator';
+import { CounterSet, counterDeltas, parseIpLinkStats, parseSnmpUdp, parseSoftnetStat } from './stats';
 
 export interface MeasureRateOptions {
   topology: Topology;
@@ -29,12 +23,14 @@ export interface MeasureRateOptions {
   receiverNs: string;
   receiverIf: string;
   frame: UdpFrameSpec;
-  /** Distinct source ports (flows), counted up from frame.srcPort; default 1. */
-  flows?: number;
+  /** Flows, frame sizes and sender kind; default one flow of frame.size, whole frames. */
+  mix?: TrafficMix;
   /** Length of the sampling window; default 5. */
   seconds?: number;
-  /** The generator's rate in packets per second (trafgen --rate); default: as fast as it can. */
+  /** The generator's rate in packets per second ; default: as fast as it can. */
   rate?: number;
+  /** Work done while the generator sends (a ping under load): the window lasts at least until it settles. */
+  duringWindow?: () => Promise<void>;
   /** A forwarder whose CPU use over the window is reported. */
   forwarderPid?: number;
   /** More forwarders (the daemons of a multi-node path), each reported in forwarderCpuPercents. */
@@ -63,12 +59,17 @@ export interface RateMeasurement {
    * behind drops them there, and counts as tx_packets only what it read).
    */
   senderDropped: number;
+  /** The generator's own account: frames the kernel took, refusals retried. */
+  generator: GeneratorResult;
+  /**
+   * Every loss counter of the path that moved over the whole run, by stage
+   * and name ("pod-b/eth0 rx_dropped", "softnet cpu1 dropped", "node1 udp
+   * RcvbufErrors"); the receiver's UDP counters are left out, as its sink
+   * drops every datagram by design.
+   */
+  drops: Map<string, number>;
 }
 
-const ETHERNET_IPV4_UDP_HEADERS = 14 + 20 + 8;
-const MIN_FRAME = 60;
-/** trafgen's default frame limit without --jumbo-support. */
-const MAX_FRAME = 2048;
 const GENERATOR_CPU = '0';
 /** The highest priority, so that other processes on a shared machine take little from the generator. */
 const GENERATOR_NICE = '-20';
@@ -88,50 +89,8 @@ export function setAutogroupNice(pid: number, nice: number): void {
 }
 const WARM_UP_MS = 1_000;
 const STOP_TIMEOUT_MS = 5_000;
-/** After trafgen stops, time for frames still queued on the path to arrive. */
+/** After the generator stops, time for frames still queued on the path to arrive. */
 const DRAIN_MS = 250;
-
-/** The frame trafgen sends: IPv4 checksum computed, UDP checksum 0 (none, valid over IPv4), zero payload. */
-export function buildUdpFrame(spec: UdpFrameSpec): Buffer {
-  if (!Number.isInteger(spec.size) || spec.size < MIN_FRAME || spec.size > MAX_FRAME) {
-    throw new Error(`frame size ${spec.size}: ${MIN_FRAME}..${MAX_FRAME} bytes`);
-  }
-  const datagram = Buffer.alloc(spec.size - ETHERNET_IPV4_UDP_HEADERS + 8);
-  datagram.writeUInt16BE(spec.srcPort, 0);
-  datagram.writeUInt16BE(spec.dstPort, 2);
-  datagram.writeUInt16BE(datagram.length, 4);
-  return ethernet(spec.dstMac, spec.srcMac, 0x0800, ipv4({ src: spec.srcIp, dst: spec.dstIp, protocol: 17, payload: datagram }));
-}
-
-function hexBytes(bytes: Buffer): string {
-  return [...bytes].map((byte) => `0x${byte.toString(16).padStart(2, '0')}`).join(', ');
-}
-
-/**
- * A trafgen packet config for buildUdpFrame(spec). With flows > 1 the low
- * byte of the source port counts up (trafgen's dinc) over `flows` values;
- * the UDP checksum is 0, so no checksum has to follow it.
- */
-export function trafgenConfig(spec: UdpFrameSpec, flows = 1): string {
-  const frame = buildUdpFrame(spec);
-  const firstPortByte = spec.srcPort & 0xff;
-  if (!Number.isInteger(flows) || flows < 1 || firstPortByte + flows - 1 > 0xff) {
-    throw new Error(`flows ${flows}: 1..${0x100 - firstPortByte} with source port ${spec.srcPort} (only its low byte varies)`);
-  }
-  const udp = 14 + 20;
-  const sourcePortLow = flows === 1 ? hexBytes(frame.subarray(udp + 1, udp + 2)) : `dinc(${firstPortByte}, ${firstPortByte + flows - 1}, 1)`;
-  const payload = frame.length - udp - 8;
-  return [
-    `/* ${frame.length}-byte UDP/IPv4 frame, ${flows} flow(s), from bench/pps/traffic.ts */`,
-    '{',
-    `  /* Ethernet */ ${hexBytes(frame.subarray(0, 14))},`,
-    `  /* IPv4 */ ${hexBytes(frame.subarray(14, udp))},`,
-    `  /* UDP */ ${hexBytes(frame.subarray(udp, udp + 1))}, ${sourcePortLow}, ${hexBytes(frame.subarray(udp + 2, udp + 8))},`,
-    `  /* payload */ fill(0x00, ${payload})`,
-    '}',
-    '',
-  ].join('\n');
-}
 
 let clockTicksPerSecond: number | undefined;
 
@@ -200,79 +159,135 @@ function startSink(options: MeasureRateOptions) {
   return options.topology.spawn(options.receiverNs, ['/usr/bin/python3', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/**
+ * The 'udp-socket' sender's route: pod A's own stack sends to the receiver
+ * straight over its interface, to the MAC the frames of the other cases
+ * carry, with no neighbour to resolve (nothing answers the pods' gateway on
+ * the kernel paths).
+ */
+async function routeSocketSender(options: MeasureRateOptions): Promise<void> {
+  const { topology, senderNs, senderIf, frame } = options;
+  await topology.exec(senderNs, ['ip', 'route', 'replace', `${frame.dstIp}/32`, 'dev', senderIf, 'scope', 'link']);
+  await topology.exec(senderNs, ['ip', 'neigh', 'replace', frame.dstIp, 'lladdr', frame.dstMac, 'dev', senderIf, 'nud', 'permanent']);
+}
+
+/** The topology's namespaces, from /run/netns (where `ip netns add` puts them). */
+function topologyNamespaces(topology: Topology): string[] {
+  return fs.readdirSync('/run/netns').filter((name) => name.startsWith(`${topology.prefix}-`)).sort();
+}
+
+/**
+ * Every loss counter of the path: each device's drops and errors in each of
+ * the topology's namespaces, UDP socket drops (but the receiver's, whose
+ * sink drops by design), and the CPUs' softnet backlog drops (machine-wide:
+ * another run's drops would show there too).
+ */
+async function lossCounters(options: MeasureRateOptions): Promise<CounterSet> {
+  const counters: CounterSet = new Map();
+  await Promise.all(
+    topologyNamespaces(options.topology).map(async (ns) => {
+      const role = ns.slice(options.topology.prefix.length + 1);
+      const [links, snmp] = await Promise.all([
+        options.topology.exec(ns, ['ip', '-s', '-j', 'link', 'show']),
+        ns === options.receiverNs ? Promise.resolve('') : options.topology.exec(ns, ['cat', '/proc/net/snmp']),
+      ]);
+      for (const [name, value] of parseIpLinkStats(links)) counters.set(`${role}/${name}`, value);
+      for (const [name, value] of parseSnmpUdp(snmp)) counters.set(`${role} udp ${name}`, value);
+    }),
+  );
+  for (const [name, value] of parseSoftnetStat(fs.readFileSync('/proc/net/softnet_stat', 'utf8'))) counters.set(`softnet ${name}`, value);
+  return counters;
+}
+
 export async function measureRate(options: MeasureRateOptions): Promise<RateMeasurement> {
-  const config = trafgenConfig(options.frame, options.flows);
+  if (options.mix?.sender === 'udp-socket') await routeSocketSender(options);
   const sink = startSink(options);
   await new Promise<void>((resolve, reject) => {
     sink.stdout!.once('data', () => resolve());
     sink.once('exit', (code) => reject(new Error(`the UDP sink in ${options.receiverNs} exited (${code})`)));
   });
   try {
-    return await measureWithSink(options, config);
+    return await measureWithSink(options);
   } finally {
     sink.kill('SIGKILL');
   }
 }
 
-async function measureWithSink(options: MeasureRateOptions, config: string): Promise<RateMeasurement> {
+async function measureWithSink(options: MeasureRateOptions): Promise<RateMeasurement> {
   // Loss comes from totals read while the path is idle: reads in two
   // namespaces never happen at the same instant, and under load that gap
   // skews a window's sent and received by some 0.2%.
+  const lossBefore = await lossCounters(options);
   const idleBefore = await sampleCounters(options);
-  const window = await floodAndSample(options, config);
+  const window = await floodAndSample(options);
   await delay(DRAIN_MS);
   const idleAfter = await sampleCounters(options);
+  const drops = counterDeltas(lossBefore, await lossCounters(options));
   const senderDropped = idleAfter.senderDropped - idleBefore.senderDropped;
   // What the generator offered: what left the sender plus what its device dropped.
   const sentTotal = idleAfter.sent - idleBefore.sent + senderDropped;
   const receivedTotal = idleAfter.received - idleBefore.received;
-  return { ...window, senderDropped, loss: sentTotal === 0 ? 0 : Math.max(0, (sentTotal - receivedTotal) / sentTotal) };
+  return { ...window, senderDropped, drops, loss: sentTotal === 0 ? 0 : Math.max(0, (sentTotal - receivedTotal) / sentTotal) };
 }
 
-/** Runs trafgen through warm-up and the window, then stops it; the figures are the window's. */
-async function floodAndSample(options: MeasureRateOptions, config: string): Promise<Omit<RateMeasurement, 'loss' | 'senderDropped'>> {
-  // The config goes in on stdin: no file to leave behind if the run is killed.
+const GENERATOR_SCRIPT = path.join(__dirname, 'generator.js');
+/** Time for the generator's Node process to start and open its socket. */
+const GENERATOR_START_TIMEOUT_MS = 20_000;
+
+/** Runs the generator through warm-up and the window, then stops it; the figures are the window's. */
+async function floodAndSample(options: MeasureRateOptions): Promise<Omit<RateMeasurement, 'loss' | 'senderDropped' | 'drops'>> {
+  const seconds = options.seconds ?? 5;
+  const job: GeneratorJob = {
+    ...options.mix,
+    ifname: options.senderIf,
+    frame: options.frame,
+    ...(options.rate === undefined ? {} : { rate: options.rate }),
+    // A bound in case this process dies without stopping it.
+    maxSeconds: seconds + 60,
+  };
   const generator = options.topology.spawn(
     options.senderNs,
-    [
-      'taskset', '-c', GENERATOR_CPU, 'nice', '-n', GENERATOR_NICE,
-      // One worker; --no-sock-mem leaves the machine-wide net.core socket limits alone.
-      'trafgen', '--dev', options.senderIf, '--conf', '-', '--cpus', '1', '--no-sock-mem', '--notouch-irq',
-      ...(options.rate === undefined ? [] : ['--rate', `${Math.round(options.rate)}pps`]),
-    ],
+    ['taskset', '-c', GENERATOR_CPU, 'nice', '-n', GENERATOR_NICE, process.execPath, GENERATOR_SCRIPT],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );
-  // A trafgen that dies before reading it is reported by assertRunning, not by EPIPE.
+  // A generator that dies before reading its job is reported by assertRunning, not by EPIPE.
   generator.stdin?.on('error', () => undefined);
-  generator.stdin?.end(config);
-  const exited = once(generator, 'exit');
+  generator.stdin?.end(JSON.stringify(job));
+  // 'close', not 'exit': the result line may still be in the pipe when the process exits.
+  const exited = once(generator, 'close');
   // No pid: `ip` could not be started, and `exited` rejects with the reason.
   if (generator.pid === undefined) await exited;
   const generatorGroup = -generator.pid!;
   setAutogroupNice(generator.pid!, Number(GENERATOR_NICE));
-  let output = '';
-  generator.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  generator.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  let stdout = '';
+  let stderr = '';
+  generator.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  generator.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const assertRunning = (): void => {
     if (generator.exitCode !== null || generator.signalCode !== null) {
-      throw new Error(`trafgen stopped early (${generator.exitCode ?? generator.signalCode}): ${output.trim()}`);
+      throw new Error(`the generator stopped early (${generator.exitCode ?? generator.signalCode}): ${(stderr || stdout).trim()}`);
     }
   };
 
+  let window: Omit<RateMeasurement, 'loss' | 'senderDropped' | 'drops' | 'generator'>;
   try {
+    for (const startedAt = Date.now(); !stdout.startsWith('ready\n'); await delay(20)) {
+      assertRunning();
+      if (Date.now() - startedAt > GENERATOR_START_TIMEOUT_MS) throw new Error('the generator did not start');
+    }
     await delay(WARM_UP_MS);
     assertRunning();
     const forwarderCpu = options.forwarderPid === undefined ? undefined : cpuUsage(options.forwarderPid);
     const forwardersCpu = options.forwarderPids?.map((pid) => cpuUsage(pid));
     const first = await sampleCounters(options);
-    await delay((options.seconds ?? 5) * 1000);
+    await Promise.all([delay(seconds * 1000), options.duringWindow?.()]);
     const last = await sampleCounters(options);
     const forwarderCpuPercent = forwarderCpu?.();
     const forwarderCpuPercents = forwardersCpu?.map((usage) => usage());
     assertRunning();
 
     const received = last.received - first.received;
-    return {
+    window = {
       pps: received / (last.atSeconds - first.atSeconds),
       sent: last.sent - first.sent,
       received,
@@ -287,4 +302,7 @@ async function floodAndSample(options: MeasureRateOptions, config: string): Prom
       clearTimeout(timer);
     }
   }
+  const result = stdout.split('\n').find((line) => line.startsWith('{'));
+  if (generator.exitCode !== 0 || result === undefined) throw new Error(`the generator failed (${generator.exitCode ?? generator.signalCode}): ${(stderr || stdout).trim()}`);
+  return { ...window, generator: JSON.parse(result) as GeneratorResult };
 }
