@@ -3,8 +3,9 @@
  * node's agent publishes one next hop for its pods, the label of a local
  * composite, and the control node sends the ECMP route back with it. The
  * route programmer must not nest that composite in the route's (the
- * daemon died on "composite ...: bad member" when bench:reconfig scaled a
- * service up and down).
+ * daemon died on "composite ...: bad member", then on "nexthop ... is still
+ * in use" when the agent retired the local composite, as bench:reconfig
+ * scaled a service up and down).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,8 +39,9 @@ test("an ECMP route naming this node's local composite label takes the composite
   const remote = { address: '198.18.0.12', label: 30, encaps: ['udp' as const] };
   const lookup = () => dp.vrfs.get(vrf)!.routes.get(ipFromString('10.96.0.30'), 32);
 
-  assert.equal(programmer.setRoute('web', '10.96.0.30/32', [local]), 1);
-  assert.equal(lookup(), 3, 'alone, the route leads to the local composite itself');
+  assert.equal(programmer.setRoute('web', '10.96.0.30/32', [local]), 2);
+  assert.notEqual(lookup(), 3, 'the route has a composite of its own');
+  assert.deepEqual([...dp.nexthops.members[lookup()]!], [1, 2]);
 
   assert.equal(programmer.setRoute('web', '10.96.0.30/32', [local, remote]), 3);
   const composite = lookup();
@@ -49,8 +51,10 @@ test("an ECMP route naming this node's local composite label takes the composite
   assert.equal(dp.nexthops.kind[members[2]], NH_TUNNEL);
 
   // Scaled down to the local pods again, then up: the route's composite is updated in place, never nested.
-  assert.equal(programmer.setRoute('web', '10.96.0.30/32', [local]), 1);
-  assert.equal(lookup(), 3);
+  assert.equal(programmer.setRoute('web', '10.96.0.30/32', [local]), 2);
   assert.equal(programmer.setRoute('web', '10.96.0.30/32', [remote, local]), 3);
-  assert.notEqual(dp.nexthops.kind[dp.nexthops.members[lookup()]![0]], NH_COMPOSITE);
+  assert.ok([...dp.nexthops.members[lookup()]!].every((member) => dp.nexthops.kind[member] !== NH_COMPOSITE));
+  // The agent retires the local composite before the control node's new route arrives: no route holds it.
+  dp.deleteLabel(LOCAL_COMPOSITE_LABEL);
+  assert.doesNotThrow(() => dp.deleteNexthop(3));
 });

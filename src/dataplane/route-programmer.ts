@@ -93,8 +93,9 @@ export class RouteProgrammer {
       if (id >= 0 && !members.includes(id)) members.push(id);
     }
     // This node's own next hop may be the label of a local composite (several local pods, as the agent
-    // publishes them): composites do not nest, so beside other next hops it joins by its members.
-    if (members.length > 1) members = this.flattenLocalComposites(members);
+    // publishes them): the route takes its members, as composites do not nest and the agent deletes
+    // the local composite when its pods go, whatever routes still name it.
+    members = this.flattenLocalComposites(members);
     if (members.length === 0) {
       this.deleteRoute(vrfName, prefixText);
       return 0;
