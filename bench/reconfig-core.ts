@@ -16,7 +16,8 @@
  *   port add / delete     a pod added on node1 / deleted (timed POST / DELETE /port): first / last echo of a's 2 ms ping
  *   scale 1 -> n / n -> 1 the service's selector switched (config file rewritten, SIGHUP): until every new
  *                         backend got a probe / the last probe reached one no longer selected
- *   policy deny / allow   a deny rule for web -> db udp/7200 put first / taken out again: last / first probe at d
+ *   policy deny / allow   a deny rule for web -> db udp/7200-7201 put first / taken out again: last / first probe at d
+ *                         (new flows to 7200), and last / first datagram of a's one long flow to d:7201
  *
  * The scale and policy changes go through the control node's configuration
  * file, as an operator's edit would (Kubernetes scaling a Deployment adds
@@ -28,7 +29,7 @@ import type { NetworkConfigDocument } from '../src/control/node/network-config';
 import { networkFqns } from '../src/control/ifmap/names';
 import type { Topology } from '../test/support/netns';
 import { ProcessOutput, VrouterCluster } from '../test/support/vrouter-cluster';
-import { Arrivals, StreamResult, forwardingChange, startProbeReceiver, startProbeSender, startRouteSource, startStream } from './reconfig-workload';
+import { Arrivals, StreamResult, forwardingChange, startProbeReceiver, startProbeSender, startRouteSource, startStream, startStreamSender } from './reconfig-workload';
 
 export interface ReconfigOptions {
   /** Datagrams per second of each unrelated stream. */
@@ -49,7 +50,17 @@ export interface ReconfigOptions {
 
 export const RECONFIG_DEFAULTS: ReconfigOptions = { pps: 2000, routeRate: 1000, routeWindow: 1000, rounds: 5, scaleTo: 10, probeIntervalMs: 4, holdMs: 1500 };
 
-export type ChangeName = 'route add' | 'route delete' | 'port add' | 'port delete' | 'scale up' | 'scale down' | 'policy deny' | 'policy allow';
+export type ChangeName =
+  | 'route add'
+  | 'route delete'
+  | 'port add'
+  | 'port delete'
+  | 'scale up'
+  | 'scale down'
+  | 'policy deny, new flows'
+  | 'policy allow, new flows'
+  | 'policy deny, established flow'
+  | 'policy allow, established flow';
 
 export interface ReconfigResult {
   streams: StreamResult[];
@@ -67,6 +78,9 @@ const WEB = networkFqns('web');
 const PROBE_ROUTE = '10.77.0.1';
 const PROBE_ROUTE_PORT = 7101;
 const POLICY_PORT = 7200;
+/** One long flow (a single socket) to d, under the same deny as the probes. */
+const ESTABLISHED_PORT = 7201;
+const ESTABLISHED_PPS = 250;
 const SERVICE_IP = '10.96.0.30';
 const SERVICE_PORT = 5300;
 const ROUTE_SOURCE = 'route-source';
@@ -94,7 +108,7 @@ function networkConfig(state: { scaled: boolean; denied: boolean }): NetworkConf
     ],
     policies: [
       // Explicit policies apply in order: the deny, when present, comes before the allow.
-      ...(state.denied ? [{ name: 'probe-deny', from: 'web', to: 'db', protocol: 'udp' as const, ports: [POLICY_PORT], action: 'deny' as const }] : []),
+      ...(state.denied ? [{ name: 'probe-deny', from: 'web', to: 'db', protocol: 'udp' as const, ports: [POLICY_PORT, ESTABLISHED_PORT], action: 'deny' as const }] : []),
       { name: 'web-db', from: 'web', to: 'db', protocol: 'any', action: 'allow' },
     ],
   };
@@ -181,7 +195,7 @@ export async function runReconfig(topology: Topology, options: ReconfigOptions):
     const routeListen = `${PROBE_ROUTE}:${PROBE_ROUTE_PORT}`;
     const anyListen = (port: number) => `0.0.0.0:${port}`;
     receivers.set('b', await startProbeReceiver(cluster, 'b', [routeListen]));
-    receivers.set('d', await startProbeReceiver(cluster, 'd', [anyListen(POLICY_PORT)]));
+    receivers.set('d', await startProbeReceiver(cluster, 'd', [anyListen(POLICY_PORT), anyListen(ESTABLISHED_PORT)]));
     for (const backend of backends) receivers.set(backend, await startProbeReceiver(cluster, backend, [anyListen(SERVICE_PORT)]));
     const routeSource = await startRouteSource(cluster, { name: ROUTE_SOURCE, vrf: WEB.routingInstance, vn: WEB.vn, toPod: 'b', rate: options.routeRate, window: options.routeWindow });
     let routeSourceStopped = false;
@@ -192,6 +206,9 @@ export async function runReconfig(topology: Topology, options: ReconfigOptions):
       await startStream(cluster, 'u1', 'u0', 7002, options.pps),
     ];
     const probes = await startProbeSender(cluster, 'a', options.probeIntervalMs, [`${PROBE_ROUTE}:${PROBE_ROUTE_PORT}`, `${d.ip}:${POLICY_PORT}`, `${SERVICE_IP}:${SERVICE_PORT}`]);
+    const established = await startStreamSender(cluster, 'a', d.ip, ESTABLISHED_PORT, ESTABLISHED_PPS);
+    let establishedStopped = false;
+    stoppers.push(async () => establishedStopped || established.stop());
     const churnStarted = epochMs();
     const events: ProbeEvent[] = [];
     const pingChanges: Record<'port add' | 'port delete', Array<number | null>> = { 'port add': [], 'port delete': [] };
@@ -223,16 +240,22 @@ export async function runReconfig(topology: Topology, options: ReconfigOptions):
       for (const backend of backends.slice(1)) events.push({ change: 'scale down', receiver: backend, listen: anyListen(SERVICE_PORT), at: unscaledAt, effect: 'stops' });
       await sleep(options.holdMs);
 
-      // Policy: web -> db udp/7200 denied, then allowed again.
+      // Policy: web -> db udp/7200-7201 denied, then allowed again: for new flows, and for one established flow.
       state = { ...state, denied: true };
-      events.push({ change: 'policy deny', receiver: 'd', listen: anyListen(POLICY_PORT), at: applyConfig(cluster, networkConfig(state)), effect: 'stops' });
+      const deniedAt = applyConfig(cluster, networkConfig(state));
+      events.push({ change: 'policy deny, new flows', receiver: 'd', listen: anyListen(POLICY_PORT), at: deniedAt, effect: 'stops' });
+      events.push({ change: 'policy deny, established flow', receiver: 'd', listen: anyListen(ESTABLISHED_PORT), at: deniedAt, effect: 'stops' });
       await sleep(options.holdMs);
       state = { ...state, denied: false };
-      events.push({ change: 'policy allow', receiver: 'd', listen: anyListen(POLICY_PORT), at: applyConfig(cluster, networkConfig(state)), effect: 'starts' });
+      const allowedAt = applyConfig(cluster, networkConfig(state));
+      events.push({ change: 'policy allow, new flows', receiver: 'd', listen: anyListen(POLICY_PORT), at: allowedAt, effect: 'starts' });
+      events.push({ change: 'policy allow, established flow', receiver: 'd', listen: anyListen(ESTABLISHED_PORT), at: allowedAt, effect: 'starts' });
       await sleep(options.holdMs);
     }
 
     const probesSent = await probes.stop();
+    await established.stop();
+    establishedStopped = true;
     const streamResults = await Promise.all(streams.map((stream) => stream.stop()));
     const routeChurn = await routeSource.stop();
     routeSourceStopped = true;
@@ -241,7 +264,9 @@ export async function runReconfig(topology: Topology, options: ReconfigOptions):
     for (const [pod, receiver] of receivers) arrivals.set(pod, await receiver.stop());
 
     const changes = { ...pingChanges } as ReconfigResult['changes'];
-    for (const name of ['route add', 'route delete', 'scale up', 'scale down', 'policy deny', 'policy allow'] as const) changes[name] = [];
+    for (const name of ['route add', 'route delete', 'scale up', 'scale down', 'policy deny, new flows', 'policy deny, established flow', 'policy allow, new flows', 'policy allow, established flow'] as const) {
+      changes[name] = [];
+    }
     for (const event of events) {
       const times = arrivals.get(event.receiver)?.[event.listen] ?? [];
       // Until the next change seen by the same receiver, or the end.

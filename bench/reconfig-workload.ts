@@ -53,17 +53,24 @@ socket.on('message', (message) => {
 socket.bind(Number(process.argv[1]), () => console.log('listening'));
 process.on('SIGTERM', () => { console.log(JSON.stringify({ received, distinct, longestGapMs: longest })); process.exit(0); });`;
 
-/** argv: intervalMs host:port... */
+/**
+ * argv: intervalMs host:port... Source ports are taken in turn from
+ * 20000-59999, not from the kernel's random ephemeral choice: a probe then
+ * meets no flow an earlier probe made (within 40,000 probes per target).
+ */
 const PROBE_SENDER = `
 const dgram = require('dgram');
 const [intervalMs, ...targets] = process.argv.slice(1);
 const parsed = targets.map((target) => { const at = target.lastIndexOf(':'); return [target.slice(0, at), Number(target.slice(at + 1))]; });
-let sent = 0;
+let sent = 0, next = 0;
 const payload = Buffer.alloc(16);
 const timer = setInterval(() => {
-  for (const [host, port] of parsed) {
-    const socket = dgram.createSocket('udp4');
-    socket.send(payload, port, host, () => socket.close());
+  const port = 20000 + (next++ % 40000);
+  for (const [host, targetPort] of parsed) {
+    // Every target's probe of this tick from the same port: the sockets share it.
+    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    socket.on('error', () => socket.close());
+    socket.bind(port, () => socket.send(payload, targetPort, host, () => socket.close()));
     sent++;
   }
 }, Number(intervalMs));
@@ -168,15 +175,21 @@ function nodeScript(script: string, ...args: Array<string | number>): string[] {
   return [process.execPath, '-e', script, ...args.map(String)];
 }
 
+/** Numbered datagrams at pps from one socket (one flow) to host:port; stop() resolves to how many were sent. */
+export async function startStreamSender(cluster: VrouterCluster, from: string, host: string, port: number, pps: number): Promise<{ stop(): Promise<number> }> {
+  const sender = new ProcessOutput(cluster.spawn(from, nodeScript(STREAM_SENDER, host, port, pps)));
+  await sender.waitFor(/sending/, 10_000, `the stream sender in ${from}`);
+  return { stop: async () => (await stopScript<{ sent: number }>(sender, `the stream sender in ${from}`)).sent };
+}
+
 /** A UDP stream from one pod to another at pps; stop() stops the sender first, then reads the receiver. */
 export async function startStream(cluster: VrouterCluster, from: string, to: string, port: number, pps: number): Promise<{ stop(): Promise<StreamResult> }> {
   const receiver = new ProcessOutput(cluster.spawn(to, nodeScript(STREAM_RECEIVER, port)));
   await receiver.waitFor(/listening/, 10_000, `the stream receiver in ${to}`);
-  const sender = new ProcessOutput(cluster.spawn(from, nodeScript(STREAM_SENDER, cluster.pod(to).ip, port, pps)));
-  await sender.waitFor(/sending/, 10_000, `the stream sender in ${from}`);
+  const sender = await startStreamSender(cluster, from, cluster.pod(to).ip, port, pps);
   return {
     async stop() {
-      const { sent } = await stopScript<{ sent: number }>(sender, 'the stream sender');
+      const sent = await sender.stop();
       // Datagrams still in flight arrive meanwhile.
       await new Promise((resolve) => setTimeout(resolve, 300));
       const received = await stopScript<{ received: number; distinct: number; longestGapMs: number }>(receiver, 'the stream receiver');
@@ -268,17 +281,24 @@ export async function startIntrospectPoller(cluster: VrouterCluster, nodeIndex: 
   return { stop: () => stopScript<PollResult>(poller, `the introspect poller of node${nodeIndex}`) };
 }
 
+/** A probe still arriving this close to the next change never stopped. */
+export const STILL_ARRIVING_MS = 100;
+
 /**
  * When a change took effect, read from a probe's arrival times: for a
  * change that makes the probe arrive ('starts'), ms from `at` to the first
  * arrival after it; for one that ends it ('stops'), ms from `at` to the last
- * arrival before `until` (0 when none came after `at`). null: a probe that
- * should start never arrived before `until`.
+ * arrival before `until` (0 when none came after `at`). null: the change
+ * did not take effect before `until` (a probe that should start never
+ * arrived; one that should stop still arrived within STILL_ARRIVING_MS of
+ * `until`).
  */
 export function forwardingChange(times: number[], at: number, until: number, effect: 'starts' | 'stops'): number | null {
   const inWindow = times.filter((time) => time >= at && time < until);
   if (effect === 'starts') return inWindow.length > 0 ? inWindow[0] - at : null;
-  return inWindow.length > 0 ? inWindow[inWindow.length - 1] - at : 0;
+  if (inWindow.length === 0) return 0;
+  const last = inWindow[inWindow.length - 1];
+  return last >= until - STILL_ARRIVING_MS ? null : last - at;
 }
 
 export function median(values: number[]): number {
