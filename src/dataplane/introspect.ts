@@ -107,6 +107,8 @@ export function introspect(dp: Dataplane, pipeline: Pipeline, query: IntrospectQ
         transmitted: pipeline.transmitted,
         generated: dp.generated,
         held: pipeline.held,
+        // Fragment-table occupancy (records of datagrams seen in part), for soak sampling.
+        fragmentRecords: [...dp.vifs].reduce((sum, vif) => sum + pipeline.fragments.recordsOf(vif.id), 0),
         dropped: dp.drops.total(),
         flows: dp.flows.activePairs,
         flowCapacity: dp.flows.capacity / 2,

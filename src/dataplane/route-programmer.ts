@@ -87,11 +87,15 @@ export class RouteProgrammer {
     // Only routes with a composite, a previous nexthop or a local member need their key: not those of a route dump.
     let key: string | undefined;
     const routeKey = () => (key ??= `${vrf} ${formatPrefix(route)}`);
-    const members: number[] = [];
+    let members: number[] = [];
     for (const nexthop of nexthops) {
       const id = this.resolve(nexthop);
       if (id >= 0 && !members.includes(id)) members.push(id);
     }
+    // This node's own next hop may be the label of a local composite (several local pods, as the agent
+    // publishes them): the route takes its members, as composites do not nest and the agent deletes
+    // the local composite when its pods go, whatever routes still name it.
+    members = this.flattenLocalComposites(members);
     if (members.length === 0) {
       this.deleteRoute(vrfName, prefixText);
       return 0;
@@ -165,6 +169,16 @@ export class RouteProgrammer {
   private removeRoute(vrf: number, route: RoutePrefix): void {
     if (route.prefix6) this.dp.deleteRoute6(vrf, route.prefix6, route.length);
     else this.dp.deleteRoute(vrf, route.prefix, route.length);
+  }
+
+  private flattenLocalComposites(ids: number[]): number[] {
+    const nexthops = this.dp.nexthops;
+    if (!ids.some((id) => nexthops.kind[id] === NH_COMPOSITE)) return ids;
+    const flat: number[] = [];
+    for (const id of ids) {
+      for (const member of nexthops.kind[id] === NH_COMPOSITE ? nexthops.members[id]! : [id]) if (member >= 0 && !flat.includes(member)) flat.push(member);
+    }
+    return flat;
   }
 
   /** Keeps surviving members in their slots; removed ones leave holes; new ones fill holes first. */

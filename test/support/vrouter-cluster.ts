@@ -144,6 +144,8 @@ export interface ControlOptions {
   controlNodes?: 1 | 2;
   /** The daemons' `--hold-time` (seconds); the control node's is the config's holdTime. */
   holdTime?: number;
+  /** Peers whose publishes the control nodes install unchecked (`vrouter-control --route-source`): a benchmark's route publisher. */
+  routeSources?: string[];
 }
 
 export interface ClusterOptions {
@@ -1242,7 +1244,7 @@ export class VrouterCluster {
     let child: ChildProcess;
     try {
       const stateFile = path.join(path.dirname(control.configFile), 'pods.json');
-      child = this.topology.spawn(control.ns, [process.execPath, CONTROL_BIN, '--config', control.configFile, '--listen', control.endpoint, '--api', podApiAddress(control), '--state', stateFile], {
+      child = this.topology.spawn(control.ns, [process.execPath, CONTROL_BIN, '--config', control.configFile, '--listen', control.endpoint, '--api', podApiAddress(control), '--state', stateFile, ...(this.options.control!.routeSources ?? []).flatMap((name) => ['--route-source', name])], {
         stdio: ['ignore', logFd, logFd],
       });
     } finally {

@@ -73,9 +73,10 @@ export async function runControlNode(argv: string[], logger: Logger = stderrLogg
     .option('--kubeconfig <file>', 'watch this Kubernetes cluster: namespaces, pods, services and endpoints give the networks')
     .option('--in-cluster', 'as --kubeconfig, with the pod\'s service account (in-cluster configuration)')
     .option('--pod-subnet <cidr>', 'cluster-wide pod subnet, where Kubernetes pods get their addresses', DEFAULT_POD_SUBNET)
-    .option('--service-subnet <cidr>', 'the cluster\'s service (ClusterIP) subnet, of the service VNs', DEFAULT_SERVICE_SUBNET);
+    .option('--service-subnet <cidr>', 'the cluster\'s service (ClusterIP) subnet, of the service VNs', DEFAULT_SERVICE_SUBNET)
+    .option('--route-source <name...>', 'peers (no compute node: a gateway, a benchmark) whose published routes are installed unchecked');
   program.parse(argv, { from: 'user' });
-  const options = program.opts<{ config?: string; listen: string; api?: string; state?: string; kubeconfig?: string; inCluster?: boolean; podSubnet: string; serviceSubnet: string }>();
+  const options = program.opts<{ config?: string; listen: string; api?: string; state?: string; kubeconfig?: string; inCluster?: boolean; podSubnet: string; serviceSubnet: string; routeSource?: string[] }>();
   const listen = parseListen(options.listen);
   const apiListen = options.api === undefined ? null : parseListen(options.api, '--api');
   const kubernetes = options.kubeconfig !== undefined || options.inCluster === true;
@@ -93,7 +94,12 @@ export async function runControlNode(argv: string[], logger: Logger = stderrLogg
     file !== undefined
       ? loadNetworkConfig(file)
       : parseNetworkConfig(JSON.stringify({ defaultVn: 'default:default-network', vns: [{ name: 'default:default-network', subnet: vnOn('', options.podSubnet).subnet }] }), KUBERNETES_ONLY_CONFIG);
-  const node = new ControlNode({ config: baseConfig(), logger, ...(options.state === undefined ? {} : { podStateFile: options.state }) });
+  const node = new ControlNode({
+    config: baseConfig(),
+    logger,
+    ...(options.state === undefined ? {} : { podStateFile: options.state }),
+    ...(options.routeSource === undefined ? {} : { unrestrictedPublishers: new Set(options.routeSource) }),
+  });
   const address = await node.listen(listen.port, listen.host);
   let kube: KubeNetworkSource | null = null;
   if (kubernetes) {
