@@ -28,6 +28,8 @@ import { runControlNode } from '../src/control/node/cli';
 import { NetworkConfig, parseNetworkConfig } from '../src/control/node/network-config';
 import { encodeStanza, encodeStreamOpen } from '../src/control/xmpp/codec';
 import { CONTROL_NODE_JID } from '../src/control/xmpp/stanza';
+import { eventually } from './support/eventually';
+import { pod } from './support/fake-vrouter';
 import { RecordingLogger } from './support/recording-logger';
 
 // ------------------------------------------------------------------ harness
@@ -159,25 +161,6 @@ class TestVrouter {
         return [...nexthops.members[nexthop]!].map((member) => (member < 0 ? null : (this.describe(member) as string)));
       default:
         return `nexthop kind ${nexthops.kind[nexthop]}`;
-    }
-  }
-}
-
-function pod(id: string, label: number, labels: Record<string, string>, extra: Partial<LocalPort> = {}): LocalPort {
-  const octet = (label & 0xff).toString(16).padStart(2, '0');
-  return { id, name: id, namespace: 'default', labels, mac: `02:00:00:00:00:${octet}`, label, ...extra };
-}
-
-/** Polls until `check` stops throwing (its last error is reported on timeout). */
-async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }
 }

@@ -9,17 +9,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { LocalPort } from '../src/control/agent/agent-interface';
 import { derivePortView, portConfigOf } from '../src/control/agent/ifmap-port-view';
 import { networkFqns } from '../src/control/ifmap/names';
 import { ControlNode } from '../src/control/node/control-node';
 import { buildConfigGraph, interfaceName, vrouterGraph } from '../src/control/node/ifmap-publisher';
 import { NetworkConfigError, parseNetworkConfig } from '../src/control/node/network-config';
-import { XmppSession } from '../src/control/xmpp/session';
-import { CONTROL_NODE_JID, RouteEntry, Stanza, WireNexthop } from '../src/control/xmpp/stanza';
+import { eventually } from './support/eventually';
+import { FakeVrouter, listenWithVrouters, nexthop, pod } from './support/fake-vrouter';
 import { RecordingLogger } from './support/recording-logger';
 
 const CONFIG = `
@@ -36,90 +34,6 @@ services:
 `;
 
 const VRF = (vn: string) => networkFqns(vn).routingInstance;
-const TO_PEER = `${CONTROL_NODE_JID}/bgp-peer`;
-
-/** A vrouter's session keeping the routes pushed to it per instance, and the family of each push. */
-class FakeVrouter {
-  readonly routes = new Map<string, Map<string, RouteEntry>>();
-  /** Per prefix, the family of the push that last carried it ('inet' when the push had none). */
-  readonly families = new Map<string, string>();
-  closedReason: string | null = null;
-  private readonly session: XmppSession;
-  private nextId = 1;
-
-  private constructor(readonly name: string, socket: net.Socket) {
-    this.session = new XmppSession(socket, { holdTime: 90, logger: new RecordingLogger(), name }, {
-      streamOpen: () => {},
-      stanza: (stanza: Stanza) => {
-        if (stanza.kind !== 'route-update') return;
-        let table = this.routes.get(stanza.vrf);
-        if (!table) this.routes.set(stanza.vrf, (table = new Map()));
-        for (const { prefix, entry } of stanza.changes) {
-          this.families.set(prefix, stanza.family ?? 'inet');
-          if (entry === null) table.delete(prefix);
-          else table.set(prefix, entry);
-        }
-      },
-      closed: (reason) => (this.closedReason = reason),
-    });
-    this.session.openStream({ from: name, to: CONTROL_NODE_JID, xmlns: '' });
-  }
-
-  static connect(name: string, port: number): Promise<FakeVrouter> {
-    return new Promise((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => resolve(new FakeVrouter(name, socket)));
-    });
-  }
-
-  subscribe(vn: string): void {
-    this.session.sendStanza({ kind: 'subscribe', from: this.name, to: TO_PEER, id: this.id(), vrf: VRF(vn), instanceId: 1 });
-  }
-
-  publish(vn: string, prefix: string, nexthops: WireNexthop[]): void {
-    const entry: RouteEntry = { prefix, nexthops, version: 1, sequenceNumber: 0, localPreference: 200, med: 0 };
-    this.session.sendStanza({ kind: 'publish', from: this.name, to: TO_PEER, id: this.id(), vrf: VRF(vn), entry });
-    this.session.sendStanza({ kind: 'associate', from: this.name, to: TO_PEER, id: this.id(), vrf: VRF(vn), prefix });
-  }
-
-  withdraw(vn: string, prefix: string): void {
-    const entry: RouteEntry = { prefix, nexthops: [], version: 1, sequenceNumber: 0, localPreference: 200, med: 0 };
-    this.session.sendStanza({ kind: 'publish', from: this.name, to: TO_PEER, id: this.id(), vrf: VRF(vn), entry });
-    this.session.sendStanza({ kind: 'dissociate', from: this.name, to: TO_PEER, id: this.id(), vrf: VRF(vn), prefix });
-  }
-
-  route(vn: string, prefix: string): RouteEntry | undefined {
-    return this.routes.get(VRF(vn))?.get(prefix);
-  }
-
-  close(): void {
-    this.session.close('test over');
-  }
-
-  private id(): string {
-    return `pubsub${this.nextId++}`;
-  }
-}
-
-function nexthop(address: string, label: number, vn: string): WireNexthop {
-  return { address, label, encaps: ['udp'], virtualNetwork: networkFqns(vn).vn };
-}
-
-function pod(id: string, label: number, labels: Record<string, string>): LocalPort {
-  return { id, name: id, namespace: 'default', labels, mac: `02:00:00:00:00:${label.toString(16).padStart(2, '0')}`, label };
-}
-
-async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
-}
 
 function configOf(outcome: ReturnType<ControlNode['registerPod']>) {
   assert.ok('config' in outcome, JSON.stringify(outcome));
@@ -199,10 +113,7 @@ test('IPAM: a pod of a dual-stack VN gets an IPv6 address, freed with the pod, k
 test('inet6 routes: only IPv6 addresses given to the vrouter\'s ports are installed, reflected under 2/1 with ECMP for the IPv6 ClusterIP, withdrawn as inet ones', async () => {
   const logger = new RecordingLogger();
   const control = new ControlNode({ config: parseNetworkConfig(CONFIG, 'net.yaml'), logger });
-  const { port } = await control.listen(0, '127.0.0.1');
-  const a = await FakeVrouter.connect('node-a', port);
-  const b = await FakeVrouter.connect('node-b', port);
-  const observer = await FakeVrouter.connect('node-c', port);
+  const { port, vrouters: [a, b, observer] } = await listenWithVrouters(control, 'node-a', 'node-b', 'node-c');
   try {
     const a1 = configOf(control.registerPod('node-a', pod('a1', 20, { name: 'web', app: 'web' })));
     const b1 = configOf(control.registerPod('node-b', pod('b1', 21, { name: 'web', app: 'web' })));

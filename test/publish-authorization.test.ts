@@ -7,14 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
-import { LocalPort } from '../src/control/agent/agent-interface';
 import { ControlNode } from '../src/control/node/control-node';
 import { parseNetworkConfig } from '../src/control/node/network-config';
 import { networkFqns } from '../src/control/ifmap/names';
-import { XmppSession } from '../src/control/xmpp/session';
-import { CONTROL_NODE_JID, RouteEntry, Stanza, WireNexthop } from '../src/control/xmpp/stanza';
+import { CONTROL_NODE_JID } from '../src/control/xmpp/stanza';
+import { eventually } from './support/eventually';
+import { listenWithVrouters, nexthop, pod } from './support/fake-vrouter';
 import { RecordingLogger } from './support/recording-logger';
 
 const CONFIG = `
@@ -34,90 +33,6 @@ services:
 const VRF = (vn: string) => networkFqns(vn).routingInstance;
 const TO_PEER = `${CONTROL_NODE_JID}/bgp-peer`;
 
-
-/** A vrouter's session: the project's XmppSession over TCP, keeping the routes pushed to it per instance. */
-class FakeVrouter {
-  readonly routes = new Map<string, Map<string, RouteEntry>>();
-  closedReason: string | null = null;
-  private readonly session: XmppSession;
-  private nextId = 1;
-
-  private constructor(readonly name: string, socket: net.Socket) {
-    this.session = new XmppSession(socket, { holdTime: 90, logger: new RecordingLogger(), name }, {
-      streamOpen: () => {},
-      stanza: (stanza: Stanza) => {
-        if (stanza.kind !== 'route-update') return;
-        let table = this.routes.get(stanza.vrf);
-        if (!table) this.routes.set(stanza.vrf, (table = new Map()));
-        for (const { prefix, entry } of stanza.changes) {
-          if (entry === null) table.delete(prefix);
-          else table.set(prefix, entry);
-        }
-      },
-      closed: (reason) => (this.closedReason = reason),
-    });
-    this.session.openStream({ from: name, to: CONTROL_NODE_JID, xmlns: '' });
-  }
-
-  static connect(name: string, port: number): Promise<FakeVrouter> {
-    return new Promise((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => resolve(new FakeVrouter(name, socket)));
-    });
-  }
-
-  subscribe(vn: string): void {
-    this.session.sendStanza({ kind: 'subscribe', from: this.name, to: TO_PEER, id: this.id(), vrf: VRF(vn), instanceId: 1 });
-  }
-
-  /** Publish + associate of `prefix` in a VN's instance with these next hops. */
-  publish(vn: string, prefix: string, nexthops: WireNexthop[]): void {
-    const entry: RouteEntry = { prefix, nexthops, version: 1, sequenceNumber: 0, localPreference: 200, med: 0 };
-    this.session.sendStanza({ kind: 'publish', from: this.name, to: TO_PEER, id: this.id(), vrf: VRF(vn), entry });
-    this.associate(vn, prefix);
-  }
-
-  associate(vn: string, prefix: string): void {
-    this.session.sendStanza({ kind: 'associate', from: this.name, to: TO_PEER, id: this.id(), vrf: VRF(vn), prefix });
-  }
-
-  send(xml: string): void {
-    this.session.send(xml);
-  }
-
-  route(vn: string, prefix: string): RouteEntry | undefined {
-    return this.routes.get(VRF(vn))?.get(prefix);
-  }
-
-  close(): void {
-    this.session.close('test over');
-  }
-
-  private id(): string {
-    return `pubsub${this.nextId++}`;
-  }
-}
-
-function nexthop(address: string, label: number, vn: string): WireNexthop {
-  return { address, label, encaps: ['udp'], virtualNetwork: networkFqns(vn).vn };
-}
-
-function pod(id: string, label: number, labels: Record<string, string>): LocalPort {
-  return { id, name: id, namespace: 'default', labels, mac: `02:00:00:00:00:${label.toString(16).padStart(2, '0')}`, label };
-}
-
-async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
-}
-
 function ipOf(outcome: ReturnType<ControlNode['registerPod']>): string {
   assert.ok('config' in outcome, JSON.stringify(outcome));
   return outcome.config.ip;
@@ -126,10 +41,7 @@ function ipOf(outcome: ReturnType<ControlNode['registerPod']>): string {
 test("a vrouter may install only what its ports were given, with one next hop; refusals are counted and logged, the session kept, and what is no longer given is withdrawn", async () => {
   const logger = new RecordingLogger();
   const control = new ControlNode({ config: parseNetworkConfig(CONFIG, 'test.yaml'), logger });
-  const { port } = await control.listen(0, '127.0.0.1');
-  const a = await FakeVrouter.connect('node-a', port);
-  const b = await FakeVrouter.connect('node-b', port);
-  const observer = await FakeVrouter.connect('node-c', port);
+  const { vrouters: [a, b, observer] } = await listenWithVrouters(control, 'node-a', 'node-b', 'node-c');
   try {
     const a1 = ipOf(control.registerPod('node-a', pod('a1', 20, { name: 'web' })));
     const b1 = ipOf(control.registerPod('node-b', pod('b1', 21, { name: 'web' })));
@@ -195,9 +107,7 @@ test("a vrouter may install only what its ports were given, with one next hop; r
 
 test('a publish that overtakes its port is held, and installed once the port is given that prefix', async () => {
   const control = new ControlNode({ config: parseNetworkConfig(CONFIG, 'test.yaml'), logger: new RecordingLogger() });
-  const { port } = await control.listen(0, '127.0.0.1');
-  const a = await FakeVrouter.connect('node-a', port);
-  const observer = await FakeVrouter.connect('node-c', port);
+  const { vrouters: [a, observer] } = await listenWithVrouters(control, 'node-a', 'node-c');
   try {
     a.subscribe('web');
     observer.subscribe('web');
@@ -220,10 +130,7 @@ test("the external VN: a listed gateway may publish its routes there, a backend 
 external: { name: public, subnet: 203.0.113.0/24, gateways: [{ vrouter: gw }] }
 `, 'test.yaml');
   const control = new ControlNode({ config, logger: new RecordingLogger() });
-  const { port } = await control.listen(0, '127.0.0.1');
-  const gw = await FakeVrouter.connect('gw', port);
-  const a = await FakeVrouter.connect('node-a', port);
-  const observer = await FakeVrouter.connect('node-c', port);
+  const { vrouters: [gw, a, observer] } = await listenWithVrouters(control, 'gw', 'node-a', 'node-c');
   try {
     control.registerPod('node-a', pod('a1', 20, { name: 'web', app: 'web' }));
     for (const vrouter of [gw, a, observer]) vrouter.subscribe('public');
