@@ -15,9 +15,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Topology, requireCommands } from './support/netns';
-import { ProcessOutput, VrouterCluster } from './support/vrouter-cluster';
+import { assertTcpThroughClusterIp, defaultRouteByRa, tcpTransfer } from './support/ipv6-pods';
+import { VrouterCluster } from './support/vrouter-cluster';
 
 if (process.getuid?.() !== 0) throw new Error('the e2e tests need root (network namespaces, TAP devices, raw sockets): run them as root, as .ci/run does');
 requireCommands({ ip: 'iproute2', ping: 'iputils-ping', tshark: 'tshark' });
@@ -34,38 +34,6 @@ const B1 = {
   label: 30,
   floatingIps: [{ ip: CLUSTER_IP6, portMap: [{ protocol: 'tcp' as const, port: 80, targetPort: 8080 }] }],
 };
-
-/** Waits until the pod has a default route learned by router advertisement; returns it. */
-async function defaultRouteByRa(cluster: VrouterCluster, pod: string): Promise<string> {
-  let shown = '';
-  for (let attempt = 0; attempt < 100; attempt++) {
-    shown = (await cluster.exec(pod, ['ip', '-6', 'route', 'show', 'default'])).trim();
-    if (/proto ra/.test(shown)) return shown;
-    await sleep(200);
-  }
-  throw new Error(`${pod}: no default route from a router advertisement after 20 s (ip -6 route show default: ${JSON.stringify(shown)})`);
-}
-
-const TCP_SERVER = (port: number) => `const net = require('net'), crypto = require('crypto');
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    const hash = crypto.createHash('sha256'); let bytes = 0;
-    socket.on('data', (chunk) => { hash.update(chunk); bytes += chunk.length; });
-    socket.on('end', () => {
-      const line = JSON.stringify({ sha256: hash.digest('hex'), bytes, peer: socket.remoteAddress, local: socket.localAddress, localPort: socket.localPort });
-      console.log(line); socket.end(line); server.close();
-    });
-  });
-  server.listen(${port}, '::', () => console.log('listening'));`;
-
-const TCP_CLIENT = (host: string, port: number, bytes: number) => `const net = require('net'), crypto = require('crypto');
-  const data = crypto.randomBytes(${bytes});
-  let remote = null;
-  const socket = net.connect({ host: '${host}', port: ${port}, allowHalfOpen: true }, () => { remote = socket.remoteAddress; socket.end(data); });
-  let reply = '';
-  socket.setEncoding('utf8');
-  socket.on('data', (text) => (reply += text));
-  socket.on('end', () => console.log(JSON.stringify({ sha256: crypto.createHash('sha256').update(data).digest('hex'), bytes: data.length, remote, reply: JSON.parse(reply) })));
-  socket.on('error', (error) => { console.error(error.message); process.exit(1); });`;
 
 describe('vrouter daemons, IPv6 pods on two nodes', { timeout: 150_000 }, () => {
   let topology: Topology;
@@ -115,32 +83,17 @@ describe('vrouter daemons, IPv6 pods on two nodes', { timeout: 150_000 }, () => 
   test('TCP over IPv6 across nodes: 1 MB arrives intact, the server sees the client pod', () =>
     cluster.withLogs(async () => {
       await defaultRouteByRa(cluster, 'a1');
-      const server = new ProcessOutput(cluster.spawn('b1', [process.execPath, '-e', TCP_SERVER(5001)]));
-      await server.waitFor(/listening/, 10_000, 'the TCP server listening');
-      const result = JSON.parse(await cluster.exec('a1', [process.execPath, '-e', TCP_CLIENT(B1.ip6, 5001, 1 << 20)], { timeoutMs: 60_000 })) as {
-        sha256: string;
-        reply: { sha256: string; bytes: number; peer: string };
-      };
+      const result = await tcpTransfer(cluster, { server: 'b1', listenPort: 5001, client: 'a1', host: B1.ip6, port: 5001, bytes: 1 << 20 });
       assert.equal(result.reply.bytes, 1 << 20);
       assert.equal(result.reply.sha256, result.sha256);
       assert.equal(result.reply.peer, A1.ip6);
-      assert.deepEqual(await server.exited, { code: 0, signal: null });
+      assert.deepEqual(result.serverExit, { code: 0, signal: null });
     }));
 
   test('TCP and ping6 through the IPv6 ClusterIP: DNAT to b1 (port 8080), replies from the ClusterIP; flow -l shows the pair', () =>
     cluster.withLogs(async () => {
       await defaultRouteByRa(cluster, 'a1');
-      const server = new ProcessOutput(cluster.spawn('b1', [process.execPath, '-e', TCP_SERVER(8080)]));
-      await server.waitFor(/listening/, 10_000, 'the TCP server listening');
-      const result = JSON.parse(await cluster.exec('a1', [process.execPath, '-e', TCP_CLIENT(CLUSTER_IP6, 80, 64 * 1024)], { timeoutMs: 60_000 })) as {
-        sha256: string;
-        remote: string;
-        reply: { sha256: string; peer: string; local: string; localPort: number };
-      };
-      assert.equal(result.reply.sha256, result.sha256);
-      assert.equal(result.remote, CLUSTER_IP6, 'the client talks to the ClusterIP');
-      assert.deepEqual([result.reply.peer, result.reply.local, result.reply.localPort], [A1.ip6, B1.ip6, 8080], 'the backend sees the client, at its own address and port');
-      assert.deepEqual(await server.exited, { code: 0, signal: null });
+      await assertTcpThroughClusterIp(cluster, { client: A1, backend: B1, clusterIp6: CLUSTER_IP6, port: 80, targetPort: 8080, bytes: 64 * 1024 });
       // ping6 to the ClusterIP is answered by b1 as the ClusterIP; flow -l on b1's node lists its DNAT pair.
       const ping = await cluster.tryExec('a1', ['ping', '-6', '-n', '-c', '2', '-i', '0.2', '-W', '2', CLUSTER_IP6]);
       assert.equal(ping.code, 0, `ping -6 a1 -> ${CLUSTER_IP6} failed:\n${ping.stdout}${ping.stderr}`);
