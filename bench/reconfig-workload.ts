@@ -33,7 +33,7 @@ const timer = setInterval(() => {
   // A buffer per datagram: send() reads it later.
   while (sent < due) { const payload = Buffer.alloc(64); payload.writeUInt32BE(sent, 0); socket.send(payload, Number(port), host); sent++; }
 }, 1);
-process.on('SIGTERM', () => { clearInterval(timer); setTimeout(() => { console.log(JSON.stringify({ sent })); process.exit(0); }, 100); });
+process.on('SIGTERM', () => { clearInterval(timer); setTimeout(() => { process.stdout.write(JSON.stringify({ sent }) + '\\n', () => process.exit(0)); }, 100); });
 console.log('sending');`;
 
 /** argv: port. */
@@ -51,7 +51,7 @@ socket.on('message', (message) => {
   if (!seen[sequence]) { seen[sequence] = 1; distinct++; }
 });
 socket.bind(Number(process.argv[1]), () => console.log('listening'));
-process.on('SIGTERM', () => { console.log(JSON.stringify({ received, distinct, longestGapMs: longest })); process.exit(0); });`;
+process.on('SIGTERM', () => { process.stdout.write(JSON.stringify({ received, distinct, longestGapMs: longest }) + '\\n', () => process.exit(0)); });`;
 
 /**
  * argv: intervalMs host:port... Source ports are taken in turn from
@@ -74,7 +74,7 @@ const timer = setInterval(() => {
     sent++;
   }
 }, Number(intervalMs));
-process.on('SIGTERM', () => { clearInterval(timer); console.log(JSON.stringify({ sent })); process.exit(0); });
+process.on('SIGTERM', () => { clearInterval(timer); process.stdout.write(JSON.stringify({ sent }) + '\\n', () => process.exit(0)); });
 console.log('sending');`;
 
 /** argv: address:port... (address 0.0.0.0 for any). */
@@ -91,7 +91,7 @@ for (const listen of listens) {
   socket.on('message', () => times.push(Math.round(now() * 10) / 10));
   socket.bind(Number(listen.slice(at + 1)), listen.slice(0, at), () => { if (++bound === listens.length) console.log('listening'); });
 }
-process.on('SIGTERM', () => { console.log(JSON.stringify({ arrivals })); process.exit(0); });`;
+process.on('SIGTERM', () => { process.stdout.write(JSON.stringify({ arrivals }) + '\\n', () => process.exit(0)); });`;
 
 /** argv: port. Echoes every connection. */
 const TCP_ECHO = `
@@ -120,7 +120,7 @@ function once() {
   socket.on('error', (error) => done(error.code || error.message));
 }
 once();
-process.on('SIGTERM', () => { stopping = true; console.log(JSON.stringify({ completed, failed, lastError })); process.exit(0); });
+process.on('SIGTERM', () => { stopping = true; process.stdout.write(JSON.stringify({ completed, failed, lastError }) + '\\n', () => process.exit(0)); });
 console.log('started');`;
 
 /** argv: host:port intervalMs path... GETs each path in turn every interval; counts answers by status. */
@@ -138,7 +138,7 @@ function poll() {
   request.on('error', (error) => { failed++; lastError = error.code || error.message; });
 }
 const timer = setInterval(poll, Number(intervalMs));
-process.on('SIGTERM', () => { clearInterval(timer); console.log(JSON.stringify({ ok, failed, lastError })); process.exit(0); });
+process.on('SIGTERM', () => { clearInterval(timer); process.stdout.write(JSON.stringify({ ok, failed, lastError }) + '\\n', () => process.exit(0)); });
 console.log('polling');`;
 
 export interface StreamResult {
