@@ -403,20 +403,35 @@ test('fragments: later fragments follow the first, also when they arrive before 
   balanced(s);
 });
 
-test('fragments: an overlapping fragment is dropped, a headless one times out', () => {
-  const s = buildScenario();
-  const [head, tail] = fragments('10.1.1.3', '10.1.1.4', 9, Buffer.alloc(40, 3), 24);
+/** The tail fragment moved to offset 16 bytes: inside the head's 24, and overlapping the tail's range. */
+function overlappingTail(tail: Buffer): Buffer {
   const overlapping = Buffer.from(tail);
-  overlapping.writeUInt16BE(2, 14 + 6); // offset 16 bytes: inside the head's 24
+  overlapping.writeUInt16BE(2, 14 + 6);
   overlapping.writeUInt16BE(0, 14 + 10);
   overlapping.writeUInt16BE(f.internetChecksum(overlapping.subarray(14, 34)), 14 + 10);
+  return overlapping;
+}
+
+test('fragments: an overlap drops the rest of its datagram (RFC 5722), held fragments included; a headless one times out', () => {
+  const s = buildScenario();
+  const [head, tail] = fragments('10.1.1.3', '10.1.1.4', 9, Buffer.alloc(40, 3), 24);
   s.pipeline.advanceClock(50);
-  s.run([[1, head], [1, overlapping], [1, tail]]);
-  assert.equal(s.out(2).length, 2);
+  s.run([[1, head], [1, overlappingTail(tail)], [1, tail]]);
+  assert.equal(s.out(2).length, 1, 'only the head, which left before the overlap came');
+  assert.deepEqual(s.dp.drops.toJSON(), { 'fragment-overlap': 2 });
+
+  const [head2, tail2] = fragments('10.1.1.3', '10.1.1.4', 11, Buffer.alloc(40, 5), 24);
+  s.run([[1, tail2]]);
+  assert.equal(s.pipeline.held, 1);
+  s.run([[1, overlappingTail(tail2)], [1, head2]]);
+  assert.equal(s.pipeline.held, 0, 'the held tail went with its datagram');
+  assert.equal(s.out(2).length, 1, 'nothing of the second datagram left');
+  assert.deepEqual(s.dp.drops.toJSON(), { 'fragment-overlap': 5 });
+
   const [, orphan] = fragments('10.1.1.3', '10.1.1.4', 10, Buffer.alloc(40, 4), 24);
   s.run([[1, orphan]]);
   s.pipeline.advanceClock(53);
-  assert.deepEqual(s.dp.drops.toJSON(), { 'fragment-overlap': 1, 'fragment-timeout': 1 });
+  assert.deepEqual(s.dp.drops.toJSON(), { 'fragment-overlap': 5, 'fragment-timeout': 1 });
   assert.equal(s.pipeline.held, 0);
   balanced(s);
 });

@@ -239,7 +239,7 @@ function firstFragmentSourcePort(packet: Buffer): number {
   return packet.readUInt16BE(48);
 }
 
-test('fragments of a denied flow are dropped with their first fragment, held ones included; an overlap is dropped', () => {
+test('fragments of a denied flow are dropped with their first fragment, held ones included; an overlap drops its datagram', () => {
   const s = buildScenario6();
   s.dp.addRoute6(1, ip6FromString(POD_C6), 128, 3);
   const first = datagram(POD_A6, POD_C6, 1000, 80, 21, [32, 32, 8]).map((packet) => fromPod(POD_A_MAC, packet));
@@ -248,12 +248,12 @@ test('fragments of a denied flow are dropped with their first fragment, held one
   assert.equal(s.dp.drops.counts[Drop['flow-action-drop']], 6);
   assert.equal(s.out(3).length, 0);
   assert.equal(s.pipeline.held, 0);
-  // Allowed to pod-b: a fragment overlapping the head is dropped, the rest pass.
+  // Allowed to pod-b: a fragment overlapping the head is dropped, and the rest of its datagram with it (RFC 5722).
   const pieces = datagram(POD_A6, POD_B6, 1002, 80, 23, [32, 32, 8]).map((packet) => fromPod(POD_A_MAC, packet));
   const overlapping = fromPod(POD_A_MAC, f6.fragments6({ src: POD_A6, dst: POD_B6, nextHeader: UDP, fragmentable: Buffer.alloc(24 + 16), id: 23, sizes: [24, 16] })[1]);
   s.run([[1, pieces[0]], [1, overlapping], [1, pieces[1]], [1, pieces[2]]]);
-  assert.equal(s.dp.drops.counts[Drop['fragment-overlap']], 1);
-  assert.deepEqual(s.out(2).map((frame) => frame.subarray(14)), pieces.map(afterHop));
+  assert.equal(s.dp.drops.counts[Drop['fragment-overlap']], 3);
+  assert.deepEqual(s.out(2).map((frame) => frame.subarray(14)), [pieces[0]].map(afterHop), 'only the head, which left before the overlap');
   assertBalanced(s);
 });
 

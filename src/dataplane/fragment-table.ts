@@ -7,8 +7,11 @@
  * vr_v6_fragment_add), and applied to the later fragments of the same
  * datagram. A later fragment that arrives before its first is held
  * (copied into a spare pool slot) until the first comes or the record times
- * out. A fragment overlapping one already seen is dropped (the classic
- * overlap attacks on filters rely on them).
+ * out. A fragment overlapping one already seen is dropped, and so is
+ * every fragment of its datagram still to come or held (the classic overlap
+ * attacks on filters rely on them; RFC 5722 discards the whole datagram:
+ * what already left cannot be recalled, but without the rest the receiver
+ * never reassembles it).
  *
  * Fragments are rare, so the table is small and scanned linearly: a fixed
  * set of records in typed arrays, no allocation. Records and held fragments
@@ -57,6 +60,8 @@ export class FragmentTable {
   private readonly rangeStart = new Uint32Array(FRAGMENT_RECORDS * RANGES_PER_RECORD);
   private readonly rangeEnd = new Uint32Array(FRAGMENT_RECORDS * RANGES_PER_RECORD);
   private readonly rangeCount = new Uint8Array(FRAGMENT_RECORDS);
+  /** 1 once a fragment of the datagram overlapped: the rest is dropped until the record expires. */
+  private readonly overlapped = new Uint8Array(FRAGMENT_RECORDS);
   /** Pool slots of fragments held for their first fragment. */
   private readonly heldSlots = new Int32Array(FRAGMENT_RECORDS * HELD_PER_RECORD);
   private readonly heldCount = new Uint8Array(FRAGMENT_RECORDS);
@@ -162,6 +167,7 @@ export class FragmentTable {
     this.entry[free] = -1;
     this.expires[free] = c.now + FRAGMENT_TIMEOUT_SECONDS;
     this.rangeCount[free] = 0;
+    this.overlapped[free] = 0;
     this.heldCount[free] = 0;
     return free;
   }
@@ -173,8 +179,13 @@ export class FragmentTable {
     return true;
   }
 
-  /** Records the fragment's byte range; a drop result when it overlaps one seen. */
+  /**
+   * Records the fragment's byte range; a drop result when its datagram
+   * overlapped before or it overlaps one seen now (then the fragments held
+   * for the datagram are dropped too).
+   */
   private addRange(c: Pipeline, p: number, record: number): number {
+    if (this.overlapped[record] !== 0) return drop(Drop['fragment-overlap']);
     const d = c.pool.data;
     const l3 = c.pool.l3[p];
     let start: number;
@@ -193,7 +204,12 @@ export class FragmentTable {
     const base = record * RANGES_PER_RECORD;
     const count = this.rangeCount[record];
     for (let i = 0; i < count; i++) {
-      if (start < this.rangeEnd[base + i] && this.rangeStart[base + i] < end) return drop(Drop['fragment-overlap']);
+      if (start < this.rangeEnd[base + i] && this.rangeStart[base + i] < end) {
+        this.overlapped[record] = 1;
+        for (let h = 0; h < this.heldCount[record]; h++) c.dropHeld(this.heldSlots[record * HELD_PER_RECORD + h], Drop['fragment-overlap']);
+        this.forgetHeld(record);
+        return drop(Drop['fragment-overlap']);
+      }
     }
     if (count === RANGES_PER_RECORD) return drop(Drop['fragment-hold-full']);
     this.rangeStart[base + count] = start;
