@@ -302,6 +302,19 @@ test('idle pairs age out after the timeout, active ones stay', () => {
   assert.equal(s.dp.flows.activePairs, 0);
 });
 
+test('aging sweeps the whole default-size table within the timeout: no pair outlives twice its timeout', () => {
+  const s = buildScenario({ flowCapacity: 512 * 1024 });
+  s.dp.flows.idleTimeout = 10;
+  s.pipeline.advanceClock(1000);
+  // 1000 pairs, their hashes spread over the 256k pair slots.
+  for (let batch = 0; batch < 10; batch++) {
+    s.run(Array.from({ length: 100 }, (_, i) => [1, udpFrame('10.1.1.3', '10.1.1.4', 10000 + batch * 100 + i, 53)] as [number, Buffer]));
+  }
+  assert.equal(s.dp.flows.activePairs, 1000);
+  for (let second = 1001; second <= 1020; second++) s.pipeline.advanceClock(second);
+  assert.equal(s.dp.flows.activePairs, 0, 'every idle pair removed by 2 x the idle timeout');
+});
+
 test('TCP: FIN both ways then the last ACK removes the pair', () => {
   const s = buildScenario();
   const a = { src: '10.1.1.3', dst: '10.1.1.4', srcPort: 40001, dstPort: 80 };
