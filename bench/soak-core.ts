@@ -13,10 +13,10 @@
  *   each node: its introspect API polled (/api/summary, /api/flows, /metrics, /api/drops) every 500 ms
  *
  * Samples (per process: the two daemons and the control node): RSS and
- * RssAnon (the anonymous memory: heaps and buffers; the daemon exposes no
- * heap figure of its own) from /proc/<pid>/status, open file descriptors
- * from /proc/<pid>/fd, and for the daemons flows, held fragments and
- * fragment records from GET /api/summary.
+ * RssAnon (the anonymous memory: heaps and buffers) from /proc/<pid>/status,
+ * open file descriptors from /proc/<pid>/fd, and for the daemons the V8 heap
+ * in use of each thread (main and dataplane worker), flows, held fragments
+ * and fragment records from GET /api/summary.
  *
  * The conservation check, per daemon, once the traffic has stopped (the
  * counters are read in one worker turn, between batches):
@@ -56,6 +56,9 @@ export interface SoakSample {
   fds: number;
   /** Ports of the port churn present when sampled (a TAP each: fds move with them). */
   churnPorts: number;
+  /** V8 heap in use: the daemon's main thread and its dataplane worker (null for the control node). */
+  mainHeapKb: number | null;
+  dataplaneHeapKb: number | null;
   flows: number | null;
   heldFragments: number | null;
   fragmentRecords: number | null;
@@ -78,6 +81,9 @@ export interface Growth {
   rssFirstKb: number;
   rssLastKb: number;
   rssGrowthPercent: number;
+  /** Heap of both threads, first sample after warm-up and last (null for the control node). */
+  heapFirstKb: number | null;
+  heapLastKb: number | null;
   /** Over samples taken with no churn port: first after warm-up and last. */
   fdsFirst: number;
   fdsLast: number;
@@ -128,6 +134,8 @@ interface Summary {
   dropped: number;
   flows: number;
   fragmentRecords?: number;
+  mainHeapUsedBytes: number;
+  dataplaneHeapUsedBytes: number;
 }
 
 export function growthOf(samples: SoakSample[], warmupSeconds: number): Growth[] {
@@ -140,11 +148,14 @@ export function growthOf(samples: SoakSample[], warmupSeconds: number): Growth[]
     const fds = quiet.length > 0 ? quiet : rss;
     const first = rss[0];
     const last = rss[rss.length - 1];
+    const heapOf = (sample: SoakSample) => (sample.mainHeapKb === null || sample.dataplaneHeapKb === null ? null : sample.mainHeapKb + sample.dataplaneHeapKb);
     return {
       process: name,
       rssFirstKb: first.rssKb,
       rssLastKb: last.rssKb,
       rssGrowthPercent: ((last.rssKb - first.rssKb) / first.rssKb) * 100,
+      heapFirstKb: heapOf(first),
+      heapLastKb: heapOf(last),
       fdsFirst: fds[0].fds,
       fdsLast: fds[fds.length - 1].fds,
     };
@@ -152,7 +163,7 @@ export function growthOf(samples: SoakSample[], warmupSeconds: number): Growth[]
 }
 
 export function samplesCsv(samples: SoakSample[]): string {
-  const columns = ['t', 'process', 'rssKb', 'rssAnonKb', 'fds', 'churnPorts', 'flows', 'heldFragments', 'fragmentRecords'] as const;
+  const columns = ['t', 'process', 'rssKb', 'rssAnonKb', 'fds', 'churnPorts', 'mainHeapKb', 'dataplaneHeapKb', 'flows', 'heldFragments', 'fragmentRecords'] as const;
   return [columns.join(','), ...samples.map((sample) => columns.map((column) => sample[column] ?? '').join(','))].join('\n') + '\n';
 }
 
@@ -218,6 +229,8 @@ export async function runSoak(topology: Topology, options: SoakOptions): Promise
           process: name,
           ...proc,
           churnPorts,
+          mainHeapKb: summary ? Math.round(summary.mainHeapUsedBytes / 1024) : null,
+          dataplaneHeapKb: summary ? Math.round(summary.dataplaneHeapUsedBytes / 1024) : null,
           flows: summary?.flows ?? null,
           heldFragments: summary?.held ?? null,
           fragmentRecords: summary?.fragmentRecords ?? null,

@@ -28,7 +28,7 @@ const RSS_GROWTH_FLOOR_PERCENT = 5;
 const LEVELS = ' .:-=+*#%@';
 
 /** One line per process and figure: its samples scaled between their min and max. */
-function plot(samples: SoakSample[], figure: 'rssKb' | 'fds' | 'flows'): string[] {
+function plot(samples: SoakSample[], figure: 'rssKb' | 'mainHeapKb' | 'dataplaneHeapKb' | 'fds' | 'flows'): string[] {
   const lines: string[] = [];
   for (const name of [...new Set(samples.map((sample) => sample.process))]) {
     const values = samples.filter((sample) => sample.process === name).map((sample) => sample[figure]).filter((value): value is number => value !== null);
@@ -36,7 +36,7 @@ function plot(samples: SoakSample[], figure: 'rssKb' | 'fds' | 'flows'): string[
     const low = Math.min(...values);
     const high = Math.max(...values);
     const row = values.map((value) => LEVELS[high === low ? 0 : Math.round(((value - low) / (high - low)) * (LEVELS.length - 1))]).join('');
-    lines.push(`${`${name} ${figure}`.padEnd(16)} |${row}| ${low}..${high}`);
+    lines.push(`${`${name} ${figure}`.padEnd(22)} |${row}| ${low}..${high}`);
   }
   return lines;
 }
@@ -73,16 +73,19 @@ async function main(): Promise<void> {
       `routes ${result.routeChurn.added} added, ${result.routeChurn.removed} removed; ${result.portChurn} ports added and deleted; ` +
       `introspect ${result.polls.map((poll) => `${poll.ok} ok/${poll.failed} failed`).join(', ')}`,
   );
-  console.log('| process | RSS after warm-up MB | RSS at end MB | growth | fds after warm-up | fds at end |');
-  console.log('|---|---:|---:|---:|---:|---:|');
+  const mb = (kb: number | null) => (kb === null ? '-' : (kb / 1024).toFixed(1));
+  console.log('| process | RSS after warm-up MB | RSS at end MB | growth | heap after warm-up MB | heap at end MB | fds after warm-up | fds at end |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const growth of result.growth) {
-    console.log(`| ${growth.process} | ${(growth.rssFirstKb / 1024).toFixed(1)} | ${(growth.rssLastKb / 1024).toFixed(1)} | ${growth.rssGrowthPercent.toFixed(2)} % | ${growth.fdsFirst} | ${growth.fdsLast} |`);
+    console.log(
+      `| ${growth.process} | ${mb(growth.rssFirstKb)} | ${mb(growth.rssLastKb)} | ${growth.rssGrowthPercent.toFixed(2)} % | ${mb(growth.heapFirstKb)} | ${mb(growth.heapLastKb)} | ${growth.fdsFirst} | ${growth.fdsLast} |`,
+    );
   }
   console.log('| daemon | received | generated | transmitted | dropped | held | unaccounted |');
   console.log('|---|---:|---:|---:|---:|---:|---:|');
   for (const c of result.conservation) console.log(`| ${c.node} | ${c.received} | ${c.generated} | ${c.transmitted} | ${c.dropped} | ${c.held} | ${c.unaccounted} |`);
   console.log('```');
-  for (const figure of ['rssKb', 'fds', 'flows'] as const) for (const line of plot(result.samples, figure)) console.log(line);
+  for (const figure of ['rssKb', 'mainHeapKb', 'dataplaneHeapKb', 'fds', 'flows'] as const) for (const line of plot(result.samples, figure)) console.log(line);
   console.log('```');
   const failures = [
     ...result.growth.filter((growth) => growth.rssGrowthPercent >= RSS_GROWTH_FLOOR_PERCENT).map((growth) => `${growth.process}: RSS grew ${growth.rssGrowthPercent.toFixed(2)} %`),

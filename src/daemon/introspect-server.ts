@@ -7,7 +7,7 @@
  *
  *   GET  /                          the page (src/daemon/web: index.html, app.js, style.css)
  *   GET  /api                       this list
- *   GET  /api/summary               node, packet counters, flows, uptime
+ *   GET  /api/summary               node, packet counters, flows, uptime, heap per thread
  *   GET  /api/vifs[/<id|name>]      interfaces with counters, rates and the pod behind each
  *   GET  /api/ports                 pods (ports added through the port API)
  *   GET  /api/vrfs                  VRFs (one per VN)
@@ -40,6 +40,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { DROP_REASONS } from '../dataplane/drop-reasons';
 import type { SharedRing } from '../dataplane/io/shared-ring';
 import type { WorkerRequest } from './worker';
@@ -195,6 +196,7 @@ interface SummaryJson {
   flows: number;
   flowCapacity: number;
   flowEvictions: number;
+  dataplaneHeapUsedBytes: number;
 }
 
 /** Identical table reads within this window share one worker request. */
@@ -755,6 +757,7 @@ export class IntrospectServer {
       ports: this.ports().length,
       controlSessions: sessions.length,
       controlSessionsUp: sessions.filter((session) => isUp(session.state)).length,
+      mainHeapUsedBytes: getHeapStatistics().used_heap_size,
     };
   }
 
@@ -805,6 +808,10 @@ export class IntrospectServer {
     text.family('vrouter_flows', 'gauge', 'Active flow pairs.', [{ value: summary.flows }]);
     text.family('vrouter_flow_capacity', 'gauge', 'Flow pairs the flow table can hold.', [{ value: summary.flowCapacity }]);
     text.family('vrouter_flow_evictions_total', 'counter', 'Flow pairs evicted to make room for new ones.', [{ value: summary.flowEvictions }]);
+    text.family('vrouter_heap_used_bytes', 'gauge', "V8 heap in use, per thread of the daemon.", [
+      { labels: { thread: 'main' }, value: getHeapStatistics().used_heap_size },
+      { labels: { thread: 'dataplane' }, value: summary.dataplaneHeapUsedBytes },
+    ]);
     const vifLabels = (vif: VifJson) => {
       const port = ports.find((candidate) => candidate.vif === vif.id);
       return { vif: vif.id, name: vif.name, kind: vif.kind, vn: vif.vrfName ?? undefined, pod: port?.name ?? port?.id, pod_namespace: port?.namespace };

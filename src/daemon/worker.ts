@@ -20,6 +20,7 @@
  * a short batch from a pod whose traffic went out in GSO runs waits for more
  * frames, so that the runs grow.
  */
+import { getHeapStatistics } from 'node:v8';
 import { MessagePort, isMainThread, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { buildDataplane, parseStateText } from '../control/config/state-file';
 import { Dataplane } from '../dataplane/dataplane';
@@ -507,6 +508,8 @@ class DataplaneWorker {
         return describeFlows(this.dp);
       case 'introspect': {
         const answer = introspect(this.dp, this.pipeline, request.query);
+        // The worker's V8 heap is its own: only this thread can read it (the soak samples it).
+        if (request.query.what === 'summary') return { ...(answer as object), dataplaneHeapUsedBytes: getHeapStatistics().used_heap_size };
         if (request.query.what !== 'vifs') return answer;
         // The port's I/O is the worker's to tell (the dataplane knows only the vif).
         return (answer as Array<{ id: number }>).map((vif) => {
