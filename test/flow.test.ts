@@ -242,6 +242,96 @@ test('policy: between VNs denied by default, a rule allows one port, the reply o
   assert.deepEqual(s.dp.drops.toJSON(), { 'flow-action-drop': 2 });
 });
 
+test('policy change: an established pair is dropped once its rule is removed and forwarded again, same NAT, once restored', () => {
+  const s = serviceScenario();
+  // pod-c (vn2) reaches pod-b (vn1) through the ClusterIP only while a rule allows it.
+  s.dp.addRoute(2, ipFromString(CLUSTER_IP), 32, 2);
+  s.dp.addRoute(1, ipFromString('10.2.2.3'), 32, 3);
+  const allow = { name: 'vn2-to-web', sourceVn: 2, destinationVn: 1, protocol: 17, portFrom: 80, portTo: 80, destinationPrefix: 0, destinationLength: 0, allow: true };
+  s.dp.policy.setRules([allow]);
+  const request = () => udpFrame('10.2.2.3', CLUSTER_IP, 3000, 80, POD_C_MAC);
+  const reply = () => udpFrame('10.1.1.4', '10.2.2.3', 8080, 3000, POD_B_MAC);
+  s.run([[3, request()], [2, reply()]]);
+  assert.deepEqual([s.out(2).length, s.out(3).length], [1, 1], 'allowed: request DNAT to pod-b, reply back');
+  const [entry] = s.dp.flows.entries().filter((view) => view.srcPort === 3000).map((view) => view.index);
+  const natBefore = s.dp.flows.view(entry).nat;
+  assert.deepEqual(natBefore, ['dnat', 'dpat']);
+
+  const walks = s.pipeline.revaluation.walks;
+  s.dp.policy.setRules([]);
+  s.run([[3, request()], [2, reply()]]);
+  assert.equal(s.pipeline.revaluation.walks, walks + 1, 'the walk ran after that batch');
+  s.run([[3, request()], [2, reply()]]);
+  assert.deepEqual([s.out(2).length, s.out(3).length], [2, 2], 'denied: nothing more either way once the walk has passed');
+  assert.equal(s.dp.drops.toJSON()['flow-action-drop'], 2);
+  assert.equal(s.dp.flows.view(entry).action, 'drop');
+  assert.equal(s.dp.flows.view(entry ^ 1).action, 'drop', 'the reverse entry follows');
+
+  s.dp.policy.setRules([allow]);
+  s.pipeline.revaluateFlows();
+  s.run([[3, request()], [2, reply()]]);
+  assert.deepEqual([s.out(2).length, s.out(3).length], [3, 3], 'allowed again');
+  assert.equal(s.dp.flows.view(entry).action, 'nat');
+  assert.deepEqual(s.dp.flows.view(entry).nat, natBefore, 'the same translation');
+  const delivered = s.out(2)[2];
+  assert.equal(ipText(delivered, 30), '10.1.1.4');
+  assert.equal(delivered.readUInt16BE(36), 8080);
+  assertChecksums(delivered);
+  assert.deepEqual(s.out(3)[2].subarray(26, 30), f.ip(CLUSTER_IP), 'the reply leaves from the ClusterIP');
+  assert.equal(s.pipeline.revaluation.changed, 2, 'two verdicts changed: to drop, back to NAT');
+  assert.equal(s.dp.flows.activePairs, 1, 'the same pair throughout');
+  balanced(s);
+});
+
+test('policy change: a deny rule stops established pairs, an unchanged rule set walks nothing, removing the rule lets them go on, on their ECMP members', () => {
+  const s = buildScenario();
+  s.dp.addRoute(2, ipFromString('10.96.0.10'), 32, 20); // the ECMP route (tunnels of no VN: vn2's own) in vn2 too
+  const frames = () => Array.from({ length: 20 }, (_, i) => [3, udpFrame('10.2.2.3', '10.96.0.10', 4000 + i, 80, POD_C_MAC)] as [number, Buffer]);
+  s.run(frames());
+  const members = s.out(0).map((frame) => ipText(frame, 30));
+  assert.equal(members.length, 20, 'allowed: inside one VN');
+  const deny = { name: 'no-service', sourceVn: 2, destinationVn: -1, protocol: 17, portFrom: 80, portTo: 80, destinationPrefix: ipFromString('10.96.0.10'), destinationLength: 32, allow: false };
+  s.dp.policy.setRules([deny]);
+  const generation = s.dp.policy.generation;
+  s.dp.policy.setRules([{ ...deny }]);
+  assert.equal(s.dp.policy.generation, generation, 'the same rules again: no new walk');
+  s.pipeline.revaluateFlows();
+  s.run(frames());
+  assert.equal(s.out(0).length, 20, 'denied: nothing more sent');
+  assert.equal(s.dp.drops.toJSON()['flow-action-drop'], 20);
+  s.dp.policy.setRules([]);
+  s.pipeline.revaluateFlows();
+  s.run(frames());
+  assert.deepEqual(s.out(0).slice(20).map((frame) => ipText(frame, 30)), members, 'forwarded again, each flow on its member');
+  assert.equal(s.dp.flows.activePairs, 20);
+  balanced(s);
+});
+
+test('a pair translated to a local ECMP member that is removed is made again on its next packet, to a live member', () => {
+  const s = buildScenario();
+  // A ClusterIP with two local backends: pod-a and pod-b, each with the floating IP.
+  for (const vif of [1, 2]) s.dp.vifs.get(vif)!.floatingIps.push({ ip: ipFromString(CLUSTER_IP), portMap: [{ protocol: 17, port: 80, targetPort: 8080 }] });
+  s.dp.setNexthop(21, { kind: 'composite', members: [1, 2] });
+  s.dp.addRoute(2, ipFromString(CLUSTER_IP), 32, 21);
+  s.dp.policy.setRules([{ name: 'vn2-to-service', sourceVn: 2, destinationVn: -1, protocol: 17, portFrom: 80, portTo: 80, destinationPrefix: 0, destinationLength: 0, allow: true }]);
+  const frames = () => Array.from({ length: 40 }, (_, i) => [3, udpFrame('10.2.2.3', CLUSTER_IP, 5000 + i, 80, POD_C_MAC)] as [number, Buffer]);
+  s.run(frames());
+  const onB = s.out(2).length;
+  assert.ok(onB > 0 && s.out(1).length > 0, 'both backends have flows');
+  s.dp.nexthops.removeMember(21, 1); // pod-b leaves the service
+  s.ports[1].frames.length = 0;
+  s.ports[2].frames.length = 0;
+  s.run(frames());
+  assert.equal(s.out(2).length, 0, 'nothing more to the removed backend');
+  assert.equal(s.out(1).length, 40, 'every flow now on pod-a');
+  for (const frame of s.out(1)) {
+    assert.equal(ipText(frame, 30), '10.1.1.3', 'translated to the live backend, not the old one');
+    assertChecksums(frame);
+  }
+  assert.equal(s.dp.flows.activePairs, 40, 'one pair per flow: the stale ones were replaced');
+  balanced(s);
+});
+
 test('source checks: a pod sends only as itself; a tunnel only from the node routing the inner source', () => {
   const s = buildScenario();
   const inner = (src: string) => f.ipv4({ src, dst: '10.1.1.4', protocol: 17, ttl: 63, payload: f.udp(src, '10.1.1.4', 1, 2, Buffer.alloc(4)) });

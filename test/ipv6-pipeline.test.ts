@@ -287,6 +287,30 @@ test('IPv6 source checks and policy: a spoofed source is dropped, another VN is 
   assertBalanced(s);
 });
 
+test('IPv6 policy change: an allowed pair is dropped once its rule (an IPv6 prefix) goes, and forwarded once it is back', () => {
+  const s = buildScenario6();
+  s.dp.addRoute6(1, ip6(POD_C6), 128, 3);
+  s.dp.addRoute6(2, ip6(POD_A6), 128, 1);
+  const rule = { name: 'to-pod-c', sourceVn: 1, destinationVn: 2, protocol: 17, portFrom: 80, portTo: 80, destinationPrefix: 0, destinationLength: 128, destinationPrefix6: ip6(POD_C6), allow: true };
+  const request = () => udp6From(POD_A_MAC, POD_A6, POD_C6, { srcPort: 7000 });
+  const reply = () => udp6From(POD_C_MAC, POD_C6, POD_A6, { srcPort: 80, dstPort: 7000 });
+  s.dp.policy.setRules([rule]);
+  s.run([[1, request()], [3, reply()]]);
+  assert.deepEqual([s.out(3).length, s.out(1).length], [1, 1], 'allowed both ways');
+  s.dp.policy.setRules([]);
+  s.pipeline.revaluateFlows();
+  s.run([[1, request()], [3, reply()]]);
+  assert.deepEqual([s.out(3).length, s.out(1).length], [1, 1], 'denied both ways once re-evaluated');
+  assert.equal(s.dp.drops.counts[Drop['flow-action-drop']], 2);
+  s.dp.policy.setRules([rule]);
+  s.pipeline.revaluateFlows();
+  s.run([[1, request()], [3, reply()]]);
+  assert.deepEqual([s.out(3).length, s.out(1).length], [2, 2], 'allowed again');
+  assertChecksum6(s.out(3)[1], 14);
+  assert.equal(s.dp.flows.activePairs, 1);
+  assertBalanced(s);
+});
+
 test('IPv6 headers cut short: the upper-layer header as truncated, an extension header as ipv6-chain-truncated', () => {
   const s = buildScenario6();
   const cutHopByHop = f6.frame6(POD_A_MAC, VROUTER_MAC, f6.ipv6({ src: POD_A6, dst: POD_B6, nextHeader: 0, payload: Buffer.alloc(4) }));

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { buildDataplane } from '../src/control/config/state-file';
 import { NAT_DNAT, NAT_DPAT, NAT_SNAT, NAT_SPAT, FLOW_NAT } from '../src/dataplane/flow-table';
 import { flowHash6 } from '../src/dataplane/flow-hash';
+import { FlowRevaluation } from '../src/dataplane/flow-revaluation';
 import { ipFromString } from '../src/dataplane/protocols/ipv4';
 import { ip6FromString, ip6ToString } from '../src/dataplane/protocols/ipv6';
 import type { DataplaneAccess } from '../src/control/agent/agent-interface';
@@ -110,6 +111,34 @@ test('flow pairs come back in another dataplane with their decisions, by VRF nam
   // A pair of a VRF that is gone is not restored.
   const without = buildDataplane(document([{ id: 1, name: 'other' }]), 'without.json');
   assert.equal(importFlows(without, pairs, 20), 0);
+});
+
+test("a pair's policy inputs come back by VN name, so a policy change after the restart re-evaluates it", () => {
+  const document = (vrfs: Array<{ id: number; name: string }>) => ({ node: { name: 'node1', underlayIp: '198.18.0.12' }, vrfs, flows: { capacity: 1024 } });
+  const before = buildDataplane(document([{ id: 1, name: 'vn1' }, { id: 2, name: 'web' }]), 'before.json');
+  const forward = { vrf: 1, protocol: 17, src: ipFromString('10.1.1.3'), dst: ipFromString('10.96.0.10'), srcPort: 40000, dstPort: 80 };
+  const reverse = { vrf: 2, protocol: 17, src: ipFromString('10.2.2.5'), dst: forward.src, srcPort: 8080, dstPort: 40000 };
+  const entry = before.flows.create(forward, reverse, 10);
+  before.flows.policySourceVn[entry >>> 1] = 1;
+  before.flows.policyDestinationVn[entry >>> 1] = 2;
+  before.flows.natWanted[entry >>> 1] = NAT_DNAT | NAT_DPAT;
+  before.flows.setVerdict(entry, true);
+  const pairs = exportFlows(before);
+  assert.deepEqual(pairs[0].policy, { sourceVn: 'vn1', destinationVn: 'web', nat: NAT_DNAT | NAT_DPAT });
+
+  // After the restart the VNs have other ids; no rule allows vn1 -> web any more.
+  const after = buildDataplane(document([{ id: 1, name: 'web' }, { id: 2, name: 'other' }, { id: 3, name: 'vn1' }]), 'after.json');
+  assert.equal(importFlows(after, pairs, 20), 1);
+  const [restored] = after.flows.entries();
+  assert.deepEqual([after.flows.policySourceVn[restored.index >>> 1], after.flows.policyDestinationVn[restored.index >>> 1]], [3, 1]);
+  assert.equal(restored.action, 'nat');
+  const revaluation = new FlowRevaluation(after.flows, after.policy);
+  after.policy.setRules([{ name: 'deny-web', sourceVn: 3, destinationVn: 1, protocol: 17, portFrom: 80, portTo: 80, destinationPrefix: 0, destinationLength: 0, allow: false }]);
+  while (revaluation.pending) revaluation.step();
+  assert.deepEqual(after.flows.entries().map((view) => [view.action, view.nat]), [['drop', []], ['drop', []]]);
+  after.policy.setRules([]);
+  while (revaluation.pending) revaluation.step();
+  assert.equal(after.flows.entries()[0].action, 'drop', 'between VNs without a rule: the default deny');
 });
 
 test('IPv6 flow pairs come back with their NAT, ECMP choice and TCP state, by VRF name, over a pair the first packets made', () => {

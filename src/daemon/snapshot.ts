@@ -73,6 +73,8 @@ export interface SnapshotFlowPair {
   vif: number;
   forward: SnapshotFlowEntry;
   reverse: SnapshotFlowEntry;
+  /** What the verdict was made from (VN names, the NAT wanted if allowed), for re-evaluating it after a policy change. */
+  policy?: { sourceVn: string; destinationVn: string; nat: number };
 }
 
 export interface DaemonSnapshot {
@@ -157,6 +159,9 @@ function snapshotProblem(value: unknown, node: string): string | null {
     const entry = pair as Partial<SnapshotFlowPair> | null;
     if (typeof entry !== 'object' || entry === null || typeof entry.vrf !== 'string' || !Number.isInteger(entry.protocol) || typeof entry.forward !== 'object' || typeof entry.reverse !== 'object')
       return `field /flows/${index}: not a flow pair (vrf, protocol, forward, reverse)`;
+    const policy = entry.policy;
+    if (policy !== undefined && (typeof policy !== 'object' || policy === null || typeof policy.sourceVn !== 'string' || typeof policy.destinationVn !== 'string' || !Number.isInteger(policy.nat) || policy.nat < 0 || policy.nat > 15))
+      return `field /flows/${index}/policy: expected sourceVn and destinationVn (names) and nat (0..15)`;
     for (const side of [entry.forward, entry.reverse]) {
       const ipv6 = side?.src6 !== undefined || side?.dst6 !== undefined;
       if (ipv6 && (typeof side?.src6 !== 'string' || typeof side.dst6 !== 'string')) return `field /flows/${index}: an IPv6 side needs src6 and dst6 as text`;
@@ -208,7 +213,10 @@ export function exportFlows(dp: Dataplane): SnapshotFlowPair[] {
     if (!flows.isActive(entry)) continue;
     const vrf = dp.vrfs.get(flows.keyVrf[entry] & ~FLOW_FAMILY_IPV6);
     if (!vrf) continue;
-    pairs.push({ vrf: vrf.name, protocol: flows.keyProtocol[entry], state: flows.pairState[pair], vif: flows.pairVif[pair], forward: side(entry), reverse: side(entry + 1) });
+    const sourceVn = dp.vrfs.get(flows.policySourceVn[pair]);
+    const destinationVn = dp.vrfs.get(flows.policyDestinationVn[pair]);
+    const policy = sourceVn && destinationVn ? { policy: { sourceVn: sourceVn.name, destinationVn: destinationVn.name, nat: flows.natWanted[pair] } } : {};
+    pairs.push({ vrf: vrf.name, protocol: flows.keyProtocol[entry], state: flows.pairState[pair], vif: flows.pairVif[pair], forward: side(entry), reverse: side(entry + 1), ...policy });
   }
   return pairs;
 }
@@ -241,6 +249,13 @@ export function importFlows(dp: Dataplane, pairs: SnapshotFlowPair[], now: numbe
       flows.tcpSeq[at] = side.tcpSeq;
     }
     flows.pairState[entry >>> 1] = pair.state;
+    const sourceVn = pair.policy && vrfByName.get(pair.policy.sourceVn);
+    const destinationVn = pair.policy && vrfByName.get(pair.policy.destinationVn);
+    if (sourceVn !== undefined && destinationVn !== undefined) {
+      flows.policySourceVn[entry >>> 1] = sourceVn;
+      flows.policyDestinationVn[entry >>> 1] = destinationVn;
+      flows.natWanted[entry >>> 1] = pair.policy!.nat;
+    }
     restored++;
   }
   return restored;

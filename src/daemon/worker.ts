@@ -297,7 +297,10 @@ class DataplaneWorker {
   run(): void {
     const tags = new Int32Array(BATCH);
     while (this.running) {
-      const ready = this.io.epollWait(this.epoll, tags, POLL_TIMEOUT_MS);
+      // A policy change's flow re-evaluation goes on while idle too, a slice per turn.
+      const revaluating = this.pipeline.revaluation.pending;
+      const ready = this.io.epollWait(this.epoll, tags, revaluating ? 0 : POLL_TIMEOUT_MS);
+      if (ready === 0 && revaluating) this.pipeline.revaluation.step();
       for (let i = 0; i < ready; i++) {
         const tag = tags[i];
         if (tag === WAKE_TAG) {
@@ -499,7 +502,7 @@ class DataplaneWorker {
       case 'delete-route':
         return this.programmer.deleteRoute(request.vrf, request.prefix);
       case 'set-policies': {
-        this.dp.policy.rules = request.rules;
+        this.dp.policy.setRules(request.rules);
         return null;
       }
       case 'stats':

@@ -62,6 +62,9 @@ const PAIR_SYN_REVERSE = 256;
 const PAIR_ACK_FORWARD = 512;
 const PAIR_ACK_REVERSE = 1024;
 
+/** A pair's policy VN when it is not known (re-evaluation leaves such a pair as it is). */
+export const POLICY_VN_UNKNOWN = -2;
+
 export const DEFAULT_FLOW_CAPACITY = 512 * 1024;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 180;
 /** Flow pairs one vif may hold by default (a quarter of the default table); 0 in a vif's setting: no limit. */
@@ -146,6 +149,15 @@ export class FlowTable {
   /** Pairs each vif holds now, for its flow limit. */
   readonly vifPairs = new Int32Array(VIF_IDS);
   private readonly pairGeneration: Uint32Array;
+  /**
+   * What the policy verdict was made from, for re-evaluating it when the
+   * rules change: the source and destination VN (VRF ids; POLICY_VN_UNKNOWN
+   * for a pair restored from a snapshot without them), and the forward
+   * entry's NAT flags if the pair is allowed (the reverse's follow).
+   */
+  readonly policySourceVn: Int32Array;
+  readonly policyDestinationVn: Int32Array;
+  readonly natWanted: Uint8Array;
 
   // IPv6 pairs: addresses of entry slot k at keyAddress6[32k .. 32k+31], two slots per pair.
   readonly ipv6Pairs: number;
@@ -192,6 +204,9 @@ export class FlowTable {
     this.lastUsed = new Uint32Array(pairs);
     this.pairVif = new Int16Array(pairs);
     this.pairGeneration = new Uint32Array(pairs);
+    this.policySourceVn = new Int32Array(pairs);
+    this.policyDestinationVn = new Int32Array(pairs);
+    this.natWanted = new Uint8Array(pairs);
     let buckets = 1;
     while (buckets < capacity * 2) buckets *= 2;
     this.buckets = new Int32Array(buckets).fill(EMPTY);
@@ -216,7 +231,7 @@ export class FlowTable {
   /** Bytes of typed-array memory per flow pair, index included. */
   get bytesPerPair(): number {
     const perEntry = 4 + 4 + 4 + 4 + 1 + 4 + 1 + 1 + 4 + 2 + 8 + 8 + 4 + 4;
-    const perPair = 2 + 4 + 2 + 4 + 4 + 4 + 4; // state, lastUsed, vif, generation, free list, unreplied ring (2)
+    const perPair = 2 + 4 + 2 + 4 + 4 + 4 + 1 + 4 + 4; // state, lastUsed, vif, generation, policy VNs, NAT wanted, free list, unreplied ring (2)
     return 2 * perEntry + perPair + (this.buckets.length * 4) / (this.capacity / 2);
   }
 
@@ -319,10 +334,29 @@ export class FlowTable {
     this.pairState[pair] = PAIR_IN_USE;
     this.lastUsed[pair] = now;
     this.pairVif[pair] = vif;
+    this.policySourceVn[pair] = POLICY_VN_UNKNOWN;
+    this.policyDestinationVn[pair] = POLICY_VN_UNKNOWN;
+    this.natWanted[pair] = 0;
     if (vif >= 0) this.vifPairs[vif]++;
     this.unreplied.push(pair, ++this.pairGeneration[pair]);
     this.activePairs++;
     return entry;
+  }
+
+  /**
+   * Sets a pair's action from a policy verdict (its forward entry given):
+   * drop, or its wanted NAT (natWanted) and else forward. Returns whether
+   * the action changed.
+   */
+  setVerdict(entry: number, allowed: boolean): boolean {
+    const wanted = this.natWanted[entry >>> 1];
+    const action = !allowed ? FLOW_DROP : wanted !== 0 ? FLOW_NAT : FLOW_FORWARD;
+    const changed = this.action[entry] !== action;
+    this.action[entry] = action;
+    this.action[entry + 1] = action;
+    this.natFlags[entry] = allowed ? wanted : 0;
+    this.natFlags[entry + 1] = allowed ? ((wanted & NAT_DNAT) !== 0 ? NAT_SNAT : 0) | ((wanted & NAT_DPAT) !== 0 ? NAT_SPAT : 0) : 0;
+    return changed;
   }
 
   /** Removes the pair an entry belongs to. */

@@ -113,6 +113,9 @@ export function introspect(dp: Dataplane, pipeline: Pipeline, query: IntrospectQ
         flows: dp.flows.activePairs,
         flowCapacity: dp.flows.capacity / 2,
         flowEvictions: dp.flows.evictions,
+        // Policy changes: walks of the flow table done, and pair verdicts they changed.
+        flowRevaluations: pipeline.revaluation.walks,
+        flowVerdictsChanged: pipeline.revaluation.changed,
       };
   }
 }

@@ -22,6 +22,7 @@
  * reason, so received + generated = transmitted + dropped + held (fragments
  * waiting for their first fragment).
  */
+import { FlowRevaluation } from './flow-revaluation';
 import { Dataplane } from './dataplane';
 import { DROP_REASONS, Drop } from './drop-reasons';
 import { FlowKey, FlowKey6, FlowTable } from './flow-table';
@@ -95,6 +96,8 @@ export class Pipeline {
   readonly underlayIp: number;
   readonly flows: FlowTable;
   readonly fragments = new FragmentTable();
+  /** Re-evaluates existing flows after a policy change, a slice after each batch (and when idle: the driver's call). */
+  readonly revaluation: FlowRevaluation;
   readonly observers = new Observers();
   /** Drops per VRF (the VRF the packet was in when dropped), for per-VN reporting. */
   readonly vrfDrops = new Float64Array(4096);
@@ -137,6 +140,7 @@ export class Pipeline {
     this.touched = new Int32Array(4096);
     this.touchedMark = new Uint8Array(4096);
     this.flows = dp.flows;
+    this.revaluation = new FlowRevaluation(dp.flows, dp.policy);
     this.released = new Int32Array(pool.slots);
     this.releasedStep = new Int32Array(pool.slots);
   }
@@ -278,6 +282,12 @@ export class Pipeline {
       for (let i = 0; i < count; i++) this.process(slots[i], entry);
     }
     this.flush();
+    if (this.revaluation.pending) this.revaluation.step();
+  }
+
+  /** Finishes a re-evaluation walk at once (tools and tests; the packet path takes it a slice at a time). */
+  revaluateFlows(): void {
+    while (this.revaluation.pending) this.revaluation.step();
   }
 
   private process(p: number, entry: number): void {

@@ -1,7 +1,8 @@
 /**
  * Network policy between virtual networks, evaluated once per new flow (the
  * flow pair caches the verdict, and the reply direction of an allowed flow
- * is allowed with it).
+ * is allowed with it) and again for every pair when the rules change
+ * (flow-revaluation.ts).
  *
  * Rules are tried in order and the first match decides. Without a matching
  * rule: traffic inside one VN is allowed, traffic between VNs is denied. A
@@ -34,7 +35,21 @@ export interface PolicyRule {
 }
 
 export class PolicyTable {
-  rules: PolicyRule[] = [];
+  private current: PolicyRule[] = [];
+  /** Counts rule changes: the flow re-evaluation walks the table again when it moves. */
+  generation = 0;
+
+  get rules(): PolicyRule[] {
+    return this.current;
+  }
+
+  /** New rules, in force for new flows at once and for existing ones as the re-evaluation reaches them. */
+  setRules(rules: PolicyRule[]): void {
+    // Callers refresh the rules on every port change: only a real change re-evaluates flows.
+    const unchanged = rules.length === this.current.length && rules.every((rule, i) => sameRule(rule, this.current[i]));
+    this.current = rules;
+    if (!unchanged) this.generation++;
+  }
 
   /** Index of the deciding rule, -1 for the default (same VN allowed), -2 for the default deny. */
   match(sourceVn: number, destinationVn: number, protocol: number, destination: number, destinationPort: number): number {
@@ -84,4 +99,20 @@ export class PolicyTable {
     const rule = this.rules[decided];
     return `rule ${decided} ${rule.name} (${rule.allow ? 'allow' : 'deny'})`;
   }
+}
+
+function sameRule(a: PolicyRule, b: PolicyRule): boolean {
+  const prefix6Same = (a.destinationPrefix6 ?? null) === null ? (b.destinationPrefix6 ?? null) === null : b.destinationPrefix6 != null && a.destinationPrefix6!.every((byte, i) => byte === b.destinationPrefix6![i]);
+  return (
+    a.sourceVn === b.sourceVn &&
+    a.destinationVn === b.destinationVn &&
+    a.protocol === b.protocol &&
+    a.portFrom === b.portFrom &&
+    a.portTo === b.portTo &&
+    a.destinationPrefix === b.destinationPrefix &&
+    a.destinationLength === b.destinationLength &&
+    prefix6Same &&
+    a.allow === b.allow &&
+    a.name === b.name
+  );
 }

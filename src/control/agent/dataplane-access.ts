@@ -163,7 +163,7 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
   private refreshPolicies(): void {
     const byName = new Map<string, PortPolicy>();
     for (const configured of this.ports.values()) for (const policy of configured.policies) byName.set(policy.name, policy);
-    this.dataplane.policy.rules = [...byName.values()]
+    this.dataplane.policy.setRules([...byName.values()]
       .sort((a, b) => a.order - b.order)
       .map((policy): PolicyRule => {
         const v6 = policy.destinationPrefix?.includes(':') === true;
@@ -181,7 +181,7 @@ export class InProcessDataplaneAccess implements DataplaneAccess {
           ...(v6 ? { destinationPrefix6: parsePrefix6(policy.destinationPrefix!).prefix } : {}),
           allow: policy.action === 'allow',
         };
-      });
+      }));
   }
 }
 

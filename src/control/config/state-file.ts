@@ -318,7 +318,7 @@ class StateBuilder {
         }
       });
     });
-    this.dataplane.policy.rules = rules;
+    this.dataplane.policy.setRules(rules);
   }
 
   private addRoutes(): void {

@@ -15,8 +15,8 @@
 import type { Pipeline } from '../pipeline';
 import { Drop } from '../drop-reasons';
 import { flowHash } from '../flow-hash';
-import { FLOW_ACTION_NAMES, FLOW_DROP, FLOW_FORWARD, FLOW_NAT, NAT_DNAT, NAT_DPAT, NAT_SNAT, NAT_SPAT } from '../flow-table';
-import { NH_COMPOSITE, NH_ENCAP, NH_KIND_NAMES } from '../nexthop';
+import { FLOW_ACTION_NAMES, FLOW_DROP, NAT_DNAT, NAT_DPAT } from '../flow-table';
+import { NH_COMPOSITE, NH_ENCAP, NH_KIND_NAMES, NH_NONE } from '../nexthop';
 import { ICMP_HEADER_LEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, isIcmpError } from '../protocols/icmp';
 import { IP_MIN_HEADER_LEN, PROTO_ICMP, PROTO_TCP, PROTO_UDP, ipToString, readU32 } from '../protocols/ipv4';
 import { VIF_FABRIC, Vif } from '../vif';
@@ -172,7 +172,7 @@ export function flowSetup(c: Pipeline, p: number): number {
   const entry = c.flows.create(forward, reverse, c.now, c.vifs[owner] ? owner : -1);
   if (entry < 0) return drop(Drop['flow-table-full']);
   const flows = c.flows;
-  setPairActions(flows, entry, allowed, translatedDst !== dst, translatedPort !== dstPort);
+  setPairActions(flows, entry, allowed, translatedDst !== dst, translatedPort !== dstPort, sourceVn, destinationVn);
   flows.nexthop[entry] = fromFabric ? delivery : vrf.routes.lookup(dst);
   flows.ecmpSlot[entry] = slot;
   // A local composite's slot is the forward direction's only: the reply is routed on its own.
@@ -181,20 +181,17 @@ export function flowSetup(c: Pipeline, p: number): number {
   return FLOW_APPLY;
 }
 
-/** The policy verdict, or the NAT a translated destination (address, port) needs, on both entries of a new pair. */
-export function setPairActions(flows: FlowTable, entry: number, allowed: boolean, dnat: boolean, dpat: boolean): void {
-  if (!allowed) {
-    flows.action[entry] = FLOW_DROP;
-    flows.action[entry + 1] = FLOW_DROP;
-  } else if (dnat || dpat) {
-    flows.action[entry] = FLOW_NAT;
-    flows.action[entry + 1] = FLOW_NAT;
-    flows.natFlags[entry] = (dnat ? NAT_DNAT : 0) | (dpat ? NAT_DPAT : 0);
-    flows.natFlags[entry + 1] = (dnat ? NAT_SNAT : 0) | (dpat ? NAT_SPAT : 0);
-  } else {
-    flows.action[entry] = FLOW_FORWARD;
-    flows.action[entry + 1] = FLOW_FORWARD;
-  }
+/**
+ * A new pair's verdict: drop, or the NAT a translated destination (address,
+ * port) needs, on both entries; with what it was made from, for
+ * re-evaluating it when the policy changes.
+ */
+export function setPairActions(flows: FlowTable, entry: number, allowed: boolean, dnat: boolean, dpat: boolean, sourceVn: number, destinationVn: number): void {
+  const pair = entry >>> 1;
+  flows.policySourceVn[pair] = sourceVn;
+  flows.policyDestinationVn[pair] = destinationVn;
+  flows.natWanted[pair] = (dnat ? NAT_DNAT : 0) | (dpat ? NAT_DPAT : 0);
+  flows.setVerdict(entry, allowed);
 }
 
 export function flowApply(c: Pipeline, p: number): number {
@@ -212,6 +209,17 @@ export function flowApply(c: Pipeline, p: number): number {
   const next = c.vifs[pool.ingressVif[p]]!.kind === VIF_FABRIC ? NAT_REWRITE : ipv6 ? IPV6_LOOKUP : IPV4_LOOKUP;
   // A traced synthetic packet reads the flow, and changes nothing in it.
   if (c.dryRun) return flows.action[entry] === FLOW_DROP ? drop(Drop['flow-action-drop']) : next;
+  // A pair translated to the member it chose (a ClusterIP's backend here) cannot follow a new member: once
+  // that member is gone, the pair is made again from this packet, not yet translated (TCP and UDP only: an
+  // ICMP error or a later fragment cannot start a flow).
+  if ((flows.natFlags[entry] & (NAT_DNAT | NAT_DPAT)) !== 0 && l4 >= 0 && chosenMemberGone(c, entry)) {
+    const protocol = ipv6 ? pool.upperProtocol[p] : d[l3 + 9];
+    if ((protocol === PROTO_TCP || protocol === PROTO_UDP) && protocol === flows.keyProtocol[entry]) {
+      flows.removePair(entry);
+      pool.flowEntry[p] = -1;
+      return FLOW_SETUP;
+    }
+  }
   flows.hit(entry, pool.length[p], c.now);
   // Later fragments follow the first one's verdict, a drop included. (An IPv6 first fragment: M set,
   // offset 0; an atomic fragment, M clear, stands alone: RFC 6946.)
@@ -227,6 +235,19 @@ export function flowApply(c: Pipeline, p: number): number {
     if (flows.trackTcp(entry, d[l4 + 13], readU32(d, l4 + 4), readU32(d, l4 + 8), segmentLength)) c.closeFlowAfter(p);
   }
   return next;
+}
+
+/** Whether the delivery a pair chose (its nexthop, or the member in its ECMP slot) no longer exists. */
+function chosenMemberGone(c: Pipeline, entry: number): boolean {
+  const nexthops = c.nexthops;
+  const chosen = c.flows.nexthop[entry];
+  if (chosen < 0) return false;
+  const kind = nexthops.kind[chosen];
+  if (kind === NH_NONE) return true;
+  const slot = c.flows.ecmpSlot[entry];
+  if (kind !== NH_COMPOSITE || slot < 0) return false;
+  const members = nexthops.members[chosen]!;
+  return slot >= members.length || members[slot] < 0;
 }
 
 export function describeFlowLookup(c: Pipeline, p: number, next: number): string {

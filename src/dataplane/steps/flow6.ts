@@ -166,7 +166,7 @@ export function flowSetup6(c: Pipeline, p: number): number {
   const entry = c.flows.create6(forward, reverse, c.now, c.vifs[owner] ? owner : -1);
   if (entry < 0) return drop(Drop['flow-table-full']);
   const flows = c.flows;
-  setPairActions(flows, entry, allowed, floatingIp !== null, translatedPort !== dstPort);
+  setPairActions(flows, entry, allowed, floatingIp !== null, translatedPort !== dstPort, sourceVn, destinationVn);
   flows.nexthop[entry] = fromFabric ? delivery : route;
   flows.ecmpSlot[entry] = slot;
   flows.ecmpSlot[entry + 1] = slot;
