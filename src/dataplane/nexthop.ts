@@ -220,10 +220,10 @@ export class NexthopTable {
     const mac = new Uint8Array(capacity * 6);
     mac.set(this.mac);
     this.mac = mac;
-    for (let id = this.capacity; id < capacity; id++) {
-      this.members.push(null);
-      this.activeSlots.push(null);
-    }
+    // In one step: pushing slot by slot regrew the two arrays' backing stores many times over a route dump.
+    const added = new Array<null>(capacity - this.capacity).fill(null);
+    this.members = this.members.concat(added);
+    this.activeSlots = this.activeSlots.concat(added);
     this.capacity = capacity;
   }
 }

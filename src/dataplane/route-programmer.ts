@@ -87,10 +87,17 @@ export class RouteProgrammer {
     // Only routes with a composite, a previous nexthop or a local member need their key: not those of a route dump.
     let key: string | undefined;
     const routeKey = () => (key ??= `${vrf} ${formatPrefix(route)}`);
-    let members: number[] = [];
-    for (const nexthop of nexthops) {
-      const id = this.resolve(nexthop);
-      if (id >= 0 && !members.includes(id)) members.push(id);
+    let members: number[];
+    if (nexthops.length === 1) {
+      // A route dump's common case: one next hop, an exact one-element list.
+      const id = this.resolve(nexthops[0]);
+      members = id >= 0 ? [id] : [];
+    } else {
+      members = [];
+      for (const nexthop of nexthops) {
+        const id = this.resolve(nexthop);
+        if (id >= 0 && !members.includes(id)) members.push(id);
+      }
     }
     // This node's own next hop may be the label of a local composite (several local pods, as the agent
     // publishes them): the route takes its members, as composites do not nest and the agent deletes

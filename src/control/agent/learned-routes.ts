@@ -45,7 +45,7 @@ export class LearnedRoutes {
 
   learn(session: number, vrf: string, prefix: string, nexthops: RouteNexthop[]): void {
     const state = this.state(vrf, prefix);
-    state.learned[session] = { nexthops, stale: false };
+    setSession(state, session, { nexthops, stale: false });
     this.program(vrf, prefix, state);
   }
 
@@ -87,7 +87,7 @@ export class LearnedRoutes {
   restoreStale(session: number, vrf: string, prefix: string, nexthops: RouteNexthop[]): void {
     const state = this.state(vrf, prefix);
     if (state.learned[session] !== undefined) return;
-    state.learned[session] = { nexthops, stale: true };
+    setSession(state, session, { nexthops, stale: true });
     this.program(vrf, prefix, state);
   }
 
@@ -155,6 +155,23 @@ export class LearnedRoutes {
       if (prefixes.size === 0) this.vrfs.delete(vrf);
     }
   }
+}
+
+/**
+ * Sets a session's route, growing the array to exactly the size needed: a
+ * first element stored into an empty array gets a backing store of 17 slots,
+ * several megabytes over the 100,000 routes of a dump.
+ */
+function setSession(state: RouteState, session: number, route: SessionRoute): void {
+  const learned = state.learned;
+  if (session < learned.length) {
+    learned[session] = route;
+    return;
+  }
+  const grown = new Array<SessionRoute | undefined>(session + 1);
+  for (let i = 0; i < learned.length; i++) grown[i] = learned[i];
+  grown[session] = route;
+  state.learned = grown;
 }
 
 /** Compared field by field: a dump would otherwise keep a key string per route. */
