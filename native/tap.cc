@@ -1,6 +1,8 @@
-// tap.cc: TAP devices (/dev/net/tun, IFF_TAP | IFF_NO_PI): tapOpen, and
+// tap.cc: TAP devices (/dev/net/tun, IFF_TAP | IFF_NO_PI): tapOpen;
 // podTapOpen, a pod's TAP made and configured inside its network namespace
-// (the configuration itself is rtnetlink, in netlink.cc).
+// (the configuration itself is rtnetlink, in netlink.cc), persistent so that
+// it outlives a daemon restart, and re-attached by the next daemon; and
+// tapRelease, which ends that persistence when the port is deleted.
 #include "common.h"
 #include "netlink.h"
 
@@ -91,6 +93,11 @@ int MakePodInterface(PodInterface* pod, const char** failed, int* err) {
   }
   *err = ConfigurePodInterface(rtnl, index, *pod, failed);
   CloseQuietly(rtnl);
+  // Persistent only once configured: a failed add leaves no device behind.
+  if (*err == 0 && ioctl(tap, TUNSETPERSIST, 1) != 0) {
+    *err = errno;
+    *failed = "TUNSETPERSIST";
+  }
   if (*err != 0) {
     CloseQuietly(tap);
     return -1;
@@ -98,11 +105,29 @@ int MakePodInterface(PodInterface* pod, const char** failed, int* err) {
   return tap;
 }
 
-// podTapOpen({ netnsPath, ifname, mac, mtu, ip, gateway }): { fd, name }
+// Attaches to the pod's TAP a previous daemon left (persistent, configured,
+// with the pod's addresses and routes on it). Returns the fd, -1 with errno
+// ENODEV when there is no such device (TUNSETIFF would create one), or -1
+// with errno from TUNSETIFF (EINVAL: a device of that name but not a TAP).
+int ReattachPodInterface(PodInterface* pod, const char** failed, int* err) {
+  if (if_nametoindex(pod->ifr.ifr_name) == 0) {
+    *err = ENODEV;
+    *failed = "if_nametoindex";
+    return -1;
+  }
+  const int tap = OpenTap(&pod->ifr, failed);
+  if (tap < 0) *err = errno;
+  return tap;
+}
+
+// podTapOpen({ netnsPath, ifname, mac, mtu, ip, gateway, reattach? }):
+// { fd, name, reattached }
 // A pod's interface, made where it belongs: the calling thread enters the
 // pod's network namespace (netnsPath, e.g. /run/netns/<pod>; setns affects
 // this thread only), creates the TAP there under the pod's name, configures
-// it over rtnetlink and comes back. The TAP fd keeps working from the
+// it over rtnetlink, makes it persistent and comes back. With reattach (a
+// restarted daemon), a TAP of that name already there is attached as it is:
+// the pod kept its interface, addresses and routes while no daemon ran. The TAP fd keeps working from the
 // vrouter's namespace. Creating it here and moving it (`ip link set netns`)
 // costs the kernel tens of milliseconds per device, and an `ip` process per
 // step costs milliseconds more: a port add is on the path to the pod's first
@@ -114,11 +139,19 @@ napi_value PodTapOpen(napi_env env, napi_callback_info info) {
   PodInterface pod;
   if (!GetArgs(env, info, fn, 1, &args) || !GetPodInterface(env, args.v[0], fn, &pod)) return nullptr;
   pod.ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  bool reattach = false;
+  napi_value reattach_value = nullptr;
+  napi_valuetype reattach_type = napi_undefined;
+  napi_get_named_property(env, args.v[0], "reattach", &reattach_value);
+  napi_typeof(env, reattach_value, &reattach_type);
+  if (reattach_type == napi_boolean) napi_get_value_bool(env, reattach_value, &reattach);
   PodNamespace netns;
   if (!netns.Enter(env, pod.netns_path)) return nullptr;
   const char* failed = nullptr;
   int err = 0;
-  const int tap = MakePodInterface(&pod, &failed, &err);
+  int tap = reattach ? ReattachPodInterface(&pod, &failed, &err) : -1;
+  const bool reattached = tap >= 0;
+  if (!reattached && (!reattach || err == ENODEV)) tap = MakePodInterface(&pod, &failed, &err);
   netns.Leave();
   if (tap < 0) {
     char what[IFNAMSIZ + sizeof pod.netns_path + 8];
@@ -126,7 +159,21 @@ napi_value PodTapOpen(napi_env env, napi_callback_info info) {
     ThrowErrno(env, failed, strcmp(failed, "open") == 0 ? "/dev/net/tun" : what, err);
     return nullptr;
   }
-  return TapHandle(env, tap, pod.ifr);
+  napi_value handle = TapHandle(env, tap, pod.ifr), reattached_value = nullptr;
+  napi_get_boolean(env, reattached, &reattached_value);
+  napi_set_named_property(env, handle, "reattached", reattached_value);
+  return handle;
+}
+
+// tapRelease(fd): the TAP stops being persistent, so it goes away with the
+// fd (closed by the caller): a deleted port takes its pod's TAP along.
+napi_value TapRelease(napi_env env, napi_callback_info info) {
+  const char* fn = "tapRelease";
+  Args args;
+  int64_t fd = 0;
+  if (!GetArgs(env, info, fn, 1, &args) || !GetInteger(env, args.v[0], fn, "fd", 0, INT32_MAX, &fd)) return nullptr;
+  if (ioctl(static_cast<int>(fd), TUNSETPERSIST, 0) != 0) ThrowErrno(env, "TUNSETPERSIST", "tap", errno);
+  return nullptr;
 }
 
 
@@ -136,6 +183,7 @@ void RegisterTap(napi_env env, napi_value exports) {
   static const Export functions[] = {
       {"tapOpen", TapOpen},
       {"podTapOpen", PodTapOpen},
+      {"tapRelease", TapRelease},
   };
   DefineFunctions(env, exports, functions);
 }

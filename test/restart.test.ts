@@ -12,7 +12,10 @@
  * changes (a policy denying TCP 9000) and it is restarted with SIGTERM: the
  * port comes back, the new policy holds (a new connection to 9000 fails,
  * ping works). Then `vrouter port delete` removes b's interface for good
- * and a restart removes a left-over veth of the daemon's naming.
+ * and a restart removes a left-over veth of the daemon's naming. A pod on
+ * a TAP (c, persistent) keeps the very same eth0 (ifindex, address, routes)
+ * across a SIGKILL with its TCP connection going on; deleting its port
+ * removes the TAP.
  * (--clean-exit, the harness's default: e2e-forwarding's SIGTERM test.)
  *
  * With a control node: node1 SIGKILLed under a ClusterIP connection, which
@@ -31,6 +34,7 @@ if (process.getuid?.() !== 0) throw new Error('the e2e tests need root (network 
 requireCommands({ ip: 'iproute2', sysctl: 'procps' });
 
 const A = { name: 'a', vn: 'vn1', ip: '10.1.1.3', label: 20 };
+const C = { name: 'c', vn: 'vn1', ip: '10.1.1.7', label: 22, kind: 'tap' as const };
 const B = { name: 'b', vn: 'vn1', ip: '10.1.1.5', label: 21, floatingIps: [{ ip: CLUSTER_IP, portMap: [{ protocol: 'tcp' as const, port: 80, targetPort: 8080 }] }] };
 
 async function linkNames(topology: Topology, ns: string): Promise<string[]> {
@@ -116,6 +120,32 @@ describe('vrouter run restarted under traffic', { timeout: 180_000 }, () => {
         echo.kill();
       }
       assert.match(fs.readFileSync(node1.logFile, 'utf8'), /"stateChanged":true.*restored from the snapshot/);
+    }));
+
+  test('a pod on a persistent TAP keeps its eth0 (same device, address, routes) across a SIGKILL, and its TCP connection goes on', () =>
+    cluster.withLogs(async () => {
+      const c = await cluster.addPod(1, C);
+      await cluster.exec('a', ['ping', '-c', '1', '-W', '2', C.ip]);
+      const eth0 = async () => JSON.parse(await topology.exec(c.ns, ['ip', '-j', 'addr', 'show', 'dev', 'eth0'])) as Array<{ ifindex: number; link_type: string; addr_info: Array<{ local: string }> }>;
+      const routes = async () => (await topology.exec(c.ns, ['ip', 'route', 'show'])).trim();
+      const [before] = await eth0();
+      const routesBefore = await routes();
+      const traffic = await startRestartTraffic(cluster, { client: 'a', server: 'c', udpPort: 7001, pps: 1000, seconds: 6, echoPorts: [9001], targets: { direct: { host: C.ip, port: 9001 } } });
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await cluster.restartNode(1, { signal: 'SIGKILL' });
+      const result = await traffic.finish();
+      process.stderr.write(`# TAP pod: ${JSON.stringify(result)}\n`);
+      const tcp = result.tcp.direct;
+      assert.ok(tcp.error === null && tcp.closedCleanly && tcp.verified === tcp.sent && tcp.sent > 0, JSON.stringify(tcp));
+      assert.ok(result.udp.distinct > result.udpSent.sent / 2, JSON.stringify(result));
+      const [after] = await eth0();
+      assert.equal(after.ifindex, before.ifindex, 'the TAP was made anew, not kept');
+      assert.deepEqual(after.addr_info.map((address) => address.local), [C.ip]);
+      assert.equal(await routes(), routesBefore);
+      const vif = (await cluster.stats(1)).vifs.find((entry) => entry.name === c.tapName) as { io?: string } | undefined;
+      assert.equal(vif?.io, 'tap');
+      await cluster.deletePod('c');
+      assert.deepEqual(await linkNames(topology, c.ns), ['lo'], 'the deleted port left its TAP behind');
     }));
 
   test('vrouter port delete still removes the pod interface; nothing of it comes back on the next restart, and a left-over veth goes', () =>

@@ -77,8 +77,8 @@ export const POD_PORT_KINDS: readonly PodPortKind[] = ['veth', 'tap'];
 
 /**
  * A pod interface made and configured inside the pod's namespace.
- * `existing`: a restarted daemon's port whose veth pair survived the
- * restart: its host end is re-attached as it is (made anew when gone).
+ * `existing`: a restarted daemon's port whose veth pair or persistent TAP
+ * survived the restart: re-attached as it is (made anew when gone).
  */
 export type PodPortConfig = PodTapConfig & { kind?: PodPortKind; existing?: boolean };
 
@@ -142,7 +142,7 @@ export type WorkerRequest =
    * are not back yet); answers one BatchAnswer per request.
    */
   | { op: 'batch'; requests: WorkerRequest[] }
-  /** keepDevices: the daemon restarts; the pods' veth pairs stay for the next one to re-attach. */
+  /** keepDevices: the daemon restarts; the pods' veth pairs and TAPs stay for the next one to re-attach. */
   | { op: 'shutdown'; keepDevices?: boolean };
 
 /**
@@ -424,8 +424,8 @@ class DataplaneWorker {
     } else if (pod && (pod.kind ?? this.defaultKind) === 'veth') {
       open = (pod.existing ? this.reattachVeth(name) : undefined) ?? this.createVeth(pod, name);
     } else {
-      const tap = pod ? this.io.podTapOpen(pod) : this.io.tapOpen(name);
-      open = { port: new TapPort(this.io, tap.fd) };
+      const tap = pod ? this.io.podTapOpen({ ...pod, reattach: pod.existing === true }) : this.io.tapOpen(name);
+      open = { port: new TapPort(this.io, tap.fd, pod !== undefined) };
       if (!pod) actualName = tap.name;
     }
     this.dp.vifs.get(vif)!.port = open.port;
@@ -458,7 +458,8 @@ class DataplaneWorker {
     const open = this.portOf.get(vif);
     if (!open) return;
     this.io.epollDel(this.epoll, open.port.fd);
-    open.port.close();
+    if (open.port instanceof TapPort) open.port.close(!this.keepDevices);
+    else open.port.close();
     if (open.createdVeth !== undefined && !this.keepDevices) this.io.linkDelete(open.createdVeth);
     this.sources[open.tag] = null;
     this.portOf.delete(vif);

@@ -200,6 +200,8 @@ export interface PodSpec {
   floatingIps?: FloatingIpSpec[];
   mac?: string;
   mtu?: number;
+  /** The pod's interface (`vrouter port add --kind`): a veth pair or a TAP (default: the daemon's, veth). */
+  kind?: 'veth' | 'tap';
 }
 
 export interface ClusterPod {
@@ -587,6 +589,7 @@ export class VrouterCluster {
     if (spec.label !== undefined) request.label = spec.label;
     if (spec.mac !== undefined) request.mac = spec.mac;
     if (spec.mtu !== undefined) request.mtu = spec.mtu;
+    if (spec.kind !== undefined) request.kind = spec.kind;
     if (spec.floatingIps?.length) request.floatingIps = spec.floatingIps;
     type PortAnswer = { vif: number; label: number; tapName: string; ifname: string; mac: string; mtu: number; vn: string; ip: string };
     let record: PortAnswer;
@@ -613,6 +616,7 @@ export class VrouterCluster {
       if (spec.label !== undefined) args.push('--mpls-label', String(spec.label));
       if (spec.mac !== undefined) args.push('--mac', spec.mac);
       if (spec.mtu !== undefined) args.push('--mtu', String(spec.mtu));
+      if (spec.kind !== undefined) args.push('--kind', spec.kind);
       for (const fip of spec.floatingIps ?? []) args.push('--floating-ip', floatingIpArgument(fip));
       if (control) args.push(...this.runningControlNodes().flatMap((controlNode) => ['--control-api', controlNode.podApi]), '--vrouter', node.name);
       record = JSON.parse(await this.vrouter(nodeIndex, args)) as PortAnswer;

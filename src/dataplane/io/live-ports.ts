@@ -48,9 +48,11 @@ export abstract class QueuedPort implements PacketPort {
 export class TapPort extends QueuedPort {
   readonly kind = 'tap';
 
+  /** persistent: a pod's TAP (podTapOpen), which outlives this port unless released. */
   constructor(
     private readonly io: NativeIo,
     readonly fd: number,
+    readonly persistent = false,
   ) {
     super();
   }
@@ -60,7 +62,9 @@ export class TapPort extends QueuedPort {
     return this.io.readBatch(this.fd, buffer, offsets, lengths, max, capacity);
   }
 
-  close(): void {
+  /** Closes the fd; releaseDevice: a persistent TAP goes too (the port is deleted, not the daemon restarted). */
+  close(releaseDevice = true): void {
+    if (releaseDevice && this.persistent) this.io.tapRelease(this.fd);
     this.io.close(this.fd);
   }
 

@@ -112,11 +112,16 @@ export interface NativeIo {
   /**
    * A pod's TAP device, created inside the pod's network namespace under
    * `ifname` and configured there over rtnetlink: MAC, MTU, up, `ip/32`, the
-   * gateway on the link and the default route via it. The calling thread
-   * enters the namespace for the call and comes back (needs CAP_SYS_ADMIN
-   * too). A failure names the step; the device is gone then.
+   * gateway on the link and the default route via it; persistent (it
+   * outlives the fd, so a daemon restart leaves the pod its interface). The
+   * calling thread enters the namespace for the call and comes back (needs
+   * CAP_SYS_ADMIN too). With `reattach`, a TAP of that name already there is
+   * attached as it is (`reattached`). A failure names the step; a device
+   * this call made is gone then.
    */
-  podTapOpen(pod: PodTapConfig): TapHandle;
+  podTapOpen(pod: PodTapConfig & { reattach?: boolean }): TapHandle & { reattached: boolean };
+  /** Ends a pod TAP's persistence: it goes away when its fd is closed (a deleted port). */
+  tapRelease(fd: number): void;
   close(fd: number): void;
 
   /**
