@@ -84,7 +84,7 @@ const ESTABLISHED_PPS = 250;
 const SERVICE_IP = '10.96.0.30';
 const SERVICE_PORT = 5300;
 const ROUTE_SOURCE = 'route-source';
-/** A probe that should stop must have been arriving this long before the change. */
+/** What should stop must have been arriving this long before the change (a ping; a probe without an earlier change). */
 const BEFORE_MS = 300;
 
 const epochMs = () => performance.timeOrigin + performance.now();
@@ -272,7 +272,11 @@ export async function runReconfig(topology: Topology, options: ReconfigOptions):
       // Until the next change seen by the same receiver, or the end.
       const next = events.find((other) => other.receiver === event.receiver && other.listen === event.listen && other.at > event.at);
       const until = next?.at ?? Number.POSITIVE_INFINITY;
-      const wasForwarding = times.some((time) => time < event.at && time >= event.at - BEFORE_MS);
+      // A probe that should stop must have arrived since the receiver's previous change: one backend of ten gets a
+      // new flow about every 40 ms, so a fixed window before the change misses some by chance and calls them "never".
+      const previous = events.filter((other) => other.receiver === event.receiver && other.listen === event.listen && other.at < event.at).pop();
+      const since = previous?.at ?? event.at - BEFORE_MS;
+      const wasForwarding = times.some((time) => time < event.at && time >= since);
       changes[event.change].push(event.effect === 'stops' && !wasForwarding ? null : forwardingChange(times, event.at, until, event.effect));
     }
     // One figure per scaling: the slowest backend.

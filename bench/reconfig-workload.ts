@@ -147,6 +147,20 @@ export interface StreamResult {
   distinct: number;
   lost: number;
   longestGapMs: number;
+  /**
+   * Of the lost: dropped by the kernel in the pods, not by the vrouter: the
+   * receiving socket's buffer full (RcvbufErrors of the receiver's namespace,
+   * whose only UDP receiver this stream is) and sends refused (SndbufErrors of
+   * the sender's).
+   */
+  droppedInPods: { receiveBuffer: number; sendBuffer: number };
+}
+
+/** The Udp: counters of /proc/net/snmp in the pod's namespace. */
+async function udpCounters(cluster: VrouterCluster, pod: string): Promise<Record<string, number>> {
+  const lines = (await cluster.exec(pod, ['cat', '/proc/net/snmp'])).split('\n').filter((line) => line.startsWith('Udp:'));
+  const [names, values] = lines.map((line) => line.split(/\s+/).slice(1));
+  return Object.fromEntries(names.map((name, index) => [name, Number(values[index])]));
 }
 
 export interface TcpChurnResult {
@@ -186,6 +200,7 @@ export async function startStreamSender(cluster: VrouterCluster, from: string, h
 export async function startStream(cluster: VrouterCluster, from: string, to: string, port: number, pps: number): Promise<{ stop(): Promise<StreamResult> }> {
   const receiver = new ProcessOutput(cluster.spawn(to, nodeScript(STREAM_RECEIVER, port)));
   await receiver.waitFor(/listening/, 10_000, `the stream receiver in ${to}`);
+  const [receiverBefore, senderBefore] = await Promise.all([udpCounters(cluster, to), udpCounters(cluster, from)]);
   const sender = await startStreamSender(cluster, from, cluster.pod(to).ip, port, pps);
   return {
     async stop() {
@@ -193,7 +208,12 @@ export async function startStream(cluster: VrouterCluster, from: string, to: str
       // Datagrams still in flight arrive meanwhile.
       await new Promise((resolve) => setTimeout(resolve, 300));
       const received = await stopScript<{ received: number; distinct: number; longestGapMs: number }>(receiver, 'the stream receiver');
-      return { sent, ...received, lost: sent - received.distinct };
+      const [receiverAfter, senderAfter] = await Promise.all([udpCounters(cluster, to), udpCounters(cluster, from)]);
+      const droppedInPods = {
+        receiveBuffer: receiverAfter.RcvbufErrors - receiverBefore.RcvbufErrors,
+        sendBuffer: senderAfter.SndbufErrors - senderBefore.SndbufErrors,
+      };
+      return { sent, ...received, lost: sent - received.distinct, droppedInPods };
     },
   };
 }

@@ -65,10 +65,11 @@ async function main(): Promise<void> {
   const load = os.loadavg().map((value) => value.toFixed(2)).join(' ');
   const sent = result.streams.reduce((sum, stream) => sum + stream.sent, 0);
   const lost = result.streams.reduce((sum, stream) => sum + stream.lost, 0);
+  const droppedInPods = result.streams.reduce((sum, stream) => sum + stream.droppedInPods.receiveBuffer + stream.droppedInPods.sendBuffer, 0);
   console.log(`soak: ${(result.seconds / 60).toFixed(1)} min, samples every ${options.sampleSeconds} s, warm-up ${options.warmupSeconds} s; ${os.cpus().length} cores, load average ${load}`);
   console.log(`results: ${options.resultsDirectory}/samples.csv, soak.json`);
   console.log(
-    `traffic: UDP ${sent} sent (2 streams of ${options.pps} pps), ${lost} lost; TCP ${result.tcp.completed} connections echoed, ${result.tcp.failed} failed (${result.tcp.lastError ?? 'no error'}); ` +
+    `traffic: UDP ${sent} sent (2 streams of ${options.pps} pps), ${lost} lost (${droppedInPods} of them by the pods' own socket buffers); TCP ${result.tcp.completed} connections echoed, ${result.tcp.failed} failed (${result.tcp.lastError ?? 'no error'}); ` +
       `ping ${result.ping.received}/${result.ping.transmitted}; new flows ${result.newFlows.sent} (${result.newFlows.perSecond.toFixed(0)}/s); ` +
       `routes ${result.routeChurn.added} added, ${result.routeChurn.removed} removed; ${result.portChurn} ports added and deleted; ` +
       `introspect ${result.polls.map((poll) => `${poll.ok} ok/${poll.failed} failed`).join(', ')}`,
