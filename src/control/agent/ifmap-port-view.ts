@@ -62,11 +62,23 @@ function uuidOf(node: IfmapNode): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+/** Per graph, its VMIs by uuid as of a version: every port of a node is looked up after each update. */
+const vmisByUuid = new WeakMap<IfmapGraph, { version: number; vmis: Map<string, IfmapNode> }>();
+
 function findVmi(graph: IfmapGraph, fqnOrUuid: string): IfmapNode | undefined {
   const byName = graph.node(VMI, fqnOrUuid);
   if (byName !== undefined) return byName;
-  for (const node of graph.allNodes()) if (node.type === VMI && uuidOf(node) === fqnOrUuid) return node;
-  return undefined;
+  let index = vmisByUuid.get(graph);
+  if (index === undefined || index.version !== graph.version) {
+    index = { version: graph.version, vmis: new Map() };
+    for (const node of graph.allNodes()) {
+      if (node.type !== VMI) continue;
+      const uuid = uuidOf(node);
+      if (!index.vmis.has(uuid)) index.vmis.set(uuid, node);
+    }
+    vmisByUuid.set(graph, index);
+  }
+  return index.vmis.get(fqnOrUuid);
 }
 
 /**

@@ -20,14 +20,30 @@ function identityOf(key: string): IfmapIdentity {
   return { type: key.slice(0, split), name: key.slice(split + 1) };
 }
 
+/** Whether two property lists are the same elements, compared in place (a diff compares every node it sends). */
 function sameProperties(a: IfmapElement[], b: IfmapElement[]): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (!sameElement(a[index], b[index])) return false;
+  return true;
+}
+
+function sameElement(a: IfmapElement, b: IfmapElement): boolean {
+  if (a.name !== b.name || a.text !== b.text || !sameProperties(a.children, b.children)) return false;
+  const names = Object.keys(a.attributes);
+  if (names.length !== Object.keys(b.attributes).length) return false;
+  for (const name of names) if (a.attributes[name] !== b.attributes[name]) return false;
+  return true;
 }
 
 export class IfmapGraph {
   private readonly nodes = new Map<string, IfmapNode>();
   /** node key -> neighbour key -> metadata type of the link between them. */
   private readonly adjacency = new Map<string, Map<string, string>>();
+
+  /** Goes up on every change of a node or link: what a cache of a view of the graph (an index) is valid for. */
+  version = 0;
+  private typedNeighbours: { version: number; byNode: Map<string, Map<string, IfmapNode[]>> } = { version: -1, byNode: new Map() };
 
   get nodeCount(): number {
     return this.nodes.size;
@@ -45,25 +61,38 @@ export class IfmapGraph {
   }
 
   setNode(node: IfmapNode): void {
+    this.version++;
     const key = keyOf(node);
     this.nodes.set(key, { type: node.type, name: node.name, properties: node.properties });
     if (!this.adjacency.has(key)) this.adjacency.set(key, new Map());
   }
 
   addLink(link: IfmapLink): void {
-    for (const end of [link.left, link.right]) {
-      if (!this.nodes.has(keyOf(end))) this.setNode({ ...end, properties: [] });
+    this.version++;
+    const left = keyOf(link.left);
+    const right = keyOf(link.right);
+    this.linksOf(left, link.left).set(right, link.metadata);
+    this.linksOf(right, link.right).set(left, link.metadata);
+  }
+
+  /** A node's links; a node only named by a link so far is made without properties. */
+  private linksOf(key: string, identity: IfmapIdentity): Map<string, string> {
+    let links = this.adjacency.get(key);
+    if (links === undefined) {
+      this.nodes.set(key, { type: identity.type, name: identity.name, properties: [] });
+      this.adjacency.set(key, (links = new Map()));
     }
-    this.adjacency.get(keyOf(link.left))!.set(keyOf(link.right), link.metadata);
-    this.adjacency.get(keyOf(link.right))!.set(keyOf(link.left), link.metadata);
+    return links;
   }
 
   deleteLink(left: IfmapIdentity, right: IfmapIdentity): void {
+    this.version++;
     this.adjacency.get(keyOf(left))?.delete(keyOf(right));
     this.adjacency.get(keyOf(right))?.delete(keyOf(left));
   }
 
   deleteNode(identity: IfmapIdentity): void {
+    this.version++;
     const key = keyOf(identity);
     for (const neighbour of this.adjacency.get(key)?.keys() ?? []) this.adjacency.get(neighbour)?.delete(key);
     this.adjacency.delete(key);
@@ -76,12 +105,32 @@ export class IfmapGraph {
 
   /** Nodes linked to (type, name), optionally only those of `neighbourType`, in link order. */
   neighbours(identity: IfmapIdentity, neighbourType?: string): IfmapNode[] {
+    const key = keyOf(identity);
+    if (neighbourType !== undefined) return [...(this.neighboursByType(key).get(neighbourType) ?? [])];
     const found: IfmapNode[] = [];
-    for (const key of this.adjacency.get(keyOf(identity))?.keys() ?? []) {
-      const node = this.nodes.get(key)!;
-      if (neighbourType === undefined || node.type === neighbourType) found.push(node);
-    }
+    for (const other of this.adjacency.get(key)?.keys() ?? []) found.push(this.nodes.get(other)!);
     return found;
+  }
+
+  /**
+   * A node's neighbours grouped by type, kept until the graph changes: a
+   * virtual-network links every interface and address in it, and each of
+   * its ports asks it for its one network-ipam.
+   */
+  private neighboursByType(key: string): Map<string, IfmapNode[]> {
+    if (this.typedNeighbours.version !== this.version) this.typedNeighbours = { version: this.version, byNode: new Map() };
+    let byType = this.typedNeighbours.byNode.get(key);
+    if (byType === undefined) {
+      byType = new Map();
+      for (const other of this.adjacency.get(key)?.keys() ?? []) {
+        const node = this.nodes.get(other)!;
+        const ofType = byType.get(node.type);
+        if (ofType === undefined) byType.set(node.type, [node]);
+        else ofType.push(node);
+      }
+      this.typedNeighbours.byNode.set(key, byType);
+    }
+    return byType;
   }
 
   *allNodes(): IterableIterator<IfmapNode> {
@@ -98,30 +147,38 @@ export class IfmapGraph {
   }
 
   /**
-   * The nodes reachable from `start` following links for which `follow(from,
-   * to, metadata)` is true, and the links followed: what a graph walk from a
-   * virtual-router sends that vrouter.
+   * Adds to `into` the nodes reachable from `start` following links for
+   * which `follow(from, to, metadata)` is true, and the links followed: what
+   * a graph walk from a virtual-router sends that vrouter. A node already in
+   * `into` is not walked again: what it reaches was added when it was.
    */
-  reachable(start: IfmapIdentity, follow: (from: IfmapNode, to: IfmapNode, metadata: string) => boolean): IfmapGraph {
-    const result = new IfmapGraph();
-    const startNode = this.nodes.get(keyOf(start));
-    if (startNode === undefined) return result;
-    result.setNode(startNode);
-    const queue = [keyOf(start)];
-    while (queue.length > 0) {
-      const key = queue.shift()!;
+  walkInto(into: IfmapGraph, start: IfmapIdentity, follow: (from: IfmapNode, to: IfmapNode, metadata: string) => boolean): void {
+    const startKey = keyOf(start);
+    const startNode = this.nodes.get(startKey);
+    if (startNode === undefined || into.nodes.get(startKey) === startNode) return;
+    into.setNodeByKey(startKey, startNode);
+    const queue = [startKey];
+    for (let head = 0; head < queue.length; head++) {
+      const key = queue[head];
       const from = this.nodes.get(key)!;
+      const fromLinks = into.adjacency.get(key)!;
       for (const [otherKey, metadata] of this.adjacency.get(key) ?? []) {
         const to = this.nodes.get(otherKey)!;
         if (!follow(from, to, metadata)) continue;
-        if (result.node(to.type, to.name) === undefined) {
-          result.setNode(to);
+        if (!into.nodes.has(otherKey)) {
+          into.setNodeByKey(otherKey, to);
           queue.push(otherKey);
         }
-        result.addLink({ left: from, right: to, metadata });
+        fromLinks.set(otherKey, metadata);
+        into.adjacency.get(otherKey)!.set(key, metadata);
       }
     }
-    return result;
+  }
+
+  private setNodeByKey(key: string, node: IfmapNode): void {
+    this.version++;
+    this.nodes.set(key, node);
+    if (!this.adjacency.has(key)) this.adjacency.set(key, new Map());
   }
 
   /**
@@ -136,12 +193,18 @@ export class IfmapGraph {
       if (old === undefined || !sameProperties(old.properties, node.properties)) updatedNodes.push(node);
     }
     const addedLinks: IfmapLink[] = [];
-    for (const link of this.allLinks()) {
-      if (before.adjacency.get(keyOf(link.left))?.get(keyOf(link.right)) !== link.metadata) addedLinks.push(link);
+    for (const [key, neighbours] of this.adjacency) {
+      const old = before.adjacency.get(key);
+      for (const [other, metadata] of neighbours) {
+        if (key < other && old?.get(other) !== metadata) addedLinks.push({ left: identityOf(key), right: identityOf(other), metadata });
+      }
     }
     const deletedLinks: IfmapLink[] = [];
-    for (const link of before.allLinks()) {
-      if (this.adjacency.get(keyOf(link.left))?.get(keyOf(link.right)) === undefined) deletedLinks.push(link);
+    for (const [key, neighbours] of before.adjacency) {
+      const now = this.adjacency.get(key);
+      for (const [other, metadata] of neighbours) {
+        if (key < other && now?.get(other) === undefined) deletedLinks.push({ left: identityOf(key), right: identityOf(other), metadata });
+      }
     }
     const deletedNodes: IfmapNode[] = [];
     for (const [key, node] of before.nodes) if (!this.nodes.has(key)) deletedNodes.push({ type: node.type, name: node.name, properties: [] });

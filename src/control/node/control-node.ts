@@ -236,6 +236,11 @@ export class ControlNode {
   private readonly podStateFile: string | null;
   /** Per vrouter, the "instance\0prefix" its ports were given; null when a change made it out of date. */
   private authorizedRoutes: Map<string, Set<string>> | null = null;
+  /** A publication waiting (schedulePublish), for every vrouter or these channels, and how long the last one took. */
+  private cancelPublish: (() => void) | null = null;
+  private lastPublish = { endedAt: 0, ms: 0 };
+  private refreshPending = false;
+  private publishPending = new Set<VrouterChannel>();
   private readonly refusedPublishCounts: Record<PublishRefusal, number> = { malformed: 0, 'not-given': 0, 'next-hops': 0 };
 
   /** Reads the pods of `podStateFile` back (a PodStateError names file, field and value). */
@@ -369,6 +374,7 @@ export class ControlNode {
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (this.convergenceTimer) clearTimeout(this.convergenceTimer);
+    this.cancelPublish?.();
     for (const channel of [...this.channels]) channel.session.close('control node shutting down');
     for (const socket of this.negotiating) socket.destroy();
     for (const state of this.vrouters.values()) this.clearTimers(state);
@@ -591,10 +597,14 @@ export class ControlNode {
       const vm = stanza.node.slice(VIRTUAL_MACHINE_PREFIX.length);
       if (stanza.subscribe) interest.vms.add(vm);
       else interest.vms.delete(vm);
+      // A VM the virtual-router's walk reached was sent with all it reaches: its own interest changes nothing.
+      const router = virtualRouterName(channel.name!);
+      const reached = channel.ifmapSent.neighbours({ type: 'virtual-machine', name: vm }, 'virtual-router').some((node) => node.name === router);
+      if (interest.virtualRouter && reached && !this.refreshPending) return;
     } else {
       return this.logger.warn(`vrouter ${channel.name}: config subscribe of ${stanza.node} refused: not its virtual-router or a virtual-machine`);
     }
-    this.publishConfig(channel);
+    this.schedulePublish(channel);
   }
 
   /** Sends the vrouter what changed in its part of the IF-MAP graph since the last send (deletes for what it no longer subscribes). */
@@ -712,12 +722,49 @@ export class ControlNode {
   private refresh(): void {
     this.configGraph = null;
     this.authorizedRoutes = null;
-    this.followGivenRoutes();
-    if (this.network.rulesVersion !== this.appliedRulesVersion) {
-      this.appliedRulesVersion = this.network.rulesVersion;
-      this.distribute(this.routes.setSources(routingInstanceViews(this.network.viewSources())));
+    this.schedulePublish('all');
+  }
+
+  /**
+   * Publishing walks the whole graph, so it waits for the end of this turn of
+   * the event loop, and after a walk that took t ms, until t ms more have
+   * passed: the registrations and subscriptions that arrive meanwhile (a
+   * burst of pods, a vrouter coming back with 500 ports) share the next walk,
+   * and requests keep at least half of the time.
+   */
+  private schedulePublish(channel: VrouterChannel | 'all'): void {
+    if (channel === 'all') this.refreshPending = true;
+    else this.publishPending.add(channel);
+    if (this.cancelPublish !== null) return;
+    const wait = this.lastPublish.endedAt + this.lastPublish.ms - performance.now();
+    const publish = () => {
+      this.cancelPublish = null;
+      const started = performance.now();
+      this.publishPendingConfig();
+      this.lastPublish = { endedAt: performance.now(), ms: performance.now() - started };
+    };
+    if (wait > 1) {
+      const timer = setTimeout(publish, wait);
+      this.cancelPublish = () => clearTimeout(timer);
+    } else {
+      const immediate = setImmediate(publish);
+      this.cancelPublish = () => clearImmediate(immediate);
     }
-    for (const state of this.vrouters.values()) if (state.channel) this.publishConfig(state.channel);
+  }
+
+  private publishPendingConfig(): void {
+    const channels = this.publishPending;
+    this.publishPending = new Set();
+    if (this.refreshPending) {
+      this.refreshPending = false;
+      this.followGivenRoutes();
+      if (this.network.rulesVersion !== this.appliedRulesVersion) {
+        this.appliedRulesVersion = this.network.rulesVersion;
+        this.distribute(this.routes.setSources(routingInstanceViews(this.network.viewSources())));
+      }
+      for (const state of this.vrouters.values()) if (state.channel) channels.add(state.channel);
+    }
+    for (const pending of channels) if (this.channels.has(pending)) this.publishConfig(pending);
   }
 
   private distribute(changes: ViewChange[]): void {

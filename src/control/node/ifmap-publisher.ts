@@ -319,12 +319,6 @@ export function buildConfigGraph(config: NetworkConfig, ports: Iterable<Publishe
   return b.graph;
 }
 
-/** Copies `part` into `into`: nodes, then links. */
-function merge(into: IfmapGraph, part: IfmapGraph): void {
-  for (const node of part.allNodes()) into.setNode(node);
-  for (const link of part.allLinks()) into.addLink(link);
-}
-
 /**
  * What a vrouter should have: with its virtual-router subscribed, that
  * node and everything the walk reaches from it (its VMs and their
@@ -339,8 +333,8 @@ export function vrouterGraph(global: IfmapGraph, vrouter: string, interest: Ifma
     const router = { type: 'virtual-router', name: virtualRouterName(vrouter) };
     // A vrouter without ports is not in the global graph; its node is sent all the same.
     result.setNode(global.node(router.type, router.name) ?? { ...router, properties: [] });
-    merge(result, global.reachable(router, followed));
+    global.walkInto(result, router, followed);
   }
-  for (const vm of interest.vms) merge(result, global.reachable({ type: 'virtual-machine', name: vm }, followed));
+  for (const vm of interest.vms) global.walkInto(result, { type: 'virtual-machine', name: vm }, followed);
   return result;
 }
