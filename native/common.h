@@ -37,9 +37,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
+#include <thread>
+#include <vector>
 
 namespace vrio {
 
@@ -237,6 +241,42 @@ inline bool GetTyped(napi_env env, napi_value value, napi_typedarray_type want, 
 
 inline bool GetBuffer(napi_env env, napi_value value, const char* fn, uint8_t** data, size_t* length) {
   return GetTyped(env, value, napi_uint8_array, fn, "buffer", "Buffer or Uint8Array", data, length);
+}
+
+// Runs job(0) .. job(count - 1) on up to 64 threads of the calling thread's
+// namespaces and waits for all. For teardown calls that each wait for an RCU
+// grace period (closing a TAP, an AF_XDP or AF_PACKET socket, deleting a
+// device: about 16-23 ms apiece here): 500 of them take 8-11 s one after
+// another, and overlap when made together.
+inline void RunInParallel(size_t count, const std::function<void(size_t)>& job) {
+  if (count == 0) return;
+  std::atomic<size_t> next{0};
+  const auto lane = [&]() {
+    for (size_t index = next++; index < count; index = next++) job(index);
+  };
+  std::vector<std::thread> threads;
+  const size_t extra = std::min<size_t>(count, 64) - 1;
+  threads.reserve(extra);
+  for (size_t i = 0; i < extra; i++) threads.emplace_back(lane);
+  lane();
+  for (auto& thread : threads) thread.join();
+}
+
+// An Int32Array of fds (every one >= 0), as the *CloseMany calls take them.
+inline bool GetFdList(napi_env env, napi_value value, const char* fn, std::vector<int>* fds) {
+  int32_t* data = nullptr;
+  size_t length = 0;
+  if (!GetTyped(env, value, napi_int32_array, fn, "fds", "Int32Array", &data, &length)) return false;
+  for (size_t i = 0; i < length; i++) {
+    if (data[i] < 0) {
+      char message[96];
+      snprintf(message, sizeof message, "%s: fds[%zu] is %d, not an fd", fn, i, data[i]);
+      ThrowRange(env, message);
+      return false;
+    }
+  }
+  fds->assign(data, data + length);
+  return true;
 }
 
 // `count` frames must have entries in every per-frame array.

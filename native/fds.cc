@@ -26,6 +26,27 @@ napi_value Close(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// closeMany(fds: Int32Array): void. Closes them all together (see
+// RunInParallel): a daemon's 500 TAPs at exit. Throws the first failure once
+// every fd was closed.
+napi_value CloseMany(napi_env env, napi_callback_info info) {
+  const char* fn = "closeMany";
+  Args args;
+  std::vector<int> fds;
+  if (!GetArgs(env, info, fn, 1, &args) || !GetFdList(env, args.v[0], fn, &fds)) return nullptr;
+  std::vector<int> errors(fds.size(), 0);
+  RunInParallel(fds.size(), [&](size_t i) {
+    if (close(fds[i]) != 0 && errno != EINTR) errors[i] = errno;
+  });
+  for (size_t i = 0; i < fds.size(); i++) {
+    if (errors[i] != 0) {
+      ThrowFdErrno(env, "close", fds[i], errors[i]);
+      return nullptr;
+    }
+  }
+  return Undefined(env);
+}
+
 // ---------------------------------------------------------------------------
 // epoll and eventfd
 // ---------------------------------------------------------------------------
@@ -166,6 +187,7 @@ napi_value EventfdDrain(napi_env env, napi_callback_info info) {
 void RegisterFds(napi_env env, napi_value exports) {
   static const Export functions[] = {
       {"close", Close},
+      {"closeMany", CloseMany},
       {"epollCreate", EpollCreate},
       {"epollAdd", EpollAdd},
       {"epollDel", EpollDel},

@@ -16,6 +16,8 @@
 #include <linux/if_link.h>
 #include <linux/veth.h>
 
+#include <array>
+
 namespace vrio {
 namespace {
 
@@ -197,6 +199,49 @@ napi_value LinkDelete(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
+// linkDeleteMany(names: string[]): void. linkDelete of each, together (see
+// RunInParallel), each thread on its own netlink socket; throws the first
+// failure once all were tried.
+napi_value LinkDeleteMany(napi_env env, napi_callback_info info) {
+  const char* fn = "linkDeleteMany";
+  Args args;
+  if (!GetArgs(env, info, fn, 1, &args)) return nullptr;
+  bool is_array = false;
+  uint32_t length = 0;
+  if (napi_is_array(env, args.v[0], &is_array) != napi_ok || !is_array || napi_get_array_length(env, args.v[0], &length) != napi_ok) {
+    ThrowType(env, fn, "names must be an array of interface names");
+    return nullptr;
+  }
+  std::vector<std::array<char, IFNAMSIZ>> names(length);
+  for (uint32_t i = 0; i < length; i++) {
+    napi_value element = nullptr;
+    names[i].fill(0);
+    if (napi_get_element(env, args.v[0], i, &element) != napi_ok ||
+        !GetShortString(env, element, fn, "names[]", names[i].data(), IFNAMSIZ - 1)) {
+      return nullptr;
+    }
+  }
+  std::vector<int> errors(length, 0);
+  std::vector<const char*> failed(length, "RTM_DELLINK");
+  RunInParallel(length, [&](size_t i) {
+    const int rtnl = RtnlSocket();
+    if (rtnl < 0) {
+      errors[i] = errno;
+      failed[i] = "socket";
+      return;
+    }
+    errors[i] = DeleteLink(rtnl, names[i].data());
+    CloseQuietly(rtnl);
+  });
+  for (uint32_t i = 0; i < length; i++) {
+    if (errors[i] != 0) {
+      ThrowErrno(env, failed[i], names[i].data(), errors[i]);
+      return nullptr;
+    }
+  }
+  return Undefined(env);
+}
+
 // disableTxOffloads(name): void. `ethtool -K name tx off gso off ...` on a
 // device of the calling thread's namespace (see ethtool.h): its frames then
 // leave segmented and checksummed in software, as a capture must see them
@@ -221,6 +266,7 @@ void RegisterVeth(napi_env env, napi_value exports) {
   static const Export functions[] = {
       {"podVethOpen", PodVethOpen},
       {"linkDelete", LinkDelete},
+      {"linkDeleteMany", LinkDeleteMany},
       {"disableTxOffloads", DisableTxOffloadsOn},
   };
   DefineFunctions(env, exports, functions);

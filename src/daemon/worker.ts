@@ -45,6 +45,7 @@ import type { LocalPort, PortConfig } from '../control/agent/agent-interface';
 import { InProcessDataplaneAccess } from '../control/agent/dataplane-access';
 import type { RouteUpdate } from './worker-access';
 import { TapPort } from '../dataplane/io/live-ports';
+import { PortTeardown } from '../dataplane/io/port-teardown';
 import { FabricPort } from '../dataplane/io/fabric-port';
 import { NativeIo, PodTapConfig, loadNativeIo } from '../dataplane/io/native';
 import { DROP_REASONS } from '../dataplane/drop-reasons';
@@ -716,7 +717,14 @@ class DataplaneWorker {
   }
 
   private close(): void {
-    for (const vif of [...this.portOf.keys()]) this.closePort(vif);
+    const teardown = new PortTeardown(this.io);
+    for (const open of this.portOf.values()) {
+      if (open.port instanceof TapPort) open.port.closeInto(teardown, !this.keepDevices);
+      else open.port.closeInto(teardown);
+      if (open.createdVeth !== undefined && !this.keepDevices) teardown.deleteDevice(open.createdVeth);
+    }
+    this.portOf.clear();
+    teardown.run();
     this.fabricPort?.close();
     for (const fd of this.socketFds) this.io.close(fd);
     this.io.close(this.epoll);

@@ -44,6 +44,7 @@ export const CHECKS = [
   'eventfd-would-block',
   'eventfd-fails-then-succeeds',
   'worker-thread-ring',
+  'teardown-many',
 ] as const;
 type CheckName = (typeof CHECKS)[number];
 /** What a check returns: a detail for the report, or that plus a digest both I/O paths must agree on. */
@@ -801,6 +802,51 @@ async function workerCheck(): Promise<CheckResult> {
   }
 }
 
+/**
+ * The calls a stopping worker releases its ports with (src/dataplane/io/
+ * port-teardown.ts): every TAP, AF_XDP socket and device they are given is
+ * gone afterwards, and a bad fd among them is reported by number once the
+ * others are closed.
+ */
+function teardownChecks(run: Run): void {
+  run('teardown-many', () => {
+    const linkList = () => JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string; xdp?: unknown }>;
+    const links = () => linkList().map((link) => link.ifname);
+    const taps = Array.from({ length: 40 }, (_, i) => io.tapOpen(`vrtdown${i}`).fd);
+    const closedBefore = io.tapOpen('vrtdownx').fd;
+    io.close(closedBefore);
+    try {
+      io.closeMany(Int32Array.from([...taps, closedBefore]));
+      fail('closeMany of a closed fd did not throw');
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException;
+      if (e.code !== 'EBADF' || !e.message.includes(String(closedBefore))) fail(`closeMany: got "${e.message}" (${e.code}), expected EBADF naming fd ${closedBefore}`);
+    }
+    const tapsLeft = links().filter((name) => name.startsWith('vrtdown'));
+    if (tapsLeft.length > 0) fail(`TAPs left after closeMany: ${tapsLeft.join(' ')}`);
+    const veths = Array.from({ length: 8 }, (_, i) => `vrtdv${i}`);
+    for (const name of veths) ip('link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`);
+    for (const name of veths) ip('link', 'set', name, 'up');
+    for (const name of veths) ip('link', 'set', `${name}p`, 'up');
+    const sockets = veths.slice(0, 4).map((name) => io.xskOpen(name, 0).fd);
+    io.xskCloseMany(Int32Array.from(sockets));
+    for (const fd of sockets) {
+      try {
+        io.xskStats(fd);
+        fail(`AF_XDP socket ${fd} still open after xskCloseMany`);
+      } catch (error) {
+        if (!(error instanceof RangeError)) throw error;
+      }
+    }
+    const withXdp = linkList().filter((link) => link.ifname.startsWith('vrtdv') && link.xdp !== undefined);
+    if (withXdp.length > 0) fail(`XDP still attached after xskCloseMany: ${withXdp.map((link) => link.ifname).join(' ')}`);
+    io.linkDeleteMany(veths);
+    const vethsLeft = links().filter((name) => name.startsWith('vrtdv'));
+    if (vethsLeft.length > 0) fail(`veth ends left after linkDeleteMany: ${vethsLeft.join(' ')}`);
+    return `40 TAPs closed, 4 AF_XDP sockets released, 8 veth pairs deleted, each by one call; EBADF for fd ${closedBefore}`;
+  });
+}
+
 async function main(): Promise<void> {
   // A new namespace's loopback is down.
   ip('link', 'set', 'lo', 'up');
@@ -823,7 +869,7 @@ async function main(): Promise<void> {
   };
   // A setup failure (ip, /dev/net/tun) is reported, and the checks it kept
   // from running show up as missing in the parent test.
-  for (const group of [batchChecks, tapChecks, podNamespaceChecks, socketChecks]) {
+  for (const group of [batchChecks, tapChecks, podNamespaceChecks, socketChecks, teardownChecks]) {
     try {
       group(run);
     } catch (error) {

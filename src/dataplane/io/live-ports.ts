@@ -12,6 +12,7 @@
  * All queue references into the packet pool, not copies: the pipeline
  * flushes its ports at the end of every batch, before the slots are reused.
  */
+import type { PortTeardown } from './port-teardown';
 import type { NativeIo } from './native';
 import type { PacketPort } from '../vif';
 
@@ -66,6 +67,12 @@ export class TapPort extends QueuedPort {
   close(releaseDevice = true): void {
     if (releaseDevice && this.persistent) this.io.tapRelease(this.fd);
     this.io.close(this.fd);
+  }
+
+  /** close, with the fd closed by the teardown together with the other ports'. */
+  closeInto(teardown: PortTeardown, releaseDevice: boolean): void {
+    if (releaseDevice && this.persistent) this.io.tapRelease(this.fd);
+    teardown.closeFd(this.fd);
   }
 
   protected transmit(data: Buffer, offsets: Int32Array, lengths: Int32Array, count: number): number {

@@ -123,6 +123,8 @@ export interface NativeIo {
   /** Ends a pod TAP's persistence: it goes away when its fd is closed (a deleted port). */
   tapRelease(fd: number): void;
   close(fd: number): void;
+  /** Closes all of them together (threads of the caller's namespaces): each TAP or socket release waits for an RCU grace period. */
+  closeMany(fds: Int32Array): void;
 
   /**
    * A pod's veth pair: `ifname` created directly in the pod's namespace and
@@ -140,6 +142,8 @@ export interface NativeIo {
   disableTxOffloads(name: string): void;
   /** Deletes an interface of the calling thread's namespace (a veth's host end takes its pod end along). */
   linkDelete(name: string): void;
+  /** linkDelete of each, together; throws the first failure once all were tried. */
+  linkDeleteMany(names: string[]): void;
 
   /**
    * An AF_XDP socket in copy mode on `ifname` queue `queue` (UMEM, fill,
@@ -156,6 +160,8 @@ export interface NativeIo {
   xskStats(fd: number): XskStats;
   /** Detaches the XDP program and releases socket, rings, UMEM, map and program. */
   xskClose(fd: number): void;
+  /** xskClose of each, together. */
+  xskCloseMany(fds: Int32Array): void;
 
   /**
    * An AF_PACKET socket on `ifname` with a TPACKET_V2 receive ring,
@@ -171,6 +177,8 @@ export interface NativeIo {
   /** PACKET_STATISTICS since the last call: frames seen, frames dropped for a full ring. */
   packetRingStats(fd: number): { packets: number; drops: number };
   packetRingClose(fd: number): void;
+  /** packetRingClose of each, together. */
+  packetRingCloseMany(fds: Int32Array): void;
 
   /** An epoll instance (close-on-exec). */
   epollCreate(): number;

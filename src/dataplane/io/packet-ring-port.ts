@@ -4,6 +4,7 @@
  * where AF_XDP is refused. A tc program on the device's ingress drops what
  * the ring has seen, so the pod's frames do not also climb the host stack.
  */
+import type { PortTeardown } from './port-teardown';
 import type { NativeIo } from './native';
 import { QueuedPort } from './live-ports';
 
@@ -37,6 +38,11 @@ export class PacketRingPort extends QueuedPort {
   /** Detaches the drop program, unmaps the ring, closes the socket. */
   close(): void {
     this.io.packetRingClose(this.fd);
+  }
+
+  /** close, together with the other ports of a stopping worker. */
+  closeInto(teardown: PortTeardown): void {
+    teardown.releaseRing(this.fd);
   }
 
   protected transmit(data: Buffer, offsets: Int32Array, lengths: Int32Array, count: number): number {

@@ -6,6 +6,7 @@
  * one TX-ring update and a sendto(2) kick. The fd is readable while frames
  * wait, so the worker polls it with its TAPs and sockets.
  */
+import type { PortTeardown } from './port-teardown';
 import type { NativeIo, XskStats } from './native';
 import { QueuedPort } from './live-ports';
 
@@ -36,6 +37,11 @@ export class XskPort extends QueuedPort {
   /** Detaches the XDP program and releases the socket, its rings and UMEM. */
   close(): void {
     this.io.xskClose(this.fd);
+  }
+
+  /** close, together with the other ports of a stopping worker. */
+  closeInto(teardown: PortTeardown): void {
+    teardown.releaseXsk(this.fd);
   }
 
   protected transmit(data: Buffer, offsets: Int32Array, lengths: Int32Array, count: number): number {
