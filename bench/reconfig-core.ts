@@ -72,6 +72,8 @@ export interface ReconfigResult {
   /** Probes sent, and over the whole run the routes the route source changed per second. */
   probesSent: number;
   routeChangesPerSecond: number;
+  /** Per node, the longest its dataplane worker went between two epoll waits (GET /api/summary dataplaneLongestTurnMs). */
+  longestWorkerTurnMs: number[];
 }
 
 const WEB = networkFqns('web');
@@ -263,6 +265,9 @@ export async function runReconfig(topology: Topology, options: ReconfigOptions):
     const arrivals = new Map<string, Arrivals>();
     for (const [pod, receiver] of receivers) arrivals.set(pod, await receiver.stop());
 
+    const longestWorkerTurnMs = await Promise.all(
+      cluster.nodes.map(async (node) => (await cluster.introspect<{ dataplaneLongestTurnMs: number }>(node.index, '/api/summary')).dataplaneLongestTurnMs),
+    );
     const changes = { ...pingChanges } as ReconfigResult['changes'];
     for (const name of ['route add', 'route delete', 'scale up', 'scale down', 'policy deny, new flows', 'policy deny, established flow', 'policy allow, new flows', 'policy allow, established flow'] as const) {
       changes[name] = [];
@@ -297,6 +302,7 @@ export async function runReconfig(topology: Topology, options: ReconfigOptions):
       routeChurn,
       probesSent,
       routeChangesPerSecond: (routeChurn.added + routeChurn.removed) / churnSeconds,
+      longestWorkerTurnMs,
     };
   } catch (error) {
     throw await cluster.explain(error);

@@ -51,6 +51,7 @@ async function main(): Promise<void> {
     `unrelated datagrams: ${sent} sent, ${result.lost} lost, of which ${receiveBuffer} dropped by a receiving pod's full socket buffer and ${sendBuffer} refused ` +
       `by a sending pod's: ${lostInVrouters} lost in the vrouters (floor 0); longest gap ${Math.max(...result.streams.map((stream) => stream.longestGapMs)).toFixed(1)} ms`,
   );
+  console.log(`longest dataplane worker turn (epoll wait to epoll wait): ${result.longestWorkerTurnMs.map((ms, node) => `node${node} ${ms.toFixed(1)} ms`).join(', ')}`);
   console.log('| change | rounds | median ms | worst ms | never |');
   console.log('|---|---:|---:|---:|---:|');
   let never = 0;

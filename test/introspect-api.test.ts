@@ -368,10 +368,12 @@ describe('introspect API and utilities on running daemons', { timeout: 300_000 }
     cluster.withLogs(async () => {
       const index = await getJson<{ endpoints: string[] }>(0, '/api');
       assert.ok(index.endpoints.includes('GET /metrics'));
-      const summary = await getJson<{ node: string; underlayIp: string; ports: number; vrfs: number; flows: number; controlSessions: number; mainHeapUsedBytes: number; dataplaneHeapUsedBytes: number }>(0, '/api/summary');
+      const summary = await getJson<{ node: string; underlayIp: string; ports: number; vrfs: number; flows: number; controlSessions: number; mainHeapUsedBytes: number; dataplaneHeapUsedBytes: number; dataplaneLongestTurnMs: number }>(0, '/api/summary');
       assert.deepEqual([summary.node, summary.underlayIp, summary.ports, summary.vrfs, summary.controlSessions], ['node0', '198.18.0.11', 2, 2, 0]);
       // Two isolates, two heaps: each between 1 MB and 1 GB.
       for (const heap of [summary.mainHeapUsedBytes, summary.dataplaneHeapUsedBytes]) assert.ok(heap > 1 << 20 && heap < 1 << 30, `heap ${heap}`);
+      // The worker has served requests (the ports' adds) by now: a turn was measured.
+      assert.ok(summary.dataplaneLongestTurnMs > 0 && summary.dataplaneLongestTurnMs < 60_000, `longest turn ${summary.dataplaneLongestTurnMs} ms`);
       const vifs = await getJson<Array<{ id: number; name: string; pod: { name: string } | null; rates: unknown }>>(0, '/api/vifs');
       assert.deepEqual(vifs.map((vif) => [vif.id, vif.name, vif.pod?.name ?? null]), [[0, 'underlay', null], [1, 'vtap0', 'a1'], [2, 'vtap1', 'a2']]);
       assert.ok(vifs.every((vif) => vif.rates !== null), 'rates from the first answer on');
@@ -464,6 +466,7 @@ describe('introspect API and utilities on running daemons', { timeout: 300_000 }
       assert.equal(value(after, 'vrouter_control_sessions'), 0);
       assert.equal(value(after, 'vrouter_vrf_routes', { vn: 'vn1' }), 3);
       assert.ok(value(after, 'vrouter_heap_used_bytes', { thread: 'dataplane' }) > 1 << 20);
+      assert.ok(value(after, 'vrouter_dataplane_longest_turn_seconds') > 0);
       // The gauge of flows agrees with the flow table.
       const flows = await vrouterJson<{ total: number }>(0, ['flow', '-l']);
       const flowsNow = value(await scrape(), 'vrouter_flows');

@@ -89,7 +89,7 @@ test('flow pairs come back in another dataplane with their decisions, by VRF nam
   before.flows.trackTcp(entry, 0x02, 1000, 0, 0);
   before.flows.hit(entry + 1, 60, 10);
   before.flows.trackTcp(entry + 1, 0x12, 5000, 1001, 0);
-  const pairs = exportFlows(before);
+  const pairs = exportFlows(before).pairs;
   assert.equal(pairs.length, 1);
   assert.equal(pairs[0].vrf, 'vn1');
 
@@ -113,6 +113,28 @@ test('flow pairs come back in another dataplane with their decisions, by VRF nam
   assert.equal(importFlows(without, pairs, 20), 0);
 });
 
+test('flows export in slices: every pair once, in slot order, and next is null at the end', () => {
+  const dp = buildDataplane({ node: { name: 'node1', underlayIp: '198.18.0.12' }, vrfs: [{ id: 1, name: 'vn1' }], flows: { capacity: 1024 } }, 'slices.json');
+  const a = ipFromString('10.1.1.2');
+  const b = ipFromString('10.1.1.3');
+  for (let port = 1000; port < 1005; port++) {
+    dp.flows.create({ vrf: 1, protocol: 17, src: a, dst: b, srcPort: port, dstPort: 53 }, { vrf: 1, protocol: 17, src: b, dst: a, srcPort: 53, dstPort: port }, 10);
+  }
+  const whole = exportFlows(dp);
+  assert.equal(whole.next, null);
+  assert.equal(whole.pairs.length, 5);
+  const sliced = [];
+  let requests = 0;
+  for (let from: number | null = 0; from !== null; requests++) {
+    const slice = exportFlows(dp, from, 2);
+    assert.ok(slice.pairs.length <= 2);
+    sliced.push(...slice.pairs);
+    from = slice.next;
+  }
+  assert.equal(requests, 3);
+  assert.deepEqual(sliced, whole.pairs);
+});
+
 test("a pair's policy inputs come back by VN name, so a policy change after the restart re-evaluates it", () => {
   const document = (vrfs: Array<{ id: number; name: string }>) => ({ node: { name: 'node1', underlayIp: '198.18.0.12' }, vrfs, flows: { capacity: 1024 } });
   const before = buildDataplane(document([{ id: 1, name: 'vn1' }, { id: 2, name: 'web' }]), 'before.json');
@@ -123,7 +145,7 @@ test("a pair's policy inputs come back by VN name, so a policy change after the 
   before.flows.policyDestinationVn[entry >>> 1] = 2;
   before.flows.natWanted[entry >>> 1] = NAT_DNAT | NAT_DPAT;
   before.flows.setVerdict(entry, true);
-  const pairs = exportFlows(before);
+  const pairs = exportFlows(before).pairs;
   assert.deepEqual(pairs[0].policy, { sourceVn: 'vn1', destinationVn: 'web', nat: NAT_DNAT | NAT_DPAT });
 
   // After the restart the VNs have other ids; no rule allows vn1 -> web any more.
@@ -164,7 +186,7 @@ test('IPv6 flow pairs come back with their NAT, ECMP choice and TCP state, by VR
   before.flows.trackTcp(entry + 1, 0x12, 5000, 1001, 0);
   // An IPv4 pair beside it comes along as before.
   before.flows.create({ vrf: 1, protocol: 17, src: ipFromString('10.1.1.3'), dst: ipFromString('10.1.1.5'), srcPort: 5000, dstPort: 53 }, { vrf: 1, protocol: 17, src: ipFromString('10.1.1.5'), dst: ipFromString('10.1.1.3'), srcPort: 53, dstPort: 5000 }, 10);
-  const pairs = exportFlows(before);
+  const pairs = exportFlows(before).pairs;
   assert.equal(pairs.length, 2);
   const [ipv6] = pairs.filter((pair) => pair.forward.src6 !== undefined);
   assert.deepEqual([ipv6.forward.src6, ipv6.forward.dst6, ipv6.reverse.src6, ipv6.reverse.dst6], ['fd00:1::3', 'fd00:96::10', 'fd00:1::5', 'fd00:1::3']);

@@ -829,7 +829,13 @@ export class Daemon {
     this.savesWaiting++;
     this.saving = this.saving.then(async () => {
       try {
-        const flows = await this.dataplane.request<SnapshotFlowPair[]>({ op: 'export-flows' });
+        const flows: SnapshotFlowPair[] = [];
+        // Slice by slice: the worker forwards between them.
+        for (let fromPair: number | null = 0; fromPair !== null; ) {
+          const slice: { pairs: SnapshotFlowPair[]; next: number | null } = await this.dataplane.request({ op: 'export-flows', fromPair });
+          for (const pair of slice.pairs) flows.push(pair);
+          fromPair = slice.next;
+        }
         const snapshot: DaemonSnapshot = {
           version: SNAPSHOT_VERSION,
           node: this.state.node.name,

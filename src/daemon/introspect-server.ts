@@ -197,6 +197,8 @@ interface SummaryJson {
   flowCapacity: number;
   flowEvictions: number;
   dataplaneHeapUsedBytes: number;
+  /** The longest the dataplane worker went from one epoll wait to the next since start. */
+  dataplaneLongestTurnMs: number;
 }
 
 /** Identical table reads within this window share one worker request. */
@@ -811,6 +813,9 @@ export class IntrospectServer {
     text.family('vrouter_heap_used_bytes', 'gauge', "V8 heap in use, per thread of the daemon.", [
       { labels: { thread: 'main' }, value: getHeapStatistics().used_heap_size },
       { labels: { thread: 'dataplane' }, value: summary.dataplaneHeapUsedBytes },
+    ]);
+    text.family('vrouter_dataplane_longest_turn_seconds', 'gauge', 'The longest the dataplane worker went between two waits for packets since start (batches, table changes, re-evaluation).', [
+      { value: summary.dataplaneLongestTurnMs / 1000 },
     ]);
     const vifLabels = (vif: VifJson) => {
       const port = ports.find((candidate) => candidate.vif === vif.id);

@@ -191,8 +191,21 @@ export class RouteJournal {
   }
 }
 
-/** Worker side: the active flow pairs, IPv4 and IPv6. */
-export function exportFlows(dp: Dataplane): SnapshotFlowPair[] {
+/**
+ * Active pairs one export request gives at most: each becomes an object the
+ * worker clones to the main thread, so the tens of thousands of flows of
+ * bench:reconfig in one request kept the worker from its ports for 130-290
+ * ms at each periodic snapshot.
+ */
+export const EXPORT_SLICE_PAIRS = 2048;
+
+/**
+ * Worker side: the active flow pairs, IPv4 and IPv6, from pair slot
+ * `fromPair` on, at most `maxPairs` of them; `next` is the slot to go on
+ * from, null at the end. Between slices the worker forwards: a pair made or
+ * moved meanwhile may be missed or given twice (the import keeps the last).
+ */
+export function exportFlows(dp: Dataplane, fromPair = 0, maxPairs = Number.POSITIVE_INFINITY): { pairs: SnapshotFlowPair[]; next: number | null } {
   const flows = dp.flows;
   const pairs: SnapshotFlowPair[] = [];
   const side = (entry: number): SnapshotFlowEntry => {
@@ -208,7 +221,9 @@ export function exportFlows(dp: Dataplane): SnapshotFlowPair[] {
     const at = flows.address6Offset(entry);
     return { src: 0, dst: 0, src6: ip6ToString(flows.keyAddress6, at), dst6: ip6ToString(flows.keyAddress6, at + 16), ...decisions };
   };
-  for (let pair = 0; pair < flows.capacity / 2; pair++) {
+  const end = flows.capacity / 2;
+  for (let pair = fromPair; pair < end; pair++) {
+    if (pairs.length >= maxPairs) return { pairs, next: pair };
     const entry = pair * 2;
     if (!flows.isActive(entry)) continue;
     const vrf = dp.vrfs.get(flows.keyVrf[entry] & ~FLOW_FAMILY_IPV6);
@@ -218,7 +233,7 @@ export function exportFlows(dp: Dataplane): SnapshotFlowPair[] {
     const policy = sourceVn && destinationVn ? { policy: { sourceVn: sourceVn.name, destinationVn: destinationVn.name, nat: flows.natWanted[pair] } } : {};
     pairs.push({ vrf: vrf.name, protocol: flows.keyProtocol[entry], state: flows.pairState[pair], vif: flows.pairVif[pair], forward: side(entry), reverse: side(entry + 1), ...policy });
   }
-  return pairs;
+  return { pairs, next: null };
 }
 
 /**

@@ -49,7 +49,7 @@ import { PortTeardown } from '../dataplane/io/port-teardown';
 import { FabricPort } from '../dataplane/io/fabric-port';
 import { NativeIo, PodTapConfig, loadNativeIo } from '../dataplane/io/native';
 import { DROP_REASONS } from '../dataplane/drop-reasons';
-import { SnapshotFlowPair, exportFlows, importFlows } from './snapshot';
+import { EXPORT_SLICE_PAIRS, SnapshotFlowPair, exportFlows, importFlows } from './snapshot';
 import { CAPTURE_RECORD_SIZE, DROP_RECORD_SIZE } from './dataplane-handle';
 
 /** Epoch ms when this worker's modules were loaded: the first of its marks in the restart timeline. */
@@ -134,7 +134,7 @@ export type WorkerRequest =
   | { op: 'control-configure-port'; port: LocalPort; config: PortConfig; tapName: string; pod?: PodPortConfig; attach?: { interface: string } }
   | { op: 'control-unconfigure-port'; port: LocalPort }
   | { op: 'control-local-composite'; label: number; portIds: string[] }
-  | { op: 'export-flows' }
+  | { op: 'export-flows'; fromPair: number }
   | { op: 'import-flows'; pairs: SnapshotFlowPair[] }
   | { op: 'delete-device'; name: string }
   /**
@@ -268,6 +268,8 @@ class DataplaneWorker {
   private fabricPort: FabricPort | null = null;
   private running = true;
   private keepDevices = false;
+  /** The longest the worker went from one epoll wait to the next (batches, requests, re-evaluation): how long a port can go unread. */
+  private longestTurnMs = 0;
   readonly timeline: WorkerTimeline = { modulesLoaded: modulesLoadedAt, tablesBuilt: 0, underlayOpen: 0, ready: 0 };
   /** Called once, at the first batch that transmitted a packet (the end of a restart's outage). */
   onFirstForward: ((at: number) => void) | null = null;
@@ -301,6 +303,7 @@ class DataplaneWorker {
       // A policy change's flow re-evaluation goes on while idle too, a slice per turn.
       const revaluating = this.pipeline.revaluation.pending;
       const ready = this.io.epollWait(this.epoll, tags, revaluating ? 0 : POLL_TIMEOUT_MS);
+      const turnStarted = performance.now();
       if (ready === 0 && revaluating) this.pipeline.revaluation.step();
       for (let i = 0; i < ready; i++) {
         const tag = tags[i];
@@ -313,6 +316,8 @@ class DataplaneWorker {
       }
       const now = Math.floor(Date.now() / 1000);
       if (now !== this.pipeline.now) this.pipeline.advanceClock(now);
+      const turn = performance.now() - turnStarted;
+      if (turn > this.longestTurnMs) this.longestTurnMs = turn;
     }
     this.close();
   }
@@ -514,7 +519,9 @@ class DataplaneWorker {
       case 'introspect': {
         const answer = introspect(this.dp, this.pipeline, request.query);
         // The worker's V8 heap is its own: only this thread can read it (the soak samples it).
-        if (request.query.what === 'summary') return { ...(answer as object), dataplaneHeapUsedBytes: getHeapStatistics().used_heap_size };
+        if (request.query.what === 'summary') {
+          return { ...(answer as object), dataplaneHeapUsedBytes: getHeapStatistics().used_heap_size, dataplaneLongestTurnMs: Math.round(this.longestTurnMs * 10) / 10 };
+        }
         if (request.query.what !== 'vifs') return answer;
         // The port's I/O is the worker's to tell (the dataplane knows only the vif).
         return (answer as Array<{ id: number }>).map((vif) => {
@@ -560,7 +567,7 @@ class DataplaneWorker {
         this.controlled.setLocalComposite(request.label, request.portIds);
         return null;
       case 'export-flows':
-        return exportFlows(this.dp);
+        return exportFlows(this.dp, request.fromPair, EXPORT_SLICE_PAIRS);
       case 'import-flows':
         return importFlows(this.dp, request.pairs, this.pipeline.now);
       case 'delete-device':
