@@ -42,7 +42,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace vrio {
@@ -479,5 +481,28 @@ void RegisterGenerator(napi_env env, napi_value exports);
 
 // Whether this thread's readBatch/writeBatch use io_uring (io_uring.cc).
 bool ThreadUsesIoUring();
+
+// xskCloseMany and packetRingCloseMany: `fds` must all be objects of this
+// thread's table (`find` throws naming the first that is not); each one's
+// release (its destructor) then runs in parallel.
+template <typename T, typename Find>
+napi_value ReleaseTogether(napi_env env, napi_callback_info info, const char* fn,
+                           std::unordered_map<int, std::unique_ptr<T>>& table, Find find) {
+  Args args;
+  std::vector<int> fds;
+  if (!GetArgs(env, info, fn, 1, &args) || !GetFdList(env, args.v[0], fn, &fds)) return nullptr;
+  for (int fd : fds) {
+    if (find(env, fn, fd) == nullptr) return nullptr;
+  }
+  std::vector<std::unique_ptr<T>> released;
+  for (int fd : fds) {
+    auto found = table.find(fd);
+    if (found == table.end()) continue;  // listed twice
+    released.push_back(std::move(found->second));
+    table.erase(found);
+  }
+  RunInParallel(released.size(), [&](size_t i) { released[i].reset(); });
+  return Undefined(env);
+}
 
 }  // namespace vrio

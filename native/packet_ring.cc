@@ -257,22 +257,7 @@ napi_value PacketRingClose(napi_env env, napi_callback_info info) {
 // packetRingCloseMany(fds: Int32Array): void. Releases these AF_PACKET rings of this thread
 // together (see RunInParallel): each release waits for a grace period.
 napi_value PacketRingCloseMany(napi_env env, napi_callback_info info) {
-  const char* fn = "packetRingCloseMany";
-  Args args;
-  std::vector<int> fds;
-  if (!GetArgs(env, info, fn, 1, &args) || !GetFdList(env, args.v[0], fn, &fds)) return nullptr;
-  for (int fd : fds) {
-    if (Find(env, fn, fd) == nullptr) return nullptr;
-  }
-  std::vector<std::unique_ptr<PacketRing>> released;
-  for (int fd : fds) {
-    auto found = tls_rings.find(fd);
-    if (found == tls_rings.end()) continue;  // listed twice
-    released.push_back(std::move(found->second));
-    tls_rings.erase(found);
-  }
-  RunInParallel(released.size(), [&](size_t i) { released[i].reset(); });
-  return Undefined(env);
+  return ReleaseTogether(env, info, "packetRingCloseMany", tls_rings, Find);
 }
 
 }  // namespace

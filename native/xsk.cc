@@ -399,22 +399,7 @@ napi_value XskClose(napi_env env, napi_callback_info info) {
 // xskCloseMany(fds: Int32Array): void. Releases these AF_XDP sockets of this thread
 // together (see RunInParallel): each release waits for a grace period.
 napi_value XskCloseMany(napi_env env, napi_callback_info info) {
-  const char* fn = "xskCloseMany";
-  Args args;
-  std::vector<int> fds;
-  if (!GetArgs(env, info, fn, 1, &args) || !GetFdList(env, args.v[0], fn, &fds)) return nullptr;
-  for (int fd : fds) {
-    if (Find(env, fn, fd) == nullptr) return nullptr;
-  }
-  std::vector<std::unique_ptr<Xsk>> released;
-  for (int fd : fds) {
-    auto found = tls_sockets.find(fd);
-    if (found == tls_sockets.end()) continue;  // listed twice
-    released.push_back(std::move(found->second));
-    tls_sockets.erase(found);
-  }
-  RunInParallel(released.size(), [&](size_t i) { released[i].reset(); });
-  return Undefined(env);
+  return ReleaseTogether(env, info, "xskCloseMany", tls_sockets, Find);
 }
 
 }  // namespace
