@@ -726,8 +726,7 @@ class DataplaneWorker {
   private close(): void {
     const teardown = new PortTeardown(this.io);
     for (const open of this.portOf.values()) {
-      if (open.port instanceof TapPort) open.port.closeInto(teardown, !this.keepDevices);
-      else open.port.closeInto(teardown);
+      open.port.closeInto(teardown, !this.keepDevices);
       if (open.createdVeth !== undefined && !this.keepDevices) teardown.deleteDevice(open.createdVeth);
     }
     this.portOf.clear();

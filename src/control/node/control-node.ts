@@ -741,7 +741,8 @@ export class ControlNode {
       this.cancelPublish = null;
       const started = performance.now();
       this.publishPendingConfig();
-      this.lastPublish = { endedAt: performance.now(), ms: performance.now() - started };
+      const ended = performance.now();
+      this.lastPublish = { endedAt: ended, ms: ended - started };
     };
     if (wait > 1) {
       const timer = setTimeout(publish, wait);

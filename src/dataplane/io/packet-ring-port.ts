@@ -40,8 +40,8 @@ export class PacketRingPort extends QueuedPort {
     this.io.packetRingClose(this.fd);
   }
 
-  /** close, together with the other ports of a stopping worker. */
-  closeInto(teardown: PortTeardown): void {
+  /** close, together with the other ports of a stopping worker (the device is the pod's veth: nothing of it to release here). */
+  closeInto(teardown: PortTeardown, _releaseDevice: boolean): void {
     teardown.releaseRing(this.fd);
   }
 
